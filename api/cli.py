@@ -1,0 +1,72 @@
+"""The ``keyledger`` command line."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from infrastructure.settings import Settings
+
+cli = typer.Typer(help="keyledger: an event-sourced key management service that speaks AWS KMS.",
+                  no_args_is_help=True, add_completion=False)
+
+
+@cli.callback()
+def _group() -> None:
+    """keyledger: an event-sourced key management service that speaks AWS KMS."""
+
+
+def _first_region(settings: Settings) -> str:
+    return "us-east-1" if "us-east-1" in settings.regions else settings.regions[0]
+
+
+def _print_start_banner(settings: Settings, admin_created: bool, sealed_reason: str | None) -> None:
+    endpoint = f"http://{settings.host}:{settings.port}"
+    data_dir = settings.data_dir.resolve()
+    store = "PostgreSQL" if settings.resolved_database_url.startswith("postgresql") else "SQLite"
+    typer.echo(f"keyledger listening on {endpoint}  (data directory {data_dir}, {store} store)")
+    if sealed_reason:
+        typer.echo(f"SEALED: {sealed_reason}", err=True)
+        return
+    credentials = settings.admin_credentials_file.resolve()
+    if settings.root_key_provider == "file":
+        typer.echo(f"root key: {settings.root_key_file.resolve()} (mode 0600; back it up, keep it apart from the database)")
+    if credentials.exists():
+        note = "created now" if admin_created else "from the first start"
+        typer.echo(f"administrator credentials ({note}): {credentials} (mode 0600)")
+        typer.echo("Use them with the AWS CLI or boto3:")
+        typer.echo(f"  export AWS_SHARED_CREDENTIALS_FILE={credentials}")
+        typer.echo(f"  export AWS_PROFILE=keyledger AWS_DEFAULT_REGION={_first_region(settings)}")
+        typer.echo(f"  aws kms create-key --endpoint-url {endpoint}")
+        typer.echo("or copy them into your own AWS CLI profile:")
+        typer.echo(f"  aws configure set aws_access_key_id \"$(sed -n 's/^aws_access_key_id = //p' {credentials})\" --profile keyledger")
+        typer.echo(f"  aws configure set aws_secret_access_key \"$(sed -n 's/^aws_secret_access_key = //p' {credentials})\" --profile keyledger")
+
+
+@cli.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Address to listen on [env KEYLEDGER_HOST; default 127.0.0.1]."),
+    port: Optional[int] = typer.Option(None, help="Port to listen on [env KEYLEDGER_PORT; default 8080]."),
+    data_dir: Optional[Path] = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR; default ./keyledger-data]."),
+    database_url: Optional[str] = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL; default SQLite in the data directory]."),
+    access_log: bool = typer.Option(False, help="Log one line per HTTP request."),
+) -> None:
+    """Start the HTTP server (AWS KMS JSON protocol at /, health at /healthz)."""
+    import uvicorn
+
+    from api.http import create_app
+    from infrastructure.bootstrap import build_runtime
+
+    settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url)
+    runtime = build_runtime(settings)
+    _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason)
+    try:
+        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level=settings.log_level,
+                    access_log=access_log)
+    finally:
+        runtime.close()
+
+
+def main() -> None:
+    cli()

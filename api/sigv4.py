@@ -1,0 +1,213 @@
+"""AWS Signature Version 4 verification for incoming requests (Authorization-header form only).
+
+botocore does the maths: signed-header canonicalisation, string-to-sign, signing-key derivation and
+the HMAC all come from ``botocore.auth.SigV4Auth``. Only the canonical request is assembled here,
+because ``SigV4Auth.canonical_request`` chooses the headers itself (every header minus a blacklist)
+while a verifier must canonicalise exactly the headers the client listed in ``SignedHeaders``."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, unquote_plus
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.compat import HTTPHeaders
+from botocore.credentials import Credentials
+from botocore.utils import normalize_url_path
+
+from domain.errors import (
+    IncompleteSignatureError,
+    InvalidSignatureError,
+    MissingAuthenticationTokenError,
+    UnrecognizedClientError,
+)
+
+_ALGORITHM = "AWS4-HMAC-SHA256"
+_AMZ_DATE = "%Y%m%dT%H%M%SZ"
+_BAD_TOKEN = "The security token included in the request is invalid."
+_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. Check your AWS "
+    "Secret Access Key and signing method. Consult the service documentation for details."
+)
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    access_key_id: str
+    region: str  # from the credential scope
+    service: str  # from the credential scope
+    signed_at: datetime  # from X-Amz-Date, tz-aware UTC
+
+
+def verify_sigv4(*, method: str, path: str, query_string: str, headers: Sequence[tuple[str, str]],
+                 body: bytes, lookup_secret: Callable[[str], str | None], now: datetime,
+                 service: str = "kms", max_skew: timedelta = timedelta(minutes=5)) -> SignedRequest:
+    """Return who signed the request, or raise the error AWS would answer with."""
+    by_name: dict[str, list[str]] = {}
+    for name, value in headers:
+        by_name.setdefault(name.strip().lower(), []).append(value)
+    query = _parse_query(query_string)
+
+    if "authorization" not in by_name:
+        if any(key == "X-Amz-Algorithm" for key, _ in query):
+            raise IncompleteSignatureError(
+                "Query-string (presigned URL) authentication is not supported by this service; "
+                "sign the request with an Authorization header.")
+        raise MissingAuthenticationTokenError("Missing Authentication Token")
+    # We issue no session tokens, so any token is one we cannot have issued.
+    if "x-amz-security-token" in by_name or any(k == "X-Amz-Security-Token" for k, _ in query):
+        raise UnrecognizedClientError(_BAD_TOKEN)
+
+    authorization = by_name["authorization"][0]
+    credential, signed_names, provided = _parse_authorization(authorization)
+    access_key_id, scope_date, region, scope_service = _parse_credential(credential)
+    if "host" not in signed_names:
+        raise IncompleteSignatureError(
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+    amz_date, signed_at = _request_time(by_name, authorization)
+
+    if scope_service != service:
+        raise InvalidSignatureError(f"Credential should be scoped to correct service: '{service}'.")
+    if scope_date != amz_date[:8]:
+        raise InvalidSignatureError(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+            f"'{scope_date}' != '{amz_date[:8]}', from '{amz_date}'.")
+    secret = lookup_secret(access_key_id)
+    if secret is None:
+        raise UnrecognizedClientError(_BAD_TOKEN)
+    _check_skew(amz_date, signed_at, now, max_skew)
+
+    missing = [name for name in signed_names if name not in by_name]
+    if missing:
+        raise IncompleteSignatureError(
+            f"Signed header(s) {', '.join(missing)} listed in SignedHeaders are not present in the request.")
+    signed = HTTPHeaders.from_pairs((n, v) for n in signed_names for v in by_name[n])
+
+    signer = SigV4Auth(Credentials(access_key_id, secret), scope_service, region)
+    # The request object only carries what botocore's helpers read: the timestamp and the query.
+    context = AWSRequest(method=method, url="/", params=query)
+    context.context["timestamp"] = amz_date
+    canonical_request = "\n".join([
+        method.upper(),
+        # botocore's client path for non-S3 services: dot segments and duplicate slashes removed,
+        # then the (already percent-encoded) path encoded once more. Matching it is what verifies.
+        quote(normalize_url_path(path), safe="/~"),
+        signer.canonical_query_string(context),
+        signer.canonical_headers(signed) + "\n",
+        signer.signed_headers(signed),
+        _payload_hash(by_name, signed_names, body),
+    ])
+    expected = signer.signature(signer.string_to_sign(context, canonical_request), context)
+    if not hmac.compare_digest(expected.encode("ascii"), provided.encode("utf-8", "replace")):
+        raise InvalidSignatureError(_MISMATCH)
+    return SignedRequest(access_key_id, region, scope_service, signed_at)
+
+
+def _parse_query(query_string: str) -> list[tuple[str, str]]:
+    # Decode, then botocore re-encodes (RFC 3986) and sorts. '+' decodes to a space because botocore
+    # sends request params form-encoded ('+') while signing them as '%20'; a literal plus arrives as %2B.
+    pairs = []
+    for part in query_string.split("&"):
+        if part:
+            key, _, value = part.partition("=")
+            pairs.append((unquote_plus(key), unquote_plus(value)))
+    return pairs
+
+
+def _echo(authorization: str) -> str:
+    # AWS echoes the whole header back; we echo its shape but only the Credential and SignedHeaders
+    # values, so a signature is never reflected whatever the client called its parameter.
+    algorithm, _, rest = authorization.strip().partition(" ")
+    shown = []
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, _ = item.partition("=")
+        keep = key.strip() in ("Credential", "SignedHeaders")
+        shown.append(item if keep else f"{key.strip()}=<redacted>" if eq else "<redacted>")
+    return f"{algorithm[:64]} {', '.join(shown)}"[:512]
+
+
+def _parse_authorization(authorization: str) -> tuple[str, list[str], str]:
+    algorithm, _, rest = authorization.strip().partition(" ")
+    if algorithm != _ALGORITHM:
+        raise IncompleteSignatureError(
+            f"Unsupported AWS 'algorithm': '{algorithm[:64]}'; only {_ALGORITHM} is accepted.")
+    params: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise IncompleteSignatureError(
+                "A parameter is not a valid key=value pair (missing equal-sign) in Authorization header: "
+                f"'{_echo(authorization)}'.")
+        params[key.strip()] = value.strip()
+    missing = [k for k in ("Credential", "Signature", "SignedHeaders") if not params.get(k)]
+    if missing:
+        raise IncompleteSignatureError(
+            "".join(f"Authorization header requires '{k}' parameter. " for k in missing)
+            + f"Authorization={_echo(authorization)}")
+    signed_names = [n.strip().lower() for n in params["SignedHeaders"].split(";") if n.strip()]
+    return params["Credential"], signed_names, params["Signature"]
+
+
+def _parse_credential(credential: str) -> tuple[str, str, str, str]:
+    parts = credential.split("/")
+    if len(parts) != 5 or not all(parts) or not re.fullmatch(r"\d{8}", parts[1]):
+        raise IncompleteSignatureError(
+            "Credential must have the form <AccessKeyId>/<YYYYMMDD>/<region>/<service>/aws4_request, "
+            f"not '{credential[:256]}'.")
+    if parts[4] != "aws4_request":
+        raise IncompleteSignatureError(
+            f"Credential should be scoped with a valid terminator: 'aws4_request', not '{parts[4][:64]}'.")
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def _request_time(by_name: dict[str, list[str]], authorization: str) -> tuple[str, datetime]:
+    """The signing timestamp as SigV4 text and as a datetime: X-Amz-Date wins over Date."""
+    if "x-amz-date" in by_name:
+        text = by_name["x-amz-date"][0].strip()
+        if not re.fullmatch(r"\d{8}T\d{6}Z", text):
+            raise IncompleteSignatureError(
+                f"Date must be in ISO-8601 'basic format'. Got '{text[:64]}'. "
+                "See http://en.wikipedia.org/wiki/ISO_8601")
+        try:
+            return text, datetime.strptime(text, _AMZ_DATE).replace(tzinfo=timezone.utc)
+        except ValueError:  # well-shaped but impossible, e.g. month 13
+            raise IncompleteSignatureError(f"Date '{text}' is not a valid date.") from None
+    if "date" in by_name:
+        try:
+            when = parsedate_to_datetime(by_name["date"][0])
+        except (TypeError, ValueError):
+            raise IncompleteSignatureError(
+                f"Date header is not an RFC 1123 date: '{by_name['date'][0][:64]}'.") from None
+        when = when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        return when.strftime(_AMZ_DATE), when
+    raise IncompleteSignatureError(
+        "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "
+        f"Authorization={_echo(authorization)}")
+
+
+def _check_skew(amz_date: str, signed_at: datetime, now: datetime, max_skew: timedelta) -> None:
+    now = now.astimezone(timezone.utc) if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    tail = f"{now.strftime(_AMZ_DATE)} %s {max_skew.total_seconds() / 60:g} min."
+    if signed_at < now - max_skew:
+        raise InvalidSignatureError(f"Signature expired: {amz_date} is now earlier than "
+                                    f"{(now - max_skew).strftime(_AMZ_DATE)} ({tail % '-'})")
+    if signed_at > now + max_skew:
+        raise InvalidSignatureError(f"Signature not yet current: {amz_date} is still later than "
+                                    f"{(now + max_skew).strftime(_AMZ_DATE)} ({tail % '+'})")
+
+
+def _payload_hash(by_name: dict[str, list[str]], signed_names: list[str], body: bytes) -> str:
+    actual = hashlib.sha256(body).hexdigest()
+    if "x-amz-content-sha256" not in signed_names:
+        return actual
+    claimed = by_name["x-amz-content-sha256"][0].strip()
+    if claimed == "UNSIGNED-PAYLOAD":
+        raise InvalidSignatureError("UNSIGNED-PAYLOAD is not accepted by this service; sign the body.")
+    # A claimed hash that is not the body's own falls back to the real one, so the signature fails.
+    return claimed if claimed.lower() == actual else actual

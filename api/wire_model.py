@@ -1,0 +1,296 @@
+"""KMS JSON 1.1 request parsing/validation and response serialization, driven by botocore's KMS model.
+
+Shapes compile once into closures, so a request costs one walk of its body. Blob and ``sensitive``
+values are never echoed in a message."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Callable
+
+import botocore.session
+
+from domain.errors import SerializationError, UnknownOperationError, ValidationError
+
+Parser = Callable[[Any, Any, list], Any]  # (json value, path, violations) -> parsed value
+Serializer = Callable[[Any], Any]
+_NULL = object()  # the "value" of a missing required member
+_INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}  # Java int/long, as AWS
+_JSON_TYPES = {str: "string", list: "array", dict: "object", bool: "boolean", int: "number", float: "number",
+               type(None): "null"}
+
+
+def _render(path: Any, aws: bool) -> str:
+    # Paths are (parent, segment) cons cells, cheap to build while walking and rendered only on error.
+    # A segment is a member name, a list index, or a 1-tuple holding a map key (user data: kept verbatim).
+    segs = []
+    while path is not None:
+        path, seg = path
+        segs.append(seg)
+    out = ""
+    for seg in reversed(segs):
+        if isinstance(seg, int):
+            out += f".{seg + 1}.member" if aws else f"[{seg}]"
+        elif isinstance(seg, tuple):
+            out += f".{seg[0]}" if aws else f"[{seg[0]!r}]"
+        else:
+            out += "." + (seg[:1].lower() + seg[1:] if aws else seg)
+    return out[1:]
+
+
+def _type_error(path: Any, want: str, v: Any) -> SerializationError:
+    got = _JSON_TYPES.get(type(v), type(v).__name__)
+    if path is None:
+        return SerializationError(f"Request body must be a JSON object, got {got}")
+    return SerializationError(f"Member '{_render(path, False)}' must be {want}, got {got}")
+
+
+def _fmt(v: Any) -> str:
+    # Java toString style, which is what AWS echoes for lists and maps.
+    if isinstance(v, list):
+        return "[" + ", ".join(map(_fmt, v)) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def _validation_error(errs: list) -> ValidationError:
+    parts = []
+    for value, path, redact, rule in errs:
+        where = _render(path, True)
+        head = (f"Value null at '{where}'" if value is _NULL else
+                f"Value at '{where}'" if redact else f"Value '{_fmt(value)}' at '{where}'")
+        parts.append(f"{head} failed to satisfy constraint: {rule}")
+    n = len(parts)
+    return ValidationError(f"{n} validation error{'' if n == 1 else 's'} detected: " + "; ".join(parts))
+
+
+def _str_len(v: str, path: Any) -> int:
+    if v.isascii():  # O(1) in CPython: the common case skips the encode
+        return len(v)
+    try:  # AWS counts Java String length (UTF-16 units); a lone surrogate would break every later UTF-8 encode
+        return len(v.encode("utf-16-le")) // 2
+    except UnicodeEncodeError:
+        raise SerializationError(f"Member '{_render(path, False)}' contains an unpaired UTF-16 surrogate") from None
+
+
+def _parse_time(v: Any, path: Any, errs: list) -> datetime:
+    try:
+        if type(v) in (int, float):
+            return datetime.fromtimestamp(v, timezone.utc)
+        if type(v) is str:
+            dt = datetime.fromisoformat(v)
+            return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        pass
+    raise SerializationError(f"Member '{_render(path, False)}' must be epoch seconds or an ISO 8601 timestamp")
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")  # Python's json would otherwise accept NaN/Infinity
+
+
+def _redacted(shape: Any, seen: set) -> bool:
+    # A list or map holding a secret is a secret too: its echoed toString would show the elements.
+    if shape.type_name == "blob" or shape.metadata.get("sensitive"):
+        return True
+    seen.add(shape.name)
+    kids = (shape.members.values() if shape.type_name == "structure" else [shape.member] if shape.type_name == "list"
+            else [shape.key, shape.value] if shape.type_name == "map" else [])
+    return any(k.name not in seen and _redacted(k, seen) for k in kids)
+
+
+class WireModel:
+    def __init__(self) -> None:
+        self._model = botocore.session.get_session().get_service_model("kms")
+        self._ops = frozenset(self._model.operation_names)
+        self._shape_cache: dict[tuple[str, str], Callable] = {}
+        self._op_cache: dict[tuple[str, str], Callable] = {}
+
+    def has_operation(self, name: str) -> bool:
+        return name in self._ops
+
+    def parse_request(self, operation: str, body: bytes) -> dict[str, Any]:
+        if operation not in self._ops:
+            raise UnknownOperationError(f"Unknown operation {operation!r}")
+        parse = self._for_operation("in", operation)
+        data: Any = {}
+        if body and body.strip():
+            try:
+                data = json.loads(body, parse_constant=_reject_constant)
+            except UnicodeDecodeError:
+                raise SerializationError("Request body is not valid UTF-8") from None
+            except json.JSONDecodeError as e:  # its msg names the position, never the content
+                raise SerializationError(f"Request body is not valid JSON: {e.msg} at position {e.pos}") from None
+            except (ValueError, RecursionError) as e:
+                raise SerializationError(f"Request body is not valid JSON: {e}") from None
+        if type(data) is not dict:
+            raise _type_error(None, "", data)
+        errs: list = []
+        out = parse(data, None, errs)
+        if errs:
+            raise _validation_error(errs)
+        return out
+
+    def serialize_response(self, operation: str, output: dict[str, Any]) -> dict[str, Any]:
+        return self._for_operation("out", operation)(output)
+
+    def _for_operation(self, way: str, operation: str) -> Callable:
+        fn = self._op_cache.get((way, operation))
+        if fn is None:
+            op = self._model.operation_model(operation)
+            shape = op.input_shape if way == "in" else op.output_shape
+            fn = self._op_cache[(way, operation)] = (
+                self._compiled(way, shape) if shape is not None else _no_output if way == "out" else lambda *a: {})
+        return fn
+
+    def _compiled(self, way: str, shape: Any) -> Callable:
+        # Keyed by shape name: KMS members carry no constraint traits of their own, only documentation.
+        key = (way, shape.name)
+        fn = self._shape_cache.get(key)
+        if fn is None:
+            cell: list = []
+            self._shape_cache[key] = lambda *a: cell[0](*a)  # a recursive shape can refer to itself mid-build
+            fn = self._shape_cache[key] = (self._build_parser if way == "in" else self._build_serializer)(shape)
+            cell.append(fn)
+        return fn
+
+    def _build_parser(self, shape: Any) -> Parser:
+        t, meta = shape.type_name, shape.metadata
+        lo, hi, pat = meta.get("min"), meta.get("max"), meta.get("pattern")
+        enum = frozenset(shape.enum) if getattr(shape, "enum", None) else None
+        regex = re.compile(pat, re.ASCII) if pat else None  # Java's \w and \s are ASCII-only; matches() is full
+        redact, kind = _redacted(shape, set()), "value" if t in _INT_RANGE else "length"
+
+        def check(v: Any, n: int, path: Any, errs: list) -> None:
+            if lo is not None and n < lo:
+                errs.append((v, path, redact, f"Member must have {kind} greater than or equal to {lo}"))
+            if hi is not None and n > hi:
+                errs.append((v, path, redact, f"Member must have {kind} less than or equal to {hi}"))
+            if enum is not None and v not in enum:
+                errs.append((v, path, redact, f"Member must satisfy enum value set: [{', '.join(shape.enum)}]"))
+            if regex is not None and regex.fullmatch(v) is None:
+                errs.append((v, path, redact, f"Member must satisfy regular expression pattern: {pat}"))
+
+        def typed(want: type, label: str, convert: Callable) -> Parser:
+            def parse(v: Any, path: Any, errs: list) -> Any:
+                if type(v) is not want:
+                    raise _type_error(path, label, v)
+                return convert(v, path, errs)
+            return parse
+
+        if t == "structure":
+            required = set(shape.required_members)
+            members = [(n, self._compiled("in", s), n in required) for n, s in shape.members.items()]
+
+            def structure(v: dict, path: Any, errs: list) -> dict:
+                out = {}
+                for name, fn, req in members:  # unknown members are ignored (and dropped), as AWS does
+                    x = v.get(name)
+                    if x is not None:
+                        out[name] = fn(x, (path, name), errs)
+                    elif req:
+                        errs.append((_NULL, (path, name), False, "Member must not be null"))
+                return out
+            return typed(dict, "an object", structure)
+        if t == "list":
+            item = self._compiled("in", shape.member)
+
+            def array(v: list, path: Any, errs: list) -> list:
+                out = [item(x, (path, i), errs) for i, x in enumerate(v)]
+                check(out, len(out), path, errs)
+                return out
+            return typed(list, "an array", array)
+        if t == "map":
+            key, value = self._compiled("in", shape.key), self._compiled("in", shape.value)
+
+            def mapping(v: dict, path: Any, errs: list) -> dict:
+                out = {}
+                for k, x in v.items():
+                    p = (path, (k,))
+                    out[key(k, p, errs)] = value(x, p, errs)
+                check(out, len(out), path, errs)
+                return out
+            return typed(dict, "an object", mapping)
+        if t == "string":
+            def string(v: str, path: Any, errs: list) -> str:
+                check(v, _str_len(v, path), path, errs)
+                return v
+            return typed(str, "a string", string)
+        if t == "blob":
+            def blob(v: str, path: Any, errs: list) -> bytes:
+                try:  # Python tolerates excess '=' ("YWJj=") where Jackson would not
+                    if len(v) % 4 or v.find("=", 0, len(v) - 2) != -1:
+                        raise ValueError
+                    b = base64.b64decode(v, validate=True)
+                except (binascii.Error, ValueError):
+                    raise SerializationError(f"Member '{_render(path, False)}' is not valid base64") from None
+                check(b, len(b), path, errs)
+                return b
+            return typed(str, "a base64-encoded string", blob)
+        if t in _INT_RANGE:
+            floor, ceil = _INT_RANGE[t]
+
+            def integer(v: int, path: Any, errs: list) -> int:
+                if not floor <= v <= ceil:  # Jackson fails to bind these before any validation runs
+                    raise SerializationError(f"Member '{_render(path, False)}' is out of range for a Java {t}")
+                check(v, v, path, errs)
+                return v
+            return typed(int, "an integer", integer)
+        if t == "boolean":
+            return typed(bool, "a boolean", lambda v, path, errs: v)
+        if t == "timestamp":
+            return _parse_time
+        raise NotImplementedError(f"shape type {t} ({shape.name}) does not occur in the KMS model")
+
+    def _build_serializer(self, shape: Any) -> Serializer:
+        t = shape.type_name
+        if t == "structure":
+            members = {n: self._compiled("out", s) for n, s in shape.members.items()}
+
+            def structure(v: dict) -> dict:
+                out = {}
+                for k, x in v.items():
+                    if x is not None:
+                        fn = members.get(k)
+                        if fn is None:
+                            raise AssertionError(f"{shape.name} has no member {k!r}: response drifted from the model")
+                        out[k] = fn(x)
+                return out
+            return structure
+        if t == "list":
+            item = self._compiled("out", shape.member)
+            return lambda v: [item(x) for x in v]
+        if t == "map":
+            value = self._compiled("out", shape.value)
+            return lambda v: {k: value(x) for k, x in v.items()}
+        if t == "blob":
+            return lambda v: base64.b64encode(v).decode("ascii")
+        if t == "timestamp":
+            return _ser_time
+        return _ser_string if t == "string" else lambda v: v
+
+
+def _no_output(v: dict) -> dict:
+    extra = [k for k, x in v.items() if x is not None]
+    if extra:
+        raise AssertionError(f"operation has no output shape, got members {extra}")
+    return {}
+
+
+def _ser_string(v: Any) -> str:
+    if type(v) is str:
+        return v
+    if isinstance(v, Enum) and isinstance(v.value, str):  # domain enums (key state, spec) go out as their value
+        return v.value
+    raise AssertionError(f"expected a string, got {type(v).__name__}")
+
+
+def _ser_time(v: Any) -> float:
+    if isinstance(v, datetime):  # naive is taken as UTC; .timestamp() would otherwise read it as local time
+        return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).timestamp()
+    raise AssertionError(f"expected a datetime, got {type(v).__name__}")

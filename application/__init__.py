@@ -1,0 +1,1 @@
+"""keyledger's application layer: services that orchestrate the domain and declare the ports they need."""

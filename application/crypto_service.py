@@ -1,0 +1,134 @@
+"""Cryptographic operations on symmetric keys. Reads the key-state view (one row), never the event log,
+so the hot path is a primary-key lookup plus an in-memory backing key."""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Mapping
+
+from application.materials import KeyMaterials
+from application.ports import KeyRow
+from application.resolver import KeyResolver
+from domain import ciphertext
+from domain.encryption_context import validate_encryption_context
+from domain.errors import (
+    DryRunOperationError,
+    IncorrectKeyError,
+    InvalidCiphertextError,
+    InvalidKeyUsageError,
+    InvalidStateError,
+    ValidationError,
+)
+from domain.identifiers import Scope
+from domain.key import key_material_id
+from domain.key_specs import DATA_KEY_SPECS, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT
+from domain.key_states import KeyState, require_state
+
+SYMMETRIC_ALGORITHM = "SYMMETRIC_DEFAULT"
+_DRY_RUN = "The request would have succeeded, but the DryRun option is set."
+
+
+class CryptoService:
+    def __init__(self, resolver: KeyResolver, materials: KeyMaterials) -> None:
+        self._resolve = resolver
+        self._materials = materials
+
+    def _usable(self, row: KeyRow, operation: str, algorithm: str | None) -> None:
+        require_state(operation, KeyState(row.key_state), row.arn)
+        if row.key_usage != ENCRYPT_DECRYPT:
+            raise InvalidKeyUsageError(f"{row.arn} key usage is {row.key_usage} which is not valid for {operation}.")
+        if row.key_spec == SYMMETRIC_DEFAULT and algorithm not in (None, SYMMETRIC_ALGORITHM):
+            raise InvalidKeyUsageError(f"The encryption algorithm {algorithm} is not supported for {row.arn}; use SYMMETRIC_DEFAULT.")
+
+    def _seal(self, row: KeyRow, plaintext: bytes, context: Mapping[str, str] | None) -> tuple[bytes, str]:
+        material_id = row.current_material_id
+        backing = self._materials.get(row.key_id, material_id) if material_id else None
+        if backing is None:
+            raise InvalidStateError(f"{row.arn} has no key material to encrypt with.")
+        blob = ciphertext.encrypt(backing, uuid.UUID(row.key_id), bytes.fromhex(material_id), plaintext, context)
+        return blob, key_material_id(row.key_id, material_id)
+
+    def _open(self, scope: Scope, blob: bytes, key_ref: str | None, context: Mapping[str, str] | None,
+              operation: str, algorithm: str | None, dry_run: bool = False) -> tuple[KeyRow, bytes, str]:
+        validate_encryption_context(context)
+        header = ciphertext.parse_header(blob)
+        blob_key_id = str(header.key_id)
+        if key_ref is not None:
+            named = self._resolve.row(scope, key_ref)
+            if named.key_id != blob_key_id:
+                raise IncorrectKeyError(
+                    f"The key ID in the request does not identify the KMS key used to encrypt the ciphertext ({named.arn})."
+                )
+        row = self._resolve.row_by_id(scope, blob_key_id)
+        if row is None:
+            raise InvalidCiphertextError("The ciphertext refers to a key that does not exist in this account and region.")
+        self._usable(row, operation, algorithm)
+        if dry_run:
+            raise DryRunOperationError(_DRY_RUN)
+        backing = self._materials.get(row.key_id, header.material_id.hex())
+        if backing is None:
+            raise InvalidCiphertextError("The ciphertext was made with key material this key no longer has.")
+        plaintext = ciphertext.decrypt(backing, blob, context)
+        return row, plaintext, key_material_id(row.key_id, header.material_id.hex())
+
+    def encrypt(self, scope: Scope, key_ref: str, plaintext: bytes, context: Mapping[str, str] | None = None,
+                algorithm: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+        validate_encryption_context(context)
+        row = self._resolve.row(scope, key_ref)
+        self._usable(row, "Encrypt", algorithm)
+        if dry_run:
+            raise DryRunOperationError(_DRY_RUN)
+        blob, _ = self._seal(row, plaintext, context)
+        return {"CiphertextBlob": blob, "KeyId": row.arn, "EncryptionAlgorithm": SYMMETRIC_ALGORITHM}
+
+    def decrypt(self, scope: Scope, blob: bytes | None, key_ref: str | None = None,
+                context: Mapping[str, str] | None = None, algorithm: str | None = None,
+                dry_run: bool = False) -> dict[str, Any]:
+        if not blob:
+            raise ValidationError("CiphertextBlob is required.")
+        row, plaintext, material = self._open(scope, blob, key_ref, context, "Decrypt", algorithm, dry_run)
+        return {"KeyId": row.arn, "Plaintext": plaintext, "EncryptionAlgorithm": SYMMETRIC_ALGORITHM,
+                "KeyMaterialId": material}
+
+    def re_encrypt(self, scope: Scope, blob: bytes | None, destination_key_ref: str, *,
+                   source_key_ref: str | None = None, source_context: Mapping[str, str] | None = None,
+                   destination_context: Mapping[str, str] | None = None, source_algorithm: str | None = None,
+                   destination_algorithm: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+        if not blob:
+            raise ValidationError("CiphertextBlob is required.")
+        validate_encryption_context(destination_context)
+        destination = self._resolve.row(scope, destination_key_ref)
+        self._usable(destination, "ReEncryptTo", destination_algorithm)
+        source, plaintext, source_material = self._open(
+            scope, blob, source_key_ref, source_context, "ReEncryptFrom", source_algorithm, dry_run)
+        new_blob, destination_material = self._seal(destination, plaintext, destination_context)
+        return {
+            "CiphertextBlob": new_blob, "SourceKeyId": source.arn, "KeyId": destination.arn,
+            "SourceEncryptionAlgorithm": SYMMETRIC_ALGORITHM, "DestinationEncryptionAlgorithm": SYMMETRIC_ALGORITHM,
+            "SourceKeyMaterialId": source_material, "DestinationKeyMaterialId": destination_material,
+        }
+
+    def generate_data_key(self, scope: Scope, key_ref: str, *, key_spec: str | None = None,
+                          number_of_bytes: int | None = None, context: Mapping[str, str] | None = None,
+                          with_plaintext: bool = True, dry_run: bool = False) -> dict[str, Any]:
+        if (key_spec is None) == (number_of_bytes is None):
+            raise ValidationError("Specify either KeySpec or NumberOfBytes, but not both." if key_spec
+                                  else "Specify either KeySpec or NumberOfBytes to set the length of the data key.")
+        length = DATA_KEY_SPECS[key_spec] if key_spec is not None else number_of_bytes
+        validate_encryption_context(context)
+        row = self._resolve.row(scope, key_ref)
+        self._usable(row, "GenerateDataKey" if with_plaintext else "GenerateDataKeyWithoutPlaintext", None)
+        if dry_run:
+            raise DryRunOperationError(_DRY_RUN)
+        data_key = os.urandom(length)
+        blob, material = self._seal(row, data_key, context)
+        out: dict[str, Any] = {"CiphertextBlob": blob, "KeyId": row.arn, "KeyMaterialId": material}
+        if with_plaintext:
+            out["Plaintext"] = data_key
+        return out
+
+    @staticmethod
+    def generate_random(number_of_bytes: int | None) -> dict[str, Any]:
+        if number_of_bytes is None:
+            raise ValidationError("NumberOfBytes is required: ask for 1 to 1024 random bytes.")
+        return {"Plaintext": os.urandom(number_of_bytes)}

@@ -1,0 +1,70 @@
+"""What the application needs from the outside, as protocols. ``infrastructure/`` and ``projections/``
+implement them; the composition root (``infrastructure/bootstrap.py``) wires them together."""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, Sequence
+
+from eventsourcing.application import Recording
+from eventsourcing.domain import Aggregate
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction shared by the event store and every table written with it."""
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    """One row of the key-state view: what crypto operations and DescribeKey read."""
+
+    key_id: str
+    arn: str
+    account_id: str
+    region: str
+    key_state: str
+    key_spec: str
+    key_usage: str
+    current_material_id: str | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AliasRow:
+    alias_name: str
+    alias_arn: str
+    target_key_id: str
+    creation_date: datetime
+    last_updated_date: datetime
+
+
+class KeyStateView(Protocol):
+    def project(self, tx: Any, aggregates: Sequence[Aggregate], recordings: Sequence[Recording]) -> None: ...
+
+    def get_key(self, key_id: str) -> KeyRow | None: ...
+
+    def list_keys(self, account_id: str, region: str, limit: int, after: str | None) -> list[KeyRow]: ...
+
+    def get_alias(self, account_id: str, region: str, alias_name: str) -> AliasRow | None: ...
+
+    def list_aliases(self, account_id: str, region: str, key_id: str | None, limit: int,
+                     after: str | None) -> list[AliasRow]: ...
+
+    def aliases_of(self, key_id: str) -> list[str]: ...
+
+
+class BackingKeyStore(Protocol):
+    """Root-wrapped key material by (key id, material id). Rows are mutable: deletion shreds them."""
+
+    def put(self, tx: Any, key_id: str, material_id: str, wrapped: bytes) -> None: ...
+
+    def get(self, key_id: str, material_id: str) -> bytes | None: ...
+
+    def delete_key(self, tx: Any, key_id: str) -> None: ...

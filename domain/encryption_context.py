@@ -1,0 +1,35 @@
+"""Canonical encryption context: the exact bytes bound as AAD.
+
+Pairs are sorted by the UTF-8 bytes of their key, and every key and value is length-prefixed, so
+``{"ab": "c"}`` and ``{"a": "bc"}`` can never produce the same bytes (separator-free concatenation,
+as some emulators do, lets them collide). An absent context and ``{}`` are the same, as in AWS.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Mapping
+
+from domain.errors import ValidationError
+
+MAX_CONTEXT_BYTES = 8192
+
+
+def canonical_encryption_context(context: Mapping[str, str] | None) -> bytes:
+    items = sorted(((k.encode("utf-8"), v.encode("utf-8")) for k, v in (context or {}).items()), key=lambda kv: kv[0])
+    if sum(len(k) + len(v) for k, v in items) > MAX_CONTEXT_BYTES:
+        raise ValidationError(
+            f"Encryption context is too large: its keys and values may total at most {MAX_CONTEXT_BYTES} bytes."
+        )
+    out = [struct.pack(">I", len(items))]
+    for key, value in items:
+        out.append(struct.pack(">I", len(key)) + key + struct.pack(">I", len(value)) + value)
+    return b"".join(out)
+
+
+def validate_encryption_context(context: Mapping[str, str] | None) -> None:
+    for key, value in (context or {}).items():
+        if not key:
+            raise ValidationError("Encryption context keys must not be empty.")
+        if not isinstance(value, str):
+            raise ValidationError(f"Encryption context value for '{key}' must be a string.")
+    canonical_encryption_context(context)

@@ -1,0 +1,130 @@
+"""Domain exceptions. Each carries the AWS KMS error code it maps to; ``api/errors.py`` turns them into
+wire responses. Messages are for people: they name the problem and what to do, never a secret."""
+from __future__ import annotations
+
+
+class KmsError(Exception):
+    """Base of every error a caller may see. ``code`` is the AWS error code (the wire ``__type``)."""
+
+    code = "KMSInternalException"
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationError(KmsError):
+    code = "ValidationException"
+
+
+class NotFoundError(KmsError):
+    code = "NotFoundException"
+
+
+class InvalidArnError(KmsError):
+    code = "InvalidArnException"
+
+
+class DisabledError(KmsError):
+    code = "DisabledException"
+    status = 409
+
+
+class InvalidStateError(KmsError):
+    code = "KMSInvalidStateException"
+    status = 409
+
+
+class InvalidCiphertextError(KmsError):
+    code = "InvalidCiphertextException"
+
+
+class IncorrectKeyError(KmsError):
+    code = "IncorrectKeyException"
+
+
+class InvalidKeyUsageError(KmsError):
+    code = "InvalidKeyUsageException"
+
+
+class AlreadyExistsError(KmsError):
+    code = "AlreadyExistsException"
+
+
+class InvalidAliasNameError(KmsError):
+    code = "InvalidAliasNameException"
+
+
+class InvalidMarkerError(KmsError):
+    code = "InvalidMarkerException"
+
+
+class TagError(KmsError):
+    code = "TagException"
+
+
+class MalformedPolicyDocumentError(KmsError):
+    code = "MalformedPolicyDocumentException"
+
+
+class UnsupportedOperationError(KmsError):
+    code = "UnsupportedOperationException"
+
+
+class LimitExceededError(KmsError):
+    code = "LimitExceededException"
+
+
+class ConflictError(KmsError):
+    code = "ConflictException"
+    status = 409
+
+
+class AccessDeniedError(KmsError):
+    code = "AccessDeniedException"
+
+
+class DryRunOperationError(KmsError):
+    code = "DryRunOperationException"
+    status = 412
+
+
+class InternalError(KmsError):
+    code = "KMSInternalException"
+    status = 500
+
+
+class SealedError(KmsError):
+    """The service has no usable root key: it answers health checks and refuses every key operation."""
+
+    code = "KMSInternalException"
+    status = 503
+
+
+# Authentication failures (SigV4). AWS answers these before any KMS logic runs.
+class MissingAuthenticationTokenError(KmsError):
+    code = "MissingAuthenticationTokenException"
+    status = 403
+
+
+class IncompleteSignatureError(KmsError):
+    code = "IncompleteSignatureException"
+
+
+class InvalidSignatureError(KmsError):
+    code = "InvalidSignatureException"
+
+
+class UnrecognizedClientError(KmsError):
+    code = "UnrecognizedClientException"
+
+
+class UnknownOperationError(KmsError):
+    code = "UnknownOperationException"
+
+
+class SerializationError(KmsError):
+    """Body is not JSON, or a member has the wrong JSON type (AWS: SerializationException)."""
+
+    code = "SerializationException"

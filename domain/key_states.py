@@ -1,0 +1,84 @@
+"""Key states and the AWS KMS key-state x operation matrix, in one table.
+
+Every operation on a key asks ``require_state(op, state, arn)`` before it does anything; the answer for a
+state that does not allow the operation is the error AWS gives (see docs/reference: key-state.md).
+"""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Callable
+
+from domain.errors import DisabledError, InvalidStateError, KmsError, NotFoundError
+
+
+class KeyState(str, Enum):
+    ENABLED = "Enabled"
+    DISABLED = "Disabled"
+    PENDING_DELETION = "PendingDeletion"
+    PENDING_IMPORT = "PendingImport"
+    DELETED = "Deleted"  # not an AWS state on the wire: a deleted key is NotFound everywhere
+
+
+E, D, PD, PI, X = KeyState.ENABLED, KeyState.DISABLED, KeyState.PENDING_DELETION, KeyState.PENDING_IMPORT, KeyState.DELETED
+
+_Refusal = Callable[[str], KmsError]
+
+
+def _disabled(arn: str) -> KmsError:
+    return DisabledError(f"{arn} is disabled.")
+
+
+def _pending_deletion(arn: str) -> KmsError:
+    # AWS answers either DisabledException or KMSInvalidStateException here; we always use the latter
+    # (docs/decisions.md): the key is not merely disabled, and retrying after EnableKey cannot work.
+    return InvalidStateError(f"{arn} is pending deletion.")
+
+
+def _pending_import(arn: str) -> KmsError:
+    return InvalidStateError(f"{arn} is pending import.")
+
+
+def _not_pending_deletion(arn: str) -> KmsError:
+    return InvalidStateError(f"{arn} is not pending deletion.")
+
+
+def _deleted(arn: str) -> KmsError:
+    return NotFoundError(f"Key '{arn}' does not exist")
+
+
+_CRYPTO = {D: _disabled, PD: _pending_deletion, PI: _pending_import}
+_ANY: dict[KeyState, _Refusal] = {}
+_NOT_PENDING_DELETION = {PD: _pending_deletion}
+
+# operation -> {state that refuses it: how}. A state absent from the inner map allows the operation.
+MATRIX: dict[str, dict[KeyState, _Refusal]] = {
+    "Encrypt": _CRYPTO,
+    "Decrypt": _CRYPTO,
+    "ReEncryptFrom": _CRYPTO,
+    "ReEncryptTo": _CRYPTO,
+    "GenerateDataKey": _CRYPTO,
+    "GenerateDataKeyWithoutPlaintext": _CRYPTO,
+    "DescribeKey": _ANY,
+    "GetKeyPolicy": _ANY,
+    "PutKeyPolicy": _ANY,
+    "ListResourceTags": _ANY,
+    "ListAliases": _ANY,
+    "DeleteAlias": _ANY,
+    "EnableKey": {PD: _pending_deletion, PI: _pending_import},
+    "DisableKey": {PD: _pending_deletion, PI: _pending_import},
+    "ScheduleKeyDeletion": _NOT_PENDING_DELETION,
+    "CancelKeyDeletion": {E: _not_pending_deletion, D: _not_pending_deletion, PI: _not_pending_deletion},
+    "UpdateKeyDescription": _NOT_PENDING_DELETION,
+    "TagResource": _NOT_PENDING_DELETION,
+    "UntagResource": _NOT_PENDING_DELETION,
+    "CreateAlias": _NOT_PENDING_DELETION,
+    "UpdateAlias": _NOT_PENDING_DELETION,  # the destination key; the source key may be pending deletion
+}
+
+
+def require_state(operation: str, state: KeyState, arn: str) -> None:
+    if state is KeyState.DELETED:
+        raise _deleted(arn)
+    refusal = MATRIX[operation].get(state)
+    if refusal is not None:
+        raise refusal(arn)

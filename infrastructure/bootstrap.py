@@ -1,0 +1,102 @@
+"""The composition root: builds the storage, the root keyring and the services from Settings.
+
+Nothing here runs at import time. A missing or wrong root key yields a sealed Runtime (``sealed_reason``
+set, no services): health answers, every key operation refuses.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from application.crypto_service import CryptoService
+from application.key_service import KeyService
+from application.ledger import KeyLedger
+from application.materials import KeyMaterials
+from application.resolver import KeyResolver
+from application.writer import LedgerWriter
+from infrastructure.clock import SystemClock
+from infrastructure.credentials import CredentialStore, new_access_key
+from infrastructure.persistence import assert_storage_settings
+from infrastructure.root_keys import RootKeyUnavailable, check_root_keyring, has_root_key_checks, load_root_keyring
+from infrastructure.settings import Settings
+from infrastructure.storage import SqlBackingKeyStore, SqlUnitOfWork
+from infrastructure.tables import metadata as infrastructure_metadata
+from projections.key_state_view import SqlKeyStateView
+from projections.tables import metadata as projection_metadata
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    ledger: KeyLedger
+    uow: SqlUnitOfWork
+    sealed_reason: str | None = None
+    keys: KeyService | None = None
+    crypto: CryptoService | None = None
+    credentials: CredentialStore | None = None
+    admin_created: bool = False
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def ensure_data_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def build_ledger(settings: Settings) -> KeyLedger:
+    return KeyLedger(env={
+        "PERSISTENCE_MODULE": "infrastructure.persistence:KeyledgerFactory",
+        "SQLALCHEMY_URL": settings.resolved_database_url,
+    })
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    ensure_data_dir(settings.data_dir)
+    ledger = build_ledger(settings)
+    datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
+    engine = datastore.engine
+    infrastructure_metadata.create_all(engine)
+    projection_metadata.create_all(engine)
+    assert_storage_settings(engine)
+    uow = SqlUnitOfWork(datastore)
+    runtime = Runtime(settings=settings, ledger=ledger, uow=uow)
+    try:
+        with uow.transaction() as tx:
+            keyring = load_root_keyring(settings, first_start=not has_root_key_checks(tx))
+            check_root_keyring(tx, keyring)
+    except RootKeyUnavailable as exc:
+        runtime.sealed_reason = str(exc)
+        return runtime
+
+    view = SqlKeyStateView(datastore)
+    materials = KeyMaterials(SqlBackingKeyStore(uow), keyring)
+    writer = LedgerWriter(ledger, uow, view)
+    clock = SystemClock()
+    runtime.keys = KeyService(writer, view, materials, clock)
+    runtime.crypto = CryptoService(KeyResolver(view), materials)
+    runtime.credentials = CredentialStore(uow, keyring)
+    runtime.admin_created = _ensure_admin(settings, runtime.credentials)
+    return runtime
+
+
+def _ensure_admin(settings: Settings, credentials: CredentialStore) -> bool:
+    """First start: create the administrator access key and write it, mode 0600, to the data directory."""
+    if settings.admin_access_key_id:
+        if credentials.exists(settings.admin_access_key_id):
+            return False
+        key_id, secret = settings.admin_access_key_id, settings.admin_secret_access_key or ""
+    elif credentials.count() == 0:
+        key_id, secret = new_access_key()
+    else:
+        return False
+    credentials.create(key_id, secret, f"arn:aws:iam::{settings.account_id}:root", settings.account_id)
+    path = settings.admin_credentials_file
+    if path.exists():
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"[keyledger]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n")
+    return True

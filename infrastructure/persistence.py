@@ -1,0 +1,56 @@
+"""Storage wiring for the eventsourcing library: its SQLAlchemy factory, with our connection settings
+applied to every connection before the first one is made."""
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.utils import Environment
+from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+
+POSTGRES_LOCK_TIMEOUT = "5s"
+SQLITE_BUSY_TIMEOUT_MS = 10000
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # FULL: a commit is durable when it returns (the audit log promises that). secure_delete: deleted
+    # rows (shredded key material) are overwritten with zeros, not left in free pages.
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON",
+                   f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"SET lock_timeout = '{POSTGRES_LOCK_TIMEOUT}'")
+    cursor.close()
+    dbapi_connection.commit()
+
+
+class KeyledgerFactory(SQLAlchemyFactory):
+    def __init__(self, env: Environment) -> None:
+        super().__init__(env)
+        engine = self.datastore.engine
+        assert isinstance(engine, Engine)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_on_connect)
+        elif engine.dialect.name == "postgresql":
+            event.listen(engine, "connect", _postgres_on_connect)
+
+
+def assert_storage_settings(engine: Engine) -> None:
+    """Refuse to run on a SQLite connection without the durability and shredding settings."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        found = {
+            "journal_mode": conn.execute(text("PRAGMA journal_mode")).scalar(),
+            "synchronous": conn.execute(text("PRAGMA synchronous")).scalar(),
+            "secure_delete": conn.execute(text("PRAGMA secure_delete")).scalar(),
+        }
+    expected = {"journal_mode": "wal", "synchronous": 2, "secure_delete": 1}
+    if found != expected:
+        raise RuntimeError(f"SQLite settings are {found}, expected {expected}")

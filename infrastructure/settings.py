@@ -1,0 +1,85 @@
+"""Every setting, read in one place: KEYLEDGER_* environment variables, overridden by command-line flags.
+
+Names are chosen so the eventsourcing library never mistakes one for its own (it reads
+<APPNAME>_<KEY>, e.g. KEYLEDGER_SQLALCHEMY_URL); we also hand the library only what we choose.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+COMMERCIAL_REGIONS = (
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ap-east-1", "ap-east-2", "ap-south-1",
+    "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
+    "ap-southeast-7", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ca-central-1", "ca-west-1",
+    "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1", "eu-south-2",
+    "eu-north-1", "il-central-1", "me-south-1", "me-central-1", "mx-central-1", "sa-east-1",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("keyledger-data")
+    database_url: str | None = None  # default: SQLite file in data_dir
+    host: str = "127.0.0.1"
+    port: int = 8080
+    account_id: str = "111122223333"
+    regions: tuple[str, ...] = COMMERCIAL_REGIONS
+    admin_access_key_id: str | None = None
+    admin_secret_access_key: str | None = field(default=None, repr=False)
+    root_key_provider: str = "file"  # file | env
+    root_key: str | None = field(default=None, repr=False)  # for the env provider
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'keyledger.db'}"
+
+    @property
+    def root_key_file(self) -> Path:
+        return self.data_dir / "root-key"
+
+    @property
+    def admin_credentials_file(self) -> Path:
+        return self.data_dir / "admin-credentials"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        readers = {
+            "data_dir": ("KEYLEDGER_DATA_DIR", Path),
+            "database_url": ("KEYLEDGER_DATABASE_URL", str),
+            "host": ("KEYLEDGER_HOST", str),
+            "port": ("KEYLEDGER_PORT", int),
+            "account_id": ("KEYLEDGER_ACCOUNT_ID", str),
+            "regions": ("KEYLEDGER_REGIONS", lambda v: tuple(r.strip() for r in v.split(",") if r.strip())),
+            "admin_access_key_id": ("KEYLEDGER_ADMIN_ACCESS_KEY_ID", str),
+            "admin_secret_access_key": ("KEYLEDGER_ADMIN_SECRET_ACCESS_KEY", str),
+            "root_key_provider": ("KEYLEDGER_ROOT_KEY_PROVIDER", str),
+            "root_key": ("KEYLEDGER_ROOT_KEY", str),
+            "log_level": ("KEYLEDGER_LOG_LEVEL", str),
+        }
+        for name, (variable, convert) in readers.items():
+            if env.get(variable):
+                try:
+                    values[name] = convert(env[variable])
+                except ValueError:
+                    raise SystemExit(f"keyledger: {variable} has an invalid value.") from None
+        settings = replace(cls(), **values)
+        overrides = {k: v for k, v in flags.items() if v is not None}
+        settings = replace(settings, **overrides)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if not (self.account_id.isdigit() and len(self.account_id) == 12):
+            raise SystemExit("keyledger: KEYLEDGER_ACCOUNT_ID must be 12 digits.")
+        if self.root_key_provider not in ("file", "env"):
+            raise SystemExit("keyledger: KEYLEDGER_ROOT_KEY_PROVIDER must be 'file' or 'env'.")
+        if not self.regions:
+            raise SystemExit("keyledger: KEYLEDGER_REGIONS names no region.")
+        if (self.admin_access_key_id is None) != (self.admin_secret_access_key is None):
+            raise SystemExit("keyledger: set both KEYLEDGER_ADMIN_ACCESS_KEY_ID and KEYLEDGER_ADMIN_SECRET_ACCESS_KEY, or neither.")

@@ -1,0 +1,32 @@
+"""Infrastructure tables: secrets at rest (always root-wrapped) and the root-key check values."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Mutable on purpose: deleting a key or its imported material deletes these rows (crypto-shredding).
+backing_keys = sa.Table(
+    "backing_keys", metadata,
+    sa.Column("key_id", sa.String(36), primary_key=True),
+    sa.Column("material_id", sa.String(32), primary_key=True),
+    sa.Column("wrapped", sa.LargeBinary, nullable=False),
+)
+
+access_keys = sa.Table(
+    "access_keys", metadata,
+    sa.Column("access_key_id", sa.String(128), primary_key=True),
+    sa.Column("principal_arn", sa.String(2048), nullable=False),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("wrapped_secret", sa.LargeBinary, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# One row per root-key version: a known value wrapped under it. A root key that cannot unwrap its row
+# is the wrong key for this database, and the service starts sealed instead of writing under it.
+root_key_checks = sa.Table(
+    "root_key_checks", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("check_value", sa.LargeBinary, nullable=False),
+)

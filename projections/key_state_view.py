@@ -1,0 +1,138 @@
+"""The key-state view: what DescribeKey, ListKeys, ListAliases and every crypto call read."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+from eventsourcing.application import Recording
+from eventsourcing.domain import Aggregate
+from sqlalchemy.orm import Session
+
+from application.ports import AliasRow, KeyRow
+from domain.alias import Alias
+from domain.identifiers import Scope
+from domain.key import Key
+from domain.key_states import KeyState
+from projections.tables import aliases, key_event_index, key_state
+
+_TIMESTAMP_FIELDS = ("CreationDate", "DeletionDate", "ValidTo")
+
+
+def _epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _from_epoch(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def _encode_metadata(meta: dict[str, Any]) -> str:
+    return json.dumps({k: (_epoch(v) if isinstance(v, datetime) else v) for k, v in meta.items()}, sort_keys=True)
+
+
+def _decode_metadata(text: str) -> dict[str, Any]:
+    meta = json.loads(text)
+    for field in _TIMESTAMP_FIELDS:
+        if field in meta:
+            meta[field] = _from_epoch(meta[field])
+    return meta
+
+
+class SqlKeyStateView:
+    def __init__(self, datastore: Any) -> None:
+        # eventsourcing_sqlalchemy's datastore: its transactions nest, so a read inside a write sees it.
+        self._datastore = datastore
+
+    # -- writing (inside the caller's transaction) -----------------------------------------------
+
+    def project(self, tx: Session, aggregates: Sequence[Aggregate], recordings: Sequence[Recording]) -> None:
+        key_ids = {a.id for a in aggregates if isinstance(a, Key)}
+        for aggregate in aggregates:
+            if isinstance(aggregate, Key):
+                self._write_key(tx, aggregate)
+            elif isinstance(aggregate, Alias):
+                self._write_alias(tx, aggregate)
+        rows = [
+            {"key_id": str(r.domain_event.originator_id), "version": r.domain_event.originator_version,
+             "event_type": type(r.domain_event).__name__, "timestamp": _epoch(r.domain_event.timestamp),
+             "notification_id": r.notification.id}
+            for r in recordings if r.domain_event.originator_id in key_ids
+        ]
+        if rows:
+            tx.execute(key_event_index.insert(), rows)
+
+    @staticmethod
+    def _upsert(tx: Session, table: sa.Table, where: Any, values: dict[str, Any]) -> None:
+        if tx.execute(table.update().where(where).values(**values)).rowcount == 0:
+            tx.execute(table.insert().values(**values))
+
+    def _write_key(self, tx: Session, key: Key) -> None:
+        if key.key_state is KeyState.DELETED:
+            tx.execute(key_state.delete().where(key_state.c.key_id == key.key_id))
+            return
+        self._upsert(tx, key_state, key_state.c.key_id == key.key_id, {
+            "key_id": key.key_id, "account_id": key.account_id, "region": key.region, "arn": key.arn,
+            "key_state": key.state, "key_spec": key.key_spec, "key_usage": key.key_usage,
+            "current_material_id": key.current_material_id, "creation_date": _epoch(key.created_on),
+            "version": key.version, "metadata_json": _encode_metadata(key.metadata()),
+        })
+
+    def _write_alias(self, tx: Session, alias: Alias) -> None:
+        where = sa.and_(aliases.c.account_id == alias.account_id, aliases.c.region == alias.region,
+                        aliases.c.alias_name == alias.alias_name)
+        if alias.deleted:
+            tx.execute(aliases.delete().where(where))
+            return
+        scope = Scope(alias.account_id, alias.region)
+        self._upsert(tx, aliases, where, {
+            "account_id": alias.account_id, "region": alias.region, "alias_name": alias.alias_name,
+            "alias_arn": scope.alias_arn(alias.alias_name), "target_key_id": alias.target_key_id,
+            "creation_date": _epoch(alias.creation_date), "last_updated_date": _epoch(alias.modified_on),
+        })
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _rows(self, query: Any) -> list[Any]:
+        with self._datastore.transaction(commit=False) as session:
+            return list(session.execute(query))
+
+    @staticmethod
+    def _key_row(r: Any) -> KeyRow:
+        return KeyRow(key_id=r.key_id, arn=r.arn, account_id=r.account_id, region=r.region, key_state=r.key_state,
+                      key_spec=r.key_spec, key_usage=r.key_usage, current_material_id=r.current_material_id,
+                      metadata=_decode_metadata(r.metadata_json))
+
+    @staticmethod
+    def _alias_row(r: Any) -> AliasRow:
+        return AliasRow(alias_name=r.alias_name, alias_arn=r.alias_arn, target_key_id=r.target_key_id,
+                        creation_date=_from_epoch(r.creation_date), last_updated_date=_from_epoch(r.last_updated_date))
+
+    def get_key(self, key_id: str) -> KeyRow | None:
+        rows = self._rows(sa.select(key_state).where(key_state.c.key_id == key_id))
+        return self._key_row(rows[0]) if rows else None
+
+    def list_keys(self, account_id: str, region: str, limit: int, after: str | None) -> list[KeyRow]:
+        query = sa.select(key_state).where(key_state.c.account_id == account_id, key_state.c.region == region)
+        if after is not None:
+            query = query.where(key_state.c.key_id > after)
+        return [self._key_row(r) for r in self._rows(query.order_by(key_state.c.key_id).limit(limit))]
+
+    def get_alias(self, account_id: str, region: str, alias_name: str) -> AliasRow | None:
+        rows = self._rows(sa.select(aliases).where(
+            aliases.c.account_id == account_id, aliases.c.region == region, aliases.c.alias_name == alias_name))
+        return self._alias_row(rows[0]) if rows else None
+
+    def list_aliases(self, account_id: str, region: str, key_id: str | None, limit: int,
+                     after: str | None) -> list[AliasRow]:
+        query = sa.select(aliases).where(aliases.c.account_id == account_id, aliases.c.region == region)
+        if key_id is not None:
+            query = query.where(aliases.c.target_key_id == key_id)
+        if after is not None:
+            query = query.where(aliases.c.alias_name > after)
+        return [self._alias_row(r) for r in self._rows(query.order_by(aliases.c.alias_name).limit(limit))]
+
+    def aliases_of(self, key_id: str) -> list[str]:
+        return [r.alias_name for r in self._rows(
+            sa.select(aliases.c.alias_name).where(aliases.c.target_key_id == key_id).order_by(aliases.c.alias_name))]

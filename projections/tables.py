@@ -1,0 +1,43 @@
+"""Tables of the read models. They are written in the same transaction as the events they reflect."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+key_state = sa.Table(
+    "key_state", metadata,
+    sa.Column("key_id", sa.String(36), primary_key=True),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),
+    sa.Column("arn", sa.String(256), nullable=False),
+    sa.Column("key_state", sa.String(32), nullable=False),
+    sa.Column("key_spec", sa.String(32), nullable=False),
+    sa.Column("key_usage", sa.String(32), nullable=False),
+    sa.Column("current_material_id", sa.String(32)),
+    sa.Column("creation_date", sa.Float, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("metadata_json", sa.Text, nullable=False),
+    sa.Index("key_state_scope_idx", "account_id", "region", "key_id"),
+)
+
+aliases = sa.Table(
+    "key_aliases", metadata,
+    sa.Column("account_id", sa.String(12), primary_key=True),
+    sa.Column("region", sa.String(32), primary_key=True),
+    sa.Column("alias_name", sa.String(256), primary_key=True),
+    sa.Column("alias_arn", sa.String(512), nullable=False),
+    sa.Column("target_key_id", sa.String(36), nullable=False, index=True),
+    sa.Column("creation_date", sa.Float, nullable=False),
+    sa.Column("last_updated_date", sa.Float, nullable=False),
+)
+
+key_event_index = sa.Table(
+    "key_event_index", metadata,
+    sa.Column("key_id", sa.String(36), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("notification_id", sa.BigInteger, nullable=False),
+    sa.Index("key_event_index_time_idx", "timestamp"),
+)

@@ -1,0 +1,320 @@
+"""WireModel against botocore's KMS model: AWS's exact ValidationException wording, type errors as
+SerializationException, no secret ever echoed, and lossless blob/timestamp round trips."""
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+
+import botocore.session
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+# Run from any directory, before a conftest/pyproject puts the repo root on sys.path.
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from api.wire_model import WireModel  # noqa: E402
+from domain.errors import SerializationError, UnknownOperationError, ValidationError  # noqa: E402
+
+KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.fixture(scope="module")
+def wm() -> WireModel:
+    return WireModel()
+
+
+def body(**members) -> bytes:
+    return json.dumps(members).encode()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+# -- parse_request: constraints ------------------------------------------------------------------
+
+
+def test_plaintext_too_long_is_named_but_never_echoed(wm):
+    secret = b"TOPSECRET-" * 410  # 4100 bytes
+    with pytest.raises(ValidationError) as exc:
+        wm.parse_request("Encrypt", body(KeyId=KEY_ID, Plaintext=b64(secret[:4097])))
+    msg = exc.value.message
+    assert msg == ("1 validation error detected: Value at 'plaintext' failed to satisfy constraint: "
+                   "Member must have length less than or equal to 4096")
+    assert "TOPSECRET" not in msg and b64(secret[:4097])[:16] not in msg
+    assert exc.value.code == "ValidationException"
+
+
+def test_empty_plaintext_violates_min_length(wm):
+    with pytest.raises(ValidationError) as exc:
+        wm.parse_request("Encrypt", body(KeyId=KEY_ID, Plaintext=""))
+    assert exc.value.message == ("1 validation error detected: Value at 'plaintext' failed to satisfy constraint: "
+                                 "Member must have length greater than or equal to 1")
+
+
+@pytest.mark.parametrize("n, rule", [
+    (0, "Member must have value greater than or equal to 1"),
+    (1025, "Member must have value less than or equal to 1024"),
+])
+def test_number_of_bytes_range_uses_aws_wording(wm, n, rule):
+    with pytest.raises(ValidationError) as exc:
+        wm.parse_request("GenerateRandom", body(NumberOfBytes=n))
+    assert exc.value.message == (f"1 validation error detected: Value '{n}' at 'numberOfBytes' "
+                                 f"failed to satisfy constraint: {rule}")
+
+
+@pytest.mark.parametrize("value, got", [("12", "string"), (True, "boolean"), (12.5, "number"), ([1], "array")])
+def test_wrong_json_type_is_a_serialization_error_naming_the_member(wm, value, got):
+    with pytest.raises(SerializationError) as exc:
+        wm.parse_request("GenerateRandom", body(NumberOfBytes=value))
+    assert exc.value.message == f"Member 'NumberOfBytes' must be an integer, got {got}"
+    assert exc.value.code == "SerializationException"
+
+
+def test_integer_beyond_java_int_is_a_serialization_error(wm):
+    with pytest.raises(SerializationError, match="out of range"):
+        wm.parse_request("GenerateRandom", body(NumberOfBytes=2**31))
+
+
+def test_enum_violation_lists_the_model_values_in_model_order(wm):
+    values = botocore.session.get_session().get_service_model("kms").shape_for("KeySpec").enum
+    with pytest.raises(ValidationError) as exc:
+        wm.parse_request("CreateKey", body(KeySpec="NOPE"))
+    assert exc.value.message == ("1 validation error detected: Value 'NOPE' at 'keySpec' failed to satisfy "
+                                 f"constraint: Member must satisfy enum value set: [{', '.join(values)}]")
+    assert "SYMMETRIC_DEFAULT" in exc.value.message
+
+
+@pytest.mark.parametrize("raw", [b"{}", b'{"KeyId": null}'])
+def test_missing_required_member(wm, raw):
+    with pytest.raises(ValidationError) as exc:
+        wm.parse_request("DescribeKey", raw)
+    assert exc.value.message == ("1 validation error detected: Value null at 'keyId' failed to satisfy "
+                                 "constraint: Member must not be null")
+
+
+def test_several_violations_are_reported_together_in_model_order(wm):
+    with pytest.raises(ValidationError) as exc:
+        wm.parse_request("Encrypt", body(Plaintext=b64(b"x" * 5000)))
+    assert exc.value.message == (
+        "2 validation errors detected: "
+        "Value null at 'keyId' failed to satisfy constraint: Member must not be null; "
+        "Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096")
+
+
+def test_alias_name_pattern(wm):
+    with pytest.raises(ValidationError) as exc:
+        wm.parse_request("CreateAlias", body(AliasName="alias/has space", TargetKeyId=KEY_ID))
+    assert exc.value.message == (
+        "1 validation error detected: Value 'alias/has space' at 'aliasName' failed to satisfy constraint: "
+        "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$")
+
+
+def test_pattern_must_match_the_whole_value_even_when_unanchored(wm):
+    # PolicyNameType is '[\w]+' with no anchors; Java's matches() requires a full match.
+    with pytest.raises(ValidationError, match="regular expression pattern"):
+        wm.parse_request("GetKeyPolicy", body(KeyId=KEY_ID, PolicyName="default policy"))
+    assert wm.parse_request("GetKeyPolicy", body(KeyId=KEY_ID, PolicyName="default"))["PolicyName"] == "default"
+
+
+def test_nested_list_member_path_is_one_based(wm):
+    tags = [{"TagKey": "ok", "TagValue": "v"}, {"TagKey": "", "TagValue": "v"}]
+    with pytest.raises(ValidationError) as exc:
+        wm.parse_request("CreateKey", body(Tags=tags))
+    assert exc.value.message == ("1 validation error detected: Value '' at 'tags.2.member.tagKey' failed to "
+                                 "satisfy constraint: Member must have length greater than or equal to 1")
+
+
+def test_nested_type_error_names_the_path(wm):
+    with pytest.raises(SerializationError) as exc:
+        wm.parse_request("CreateKey", body(Tags=[{"TagKey": 7, "TagValue": "v"}]))
+    assert exc.value.message == "Member 'Tags[0].TagKey' must be a string, got number"
+
+
+def test_list_length_is_checked_and_echoed_java_style(wm):
+    with pytest.raises(ValidationError) as exc:
+        wm.parse_request("Encrypt", body(KeyId=KEY_ID, Plaintext=b64(b"x"), GrantTokens=[f"t{i}" for i in range(11)]))
+    assert "Value '[t0, t1," in exc.value.message
+    assert exc.value.message.endswith("at 'grantTokens' failed to satisfy constraint: "
+                                      "Member must have length less than or equal to 10")
+
+
+def test_sensitive_string_is_never_echoed(wm):
+    with pytest.raises(ValidationError) as exc:
+        wm.parse_request("CreateCustomKeyStore", body(CustomKeyStoreName="ks", KeyStorePassword="hunter"))
+    assert "hunter" not in exc.value.message
+    assert "Value at 'keyStorePassword'" in exc.value.message
+
+
+def test_string_length_counts_utf16_units_like_java(wm):
+    # TagKeyType max is 128: 64 astral characters are 128 UTF-16 units (ok), 65 are 130 (too long).
+    assert wm.parse_request("CreateKey", body(Tags=[{"TagKey": "\U0001F600" * 64, "TagValue": ""}]))
+    with pytest.raises(ValidationError, match="less than or equal to 128"):
+        wm.parse_request("CreateKey", body(Tags=[{"TagKey": "\U0001F600" * 65, "TagValue": ""}]))
+
+
+def test_unpaired_surrogate_is_a_serialization_error(wm):
+    with pytest.raises(SerializationError, match="surrogate"):
+        wm.parse_request("Encrypt", b'{"KeyId": "k", "Plaintext": "eA==", "EncryptionContext": {"a": "\\ud800"}}')
+
+
+# -- parse_request: body and types ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"str"', b"42", b"\xff\xfe{", b'{"NumberOfBytes": NaN}'])
+def test_body_that_is_not_a_json_object(wm, raw):
+    with pytest.raises(SerializationError):
+        wm.parse_request("GenerateRandom", raw)
+
+
+@pytest.mark.parametrize("raw", [b"", b"  \n\t", b"{}"])
+def test_empty_body_is_an_empty_request(wm, raw):
+    assert wm.parse_request("GenerateRandom", raw) == {}
+
+
+@pytest.mark.parametrize("bad", ["not base64!", "YWJj=", "YWJj====", "Y===", "YWJ", "\u00e9A==", "YW\nJj"])
+def test_bad_base64_is_a_serialization_error_without_echo(wm, bad):
+    with pytest.raises(SerializationError) as exc:
+        wm.parse_request("Decrypt", body(CiphertextBlob=bad))
+    assert exc.value.message == "Member 'CiphertextBlob' is not valid base64"
+
+
+def test_unknown_members_are_ignored_and_dropped(wm):
+    parsed = wm.parse_request("GenerateRandom", body(NumberOfBytes=32, Bogus={"x": 1}))
+    assert parsed == {"NumberOfBytes": 32}
+
+
+def test_full_request_parses_to_model_names_and_python_types(wm):
+    parsed = wm.parse_request("Encrypt", body(
+        KeyId=KEY_ID, Plaintext=b64(b"\x00hello"), EncryptionContext={"purpose": "test"},
+        GrantTokens=["tok"], EncryptionAlgorithm="SYMMETRIC_DEFAULT", DryRun=False))
+    assert parsed == {"KeyId": KEY_ID, "Plaintext": b"\x00hello", "EncryptionContext": {"purpose": "test"},
+                      "GrantTokens": ["tok"], "EncryptionAlgorithm": "SYMMETRIC_DEFAULT", "DryRun": False}
+
+
+def test_map_value_of_wrong_type(wm):
+    with pytest.raises(SerializationError) as exc:
+        wm.parse_request("Encrypt", body(KeyId=KEY_ID, Plaintext="eA==", EncryptionContext={"a": 1}))
+    assert exc.value.message == "Member 'EncryptionContext['a']' must be a string, got number"
+
+
+def test_unknown_operation(wm):
+    assert wm.has_operation("Encrypt") and not wm.has_operation("Explode")
+    with pytest.raises(UnknownOperationError):
+        wm.parse_request("Explode", b"{}")
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1700000000, datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)),
+    (1700000000.5, datetime(2023, 11, 14, 22, 13, 20, 500000, tzinfo=timezone.utc)),
+    ("2023-11-14T22:13:20Z", datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)),
+    ("2023-11-15T00:13:20+02:00", datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)),
+])
+def test_timestamp_parsing(wm, value, expected):
+    # No KMS input member is a timestamp today, so exercise the compiled DateType parser directly.
+    parse = wm._compiled("in", wm._model.shape_for("DateType"))
+    parsed = parse(value, (None, "CreationDate"), [])
+    assert parsed == expected and parsed.tzinfo == timezone.utc
+
+
+def test_bad_timestamp(wm):
+    parse = wm._compiled("in", wm._model.shape_for("DateType"))
+    for bad in ("yesterday", True, None, 1e300):
+        with pytest.raises(SerializationError, match="CreationDate"):
+            parse(bad, (None, "CreationDate"), [])
+
+
+# -- serialize_response --------------------------------------------------------------------------
+
+
+def test_blob_round_trip(wm):
+    blob = bytes(range(256))
+    parsed = wm.parse_request("Decrypt", body(CiphertextBlob=b64(blob)))
+    assert parsed["CiphertextBlob"] == blob
+    out = wm.serialize_response("Encrypt", {"CiphertextBlob": blob, "KeyId": KEY_ID,
+                                            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"})
+    assert out == {"CiphertextBlob": b64(blob), "KeyId": KEY_ID, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}
+    json.dumps(out)
+
+
+class _State(str, Enum):
+    ENABLED = "Enabled"
+
+
+def test_nested_datetime_enum_and_none(wm):
+    created = datetime(2024, 1, 2, 3, 4, 5, 250000, tzinfo=timezone.utc)
+    out = wm.serialize_response("DescribeKey", {"KeyMetadata": {
+        "KeyId": KEY_ID, "CreationDate": created, "Enabled": True, "KeyState": _State.ENABLED,
+        "DeletionDate": None, "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"]}})
+    meta = out["KeyMetadata"]
+    assert meta["CreationDate"] == pytest.approx(created.timestamp()) and isinstance(meta["CreationDate"], float)
+    assert meta["KeyState"] == "Enabled" and type(meta["KeyState"]) is str
+    assert "DeletionDate" not in meta
+    assert json.loads(json.dumps(out)) == out
+
+
+def test_naive_datetime_is_taken_as_utc(wm):
+    out = wm.serialize_response("DescribeKey", {"KeyMetadata": {"KeyId": KEY_ID,
+                                                                "CreationDate": datetime(1970, 1, 1, 0, 0, 10)}})
+    assert out["KeyMetadata"]["CreationDate"] == 10.0
+
+
+def test_list_of_structures_and_map(wm):
+    out = wm.serialize_response("ListResourceTags", {"Tags": [{"TagKey": "k", "TagValue": "v"}], "Truncated": False})
+    assert out == {"Tags": [{"TagKey": "k", "TagValue": "v"}], "Truncated": False}
+
+
+@pytest.mark.parametrize("output", [
+    {"Plaintext": b"x", "Bogus": 1},
+    {"KeyMetadata": {"KeyId": KEY_ID, "Bogus": 1}},
+])
+def test_unknown_output_member_is_a_programming_error(wm, output):
+    op = "GenerateRandom" if "Plaintext" in output else "DescribeKey"
+    with pytest.raises(AssertionError, match="Bogus"):
+        wm.serialize_response(op, output)
+
+
+def test_wrong_output_type_is_a_programming_error(wm):
+    with pytest.raises(AssertionError):
+        wm.serialize_response("DescribeKey", {"KeyMetadata": {"KeyId": 42}})
+
+
+def test_operation_without_output(wm):
+    assert wm.serialize_response("CreateAlias", {}) == {}
+    with pytest.raises(AssertionError):
+        wm.serialize_response("CreateAlias", {"KeyId": KEY_ID})
+
+
+def test_walkers_are_compiled_once(wm):
+    wm.parse_request("GenerateRandom", body(NumberOfBytes=1))
+    first = wm._op_cache[("in", "GenerateRandom")]
+    wm.parse_request("GenerateRandom", body(NumberOfBytes=2))
+    assert wm._op_cache[("in", "GenerateRandom")] is first
+
+
+# -- properties ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=4096))
+def test_plaintext_base64_round_trip(wm, data):
+    parsed = wm.parse_request("Encrypt", body(KeyId=KEY_ID, Plaintext=b64(data)))
+    assert parsed["Plaintext"] == data
+    assert wm.serialize_response("GenerateRandom", {"Plaintext": parsed["Plaintext"]}) == {"Plaintext": b64(data)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(min_value=-(2**31), max_value=2**31 - 1), st.integers(min_value=-5, max_value=1030)))
+def test_number_of_bytes_accepts_exactly_1_to_1024(wm, n):
+    if 1 <= n <= 1024:
+        assert wm.parse_request("GenerateRandom", body(NumberOfBytes=n)) == {"NumberOfBytes": n}
+    else:
+        with pytest.raises(ValidationError, match=f"Value '{n}' at 'numberOfBytes'"):
+            wm.parse_request("GenerateRandom", body(NumberOfBytes=n))
