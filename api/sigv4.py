@@ -170,14 +170,13 @@ def _request_time(by_name: dict[str, list[str]], authorization: str) -> tuple[st
     """The signing timestamp as SigV4 text and as a datetime: X-Amz-Date wins over Date."""
     if "x-amz-date" in by_name:
         text = by_name["x-amz-date"][0].strip()
-        if not re.fullmatch(r"\d{8}T\d{6}Z", text):
-            raise IncompleteSignatureError(
-                f"Date must be in ISO-8601 'basic format'. Got '{text[:64]}'. "
-                "See http://en.wikipedia.org/wiki/ISO_8601")
-        try:
-            return text, datetime.strptime(text, _AMZ_DATE).replace(tzinfo=timezone.utc)
+        try:  # the regex because strptime alone accepts short fields such as "2026011T..."
+            if re.fullmatch(r"\d{8}T\d{6}Z", text):
+                return text, datetime.strptime(text, _AMZ_DATE).replace(tzinfo=timezone.utc)
         except ValueError:  # well-shaped but impossible, e.g. month 13
-            raise IncompleteSignatureError(f"Date '{text}' is not a valid date.") from None
+            pass
+        raise IncompleteSignatureError(f"Date must be in ISO-8601 'basic format'. Got '{text[:64]}'. "
+                                       "See http://en.wikipedia.org/wiki/ISO_8601")
     if "date" in by_name:
         try:
             when = parsedate_to_datetime(by_name["date"][0])
