@@ -58,14 +58,85 @@ def serve(
     from api.http import create_app
     from infrastructure.bootstrap import build_runtime
 
+    from infrastructure.scheduler import MaintenanceScheduler
+
     settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url)
     runtime = build_runtime(settings)
     _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason)
+    scheduler = None
+    if runtime.services is not None:
+        scheduler = MaintenanceScheduler(runtime.services.maintenance, settings.maintenance_interval)
+        scheduler.start()
     try:
         uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level=settings.log_level,
                     access_log=access_log)
     finally:
+        if scheduler is not None:
+            scheduler.stop()
         runtime.close()
+
+
+def _open_runtime(data_dir: Optional[Path], database_url: Optional[str]):
+    from infrastructure.bootstrap import build_runtime
+
+    runtime = build_runtime(Settings.load(data_dir=data_dir, database_url=database_url))
+    if runtime.sealed_reason or runtime.services is None:
+        typer.echo(f"keyledger is sealed: {runtime.sealed_reason}", err=True)
+        raise typer.Exit(2)
+    return runtime
+
+
+DataDir = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR].")
+DatabaseUrl = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL].")
+
+
+@cli.command()
+def maintenance(data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl,
+                json_output: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Run one maintenance pass now: rotate due keys, delete keys whose waiting period ended, expire
+    imported material. The server runs the same pass on an interval; running both at once is safe."""
+    import json
+
+    runtime = _open_runtime(data_dir, database_url)
+    try:
+        assert runtime.services is not None
+        report = runtime.services.maintenance.run_once().as_dict()
+    finally:
+        runtime.close()
+    if json_output:
+        typer.echo(json.dumps(report))
+    else:
+        typer.echo(f"rotated {len(report['rotated'])}, deleted {len(report['deleted'])}, "
+                   f"expired {len(report['expired'])} keys; removed {report['import_keys_removed']} unused import keys")
+
+
+clock_cli = typer.Typer(help="The service clock (operators with direct database access only).")
+cli.add_typer(clock_cli, name="clock")
+
+
+@clock_cli.command("advance")
+def clock_advance(days: float = typer.Option(0.0, help="Days to move forward."),
+                  seconds: float = typer.Option(0.0, help="Seconds to move forward."),
+                  data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Move the service clock forward for every process on this database (for tests and drills).
+    Time only moves forward; no API can do this."""
+    from infrastructure.bootstrap import build_ledger, ensure_data_dir
+    from infrastructure.clock import advance_clock
+    from infrastructure.storage import SqlUnitOfWork
+    from infrastructure.tables import metadata
+
+    settings = Settings.load(data_dir=data_dir, database_url=database_url)
+    ensure_data_dir(settings.data_dir)
+    ledger = build_ledger(settings)
+    try:
+        metadata.create_all(ledger.recorder.datastore.engine)  # type: ignore[attr-defined]
+        total = advance_clock(SqlUnitOfWork(ledger.recorder.datastore), days * 86400 + seconds)  # type: ignore[attr-defined]
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    finally:
+        ledger.close()
+    typer.echo(f"service clock is now {total / 86400:.3f} days ahead of system time")
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         try:
             operation, scope = _authenticate(request, body)
             params = wire.parse_request(operation, body)
-            output = await run_in_threadpool(HANDLERS[operation], runtime, scope, params)
+            output = await run_in_threadpool(HANDLERS[operation], runtime.services, scope, params)
             payload = json.dumps(wire.serialize_response(operation, output or {}))
         except KmsError as error:
             return error_response(error, request_id)
@@ -57,8 +57,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     def _authenticate(request: Request, body: bytes) -> tuple[str, Scope]:
         if runtime.sealed_reason:
             raise SealedError(f"keyledger is sealed and refuses key operations: {runtime.sealed_reason}")
-        credentials = runtime.credentials
-        assert credentials is not None
+        assert runtime.services is not None
+        credentials = runtime.services.credentials
         signed = verify_sigv4(
             method=request.method, path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
             query_string=request.scope.get("query_string", b"").decode("latin-1"),

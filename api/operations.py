@@ -8,59 +8,85 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from domain.identifiers import Scope
-from infrastructure.bootstrap import Runtime
+from infrastructure.bootstrap import Services
 
-Handler = Callable[[Runtime, Scope, dict[str, Any]], dict[str, Any] | None]
+Handler = Callable[[Services, Scope, dict[str, Any]], dict[str, Any] | None]
 
 
 def _tags(p: dict[str, Any], member: str = "Tags") -> dict[str, str]:
     return {t["TagKey"]: t["TagValue"] for t in p.get(member) or []}
 
 
-def _create_key(rt: Runtime, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
-    return rt.keys.create_key(
+def _create_key(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
+    return sv.keys.create_key(
         s, key_spec=p.get("KeySpec") or p.get("CustomerMasterKeySpec"), key_usage=p.get("KeyUsage"),
         origin=p.get("Origin"), description=p.get("Description", ""), policy=p.get("Policy"), tags=_tags(p))
 
 
-def _crypto(method: str, **members: str) -> Handler:
-    """A crypto handler: ``members`` maps keyword argument -> request member."""
-    def handler(rt: Runtime, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
-        return getattr(rt.crypto, method)(s, **{arg: p.get(member) for arg, member in members.items()},
-                                          dry_run=bool(p.get("DryRun")))
+def _call(service: str, method: str, *positional: str, **members: str) -> Handler:
+    """A handler calling ``services.<service>.<method>(scope, *positional members, **keyword members)``;
+    a DryRun member, where the operation has one, is passed as dry_run."""
+    def handler(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any] | None:
+        kwargs = {arg: p.get(member) for arg, member in members.items()}
+        if "DryRun" in p:
+            kwargs["dry_run"] = bool(p["DryRun"])
+        return getattr(getattr(sv, service), method)(s, *(p.get(m) for m in positional), **kwargs)
     return handler
 
 
 HANDLERS: dict[str, Handler] = {
     "CreateKey": _create_key,
-    "DescribeKey": lambda rt, s, p: rt.keys.describe_key(s, p["KeyId"]),
-    "ListKeys": lambda rt, s, p: rt.keys.list_keys(s, p.get("Limit"), p.get("Marker")),
-    "EnableKey": lambda rt, s, p: rt.keys.enable_key(s, p["KeyId"]),
-    "DisableKey": lambda rt, s, p: rt.keys.disable_key(s, p["KeyId"]),
-    "UpdateKeyDescription": lambda rt, s, p: rt.keys.update_key_description(s, p["KeyId"], p["Description"]),
-    "ScheduleKeyDeletion": lambda rt, s, p: rt.keys.schedule_key_deletion(s, p["KeyId"], p.get("PendingWindowInDays")),
-    "CancelKeyDeletion": lambda rt, s, p: rt.keys.cancel_key_deletion(s, p["KeyId"]),
-    "TagResource": lambda rt, s, p: rt.keys.tag_resource(s, p["KeyId"], _tags(p)),
-    "UntagResource": lambda rt, s, p: rt.keys.untag_resource(s, p["KeyId"], p["TagKeys"]),
-    "ListResourceTags": lambda rt, s, p: rt.keys.list_resource_tags(s, p["KeyId"], p.get("Limit"), p.get("Marker")),
-    "GetKeyPolicy": lambda rt, s, p: rt.keys.get_key_policy(s, p["KeyId"], p.get("PolicyName")),
-    "CreateAlias": lambda rt, s, p: rt.keys.create_alias(s, p["AliasName"], p["TargetKeyId"]),
-    "UpdateAlias": lambda rt, s, p: rt.keys.update_alias(s, p["AliasName"], p["TargetKeyId"]),
-    "DeleteAlias": lambda rt, s, p: rt.keys.delete_alias(s, p["AliasName"]),
-    "ListAliases": lambda rt, s, p: rt.keys.list_aliases(s, p.get("KeyId"), p.get("Limit"), p.get("Marker")),
-    "Encrypt": _crypto("encrypt", key_ref="KeyId", plaintext="Plaintext", context="EncryptionContext",
-                       algorithm="EncryptionAlgorithm"),
-    "Decrypt": _crypto("decrypt", blob="CiphertextBlob", key_ref="KeyId", context="EncryptionContext",
-                       algorithm="EncryptionAlgorithm"),
-    "ReEncrypt": _crypto("re_encrypt", blob="CiphertextBlob", destination_key_ref="DestinationKeyId",
-                         source_key_ref="SourceKeyId", source_context="SourceEncryptionContext",
-                         destination_context="DestinationEncryptionContext",
-                         source_algorithm="SourceEncryptionAlgorithm",
-                         destination_algorithm="DestinationEncryptionAlgorithm"),
-    "GenerateDataKey": _crypto("generate_data_key", key_ref="KeyId", key_spec="KeySpec",
-                               number_of_bytes="NumberOfBytes", context="EncryptionContext"),
-    "GenerateDataKeyWithoutPlaintext": lambda rt, s, p: rt.crypto.generate_data_key(
+    "DescribeKey": _call("keys", "describe_key", "KeyId"),
+    "ListKeys": _call("keys", "list_keys", "Limit", "Marker"),
+    "EnableKey": _call("keys", "enable_key", "KeyId"),
+    "DisableKey": _call("keys", "disable_key", "KeyId"),
+    "UpdateKeyDescription": _call("keys", "update_key_description", "KeyId", "Description"),
+    "ScheduleKeyDeletion": _call("keys", "schedule_key_deletion", "KeyId", "PendingWindowInDays"),
+    "CancelKeyDeletion": _call("keys", "cancel_key_deletion", "KeyId"),
+    "TagResource": lambda sv, s, p: sv.keys.tag_resource(s, p["KeyId"], _tags(p)),
+    "UntagResource": _call("keys", "untag_resource", "KeyId", "TagKeys"),
+    "ListResourceTags": _call("keys", "list_resource_tags", "KeyId", "Limit", "Marker"),
+    "GetKeyPolicy": _call("keys", "get_key_policy", "KeyId", "PolicyName"),
+    "CreateAlias": _call("aliases", "create_alias", "AliasName", "TargetKeyId"),
+    "UpdateAlias": _call("aliases", "update_alias", "AliasName", "TargetKeyId"),
+    "DeleteAlias": _call("aliases", "delete_alias", "AliasName"),
+    "ListAliases": _call("aliases", "list_aliases", "KeyId", "Limit", "Marker"),
+    "Encrypt": _call("crypto", "encrypt", "KeyId", "Plaintext", context="EncryptionContext",
+                     algorithm="EncryptionAlgorithm"),
+    "Decrypt": _call("crypto", "decrypt", "CiphertextBlob", key_ref="KeyId", context="EncryptionContext",
+                     algorithm="EncryptionAlgorithm"),
+    "ReEncrypt": _call("crypto", "re_encrypt", "CiphertextBlob", "DestinationKeyId",
+                       source_key_ref="SourceKeyId", source_context="SourceEncryptionContext",
+                       destination_context="DestinationEncryptionContext",
+                       source_algorithm="SourceEncryptionAlgorithm",
+                       destination_algorithm="DestinationEncryptionAlgorithm"),
+    "GenerateDataKey": _call("crypto", "generate_data_key", "KeyId", key_spec="KeySpec",
+                             number_of_bytes="NumberOfBytes", context="EncryptionContext"),
+    "GenerateDataKeyWithoutPlaintext": lambda sv, s, p: sv.crypto.generate_data_key(
         s, p["KeyId"], key_spec=p.get("KeySpec"), number_of_bytes=p.get("NumberOfBytes"),
         context=p.get("EncryptionContext"), with_plaintext=False, dry_run=bool(p.get("DryRun"))),
-    "GenerateRandom": lambda rt, s, p: rt.crypto.generate_random(p.get("NumberOfBytes")),
+    "GenerateRandom": lambda sv, s, p: sv.crypto.generate_random(p.get("NumberOfBytes")),
+    # rotation
+    "EnableKeyRotation": _call("rotation", "enable_key_rotation", "KeyId", "RotationPeriodInDays"),
+    "DisableKeyRotation": _call("rotation", "disable_key_rotation", "KeyId"),
+    "GetKeyRotationStatus": _call("rotation", "get_key_rotation_status", "KeyId"),
+    "RotateKeyOnDemand": _call("rotation", "rotate_key_on_demand", "KeyId"),
+    "ListKeyRotations": _call("rotation", "list_key_rotations", "KeyId", "IncludeKeyMaterial", "Limit", "Marker"),
+    # imported key material
+    "GetParametersForImport": _call("imports", "get_parameters_for_import", "KeyId", "WrappingAlgorithm",
+                                    "WrappingKeySpec"),
+    "ImportKeyMaterial": _call("imports", "import_key_material", "KeyId", "ImportToken", "EncryptedKeyMaterial",
+                               valid_to="ValidTo", expiration_model="ExpirationModel"),
+    "DeleteImportedKeyMaterial": _call("imports", "delete_imported_key_material", "KeyId"),
+    # asymmetric and HMAC keys
+    "GetPublicKey": _call("asymmetric", "get_public_key", "KeyId"),
+    "Sign": _call("asymmetric", "sign", "KeyId", "Message", "SigningAlgorithm", "MessageType"),
+    "Verify": _call("asymmetric", "verify", "KeyId", "Message", "Signature", "SigningAlgorithm", "MessageType"),
+    "GenerateMac": _call("asymmetric", "generate_mac", "KeyId", "Message", "MacAlgorithm"),
+    "VerifyMac": _call("asymmetric", "verify_mac", "KeyId", "Message", "Mac", "MacAlgorithm"),
+    "DeriveSharedSecret": _call("asymmetric", "derive_shared_secret", "KeyId", "KeyAgreementAlgorithm", "PublicKey"),
+    "GenerateDataKeyPair": lambda sv, s, p: sv.asymmetric.generate_data_key_pair(
+        s, p["KeyId"], p["KeyPairSpec"], p.get("EncryptionContext"), True, bool(p.get("DryRun"))),
+    "GenerateDataKeyPairWithoutPlaintext": lambda sv, s, p: sv.asymmetric.generate_data_key_pair(
+        s, p["KeyId"], p["KeyPairSpec"], p.get("EncryptionContext"), False, bool(p.get("DryRun"))),
 }

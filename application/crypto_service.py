@@ -6,6 +6,7 @@ import os
 import uuid
 from typing import Any, Mapping
 
+from application.asymmetric_service import AsymmetricService
 from application.materials import KeyMaterials
 from application.ports import KeyRow
 from application.resolver import KeyResolver
@@ -29,15 +30,18 @@ _DRY_RUN = "The request would have succeeded, but the DryRun option is set."
 
 
 class CryptoService:
-    def __init__(self, resolver: KeyResolver, materials: KeyMaterials) -> None:
+    def __init__(self, resolver: KeyResolver, materials: KeyMaterials, asymmetric: AsymmetricService) -> None:
         self._resolve = resolver
         self._materials = materials
+        self._asymmetric = asymmetric
 
     def _usable(self, row: KeyRow, operation: str, algorithm: str | None) -> None:
+        """Symmetric encryption operations: the key state allows it and the key is a symmetric encryption key."""
         require_state(operation, KeyState(row.key_state), row.arn)
-        if row.key_usage != ENCRYPT_DECRYPT:
-            raise InvalidKeyUsageError(f"{row.arn} key usage is {row.key_usage} which is not valid for {operation}.")
-        if row.key_spec == SYMMETRIC_DEFAULT and algorithm not in (None, SYMMETRIC_ALGORITHM):
+        if row.key_usage != ENCRYPT_DECRYPT or row.key_spec != SYMMETRIC_DEFAULT:
+            raise InvalidKeyUsageError(
+                f"{row.arn} is a {row.key_spec} key for {row.key_usage}, which is not valid for {operation}.")
+        if algorithm not in (None, SYMMETRIC_ALGORITHM):
             raise InvalidKeyUsageError(f"The encryption algorithm {algorithm} is not supported for {row.arn}; use SYMMETRIC_DEFAULT.")
 
     def _seal(self, row: KeyRow, plaintext: bytes, context: Mapping[str, str] | None) -> tuple[bytes, str]:
@@ -75,6 +79,11 @@ class CryptoService:
                 algorithm: str | None = None, dry_run: bool = False) -> dict[str, Any]:
         validate_encryption_context(context)
         row = self._resolve.row(scope, key_ref)
+        if row.key_spec != SYMMETRIC_DEFAULT and row.key_usage == ENCRYPT_DECRYPT:
+            require_state("Encrypt", KeyState(row.key_state), row.arn)
+            if dry_run:
+                raise DryRunOperationError(_DRY_RUN)
+            return self._asymmetric.encrypt(row, plaintext, context, algorithm)
         self._usable(row, "Encrypt", algorithm)
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)
@@ -86,6 +95,14 @@ class CryptoService:
                 dry_run: bool = False) -> dict[str, Any]:
         if not blob:
             raise ValidationError("CiphertextBlob is required.")
+        if key_ref is not None and algorithm not in (None, SYMMETRIC_ALGORITHM):
+            # Asymmetric ciphertext is raw RSA with no header: the caller names key and algorithm.
+            named = self._resolve.row(scope, key_ref)
+            if named.key_spec != SYMMETRIC_DEFAULT:
+                require_state("Decrypt", KeyState(named.key_state), named.arn)
+                if dry_run:
+                    raise DryRunOperationError(_DRY_RUN)
+                return self._asymmetric.decrypt(named, blob, context, algorithm)
         row, plaintext, material = self._open(scope, blob, key_ref, context, "Decrypt", algorithm, dry_run)
         return {"KeyId": row.arn, "Plaintext": plaintext, "EncryptionAlgorithm": SYMMETRIC_ALGORITHM,
                 "KeyMaterialId": material}

@@ -51,6 +51,20 @@ class KeyMaterials:
                 self._cache.popitem(last=False)
         return secret
 
+    def replace(self, tx: Any, key_id: str, material: Material) -> None:
+        """Stores material whose row may already exist (the same material imported again)."""
+        self._store.delete_material(tx, key_id, material.material_id)
+        self.save(tx, key_id, material)
+
+    def seal(self, secret: bytes, *, purpose: str, key_id: str, material_id: str = "") -> bytes:
+        return self._keyring.wrap(secret, purpose=purpose, key_id=key_id, material_id=material_id)
+
+    def unseal(self, wrapped: bytes, *, purpose: str, key_id: str, material_id: str = "") -> bytes:
+        try:
+            return self._keyring.unwrap(wrapped, purpose=purpose, key_id=key_id, material_id=material_id)
+        except UnwrapError:
+            raise InternalError("A stored secret could not be unwrapped; the operator has been alerted.") from None
+
     def destroy(self, tx: Any, key_id: str) -> None:
         self._store.delete_key(tx, key_id)
         self.forget(key_id)

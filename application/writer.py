@@ -1,8 +1,9 @@
-"""The one write path: save aggregates' new events and every view row they change in one transaction,
+"""The one write path: save aggregates' new events and every row they change in one transaction,
 retrying on a concurrent writer (optimistic concurrency) a bounded number of times."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
@@ -13,6 +14,16 @@ from domain.errors import ConflictError
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 5
+Also = Callable[[Any], None]
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """What one attempt decided: the aggregates it changed, its answer, and rows to write with them."""
+
+    aggregates: Sequence[Aggregate]
+    result: T = None  # type: ignore[assignment]
+    also: list[Also] = field(default_factory=list)
 
 
 class LedgerWriter:
@@ -21,25 +32,24 @@ class LedgerWriter:
         self._uow = uow
         self._view = view
 
-    def commit(self, aggregates: Sequence[Aggregate], also: Callable[[Any], None] | None = None) -> None:
+    def commit(self, aggregates: Sequence[Aggregate], also: Sequence[Also] = ()) -> None:
         """Events, snapshots, view rows and ``also`` (e.g. backing-key rows) commit together or not at all."""
         with self._uow.transaction() as tx:
-            if also is not None:
-                also(tx)
+            for write in also:
+                write(tx)
             recordings = self.ledger.save(*aggregates)
             self._view.project(tx, aggregates, recordings)
 
-    def retrying(self, attempt: Callable[[], tuple[Sequence[Aggregate], T]],
-                 also: Callable[[Any], None] | None = None) -> T:
+    def retrying(self, attempt: Callable[[], Outcome[T]]) -> T:
         """Runs ``attempt`` (load, decide) and commits what it changed; on a version conflict, reloads."""
         for _ in range(MAX_ATTEMPTS):
-            aggregates, result = attempt()
-            changed = [a for a in aggregates if a.pending_events]
+            outcome = attempt()
+            changed = [a for a in outcome.aggregates if a.pending_events]
             if not changed:
-                return result
+                return outcome.result
             try:
-                self.commit(changed, also)
-                return result
+                self.commit(changed, outcome.also)
+                return outcome.result
             except IntegrityError:
                 continue
         raise ConflictError("The key was changed by another request at the same time; retry the request.")

@@ -128,3 +128,26 @@ class SerializationError(KmsError):
     """Body is not JSON, or a member has the wrong JSON type (AWS: SerializationException)."""
 
     code = "SerializationException"
+
+
+# Importing key material (BYOK).
+class InvalidImportTokenError(KmsError):
+    code = "InvalidImportTokenException"
+
+
+class ExpiredImportTokenError(KmsError):
+    code = "ExpiredImportTokenException"
+
+
+class IncorrectKeyMaterialError(KmsError):
+    code = "IncorrectKeyMaterialException"
+
+
+class InvalidSignatureValueError(KmsError):
+    """Verify found the signature does not match (AWS answers an exception, not SignatureValid=false)."""
+
+    code = "KMSInvalidSignatureException"
+
+
+class InvalidMacError(KmsError):
+    code = "KMSInvalidMacException"

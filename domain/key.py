@@ -5,7 +5,6 @@ commitment that lets the service recognise the same material again without stori
 """
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 from uuid import UUID
@@ -14,21 +13,19 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import ValidationError
 from domain.identifiers import Scope
+from domain.key_import_events import ImportableKey
+from domain.key_material import key_material_id, material_record
+from domain.key_rotation import RotatableKey
 from domain.key_specs import ORIGIN_AWS_KMS
 from domain.key_states import KeyState, require_state
 from domain.tags import merged_tags, validate_tag_keys
 
 MIN_PENDING_WINDOW_DAYS, MAX_PENDING_WINDOW_DAYS, DEFAULT_PENDING_WINDOW_DAYS = 7, 30, 30
 
-
-def key_material_id(key_id: str, material_id: str) -> str:
-    """The 64-hex KeyMaterialId callers see. The blob header carries a 16-byte material id (DESIGN.md);
-    AWS's wire shape is 32 bytes of hex, so we publish a hash of (key id, material id): stable, and it
-    reveals nothing about the material."""
-    return hashlib.sha256(b"keyledger/key-material-id/v1|" + key_id.encode() + b"|" + bytes.fromhex(material_id)).hexdigest()
+__all__ = ["Key", "key_material_id"]
 
 
-class Key(Aggregate):
+class Key(RotatableKey, ImportableKey, Aggregate):
     class Created(Aggregate.Created):
         account_id: str
         region: str
@@ -81,15 +78,27 @@ class Key(Aggregate):
         pending_window_days: int
 
         def apply(self, key: Key) -> None:
+            key.state_before_deletion = key.state
             key.state = KeyState.PENDING_DELETION.value
             key.deletion_date = self.deletion_date
             key.pending_window_days = self.pending_window_days
 
     class DeletionCanceled(Aggregate.Event):
         def apply(self, key: Key) -> None:
-            key.state = KeyState.DISABLED.value
+            # AWS: a canceled deletion leaves the key Disabled; a key without material stays PendingImport.
+            key.state = (KeyState.PENDING_IMPORT if key.state_before_deletion == KeyState.PENDING_IMPORT.value
+                         else KeyState.DISABLED).value
             key.deletion_date = None
             key.pending_window_days = None
+
+    class Deleted(Aggregate.Event):
+        """The waiting period ended: the backing-key rows were removed in this event's transaction."""
+
+        def apply(self, key: Key) -> None:
+            key.state = KeyState.DELETED.value
+            key.current_material_id = None
+            for material in key.materials:
+                material["present"] = False
 
     def __init__(self, *, account_id: str, region: str, partition: str, key_spec: str, key_usage: str,
                  origin: str, description: str, policy: str, tags: dict[str, str], material_id: str | None,
@@ -105,16 +114,25 @@ class Key(Aggregate):
         self.tags = dict(tags)
         self.multi_region = multi_region
         self.state = (KeyState.ENABLED if origin == ORIGIN_AWS_KMS else KeyState.PENDING_IMPORT).value
+        self.state_before_deletion: str | None = None
         self.current_material_id = material_id
-        self.materials: dict[str, str] = {material_id: commitment or ""} if material_id else {}
+        self.materials: list[dict[str, Any]] = []
+        if material_id:
+            self.materials.append(material_record(material_id, commitment or "", self.created_on, imported=False))
         self.deletion_date: datetime | None = None
         self.pending_window_days: int | None = None
+        self.rotation_enabled = False
+        self.rotation_period_days: int | None = None
+        self.next_rotation_date: datetime | None = None
+        self.on_demand_rotations = 0
+        self.rotation_anchor: datetime | None = None
+        self.import_parameters: dict[str, Any] | None = None
+        self.imported_expiration_model: str | None = None
 
     @classmethod
     def create(cls, *, key_id: UUID, scope: Scope, at: datetime, key_spec: str, key_usage: str, origin: str,
                description: str, policy: str, tags: Mapping[str, str], material_id: str | None,
                commitment: str | None) -> Key:
-        validate_tag_keys(tags)
         merged_tags({}, tags)
         return cls._create(
             cls.Created, id=key_id, timestamp=at, account_id=scope.account_id, region=scope.region,
@@ -139,6 +157,14 @@ class Key(Aggregate):
 
     def require(self, operation: str) -> None:
         require_state(operation, self.key_state, self.arn)
+
+    def material(self, material_id: str) -> dict[str, Any] | None:
+        return next((m for m in self.materials if m["material_id"] == material_id), None)
+
+    def metadata(self) -> dict[str, Any]:
+        from domain.key_metadata import key_metadata
+
+        return key_metadata(self)
 
     # -- commands --------------------------------------------------------------------------------
     # Each checks the state matrix before it triggers anything, so a refused command leaves no event.
@@ -185,31 +211,10 @@ class Key(Aggregate):
         self.require("CancelKeyDeletion")
         self.trigger_event(self.DeletionCanceled, timestamp=at)
 
-    def metadata(self) -> dict[str, Any]:
-        """KeyMetadata as DescribeKey answers it (shape of botocore's KeyMetadata)."""
-        from domain.key_specs import KEY_SPECS
+    def is_due_for_deletion(self, now: datetime) -> bool:
+        return self.key_state is KeyState.PENDING_DELETION and self.deletion_date is not None and self.deletion_date <= now
 
-        spec = KEY_SPECS[self.key_spec]
-        meta: dict[str, Any] = {
-            "AWSAccountId": self.account_id,
-            "KeyId": self.key_id,
-            "Arn": self.arn,
-            "CreationDate": self.created_on,
-            "Enabled": self.key_state is KeyState.ENABLED,
-            "Description": self.description,
-            "KeyUsage": self.key_usage,
-            "KeyState": self.state,
-            "Origin": self.origin,
-            "KeyManager": "CUSTOMER",
-            "CustomerMasterKeySpec": self.key_spec,
-            "KeySpec": self.key_spec,
-            "MultiRegion": self.multi_region,
-        }
-        if spec.encryption_algorithms:
-            meta["EncryptionAlgorithms"] = list(spec.encryption_algorithms)
-        if self.deletion_date is not None:
-            meta["DeletionDate"] = self.deletion_date
-            meta["PendingDeletionWindowInDays"] = self.pending_window_days
-        if self.current_material_id:
-            meta["CurrentKeyMaterialId"] = key_material_id(self.key_id, self.current_material_id)
-        return meta
+    def delete(self, at: datetime) -> None:
+        """Ends the waiting period. The caller removes the backing-key rows in the same transaction."""
+        if self.is_due_for_deletion(at):
+            self.trigger_event(self.Deleted, timestamp=at)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Callable
 
-from domain.errors import DisabledError, InvalidStateError, KmsError, NotFoundError
+from domain.errors import DisabledError, InvalidStateError, KmsError, NotFoundError, UnsupportedOperationError
 
 
 class KeyState(str, Enum):
@@ -46,7 +46,12 @@ def _deleted(arn: str) -> KmsError:
     return NotFoundError(f"Key '{arn}' does not exist")
 
 
+def _origin_external(arn: str) -> KmsError:
+    return UnsupportedOperationError(f"{arn} origin is EXTERNAL which is not valid for this operation.")
+
+
 _CRYPTO = {D: _disabled, PD: _pending_deletion, PI: _pending_import}
+_ROTATION_CHANGE = {D: _disabled, PD: _pending_deletion, PI: _origin_external}
 _ANY: dict[KeyState, _Refusal] = {}
 _NOT_PENDING_DELETION = {PD: _pending_deletion}
 
@@ -73,6 +78,22 @@ MATRIX: dict[str, dict[KeyState, _Refusal]] = {
     "UntagResource": _NOT_PENDING_DELETION,
     "CreateAlias": _NOT_PENDING_DELETION,
     "UpdateAlias": _NOT_PENDING_DELETION,  # the destination key; the source key may be pending deletion
+    "EnableKeyRotation": _ROTATION_CHANGE,
+    "DisableKeyRotation": _ROTATION_CHANGE,
+    "RotateKeyOnDemand": _ROTATION_CHANGE,
+    "GetKeyRotationStatus": {PI: _origin_external},
+    "ListKeyRotations": {PI: _origin_external},
+    "GetParametersForImport": _NOT_PENDING_DELETION,
+    "ImportKeyMaterial": _NOT_PENDING_DELETION,
+    "DeleteImportedKeyMaterial": _ANY,
+    "Sign": _CRYPTO,
+    "Verify": _CRYPTO,
+    "GenerateMac": _CRYPTO,
+    "VerifyMac": _CRYPTO,
+    "GetPublicKey": _CRYPTO,
+    "DeriveSharedSecret": _CRYPTO,
+    "GenerateDataKeyPair": _CRYPTO,
+    "GenerateDataKeyPairWithoutPlaintext": _CRYPTO,
 }
 
 

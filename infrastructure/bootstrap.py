@@ -9,21 +9,46 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from application.alias_service import AliasService
+from application.asymmetric_service import AsymmetricService
 from application.crypto_service import CryptoService
+from application.import_service import ImportService
+from application.key_access import KeyAccess
 from application.key_service import KeyService
 from application.ledger import KeyLedger
+from application.maintenance import Maintenance
 from application.materials import KeyMaterials
 from application.resolver import KeyResolver
+from application.rotation_service import RotationService
 from application.writer import LedgerWriter
-from infrastructure.clock import SystemClock
+from domain.asymmetric import POST_QUANTUM_SUPPORTED
+from infrastructure.clock import DatabaseClock
 from infrastructure.credentials import CredentialStore, new_access_key
 from infrastructure.persistence import assert_storage_settings
 from infrastructure.root_keys import RootKeyUnavailable, check_root_keyring, has_root_key_checks, load_root_keyring
+from infrastructure.service_secrets import service_secret
 from infrastructure.settings import Settings
-from infrastructure.storage import SqlBackingKeyStore, SqlUnitOfWork
+from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork
 from infrastructure.tables import metadata as infrastructure_metadata
 from projections.key_state_view import SqlKeyStateView
 from projections.tables import metadata as projection_metadata
+
+UNSUPPORTED_SPECS = {
+    spec: f"{spec} needs post-quantum support that the installed 'cryptography' library does not have."
+    for spec, supported in POST_QUANTUM_SUPPORTED.items() if not supported
+}
+
+
+@dataclass
+class Services:
+    keys: KeyService
+    aliases: AliasService
+    crypto: CryptoService
+    asymmetric: AsymmetricService
+    rotation: RotationService
+    imports: ImportService
+    maintenance: Maintenance
+    credentials: CredentialStore
 
 
 @dataclass
@@ -32,9 +57,8 @@ class Runtime:
     ledger: KeyLedger
     uow: SqlUnitOfWork
     sealed_reason: str | None = None
-    keys: KeyService | None = None
-    crypto: CryptoService | None = None
-    credentials: CredentialStore | None = None
+    services: Services | None = None
+    clock: DatabaseClock | None = None
     admin_created: bool = False
 
     def close(self) -> None:
@@ -62,7 +86,7 @@ def build_runtime(settings: Settings) -> Runtime:
     projection_metadata.create_all(engine)
     assert_storage_settings(engine)
     uow = SqlUnitOfWork(datastore)
-    runtime = Runtime(settings=settings, ledger=ledger, uow=uow)
+    runtime = Runtime(settings=settings, ledger=ledger, uow=uow, clock=DatabaseClock(uow))
     try:
         with uow.transaction() as tx:
             keyring = load_root_keyring(settings, first_start=not has_root_key_checks(tx))
@@ -71,14 +95,27 @@ def build_runtime(settings: Settings) -> Runtime:
         runtime.sealed_reason = str(exc)
         return runtime
 
+    clock = runtime.clock
+    assert clock is not None
     view = SqlKeyStateView(datastore)
     materials = KeyMaterials(SqlBackingKeyStore(uow), keyring)
-    writer = LedgerWriter(ledger, uow, view)
-    clock = SystemClock()
-    runtime.keys = KeyService(writer, view, materials, clock)
-    runtime.crypto = CryptoService(KeyResolver(view), materials)
-    runtime.credentials = CredentialStore(uow, keyring)
-    runtime.admin_created = _ensure_admin(settings, runtime.credentials)
+    resolver = KeyResolver(view)
+    access = KeyAccess(LedgerWriter(ledger, uow, view), resolver)
+    import_keys = SqlImportKeyStore(uow)
+    asymmetric = AsymmetricService(resolver, materials)
+    credentials = CredentialStore(uow, keyring)
+    runtime.services = Services(
+        keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS),
+        aliases=AliasService(access, view, clock),
+        crypto=CryptoService(resolver, materials, asymmetric),
+        asymmetric=asymmetric,
+        rotation=RotationService(access, materials, clock),
+        imports=ImportService(access, materials, import_keys, clock,
+                              token_key=service_secret(uow, keyring, "import-token-key")),
+        maintenance=Maintenance(access, view, materials, import_keys, uow, clock),
+        credentials=credentials,
+    )
+    runtime.admin_created = _ensure_admin(settings, credentials)
     return runtime
 
 

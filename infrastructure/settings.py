@@ -32,6 +32,7 @@ class Settings:
     root_key_provider: str = "file"  # file | env
     root_key: str | None = field(default=None, repr=False)  # for the env provider
     log_level: str = "info"
+    maintenance_interval: float = 60.0  # seconds between maintenance passes in the server; 0 turns them off
 
     @property
     def resolved_database_url(self) -> str:
@@ -61,6 +62,7 @@ class Settings:
             "root_key_provider": ("KEYLEDGER_ROOT_KEY_PROVIDER", str),
             "root_key": ("KEYLEDGER_ROOT_KEY", str),
             "log_level": ("KEYLEDGER_LOG_LEVEL", str),
+            "maintenance_interval": ("KEYLEDGER_MAINTENANCE_INTERVAL", float),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):

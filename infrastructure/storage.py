@@ -7,7 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from infrastructure.tables import backing_keys
+from datetime import datetime
+
+from infrastructure.tables import backing_keys, import_keys
 
 
 class SqlUnitOfWork:
@@ -39,3 +41,27 @@ class SqlBackingKeyStore:
 
     def delete_key(self, tx: Session, key_id: str) -> None:
         tx.execute(backing_keys.delete().where(backing_keys.c.key_id == key_id))
+
+    def delete_material(self, tx: Session, key_id: str, material_id: str) -> None:
+        tx.execute(backing_keys.delete().where(backing_keys.c.key_id == key_id,
+                                               backing_keys.c.material_id == material_id))
+
+
+class SqlImportKeyStore:
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+    def put(self, tx: Session, import_id: str, key_id: str, wrapped: bytes, expires_at: datetime) -> None:
+        tx.execute(import_keys.insert().values(import_id=import_id, key_id=key_id, wrapped=wrapped,
+                                               expires_at=expires_at.timestamp()))
+
+    def get(self, import_id: str) -> bytes | None:
+        with self._uow.read() as session:
+            row = session.execute(sa.select(import_keys.c.wrapped).where(import_keys.c.import_id == import_id)).first()
+        return bytes(row[0]) if row else None
+
+    def delete(self, tx: Session, import_id: str) -> None:
+        tx.execute(import_keys.delete().where(import_keys.c.import_id == import_id))
+
+    def delete_expired(self, tx: Session, now: datetime) -> int:
+        return tx.execute(import_keys.delete().where(import_keys.c.expires_at <= now.timestamp())).rowcount

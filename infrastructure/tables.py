@@ -13,6 +13,30 @@ backing_keys = sa.Table(
     sa.Column("wrapped", sa.LargeBinary, nullable=False),
 )
 
+# Private halves of GetParametersForImport's wrapping keys, root-wrapped; deleted after use or expiry.
+import_keys = sa.Table(
+    "import_keys", metadata,
+    sa.Column("import_id", sa.String(32), primary_key=True),
+    sa.Column("key_id", sa.String(36), nullable=False),
+    sa.Column("wrapped", sa.LargeBinary, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+# Service-wide secrets (the import-token MAC key), root-wrapped.
+service_secrets = sa.Table(
+    "service_secrets", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("wrapped", sa.LargeBinary, nullable=False),
+)
+
+# Forward-only offset of the service clock. Only tests and operator commands with direct database
+# access write it (`keyledger clock advance`); no API can.
+clock_offset = sa.Table(
+    "clock_offset", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("offset_seconds", sa.Float, nullable=False),
+)
+
 access_keys = sa.Table(
     "access_keys", metadata,
     sa.Column("access_key_id", sa.String(128), primary_key=True),

@@ -24,6 +24,15 @@ def _epoch(value: datetime) -> float:
     return value.timestamp()
 
 
+def _maybe_epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _current_valid_to(key: Key) -> datetime | None:
+    record = key.material(key.current_material_id) if key.current_material_id else None
+    return record.get("valid_to") if record else None
+
+
 def _from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(value, tz=timezone.utc)
 
@@ -76,6 +85,9 @@ class SqlKeyStateView:
             "key_id": key.key_id, "account_id": key.account_id, "region": key.region, "arn": key.arn,
             "key_state": key.state, "key_spec": key.key_spec, "key_usage": key.key_usage,
             "current_material_id": key.current_material_id, "creation_date": _epoch(key.created_on),
+            "next_rotation_date": _maybe_epoch(key.next_rotation_date if key.rotation_enabled else None),
+            "deletion_date": _maybe_epoch(key.deletion_date),
+            "material_valid_to": _maybe_epoch(_current_valid_to(key)),
             "version": key.version, "metadata_json": _encode_metadata(key.metadata()),
         })
 
@@ -132,6 +144,13 @@ class SqlKeyStateView:
         if after is not None:
             query = query.where(aliases.c.alias_name > after)
         return [self._alias_row(r) for r in self._rows(query.order_by(aliases.c.alias_name).limit(limit))]
+
+    def due_key_ids(self, now: datetime) -> list[str]:
+        """Keys the service may have to act on by itself: rotation, deletion or material expiry is due."""
+        t = now.timestamp()
+        return [r.key_id for r in self._rows(sa.select(key_state.c.key_id).where(sa.or_(
+            key_state.c.next_rotation_date <= t, key_state.c.deletion_date <= t,
+            key_state.c.material_valid_to <= t)).order_by(key_state.c.key_id))]
 
     def aliases_of(self, key_id: str) -> list[str]:
         return [r.alias_name for r in self._rows(

@@ -16,6 +16,10 @@ key_state = sa.Table(
     sa.Column("key_usage", sa.String(32), nullable=False),
     sa.Column("current_material_id", sa.String(32)),
     sa.Column("creation_date", sa.Float, nullable=False),
+    # When the service must act on its own: the maintenance run selects keys by these.
+    sa.Column("next_rotation_date", sa.Float, index=True),
+    sa.Column("deletion_date", sa.Float, index=True),
+    sa.Column("material_valid_to", sa.Float, index=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("metadata_json", sa.Text, nullable=False),
     sa.Index("key_state_scope_idx", "account_id", "region", "key_id"),

@@ -1,0 +1,47 @@
+"""KeyMetadata as DescribeKey answers it (the shape of botocore's KeyMetadata)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from domain.key_material import key_material_id
+from domain.key_specs import KEY_SPECS
+from domain.key_states import KeyState
+
+if TYPE_CHECKING:
+    from domain.key import Key
+
+
+def key_metadata(key: Key) -> dict[str, Any]:
+    spec = KEY_SPECS[key.key_spec]
+    meta: dict[str, Any] = {
+        "AWSAccountId": key.account_id,
+        "KeyId": key.key_id,
+        "Arn": key.arn,
+        "CreationDate": key.created_on,
+        "Enabled": key.key_state is KeyState.ENABLED,
+        "Description": key.description,
+        "KeyUsage": key.key_usage,
+        "KeyState": key.state,
+        "Origin": key.origin,
+        "KeyManager": "CUSTOMER",
+        "CustomerMasterKeySpec": key.key_spec,
+        "KeySpec": key.key_spec,
+        "MultiRegion": key.multi_region,
+    }
+    algorithms = spec.algorithms_for(key.key_usage)
+    if algorithms:
+        meta[algorithms[0]] = list(algorithms[1])
+    if key.deletion_date is not None:
+        meta["DeletionDate"] = key.deletion_date
+        meta["PendingDeletionWindowInDays"] = key.pending_window_days
+    current = key.material(key.current_material_id) if key.current_material_id else None
+    if current is not None:
+        if key.key_spec == "SYMMETRIC_DEFAULT":
+            meta["CurrentKeyMaterialId"] = key_material_id(key.key_id, current["material_id"])
+        if current.get("expiration_model"):
+            meta["ExpirationModel"] = current["expiration_model"]
+        if current.get("valid_to") is not None:
+            meta["ValidTo"] = current["valid_to"]
+    elif key.origin == "EXTERNAL" and key.imported_expiration_model:
+        meta["ExpirationModel"] = key.imported_expiration_model
+    return meta

@@ -1,0 +1,66 @@
+"""Small helpers shared by the end-to-end tests (no fixtures here: those live in tests/conftest.py)."""
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.servers import ACCOUNT_ID, ADMIN_KEY_ID, ADMIN_SECRET, Server
+
+REGION = "us-east-1"
+
+
+def code(error: ClientError | BaseException) -> str:
+    """The AWS error code of a botocore ClientError."""
+    assert isinstance(error, ClientError), f"expected a ClientError, got {error!r}"
+    return error.response["Error"]["Code"]
+
+
+def status(error: ClientError) -> int:
+    return error.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def unvalidated_client(server: Server, region: str = REGION) -> Any:
+    """A boto3 KMS client that sends what it is given: botocore's client-side parameter validation is off,
+    so out-of-range values (NumberOfBytes=0, ...) reach the server and the server's answer is tested."""
+    return boto3.client(
+        "kms", endpoint_url=server.endpoint, region_name=region, aws_access_key_id=ADMIN_KEY_ID,
+        aws_secret_access_key=ADMIN_SECRET,
+        config=Config(parameter_validation=False, retries={"max_attempts": 1, "mode": "standard"},
+                      connect_timeout=5, read_timeout=30),
+    )
+
+
+def create_key(kms: Any, **kwargs: Any) -> dict[str, Any]:
+    """CreateKey; returns KeyMetadata."""
+    return kms.create_key(**kwargs)["KeyMetadata"]
+
+
+def unique_alias(prefix: str = "e2e") -> str:
+    return f"alias/{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def key_arn(key_id: str, region: str = REGION, account: str = ACCOUNT_ID) -> str:
+    return f"arn:aws:kms:{region}:{account}:key/{key_id}"
+
+
+def alias_arn(alias_name: str, region: str = REGION, account: str = ACCOUNT_ID) -> str:
+    return f"arn:aws:kms:{region}:{account}:{alias_name}"
+
+
+def all_key_forms(kms: Any, key_id: str) -> dict[str, str]:
+    """The four KeyId forms naming ``key_id``: key id, key ARN, alias name (created here), alias ARN."""
+    alias = unique_alias("form")
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    return {"key id": key_id, "key ARN": key_arn(key_id), "alias name": alias, "alias ARN": alias_arn(alias)}
+
+
+def secret_forms(secret: bytes) -> list[bytes]:
+    """How a secret could show up in stored bytes: raw, base64 (both alphabets), hex."""
+    b64 = base64.b64encode(secret)
+    return [secret, b64, b64.rstrip(b"="), base64.urlsafe_b64encode(secret).rstrip(b"="),
+            secret.hex().encode(), secret.hex().upper().encode()]
