@@ -24,6 +24,7 @@ from domain.key_specs import (
     GENERATE_VERIFY_MAC,
     KEY_AGREEMENT,
     KEY_SPECS,
+    LEGACY_CUSTOMER_MASTER_KEY_SPECS,
     SIGN_VERIFY,
     SYMMETRIC_DEFAULT,
 )
@@ -68,7 +69,9 @@ class AsymmetricService:
         row, private = self._key(scope, key_ref, "GetPublicKey", row.key_usage)
         member, algorithms = KEY_SPECS[row.key_spec].algorithms_for(row.key_usage) or ("", ())
         out = {"KeyId": row.arn, "PublicKey": asymmetric.public_key_der(private), "KeySpec": row.key_spec,
-               "CustomerMasterKeySpec": row.key_spec, "KeyUsage": row.key_usage}
+               "KeyUsage": row.key_usage}
+        if row.key_spec in LEGACY_CUSTOMER_MASTER_KEY_SPECS:
+            out["CustomerMasterKeySpec"] = row.key_spec
         if member:
             out[member] = list(algorithms)
         return out

@@ -44,11 +44,11 @@ def parse_key_reference(value: str, scope: Scope) -> KeyReference:
     """Accepts a key id, key ARN, alias name or alias ARN. An ARN of another account or region names a
     key this scope cannot see, so it is NotFound, as AWS answers."""
     if value.startswith("arn:"):
-        m = _ARN_RE.match(value)
+        m = _ARN_RE.fullmatch(value)
         if not m:
             raise NotFoundError(f"Invalid keyId '{value}': not a valid KMS key or alias ARN.")
         resource = m.group("resource")
-        if m.group("region") != scope.region or m.group("account") != scope.account_id:
+        if (m.group("region"), m.group("account"), m.group("partition")) != (scope.region, scope.account_id, scope.partition):
             raise NotFoundError(f"Key '{value}' does not exist")
         if resource.startswith("key/"):
             return KeyReference(key_id=_checked_key_id(resource[4:], value))
@@ -61,7 +61,7 @@ def parse_key_reference(value: str, scope: Scope) -> KeyReference:
 
 
 def _checked_key_id(key_id: str, original: str) -> str:
-    if not _KEY_ID_RE.match(key_id):
+    if not _KEY_ID_RE.fullmatch(key_id):
         raise NotFoundError(f"Invalid keyId '{original}': use a key id, key ARN, alias name or alias ARN.")
     return key_id
 
@@ -69,7 +69,7 @@ def _checked_key_id(key_id: str, original: str) -> str:
 def validate_alias_name(name: str, *, for_create: bool) -> None:
     if not name.startswith(ALIAS_PREFIX):
         raise ValidationError(f"Alias '{name}' must begin with 'alias/'.")
-    if not _ALIAS_RE.match(name) or len(name) > 256:
+    if not _ALIAS_RE.fullmatch(name) or len(name) > 256:
         raise ValidationError(
             f"Alias '{name}' is not valid: after 'alias/' use 1 to 250 letters, digits, '/', '_' or '-'."
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from domain.key_material import key_material_id
-from domain.key_specs import KEY_SPECS
+from domain.key_specs import KEY_SPECS, LEGACY_CUSTOMER_MASTER_KEY_SPECS
 from domain.key_states import KeyState
 
 if TYPE_CHECKING:
@@ -24,16 +24,16 @@ def key_metadata(key: Key) -> dict[str, Any]:
         "KeyState": key.state,
         "Origin": key.origin,
         "KeyManager": "CUSTOMER",
-        "CustomerMasterKeySpec": key.key_spec,
         "KeySpec": key.key_spec,
         "MultiRegion": key.multi_region,
     }
+    if key.key_spec in LEGACY_CUSTOMER_MASTER_KEY_SPECS:
+        meta["CustomerMasterKeySpec"] = key.key_spec
     algorithms = spec.algorithms_for(key.key_usage)
     if algorithms:
         meta[algorithms[0]] = list(algorithms[1])
     if key.deletion_date is not None:
-        meta["DeletionDate"] = key.deletion_date
-        meta["PendingDeletionWindowInDays"] = key.pending_window_days
+        meta["DeletionDate"] = key.deletion_date  # PendingDeletionWindowInDays is for multi-Region replicas only
     current = key.material(key.current_material_id) if key.current_material_id else None
     if current is not None:
         if key.key_spec == "SYMMETRIC_DEFAULT":

@@ -89,3 +89,10 @@ def resolve_key_spec(key_spec: str | None, key_usage: str | None,
 
 
 DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
+
+# CustomerMasterKeySpec is the deprecated name of KeySpec; its enum stopped growing before Ed25519 and
+# the post-quantum specs, so responses carry it only for the specs it knows.
+LEGACY_CUSTOMER_MASTER_KEY_SPECS = frozenset({
+    "RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1",
+    "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512", "SM2",
+})
