@@ -121,6 +121,30 @@ def test_update_alias_retargets_encrypt(kms):
         kms.decrypt(CiphertextBlob=before["CiphertextBlob"], KeyId=alias)
 
 
+def test_update_alias_to_key_pending_deletion_is_invalid_state(kms):
+    current, doomed = create_key(kms)["KeyId"], create_key(kms)["KeyId"]
+    alias = unique_alias()
+    kms.create_alias(AliasName=alias, TargetKeyId=current)
+    kms.schedule_key_deletion(KeyId=doomed, PendingWindowInDays=7)
+    with pytest.raises(kms.exceptions.KMSInvalidStateException):
+        kms.update_alias(AliasName=alias, TargetKeyId=doomed)
+    assert kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"] == current
+
+
+def test_alias_of_key_pending_deletion_can_be_moved_and_deleted(kms):
+    # AWS: the *source* key of UpdateAlias may be pending deletion; DeleteAlias works in every key state.
+    doomed, other = create_key(kms)["KeyId"], create_key(kms)["KeyId"]
+    moved, deleted = unique_alias(), unique_alias()
+    kms.create_alias(AliasName=moved, TargetKeyId=doomed)
+    kms.create_alias(AliasName=deleted, TargetKeyId=doomed)
+    kms.schedule_key_deletion(KeyId=doomed, PendingWindowInDays=7)
+    kms.update_alias(AliasName=moved, TargetKeyId=other)
+    assert kms.describe_key(KeyId=moved)["KeyMetadata"]["KeyId"] == other
+    kms.delete_alias(AliasName=deleted)
+    with pytest.raises(kms.exceptions.NotFoundException):
+        kms.describe_key(KeyId=deleted)
+
+
 def test_update_missing_alias_is_not_found(kms):
     key_id = create_key(kms)["KeyId"]
     with pytest.raises(kms.exceptions.NotFoundException):

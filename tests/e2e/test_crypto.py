@@ -82,6 +82,20 @@ def test_decrypt_naming_unknown_key(kms, key_id):
     assert code(error) in ("NotFoundException", "IncorrectKeyException")
 
 
+def test_ciphertext_from_another_region_is_invalid(kms, shared_server, key_id):
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"us-east-1 only")["CiphertextBlob"]
+    other_region = shared_server.client(region="eu-west-1")
+    with pytest.raises(other_region.exceptions.InvalidCiphertextException):
+        other_region.decrypt(CiphertextBlob=blob)
+
+
+def test_non_symmetric_algorithm_on_symmetric_key_is_refused(kms, key_id):
+    error = _refused(kms.encrypt, KeyId=key_id, Plaintext=b"x", EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert code(error) in ("InvalidKeyUsageException", "ValidationException")
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"x", EncryptionAlgorithm="SYMMETRIC_DEFAULT")["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionAlgorithm="SYMMETRIC_DEFAULT")["Plaintext"] == b"x"
+
+
 def test_encrypt_with_unknown_key_is_not_found(kms):
     with pytest.raises(kms.exceptions.NotFoundException):
         kms.encrypt(KeyId=UNKNOWN_KEY_ID, Plaintext=b"x")

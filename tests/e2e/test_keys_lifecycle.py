@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.helpers import alias_arn, all_key_forms, code, create_key, key_arn, unique_alias
+from tests.e2e.helpers import alias_arn, all_key_forms, code, create_key, key_arn, unique_alias, unvalidated_client
 from tests.servers import ACCOUNT_ID
 
 UNKNOWN_KEY_ID = "00000000-0000-4000-8000-000000000000"
@@ -98,6 +98,12 @@ def test_describe_unknown_key_is_not_found(kms):
         kms.describe_key(KeyId=alias_arn(unique_alias("missing")))
 
 
+@pytest.mark.parametrize("key_ref", ["not-a-uuid", "1234", "key/" + UNKNOWN_KEY_ID, "alias"])
+def test_malformed_key_id_is_not_found(kms, key_ref):
+    with pytest.raises(kms.exceptions.NotFoundException):
+        kms.describe_key(KeyId=key_ref)
+
+
 def test_key_from_another_region_is_not_found(kms, shared_server):
     meta = create_key(kms)
     other_region = shared_server.client(region="eu-west-1")
@@ -155,6 +161,14 @@ def test_list_keys_pagination_sees_every_key_exactly_once(kms):
     everything = kms.list_keys(Limit=1000)
     assert everything["Truncated"] is False
     assert {k["KeyId"] for k in everything["Keys"]} == set(seen)
+
+
+@pytest.mark.parametrize("limit", [0, 1001])
+def test_list_keys_limit_out_of_range(shared_server, limit):
+    raw = unvalidated_client(shared_server)
+    with pytest.raises(raw.exceptions.ClientError) as excinfo:
+        raw.list_keys(Limit=limit)
+    assert code(excinfo.value) == "ValidationException"
 
 
 def test_list_keys_with_garbage_marker(kms):
@@ -221,7 +235,9 @@ def test_schedule_key_deletion_defaults_to_30_days(kms):
     meta = kms.describe_key(KeyId=key_id)["KeyMetadata"]
     assert meta["KeyState"] == "PendingDeletion"
     assert meta["Enabled"] is False
-    assert meta["PendingDeletionWindowInDays"] == 30
+    # botocore's model: PendingDeletionWindowInDays is present only in PendingReplicaDeletion (multi-Region
+    # primaries); a single-Region key shows its DeletionDate instead.
+    assert "PendingDeletionWindowInDays" not in meta
     _assert_deletion_date(meta["DeletionDate"], 30)
 
 
