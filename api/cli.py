@@ -63,6 +63,7 @@ def serve(
     settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url)
     runtime = build_runtime(settings)
     _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason)
+    runtime.audit.start()
     scheduler = None
     if runtime.services is not None:
         scheduler = MaintenanceScheduler(runtime.services.maintenance, settings.maintenance_interval)

@@ -1,20 +1,30 @@
-"""The HTTP server: AWS KMS JSON 1.1 at ``POST /`` (SigV4 on every request) and ``GET /healthz``."""
+"""The HTTP server: AWS KMS JSON 1.1 at ``POST /`` (SigV4 on every request) and ``GET /healthz``.
+
+Every call, allowed or refused, gets an audit record; the response is sent only once that record is
+durable (a key change's record commits with the change itself). If the record cannot be written the
+caller gets KMSInternalException and nothing else.
+"""
 from __future__ import annotations
 
 import json
 import logging
 import uuid
 from datetime import datetime, timezone
+from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from api.audit_fields import audit_view
 from api.errors import CONTENT_TYPE, error_response, internal_error_response
-from api.operations import HANDLERS
+from api.operations import HANDLERS, refuse_recipient
 from api.sigv4 import verify_sigv4
 from api.wire_model import WireModel
+from application.audit_records import CallContext, current_call
+from application.audit_trail import AuditUnavailable
 from domain.errors import (
+    InternalError,
     InvalidSignatureError,
     KmsError,
     SealedError,
@@ -26,11 +36,13 @@ from infrastructure.bootstrap import Runtime
 
 log = logging.getLogger("keyledger.api")
 TARGET_PREFIX = "TrentService."
+_INTERNAL_MESSAGE = "The service could not complete the request because of an internal error. Retry the request."
 
 
 def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="keyledger", description="An event-sourced key management service that speaks AWS KMS.")
     wire = WireModel()
+    audit = runtime.audit
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -42,22 +54,44 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def kms(request: Request) -> Response:
         request_id = str(uuid.uuid4())
         body = await request.body()
+        target = request.headers.get("x-amz-target", "")
+        call = CallContext.api_call(
+            event_name=target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else target,
+            at=runtime.now(), region=None, source_ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"), request_id=request_id)
         try:
-            operation, scope = _authenticate(request, body)
+            operation, scope = _authenticate(request, body, call)
             params = wire.parse_request(operation, body)
-            output = await run_in_threadpool(HANDLERS[operation], runtime.services, scope, params)
-            payload = json.dumps(wire.serialize_response(operation, output or {}))
+            refuse_recipient(params)
+            call.record["requestParameters"] = audit_view(wire, operation, "in", params)
+            token = current_call.set(call)  # run_in_threadpool copies this context into the worker
+            try:
+                output = await run_in_threadpool(HANDLERS[operation], runtime.services, scope, params)
+            finally:
+                current_call.reset(token)
+            _note_resources(call, output or {})
+            response: Response = Response(json.dumps(wire.serialize_response(operation, output or {})),
+                                          media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})
+            call.finish(response_elements=None if not call.record["eventName"] in _ECHO_RESPONSE
+                        else audit_view(wire, operation, "out", output))
         except KmsError as error:
-            return error_response(error, request_id)
+            call.finish(error_code=error.code, error_message=error.message)
+            response = error_response(error, request_id)
         except Exception:
             log.exception("request %s failed", request_id)
-            return internal_error_response(request_id)
-        return Response(payload, media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})
+            call.finish(error_code=InternalError.code, error_message=_INTERNAL_MESSAGE)
+            response = internal_error_response(request_id)
+        if not call.committed:
+            try:
+                await audit.record_async(call.final_record())
+            except AuditUnavailable:
+                log.error("request %s: audit record could not be written; answering KMSInternalException", request_id)
+                return internal_error_response(request_id)
+        return response
 
-    def _authenticate(request: Request, body: bytes) -> tuple[str, Scope]:
-        if runtime.sealed_reason:
+    def _authenticate(request: Request, body: bytes, call: CallContext) -> tuple[str, Scope]:
+        if runtime.sealed_reason or runtime.services is None:
             raise SealedError(f"keyledger is sealed and refuses key operations: {runtime.sealed_reason}")
-        assert runtime.services is not None
         credentials = runtime.services.credentials
         signed = verify_sigv4(
             method=request.method, path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
@@ -66,11 +100,15 @@ def create_app(runtime: Runtime) -> FastAPI:
             body=body, lookup_secret=lambda key_id: (c.secret if (c := credentials.lookup(key_id)) else None),
             now=datetime.now(tz=timezone.utc),
         )
+        call.record["awsRegion"] = signed.region
+        call.record["userIdentity"] = {"type": "Unknown", "accessKeyId": signed.access_key_id}
         if signed.region not in runtime.settings.regions:
             raise InvalidSignatureError(f"Credential should be scoped to a valid region, not '{signed.region}'.")
         credential = credentials.lookup(signed.access_key_id)
         if credential is None:
             raise UnrecognizedClientError("The security token included in the request is invalid.")
+        call.identify(principal_arn=credential.principal_arn, account_id=credential.account_id,
+                      access_key_id=credential.access_key_id, region=signed.region)
         target = request.headers.get("x-amz-target", "")
         operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
         if operation not in HANDLERS or not wire.has_operation(operation):
@@ -78,3 +116,13 @@ def create_app(runtime: Runtime) -> FastAPI:
         return operation, Scope(credential.account_id, signed.region)
 
     return app
+
+
+# Like CloudTrail, responses of crypto operations are not echoed; lifecycle responses are (minus blobs).
+_ECHO_RESPONSE = frozenset({"CreateKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "CreateAlias"})
+
+
+def _note_resources(call: CallContext, output: dict[str, Any]) -> None:
+    for member in ("KeyId", "SourceKeyId"):
+        call.add_resource(output.get(member))
+    call.add_resource((output.get("KeyMetadata") or {}).get("Arn"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from domain.errors import CustomKeyStoreNotFoundError, ValidationError
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Services
 
@@ -17,7 +18,19 @@ def _tags(p: dict[str, Any], member: str = "Tags") -> dict[str, str]:
     return {t["TagKey"]: t["TagValue"] for t in p.get(member) or []}
 
 
+def _no_custom_key_store(p: dict[str, Any]) -> None:
+    if p.get("CustomKeyStoreId"):
+        raise CustomKeyStoreNotFoundError(
+            f"Custom key store '{p['CustomKeyStoreId']}' does not exist: keyledger has no custom key stores.")
+
+
+def _generate_random(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
+    _no_custom_key_store(p)
+    return sv.crypto.generate_random(p.get("NumberOfBytes"))
+
+
 def _create_key(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
+    _no_custom_key_store(p)
     return sv.keys.create_key(
         s, key_spec=p.get("KeySpec") or p.get("CustomerMasterKeySpec"), key_usage=p.get("KeyUsage"),
         origin=p.get("Origin"), description=p.get("Description", ""), policy=p.get("Policy"), tags=_tags(p))
@@ -65,7 +78,7 @@ HANDLERS: dict[str, Handler] = {
     "GenerateDataKeyWithoutPlaintext": lambda sv, s, p: sv.crypto.generate_data_key(
         s, p["KeyId"], key_spec=p.get("KeySpec"), number_of_bytes=p.get("NumberOfBytes"),
         context=p.get("EncryptionContext"), with_plaintext=False, dry_run=bool(p.get("DryRun"))),
-    "GenerateRandom": lambda sv, s, p: sv.crypto.generate_random(p.get("NumberOfBytes")),
+    "GenerateRandom": _generate_random,
     # rotation
     "EnableKeyRotation": _call("rotation", "enable_key_rotation", "KeyId", "RotationPeriodInDays"),
     "DisableKeyRotation": _call("rotation", "disable_key_rotation", "KeyId"),
@@ -90,3 +103,11 @@ HANDLERS: dict[str, Handler] = {
     "GenerateDataKeyPairWithoutPlaintext": lambda sv, s, p: sv.asymmetric.generate_data_key_pair(
         s, p["KeyId"], p["KeyPairSpec"], p.get("EncryptionContext"), False, bool(p.get("DryRun"))),
 }
+
+
+def refuse_recipient(params: dict[str, Any]) -> None:
+    """Recipient asks for the result encrypted to a Nitro Enclave; we cannot check attestation documents,
+    and answering in clear would hand plaintext to whoever asked for it not to be, so refuse."""
+    if params.get("Recipient") is not None:
+        raise ValidationError("Recipient (an AWS Nitro Enclaves attestation document) is not supported by keyledger; "
+                              "call without Recipient.")

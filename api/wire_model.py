@@ -114,6 +114,10 @@ class WireModel:
     def has_operation(self, name: str) -> bool:
         return name in self._ops
 
+    def operation_shape(self, operation: str, way: str) -> Any:
+        op = self._model.operation_model(operation)
+        return op.input_shape if way == "in" else op.output_shape
+
     def parse_request(self, operation: str, body: bytes) -> dict[str, Any]:
         if operation not in self._ops:
             raise UnknownOperationError(f"Unknown operation {operation!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from application.audit_records import CallContext, current_call, iso
 from application.key_access import KeyAccess
 from application.materials import KeyMaterials
 from application.ports import Clock, ImportKeyStore, KeyStateView, UnitOfWork
@@ -51,31 +52,42 @@ class Maintenance:
 
     def _act_on(self, key_id: str, report: MaintenanceReport) -> None:
         done: list[str] = []
-
-        def attempt() -> Outcome[None]:
-            done.clear()
-            key = self._access.load_any(key_id)
-            if key is None:
-                return Outcome([])
-            now = self._clock.now()
-            if key.is_due_for_deletion(now):
-                key.delete(now)
-                done.append("deleted")
-                aliases = self._aliases_of(key, now)
-                return Outcome([key, *aliases], also=[lambda tx: self._materials.destroy(tx, key_id)])
-            if key.expire_material_if_due(now):
-                done.append("expired")
-                return Outcome([key], also=[lambda tx: self._materials.destroy(tx, key_id)])
-            if key.is_due_for_rotation(now):
-                material = new_material(key.key_spec)
-                key.rotate_if_due(material.material_id, material.commitment(key_id), now)
-                done.append("rotated")
-                return Outcome([key], also=[lambda tx: self._materials.save(tx, key_id, material)])
-            return Outcome([key])
-
-        self._access.writer.retrying(attempt)
+        # Each action is an AwsServiceEvent in the audit log, written in the action's own transaction.
+        call = CallContext.service_event(event_name="", at=self._clock.now(), region="", account_id="")
+        token = current_call.set(call)
+        try:
+            self._access.writer.retrying(lambda: self._decide(key_id, call, done))
+        finally:
+            current_call.reset(token)
         for what in done:
             getattr(report, what).append(key_id)
+
+    def _decide(self, key_id: str, call: CallContext, done: list[str]) -> Outcome[None]:
+        done.clear()
+        key = self._access.load_any(key_id)
+        if key is None:
+            return Outcome([])
+        now = self._clock.now()
+        call.record.update(eventTime=iso(now), awsRegion=key.region, recipientAccountId=key.account_id,
+                           userIdentity={"accountId": key.account_id, "invokedBy": "kms.amazonaws.com"},
+                           requestParameters={"keyId": key.key_id})
+        if key.is_due_for_deletion(now):
+            call.record["eventName"] = "DeleteKey"
+            key.delete(now)
+            done.append("deleted")
+            aliases = self._aliases_of(key, now)
+            return Outcome([key, *aliases], also=[lambda tx: self._materials.destroy(tx, key_id)])
+        if key.expire_material_if_due(now):
+            call.record["eventName"] = "DeleteExpiredKeyMaterial"
+            done.append("expired")
+            return Outcome([key], also=[lambda tx: self._materials.destroy(tx, key_id)])
+        if key.is_due_for_rotation(now):
+            call.record["eventName"] = "RotateKey"
+            material = new_material(key.key_spec)
+            key.rotate_if_due(material.material_id, material.commitment(key_id), now)
+            done.append("rotated")
+            return Outcome([key], also=[lambda tx: self._materials.save(tx, key_id, material)])
+        return Outcome([key])
 
     def _aliases_of(self, key: Key, now: Any) -> list[Alias]:
         """AWS deletes a key's aliases with the key; so do we, in the same transaction."""

@@ -8,6 +8,7 @@ from typing import Any, Callable, Generic, Sequence, TypeVar
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from application.audit_trail import AuditTrail
 from application.ledger import KeyLedger
 from application.ports import KeyStateView, UnitOfWork
 from domain.errors import ConflictError
@@ -27,18 +28,21 @@ class Outcome(Generic[T]):
 
 
 class LedgerWriter:
-    def __init__(self, ledger: KeyLedger, uow: UnitOfWork, view: KeyStateView) -> None:
+    def __init__(self, ledger: KeyLedger, uow: UnitOfWork, view: KeyStateView, audit: AuditTrail) -> None:
         self.ledger = ledger
         self._uow = uow
         self._view = view
+        self._audit = audit
 
     def commit(self, aggregates: Sequence[Aggregate], also: Sequence[Also] = ()) -> None:
-        """Events, snapshots, view rows and ``also`` (e.g. backing-key rows) commit together or not at all."""
-        with self._uow.transaction() as tx:
-            for write in also:
-                write(tx)
-            recordings = self.ledger.save(*aggregates)
-            self._view.project(tx, aggregates, recordings)
+        """Events, snapshots, view rows, ``also`` (e.g. backing-key rows) and the audit record of the call
+        being served commit together or not at all."""
+        with self._audit.transaction_with_record(list(aggregates)) as audit_log:
+            with self._uow.transaction() as tx:
+                for write in also:
+                    write(tx)
+                recordings = self.ledger.save(*aggregates, *audit_log)
+                self._view.project(tx, aggregates, recordings)
 
     def retrying(self, attempt: Callable[[], Outcome[T]]) -> T:
         """Runs ``attempt`` (load, decide) and commits what it changed; on a version conflict, reloads."""

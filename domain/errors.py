@@ -151,3 +151,7 @@ class InvalidSignatureValueError(KmsError):
 
 class InvalidMacError(KmsError):
     code = "KMSInvalidMacException"
+
+
+class CustomKeyStoreNotFoundError(KmsError):
+    code = "CustomKeyStoreNotFoundException"

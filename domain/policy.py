@@ -40,6 +40,8 @@ def validate_policy_document(policy: str) -> None:
         document = json.loads(policy)
     except ValueError as exc:
         raise MalformedPolicyDocumentError(f"The key policy is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise MalformedPolicyDocumentError("The key policy is nested too deeply.") from None
     if not isinstance(document, dict):
         raise MalformedPolicyDocumentError("The key policy must be a JSON object.")
     statements = document.get("Statement")

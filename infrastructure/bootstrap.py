@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from application.alias_service import AliasService
 from application.asymmetric_service import AsymmetricService
+from application.audit_trail import AuditTrail
 from application.crypto_service import CryptoService
 from application.import_service import ImportService
 from application.key_access import KeyAccess
@@ -56,12 +58,17 @@ class Runtime:
     settings: Settings
     ledger: KeyLedger
     uow: SqlUnitOfWork
+    clock: DatabaseClock
+    audit: AuditTrail
     sealed_reason: str | None = None
     services: Services | None = None
-    clock: DatabaseClock | None = None
     admin_created: bool = False
 
+    def now(self) -> datetime:
+        return self.clock.now()
+
     def close(self) -> None:
+        self.audit.stop()
         self.ledger.close()
 
 
@@ -86,7 +93,10 @@ def build_runtime(settings: Settings) -> Runtime:
     projection_metadata.create_all(engine)
     assert_storage_settings(engine)
     uow = SqlUnitOfWork(datastore)
-    runtime = Runtime(settings=settings, ledger=ledger, uow=uow, clock=DatabaseClock(uow))
+    clock = DatabaseClock(uow)
+    audit = AuditTrail(ledger, uow, clock, window_seconds=settings.audit_group_commit_window,
+                       max_batch=settings.audit_group_commit_max)
+    runtime = Runtime(settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit)
     try:
         with uow.transaction() as tx:
             keyring = load_root_keyring(settings, first_start=not has_root_key_checks(tx))
@@ -95,12 +105,10 @@ def build_runtime(settings: Settings) -> Runtime:
         runtime.sealed_reason = str(exc)
         return runtime
 
-    clock = runtime.clock
-    assert clock is not None
     view = SqlKeyStateView(datastore)
     materials = KeyMaterials(SqlBackingKeyStore(uow), keyring)
     resolver = KeyResolver(view)
-    access = KeyAccess(LedgerWriter(ledger, uow, view), resolver)
+    access = KeyAccess(LedgerWriter(ledger, uow, view, audit), resolver)
     import_keys = SqlImportKeyStore(uow)
     asymmetric = AsymmetricService(resolver, materials)
     credentials = CredentialStore(uow, keyring)

@@ -33,6 +33,8 @@ class Settings:
     root_key: str | None = field(default=None, repr=False)  # for the env provider
     log_level: str = "info"
     maintenance_interval: float = 60.0  # seconds between maintenance passes in the server; 0 turns them off
+    audit_group_commit_window: float = 0.0  # extra seconds to gather audit records; 0 = whatever queued meanwhile
+    audit_group_commit_max: int = 256  # most audit records committed in one transaction
 
     @property
     def resolved_database_url(self) -> str:
@@ -63,6 +65,8 @@ class Settings:
             "root_key": ("KEYLEDGER_ROOT_KEY", str),
             "log_level": ("KEYLEDGER_LOG_LEVEL", str),
             "maintenance_interval": ("KEYLEDGER_MAINTENANCE_INTERVAL", float),
+            "audit_group_commit_window": ("KEYLEDGER_AUDIT_GROUP_COMMIT_WINDOW", float),
+            "audit_group_commit_max": ("KEYLEDGER_AUDIT_GROUP_COMMIT_MAX", int),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):

@@ -194,6 +194,12 @@ def test_random_garbage_is_invalid_ciphertext(kms, size):
         kms.decrypt(CiphertextBlob=os.urandom(size))
 
 
+def test_ciphertext_over_6144_bytes_is_validation_error(shared_server):
+    raw = unvalidated_client(shared_server)
+    error = _refused(raw.decrypt, CiphertextBlob=os.urandom(6145))
+    assert code(error) == "ValidationException"
+
+
 def test_garbage_shaped_like_a_blob_is_invalid_ciphertext(kms, key_id):
     # A real blob's first bytes followed by random bytes: right version/key, nothing else.
     blob = kms.encrypt(KeyId=key_id, Plaintext=b"x" * 32)["CiphertextBlob"]
@@ -397,6 +403,37 @@ def test_generate_random_out_of_range(shared_server, n):
     assert code(error) == "ValidationException"
 
 
+def test_generate_random_in_unknown_custom_key_store(kms):
+    # GenerateRandom's CustomKeyStoreId names a CloudHSM key store; one that does not exist is
+    # CustomKeyStoreNotFoundException (botocore model). Silently ignoring it would hand out bytes that did
+    # not come from the HSM the caller asked for.
+    error = _refused(kms.generate_random, NumberOfBytes=8, CustomKeyStoreId="cks-1234567890abcdef0")
+    assert code(error) == "CustomKeyStoreNotFoundException"
+
+
+_RECIPIENT = {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256", "AttestationDocument": b"not an attestation document"}
+
+
+@pytest.mark.parametrize("operation", ["Decrypt", "GenerateDataKey", "GenerateRandom"])
+def test_recipient_never_gets_plaintext_in_clear(kms, key_id, operation):
+    # With Recipient, AWS encrypts the result to the enclave's public key (CiphertextForRecipient) and
+    # returns no Plaintext; an attestation document that does not verify is refused. Either way, the
+    # plaintext must never come back in clear.
+    calls = {
+        "Decrypt": lambda: kms.decrypt(
+            CiphertextBlob=kms.encrypt(KeyId=key_id, Plaintext=b"enclave only")["CiphertextBlob"], Recipient=_RECIPIENT),
+        "GenerateDataKey": lambda: kms.generate_data_key(KeyId=key_id, KeySpec="AES_256", Recipient=_RECIPIENT),
+        "GenerateRandom": lambda: kms.generate_random(NumberOfBytes=32, Recipient=_RECIPIENT),
+    }
+    try:
+        response = calls[operation]()
+    except ClientError as error:
+        assert 400 <= error.response["ResponseMetadata"]["HTTPStatusCode"] < 500, error.response
+        return
+    assert not response.get("Plaintext"), f"{operation} with Recipient returned the plaintext in clear"
+    assert response.get("CiphertextForRecipient")
+
+
 # -- DryRun -------------------------------------------------------------------------------------------
 
 def test_dry_run_encrypt(kms, key_id):
@@ -410,6 +447,15 @@ def test_dry_run_decrypt_and_generate_data_key(kms, key_id):
         kms.decrypt(CiphertextBlob=blob, DryRun=True)
     with pytest.raises(kms.exceptions.DryRunOperationException):
         kms.generate_data_key(KeyId=key_id, KeySpec="AES_256", DryRun=True)
+
+
+def test_dry_run_re_encrypt_and_data_key_without_plaintext(kms, key_id):
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"]
+    other = create_key(kms)["KeyId"]
+    with pytest.raises(kms.exceptions.DryRunOperationException):
+        kms.re_encrypt(CiphertextBlob=blob, DestinationKeyId=other, DryRun=True)
+    with pytest.raises(kms.exceptions.DryRunOperationException):
+        kms.generate_data_key_without_plaintext(KeyId=key_id, KeySpec="AES_256", DryRun=True)
 
 
 def test_dry_run_still_reports_real_errors_first(kms, key_id):
@@ -428,7 +474,7 @@ _contexts = st.dictionaries(
 )
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, database=None)
 @given(plaintext=st.binary(min_size=1, max_size=4096), context=_contexts)
 def test_property_decrypt_inverts_encrypt(module_kms, module_key, plaintext, context):
     kms = module_kms

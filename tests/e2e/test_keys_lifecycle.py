@@ -49,7 +49,17 @@ def test_create_key_policy_is_stored_exactly_as_given(kms):
     meta = create_key(kms, Policy=policy)
     got = kms.get_key_policy(KeyId=meta["KeyId"], PolicyName="default")
     assert got["Policy"] == policy
+    assert got["PolicyName"] == "default"
     assert kms.get_key_policy(KeyId=meta["KeyId"])["Policy"] == policy
+
+
+def test_policy_with_tabs_and_latin1_is_stored_exactly(kms):
+    # The Policy charset is [\t\n\r\x20-\xFF]: tabs, CRLF and Latin-1 letters must survive unchanged.
+    policy = ('{\r\n\t"Version": "2012-10-17",\r\n\t"Statement": [{"Sid": "Caf\u00e9 \u00fcber \u00bd",\t'
+              '"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", '
+              '"Resource": "*"}]\r\n}')
+    key_id = create_key(kms, Policy=policy)["KeyId"]
+    assert kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"] == policy
 
 
 @pytest.mark.parametrize("policy", ["{not json", '{"Version": "2012-10-17", "Statement": [', "[]", "42"])
@@ -58,6 +68,20 @@ def test_create_key_with_malformed_policy_is_refused(kms, policy):
     with pytest.raises(kms.exceptions.MalformedPolicyDocumentException):
         kms.create_key(Policy=policy)
     assert {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]} == before  # no key was created
+
+
+@pytest.mark.parametrize("policy", [
+    "[" * 3000 + "]" * 3000,
+    '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", '
+    '"Resource": "*", "Condition": ' + '{"a": ' * 2000 + "1" + "}" * 2000 + "}]}",
+], ids=["nested-arrays", "nested-condition"])
+def test_deeply_nested_policy_is_malformed_not_an_internal_error(kms, policy):
+    # Well under the 32 KB policy limit, valid JSON, but nested deeper than any policy grammar allows.
+    assert len(policy.encode()) < 32768
+    with pytest.raises(ClientError) as excinfo:
+        kms.create_key(Policy=policy)
+    assert code(excinfo.value) == "MalformedPolicyDocumentException"
+    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
 def test_default_key_policy_is_the_aws_default(kms):

@@ -124,6 +124,33 @@ def test_wrong_json_types_are_client_errors(shared_server, target, document):
     assert_request_id(response)
 
 
+_KEY = "00000000-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize("target,document", [
+    ("TrentService.DescribeKey", '{"KeyId": "\\ud800"}'),
+    ("TrentService.DescribeKey", '{"KeyId": "abc\\u0000def"}'),
+    ("TrentService.Encrypt", '{"KeyId": "%s", "Plaintext": "YQ==", "EncryptionContext": {"\\udc00": "x"}}' % _KEY),
+    ("TrentService.ListKeys", '{"Limit": 1.0}'),
+    ("TrentService.ListKeys", '{"Marker": "\\u00e9\\u00e9"}'),
+    ("TrentService.ListKeys", '{"Marker": "bTE6zz"}'),
+    ("TrentService.CreateAlias", '{"AliasName": "alias/\\u00e9", "TargetKeyId": "%s"}' % _KEY),
+    ("TrentService.CreateKey", '{"Tags": [null]}'),
+    ("TrentService.CreateKey", '{"Policy": "\\ud800"}'),
+    ("TrentService.ScheduleKeyDeletion", '{"KeyId": "%s", "PendingWindowInDays": 2147483648}' % _KEY),
+    ("TrentService.DescribeKey", '{"KeyId": "%s"}' % ("x" * 3000)),
+    ("TrentService.DescribeKey", '{"KeyId": "arn:aws:kms:us-east-1:111122223333:key/"}'),
+    ("TrentService.Decrypt", '{"CiphertextBlob": "AQ=="}'),
+], ids=["surrogate", "nul", "surrogate-in-map-key", "float-int", "non-ascii-marker", "bad-marker",
+        "non-ascii-alias", "null-tag", "surrogate-policy", "int32-overflow", "long-keyid", "empty-arn-id",
+        "one-byte-blob"])
+def test_odd_but_well_formed_requests_are_client_errors(shared_server, target, document):
+    response = signed_post(shared_server, target, document.encode())
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    assert error_type(response) != "KMSInternalException"
+    assert_request_id(response)
+
+
 def test_missing_required_member_is_validation_error(shared_server):
     response = signed_post(shared_server, "TrentService.DescribeKey", b"{}")
     assert response.status_code == 400

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -1,0 +1,90 @@
+"""CloudTrail-shaped audit records and the context of the call being audited.
+
+The API (or the maintenance pass) opens a CallContext for each call; the write path reads it through a
+context variable, so a key change and its record are written in one transaction without every service
+method passing it along.
+"""
+from __future__ import annotations
+
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+EVENT_VERSION = "1.08"
+EVENT_SOURCE = "kms.amazonaws.com"
+
+# Operations that change state; every other KMS operation is readOnly in CloudTrail (Decrypt included).
+MUTATING = frozenset({
+    "CreateKey", "EnableKey", "DisableKey", "UpdateKeyDescription", "ScheduleKeyDeletion", "CancelKeyDeletion",
+    "TagResource", "UntagResource", "CreateAlias", "UpdateAlias", "DeleteAlias", "PutKeyPolicy",
+    "EnableKeyRotation", "DisableKeyRotation", "RotateKeyOnDemand", "GetParametersForImport",
+    "ImportKeyMaterial", "DeleteImportedKeyMaterial", "CreateGrant", "RetireGrant", "RevokeGrant",
+    "ReplicateKey", "UpdatePrimaryRegion",
+})
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class CallContext:
+    record: dict[str, Any]
+    committed: bool = False
+    resources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def api_call(cls, *, event_name: str, at: datetime, region: str | None, source_ip: str | None,
+                 user_agent: str | None, request_id: str) -> CallContext:
+        return cls({
+            "eventVersion": EVENT_VERSION, "eventTime": iso(at), "eventSource": EVENT_SOURCE,
+            "eventName": event_name, "awsRegion": region, "userIdentity": {"type": "Unknown"},
+            "sourceIPAddress": source_ip, "userAgent": user_agent, "requestParameters": None,
+            "responseElements": None, "errorCode": None, "errorMessage": None, "requestID": request_id,
+            "eventID": str(uuid.uuid4()), "readOnly": event_name not in MUTATING, "resources": [],
+            "eventType": "AwsApiCall", "managementEvent": True, "eventCategory": "Management",
+        })
+
+    @classmethod
+    def service_event(cls, *, event_name: str, at: datetime, region: str, account_id: str) -> CallContext:
+        return cls({
+            "eventVersion": EVENT_VERSION, "eventTime": iso(at), "eventSource": EVENT_SOURCE,
+            "eventName": event_name, "awsRegion": region,
+            "userIdentity": {"accountId": account_id, "invokedBy": EVENT_SOURCE},
+            "sourceIPAddress": EVENT_SOURCE, "userAgent": EVENT_SOURCE, "requestParameters": None,
+            "responseElements": None, "errorCode": None, "errorMessage": None,
+            "requestID": str(uuid.uuid4()), "eventID": str(uuid.uuid4()), "readOnly": False, "resources": [],
+            "eventType": "AwsServiceEvent", "managementEvent": True, "eventCategory": "Management",
+            "recipientAccountId": account_id,
+        })
+
+    def identify(self, *, principal_arn: str, account_id: str, access_key_id: str, region: str) -> None:
+        root = principal_arn.endswith(":root")
+        self.record["userIdentity"] = {
+            "type": "Root" if root else ("AssumedRole" if ":assumed-role/" in principal_arn else "IAMUser"),
+            "principalId": account_id if root else f"{account_id}:{principal_arn.rsplit('/', 1)[-1]}",
+            "arn": principal_arn, "accountId": account_id, "accessKeyId": access_key_id,
+        }
+        self.record["awsRegion"] = region
+        self.record["recipientAccountId"] = account_id
+
+    def add_resource(self, arn: str | None) -> None:
+        if arn and arn.startswith("arn:") and ":key/" in arn and arn not in self.resources:
+            self.resources.append(arn)
+
+    def finish(self, *, error_code: str | None = None, error_message: str | None = None,
+               response_elements: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.record["errorCode"] = error_code
+        self.record["errorMessage"] = error_message
+        self.record["responseElements"] = response_elements
+        return self.final_record()
+
+    def final_record(self) -> dict[str, Any]:
+        self.record["resources"] = [
+            {"accountId": arn.split(":")[4], "type": "AWS::KMS::Key", "ARN": arn} for arn in self.resources]
+        return self.record
+
+
+current_call: ContextVar[CallContext | None] = ContextVar("keyledger_current_call", default=None)

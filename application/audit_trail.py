@@ -1,0 +1,191 @@
+"""Durable, ordered, chained audit records, committed in groups.
+
+Two ways in, one head:
+* ``append_in_transaction``: a key change's own record, saved in the key change's transaction.
+* ``record`` / ``record_async``: every other call's record, queued; a committer thread writes whatever is
+  queued in one transaction (group commit) and wakes each caller when its batch is durable. Nothing is
+  answered before that, so a caller never holds a secret whose record could still be lost.
+The head (seq, chain) is held under one lock for the whole of a transaction that appends; a writer in
+another process that appended first makes ours fail on the log's version, and we reload and retry.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from eventsourcing.persistence import IntegrityError
+
+from application.audit_records import current_call
+from application.ledger import KeyLedger
+from application.ports import Clock, UnitOfWork
+from domain.audit_chain import GENESIS
+from domain.audit_log import AUDIT_LOG_ID, AuditLog
+from domain.key import Key
+
+MAX_ATTEMPTS = 5
+
+
+class AuditUnavailable(Exception):
+    """The record could not be made durable; the call must fail closed."""
+
+
+@dataclass
+class _Pending:
+    record: dict[str, Any]
+    done: Callable[[BaseException | None], None]
+
+
+@dataclass
+class GroupCommitStats:
+    batches: int = 0
+    records: int = 0
+    largest: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+class AuditTrail:
+    def __init__(self, ledger: KeyLedger, uow: UnitOfWork, clock: Clock, *, window_seconds: float = 0.0,
+                 max_batch: int = 256) -> None:
+        self._ledger = ledger
+        self._uow = uow
+        self._clock = clock
+        self._window = window_seconds
+        self._max_batch = max_batch
+        self._head_lock = threading.RLock()
+        self._head: tuple[int, str] | None = None
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._commit_loop, name="keyledger-audit", daemon=True)
+        self.stats = GroupCommitStats()
+
+    # -- head ------------------------------------------------------------------------------------
+
+    def _load_head(self) -> tuple[int, str]:
+        stored = self._ledger.recorder.select_events(AUDIT_LOG_ID, desc=True, limit=1)
+        if not stored:
+            try:
+                self._ledger.save(AuditLog.start(self._clock.now()))
+            except IntegrityError:
+                pass  # another process started it
+            return self._load_head()
+        event = self._ledger.mapper.to_domain_event(stored[0])
+        if isinstance(event, AuditLog.RecordAppended):
+            return event.record["seq"], event.record["chain"]
+        return 0, GENESIS.hex()
+
+    @contextmanager
+    def _appending(self) -> Iterator[AuditLog]:
+        """Holds the head for one transaction; the head advances only if the caller's block succeeds."""
+        with self._head_lock:
+            if self._head is None:
+                self._head = self._load_head()
+            log = AuditLog.at_head(*self._head)
+            try:
+                yield log
+            except BaseException:
+                self._head = None  # reload: another process may have appended, or our write failed
+                raise
+            self._head = (log.seq, log.chain)
+
+    # -- a key change's own record ---------------------------------------------------------------
+
+    @contextmanager
+    def transaction_with_record(self, aggregates: list[Any]) -> Iterator[list[AuditLog]]:
+        """Wraps a key-change transaction: yields the audit aggregates to save with it (none when no call
+        is being audited or its record was already written)."""
+        call = current_call.get()
+        if call is None or call.committed:
+            yield []
+            return
+        with self._appending() as log:
+            for aggregate in aggregates:
+                if isinstance(aggregate, Key):
+                    call.add_resource(aggregate.arn)
+            log.append(call.final_record(), self._clock.now())
+            yield [log]
+        call.committed = True
+
+    # -- every other record: group commit ----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Blocks until the record is durable; raises AuditUnavailable if it cannot be."""
+        if not self._thread.is_alive():
+            self._commit([_Pending(record, lambda e: None)])  # no committer (CLI): write directly
+            return
+        finished = threading.Event()
+        outcome: list[BaseException | None] = []
+
+        def done(error: BaseException | None) -> None:
+            outcome.append(error)
+            finished.set()
+
+        self._queue.put(_Pending(record, done))
+        finished.wait()
+        if outcome[0] is not None:
+            raise AuditUnavailable(str(outcome[0])) from outcome[0]
+
+    async def record_async(self, record: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def done(error: BaseException | None) -> None:
+            def settle() -> None:
+                if not future.done():
+                    future.set_exception(AuditUnavailable(str(error))) if error else future.set_result(None)
+            loop.call_soon_threadsafe(settle)
+
+        self._queue.put(_Pending(record, done))
+        await future
+
+    def _commit_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self._window
+            while len(batch) < self._max_batch:
+                try:
+                    timeout = deadline - time.monotonic()
+                    item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        error: BaseException | None = None
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                with self._appending() as log, self._uow.transaction():
+                    now = self._clock.now()
+                    for pending in batch:
+                        log.append(pending.record, now)
+                    self._ledger.save(log)
+                error = None
+                break
+            except IntegrityError as exc:  # another process appended first: reload the head, retry
+                error = exc
+            except Exception as exc:  # storage down, read-only, disk full: fail closed
+                error = exc
+                break
+        self.stats.batches += 1
+        self.stats.records += len(batch)
+        self.stats.largest = max(self.stats.largest, len(batch))
+        for pending in batch:
+            pending.done(error)
