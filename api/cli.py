@@ -58,22 +58,33 @@ def serve(
     from api.http import create_app
     from infrastructure.bootstrap import build_runtime
 
-    from infrastructure.scheduler import MaintenanceScheduler
+    import logging
+
+    from infrastructure.scheduler import Periodic
 
     settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url)
     runtime = build_runtime(settings)
     _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason)
     runtime.audit.start()
-    scheduler = None
+    passes = []
     if runtime.services is not None:
-        scheduler = MaintenanceScheduler(runtime.services.maintenance, settings.maintenance_interval)
-        scheduler.start()
+        log = logging.getLogger("keyledger.background")
+        services = runtime.services
+        passes = [
+            Periodic("keyledger-maintenance", services.maintenance.run_once, settings.maintenance_interval,
+                     lambda exc: log.exception("maintenance pass failed", exc_info=exc)),
+            Periodic("keyledger-checkpoints", services.checkpointer.checkpoint_if_due,
+                     min(1.0, settings.audit_checkpoint_seconds),
+                     lambda exc: log.exception("audit checkpoint failed", exc_info=exc)),
+        ]
+        for background in passes:
+            background.start()
     try:
         uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level=settings.log_level,
                     access_log=access_log)
     finally:
-        if scheduler is not None:
-            scheduler.stop()
+        for background in passes:
+            background.stop()
         runtime.close()
 
 
@@ -110,6 +121,10 @@ def maintenance(data_dir: Optional[Path] = DataDir, database_url: Optional[str] 
         typer.echo(f"rotated {len(report['rotated'])}, deleted {len(report['deleted'])}, "
                    f"expired {len(report['expired'])} keys; removed {report['import_keys_removed']} unused import keys")
 
+
+from api.cli_audit import audit_cli  # noqa: E402
+
+cli.add_typer(audit_cli, name="audit")
 
 clock_cli = typer.Typer(help="The service clock (operators with direct database access only).")
 cli.add_typer(clock_cli, name="clock")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from application.alias_service import AliasService
 from application.asymmetric_service import AsymmetricService
+from application.audit_checkpoints import Checkpointer
 from application.audit_trail import AuditTrail
 from application.crypto_service import CryptoService
 from application.import_service import ImportService
@@ -24,6 +25,7 @@ from application.resolver import KeyResolver
 from application.rotation_service import RotationService
 from application.writer import LedgerWriter
 from domain.asymmetric import POST_QUANTUM_SUPPORTED
+from infrastructure.checkpoint_file import CheckpointFile
 from infrastructure.clock import DatabaseClock
 from infrastructure.credentials import CredentialStore, new_access_key
 from infrastructure.persistence import assert_storage_settings
@@ -51,6 +53,8 @@ class Services:
     imports: ImportService
     maintenance: Maintenance
     credentials: CredentialStore
+    checkpointer: Checkpointer
+    audit_public_key: bytes
 
 
 @dataclass
@@ -70,6 +74,13 @@ class Runtime:
     def close(self) -> None:
         self.audit.stop()
         self.ledger.close()
+
+
+def audit_public_key(signing_key: bytes) -> bytes:
+    """Raw 32-byte Ed25519 public key of the checkpoint signing key (a key separate from the root key)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.from_private_bytes(signing_key).public_key().public_bytes_raw()
 
 
 def ensure_data_dir(path: Path) -> None:
@@ -112,6 +123,7 @@ def build_runtime(settings: Settings) -> Runtime:
     import_keys = SqlImportKeyStore(uow)
     asymmetric = AsymmetricService(resolver, materials)
     credentials = CredentialStore(uow, keyring)
+    signing_key = service_secret(uow, keyring, "audit-signing-key")
     runtime.services = Services(
         keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS),
         aliases=AliasService(access, view, clock),
@@ -122,6 +134,9 @@ def build_runtime(settings: Settings) -> Runtime:
                               token_key=service_secret(uow, keyring, "import-token-key")),
         maintenance=Maintenance(access, view, materials, import_keys, uow, clock),
         credentials=credentials,
+        checkpointer=Checkpointer(ledger, clock, signing_key, CheckpointFile(settings.checkpoint_file),
+                                  settings.audit_checkpoint_records, settings.audit_checkpoint_seconds),
+        audit_public_key=audit_public_key(signing_key),
     )
     runtime.admin_created = _ensure_admin(settings, credentials)
     return runtime

@@ -1,20 +1,17 @@
-"""Runs the maintenance pass (rotation, deletion, expiry) in the server on an interval."""
+"""Background passes inside the server: maintenance (rotation, deletion, expiry) and audit checkpoints."""
 from __future__ import annotations
 
-import logging
 import threading
-
-from application.maintenance import Maintenance
-
-log = logging.getLogger("keyledger.maintenance")
+from typing import Any, Callable
 
 
-class MaintenanceScheduler:
-    def __init__(self, maintenance: Maintenance, interval_seconds: float) -> None:
-        self._maintenance = maintenance
-        self._interval = interval_seconds
+class Periodic:
+    """Calls ``fn`` every ``interval`` seconds on a daemon thread until stopped."""
+
+    def __init__(self, name: str, fn: Callable[[], Any], interval: float, on_error: Callable[[Exception], None]) -> None:
+        self._fn, self._interval, self._on_error = fn, interval, on_error
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="keyledger-maintenance", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         if self._interval > 0:
@@ -28,10 +25,6 @@ class MaintenanceScheduler:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                report = self._maintenance.run_once()
-                if report.rotated or report.deleted or report.expired:
-                    log.info("maintenance: rotated %d, deleted %d, expired %d keys",
-                             len(report.rotated), len(report.deleted), len(report.expired))
-            except Exception:
-                # One bad pass must not stop future ones; the next pass retries what is still due.
-                log.exception("maintenance pass failed")
+                self._fn()
+            except Exception as exc:  # one bad pass must not stop later ones
+                self._on_error(exc)

@@ -35,6 +35,9 @@ class Settings:
     maintenance_interval: float = 60.0  # seconds between maintenance passes in the server; 0 turns them off
     audit_group_commit_window: float = 0.0  # extra seconds to gather audit records; 0 = whatever queued meanwhile
     audit_group_commit_max: int = 256  # most audit records committed in one transaction
+    audit_checkpoint_records: int = 1000  # sign a checkpoint after this many records...
+    audit_checkpoint_seconds: float = 60.0  # ...or this many seconds, also when idle
+    audit_checkpoint_file: Path | None = None  # default: <data dir>/audit-checkpoints.jsonl
 
     @property
     def resolved_database_url(self) -> str:
@@ -43,6 +46,10 @@ class Settings:
     @property
     def root_key_file(self) -> Path:
         return self.data_dir / "root-key"
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
 
     @property
     def admin_credentials_file(self) -> Path:
@@ -67,6 +74,9 @@ class Settings:
             "maintenance_interval": ("KEYLEDGER_MAINTENANCE_INTERVAL", float),
             "audit_group_commit_window": ("KEYLEDGER_AUDIT_GROUP_COMMIT_WINDOW", float),
             "audit_group_commit_max": ("KEYLEDGER_AUDIT_GROUP_COMMIT_MAX", int),
+            "audit_checkpoint_records": ("KEYLEDGER_AUDIT_CHECKPOINT_RECORDS", int),
+            "audit_checkpoint_seconds": ("KEYLEDGER_AUDIT_CHECKPOINT_SECONDS", float),
+            "audit_checkpoint_file": ("KEYLEDGER_AUDIT_CHECKPOINT_FILE", Path),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):

@@ -128,7 +128,8 @@ def test_describe_key_lists_the_algorithms_of_the_spec(kms, key_of, spec, usage,
     key = key_of(spec, usage)
     meta = kms.describe_key(KeyId=key)["KeyMetadata"]
     assert meta["KeySpec"] == spec
-    assert meta["CustomerMasterKeySpec"] == spec
+    if spec != "ECC_NIST_EDWARDS25519":  # the deprecated CustomerMasterKeySpec enum stops before Ed25519
+        assert meta["CustomerMasterKeySpec"] == spec
     assert meta["KeyUsage"] == usage
     assert meta["KeyState"] == "Enabled" and meta["Enabled"] is True
     assert meta["Origin"] == "AWS_KMS"

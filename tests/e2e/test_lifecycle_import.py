@@ -250,6 +250,8 @@ def test_expired_token_is_refused(servers):
     key = external_key(kms)
     p = params(kms, key)
     advance_days(server, 2)
+    # The unused wrapping key is cleaned up once its parameters expire; the token still reads as expired.
+    assert maintenance(server)["import_keys_removed"] == 1
     assert error_code(kms.import_key_material, KeyId=key, ImportToken=p["ImportToken"],
                       EncryptedKeyMaterial=wrap(p["PublicKey"], "RSAES_OAEP_SHA_256", os.urandom(32)),
                       ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE") == "ExpiredImportTokenException"
@@ -297,6 +299,40 @@ def test_importing_different_material_into_an_enabled_key_is_refused(kms):
     assert error_code(import_material, kms, key, os.urandom(32),
                       ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE") == "IncorrectKeyMaterialException"
     assert state(kms, key) == "Enabled"
+
+
+def test_reimport_can_change_the_expiration(kms):
+    key = external_key(kms)
+    material = os.urandom(32)
+    import_material(kms, key, material, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    valid_to = datetime.now(timezone.utc) + timedelta(days=30)
+    import_material(kms, key, material, ValidTo=valid_to, ExpirationModel="KEY_MATERIAL_EXPIRES")
+    meta = kms.describe_key(KeyId=key)["KeyMetadata"]
+    assert meta["KeyState"] == "Enabled"
+    assert meta["ExpirationModel"] == "KEY_MATERIAL_EXPIRES"
+    assert abs(meta["ValidTo"].astimezone(timezone.utc) - valid_to) <= timedelta(seconds=1)
+    import_material(kms, key, material, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    meta = kms.describe_key(KeyId=key)["KeyMetadata"]
+    assert meta["ExpirationModel"] == "KEY_MATERIAL_DOES_NOT_EXPIRE"
+    assert "ValidTo" not in meta
+
+
+def test_automatic_rotation_of_an_imported_key_is_unsupported(kms):
+    key = external_key(kms)
+    import_material(kms, key, os.urandom(32), ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    assert error_code(kms.enable_key_rotation, KeyId=key) == "UnsupportedOperationException"
+    assert kms.get_key_rotation_status(KeyId=key)["KeyRotationEnabled"] is False
+
+
+def test_deleting_material_of_a_key_pending_deletion(kms):
+    key = external_key(kms)
+    import_material(kms, key, os.urandom(32), ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    assert error_code(params, kms, key) == "KMSInvalidStateException"
+    kms.delete_imported_key_material(KeyId=key)
+    assert state(kms, key) == "PendingDeletion"
+    kms.cancel_key_deletion(KeyId=key)
+    assert state(kms, key) == "PendingImport"  # no material: not Disabled
 
 
 def test_delete_imported_material_of_a_pending_import_key(kms):

@@ -328,14 +328,33 @@ def test_automatic_rotation_skips_disabled_and_rotation_disabled_keys(servers):
     kms = server.client()
     disabled = create_key(kms)["KeyId"]
     switched_off = create_key(kms)["KeyId"]
-    for key in (disabled, switched_off):
+    pending = create_key(kms)["KeyId"]
+    for key in (disabled, switched_off, pending):
         kms.enable_key_rotation(KeyId=key, RotationPeriodInDays=90)
     kms.disable_key(KeyId=disabled)
     kms.disable_key_rotation(KeyId=switched_off)
+    kms.schedule_key_deletion(KeyId=pending, PendingWindowInDays=30)
     advance_days(server, 91)
-    assert maintenance(server)["rotated"] == []
+    report = maintenance(server)
+    assert report["rotated"] == []
     for key in (disabled, switched_off):
         assert kms.list_key_rotations(KeyId=key)["Rotations"] == []
+    # AWS: when a disabled key whose rotation date passed is enabled again, it is rotated right away.
+    kms.enable_key(KeyId=disabled)
+    assert maintenance(server)["rotated"] == [disabled]
+    assert len(automatic(all_rotations(kms, disabled))) == 1
+    assert maintenance(server)["rotated"] == []
+
+
+def test_rotation_of_a_key_pending_deletion(kms):
+    key = create_key(kms)["KeyId"]
+    kms.enable_key_rotation(KeyId=key, RotationPeriodInDays=90)
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    assert kms.get_key_rotation_status(KeyId=key)["KeyRotationEnabled"] is True  # reading is allowed
+    assert kms.list_key_rotations(KeyId=key)["Rotations"] == []
+    assert error_code(kms.enable_key_rotation, KeyId=key) == "KMSInvalidStateException"
+    assert error_code(kms.disable_key_rotation, KeyId=key) == "KMSInvalidStateException"
+    assert error_code(kms.rotate_key_on_demand, KeyId=key) == "KMSInvalidStateException"
 
 
 def test_two_servers_on_one_database_rotate_each_key_exactly_once(servers):

@@ -1,0 +1,168 @@
+"""`keyledger audit ...`: verify, export, tail, checkpoint, public-key."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import typer
+
+from infrastructure.settings import Settings
+
+audit_cli = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+DataDir = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR].")
+DatabaseUrl = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL].")
+
+
+def _runtime(data_dir: Optional[Path], database_url: Optional[str], need_keys: bool = False):
+    from infrastructure.bootstrap import build_runtime
+
+    runtime = build_runtime(Settings.load(data_dir=data_dir, database_url=database_url))
+    if need_keys and runtime.services is None:
+        typer.echo(f"keyledger is sealed: {runtime.sealed_reason}", err=True)
+        raise typer.Exit(2)
+    return runtime
+
+
+def _pem(raw: bytes) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    return Ed25519PublicKey.from_public_bytes(raw).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _raw_from_pem(path: Path) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_public_key(path.read_bytes()).public_bytes_raw()  # type: ignore[union-attr]
+
+
+def parse_time(value: str) -> datetime:
+    """RFC 3339 or epoch seconds."""
+    try:
+        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+    except ValueError:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@audit_cli.command("public-key")
+def public_key(data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Print the checkpoint signing public key (PEM). Keep a copy apart from the server."""
+    runtime = _runtime(data_dir, database_url, need_keys=True)
+    try:
+        typer.echo(_pem(runtime.services.audit_public_key), nl=False)
+    finally:
+        runtime.close()
+
+
+@audit_cli.command()
+def checkpoint(data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Sign a checkpoint of the log now."""
+    runtime = _runtime(data_dir, database_url, need_keys=True)
+    try:
+        cp = runtime.services.checkpointer.checkpoint_if_due(force=True)
+    finally:
+        runtime.close()
+    typer.echo(f"checkpoint at seq {cp.seq}" if cp else "another process signed this checkpoint")
+
+
+@audit_cli.command()
+def verify(checkpoints: Optional[Path] = typer.Option(None, help="Checkpoint file (default: the data directory's)."),
+           public_key_file: Optional[Path] = typer.Option(None, "--public-key", help="PEM public key (default: the server's)."),
+           data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Re-derive every hash and check every checkpoint; exit 1 naming the first bad seq."""
+    from rich.progress import Progress
+
+    from application.audit_checkpoints import audit_head, audit_records, stored_checkpoints
+    from domain.audit_chain import checkpoint_from_json, verify_log
+
+    runtime = _runtime(data_dir, database_url)
+    try:
+        path = checkpoints or runtime.settings.checkpoint_file
+        cps = ([checkpoint_from_json(line) for line in path.read_text().splitlines() if line.strip()]
+               if path.exists() else stored_checkpoints(runtime.ledger))
+        key = _raw_from_pem(public_key_file) if public_key_file else (
+            runtime.services.audit_public_key if runtime.services else None)
+        total, _ = audit_head(runtime.ledger)
+        started = time.perf_counter()
+        with Progress(transient=True, disable=total < 10_000 or not sys.stderr.isatty()) as progress:
+            task = progress.add_task("verifying", total=total)
+            result = verify_log(audit_records(runtime.ledger), cps, key,
+                                progress=lambda n: progress.update(task, completed=n))
+        elapsed = max(time.perf_counter() - started, 1e-9)
+    finally:
+        runtime.close()
+    rate = f"{result.records / elapsed:,.0f} records/s"
+    if result.ok:
+        typer.echo(f"OK: {result.records} records, {result.checkpoints_checked} checkpoints verified ({rate})")
+        return
+    where = f"first bad seq {result.first_bad_seq}" if result.first_bad_seq is not None else "checkpoint file"
+    typer.echo(f"FAILED ({where}): {result.problem}  [{result.records} records checked, {rate}]", err=True)
+    raise typer.Exit(1)
+
+
+def _matches(record: dict[str, Any], start: Optional[datetime], end: Optional[datetime], key: Optional[str]) -> bool:
+    at = parse_time(record["eventTime"])
+    if (start and at < start) or (end and at > end):
+        return False
+    if key:
+        arns = [r.get("ARN", "") for r in record.get("resources") or []]
+        return any(arn == key or arn.endswith("/" + key) for arn in arns)
+    return True
+
+
+@audit_cli.command()
+def export(start: Optional[str] = typer.Option(None, "--from", help="RFC 3339 or epoch seconds."),
+           end: Optional[str] = typer.Option(None, "--to", help="RFC 3339 or epoch seconds."),
+           key: Optional[str] = typer.Option(None, help="Only records about this key id or key ARN."),
+           fmt: str = typer.Option("cloudtrail", "--format", help="cloudtrail ({\"Records\": [...]}) or jsonl."),
+           data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Write records as CloudTrail JSON or JSON lines to standard output."""
+    from application.audit_checkpoints import audit_records
+
+    if fmt not in ("cloudtrail", "jsonl"):
+        raise typer.BadParameter("--format is cloudtrail or jsonl")
+    runtime = _runtime(data_dir, database_url)
+    s, e = (parse_time(start) if start else None), (parse_time(end) if end else None)
+    try:
+        chosen: Iterator[dict[str, Any]] = (r for r in audit_records(runtime.ledger) if _matches(r, s, e, key))
+        if fmt == "jsonl":
+            for record in chosen:
+                sys.stdout.write(json.dumps(record) + "\n")
+        else:
+            sys.stdout.write('{"Records": [')
+            for i, record in enumerate(chosen):
+                sys.stdout.write(("," if i else "") + json.dumps(record))
+            sys.stdout.write("]}\n")
+    finally:
+        runtime.close()
+
+
+@audit_cli.command()
+def tail(count: Optional[int] = typer.Option(None, help="Stop after this many records."),
+         from_seq: Optional[int] = typer.Option(None, help="Start after this seq (default: the current end)."),
+         data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Follow new records as JSON lines."""
+    from application.audit_checkpoints import audit_head, audit_records
+
+    runtime = _runtime(data_dir, database_url)
+    seen = 0
+    try:
+        after = audit_head(runtime.ledger)[0] if from_seq is None else from_seq
+        while count is None or seen < count:
+            for record in audit_records(runtime.ledger, after_seq=after):
+                typer.echo(json.dumps(record))
+                after, seen = record["seq"], seen + 1
+                if count is not None and seen >= count:
+                    break
+            else:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.close()
