@@ -92,6 +92,7 @@ def build_ledger(settings: Settings) -> KeyLedger:
     return KeyLedger(env={
         "PERSISTENCE_MODULE": "infrastructure.persistence:KeyledgerFactory",
         "SQLALCHEMY_URL": settings.resolved_database_url,
+        "SQLITE_BUSY_TIMEOUT_MS": str(settings.sqlite_busy_timeout_ms),
     })
 
 

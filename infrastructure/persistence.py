@@ -13,14 +13,15 @@ POSTGRES_LOCK_TIMEOUT = "5s"
 SQLITE_BUSY_TIMEOUT_MS = 10000
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # FULL: a commit is durable when it returns (the audit log promises that). secure_delete: deleted
-    # rows (shredded key material) are overwritten with zeros, not left in free pages.
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON",
-                   f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"):
-        cursor.execute(f"PRAGMA {pragma}")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # FULL: a commit is durable when it returns (the audit log promises that). secure_delete: deleted
+        # rows (shredded key material) are overwritten with zeros, not left in free pages.
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "secure_delete=ON", f"busy_timeout={busy_timeout_ms}"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+    return on_connect
 
 
 def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -36,7 +37,8 @@ class KeyledgerFactory(SQLAlchemyFactory):
         engine = self.datastore.engine
         assert isinstance(engine, Engine)
         if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_on_connect)
+            busy = int(env.get("SQLITE_BUSY_TIMEOUT_MS") or SQLITE_BUSY_TIMEOUT_MS)
+            event.listen(engine, "connect", _sqlite_pragmas(busy))
         elif engine.dialect.name == "postgresql":
             event.listen(engine, "connect", _postgres_on_connect)
 

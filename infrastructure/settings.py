@@ -38,6 +38,7 @@ class Settings:
     audit_checkpoint_records: int = 1000  # sign a checkpoint after this many records...
     audit_checkpoint_seconds: float = 60.0  # ...or this many seconds, also when idle
     audit_checkpoint_file: Path | None = None  # default: <data dir>/audit-checkpoints.jsonl
+    sqlite_busy_timeout_ms: int = 10000  # how long a SQLite writer waits for another's lock
 
     @property
     def resolved_database_url(self) -> str:
@@ -77,6 +78,7 @@ class Settings:
             "audit_checkpoint_records": ("KEYLEDGER_AUDIT_CHECKPOINT_RECORDS", int),
             "audit_checkpoint_seconds": ("KEYLEDGER_AUDIT_CHECKPOINT_SECONDS", float),
             "audit_checkpoint_file": ("KEYLEDGER_AUDIT_CHECKPOINT_FILE", Path),
+            "sqlite_busy_timeout_ms": ("KEYLEDGER_SQLITE_BUSY_TIMEOUT_MS", int),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):
