@@ -65,7 +65,6 @@ def serve(
     settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url)
     runtime = build_runtime(settings)
     _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason)
-    runtime.audit.start()
     passes = []
     if runtime.services is not None:
         log = logging.getLogger("keyledger.background")
@@ -77,15 +76,8 @@ def serve(
                      min(1.0, settings.audit_checkpoint_seconds),
                      lambda exc: log.exception("audit checkpoint failed", exc_info=exc)),
         ]
-        for background in passes:
-            background.start()
-    try:
-        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level=settings.log_level,
-                    access_log=access_log)
-    finally:
-        for background in passes:
-            background.stop()
-        runtime.close()
+    uvicorn.run(create_app(runtime, passes), host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=access_log)
 
 
 def _open_runtime(data_dir: Optional[Path], database_url: Optional[str]):

@@ -10,7 +10,8 @@ import json
 import logging
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Sequence
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -39,8 +40,24 @@ TARGET_PREFIX = "TrentService."
 _INTERNAL_MESSAGE = "The service could not complete the request because of an internal error. Retry the request."
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="keyledger", description="An event-sourced key management service that speaks AWS KMS.")
+def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
+    """``background``: objects with start()/stop() run for the app's lifetime. On shutdown (uvicorn's
+    graceful SIGTERM too) they stop and the runtime closes, so SQLite checkpoints its WAL on the way out."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.audit.start()
+        for task in background:
+            task.start()
+        try:
+            yield
+        finally:
+            for task in background:
+                task.stop()
+            runtime.close()
+
+    app = FastAPI(title="keyledger", description="An event-sourced key management service that speaks AWS KMS.",
+                  lifespan=lifespan)
     wire = WireModel()
     audit = runtime.audit
 

@@ -112,7 +112,8 @@ class AuditTrail:
     # -- every other record: group commit ----------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
+        if not self._thread.is_alive():
+            self._thread.start()
 
     def stop(self) -> None:
         if self._thread.is_alive():

@@ -103,7 +103,8 @@ class ImportService:
     def delete_imported_key_material(self, scope: Scope, key_ref: str) -> dict[str, Any]:
         def decide(key: Key) -> Outcome[None]:
             if key.delete_imported_material(self._clock.now()):
-                return Outcome([], also=[lambda tx: self._materials.destroy(tx, key.key_id)])
+                return Outcome([], also=[lambda tx: self._materials.destroy(tx, key.key_id)],
+                               after=[self._materials.compact])
             return Outcome([])
 
         key = self._access.change(scope, key_ref, decide)

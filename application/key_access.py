@@ -51,6 +51,6 @@ class KeyAccess:
         def attempt() -> Outcome[Key]:
             key = self.load(scope, key_id)
             outcome = decide(key) or Outcome([])
-            return Outcome([key, *outcome.aggregates], key, outcome.also)
+            return Outcome([key, *outcome.aggregates], key, outcome.also, outcome.after)
 
         return self.writer.retrying(attempt)

@@ -76,11 +76,13 @@ class Maintenance:
             key.delete(now)
             done.append("deleted")
             aliases = self._aliases_of(key, now)
-            return Outcome([key, *aliases], also=[lambda tx: self._materials.destroy(tx, key_id)])
+            return Outcome([key, *aliases], also=[lambda tx: self._materials.destroy(tx, key_id)],
+                           after=[self._materials.compact])
         if key.expire_material_if_due(now):
             call.record["eventName"] = "DeleteExpiredKeyMaterial"
             done.append("expired")
-            return Outcome([key], also=[lambda tx: self._materials.destroy(tx, key_id)])
+            return Outcome([key], also=[lambda tx: self._materials.destroy(tx, key_id)],
+                           after=[self._materials.compact])
         if key.is_due_for_rotation(now):
             call.record["eventName"] = "RotateKey"
             material = new_material(key.key_spec)

@@ -65,6 +65,10 @@ class KeyMaterials:
         except UnwrapError:
             raise InternalError("A stored secret could not be unwrapped; the operator has been alerted.") from None
 
+    def compact(self) -> None:
+        """After material was destroyed and committed: make the storage drop every copy of it."""
+        self._store.compact()
+
     def destroy(self, tx: Any, key_id: str) -> None:
         self._store.delete_key(tx, key_id)
         self.forget(key_id)

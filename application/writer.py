@@ -25,6 +25,7 @@ class Outcome(Generic[T]):
     aggregates: Sequence[Aggregate]
     result: T = None  # type: ignore[assignment]
     also: list[Also] = field(default_factory=list)
+    after: list[Callable[[], None]] = field(default_factory=list)  # run once the transaction committed
 
 
 class LedgerWriter:
@@ -43,6 +44,7 @@ class LedgerWriter:
                     write(tx)
                 recordings = self.ledger.save(*aggregates, *audit_log)
                 self._view.project(tx, aggregates, recordings)
+        self._view.forget(aggregates)
 
     def retrying(self, attempt: Callable[[], Outcome[T]]) -> T:
         """Runs ``attempt`` (load, decide) and commits what it changed; on a version conflict, reloads."""
@@ -53,7 +55,9 @@ class LedgerWriter:
                 return outcome.result
             try:
                 self.commit(changed, outcome.also)
-                return outcome.result
             except IntegrityError:
                 continue
+            for step in outcome.after:
+                step()
+            return outcome.result
         raise ConflictError("The key was changed by another request at the same time; retry the request.")

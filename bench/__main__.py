@@ -1,71 +1,80 @@
-"""`make bench`: starts a real server on SQLite and measures signed boto3 calls over loopback.
-
-Prints requests/s and latency percentiles per operation and concurrency. Bounded in requests and time.
-"""
+"""`make bench`: a real keyledger server (SQLite, durable audit on) and the floor app, each driven by a
+separate load process over loopback with signed requests, at concurrency 1, 16 and 64. Prints requests/s
+and p50/p99 latency, and each keyledger result as a ratio to the floor measured in the same run.
+Bounded: KEYLEDGER_BENCH_REQUESTS per measurement, KEYLEDGER_BENCH_SECONDS at most each."""
 from __future__ import annotations
 
+import base64
+import json
 import os
 import platform
-import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import httpx
 
-from tests.servers import Server  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-REQUESTS = int(os.environ.get("KEYLEDGER_BENCH_REQUESTS", "600"))
-TIME_LIMIT = float(os.environ.get("KEYLEDGER_BENCH_SECONDS", "20"))
+from tests.servers import Server, free_port  # noqa: E402
+
+REQUESTS = os.environ.get("KEYLEDGER_BENCH_REQUESTS", "3000")
+SECONDS = os.environ.get("KEYLEDGER_BENCH_SECONDS", "10")
+CONCURRENCY = [int(c) for c in os.environ.get("KEYLEDGER_BENCH_CONCURRENCY", "1,16,64").split(",")]
 
 
-def run(name: str, call, concurrency: int) -> None:
-    latencies: list[float] = []
-    lock = threading.Lock()
-    deadline = time.monotonic() + TIME_LIMIT
+def load(url: str, operation: str, body: dict, concurrency: int) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.load", url, operation, json.dumps(body), str(concurrency),
+                          REQUESTS, SECONDS], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return json.loads(out.stdout)
 
-    def one(_: int) -> None:
-        if time.monotonic() > deadline:
-            return
-        start = time.perf_counter()
-        call()
-        with lock:
-            latencies.append(time.perf_counter() - start)
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, range(REQUESTS)))
-    elapsed = time.perf_counter() - start
-    latencies.sort()
-    p50 = statistics.median(latencies) * 1000
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
-    print(f"{name:<28} c={concurrency:<3} {len(latencies) / elapsed:8.1f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
+def start_floor() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bench.floor", str(port)], cwd=ROOT,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.post(url + "/", content=b"{}", timeout=1)
+            return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("floor app did not start")
 
 
 def main() -> None:
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"{REQUESTS} requests or {SECONDS} s per measurement")
+    env = {k[len("BENCH_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_KEYLEDGER_")}
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(data_dir=Path(tmp) / "data").start()
+        server = Server(data_dir=Path(tmp) / "data", env={"KEYLEDGER_MAINTENANCE_INTERVAL": "0", **env}).start()
+        floor, floor_url = start_floor()
         try:
-            clients = threading.local()
-
-            def kms():
-                if not hasattr(clients, "c"):
-                    clients.c = server.client()
-                return clients.c
-
-            key_id = kms().create_key()["KeyMetadata"]["KeyId"]
-            blob = kms().encrypt(KeyId=key_id, Plaintext=b"x" * 4096)["CiphertextBlob"]
-            for concurrency in (1, 16):
-                run("Encrypt 4 KiB", lambda: kms().encrypt(KeyId=key_id, Plaintext=b"x" * 4096), concurrency)
-                run("Encrypt 64 B", lambda: kms().encrypt(KeyId=key_id, Plaintext=b"x" * 64), concurrency)
-                run("Decrypt 4 KiB", lambda: kms().decrypt(CiphertextBlob=blob), concurrency)
-                run("GenerateDataKey AES_256", lambda: kms().generate_data_key(KeyId=key_id, KeySpec="AES_256"),
-                    concurrency)
+            kms = server.client()
+            key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+            blob = kms.encrypt(KeyId=key_id, Plaintext=b"x" * 4096)["CiphertextBlob"]
+            cases = [
+                ("Encrypt", "Encrypt 4 KiB", {"KeyId": key_id, "Plaintext": base64.b64encode(b"x" * 4096).decode()}),
+                ("Encrypt", "Encrypt 64 B", {"KeyId": key_id, "Plaintext": base64.b64encode(b"x" * 64).decode()}),
+                ("Decrypt", "Decrypt 4 KiB", {"CiphertextBlob": base64.b64encode(blob).decode()}),
+                ("GenerateDataKey", "GenerateDataKey", {"KeyId": key_id, "KeySpec": "AES_256"}),
+            ]
+            print(f"{'operation':<18}{'c':>4}{'keyledger req/s':>17}{'p50 ms':>8}{'p99 ms':>8}"
+                  f"{'floor req/s':>13}{'p50 ms':>8}{'ratio':>7}")
+            for operation, label, body in cases:
+                for concurrency in CONCURRENCY:
+                    ours = load(server.endpoint, operation, body, concurrency)
+                    base = load(floor_url, operation, body, concurrency)
+                    errors = f"  ({ours['errors']} errors)" if ours["errors"] else ""
+                    print(f"{label:<18}{concurrency:>4}{ours['rps']:>17.0f}{ours['p50_ms']:>8.1f}{ours['p99_ms']:>8.1f}"
+                          f"{base['rps']:>13.0f}{base['p50_ms']:>8.1f}{ours['rps'] / base['rps']:>7.2f}{errors}")
         finally:
+            floor.terminate()
             server.stop()
 
 

@@ -74,6 +74,8 @@ class Runtime:
     def close(self) -> None:
         self.audit.stop()
         self.ledger.close()
+        # Closing the last SQLite connection checkpoints the WAL into the database and removes it.
+        self.ledger.recorder.datastore.engine.dispose()  # type: ignore[attr-defined]
 
 
 def audit_public_key(signing_key: bytes) -> bytes:
@@ -117,8 +119,8 @@ def build_runtime(settings: Settings) -> Runtime:
         runtime.sealed_reason = str(exc)
         return runtime
 
-    view = SqlKeyStateView(datastore)
-    materials = KeyMaterials(SqlBackingKeyStore(uow), keyring)
+    view = SqlKeyStateView(datastore, settings.key_cache_seconds)
+    materials = KeyMaterials(SqlBackingKeyStore(uow, engine), keyring)
     resolver = KeyResolver(view)
     access = KeyAccess(LedgerWriter(ledger, uow, view, audit), resolver)
     import_keys = SqlImportKeyStore(uow)

@@ -6,8 +6,9 @@ from typing import Any
 
 from eventsourcing.utils import Environment
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
 
 POSTGRES_LOCK_TIMEOUT = "5s"
 SQLITE_BUSY_TIMEOUT_MS = 10000
@@ -31,11 +32,22 @@ def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.commit()
 
 
+POOL_SIZE = 32  # about the request thread pool's size, so connections are reused, not re-opened
+
+
 class KeyledgerFactory(SQLAlchemyFactory):
     def __init__(self, env: Environment) -> None:
         super().__init__(env)
-        engine = self.datastore.engine
-        assert isinstance(engine, Engine)
+        # The library builds its engine with default pool settings (5 + 10 overflow); under load the
+        # overflow connections are opened and closed per request. Swap in an engine with a pool sized
+        # for the server, before anything has connected.
+        default = self.datastore.engine
+        assert isinstance(default, Engine)
+        engine = create_engine(default.url, pool_size=POOL_SIZE, max_overflow=POOL_SIZE,
+                               pool_pre_ping=default.dialect.name == "postgresql")
+        default.dispose()
+        self.datastore.engine = engine
+        self.datastore.session_maker = sessionmaker(bind=engine, autoflush=True)
         if engine.dialect.name == "sqlite":
             busy = int(env.get("SQLITE_BUSY_TIMEOUT_MS") or SQLITE_BUSY_TIMEOUT_MS)
             event.listen(engine, "connect", _sqlite_pragmas(busy))

@@ -39,6 +39,7 @@ class Settings:
     audit_checkpoint_seconds: float = 60.0  # ...or this many seconds, also when idle
     audit_checkpoint_file: Path | None = None  # default: <data dir>/audit-checkpoints.jsonl
     sqlite_busy_timeout_ms: int = 10000  # how long a SQLite writer waits for another's lock
+    key_cache_seconds: float = 1.0  # how long another process's key-state change may take to show here
 
     @property
     def resolved_database_url(self) -> str:
@@ -79,6 +80,7 @@ class Settings:
             "audit_checkpoint_seconds": ("KEYLEDGER_AUDIT_CHECKPOINT_SECONDS", float),
             "audit_checkpoint_file": ("KEYLEDGER_AUDIT_CHECKPOINT_FILE", Path),
             "sqlite_busy_timeout_ms": ("KEYLEDGER_SQLITE_BUSY_TIMEOUT_MS", int),
+            "key_cache_seconds": ("KEYLEDGER_KEY_CACHE_SECONDS", float),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):

@@ -1,13 +1,13 @@
 """The SQL side of the unit of work and the stores that live beside the event store."""
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-
-from datetime import datetime
 
 from infrastructure.tables import backing_keys, import_keys
 
@@ -27,8 +27,24 @@ class SqlUnitOfWork:
 
 
 class SqlBackingKeyStore:
-    def __init__(self, uow: SqlUnitOfWork) -> None:
+    def __init__(self, uow: SqlUnitOfWork, engine: Any) -> None:
         self._uow = uow
+        self._engine = engine
+
+    def compact(self) -> None:
+        """Crypto-shredding is only as good as the files: with secure_delete the SQLite pages are zeroed,
+        but the WAL still holds the old page images until a checkpoint truncates it; on PostgreSQL dead
+        tuples stay in the heap until VACUUM FULL rewrites the table."""
+        if self._engine.dialect.name == "sqlite":
+            for _ in range(50):
+                with self._engine.connect() as conn:
+                    busy = conn.execute(sa.text("PRAGMA wal_checkpoint(TRUNCATE)")).first()[0]
+                if not busy:
+                    return
+                time.sleep(0.1)  # a reader holds an old snapshot; the next pass retries
+        elif self._engine.dialect.name == "postgresql":
+            with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text(f"VACUUM FULL {backing_keys.name}"))
 
     def put(self, tx: Session, key_id: str, material_id: str, wrapped: bytes) -> None:
         tx.execute(backing_keys.insert().values(key_id=key_id, material_id=material_id, wrapped=wrapped))

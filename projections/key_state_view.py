@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
@@ -49,10 +51,49 @@ def _decode_metadata(text: str) -> dict[str, Any]:
     return meta
 
 
+class _TtlCache:
+    """Rows read on the hot path, kept for a moment. Writes in this process drop what they change after
+    they commit; another process's writes show here within ``ttl`` seconds (AWS KMS, too, documents that
+    key state changes take effect with eventual consistency)."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._rows: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, load: Any) -> Any:
+        if self._ttl <= 0:
+            return load()
+        now = time.monotonic()
+        hit = self._rows.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        with self._lock:
+            if len(self._rows) > 100_000:
+                self._rows.clear()
+            self._rows[key] = (now + self._ttl, value)
+        return value
+
+    def drop(self, key: Any) -> None:
+        with self._lock:
+            self._rows.pop(key, None)
+
+
 class SqlKeyStateView:
-    def __init__(self, datastore: Any) -> None:
+    def __init__(self, datastore: Any, cache_seconds: float = 1.0) -> None:
         # eventsourcing_sqlalchemy's datastore: its transactions nest, so a read inside a write sees it.
         self._datastore = datastore
+        self._keys = _TtlCache(cache_seconds)
+        self._aliases = _TtlCache(cache_seconds)
+
+    def forget(self, aggregates: Sequence[Aggregate]) -> None:
+        """Called after a write commits: this process must see its own writes at once."""
+        for aggregate in aggregates:
+            if isinstance(aggregate, Key):
+                self._keys.drop(aggregate.key_id)
+            elif isinstance(aggregate, Alias):
+                self._aliases.drop((aggregate.account_id, aggregate.region, aggregate.alias_name))
 
     # -- writing (inside the caller's transaction) -----------------------------------------------
 
@@ -122,8 +163,10 @@ class SqlKeyStateView:
                         creation_date=_from_epoch(r.creation_date), last_updated_date=_from_epoch(r.last_updated_date))
 
     def get_key(self, key_id: str) -> KeyRow | None:
-        rows = self._rows(sa.select(key_state).where(key_state.c.key_id == key_id))
-        return self._key_row(rows[0]) if rows else None
+        def load() -> KeyRow | None:
+            rows = self._rows(sa.select(key_state).where(key_state.c.key_id == key_id))
+            return self._key_row(rows[0]) if rows else None
+        return self._keys.get(key_id, load)
 
     def list_keys(self, account_id: str, region: str, limit: int, after: str | None) -> list[KeyRow]:
         query = sa.select(key_state).where(key_state.c.account_id == account_id, key_state.c.region == region)
@@ -132,9 +175,11 @@ class SqlKeyStateView:
         return [self._key_row(r) for r in self._rows(query.order_by(key_state.c.key_id).limit(limit))]
 
     def get_alias(self, account_id: str, region: str, alias_name: str) -> AliasRow | None:
-        rows = self._rows(sa.select(aliases).where(
-            aliases.c.account_id == account_id, aliases.c.region == region, aliases.c.alias_name == alias_name))
-        return self._alias_row(rows[0]) if rows else None
+        def load() -> AliasRow | None:
+            rows = self._rows(sa.select(aliases).where(
+                aliases.c.account_id == account_id, aliases.c.region == region, aliases.c.alias_name == alias_name))
+            return self._alias_row(rows[0]) if rows else None
+        return self._aliases.get((account_id, region, alias_name), load)
 
     def list_aliases(self, account_id: str, region: str, key_id: str | None, limit: int,
                      after: str | None) -> list[AliasRow]:

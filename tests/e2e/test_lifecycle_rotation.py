@@ -173,6 +173,7 @@ def test_rotation_of_non_symmetric_keys_is_unsupported(kms, spec, usage):
     assert error_code(kms.disable_key_rotation, KeyId=key) == "UnsupportedOperationException"
     assert error_code(kms.rotate_key_on_demand, KeyId=key) == "UnsupportedOperationException"
     assert error_code(kms.get_key_rotation_status, KeyId=key) == "UnsupportedOperationException"
+    assert error_code(kms.list_key_rotations, KeyId=key) == "UnsupportedOperationException"
 
 
 def test_rotation_of_unknown_key_is_not_found(kms):
