@@ -83,7 +83,10 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
             call.record["requestParameters"] = audit_view(wire, operation, "in", params)
             token = current_call.set(call)  # run_in_threadpool copies this context into the worker
             try:
-                output = await run_in_threadpool(HANDLERS[operation], runtime.services, scope, params)
+                if operation in INLINE_OPERATIONS:
+                    output = HANDLERS[operation](runtime.services, scope, params)
+                else:
+                    output = await run_in_threadpool(HANDLERS[operation], runtime.services, scope, params)
             finally:
                 current_call.reset(token)
             _note_resources(call, output or {})
@@ -134,6 +137,11 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
 
     return app
 
+
+# Symmetric crypto runs on the event loop: it is microseconds of work on a cached key row and backing
+# key (a miss is one indexed read), and the thread hop would cost more than the work (docs/performance.md).
+INLINE_OPERATIONS = frozenset({"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
+                               "GenerateDataKeyWithoutPlaintext", "GenerateRandom"})
 
 # Like CloudTrail, responses of crypto operations are not echoed; lifecycle responses are (minus blobs).
 _ECHO_RESPONSE = frozenset({"CreateKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "CreateAlias"})
