@@ -24,7 +24,7 @@ def signed_request(url: str, operation: str, body: bytes) -> bytes:
         "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": f"TrentService.{operation}"})
     SigV4Auth(Credentials(ADMIN_KEY_ID, ADMIN_SECRET), "kms", "us-east-1").add_auth(request)
     host = urlparse(url).netloc
-    head = [f"POST / HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}", "Connection: keep-alive"]
+    head = ["POST / HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}", "Connection: keep-alive"]
     head += [f"{k}: {v}" for k, v in request.headers.items() if k.lower() not in ("host", "content-length")]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 

@@ -2,14 +2,21 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 from typing import Any
+
+import pytest
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.servers import ACCOUNT_ID, ADMIN_KEY_ID, ADMIN_SECRET, Server
+from tests.servers import ACCOUNT_ID, ADMIN_KEY_ID, ADMIN_SECRET, ROOT, Server
 
 REGION = "us-east-1"
 
@@ -64,3 +71,32 @@ def secret_forms(secret: bytes) -> list[bytes]:
     b64 = base64.b64encode(secret)
     return [secret, b64, b64.rstrip(b"="), base64.urlsafe_b64encode(secret).rstrip(b"="),
             secret.hex().encode(), secret.hex().upper().encode()]
+
+
+# -- the keyledger command line, run against a test server's data directory / database ---------------
+
+def keyledger(server: Server, *args: str) -> str:
+    """Runs ``keyledger <args>`` as an operator would; returns stdout, fails the test on a non-zero exit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYLEDGER_", "AWS_"))}
+    env.update(PYTHONPATH=str(ROOT), KEYLEDGER_DATA_DIR=str(server.data_dir))
+    if server.database_url:
+        env["KEYLEDGER_DATABASE_URL"] = server.database_url
+    proc = subprocess.run([sys.executable, "-m", "api", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, f"keyledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def maintenance(server: Server) -> dict[str, Any]:
+    return json.loads(keyledger(server, "maintenance", "--json").strip().splitlines()[-1])
+
+
+def advance_days(server: Server, days: float) -> None:
+    keyledger(server, "clock", "advance", "--days", str(days))
+    time.sleep(1.2)  # the server re-reads the clock offset at most once a second
+
+
+def error_code(call: Any, *args: Any, **kwargs: Any) -> str:
+    with pytest.raises(ClientError) as info:
+        call(*args, **kwargs)
+    return code(info.value)

@@ -8,13 +8,12 @@ import os
 from typing import Any, Callable
 
 import pytest
-from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
 from domain.asymmetric import POST_QUANTUM_SUPPORTED
-from tests.e2e.helpers import code, create_key, unvalidated_client
+from tests.e2e.helpers import create_key, error_code, unvalidated_client
 
 RSA_SIGNING = ["RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
                "RSASSA_PKCS1_V1_5_SHA_256", "RSASSA_PKCS1_V1_5_SHA_384", "RSASSA_PKCS1_V1_5_SHA_512"]
@@ -25,11 +24,6 @@ CURVES = {"ECC_NIST_P256": ec.SECP256R1, "ECC_NIST_P384": ec.SECP384R1, "ECC_NIS
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-
-def error_code(call, *args: Any, **kwargs: Any) -> str:
-    with pytest.raises(ClientError) as info:
-        call(*args, **kwargs)
-    return code(info.value)
 
 
 def hash_of(algorithm: str) -> hashes.HashAlgorithm:

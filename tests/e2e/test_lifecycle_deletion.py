@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import sqlite3
 import struct
-import subprocess
-import sys
 import time
 import urllib.parse
 import uuid
@@ -23,38 +20,16 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tests.e2e.helpers import code, create_key, secret_forms, unique_alias, unvalidated_client
-from tests.servers import ROOT, Server
+from tests.e2e.helpers import advance_days, code, create_key, error_code, keyledger, maintenance, secret_forms, unique_alias, unvalidated_client
+from tests.servers import Server
 
 BACKING_KEY_PURPOSE = "backing-key"
 
 
 # -- helpers -----------------------------------------------------------------------------------------
 
-def keyledger(server: Server, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYLEDGER_", "AWS_"))}
-    env.update(PYTHONPATH=str(ROOT), KEYLEDGER_DATA_DIR=str(server.data_dir))
-    if server.database_url:
-        env["KEYLEDGER_DATABASE_URL"] = server.database_url
-    proc = subprocess.run([sys.executable, "-m", "api", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, f"keyledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
 
 
-def maintenance(server: Server) -> dict[str, Any]:
-    return json.loads(keyledger(server, "maintenance", "--json").strip().splitlines()[-1])
-
-
-def advance_days(server: Server, days: float) -> None:
-    keyledger(server, "clock", "advance", "--days", str(days))
-    time.sleep(1.2)  # the server re-reads the clock offset at most once a second
-
-
-def error_code(call, *args: Any, **kwargs: Any) -> str:
-    with pytest.raises(ClientError) as info:
-        call(*args, **kwargs)
-    return code(info.value)
 
 
 def all_key_ids(kms: Any) -> set[str]:

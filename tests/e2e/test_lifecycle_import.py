@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
-import subprocess
-import sys
-import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -21,8 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
-from tests.e2e.helpers import code, create_key
-from tests.servers import ROOT, Server
+from tests.e2e.helpers import advance_days, code, create_key, error_code, maintenance
 
 ALGORITHMS = ["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_1", "RSA_AES_KEY_WRAP_SHA_256"]
 SPECS = {"RSA_2048": 2048, "RSA_3072": 3072, "RSA_4096": 4096}
@@ -31,30 +26,8 @@ DATE_TOLERANCE = timedelta(minutes=10)
 
 # -- helpers -----------------------------------------------------------------------------------------
 
-def keyledger(server: Server, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYLEDGER_", "AWS_"))}
-    env.update(PYTHONPATH=str(ROOT), KEYLEDGER_DATA_DIR=str(server.data_dir))
-    if server.database_url:
-        env["KEYLEDGER_DATABASE_URL"] = server.database_url
-    proc = subprocess.run([sys.executable, "-m", "api", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, f"keyledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
 
 
-def maintenance(server: Server) -> dict[str, Any]:
-    return json.loads(keyledger(server, "maintenance", "--json").strip().splitlines()[-1])
-
-
-def advance_days(server: Server, days: float) -> None:
-    keyledger(server, "clock", "advance", "--days", str(days))
-    time.sleep(1.2)  # the server re-reads the clock offset at most once a second
-
-
-def error_code(call, *args: Any, **kwargs: Any) -> str:
-    with pytest.raises(ClientError) as info:
-        call(*args, **kwargs)
-    return code(info.value)
 
 
 def near(actual: datetime, expected: datetime, tolerance: timedelta = DATE_TOLERANCE) -> bool:

@@ -4,50 +4,21 @@ automatic rotation driven by the service clock -- exactly once per due date, als
 processes sharing one database."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
-from tests.e2e.helpers import code, create_key, unvalidated_client
-from tests.servers import ROOT, Server
+from tests.e2e.helpers import advance_days, create_key, error_code, maintenance, unvalidated_client
 
 DATE_TOLERANCE = timedelta(minutes=10)  # server and test share the system clock; this only absorbs test duration
 
 
 # -- helpers -----------------------------------------------------------------------------------------
 
-def keyledger(server: Server, *args: str) -> str:
-    """Runs the ``keyledger`` command line against the server's data directory / database; returns stdout."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYLEDGER_", "AWS_"))}
-    env.update(PYTHONPATH=str(ROOT), KEYLEDGER_DATA_DIR=str(server.data_dir))
-    if server.database_url:
-        env["KEYLEDGER_DATABASE_URL"] = server.database_url
-    proc = subprocess.run([sys.executable, "-m", "api", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, f"keyledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
 
 
-def maintenance(server: Server) -> dict[str, Any]:
-    out = keyledger(server, "maintenance", "--json")
-    return json.loads(out.strip().splitlines()[-1])
-
-
-def advance_days(server: Server, days: float) -> None:
-    keyledger(server, "clock", "advance", "--days", str(days))
-
-
-def error_code(call, *args: Any, **kwargs: Any) -> str:
-    with pytest.raises(ClientError) as info:
-        call(*args, **kwargs)
-    return code(info.value)
 
 
 def utc(moment: datetime) -> datetime:
