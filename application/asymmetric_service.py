@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from application.materials import KeyMaterials
 from application.ports import KeyRow
 from application.resolver import KeyResolver
-from domain import asymmetric, ciphertext, mac
+from domain import asymmetric, asymmetric_encryption, ciphertext, mac
 from domain.errors import (
     DryRunOperationError,
     InvalidKeyUsageError,
@@ -95,14 +95,14 @@ class AsymmetricService:
         refuse_context(context, row)
         _, private = self._key_for_row(row, "Encrypt", ENCRYPT_DECRYPT)
         self._algorithm(row, algorithm, "Encrypt")
-        blob = asymmetric.rsa_encrypt(asymmetric.public_key_der(private), algorithm, plaintext)
+        blob = asymmetric_encryption.rsa_encrypt(asymmetric.public_key_der(private), algorithm, plaintext)
         return {"CiphertextBlob": blob, "KeyId": row.arn, "EncryptionAlgorithm": algorithm}
 
     def decrypt(self, row: KeyRow, blob: bytes, context: Mapping[str, str] | None, algorithm: str | None) -> dict[str, Any]:
         refuse_context(context, row)
         _, private = self._key_for_row(row, "Decrypt", ENCRYPT_DECRYPT)
         self._algorithm(row, algorithm, "Decrypt")
-        return {"KeyId": row.arn, "Plaintext": asymmetric.rsa_decrypt(private, algorithm, blob),
+        return {"KeyId": row.arn, "Plaintext": asymmetric_encryption.rsa_decrypt(private, algorithm, blob),
                 "EncryptionAlgorithm": algorithm}
 
     def _key_for_row(self, row: KeyRow, operation: str, usage: str) -> tuple[KeyRow, bytes]:
@@ -127,7 +127,7 @@ class AsymmetricService:
                              dry_run: bool = False) -> dict[str, Any]:
         row, private = self._key(scope, key_ref, "DeriveSharedSecret", KEY_AGREEMENT, dry_run)
         self._algorithm(row, algorithm, "DeriveSharedSecret")
-        secret = asymmetric.derive_shared_secret(private, row.key_spec, public_key)
+        secret = asymmetric_encryption.derive_shared_secret(private, row.key_spec, public_key)
         return {"KeyId": row.arn, "SharedSecret": secret, "KeyAgreementAlgorithm": algorithm, "KeyOrigin": "AWS_KMS"}
 
     def generate_data_key_pair(self, scope: Scope, key_ref: str, key_pair_spec: str,

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from domain import asymmetric, mac
+from domain import asymmetric, asymmetric_encryption, mac
 from domain.errors import (InvalidCiphertextError, InvalidKeyUsageError, UnsupportedOperationError,
                            ValidationError)
 
@@ -228,8 +228,8 @@ def their_oaep(algorithm: str) -> padding.OAEP:
 @pytest.mark.parametrize("spec,algorithm", OAEP_LIMITS)
 def test_oaep_interoperates_both_ways(key, spec, algorithm):
     theirs = their_public(key(spec)).encrypt(MESSAGE, their_oaep(algorithm))
-    assert asymmetric.rsa_decrypt(key(spec), algorithm, theirs) == MESSAGE
-    ours = asymmetric.rsa_encrypt(spki(key(spec)), algorithm, MESSAGE)
+    assert asymmetric_encryption.rsa_decrypt(key(spec), algorithm, theirs) == MESSAGE
+    ours = asymmetric_encryption.rsa_encrypt(spki(key(spec)), algorithm, MESSAGE)
     assert len(ours) == int(spec[4:]) // 8  # raw RSA ciphertext, no header
     private_key = serialization.load_der_private_key(key(spec), None)
     assert private_key.decrypt(ours, their_oaep(algorithm)) == MESSAGE
@@ -238,31 +238,31 @@ def test_oaep_interoperates_both_ways(key, spec, algorithm):
 @pytest.mark.parametrize("spec,algorithm", OAEP_LIMITS)
 def test_oaep_plaintext_limit_is_exactly_aws(key, spec, algorithm):
     limit = OAEP_LIMITS[(spec, algorithm)]
-    assert asymmetric.max_rsa_plaintext(int(spec[4:]), algorithm) == limit
+    assert asymmetric_encryption.max_rsa_plaintext(int(spec[4:]), algorithm) == limit
     plaintext = bytes(range(256)) * 2
-    ciphertext = asymmetric.rsa_encrypt(spki(key(spec)), algorithm, plaintext[:limit])
-    assert asymmetric.rsa_decrypt(key(spec), algorithm, ciphertext) == plaintext[:limit]
+    ciphertext = asymmetric_encryption.rsa_encrypt(spki(key(spec)), algorithm, plaintext[:limit])
+    assert asymmetric_encryption.rsa_decrypt(key(spec), algorithm, ciphertext) == plaintext[:limit]
     for bad in (plaintext[:limit + 1], b""):
         with pytest.raises(ValidationError, match=f"1 to {limit} bytes"):
-            asymmetric.rsa_encrypt(spki(key(spec)), algorithm, bad)
+            asymmetric_encryption.rsa_encrypt(spki(key(spec)), algorithm, bad)
 
 
 def test_rsa_decrypt_failures_are_invalid_ciphertext(key):
-    ciphertext = asymmetric.rsa_encrypt(spki(key("RSA_2048")), "RSAES_OAEP_SHA_1", MESSAGE)
+    ciphertext = asymmetric_encryption.rsa_encrypt(spki(key("RSA_2048")), "RSAES_OAEP_SHA_1", MESSAGE)
     tampered = ciphertext[:-1] + bytes([ciphertext[-1] ^ 1])
     for algorithm, blob in (("RSAES_OAEP_SHA_256", ciphertext), ("RSAES_OAEP_SHA_1", tampered),
                             ("RSAES_OAEP_SHA_1", ciphertext[:-1]), ("RSAES_OAEP_SHA_1", b"")):
         with pytest.raises(InvalidCiphertextError):
-            asymmetric.rsa_decrypt(key("RSA_2048"), algorithm, blob)
+            asymmetric_encryption.rsa_decrypt(key("RSA_2048"), algorithm, blob)
     with pytest.raises(InvalidCiphertextError):  # right size, wrong key
-        asymmetric.rsa_decrypt(asymmetric.generate_private_key("RSA_2048"), "RSAES_OAEP_SHA_1", ciphertext)
+        asymmetric_encryption.rsa_decrypt(asymmetric.generate_private_key("RSA_2048"), "RSAES_OAEP_SHA_1", ciphertext)
 
 
 def test_rsa_encryption_refuses_other_algorithms_and_keys(key):
     with pytest.raises(InvalidKeyUsageError, match="RSAES_OAEP_SHA_1"):
-        asymmetric.rsa_encrypt(spki(key("RSA_2048")), "SYMMETRIC_DEFAULT", MESSAGE)
+        asymmetric_encryption.rsa_encrypt(spki(key("RSA_2048")), "SYMMETRIC_DEFAULT", MESSAGE)
     with pytest.raises(InvalidKeyUsageError):
-        asymmetric.rsa_encrypt(spki(key("ECC_NIST_P256")), "RSAES_OAEP_SHA_256", MESSAGE)
+        asymmetric_encryption.rsa_encrypt(spki(key("ECC_NIST_P256")), "RSAES_OAEP_SHA_256", MESSAGE)
 
 
 # --- ECDH ------------------------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def test_ecdh_both_sides_derive_the_same_raw_secret(key, spec):
     peer = ec.generate_private_key(NIST[spec]())
     peer_spki = peer.public_key().public_bytes(serialization.Encoding.DER,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
-    ours = asymmetric.derive_shared_secret(key(spec), spec, peer_spki)
+    ours = asymmetric_encryption.derive_shared_secret(key(spec), spec, peer_spki)
     assert ours == peer.exchange(ec.ECDH(), their_public(key(spec)))
     assert len(ours) == (NIST[spec]().key_size + 7) // 8  # the x coordinate, not a hash of it
 
@@ -280,16 +280,16 @@ def test_ecdh_both_sides_derive_the_same_raw_secret(key, spec):
 def test_ecdh_peer_must_be_spki_on_the_same_curve(key):
     for other in ("ECC_NIST_P384", "ECC_SECG_P256K1", "RSA_2048", "ECC_NIST_EDWARDS25519"):
         with pytest.raises(ValidationError, match="same curve"):
-            asymmetric.derive_shared_secret(key("ECC_NIST_P256"), "ECC_NIST_P256", spki(key(other)))
+            asymmetric_encryption.derive_shared_secret(key("ECC_NIST_P256"), "ECC_NIST_P256", spki(key(other)))
     for garbage in (b"not a key", b"", b"\x30" * 8193):
         with pytest.raises(ValidationError):
-            asymmetric.derive_shared_secret(key("ECC_NIST_P256"), "ECC_NIST_P256", garbage)
+            asymmetric_encryption.derive_shared_secret(key("ECC_NIST_P256"), "ECC_NIST_P256", garbage)
 
 
 @pytest.mark.parametrize("spec", ["ECC_SECG_P256K1", "RSA_2048", "ECC_NIST_EDWARDS25519"])
 def test_ecdh_on_a_spec_without_key_agreement_is_invalid_key_usage(key, spec):
     with pytest.raises(InvalidKeyUsageError):
-        asymmetric.derive_shared_secret(key(spec), spec, spki(key(spec)))
+        asymmetric_encryption.derive_shared_secret(key(spec), spec, spki(key(spec)))
 
 
 # --- data key pairs and imported material -----------------------------------------------------------------------
@@ -367,11 +367,11 @@ def test_ml_kem_round_trip_or_refusal(spec):
         return
     private_der, public_der = asymmetric.generate_data_key_pair(spec)
     secret, ciphertext = their_public(private_der).encapsulate()
-    assert asymmetric.decapsulate(private_der, spec, ciphertext) == secret
-    ours, our_ciphertext = asymmetric.encapsulate(public_der, spec)
+    assert asymmetric_encryption.decapsulate(private_der, spec, ciphertext) == secret
+    ours, our_ciphertext = asymmetric_encryption.encapsulate(public_der, spec)
     assert serialization.load_der_private_key(private_der, None).decapsulate(our_ciphertext) == ours
     with pytest.raises(InvalidCiphertextError):
-        asymmetric.decapsulate(private_der, spec, ciphertext[:-1])
+        asymmetric_encryption.decapsulate(private_der, spec, ciphertext[:-1])
     with pytest.raises(InvalidKeyUsageError):
         asymmetric.sign(private_der, spec, "ML_DSA_SHAKE_256", MESSAGE, "RAW")
 
