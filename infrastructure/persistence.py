@@ -6,6 +6,7 @@ from typing import Any
 
 from eventsourcing.utils import Environment
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
+from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
@@ -35,7 +36,27 @@ def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
 POOL_SIZE = 32  # about the request thread pool's size, so connections are reused, not re-opened
 
 
+class BulkInsertApplicationRecorder(SQLAlchemyApplicationRecorder):
+    """Inserts a transaction's events with one multi-row INSERT ... RETURNING instead of one ORM object
+    and flush per event. Group-committed audit batches are hundreds of events, and the ORM unit of work
+    was the largest cost of writing them (docs/performance.md). Same table, same lock, same ids."""
+
+    def _insert_stored_events(self, session: Any, stored_events: Any, **kwargs: Any) -> list[int]:
+        if not stored_events:
+            return []
+        table = self.events_record_cls.__table__
+        self._lock_table(session)
+        rows = [{"originator_id": e.originator_id, "originator_version": e.originator_version,
+                 "topic": e.topic, "state": e.state} for e in stored_events]
+        result = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
+        ids = [row[0] for row in result]
+        self._notify_channel(session)
+        return ids
+
+
 class KeyledgerFactory(SQLAlchemyFactory):
+    application_recorder_class = BulkInsertApplicationRecorder
+
     def __init__(self, env: Environment) -> None:
         super().__init__(env)
         # The library builds its engine with default pool settings (5 + 10 overflow); under load the
