@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from datetime import datetime, timezone
 from contextlib import asynccontextmanager
@@ -36,6 +37,7 @@ from domain.identifiers import Scope
 from infrastructure.bootstrap import Runtime
 
 log = logging.getLogger("keyledger.api")
+_CREDENTIAL = re.compile(r"Credential=(?P<key>[A-Za-z0-9]{1,128})/\d{8}/(?P<region>[a-z0-9-]{1,32})/")
 TARGET_PREFIX = "TrentService."
 _INTERNAL_MESSAGE = "The service could not complete the request because of an internal error. Retry the request."
 
@@ -81,6 +83,9 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
             params = wire.parse_request(operation, body)
             refuse_recipient(params)
             call.record["requestParameters"] = audit_view(wire, operation, "in", params)
+            echo = _ECHO_FROM_KEY.get(operation)
+            if echo is not None:
+                call.respond_from = lambda key, echo=echo, op=operation: audit_view(wire, op, "out", echo(key))
             token = current_call.set(call)  # run_in_threadpool copies this context into the worker
             try:
                 if operation in INLINE_OPERATIONS:
@@ -92,8 +97,7 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
             _note_resources(call, output or {})
             response: Response = Response(json.dumps(wire.serialize_response(operation, output or {})),
                                           media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})
-            call.finish(response_elements=None if not call.record["eventName"] in _ECHO_RESPONSE
-                        else audit_view(wire, operation, "out", output))
+            call.finish()
         except KmsError as error:
             call.finish(error_code=error.code, error_message=error.message)
             response = error_response(error, request_id)
@@ -113,6 +117,10 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
         if runtime.sealed_reason or runtime.services is None:
             raise SealedError(f"keyledger is sealed and refuses key operations: {runtime.sealed_reason}")
         credentials = runtime.services.credentials
+        claimed = _CREDENTIAL.search(request.headers.get("authorization", ""))
+        if claimed:  # what the caller claims, recorded even if the signature is refused
+            call.record["awsRegion"] = claimed.group("region")
+            call.record["userIdentity"] = {"type": "Unknown", "accessKeyId": claimed.group("key")}
         signed = verify_sigv4(
             method=request.method, path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
             query_string=request.scope.get("query_string", b"").decode("latin-1"),
@@ -144,7 +152,13 @@ INLINE_OPERATIONS = frozenset({"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataK
                                "GenerateDataKeyWithoutPlaintext", "GenerateRandom"})
 
 # Like CloudTrail, responses of crypto operations are not echoed; lifecycle responses are (minus blobs).
-_ECHO_RESPONSE = frozenset({"CreateKey", "ScheduleKeyDeletion", "CancelKeyDeletion", "CreateAlias"})
+# Their records commit with the key change, before the response exists, so they are rendered from the key.
+_ECHO_FROM_KEY: dict[str, Any] = {
+    "CreateKey": lambda key: {"KeyMetadata": key.metadata()},
+    "ScheduleKeyDeletion": lambda key: {"KeyId": key.arn, "DeletionDate": key.deletion_date, "KeyState": key.state,
+                                        "PendingWindowInDays": key.pending_window_days},
+    "CancelKeyDeletion": lambda key: {"KeyId": key.arn},
+}
 
 
 def _note_resources(call: CallContext, output: dict[str, Any]) -> None:

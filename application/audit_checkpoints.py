@@ -14,7 +14,7 @@ from eventsourcing.persistence import IntegrityError
 from application.audit_records import iso
 from application.ledger import KeyLedger
 from application.ports import Clock
-from domain.audit_chain import GENESIS, Checkpoint, checkpoint_to_json, make_checkpoint
+from domain.audit_chain import GENESIS, Checkpoint, checkpoint_from_json, checkpoint_to_json, make_checkpoint
 from domain.audit_log import AUDIT_CHECKPOINTS_ID, AUDIT_LOG_ID, AuditCheckpoints, AuditLog
 
 PAGE = 1000
@@ -22,6 +22,8 @@ PAGE = 1000
 
 class CheckpointSink(Protocol):
     def append(self, line: str) -> None: ...
+
+    def lines(self) -> list[str]: ...
 
 
 def audit_records(ledger: KeyLedger, after_seq: int = 0) -> Iterator[dict[str, Any]]:
@@ -98,5 +100,19 @@ class Checkpointer:
             self._ledger.save(holder)
         except IntegrityError:
             return None  # another process signed this one
-        self._sink.append(checkpoint_to_json(checkpoint))
+        self.sync_file()
         return checkpoint
+
+    def sync_file(self) -> None:
+        """Appends every stored checkpoint the file lacks, in order. A crash between saving a checkpoint
+        and appending it (or another process signing it) leaves a suffix missing; this restores it, so the
+        file stays a complete chain and an untouched log keeps verifying."""
+        in_file = set()
+        for line in self._sink.lines():
+            try:
+                in_file.add(checkpoint_from_json(line).signature)
+            except ValueError:
+                continue  # a damaged line stays for `verify` to report; it must not stop the service
+        for checkpoint in stored_checkpoints(self._ledger):
+            if checkpoint.signature not in in_file:
+                self._sink.append(checkpoint_to_json(checkpoint))

@@ -10,7 +10,7 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 EVENT_VERSION = "1.08"
 EVENT_SOURCE = "kms.amazonaws.com"
@@ -34,6 +34,8 @@ class CallContext:
     record: dict[str, Any]
     committed: bool = False
     resources: list[str] = field(default_factory=list)
+    # For a key change recorded inside its transaction: renders responseElements from the changed key.
+    respond_from: Callable[[Any], dict[str, Any] | None] | None = None
 
     @classmethod
     def api_call(cls, *, event_name: str, at: datetime, region: str | None, source_ip: str | None,

@@ -105,6 +105,8 @@ class AuditTrail:
             for aggregate in aggregates:
                 if isinstance(aggregate, Key):
                     call.add_resource(aggregate.arn)
+                    if call.respond_from is not None:
+                        call.record["responseElements"] = call.respond_from(aggregate)
             log.append(call.final_record(), self._clock.now())
             yield [log]
         call.committed = True

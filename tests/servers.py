@@ -111,7 +111,8 @@ class Server:
         return boto3.client(
             service, endpoint_url=self.endpoint, region_name=region, aws_access_key_id=key_id,
             aws_secret_access_key=secret,
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30),
+            # One attempt: a retry would send the call again with a new request id and hide what the server did.
+            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30),
         )
 
     def cli_env(self, region: str = "us-east-1") -> dict[str, str]:

@@ -13,13 +13,16 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
+import boto3
 import httpx
 import sqlalchemy as sa
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 
 from tests.servers import ADMIN_KEY_ID, ADMIN_SECRET, ROOT, Server
@@ -44,7 +47,7 @@ def cli_env(server: Server) -> dict[str, str]:
 def run(server: Server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`python -m api <args>` against the server's data directory / database."""
     proc = subprocess.run([sys.executable, "-m", "api", *args], cwd=ROOT, env=cli_env(server),
-                          capture_output=True, text=True, timeout=CLI_TIMEOUT)
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
     if check:
         assert proc.returncode == 0, (f"keyledger {' '.join(args)} exited {proc.returncode}:\n"
                                       f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
@@ -91,6 +94,21 @@ def checkpoint(server: Server) -> int:
 def checkpoint_lines(server: Server) -> list[str]:
     path = server.data_dir / "audit-checkpoints.jsonl"
     return [ln for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+
+
+# -- clients -------------------------------------------------------------------------------------------------
+
+def kms_client(server: Server, *, key_id: str = ADMIN_KEY_ID, secret: str = ADMIN_SECRET, validate: bool = True,
+               region: str = "us-east-1") -> Any:
+    """A boto3 KMS client that sends each call exactly once. (botocore's retries "max_attempts" counts
+    retries, not attempts: max_attempts=1 still retries a 5xx or a dropped connection once, with a new
+    request ID. "total_max_attempts": 1 means one attempt.) validate=False turns off botocore's
+    client-side parameter validation, so out-of-range values reach the server."""
+    return boto3.client(
+        "kms", endpoint_url=server.endpoint, region_name=region, aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(parameter_validation=validate, retries={"total_max_attempts": 1, "mode": "standard"},
+                      connect_timeout=5, read_timeout=30))
 
 
 # -- signed raw HTTP -----------------------------------------------------------------------------------
@@ -163,8 +181,8 @@ class AuditTable:
 
     def set_states(self, states: dict[int, bytes]) -> None:
         """Overwrites the stored state of records (by seq) in one transaction."""
-        self._write([("UPDATE keyledger_events SET state = {state} WHERE originator_id = {id} AND "
-                      "originator_version = {version}", seq + 1, state) for seq, state in states.items()])
+        sql = "UPDATE keyledger_events SET state = {state} WHERE originator_id = {id} AND originator_version = {version}"
+        self._write([(sql, seq + 1, state) for seq, state in states.items()])
 
     def delete(self, seqs: Iterable[int]) -> None:
         self._write([("DELETE FROM keyledger_events WHERE originator_id = {id} AND originator_version = {version}",
