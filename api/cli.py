@@ -118,6 +118,12 @@ from api.cli_audit import audit_cli  # noqa: E402
 
 cli.add_typer(audit_cli, name="audit")
 
+from api.cli_history import history_cli  # noqa: E402
+from api.cli_history import replay as history_replay  # noqa: E402
+
+cli.add_typer(history_cli, name="history")
+cli.command("replay", help="Rebuild every projection from the event log and compare it with the live one.")(history_replay)
+
 clock_cli = typer.Typer(help="The service clock (operators with direct database access only).")
 cli.add_typer(clock_cli, name="clock")
 

@@ -8,6 +8,7 @@ from application.key_access import KeyAccess
 from application.materials import KeyMaterials
 from application.pagination import page
 from application.ports import Clock, KeyStateView
+from application.writer import Outcome
 from domain.errors import NotFoundError
 from domain.identifiers import Scope
 from domain.key import Key
@@ -38,18 +39,22 @@ class KeyService:
             raise UnsupportedOperationError(f"Key material for {spec.name} keys cannot be imported.")
         if policy is not None:
             validate_policy_document(policy)
-        key_id = uuid.uuid4()
         material = new_material(spec.name) if origin == ORIGIN_AWS_KMS else None
-        key = Key.create(
-            key_id=key_id, scope=scope, at=self._clock.now(), key_spec=spec.name,
-            key_usage=key_usage or ENCRYPT_DECRYPT, origin=origin, description=description,
-            policy=policy if policy is not None else default_key_policy(scope.account_id, scope.partition),
-            tags=tags or {}, material_id=material.material_id if material else None,
-            commitment=material.commitment(str(key_id)) if material else None,
-        )
-        also = [lambda tx: self._materials.save(tx, str(key_id), material)] if material else []
-        self._access.writer.commit([key], also)
-        return {"KeyMetadata": key.metadata()}
+
+        def attempt() -> Outcome[Key]:
+            # A fresh id each attempt: a retry here only ever follows a conflict on the audit log's head.
+            key_id = str(uuid.uuid4())
+            key = Key.create(
+                key_id=uuid.UUID(key_id), scope=scope, at=self._clock.now(), key_spec=spec.name,
+                key_usage=key_usage or ENCRYPT_DECRYPT, origin=origin, description=description,
+                policy=policy if policy is not None else default_key_policy(scope.account_id, scope.partition),
+                tags=tags or {}, material_id=material.material_id if material else None,
+                commitment=material.commitment(key_id) if material else None,
+            )
+            also = [lambda tx: self._materials.save(tx, key_id, material)] if material else []
+            return Outcome([key], key, also)
+
+        return {"KeyMetadata": self._access.writer.retrying(attempt).metadata()}
 
     def describe_key(self, scope: Scope, key_ref: str) -> dict[str, Any]:
         row = self._access.resolve.row(scope, key_ref)

@@ -1,0 +1,299 @@
+"""Rebuilding the projections from the event log, proving the rebuilt rows equal the live ones, and
+reading the key event index for point-in-time questions.
+
+The rows are built by the live code itself (SqlKeyStateView.project), so a replay tests the events and
+the projection code, not a second copy of it. That code writes to the tables of projections/tables.py by
+name, so each page of replayed aggregates is projected into a private in-memory SQLite database with
+those tables and copied from there into the target tables (``<prefix>key_state`` ...) at the end.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.parse
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator, Optional
+
+import sqlalchemy as sa
+from eventsourcing.persistence import Recording
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from application.point_in_time import ALIAS_TOPICS, KEY_TOPICS, IndexedEvent
+from application.ports import UnitOfWork
+from domain.key import Key
+from projections import tables
+from projections.key_state_view import SqlKeyStateView
+
+PAGE = 1000
+DEFAULT_PREFIX = "replay_"
+PRIMARY_KEYS = {"key_state": ("key_id",), "key_aliases": ("account_id", "region", "alias_name"),
+                "key_event_index": ("key_id", "version")}
+Progress = Callable[[int, int], None]  # (last notification id read, highest notification id)
+
+
+class SqlKeyEventIndex:
+    """application.point_in_time.KeyEventIndex over the live key_event_index table."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    def _rows(self, query: Any) -> list[Any]:
+        with self._uow.read() as session:
+            return session.execute(query).all()
+
+    def version_at(self, key_id: str, at: datetime) -> int | None:
+        c = tables.key_event_index.c
+        return self._rows(sa.select(sa.func.max(c.version)).where(c.key_id == key_id, c.timestamp <= at.timestamp()))[0][0]
+
+    def versions_at(self, at: datetime) -> list[tuple[str, int]]:
+        c = tables.key_event_index.c
+        return [(r[0], r[1]) for r in self._rows(sa.select(c.key_id, sa.func.max(c.version)).where(
+            c.timestamp <= at.timestamp()).group_by(c.key_id).order_by(c.key_id))]
+
+    def events_of(self, key_id: str) -> list[IndexedEvent]:
+        c = tables.key_event_index.c
+        return [IndexedEvent(r.version, r.event_type, r.timestamp, r.notification_id) for r in self._rows(
+            sa.select(tables.key_event_index).where(c.key_id == key_id).order_by(c.version))]
+
+
+@dataclass
+class ReplayStats:
+    notifications: int = 0
+    events: int = 0
+    keys: int = 0
+    aliases: int = 0
+    key_state_rows: int = 0
+    alias_rows: int = 0
+    index_rows: int = 0
+    seconds: float = 0.0
+    as_of: Optional[datetime] = None
+    skipped_after: int = 0  # events later than as_of
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float(self.events)
+
+
+def prefixed_tables(prefix: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
+    """Copies of the projection tables named ``<prefix><name>``. Index names are global in a SQLite
+    database and a PostgreSQL schema, so the named indexes get the prefix too."""
+    md = sa.MetaData()
+    out = {}
+    for name in PRIMARY_KEYS:
+        table = tables.metadata.tables[name].to_metadata(md, name=prefix + name)
+        for index in table.indexes:
+            if index.name and table.name not in str(index.name):
+                index.name = prefix + index.name
+        out[name] = table
+    return md, out
+
+
+def drop_tables(engine: sa.Engine, prefix: str) -> None:
+    prefixed_tables(prefix)[0].drop_all(engine)
+
+
+def _notifications(ledger: Any, stats: ReplayStats, progress: Progress | None) -> Iterator[list[Any]]:
+    topics = sorted(KEY_TOPICS | ALIAS_TOPICS)  # audit records are most of the log and project to nothing
+    top = ledger.recorder.max_notification_id() or 0
+    start = 1
+    while True:
+        page = ledger.recorder.select_notifications(start, PAGE, topics=topics)
+        if not page:
+            break
+        stats.notifications += len(page)
+        yield page
+        start = page[-1].id + 1
+        if progress:
+            progress(page[-1].id, max(top, page[-1].id))
+    if progress:
+        progress(top, top)
+
+
+def _replay(ledger: Any, staging: sa.Engine, until: datetime | None, stats: ReplayStats,
+            progress: Progress | None) -> None:
+    view = SqlKeyStateView(None, cache_seconds=0)
+    aggregates: dict[Any, Any] = {}
+    frozen: set[Any] = set()  # aggregates whose history passed ``until``: nothing later applies
+    for page in _notifications(ledger, stats, progress):
+        touched: dict[Any, Any] = {}
+        recordings = []
+        for notification in page:
+            event = ledger.mapper.to_domain_event(notification)
+            oid = event.originator_id
+            if oid in frozen or (until is not None and event.timestamp > until):
+                frozen.add(oid)
+                stats.skipped_after += 1
+                continue
+            aggregates[oid] = touched[oid] = event.mutate(aggregates.get(oid))
+            recordings.append(Recording(domain_event=event, notification=notification))
+            stats.events += 1
+        with Session(staging) as tx, tx.begin():
+            view.project(tx, list(touched.values()), recordings)
+    stats.keys = sum(isinstance(a, Key) for a in aggregates.values())
+    stats.aliases = len(aggregates) - stats.keys
+
+
+def _copy(staging: sa.Engine, engine: sa.Engine, prefix: str, stats: ReplayStats) -> None:
+    md, targets = prefixed_tables(prefix)
+    md.drop_all(engine)
+    md.create_all(engine)
+    counts = {}
+    with staging.connect() as source, engine.begin() as target:
+        for name, table in targets.items():
+            counts[name] = 0
+            for chunk in source.execute(sa.select(tables.metadata.tables[name])).partitions(PAGE):
+                target.execute(table.insert(), [dict(r._mapping) for r in chunk])
+                counts[name] += len(chunk)
+    stats.key_state_rows, stats.alias_rows = counts["key_state"], counts["key_aliases"]
+    stats.index_rows = counts["key_event_index"]
+
+
+def rebuild(ledger: Any, engine: sa.Engine, target_prefix: str = DEFAULT_PREFIX, *, until: datetime | None = None,
+            progress: Progress | None = None) -> ReplayStats:
+    """Replays every Key and Alias event of the log into fresh ``<target_prefix>...`` tables on ``engine``
+    (dropped first). With ``until``, only events at or before that moment count."""
+    started = time.perf_counter()
+    stats = ReplayStats(as_of=until)
+    staging = sa.create_engine("sqlite://", poolclass=StaticPool)
+    tables.metadata.create_all(staging)
+    try:
+        _replay(ledger, staging, until, stats, progress)
+        _copy(staging, engine, target_prefix, stats)
+    finally:
+        staging.dispose()
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def ensure_schema(url: str) -> None:
+    """A PostgreSQL URL naming its schema by search_path (options=-csearch_path=NAME) gets the schema
+    created if it is missing, so an auditor's copy can go into a schema of its own."""
+    options = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get("options", [""])[0]
+    found = [p.split("=", 1)[1].split(",")[0].strip() for p in options.split() if p.startswith("-csearch_path=")]
+    if not url.startswith("postgresql") or not found:
+        return
+    schema = found[0]
+    if not schema.replace("_", "").isalnum():
+        raise ValueError(f"schema name {schema!r} must be letters, digits and underscores")
+    engine = sa.create_engine(url.split("?")[0])
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        engine.dispose()
+
+
+def rebuild_until(ledger: Any, at: datetime, target_url: str, progress: Progress | None = None) -> ReplayStats:
+    """The world as it was at ``at`` (key_state, key_aliases, key_event_index under their own names) in a
+    separate database for an auditor, with a ``replay_info`` row saying what it is."""
+    ensure_schema(target_url)
+    engine = sa.create_engine(target_url)
+    try:
+        stats = rebuild(ledger, engine, "", until=at, progress=progress)
+        info = sa.Table("replay_info", sa.MetaData(), sa.Column("as_of", sa.Float, nullable=False),
+                        sa.Column("as_of_text", sa.String(40), nullable=False),
+                        sa.Column("built_at", sa.Float, nullable=False), sa.Column("events", sa.Integer, nullable=False))
+        info.drop(engine, checkfirst=True)
+        info.create(engine)
+        with engine.begin() as conn:
+            conn.execute(info.insert().values(as_of=at.timestamp(), as_of_text=at.isoformat(),
+                                              built_at=datetime.now(timezone.utc).timestamp(), events=stats.events))
+    finally:
+        engine.dispose()
+    return stats
+
+
+# -- comparing ---------------------------------------------------------------------------------------
+
+def _ordered(engine: sa.Engine, table: sa.Table, pk: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    # Merge-joining needs both sides in Python's string order: PostgreSQL's default collation is not
+    # bytewise (it may ignore '-'), "C" is.
+    pg = engine.dialect.name == "postgresql"
+    order = [sa.collate(table.c[c], "C") if pg and isinstance(table.c[c].type, sa.String) else table.c[c] for c in pk]
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=PAGE).execute(sa.select(table).order_by(*order))
+        for row in result:
+            yield dict(row._mapping)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=0, abs_tol=1e-6)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _row_differences(where: str, live: dict[str, Any], rebuilt: dict[str, Any]) -> Iterator[str]:
+    for column in live:
+        a, b = live[column], rebuilt.get(column)
+        if column == "metadata_json":
+            ma, mb = json.loads(a), json.loads(b)
+            for field_name in sorted(ma.keys() | mb.keys()):
+                if not _same(ma.get(field_name), mb.get(field_name)):
+                    yield f"{where} metadata {field_name}: live {ma.get(field_name)!r}, rebuilt {mb.get(field_name)!r}"
+        elif not _same(a, b):
+            yield f"{where} {column}: live {a!r}, rebuilt {b!r}"
+
+
+def compare(engine: sa.Engine, live_prefix: str = "", rebuilt_prefix: str = DEFAULT_PREFIX,
+            rebuilt_engine: sa.Engine | None = None, limit: int = 1000) -> list[str]:
+    """Human-readable differences between two sets of projection tables; empty when they are equal."""
+    _, live_tables = prefixed_tables(live_prefix)
+    _, rebuilt_tables = prefixed_tables(rebuilt_prefix)
+    out: list[str] = []
+    for name, pk in PRIMARY_KEYS.items():
+        live = _ordered(engine, live_tables[name], pk)
+        rebuilt = _ordered(rebuilt_engine or engine, rebuilt_tables[name], pk)
+        a, b = next(live, None), next(rebuilt, None)
+        while a is not None or b is not None:
+            ka = tuple(a[c] for c in pk) if a is not None else None
+            kb = tuple(b[c] for c in pk) if b is not None else None
+            where = f"{name}[{', '.join(map(str, ka or kb or ()))}]"
+            if kb is None or (ka is not None and ka < kb):
+                out.append(f"{name}[{', '.join(map(str, ka or ()))}] is only in the live table")
+                a = next(live, None)
+            elif ka is None or kb < ka:
+                out.append(f"{name}[{', '.join(map(str, kb))}] is only in the rebuilt table")
+                b = next(rebuilt, None)
+            else:
+                out.extend(_row_differences(where, a, b))
+                a, b = next(live, None), next(rebuilt, None)
+            if len(out) >= limit:
+                return out[:limit] + [f"... stopped after {limit} differences"]
+    return out
+
+
+def differences_from_answers(engine: sa.Engine, answers: list[dict[str, Any]], prefix: str = "") -> list[str]:
+    """Rebuilt tables against point-in-time answers (PointInTime.keys_at) for the same moment: the log
+    replay and ``repository.get(id, version)`` are two derivations that must agree."""
+    from projections.key_state_view import _encode_metadata
+
+    _, t = prefixed_tables(prefix)
+    with engine.connect() as conn:
+        rows = {r.key_id: r for r in conn.execute(sa.select(t["key_state"]))}
+        aliases = {(r.account_id, r.region, r.alias_name): r.target_key_id for r in conn.execute(sa.select(t["key_aliases"]))}
+    out, expected_aliases = [], {}
+    for answer in answers:
+        meta = answer["KeyMetadata"]
+        key_id, region = meta["KeyId"], meta["Arn"].split(":")[3]
+        expected_aliases.update({(meta["AWSAccountId"], region, name): key_id for name in answer["Aliases"]})
+        row = rows.pop(key_id, None)
+        if meta["KeyState"] == "Deleted":
+            if row is not None:
+                out.append(f"key_state[{key_id}] is present but the key was deleted")
+            continue
+        if row is None:
+            out.append(f"key_state[{key_id}] is missing")
+        elif not _same(json.loads(_encode_metadata(meta)), json.loads(row.metadata_json)):
+            out.append(f"key_state[{key_id}] metadata differs from the point-in-time answer")
+    out += [f"key_state[{key_id}] has no point-in-time answer" for key_id in rows]
+    for where in sorted(aliases.keys() | expected_aliases.keys()):
+        if aliases.get(where) != expected_aliases.get(where):
+            out.append(f"key_aliases[{', '.join(where)}]: rebuilt {aliases.get(where)}, point in time {expected_aliases.get(where)}")
+    return out
