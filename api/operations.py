@@ -97,6 +97,8 @@ HANDLERS: dict[str, Handler] = {
     "Verify": _call("asymmetric", "verify", "KeyId", "Message", "Signature", "SigningAlgorithm", "MessageType"),
     "GenerateMac": _call("asymmetric", "generate_mac", "KeyId", "Message", "MacAlgorithm"),
     "VerifyMac": _call("asymmetric", "verify_mac", "KeyId", "Message", "Mac", "MacAlgorithm"),
+    "Encapsulate": _call("asymmetric", "encapsulate", "KeyId", "EncapsulationAlgorithm"),
+    "Decapsulate": _call("asymmetric", "decapsulate", "KeyId", "SharedSecretCiphertextBlob", "EncapsulationAlgorithm"),
     "DeriveSharedSecret": _call("asymmetric", "derive_shared_secret", "KeyId", "KeyAgreementAlgorithm", "PublicKey"),
     "GenerateDataKeyPair": lambda sv, s, p: sv.asymmetric.generate_data_key_pair(
         s, p["KeyId"], p["KeyPairSpec"], p.get("EncryptionContext"), True, bool(p.get("DryRun"))),

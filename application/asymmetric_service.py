@@ -20,6 +20,7 @@ from domain.errors import (
 from domain.identifiers import Scope
 from domain.key_material import key_material_id
 from domain.key_specs import (
+    ENCAPSULATE_DECAPSULATE,
     ENCRYPT_DECRYPT,
     GENERATE_VERIFY_MAC,
     KEY_AGREEMENT,
@@ -129,6 +130,20 @@ class AsymmetricService:
         self._algorithm(row, algorithm, "DeriveSharedSecret")
         secret = asymmetric_encryption.derive_shared_secret(private, row.key_spec, public_key)
         return {"KeyId": row.arn, "SharedSecret": secret, "KeyAgreementAlgorithm": algorithm, "KeyOrigin": "AWS_KMS"}
+
+    def encapsulate(self, scope: Scope, key_ref: str, algorithm: str, dry_run: bool = False) -> dict[str, Any]:
+        row, private = self._key(scope, key_ref, "Encapsulate", ENCAPSULATE_DECAPSULATE, dry_run)
+        self._algorithm(row, algorithm, "Encapsulate")
+        secret, blob = asymmetric_encryption.encapsulate(asymmetric.public_key_der(private), row.key_spec)
+        return {"KeyId": row.arn, "SharedSecret": secret, "SharedSecretCiphertextBlob": blob,
+                "EncapsulationAlgorithm": algorithm}
+
+    def decapsulate(self, scope: Scope, key_ref: str, blob: bytes, algorithm: str,
+                    dry_run: bool = False) -> dict[str, Any]:
+        row, private = self._key(scope, key_ref, "Decapsulate", ENCAPSULATE_DECAPSULATE, dry_run)
+        self._algorithm(row, algorithm, "Decapsulate")
+        return {"KeyId": row.arn, "SharedSecret": asymmetric_encryption.decapsulate(private, row.key_spec, blob),
+                "EncapsulationAlgorithm": algorithm}
 
     def generate_data_key_pair(self, scope: Scope, key_ref: str, key_pair_spec: str,
                                context: Mapping[str, str] | None, with_plaintext: bool,

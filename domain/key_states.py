@@ -92,6 +92,8 @@ MATRIX: dict[str, dict[KeyState, _Refusal]] = {
     "VerifyMac": _CRYPTO,
     "GetPublicKey": _CRYPTO,
     "DeriveSharedSecret": _CRYPTO,
+    "Encapsulate": _CRYPTO,
+    "Decapsulate": _CRYPTO,
     "GenerateDataKeyPair": _CRYPTO,
     "GenerateDataKeyPairWithoutPlaintext": _CRYPTO,
 }

@@ -8,6 +8,7 @@ import os
 from typing import Any, Callable
 
 import pytest
+from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
@@ -495,3 +496,17 @@ def test_derive_shared_secret_needs_a_key_agreement_key(kms, key_of):
     peer = spki(ec.generate_private_key(ec.SECP256R1()).public_key())
     assert error_code(kms.derive_shared_secret, KeyId=key, KeyAgreementAlgorithm="ECDH",
                       PublicKey=peer) == "InvalidKeyUsageException"
+
+
+@pytest.mark.skipif(not __import__("domain.asymmetric").asymmetric.POST_QUANTUM_SUPPORTED.get("ML_KEM_768"),
+                    reason="the installed cryptography has no ML-KEM-768")
+def test_ml_kem_encapsulate_then_decapsulate(kms):
+    key = kms.create_key(KeySpec="ML_KEM_768", KeyUsage="ENCAPSULATE_DECAPSULATE")["KeyMetadata"]
+    assert key["EncapsulationAlgorithms"] == ["ML_KEM"]
+    sent = kms.encapsulate(KeyId=key["KeyId"], EncapsulationAlgorithm="ML_KEM")
+    got = kms.decapsulate(KeyId=key["KeyId"], SharedSecretCiphertextBlob=sent["SharedSecretCiphertextBlob"],
+                          EncapsulationAlgorithm="ML_KEM")
+    assert got["SharedSecret"] == sent["SharedSecret"] and len(sent["SharedSecret"]) == 32
+    with pytest.raises(ClientError) as info:
+        kms.encapsulate(KeyId=kms.create_key()["KeyMetadata"]["KeyId"], EncapsulationAlgorithm="ML_KEM")
+    assert info.value.response["Error"]["Code"] == "InvalidKeyUsageException"
