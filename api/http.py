@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
-from datetime import datetime, timezone
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Sequence
 
@@ -20,24 +18,21 @@ from starlette.responses import JSONResponse, Response
 
 from api.audit_fields import audit_view
 from api.errors import CONTENT_TYPE, error_response, internal_error_response
+from api.caller import authenticate
 from api.operations import HANDLERS, refuse_recipient
-from api.sigv4 import verify_sigv4
+from api.query_api import query_router
 from api.wire_model import WireModel
 from application.audit_records import CallContext, current_call
 from application.audit_trail import AuditUnavailable
 from domain.errors import (
     InternalError,
-    InvalidSignatureError,
     KmsError,
-    SealedError,
     UnknownOperationError,
-    UnrecognizedClientError,
 )
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Runtime
 
 log = logging.getLogger("keyledger.api")
-_CREDENTIAL = re.compile(r"Credential=(?P<key>[A-Za-z0-9]{1,128})/\d{8}/(?P<region>[a-z0-9-]{1,32})/")
 TARGET_PREFIX = "TrentService."
 _INTERNAL_MESSAGE = "The service could not complete the request because of an internal error. Retry the request."
 
@@ -62,6 +57,7 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
                   lifespan=lifespan)
     wire = WireModel()
     audit = runtime.audit
+    app.include_router(query_router(runtime))
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -114,34 +110,12 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
         return response
 
     def _authenticate(request: Request, body: bytes, call: CallContext) -> tuple[str, Scope]:
-        if runtime.sealed_reason or runtime.services is None:
-            raise SealedError(f"keyledger is sealed and refuses key operations: {runtime.sealed_reason}")
-        credentials = runtime.services.credentials
-        claimed = _CREDENTIAL.search(request.headers.get("authorization", ""))
-        if claimed:  # what the caller claims, recorded even if the signature is refused
-            call.record["awsRegion"] = claimed.group("region")
-            call.record["userIdentity"] = {"type": "Unknown", "accessKeyId": claimed.group("key")}
-        signed = verify_sigv4(
-            method=request.method, path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
-            query_string=request.scope.get("query_string", b"").decode("latin-1"),
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
-            body=body, lookup_secret=lambda key_id: (c.secret if (c := credentials.lookup(key_id)) else None),
-            now=datetime.now(tz=timezone.utc),
-        )
-        call.record["awsRegion"] = signed.region
-        call.record["userIdentity"] = {"type": "Unknown", "accessKeyId": signed.access_key_id}
-        if signed.region not in runtime.settings.regions:
-            raise InvalidSignatureError(f"Credential should be scoped to a valid region, not '{signed.region}'.")
-        credential = credentials.lookup(signed.access_key_id)
-        if credential is None:
-            raise UnrecognizedClientError("The security token included in the request is invalid.")
-        call.identify(principal_arn=credential.principal_arn, account_id=credential.account_id,
-                      access_key_id=credential.access_key_id, region=signed.region)
+        scope = authenticate(runtime, request, body, call)
         target = request.headers.get("x-amz-target", "")
         operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
         if operation not in HANDLERS or not wire.has_operation(operation):
             raise UnknownOperationError(f"Operation '{target or '(no X-Amz-Target header)'}' is not supported by keyledger.")
-        return operation, Scope(credential.account_id, signed.region)
+        return operation, scope
 
     return app
 

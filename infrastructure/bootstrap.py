@@ -20,6 +20,7 @@ from application.key_access import KeyAccess
 from application.key_service import KeyService
 from application.ledger import KeyLedger
 from application.maintenance import Maintenance
+from application.point_in_time import PointInTime
 from application.materials import KeyMaterials
 from application.resolver import KeyResolver
 from application.rotation_service import RotationService
@@ -35,6 +36,7 @@ from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork
 from infrastructure.tables import metadata as infrastructure_metadata
 from projections.key_state_view import SqlKeyStateView
+from projections.replay import SqlKeyEventIndex
 from projections.tables import metadata as projection_metadata
 
 UNSUPPORTED_SPECS = {
@@ -55,6 +57,7 @@ class Services:
     credentials: CredentialStore
     checkpointer: Checkpointer
     audit_public_key: bytes
+    history: PointInTime
 
 
 @dataclass
@@ -140,6 +143,7 @@ def build_runtime(settings: Settings) -> Runtime:
         checkpointer=Checkpointer(ledger, clock, signing_key, CheckpointFile(settings.checkpoint_file),
                                   settings.audit_checkpoint_records, settings.audit_checkpoint_seconds),
         audit_public_key=audit_public_key(signing_key),
+        history=PointInTime(ledger, SqlKeyEventIndex(uow), clock),
     )
     runtime.admin_created = _ensure_admin(settings, credentials)
     return runtime

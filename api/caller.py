@@ -1,0 +1,42 @@
+"""Who is calling: SigV4 verification of an HTTP request against our access keys, shared by the KMS
+endpoint and the /v1 query API. Fills the audit record's identity as far as it gets."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from starlette.requests import Request
+
+from api.sigv4 import verify_sigv4
+from application.audit_records import CallContext
+from domain.errors import InvalidSignatureError, SealedError, UnrecognizedClientError
+from domain.identifiers import Scope
+from infrastructure.bootstrap import Runtime
+
+_CREDENTIAL = re.compile(r"Credential=(?P<key>[A-Za-z0-9]{1,128})/\d{8}/(?P<region>[a-z0-9-]{1,32})/")
+
+
+def authenticate(runtime: Runtime, request: Request, body: bytes, call: CallContext) -> Scope:
+    if runtime.sealed_reason or runtime.services is None:
+        raise SealedError(f"keyledger is sealed and refuses key operations: {runtime.sealed_reason}")
+    credentials = runtime.services.credentials
+    claimed = _CREDENTIAL.search(request.headers.get("authorization", ""))
+    if claimed:  # what the caller claims, recorded even if the signature is refused
+        call.record["awsRegion"] = claimed.group("region")
+        call.record["userIdentity"] = {"type": "Unknown", "accessKeyId": claimed.group("key")}
+    signed = verify_sigv4(
+        method=request.method, path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
+        query_string=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
+        body=body, lookup_secret=lambda key_id: (c.secret if (c := credentials.lookup(key_id)) else None),
+        now=datetime.now(tz=timezone.utc),
+    )
+    call.record["awsRegion"] = signed.region
+    if signed.region not in runtime.settings.regions:
+        raise InvalidSignatureError(f"Credential should be scoped to a valid region, not '{signed.region}'.")
+    credential = credentials.lookup(signed.access_key_id)
+    if credential is None:
+        raise UnrecognizedClientError("The security token included in the request is invalid.")
+    call.identify(principal_arn=credential.principal_arn, account_id=credential.account_id,
+                  access_key_id=credential.access_key_id, region=signed.region)
+    return Scope(credential.account_id, signed.region)
