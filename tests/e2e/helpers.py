@@ -100,3 +100,14 @@ def error_code(call: Any, *args: Any, **kwargs: Any) -> str:
     with pytest.raises(ClientError) as info:
         call(*args, **kwargs)
     return code(info.value)
+
+
+def secret_hits(stored: dict[str, bytes], secrets: dict[str, bytes]) -> list[str]:
+    """Where any form of any secret (raw, base64, hex, see secret_forms) appears in the stored bytes."""
+    found = []
+    for where, haystack in stored.items():
+        for label, secret in secrets.items():
+            for form in secret_forms(secret):
+                if form in haystack:
+                    found.append(f"{label} in {where} ({'raw' if form == secret else form[:12]!r}...)")
+    return found

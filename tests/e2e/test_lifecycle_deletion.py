@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tests.e2e.helpers import advance_days, code, create_key, error_code, keyledger, maintenance, secret_forms, unique_alias, unvalidated_client
+from tests.e2e.helpers import advance_days, code, create_key, error_code, keyledger, maintenance, secret_hits, unique_alias, unvalidated_client
 from tests.servers import Server
 
 BACKING_KEY_PURPOSE = "backing-key"
@@ -123,14 +123,6 @@ def postgres_dump(server: Server) -> dict[str, bytes]:
     return out
 
 
-def hits(stored: dict[str, bytes], secrets: dict[str, bytes]) -> list[str]:
-    found = []
-    for where, haystack in stored.items():
-        for label, secret in secrets.items():
-            for form in secret_forms(secret):
-                if form in haystack:
-                    found.append(f"{label} in {where} ({'raw' if form == secret else form[:12]!r}...)")
-    return found
 
 
 def checkpoint(server: Server) -> None:
@@ -330,9 +322,9 @@ def test_deletion_after_the_window_shreds_the_key(servers, backend):
     else:
         stored = postgres_dump(server)
         server.stop()
-    assert hits(stored, secrets) == []
+    assert secret_hits(stored, secrets) == []
     # Positive control: the same search finds the surviving key's wrapped backing key.
-    assert hits(stored, {"survivor": survivor_wrapped})
+    assert secret_hits(stored, {"survivor": survivor_wrapped})
 
 
 def test_stopped_server_leaves_no_shredded_material_in_the_wal(servers, backend):
@@ -352,5 +344,5 @@ def test_stopped_server_leaves_no_shredded_material_in_the_wal(servers, backend)
     assert error_code(kms.describe_key, KeyId=key) == "NotFoundException"
     server.stop()
     stored = sqlite_files(server)
-    assert hits(stored, secrets) == [], (
+    assert secret_hits(stored, secrets) == [], (
         f"files left by the stopped server: { {name: len(data) for name, data in stored.items()} }")

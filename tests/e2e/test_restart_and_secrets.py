@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.helpers import create_key, key_arn, secret_forms, unique_alias
+from tests.e2e.helpers import create_key, key_arn, secret_forms, secret_hits, unique_alias
 from tests.servers import ADMIN_SECRET, Server
 
 
@@ -178,12 +178,7 @@ def _root_key_material(server: Server) -> list[bytes]:
 
 
 def _hits(haystack: bytes, secrets: dict[str, bytes]) -> list[str]:
-    found = []
-    for label, secret in secrets.items():
-        for form in secret_forms(secret):
-            if form in haystack:
-                found.append(f"{label} ({'raw' if form == secret else form[:12]!r}...)")
-    return found
+    return secret_hits({"": haystack}, secrets)
 
 
 def _other_files(server: Server) -> bytes:
