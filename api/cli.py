@@ -122,6 +122,10 @@ from api.cli_history import history_cli  # noqa: E402
 from api.cli_history import replay as history_replay  # noqa: E402
 
 cli.add_typer(history_cli, name="history")
+
+from api.cli_reports import report_cli  # noqa: E402
+
+cli.add_typer(report_cli, name="report")
 cli.command("replay", help="Rebuild every projection from the event log and compare it with the live one.")(history_replay)
 
 clock_cli = typer.Typer(help="The service clock (operators with direct database access only).")

@@ -6,6 +6,7 @@ from typing import Callable
 
 from eventsourcing.application import AggregateNotFoundError
 
+from application.audit_records import current_call
 from application.resolver import KeyResolver
 from application.writer import LedgerWriter, Outcome, T
 from domain.alias import Alias
@@ -24,6 +25,9 @@ class KeyAccess:
         key = self.load_any(key_id)
         if key is None or key.account_id != scope.account_id or key.region != scope.region:
             raise NotFoundError(f"Key '{scope.key_arn(key_id)}' does not exist")
+        call = current_call.get()
+        if call is not None:  # named in the audit record even if the change is refused
+            call.add_resource(key.arn)
         return key
 
     def load_any(self, key_id: str) -> Key | None:

@@ -1,6 +1,7 @@
 """Turns any of the four KeyId forms into the key it names, within the caller's account and region."""
 from __future__ import annotations
 
+from application.audit_records import current_call
 from application.ports import KeyRow, KeyStateView
 from domain.errors import NotFoundError
 from domain.identifiers import Scope, parse_key_reference
@@ -22,8 +23,8 @@ class KeyResolver:
 
     def row(self, scope: Scope, key_ref: str) -> KeyRow:
         key_id = self.key_id(scope, key_ref)
-        row = self._view.get_key(key_id)
-        if row is None or row.account_id != scope.account_id or row.region != scope.region:
+        row = self.row_by_id(scope, key_id)
+        if row is None:
             raise NotFoundError(f"Key '{scope.key_arn(key_id)}' does not exist")
         return row
 
@@ -31,4 +32,7 @@ class KeyResolver:
         row = self._view.get_key(key_id)
         if row is None or row.account_id != scope.account_id or row.region != scope.region:
             return None
+        call = current_call.get()
+        if call is not None:  # the key a call named is its resource, whether the call succeeds or not
+            call.add_resource(row.arn)
         return row

@@ -1,0 +1,67 @@
+"""`keyledger report ...`: rotation and usage reports, rich tables on a terminal, JSON with --json."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.cli_audit import parse_time
+from infrastructure.settings import Settings
+
+report_cli = typer.Typer(help="Compliance reports.", no_args_is_help=True)
+DataDir = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR].")
+DatabaseUrl = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL].")
+Json = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _show(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, default=str))
+        return
+    table = Table(title=title)
+    for column in (rows[0].keys() if rows else ["(none)"]):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)
+
+
+@report_cli.command()
+def rotation(as_json: bool = Json, data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Keys whose material is older than their rotation period (or 365 days without automatic rotation)."""
+    from application.reports import rotation_report
+    from infrastructure.bootstrap import build_runtime
+    from projections.replay import SqlKeyEventIndex
+
+    runtime = build_runtime(Settings.load(data_dir=data_dir, database_url=database_url))
+    try:
+        now = runtime.now()
+        key_ids = [key_id for key_id, _ in SqlKeyEventIndex(runtime.uow).versions_at(now)]
+        rows = rotation_report(runtime.ledger, key_ids, now)
+    finally:
+        runtime.close()
+    _show(rows, as_json, "Keys due for rotation")
+
+
+@report_cli.command()
+def usage(key: str = typer.Option(..., help="Key id."),
+          start: Optional[str] = typer.Option(None, "--from", help="RFC 3339 or epoch seconds."),
+          end: Optional[str] = typer.Option(None, "--to", help="RFC 3339 or epoch seconds."),
+          as_json: bool = Json, data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Calls per operation and principal for one key, from the audit log."""
+    from application.audit_checkpoints import audit_records
+    from application.reports import usage_report
+    from infrastructure.bootstrap import build_runtime
+
+    key_id = key.rsplit("/", 1)[-1]
+    runtime = build_runtime(Settings.load(data_dir=data_dir, database_url=database_url))
+    try:
+        rows = usage_report(audit_records(runtime.ledger), key_id, parse_time(start) if start else None,
+                            parse_time(end) if end else None)
+    finally:
+        runtime.close()
+    _show(rows, as_json, f"Usage of {key_id}")
