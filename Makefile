@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.history
 
 clean:
 	rm -rf $(VENV) keyledger-data .pytest_cache .hypothesis

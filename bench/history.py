@@ -1,0 +1,79 @@
+"""`make bench`, part two: state-at-T latency for keys with 10, 1,000 and 10,000 events (snapshots should
+keep the largest near the smallest), and replay throughput over a store of at least 100,000 events.
+
+The store is filled through the application's own write path (events, view rows and snapshots in one
+transaction), a thousand events per transaction so filling takes seconds, not an fsync per event."""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from application.point_in_time import PointInTime  # noqa: E402
+from domain.identifiers import Scope  # noqa: E402
+from infrastructure.bootstrap import build_runtime  # noqa: E402
+from infrastructure.settings import Settings  # noqa: E402
+from projections.replay import SqlKeyEventIndex, compare, drop_tables, rebuild  # noqa: E402
+
+SCOPE = Scope("111122223333", "us-east-1")
+REPLAY_EVENTS = int(os.environ.get("KEYLEDGER_BENCH_REPLAY_EVENTS", "100000"))
+
+
+def grow(runtime, key_id: str, events: int) -> None:
+    """Adds ``events`` DescriptionUpdated events to the key, a thousand per transaction."""
+    writer = runtime.services.keys._access.writer  # the application's one write path
+    done = 0
+    while done < events:
+        key = runtime.ledger.repository.get(uuid.UUID(key_id))
+        for i in range(min(1000, events - done)):
+            key.update_description(f"d{done + i}", runtime.now())
+        writer.commit([key])
+        done += min(1000, events - done)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime = build_runtime(Settings.load(data_dir=Path(tmp)))
+        keys = runtime.services.keys
+        history = PointInTime(runtime.ledger, SqlKeyEventIndex(runtime.uow), runtime.clock)
+        sizes = {}
+        for events in (10, 1000, 10000):
+            key_id = keys.create_key(SCOPE)["KeyMetadata"]["KeyId"]
+            grow(runtime, key_id, events - 1)
+            sizes[events] = key_id
+        midpoint = runtime.now() - timedelta(milliseconds=1)
+        print("state at T (key_at, SQLite, snapshots every 50 events):")
+        medians = {}
+        for events, key_id in sizes.items():
+            samples = []
+            for _ in range(30):
+                start = time.perf_counter()
+                history.key_at(SCOPE, key_id, midpoint)
+                samples.append(time.perf_counter() - start)
+            medians[events] = statistics.median(samples) * 1000
+            print(f"  {events:>6} events: median {medians[events]:6.2f} ms, p90 {sorted(samples)[26] * 1000:6.2f} ms")
+        print(f"  ratio 10,000 / 10 events: {medians[10000] / medians[10]:.2f}")
+
+        total = sum(sizes)
+        while total < REPLAY_EVENTS:
+            key_id = keys.create_key(SCOPE)["KeyMetadata"]["KeyId"]
+            grow(runtime, key_id, 4999)
+            total += 5000
+        engine = runtime.ledger.recorder.datastore.engine
+        stats = rebuild(runtime.ledger, engine, "bench_")
+        differences = compare(engine, "", "bench_")
+        drop_tables(engine, "bench_")
+        print(f"replay: {stats.events:,} events in {stats.seconds:.1f} s = {stats.events / stats.seconds:,.0f} events/s; "
+              f"{len(differences)} differences from the live projections")
+        runtime.close()
+
+
+if __name__ == "__main__":
+    main()
