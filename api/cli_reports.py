@@ -65,3 +65,35 @@ def usage(key: str = typer.Option(..., help="Key id."),
     finally:
         runtime.close()
     _show(rows, as_json, f"Usage of {key_id}")
+
+
+@report_cli.command()
+def access(key: str = typer.Option(..., help="Key id or key ARN."),
+           at: Optional[str] = typer.Option(None, help="RFC 3339 or epoch seconds [default: now]."),
+           operation: Optional[str] = typer.Option(None, help="One operation [default: every key operation]."),
+           as_json: bool = Json, data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Who could do what with a key at an instant (key state and key policy as they were then)."""
+    from application.access_at import access_at
+    from application.point_in_time import PointInTime
+    from domain.errors import KmsError
+    from domain.key_states import MATRIX
+    from infrastructure.bootstrap import build_runtime
+    from projections.replay import SqlKeyEventIndex
+
+    runtime = build_runtime(Settings.load(data_dir=data_dir, database_url=database_url))
+    rows: list[dict[str, Any]] = []
+    try:
+        history = PointInTime(runtime.ledger, SqlKeyEventIndex(runtime.uow), runtime.clock)
+        moment = parse_time(at) if at else runtime.now()
+        for name in [operation] if operation else sorted(MATRIX):
+            answer = access_at(history, None, key, moment, name)
+            if not answer["KeyStateAllows"]:
+                rows.append({"Operation": name, "Principal": "(anyone)", "Allowed": False, "Reason": answer["Reason"]})
+            for entry in answer["Principals"]:
+                rows.append({"Operation": name, **entry})
+    except KmsError as exc:
+        typer.echo(exc.message, err=True)
+        raise typer.Exit(1) from None
+    finally:
+        runtime.close()
+    _show(rows, as_json, f"Access to {key}")

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from api.caller import authenticate
 from api.errors import error_response, internal_error_response
+from application.access_at import access_at
 from application.audit_checkpoints import audit_records
 from application.audit_records import CallContext
 from application.audit_trail import AuditUnavailable
@@ -93,6 +94,13 @@ def query_router(runtime: Runtime) -> APIRouter:
     async def timeline(request: Request, key: str) -> Response:
         return await answer(request, "GetKeyTimeline", {"keyId": key},
                             lambda s: {"Events": history().timeline(key, s)})
+
+    @router.get("/keys/{key}/access", summary="Who could perform an operation on the key at an instant")
+    async def access(request: Request, key: str, operation: str, at: str | None = _AT,
+                     principal: str | None = None) -> Response:
+        return await answer(request, "GetKeyAccessAt", {"keyId": key, "operation": operation, "at": at,
+                                                        "principal": principal},
+                            lambda s: access_at(history(), s, key, parse_instant(at), operation, principal))
 
     @router.get("/audit", summary="Audit records, oldest first, paginated by seq")
     async def audit(request: Request, key: str | None = None, principal: str | None = None,

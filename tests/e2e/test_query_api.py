@@ -64,3 +64,23 @@ def test_audit_pages_filters_and_queries_are_audited(shared_server):
     assert first["Truncated"] and len(first["Records"]) == 2
     second = get(shared_server, "/v1/audit", limit="2", marker=str(first["NextMarker"])).json()
     assert second["Records"][0]["seq"] > first["Records"][-1]["seq"]
+
+
+def test_who_could_use_the_key_at_an_instant(shared_server):
+    kms = shared_server.client()
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    enabled_at = time.time()
+    time.sleep(0.05)
+    kms.disable_key(KeyId=key_id)
+
+    then = get(shared_server, f"/v1/keys/{key_id}/access", operation="Encrypt", at=str(enabled_at)).json()
+    assert then["KeyStateAllows"] is True
+    root = {p["Principal"]: p for p in then["Principals"]}["arn:aws:iam::111122223333:root"]
+    assert root["Allowed"] is True and "key policy" in root["Reason"]
+    stranger = get(shared_server, f"/v1/keys/{key_id}/access", operation="Encrypt", at=str(enabled_at),
+                   principal="arn:aws:iam::444455556666:user/mallory").json()["Principals"][0]
+    assert stranger["Allowed"] is False
+
+    now = get(shared_server, f"/v1/keys/{key_id}/access", operation="Encrypt").json()
+    assert now["KeyStateAllows"] is False and "disabled" in now["Reason"] and now["Principals"] == []
+    assert get(shared_server, f"/v1/keys/{key_id}/access", operation="Nope").json()["__type"] == "ValidationException"

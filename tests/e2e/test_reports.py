@@ -36,3 +36,17 @@ def test_usage_report_counts_calls_per_operation_and_principal(servers):
                       ("Encrypt", "failed"): 1}
     assert {r["Principal"] for r in rows} == {"arn:aws:iam::111122223333:root"}
     assert "Usage of" in keyledger(server, "report", "usage", "--key", key_id)
+
+
+def test_access_report_at_an_instant(servers):
+    server = servers.start("access")
+    kms = server.client()
+    arn = kms.create_key()["KeyMetadata"]["Arn"]
+    rows = json.loads(keyledger(server, "report", "access", "--key", arn, "--operation", "Encrypt", "--json"))
+    assert rows == [{"Operation": "Encrypt", "Principal": "arn:aws:iam::111122223333:root", "Allowed": True,
+                     "Reason": rows[0]["Reason"]}]
+    kms.disable_key(KeyId=arn)
+    everything = json.loads(keyledger(server, "report", "access", "--key", arn, "--json"))
+    encrypt = [r for r in everything if r["Operation"] == "Encrypt"]
+    assert encrypt and encrypt[0]["Allowed"] is False and "disabled" in encrypt[0]["Reason"]
+    assert any(r["Operation"] == "EnableKey" and r["Allowed"] for r in everything)
