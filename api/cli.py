@@ -1,6 +1,7 @@
 """The ``keyledger`` command line."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -158,4 +159,6 @@ def clock_advance(days: float = typer.Option(0.0, help="Days to move forward."),
 
 
 def main() -> None:
+    # Everything keyledger writes (database, WAL, checkpoints, exports) is readable by its owner only.
+    os.umask(0o077)
     cli()
