@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from application.audit_records import current_call
 from domain.errors import CustomKeyStoreNotFoundError, ValidationError
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Services
@@ -29,11 +30,17 @@ def _generate_random(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any
     return sv.crypto.generate_random(p.get("NumberOfBytes"))
 
 
+def _caller_arn() -> str | None:
+    call = current_call.get()
+    return (call.record.get("userIdentity") or {}).get("arn") if call else None
+
+
 def _create_key(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
     _no_custom_key_store(p)
     return sv.keys.create_key(
         s, key_spec=p.get("KeySpec") or p.get("CustomerMasterKeySpec"), key_usage=p.get("KeyUsage"),
-        origin=p.get("Origin"), description=p.get("Description", ""), policy=p.get("Policy"), tags=_tags(p))
+        origin=p.get("Origin"), description=p.get("Description", ""), policy=p.get("Policy"), tags=_tags(p),
+        bypass_lockout_check=bool(p.get("BypassPolicyLockoutSafetyCheck")), caller_arn=_caller_arn())
 
 
 def _call(service: str, method: str, *positional: str, **members: str) -> Handler:
@@ -60,6 +67,9 @@ HANDLERS: dict[str, Handler] = {
     "UntagResource": _call("keys", "untag_resource", "KeyId", "TagKeys"),
     "ListResourceTags": _call("keys", "list_resource_tags", "KeyId", "Limit", "Marker"),
     "GetKeyPolicy": _call("keys", "get_key_policy", "KeyId", "PolicyName"),
+    "PutKeyPolicy": lambda sv, s, p: sv.keys.put_key_policy(
+        s, p["KeyId"], p["Policy"], p.get("PolicyName"), bool(p.get("BypassPolicyLockoutSafetyCheck")), _caller_arn()),
+    "ListKeyPolicies": _call("keys", "list_key_policies", "KeyId", "Limit", "Marker"),
     "CreateAlias": _call("aliases", "create_alias", "AliasName", "TargetKeyId"),
     "UpdateAlias": _call("aliases", "update_alias", "AliasName", "TargetKeyId"),
     "DeleteAlias": _call("aliases", "delete_alias", "AliasName"),

@@ -15,7 +15,10 @@ from domain.key import Key
 from domain.key_material import new_material
 from domain.key_specs import ENCRYPT_DECRYPT, ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, resolve_key_spec
 from domain.key_states import KeyState, require_state
-from domain.policy import DEFAULT_POLICY_NAME, default_key_policy, validate_policy_document
+from domain.authorization import could_perform
+from domain.errors import MalformedPolicyDocumentError, ValidationError
+from domain.policy import DEFAULT_POLICY_NAME, default_key_policy
+from domain.policy_document import parse_policy
 from domain.errors import UnsupportedOperationError
 
 
@@ -30,20 +33,21 @@ class KeyService:
 
     def create_key(self, scope: Scope, *, key_spec: str | None = None, key_usage: str | None = None,
                    origin: str | None = None, description: str = "", policy: str | None = None,
-                   tags: Mapping[str, str] | None = None) -> dict[str, Any]:
+                   tags: Mapping[str, str] | None = None, bypass_lockout_check: bool = False,
+                   caller_arn: str | None = None) -> dict[str, Any]:
         spec = resolve_key_spec(key_spec, key_usage, self._unsupported)
         origin = origin or ORIGIN_AWS_KMS
         if origin not in (ORIGIN_AWS_KMS, ORIGIN_EXTERNAL):
             raise UnsupportedOperationError(f"Origin {origin} needs a custom key store, which keyledger does not offer; use AWS_KMS or EXTERNAL.")
         if origin == ORIGIN_EXTERNAL and spec.name.startswith("ML_"):
             raise UnsupportedOperationError(f"Key material for {spec.name} keys cannot be imported.")
+        # A retry below only ever follows a conflict on the audit log's head, so the id can stay.
+        key_id = str(uuid.uuid4())
         if policy is not None:
-            validate_policy_document(policy)
+            self._check_policy(policy, scope, scope.key_arn(key_id), bypass_lockout_check, caller_arn)
         material = new_material(spec.name) if origin == ORIGIN_AWS_KMS else None
 
         def attempt() -> Outcome[Key]:
-            # A fresh id each attempt: a retry here only ever follows a conflict on the audit log's head.
-            key_id = str(uuid.uuid4())
             key = Key.create(
                 key_id=uuid.UUID(key_id), scope=scope, at=self._clock.now(), key_spec=spec.name,
                 key_usage=key_usage or ENCRYPT_DECRYPT, origin=origin, description=description,
@@ -101,6 +105,39 @@ class KeyService:
             lambda n, after: [t for t in tags if after is None or t[0] > after][:n], limit, marker,
             sort_key=lambda t: t[0], render=lambda t: {"TagKey": t[0], "TagValue": t[1]}, member="Tags",
         )
+
+    @staticmethod
+    def _check_policy(policy: str, scope: Scope, key_arn: str, bypass_lockout_check: bool,
+                      caller_arn: str | None) -> None:
+        """AWS's validation, then its lockout safety check: the caller must still be able to PutKeyPolicy
+        under the new policy (judged by the evaluator requests will use), unless told to bypass it."""
+        document = parse_policy(policy)
+        if bypass_lockout_check or caller_arn is None:
+            return
+        decision = could_perform(caller_arn, scope.account_id, "kms:PutKeyPolicy", key_arn, scope.account_id,
+                                 document, [], [])
+        if not decision.allowed:
+            raise MalformedPolicyDocumentError(
+                "The new key policy will not allow you to update the key policy in the future. "
+                "Name yourself (or the account root) with kms:PutKeyPolicy, or set BypassPolicyLockoutSafetyCheck.")
+
+    def put_key_policy(self, scope: Scope, key_ref: str, policy: str, policy_name: str | None,
+                       bypass_lockout_check: bool = False, caller_arn: str | None = None) -> None:
+        name = policy_name or DEFAULT_POLICY_NAME
+        if name != DEFAULT_POLICY_NAME:
+            raise ValidationError(f"PolicyName '{name}' is not valid: a KMS key has one policy, named 'default'.")
+
+        def change(key: Key) -> None:
+            self._check_policy(policy, scope, key.arn, bypass_lockout_check, caller_arn)
+            key.put_policy(name, policy, self._clock.now())
+
+        self._access.change(scope, key_ref, change)
+
+    def list_key_policies(self, scope: Scope, key_ref: str, limit: int | None, marker: str | None) -> dict[str, Any]:
+        key = self._access.load_ref(scope, key_ref)
+        key.require("ListKeyPolicies")
+        return page(lambda n, after: [] if after else [DEFAULT_POLICY_NAME], limit, marker,
+                    sort_key=lambda name: name, render=lambda name: name, member="PolicyNames")
 
     def get_key_policy(self, scope: Scope, key_ref: str, policy_name: str | None) -> dict[str, Any]:
         key = self._access.load_ref(scope, key_ref)

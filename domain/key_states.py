@@ -66,6 +66,7 @@ MATRIX: dict[str, dict[KeyState, _Refusal]] = {
     "DescribeKey": _ANY,
     "GetKeyPolicy": _ANY,
     "PutKeyPolicy": _ANY,
+    "ListKeyPolicies": _ANY,
     "ListResourceTags": _ANY,
     "ListAliases": _ANY,
     "DeleteAlias": _ANY,
