@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 
-MAX_POLICY_BYTES = 32768
 DEFAULT_POLICY_NAME = "default"
 
 
