@@ -90,7 +90,6 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
                     output = await run_in_threadpool(HANDLERS[operation], runtime.services, scope, params)
             finally:
                 current_call.reset(token)
-            _note_resources(call, output or {})
             response: Response = Response(json.dumps(wire.serialize_response(operation, output or {})),
                                           media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})
             call.finish()
@@ -133,9 +132,3 @@ _ECHO_FROM_KEY: dict[str, Any] = {
                                         "PendingWindowInDays": key.pending_window_days},
     "CancelKeyDeletion": lambda key: {"KeyId": key.arn},
 }
-
-
-def _note_resources(call: CallContext, output: dict[str, Any]) -> None:
-    for member in ("KeyId", "SourceKeyId"):
-        call.add_resource(output.get(member))
-    call.add_resource((output.get("KeyMetadata") or {}).get("Arn"))

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from eventsourcing.persistence import IntegrityError
@@ -45,7 +45,6 @@ class GroupCommitStats:
     batches: int = 0
     records: int = 0
     largest: int = 0
-    latencies: list[float] = field(default_factory=list)
 
 
 class AuditTrail:

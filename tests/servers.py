@@ -3,11 +3,13 @@ directory, and on PostgreSQL its own schema, so parallel test workers never see 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,6 +123,15 @@ class Server:
                     "AWS_DEFAULT_REGION": region, "AWS_CONFIG_FILE": "/dev/null",
                     "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_PAGER": ""})
         return env
+
+    @property
+    def postgres_schema(self) -> str:
+        """The schema this server's PostgreSQL URL selects (options=-csearch_path=<schema>)."""
+        assert self.database_url
+        options = urllib.parse.parse_qs(urllib.parse.urlsplit(self.database_url).query)["options"][0]
+        match = re.fullmatch(r"-csearch_path=(\w+)", options)
+        assert match, options
+        return match.group(1)
 
     @property
     def sqlite_file(self) -> Path:

@@ -111,3 +111,41 @@ def secret_hits(stored: dict[str, bytes], secrets: dict[str, bytes]) -> list[str
                 if form in haystack:
                     found.append(f"{label} in {where} ({'raw' if form == secret else form[:12]!r}...)")
     return found
+
+
+def listed(call: Any, member: str, field: str) -> set[str]:
+    """Every ``field`` of every page of a List* call, following NextMarker (bounded)."""
+    out, marker = set(), None
+    for _ in range(100):
+        page = call(Limit=100, **({"Marker": marker} if marker else {}))
+        out |= {item[field] for item in page[member]}
+        if not page["Truncated"]:
+            return out
+        marker = page["NextMarker"]
+    raise AssertionError(f"{member} never stopped paginating")
+
+
+def postgres_tables(server: Server) -> dict[str, bytes]:
+    """Every value of every table in the server's PostgreSQL schema, as bytes, per table."""
+    import sqlalchemy as sa
+
+    schema = server.postgres_schema
+    engine = sa.create_engine(server.database_url)
+    out: dict[str, bytes] = {}
+    try:
+        with engine.connect() as conn:
+            tables = [r[0] for r in conn.execute(sa.text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema})]
+            assert "backing_keys" in tables and "keyledger_events" in tables, tables
+            for table in tables:
+                chunks = []
+                for row in conn.execute(sa.text(f'SELECT * FROM "{schema}"."{table}"')):
+                    for value in row:
+                        if isinstance(value, memoryview):
+                            value = value.tobytes()
+                        if value is not None:
+                            chunks.append(value if isinstance(value, bytes) else str(value).encode("utf-8"))
+                out[table] = b"\n".join(chunks)
+    finally:
+        engine.dispose()
+    return out

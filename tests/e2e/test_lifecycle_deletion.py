@@ -6,21 +6,18 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import sqlite3
 import struct
 import time
-import urllib.parse
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tests.e2e.helpers import advance_days, code, create_key, error_code, keyledger, maintenance, secret_hits, unique_alias, unvalidated_client
+from tests.e2e.helpers import advance_days, code, create_key, error_code, keyledger, listed, maintenance, postgres_tables, secret_hits, unique_alias, unvalidated_client
 from tests.servers import Server
 
 BACKING_KEY_PURPOSE = "backing-key"
@@ -32,33 +29,7 @@ BACKING_KEY_PURPOSE = "backing-key"
 
 
 
-def all_key_ids(kms: Any) -> set[str]:
-    out, marker = set(), None
-    for _ in range(100):
-        page = kms.list_keys(Limit=100, **({"Marker": marker} if marker else {}))
-        out |= {k["KeyId"] for k in page["Keys"]}
-        if not page["Truncated"]:
-            return out
-        marker = page["NextMarker"]
-    raise AssertionError("ListKeys never stopped paginating")
 
-
-def all_alias_names(kms: Any) -> set[str]:
-    out, marker = set(), None
-    for _ in range(100):
-        page = kms.list_aliases(Limit=100, **({"Marker": marker} if marker else {}))
-        out |= {a["AliasName"] for a in page["Aliases"]}
-        if not page["Truncated"]:
-            return out
-        marker = page["NextMarker"]
-    raise AssertionError("ListAliases never stopped paginating")
-
-
-def schema_of(database_url: str) -> str:
-    options = urllib.parse.parse_qs(urllib.parse.urlsplit(database_url).query)["options"][0]
-    match = re.fullmatch(r"-csearch_path=(\w+)", options)
-    assert match, options
-    return match.group(1)
 
 
 def backing_rows(server: Server, backend: str, key_id: str) -> list[tuple[str, str, bytes]]:
@@ -95,33 +66,6 @@ def unwrap(server: Server, key_id: str, material_id: str, wrapped: bytes) -> byt
 def sqlite_files(server: Server) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*"))
             if p.name in ("keyledger.db", "keyledger.db-wal", "keyledger.db-shm")}
-
-
-def postgres_dump(server: Server) -> dict[str, bytes]:
-    """Every value of every table in the server's schema, as bytes, per table."""
-    assert server.database_url
-    schema = schema_of(server.database_url)
-    engine = sa.create_engine(server.database_url)
-    out: dict[str, bytes] = {}
-    try:
-        with engine.connect() as conn:
-            tables = [r[0] for r in conn.execute(sa.text(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema})]
-            assert "backing_keys" in tables and "keyledger_events" in tables, tables
-            for table in tables:
-                chunks = []
-                for row in conn.execute(sa.text(f'SELECT * FROM "{schema}"."{table}"')):
-                    for value in row:
-                        if value is None:
-                            continue
-                        if isinstance(value, memoryview):
-                            value = value.tobytes()
-                        chunks.append(value if isinstance(value, bytes) else str(value).encode("utf-8"))
-                out[table] = b"\n".join(chunks)
-    finally:
-        engine.dispose()
-    return out
-
 
 
 
@@ -193,7 +137,7 @@ def test_pending_deletion_refuses_use_and_cancel_brings_the_key_back_disabled(se
     assert error_code(kms.decrypt, CiphertextBlob=blob) == "KMSInvalidStateException"
     assert error_code(kms.generate_data_key, KeyId=key, KeySpec="AES_256") == "KMSInvalidStateException"
     assert error_code(kms.enable_key, KeyId=key) == "KMSInvalidStateException"
-    assert key in all_key_ids(kms)  # still listed while pending
+    assert key in listed(kms.list_keys, "Keys", "KeyId")  # still listed while pending
 
     # Still within the window: maintenance deletes nothing.
     advance_days(server, 3)
@@ -294,9 +238,9 @@ def test_deletion_after_the_window_shreds_the_key(servers, backend):
         assert code(info.value) in ("InvalidCiphertextException", "NotFoundException")
     assert error_code(kms.verify, KeyId=signer, Message=b"m", Signature=signature,
                       SigningAlgorithm="ECDSA_SHA_256") == "NotFoundException"
-    listed = all_key_ids(kms)
-    assert doomed not in listed and signer not in listed and survivor in listed
-    aliases = all_alias_names(kms)
+    key_ids = listed(kms.list_keys, "Keys", "KeyId")
+    assert doomed not in key_ids and signer not in key_ids and survivor in key_ids
+    aliases = listed(kms.list_aliases, "Aliases", "AliasName")
     assert doomed_alias not in aliases and signer_alias not in aliases and survivor_alias in aliases
     # The alias names are free again.
     kms.create_alias(AliasName=doomed_alias, TargetKeyId=survivor)
@@ -320,7 +264,7 @@ def test_deletion_after_the_window_shreds_the_key(servers, backend):
         stored = sqlite_files(server)
         assert "keyledger.db" in stored
     else:
-        stored = postgres_dump(server)
+        stored = postgres_tables(server)
         server.stop()
     assert secret_hits(stored, secrets) == []
     # Positive control: the same search finds the surviving key's wrapped backing key.

@@ -12,14 +12,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
-import urllib.parse
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
-from tests.e2e.helpers import create_key, key_arn, secret_forms, secret_hits, unique_alias
+from tests.e2e.helpers import create_key, key_arn, postgres_tables, secret_forms, secret_hits, unique_alias
 from tests.servers import ADMIN_SECRET, Server
 
 
@@ -132,41 +129,10 @@ def _sqlite_bytes(server: Server) -> bytes:
     return b"\n".join(parts)
 
 
-def _schema_of(database_url: str) -> str:
-    query = urllib.parse.urlsplit(database_url).query
-    options = urllib.parse.parse_qs(query)["options"][0]  # -csearch_path=<schema>
-    match = re.fullmatch(r"-csearch_path=(\w+)", options)
-    assert match, options
-    return match.group(1)
-
-
-def _postgres_dump(server: Server) -> bytes:
-    """Every value of every table in the server's schema, as bytes."""
-    assert server.database_url
-    schema = _schema_of(server.database_url)
-    engine = sa.create_engine(server.database_url)
-    chunks: list[bytes] = []
-    try:
-        with engine.connect() as conn:
-            tables = [r[0] for r in conn.execute(sa.text(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = :s"), {"s": schema})]
-            assert tables, f"schema {schema} has no tables"
-            for table in tables:
-                for row in conn.execute(sa.text(f'SELECT * FROM "{schema}"."{table}"')):
-                    for value in row:
-                        if value is None:
-                            continue
-                        if isinstance(value, memoryview):
-                            value = value.tobytes()
-                        chunks.append(value if isinstance(value, bytes) else str(value).encode("utf-8"))
-                chunks.append(table.encode())
-    finally:
-        engine.dispose()
-    return b"\n".join(chunks)
 
 
 def _stored(server: Server, backend: str) -> bytes:
-    return _sqlite_bytes(server) if backend == "sqlite" else _postgres_dump(server)
+    return _sqlite_bytes(server) if backend == "sqlite" else b"\n".join(postgres_tables(server).values())
 
 
 def _root_key_material(server: Server) -> list[bytes]:
