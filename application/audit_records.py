@@ -36,6 +36,9 @@ class CallContext:
     resources: list[str] = field(default_factory=list)
     # For a key change recorded inside its transaction: renders responseElements from the changed key.
     respond_from: Callable[[Any], dict[str, Any] | None] | None = None
+    # What authorization reads besides the record; never persisted (params may hold plaintext).
+    params: dict[str, Any] = field(default_factory=dict, repr=False)
+    secure_transport: bool = False
 
     @classmethod
     def api_call(cls, *, event_name: str, at: datetime, region: str | None, source_ip: str | None,
