@@ -74,22 +74,30 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
             event_name=target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else target,
             at=runtime.now(), region=None, source_ip=request.client.host if request.client else None,
             user_agent=request.headers.get("user-agent"), request_id=request_id)
+        call.secure_transport = request.url.scheme == "https"
         try:
             operation, scope = _authenticate(request, body, call)
+            services = runtime.services
+            assert services is not None  # authenticate refuses a sealed runtime
             params = wire.parse_request(operation, body)
             refuse_recipient(params)
+            call.params = params
             call.record["requestParameters"] = audit_view(wire, operation, "in", params)
             echo = _ECHO_FROM_KEY.get(operation)
             if echo is not None:
                 call.respond_from = lambda key, echo=echo, op=operation: audit_view(wire, op, "out", echo(key))
             token = current_call.set(call)  # run_in_threadpool copies this context into the worker
             try:
+                services.authorizer.authorize_account_call(operation)
                 if operation in INLINE_OPERATIONS:
-                    output = HANDLERS[operation](runtime.services, scope, params)
+                    output = HANDLERS[operation](services, scope, params)
                 else:
-                    output = await run_in_threadpool(HANDLERS[operation], runtime.services, scope, params)
+                    output = await run_in_threadpool(HANDLERS[operation], services, scope, params)
             finally:
                 current_call.reset(token)
+            if not call.authorized:  # a path that reached no authorization check must not answer
+                log.error("request %s: %s finished without an authorization decision", request_id, operation)
+                raise InternalError(_INTERNAL_MESSAGE)
             response: Response = Response(json.dumps(wire.serialize_response(operation, output or {})),
                                           media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})
             call.finish()

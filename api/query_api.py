@@ -18,7 +18,7 @@ from api.caller import authenticate
 from api.errors import error_response, internal_error_response
 from application.access_at import access_at
 from application.audit_checkpoints import audit_records
-from application.audit_records import CallContext
+from application.audit_records import CallContext, current_call
 from application.audit_trail import AuditUnavailable
 from domain.errors import InternalError, KmsError, ValidationError
 from domain.identifiers import Scope
@@ -49,16 +49,24 @@ def _json(value: Any) -> str:
 def query_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["queries"])
 
-    async def answer(request: Request, event_name: str, parameters: dict[str, Any],
-                     run: Callable[[Scope], Any]) -> Response:
+    async def answer(request: Request, event_name: str, parameters: dict[str, Any], action: str,
+                     resource: Callable[[Scope], str], run: Callable[[Scope], Any]) -> Response:
         request_id = str(uuid.uuid4())
         call = CallContext.api_call(event_name=event_name, at=runtime.now(), region=None,
                                     source_ip=request.client.host if request.client else None,
                                     user_agent=request.headers.get("user-agent"), request_id=request_id)
         call.record["requestParameters"] = {k: v for k, v in parameters.items() if v is not None} or None
+        call.secure_transport = request.url.scheme == "https"
         headers = {"x-amzn-RequestId": request_id}
         try:
             scope = authenticate(runtime, request, await request.body(), call)
+            call.params = {k: v for k, v in parameters.items() if v is not None}
+            assert runtime.services is not None  # authenticate refuses a sealed runtime
+            token = current_call.set(call)
+            try:
+                runtime.services.authorizer.authorize_query(action, resource(scope))
+            finally:
+                current_call.reset(token)
             response = Response(_json(await run_in_threadpool(run, scope)), media_type="application/json",
                                 headers=headers)
             call.finish()
@@ -80,19 +88,19 @@ def query_router(runtime: Runtime) -> APIRouter:
 
     @router.get("/keys/{key}", summary="A key's state as DescribeKey would have answered at an instant")
     async def key_at(request: Request, key: str, at: str | None = _AT) -> Response:
-        return await answer(request, "GetKeyStateAt", {"keyId": key, "at": at},
+        return await answer(request, "GetKeyStateAt", {"keyId": key, "at": at}, "kms:DescribeKey", _named(key),
                             lambda s: history().key_at(s, key, parse_instant(at)))
 
     @router.get("/keys", summary="Every key of the caller's account and region at an instant")
     async def keys_at(request: Request, at: str | None = _AT, state: str | None = None,
                       key_spec: str | None = None, alias: str | None = None) -> Response:
         return await answer(request, "ListKeysAt", {"at": at, "state": state, "keySpec": key_spec, "alias": alias},
-                            lambda s: {"Keys": history().keys_at(parse_instant(at), s.account_id, s.region, state,
+                            "kms:ListKeys", lambda s: "*", lambda s: {"Keys": history().keys_at(parse_instant(at), s.account_id, s.region, state,
                                                                   key_spec, alias)})
 
     @router.get("/keys/{key}/timeline", summary="Every change of a key, when, and who made it")
     async def timeline(request: Request, key: str) -> Response:
-        return await answer(request, "GetKeyTimeline", {"keyId": key},
+        return await answer(request, "GetKeyTimeline", {"keyId": key}, "kms:DescribeKey", _named(key),
                             lambda s: {"Events": history().timeline(key, s)})
 
     @router.get("/keys/{key}/access", summary="Who could perform an operation on the key at an instant")
@@ -100,7 +108,7 @@ def query_router(runtime: Runtime) -> APIRouter:
                      principal: str | None = None) -> Response:
         return await answer(request, "GetKeyAccessAt", {"keyId": key, "operation": operation, "at": at,
                                                         "principal": principal},
-                            lambda s: access_at(history(), s, key, parse_instant(at), operation, principal))
+                            "kms:DescribeKey", _named(key), lambda s: access_at(history(), s, key, parse_instant(at), operation, principal))
 
     @router.get("/audit", summary="Audit records, oldest first, paginated by seq")
     async def audit(request: Request, key: str | None = None, principal: str | None = None,
@@ -120,9 +128,19 @@ def query_router(runtime: Runtime) -> APIRouter:
 
         return await answer(request, "LookupAuditEvents", {"key": key, "principal": principal, "event": event,
                                                             "from": start, "to": end, "limit": limit,
-                                                            "marker": marker}, run)
+                                                            "marker": marker},
+                            "cloudtrail:LookupEvents", lambda s: "*", run)
 
     return router
+
+
+def _named(key: str) -> Callable[[Scope], str]:
+    """The resource a key query is authorized on: the ARN of the key or alias the caller named."""
+    def resource(scope: Scope) -> str:
+        if key.startswith("arn:"):
+            return key
+        return scope.alias_arn(key) if key.startswith("alias/") else scope.key_arn(key)
+    return resource
 
 
 def _matches(record: dict[str, Any], scope: Scope, key: str | None, principal: str | None, event: str | None,

@@ -32,6 +32,14 @@ class AliasService:
             raise NotFoundError(f"Alias {scope.alias_arn(alias_name)} is not found.")
         return alias
 
+    def _target_of(self, scope: Scope, alias: Alias) -> KeyRow | None:
+        """The key an alias points to now: the caller needs the operation's permission on it too. A key
+        that was deleted leaves only the alias to authorize."""
+        row = self._access.resolve.row_by_id(scope, alias.target_key_id)
+        if row is None:
+            self._access.resolve.authorizer.authorize_alias()
+        return row
+
     def create_alias(self, scope: Scope, alias_name: str, target_key_ref: str) -> None:
         validate_alias_name(alias_name, for_create=True)
         row = self._target_row(scope, target_key_ref, "CreateAlias")
@@ -57,7 +65,7 @@ class AliasService:
 
         def attempt() -> Outcome[None]:
             alias = self._existing(scope, alias_name)
-            current = self._view.get_key(alias.target_key_id)
+            current = self._target_of(scope, alias)
             if current is not None and (current.key_spec, current.key_usage) != (row.key_spec, row.key_usage):
                 raise ValidationError(
                     f"Alias {alias_name} points to a {current.key_spec} key for {current.key_usage}; "
@@ -74,6 +82,7 @@ class AliasService:
 
         def attempt() -> Outcome[None]:
             alias = self._existing(scope, alias_name)
+            self._target_of(scope, alias)
             alias.delete(self._clock.now())
             return Outcome([alias])
 

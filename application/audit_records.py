@@ -39,22 +39,24 @@ class CallContext:
     # What authorization reads besides the record; never persisted (params may hold plaintext).
     params: dict[str, Any] = field(default_factory=dict, repr=False)
     secure_transport: bool = False
+    at: datetime = field(default_factory=lambda: datetime.now(tz=timezone.utc))
+    authorized: bool = False  # set by the check that allowed this call (application/authorizer.py)
 
     @classmethod
     def api_call(cls, *, event_name: str, at: datetime, region: str | None, source_ip: str | None,
                  user_agent: str | None, request_id: str) -> CallContext:
-        return cls({
+        return cls(record={
             "eventVersion": EVENT_VERSION, "eventTime": iso(at), "eventSource": EVENT_SOURCE,
             "eventName": event_name, "awsRegion": region, "userIdentity": {"type": "Unknown"},
             "sourceIPAddress": source_ip, "userAgent": user_agent, "requestParameters": None,
             "responseElements": None, "errorCode": None, "errorMessage": None, "requestID": request_id,
             "eventID": str(uuid.uuid4()), "readOnly": event_name not in MUTATING, "resources": [],
             "eventType": "AwsApiCall", "managementEvent": True, "eventCategory": "Management",
-        })
+        }, at=at)
 
     @classmethod
     def service_event(cls, *, event_name: str, at: datetime, region: str, account_id: str) -> CallContext:
-        return cls({
+        return cls(record={
             "eventVersion": EVENT_VERSION, "eventTime": iso(at), "eventSource": EVENT_SOURCE,
             "eventName": event_name, "awsRegion": region,
             "userIdentity": {"accountId": account_id, "invokedBy": EVENT_SOURCE},
@@ -63,7 +65,7 @@ class CallContext:
             "requestID": str(uuid.uuid4()), "eventID": str(uuid.uuid4()), "readOnly": False, "resources": [],
             "eventType": "AwsServiceEvent", "managementEvent": True, "eventCategory": "Management",
             "recipientAccountId": account_id,
-        })
+        }, at=at)
 
     def identify(self, *, principal_arn: str, account_id: str, access_key_id: str, region: str) -> None:
         root = principal_arn.endswith(":root")

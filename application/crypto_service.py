@@ -58,14 +58,16 @@ class CryptoService:
         header = ciphertext.parse_header(blob)
         blob_key_id = str(header.key_id)
         if key_ref is not None:
-            named = self._resolve.row(scope, key_ref)
+            named = self._resolve.row(scope, key_ref, operation)
             if named.key_id != blob_key_id:
                 raise IncorrectKeyError(
                     f"The key ID in the request does not identify the KMS key used to encrypt the ciphertext ({named.arn})."
                 )
-        row = self._resolve.row_by_id(scope, blob_key_id)
-        if row is None:
-            raise InvalidCiphertextError("The ciphertext refers to a key that does not exist in this account and region.")
+        # Any account: a ciphertext of another account's key is a cross-account Decrypt, which its key
+        # policy may allow; the region must still match (key ids are global, keys are regional).
+        row = self._resolve.row_by_id(None, blob_key_id, operation)
+        if row is None or row.region != scope.region:
+            raise InvalidCiphertextError("The ciphertext refers to a key that does not exist in this region.")
         self._usable(row, operation, algorithm)
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)
@@ -114,7 +116,7 @@ class CryptoService:
         if not blob:
             raise ValidationError("CiphertextBlob is required.")
         validate_encryption_context(destination_context)
-        destination = self._resolve.row(scope, destination_key_ref)
+        destination = self._resolve.row(scope, destination_key_ref, "ReEncryptTo")
         self._usable(destination, "ReEncryptTo", destination_algorithm)
         source, plaintext, source_material = self._open(
             scope, blob, source_key_ref, source_context, "ReEncryptFrom", source_algorithm, dry_run)

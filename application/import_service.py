@@ -72,7 +72,7 @@ class ImportService:
 
     def import_key_material(self, scope: Scope, key_ref: str, import_token: bytes, encrypted_key_material: bytes,
                             valid_to: datetime | None = None, expiration_model: str | None = None) -> dict[str, Any]:
-        key_id = self._access.resolve.key_id(scope, key_ref)
+        key_id = self._access.resolve.row(scope, key_ref).key_id  # authorized before the token is read
         now = self._clock.now()
         ticket = key_import.read_import_token(self._token_key, import_token, key_id=key_id, now=now)
         model = key_import.validate_expiration(expiration_model, valid_to, now)

@@ -7,6 +7,7 @@ from typing import Callable
 from eventsourcing.application import AggregateNotFoundError
 
 from application.audit_records import current_call
+from application.authorizer import KeyFacts
 from application.resolver import KeyResolver
 from application.writer import LedgerWriter, Outcome, T
 from domain.alias import Alias
@@ -21,13 +22,15 @@ class KeyAccess:
         self.resolve = resolver
         self._repository = writer.ledger.repository
 
-    def load(self, scope: Scope, key_id: str) -> Key:
+    def load(self, scope: Scope, key_id: str, action: str | None = None) -> Key:
+        """The key, in ``scope``, with the current call authorized on it (see KeyResolver.row_by_id)."""
         key = self.load_any(key_id)
         if key is None or key.account_id != scope.account_id or key.region != scope.region:
             raise NotFoundError(f"Key '{scope.key_arn(key_id)}' does not exist")
         call = current_call.get()
         if call is not None:  # named in the audit record even if the change is refused
             call.add_resource(key.arn)
+        self.resolve.authorizer.authorize_key(KeyFacts.of_key(key), action)
         return key
 
     def load_any(self, key_id: str) -> Key | None:
@@ -38,7 +41,8 @@ class KeyAccess:
         return key if isinstance(key, Key) else None
 
     def load_ref(self, scope: Scope, key_ref: str) -> Key:
-        return self.load(scope, self.resolve.key_id(scope, key_ref))
+        key_id, home = self.resolve.locate(scope, key_ref)
+        return self.load(home, key_id)
 
     def load_alias(self, alias_id: uuid.UUID) -> Alias | None:
         try:
@@ -50,10 +54,10 @@ class KeyAccess:
     def change(self, scope: Scope, key_ref: str, decide: Callable[[Key], Outcome[T] | None]) -> Key:
         """Loads the key, lets ``decide`` change it, commits; repeats on a concurrent change. ``decide``
         returns None, or an Outcome naming *other* aggregates it changed and rows to write with them."""
-        key_id = self.resolve.key_id(scope, key_ref)
+        key_id, home = self.resolve.locate(scope, key_ref)
 
         def attempt() -> Outcome[Key]:
-            key = self.load(scope, key_id)
+            key = self.load(home, key_id)
             outcome = decide(key) or Outcome([])
             return Outcome([key, *outcome.aggregates], key, outcome.also, outcome.after)
 

@@ -34,6 +34,8 @@ class KeyRow:
     key_usage: str
     current_material_id: str | None
     metadata: dict[str, Any]
+    policy: str = ""  # the key policy in force (authorization reads it on every call)
+    grants: tuple[Any, ...] = ()  # domain.authorization.Grant of the grants in force
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,30 @@ def evaluate(ctx: RequestContext, key_policy: PolicyDocument, identity_policies:
     return Decision(False, _no_allow_reason(ctx, key_side, iam, cross_account))
 
 
+def evaluate_identity(ctx: RequestContext, identity_policies: Sequence[PolicyDocument]) -> Decision:
+    """Operations with no key to hold a policy (CreateKey, ListKeys, GenerateRandom...: resource "*") and the
+    alias side of alias operations: IAM policies alone decide, and an account's root user may do anything in
+    its own account (IAM guide: the root user's permissions cannot be limited by identity policies).
+    Actions of other services (cloudtrail:LookupEvents for the audit query API) are matched as written."""
+    action = canonical_action(ctx.action) if ctx.action.lower().startswith("kms:") else ctx.action
+    if action is None:
+        return Decision(False, f"'{ctx.action}' is not a KMS action")
+    context = _context(ctx)
+    identity = [s for policy in identity_policies for s in policy.statements
+                if _applies(s, action, ctx, context, key_policy=False)]
+    for statement in identity:
+        if statement.effect == "Deny":
+            return Decision(False, f"explicit deny in identity policy statement {statement.label}")
+    if ctx.principal_account != ctx.key_account:
+        return Decision(False, f"{action} on {ctx.key_arn} cannot be used from another account")
+    if _is_root(ctx.principal_arn, ctx.principal_account):
+        return Decision(True, "the account's root user")
+    allow = next((statement for statement in identity if statement.effect == "Allow"), None)
+    if allow:
+        return Decision(True, f"allowed by identity policy statement {allow.label}")
+    return Decision(False, "no identity-based policy allows")
+
+
 def _no_allow_reason(ctx: RequestContext, key_side: Statement | None, iam: Statement | None, cross: bool) -> str:
     if key_side and not iam and cross:
         return (f"no policy allows: key policy statement {key_side.label} allows it, but a caller from another "
@@ -232,6 +256,8 @@ def denial_message(ctx: RequestContext, decision: Decision | None = None) -> str
         return f"{message} with an explicit deny in a resource-based policy"
     if decision and decision.reason.startswith("explicit deny in identity policy"):
         return f"{message} with an explicit deny in an identity-based policy"
+    if decision and decision.reason == "no identity-based policy allows":
+        return f"{message} because no identity-based policy allows the {action} action"
     return f"{message} because no resource-based policy allows the {action} action"
 
 

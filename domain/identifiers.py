@@ -38,22 +38,29 @@ class KeyReference:
 
     key_id: str | None = None
     alias_name: str | None = None
+    account_id: str | None = None  # set when an ARN names another account: a cross-account reference
+
+    def home(self, scope: Scope) -> Scope:
+        """The scope the named key lives in: the caller's, or the account an ARN names."""
+        return scope if self.account_id is None else Scope(self.account_id, scope.region, scope.partition)
 
 
 def parse_key_reference(value: str, scope: Scope) -> KeyReference:
-    """Accepts a key id, key ARN, alias name or alias ARN. An ARN of another account or region names a
-    key this scope cannot see, so it is NotFound, as AWS answers."""
+    """Accepts a key id, key ARN, alias name or alias ARN. An ARN of another account in the same region is a
+    cross-account reference (authorization decides whether the caller may use it); an ARN of another region
+    names a key this scope cannot see, so it is NotFound, as AWS answers."""
     if value.startswith("arn:"):
         m = _ARN_RE.fullmatch(value)
         if not m:
             raise NotFoundError(f"Invalid keyId '{value}': not a valid KMS key or alias ARN.")
         resource = m.group("resource")
-        if (m.group("region"), m.group("account"), m.group("partition")) != (scope.region, scope.account_id, scope.partition):
+        if (m.group("region"), m.group("partition")) != (scope.region, scope.partition):
             raise NotFoundError(f"Key '{value}' does not exist")
+        account = None if m.group("account") == scope.account_id else m.group("account")
         if resource.startswith("key/"):
-            return KeyReference(key_id=_checked_key_id(resource[4:], value))
+            return KeyReference(key_id=_checked_key_id(resource[4:], value), account_id=account)
         if resource.startswith(ALIAS_PREFIX):
-            return KeyReference(alias_name=resource)
+            return KeyReference(alias_name=resource, account_id=account)
         raise NotFoundError(f"Invalid keyId '{value}': an ARN must name key/<id> or alias/<name>.")
     if value.startswith(ALIAS_PREFIX):
         return KeyReference(alias_name=value)

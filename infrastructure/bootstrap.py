@@ -14,6 +14,7 @@ from application.alias_service import AliasService
 from application.asymmetric_service import AsymmetricService
 from application.audit_checkpoints import Checkpointer
 from application.audit_trail import AuditTrail
+from application.authorizer import Authorizer
 from application.crypto_service import CryptoService
 from application.import_service import ImportService
 from application.key_access import KeyAccess
@@ -37,7 +38,7 @@ from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUni
 from infrastructure.tables import metadata as infrastructure_metadata
 from projections.key_state_view import SqlKeyStateView
 from projections.replay import SqlKeyEventIndex
-from projections.tables import metadata as projection_metadata
+from projections.schema import ensure_current
 
 UNSUPPORTED_SPECS = {
     spec: f"{spec} needs post-quantum support that the installed 'cryptography' library does not have."
@@ -55,6 +56,7 @@ class Services:
     imports: ImportService
     maintenance: Maintenance
     credentials: CredentialStore
+    authorizer: Authorizer
     checkpointer: Checkpointer
     audit_public_key: bytes
     history: PointInTime
@@ -107,7 +109,7 @@ def build_runtime(settings: Settings) -> Runtime:
     datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
     engine = datastore.engine
     infrastructure_metadata.create_all(engine)
-    projection_metadata.create_all(engine)
+    ensure_current(ledger, engine)
     assert_storage_settings(engine)
     uow = SqlUnitOfWork(datastore)
     clock = DatabaseClock(uow)
@@ -124,7 +126,8 @@ def build_runtime(settings: Settings) -> Runtime:
 
     view = SqlKeyStateView(datastore, settings.key_cache_seconds)
     materials = KeyMaterials(SqlBackingKeyStore(uow, engine), keyring)
-    resolver = KeyResolver(view)
+    authorizer = Authorizer(aliases_of=view.aliases_of)
+    resolver = KeyResolver(view, authorizer)
     access = KeyAccess(LedgerWriter(ledger, uow, view, audit), resolver)
     import_keys = SqlImportKeyStore(uow)
     asymmetric = AsymmetricService(resolver, materials)
@@ -140,6 +143,7 @@ def build_runtime(settings: Settings) -> Runtime:
                               token_key=service_secret(uow, keyring, "import-token-key")),
         maintenance=Maintenance(access, view, materials, import_keys, uow, clock),
         credentials=credentials,
+        authorizer=authorizer,
         checkpointer=Checkpointer(ledger, clock, signing_key, CheckpointFile(settings.checkpoint_file),
                                   settings.audit_checkpoint_records, settings.audit_checkpoint_seconds),
         audit_public_key=audit_public_key(signing_key),

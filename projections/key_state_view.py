@@ -1,6 +1,7 @@
 """The key-state view: what DescribeKey, ListKeys, ListAliases and every crypto call read."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from application.ports import AliasRow, KeyRow
 from domain.alias import Alias
+from domain.authorization import Grant
 from domain.identifiers import Scope
 from domain.key import Key
 from domain.key_states import KeyState
@@ -37,6 +39,16 @@ def _current_valid_to(key: Key) -> datetime | None:
 
 def _from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def encode_grants(key: Key) -> str:
+    grants = key.active_grants() if hasattr(key, "active_grants") else []
+    return json.dumps([{**dataclasses.asdict(g), "operations": sorted(g.operations)} for g in grants],
+                      sort_keys=True)
+
+
+def decode_grants(text: str) -> tuple[Grant, ...]:
+    return tuple(Grant(**{**g, "operations": frozenset(g["operations"])}) for g in json.loads(text))
 
 
 def _encode_metadata(meta: dict[str, Any]) -> str:
@@ -130,6 +142,7 @@ class SqlKeyStateView:
             "deletion_date": _maybe_epoch(key.deletion_date),
             "material_valid_to": _maybe_epoch(_current_valid_to(key)),
             "version": key.version, "metadata_json": _encode_metadata(key.metadata()),
+            "policy": key.policy, "grants_json": encode_grants(key),
         })
 
     def _write_alias(self, tx: Session, alias: Alias) -> None:
@@ -155,7 +168,8 @@ class SqlKeyStateView:
     def _key_row(r: Any) -> KeyRow:
         return KeyRow(key_id=r.key_id, arn=r.arn, account_id=r.account_id, region=r.region, key_state=r.key_state,
                       key_spec=r.key_spec, key_usage=r.key_usage, current_material_id=r.current_material_id,
-                      metadata=_decode_metadata(r.metadata_json))
+                      metadata=_decode_metadata(r.metadata_json), policy=r.policy,
+                      grants=decode_grants(r.grants_json))
 
     @staticmethod
     def _alias_row(r: Any) -> AliasRow:

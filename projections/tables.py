@@ -22,6 +22,8 @@ key_state = sa.Table(
     sa.Column("material_valid_to", sa.Float, index=True),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("metadata_json", sa.Text, nullable=False),
+    sa.Column("policy", sa.Text, nullable=False),
+    sa.Column("grants_json", sa.Text, nullable=False),
     sa.Index("key_state_scope_idx", "account_id", "region", "key_id"),
 )
 

@@ -55,7 +55,11 @@ def test_lockout_safety_check(kms):
     assert "will not allow you to update the key policy" in error.response["Error"]["Message"]
     assert "kms:PutKeyPolicy" in error.response["Error"]["Message"]
     kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=locks_out, BypassPolicyLockoutSafetyCheck=True)
-    assert kms.get_key_policy(KeyId=key_id)["Policy"] == locks_out
+    # What the check warned about: the policy is in force, and the account root is now locked out of the key.
+    for call in (kms.get_key_policy, kms.put_key_policy):
+        args = {"Policy": locks_out} if call == kms.put_key_policy else {}
+        error = refused(call, KeyId=key_id, PolicyName="default", **args)
+        assert error.response["Error"]["Code"] == "AccessDeniedException"
 
     error = refused(kms.create_key, Policy=locks_out)
     assert error.response["Error"]["Code"] == "MalformedPolicyDocumentException"

@@ -56,15 +56,23 @@ def test_other_partition_scope():
 
 
 @pytest.mark.parametrize("value", [
-    f"arn:aws:kms:eu-west-1:111122223333:key/{KEY_ID}",  # other region
-    f"arn:aws:kms:us-east-1:444455556666:key/{KEY_ID}",  # other account
+    f"arn:aws:kms:eu-west-1:111122223333:key/{KEY_ID}",
     "arn:aws:kms:eu-west-1:111122223333:alias/my-app",
-    "arn:aws:kms:us-east-1:444455556666:alias/my-app",
 ])
-def test_arn_of_other_region_or_account_is_not_found(value):
+def test_arn_of_other_region_is_not_found(value):
     with pytest.raises(KmsError) as info:
         parse_key_reference(value, SCOPE)
     assert type(info.value) is NotFoundError
+
+
+def test_arn_of_other_account_is_a_cross_account_reference():
+    key = parse_key_reference(f"arn:aws:kms:us-east-1:444455556666:key/{KEY_ID}", SCOPE)
+    alias = parse_key_reference("arn:aws:kms:us-east-1:444455556666:alias/my-app", SCOPE)
+    assert (key.key_id, key.account_id) == (KEY_ID, "444455556666")
+    assert (alias.alias_name, alias.account_id) == ("alias/my-app", "444455556666")
+    assert key.home(SCOPE) == Scope("444455556666", "us-east-1")
+    own = parse_key_reference(f"arn:aws:kms:us-east-1:111122223333:key/{KEY_ID}", SCOPE)
+    assert own.account_id is None and own.home(SCOPE) is SCOPE
 
 
 @pytest.mark.parametrize("value", [

@@ -25,7 +25,7 @@ from projections import replay
 
 SCOPE = Scope("111122223333", "us-east-1")
 OTHER = Scope("111122223333", "eu-west-1")
-ALICE = "arn:aws:iam::111122223333:user/alice"
+ALICE = "arn:aws:iam::111122223333:root"  # the default key policy allows its account's root
 DAY = 86400.0
 ALIAS_NAMES = ("alias/a0", "alias/a1")  # the names the property test uses
 
@@ -65,7 +65,7 @@ class World:  # one data directory: its runtime, audited calls, a movable clock
         call = CallContext.api_call(event_name="".join(p.title() for p in operation.split("_")), at=self.now(),
                                     region=scope.region, source_ip="192.0.2.1", user_agent="tests",
                                     request_id=f"req-{uuid.uuid4()}")
-        call.identify(principal_arn=ALICE, account_id=scope.account_id, access_key_id="AKIATEST", region=scope.region)
+        call.identify(principal_arn=f"arn:aws:iam::{scope.account_id}:root", account_id=scope.account_id, access_key_id="AKIATEST", region=scope.region)
         token = current_call.set(call)
         try:
             return fn(scope, *args, **kwargs)

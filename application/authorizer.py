@@ -1,0 +1,171 @@
+"""Authorization of every API call, on the pure evaluator in domain/authorization.py.
+
+Key operations are authorized where the key is looked up (KeyResolver.row_by_id, KeyAccess.load): that is
+the one place every path to a key passes, so no handler can forget it, and it runs before the key state or
+any input about the key's material is looked at (AWS, too, answers AccessDenied before DisabledException).
+Operations with no key (CreateKey, ListKeys...) are authorized by the API before the handler runs. Each
+check marks the call authorized; the API refuses to answer a successful call that no check marked.
+
+The call being authorized is the current CallContext. Calls the service makes itself (rotation, deletion,
+expiry: AwsServiceEvent) and local operator commands (no call) are not API calls and are not checked here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Sequence
+
+from application.audit_records import CallContext, current_call
+from application.ports import KeyRow
+from application.request_conditions import condition_keys, encryption_context
+from domain.authorization import Decision, Grant, RequestContext, denial_message, evaluate, evaluate_identity
+from domain.errors import AccessDeniedError, MalformedPolicyDocumentError
+from domain.policy_document import PolicyDocument, parse_policy
+
+# IAM-only operations: their resource is "*" (or the account), so no key policy takes part.
+ACCOUNT_LEVEL = frozenset({"CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants"})
+# Alias operations need permission on the alias (IAM only) and on each key involved (key policy).
+ALIAS_OPERATIONS = frozenset({"CreateAlias", "UpdateAlias", "DeleteAlias"})
+# The grant itself says who may retire it (domain.authorization.can_retire); GrantService decides.
+SELF_AUTHORIZED = frozenset({"RetireGrant"})
+_EMPTY_POLICY = PolicyDocument(version="2012-10-17", statements=())
+
+IdentityPolicies = Callable[[str], Sequence[PolicyDocument]]
+
+
+@dataclass(frozen=True)
+class KeyFacts:
+    """What authorization needs to know about a key, from a key-state row or from the aggregate."""
+
+    arn: str
+    account_id: str
+    key_spec: str
+    key_usage: str
+    origin: str
+    policy: str
+    grants: Sequence[Grant]
+
+    @classmethod
+    def of_row(cls, row: KeyRow) -> KeyFacts:
+        return cls(row.arn, row.account_id, row.key_spec, row.key_usage, row.metadata.get("Origin", "AWS_KMS"),
+                   row.policy, row.grants)
+
+    @classmethod
+    def of_key(cls, key: Any) -> KeyFacts:
+        grants = key.active_grants() if hasattr(key, "active_grants") else ()
+        return cls(key.arn, key.account_id, key.key_spec, key.key_usage, key.origin, key.policy, tuple(grants))
+
+
+@lru_cache(maxsize=4096)
+def key_policy_document(text: str) -> PolicyDocument:
+    """A stored policy, parsed once. One that no longer parses (a stricter validator than when it was put)
+    allows no one: failing closed, like a policy with no statements, leaves the key to its grants."""
+    try:
+        return parse_policy(text)
+    except MalformedPolicyDocumentError:
+        return _EMPTY_POLICY
+
+
+def _no_identity_policies(_: str) -> Sequence[PolicyDocument]:
+    return ()
+
+
+class Authorizer:
+    def __init__(self, identity_policies: IdentityPolicies = _no_identity_policies,
+                 aliases_of: Callable[[str], list[str]] | None = None) -> None:
+        self._identity_policies = identity_policies
+        self._aliases_of = aliases_of
+
+    def authorize_account_call(self, operation: str) -> None:
+        """The API calls this before every handler: it decides IAM-only operations on the spot."""
+        call = _api_call()
+        if call is None:
+            return
+        if operation in ACCOUNT_LEVEL:
+            self._identity_check(call, f"kms:{operation}", "*", call.record["userIdentity"]["accountId"])
+        elif operation in SELF_AUTHORIZED:
+            pass  # marked by the service that decides it
+
+    def authorize_key(self, facts: KeyFacts, action: str | None = None) -> None:
+        """Raises AccessDeniedError unless the current call may perform ``action`` (default: the call's own
+        operation) on the key."""
+        call = _api_call()
+        if call is None:
+            return
+        operation = call.record["eventName"]
+        if operation in ACCOUNT_LEVEL or operation in SELF_AUTHORIZED:
+            return  # decided as a whole (ListAliases with a KeyId reads the key but is still IAM-only)
+        action = f"kms:{action or operation}"
+        identity = call.record["userIdentity"]
+        policies = self._identity_policies(identity["arn"])
+        policy = key_policy_document(facts.policy)
+        keys = self._condition_keys(call, action, facts, (policy, *policies))
+        ctx = RequestContext(identity["arn"], identity["accountId"], action, facts.arn, facts.account_id, keys,
+                             encryption_context(action, call.params))
+        decision = evaluate(ctx, policy, policies, facts.grants)
+        if not decision.allowed:
+            raise AccessDeniedError(denial_message(ctx, decision))
+        if operation in ALIAS_OPERATIONS:
+            self._alias_check(call, action)
+        call.authorized = True
+
+    def authorize_query(self, action: str, resource: str) -> None:
+        """The /v1 query API: questions about the past are answered to whoever IAM lets ask them (the
+        account's root, or an identity policy allowing ``action`` on ``resource``); today's key policy
+        does not decide who may read a key's history (the key may be gone)."""
+        call = _api_call()
+        if call is not None:
+            self._identity_check(call, action, resource, call.record["userIdentity"]["accountId"])
+
+    def authorize_alias(self) -> None:
+        """An alias operation whose alias points to no key any more: the alias permission alone decides."""
+        call = _api_call()
+        if call is not None:
+            self._alias_check(call, f"kms:{call.record['eventName']}")
+
+    def mark_authorized(self, decision: Decision) -> None:
+        """For operations whose rule is not a policy (RetireGrant): the service decided and says so."""
+        call = _api_call()
+        if call is not None and decision.allowed:
+            call.authorized = True
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _alias_check(self, call: CallContext, action: str) -> None:
+        identity = call.record["userIdentity"]
+        account, region = identity["accountId"], call.record["awsRegion"]
+        name = call.params.get("AliasName", "")
+        self._identity_check(call, action, f"arn:aws:kms:{region}:{account}:{name}", account)
+
+    def _identity_check(self, call: CallContext, action: str, resource: str, resource_account: str) -> None:
+        identity = call.record["userIdentity"]
+        policies = self._identity_policies(identity["arn"])
+        keys = condition_keys(action, call.params, source_ip=call.record.get("sourceIPAddress"),
+                              secure_transport=call.secure_transport, now=call.at)
+        ctx = RequestContext(identity["arn"], identity["accountId"], action, resource, resource_account, keys)
+        decision = evaluate_identity(ctx, policies)
+        if not decision.allowed:
+            raise AccessDeniedError(denial_message(ctx, decision))
+        call.authorized = True
+
+    def _condition_keys(self, call: CallContext, action: str, facts: KeyFacts,
+                        policies: Sequence[PolicyDocument]) -> dict[str, Any]:
+        keys = condition_keys(action, call.params, source_ip=call.record.get("sourceIPAddress"),
+                              secure_transport=call.secure_transport, now=call.at, key_spec=facts.key_spec,
+                              key_usage=facts.key_usage, key_origin=facts.origin)
+        if self._aliases_of is not None and _mentions(policies, "kms:resourcealiases"):
+            keys["kms:ResourceAliases"] = self._aliases_of(facts.arn.rsplit("/", 1)[-1])
+        return keys
+
+
+def _api_call() -> CallContext | None:
+    call = current_call.get()
+    if call is None or call.record.get("eventType") != "AwsApiCall":
+        return None
+    return call
+
+
+def _mentions(policies: Sequence[PolicyDocument], condition_key: str) -> bool:
+    """Only some condition keys cost a lookup; compute them only for policies that test them."""
+    return any(condition.key.lower() == condition_key for policy in policies for statement in policy.statements
+               for condition in statement.conditions)

@@ -1,0 +1,32 @@
+"""Keeping the read-model tables in step with the code: they are derived data, so a table written by an
+older version (a column missing) is rebuilt from the event log at start instead of migrated by hand."""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from projections import tables
+from projections.replay import PRIMARY_KEYS, rebuild
+
+
+def stale_tables(engine: sa.Engine) -> list[str]:
+    inspector = sa.inspect(engine)
+    stale = []
+    for name in PRIMARY_KEYS:
+        if not inspector.has_table(name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(name)}
+        if set(tables.metadata.tables[name].columns.keys()) - present:
+            stale.append(name)
+    return stale
+
+
+def ensure_current(ledger: Any, engine: sa.Engine) -> list[str]:
+    """Creates missing projection tables; rebuilds them all from the events if any is out of date.
+    Returns the names that were out of date."""
+    stale = stale_tables(engine)
+    if stale:
+        rebuild(ledger, engine, target_prefix="")
+    tables.metadata.create_all(engine)
+    return stale
