@@ -17,6 +17,7 @@ from domain.alias import Alias
 from domain.identifiers import Scope
 from domain.key import Key
 from domain.key_states import KeyState
+from projections.grants_view import project_grants
 from projections.tables import aliases, key_event_index, key_state
 
 _TIMESTAMP_FIELDS = ("CreationDate", "DeletionDate", "ValidTo")
@@ -112,6 +113,7 @@ class SqlKeyStateView:
         ]
         if rows:
             tx.execute(key_event_index.insert(), rows)
+        project_grants(tx, aggregates, recordings)
 
     @staticmethod
     def _upsert(tx: Session, table: sa.Table, where: Any, values: dict[str, Any]) -> None:
