@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from eventsourcing.domain import Aggregate
@@ -118,7 +119,7 @@ class GrantableKey:
         issuing_account: str  # the creator's account root ARN, as ListGrants shows IssuingAccount
 
         def apply(self, key: Any) -> None:
-            key.grants[self.grant_id] = {
+            vars(key).setdefault("_grants", {})[self.grant_id] = {
                 "grant_id": self.grant_id, "name": self.name, "grantee_principal": self.grantee_principal,
                 "retiring_principal": self.retiring_principal, "operations": list(self.operations),
                 "constraints": {k: dict(v) for k, v in self.constraints.items()} if self.constraints else None,
@@ -129,18 +130,19 @@ class GrantableKey:
         grant_id: str
 
         def apply(self, key: Any) -> None:
-            key.grants.pop(self.grant_id, None)
+            vars(key).get("_grants", {}).pop(self.grant_id, None)
 
     class GrantRevoked(Aggregate.Event):
         grant_id: str
 
         def apply(self, key: Any) -> None:
-            key.grants.pop(self.grant_id, None)
+            vars(key).get("_grants", {}).pop(self.grant_id, None)
 
     @property
-    def grants(self) -> dict[str, dict[str, Any]]:
-        # Kept in the instance dict so snapshots carry it; a snapshot taken before grants existed has none yet.
-        return self.__dict__.setdefault("_grants", {})
+    def grants(self) -> Mapping[str, Mapping[str, Any]]:
+        """Grant id -> record, read-only. The state lives in ``_grants``, made by the first GrantCreated, so
+        keys that never had a grant (and snapshots taken before grants existed) carry none."""
+        return MappingProxyType(vars(self).get("_grants", {}))
 
     # -- reading ---------------------------------------------------------------------------------
 
