@@ -49,7 +49,8 @@ def _page_size(limit: int | None) -> int:
 
 
 def _note_grant(grant_id: str) -> None:
-    """CloudTrail names the grant of a RetireGrant/RevokeGrant in additionalEventData (never the token)."""
+    """CloudTrail names the grant a RetireGrant retired in additionalEventData (its request may be just a token,
+    which is never recorded)."""
     call = current_call.get()
     if call is not None:
         call.record["additionalEventData"] = {"grantId": grant_id}
@@ -188,7 +189,6 @@ class GrantService:
 
     def revoke_grant(self, scope: Scope, key_ref: str, grant_id: str, dry_run: bool = False) -> None:
         check_grant_id(grant_id)
-        _note_grant(grant_id)
 
         def decide(key: Key) -> None:
             key.grant(grant_id)
