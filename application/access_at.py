@@ -34,7 +34,9 @@ def _constrained(grants: list[Grant], principal: str, operation: str, decision: 
         return ""
     ids = [g.grant_id for g in grants if g.grantee_principal == principal and operation in g.operations
            and (g.constraints_equals or g.constraints_subset)]
-    return f"; grant {', '.join(ids)} allows it when the request's encryption context meets its constraints" if ids else ""
+    if not ids:
+        return ""
+    return f"; grant {', '.join(ids)} allows it when the request's encryption context meets its constraints"
 
 
 def access_at(history: PointInTime, scope: ScopeLike, key_ref: str, at: datetime, operation: str,

@@ -146,7 +146,7 @@ class GrantableKey:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def grant(self: Key, grant_id: str) -> dict[str, Any]:
+    def grant(self: Key, grant_id: str) -> Mapping[str, Any]:
         """The grant in force with this id; InvalidGrantId for a malformed id, NotFound for an unknown one."""
         check_grant_id(grant_id)
         record = self.grants.get(grant_id) if self.key_state is not KeyState.DELETED else None
@@ -184,7 +184,8 @@ class GrantableKey:
         if retiring_principal is not None:
             check_principal(retiring_principal, "RetiringPrincipal")
         if name is not None and not _NAME.fullmatch(name):
-            raise ValidationError(f"Grant name '{name}' is not valid: use 1 to 256 letters, digits, ':', '/', '_' or '-'.")
+            raise ValidationError(
+                f"Grant name '{name}' is not valid: use 1 to 256 letters, digits, ':', '/', '_' or '-'.")
         checked = self._checked_constraints(constraints)
         if name is not None:
             for record in self.grants.values():

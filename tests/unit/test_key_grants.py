@@ -133,7 +133,8 @@ def test_grant_ids_are_64_hex_and_unique():
 
 def test_same_name_and_parameters_is_a_retry_that_triggers_nothing():
     key = new_key()
-    first = create(key, name="n", operations=["Encrypt", "Decrypt"], constraints={"EncryptionContextSubset": {"a": "b"}})
+    first = create(key, name="n", operations=["Encrypt", "Decrypt"],
+                   constraints={"EncryptionContextSubset": {"a": "b"}})
     version = key.version
     again = create(key, 2, name="n", operations=["Decrypt", "Encrypt", "Decrypt"],
                    constraints={"EncryptionContextSubset": {"a": "b"}, "EncryptionContextEquals": {}})
@@ -202,7 +203,8 @@ def test_constraints_only_on_symmetric_encryption_keys_and_within_limits():
 
 
 VALID_PRINCIPALS = [
-    ROOT, ALICE, OPS, "arn:aws:iam::111122223333:user/division/team/bob", "arn:aws:iam::444455556666:role/x+y=z,a.b@c-d",
+    ROOT, ALICE, OPS, "arn:aws:iam::111122223333:user/division/team/bob",
+    "arn:aws:iam::444455556666:role/x+y=z,a.b@c-d",
     "arn:aws:sts::111122223333:assumed-role/ops/session-1", "arn:aws:sts::111122223333:federated-user/carol",
     "arn:aws-cn:iam::111122223333:root", "arn:aws-us-gov:iam::111122223333:user/dave",
 ]
