@@ -14,8 +14,13 @@ def _camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
+# Grant tokens are bearer credentials for a grant; CloudTrail records the grant id, never a token.
+_TOKENS = frozenset({"GrantTokenType", "GrantTokenList"})
+
+
 def _secret(shape: Any) -> bool:
-    return shape.type_name == "blob" or bool(shape.serialization.get("sensitive") or getattr(shape, "metadata", {}).get("sensitive"))
+    return shape.type_name == "blob" or shape.name in _TOKENS or bool(
+        shape.serialization.get("sensitive") or getattr(shape, "metadata", {}).get("sensitive"))
 
 
 def _view(value: Any, shape: Any) -> Any:

@@ -139,4 +139,5 @@ _ECHO_FROM_KEY: dict[str, Any] = {
     "ScheduleKeyDeletion": lambda key: {"KeyId": key.arn, "DeletionDate": key.deletion_date, "KeyState": key.state,
                                         "PendingWindowInDays": key.pending_window_days},
     "CancelKeyDeletion": lambda key: {"KeyId": key.arn},
+    "CreateGrant": lambda key: {"GrantId": key.pending_grant_id()},  # never the token
 }

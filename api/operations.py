@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from application.audit_records import current_call
-from domain.errors import CustomKeyStoreNotFoundError, ValidationError
+from domain.errors import CustomKeyStoreNotFoundError, InternalError, ValidationError
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Services
 
@@ -33,6 +33,23 @@ def _generate_random(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any
 def _caller_arn() -> str | None:
     call = current_call.get()
     return (call.record.get("userIdentity") or {}).get("arn") if call else None
+
+
+def _caller() -> dict[str, str]:
+    """The authenticated caller, for the services that decide by who is asking (grants)."""
+    call = current_call.get()
+    identity = (call.record.get("userIdentity") or {}) if call else {}
+    if not identity.get("arn") or not identity.get("accountId"):
+        raise InternalError("The caller's identity is unknown; the request was not authenticated.")
+    return {"caller_arn": identity["arn"], "caller_account": identity["accountId"]}
+
+
+def _create_grant(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
+    return sv.grants.create_grant(
+        s, p["KeyId"], operations=p["Operations"], grantee_principal=p.get("GranteePrincipal"),
+        retiring_principal=p.get("RetiringPrincipal"), constraints=p.get("Constraints"), name=p.get("Name"),
+        grant_tokens=p.get("GrantTokens") or [], grantee_service_principal=p.get("GranteeServicePrincipal"),
+        retiring_service_principal=p.get("RetiringServicePrincipal"), dry_run=bool(p.get("DryRun")), **_caller())
 
 
 def _create_key(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +131,15 @@ HANDLERS: dict[str, Handler] = {
         s, p["KeyId"], p["KeyPairSpec"], p.get("EncryptionContext"), True, bool(p.get("DryRun"))),
     "GenerateDataKeyPairWithoutPlaintext": lambda sv, s, p: sv.asymmetric.generate_data_key_pair(
         s, p["KeyId"], p["KeyPairSpec"], p.get("EncryptionContext"), False, bool(p.get("DryRun"))),
+    # grants
+    "CreateGrant": _create_grant,
+    "ListGrants": _call("grants", "list_grants", "KeyId", "Limit", "Marker", grant_id="GrantId",
+                        grantee_principal="GranteePrincipal", grantee_service_principal="GranteeServicePrincipal"),
+    "ListRetirableGrants": lambda sv, s, p: sv.grants.list_retirable_grants(
+        s, p.get("Limit"), p.get("Marker"), p.get("RetiringPrincipal"), p.get("RetiringServicePrincipal"), **_caller()),
+    "RetireGrant": lambda sv, s, p: sv.grants.retire_grant(
+        s, p.get("GrantToken"), p.get("KeyId"), p.get("GrantId"), bool(p.get("DryRun")), **_caller()),
+    "RevokeGrant": _call("grants", "revoke_grant", "KeyId", "GrantId"),
 }
 
 

@@ -1,15 +1,16 @@
-"""Who could use a key for an operation at an instant: the key state, policy (and, once they exist,
-grants and identity policies) as they were then, judged by the same evaluator the request path uses
-(domain/authorization.py). Until authorization is wired into requests (issue 5) there are no grants or
-identity policies, so the key policy and the key state decide."""
+"""Who could use a key for an operation at an instant: the key state, policy and grants (and, once they
+exist, identity policies) as they were then, judged by the same evaluator the request path uses
+(domain/authorization.py). Until identity policies exist, the key state, key policy and grants decide.
+The candidates are the principals the policy names and the grantees of the grants in force then."""
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
 from application.point_in_time import PointInTime, ScopeLike
-from domain.authorization import could_perform
+from domain.authorization import Decision, Grant, could_perform
 from domain.errors import KmsError, MalformedPolicyDocumentError, ValidationError
+from domain.key_grants import grants_from_entries
 from domain.key_states import MATRIX, KeyState, require_state
 from domain.policy_document import PolicyDocument, parse_policy
 
@@ -24,6 +25,18 @@ def _named_principals(policy: PolicyDocument, account: str) -> list[str]:
             value = principal.value
             names.add(f"arn:aws:iam::{value}:root" if value.isdigit() else value)
     return sorted(names)
+
+
+def _constrained(grants: list[Grant], principal: str, operation: str, decision: Decision) -> str:
+    """A grant with encryption context constraints allows only requests that carry a matching context,
+    which a "could P do O" question does not have: say so rather than leave a bare denial."""
+    if decision.allowed:
+        return ""
+    ids = [g.grant_id for g in grants if g.grantee_principal == principal and operation in g.operations
+           and (g.constraints_equals or g.constraints_subset)]
+    if not ids:
+        return ""
+    return f"; grant {', '.join(ids)} allows it when the request's encryption context meets its constraints"
 
 
 def access_at(history: PointInTime, scope: ScopeLike, key_ref: str, at: datetime, operation: str,
@@ -46,9 +59,12 @@ def access_at(history: PointInTime, scope: ScopeLike, key_ref: str, at: datetime
     except MalformedPolicyDocumentError as exc:
         answer["Reason"] = f"the key policy in force then does not parse, so it allows no one: {exc.message}"
         return answer
-    for candidate in [principal] if principal else _named_principals(policy, account):
+    grants = grants_from_entries(view["Grants"])
+    candidates = sorted({*_named_principals(policy, account), *(g.grantee_principal for g in grants)})
+    for candidate in [principal] if principal else candidates:
         candidate_account = candidate.split(":")[4] if candidate.startswith("arn:") else account
-        decision = could_perform(candidate, candidate_account, f"kms:{operation}", arn, account, policy, [], [],
+        decision = could_perform(candidate, candidate_account, f"kms:{operation}", arn, account, policy, [], grants,
                                  {"aws:CurrentTime": at})
-        answer["Principals"].append({"Principal": candidate, "Allowed": decision.allowed, "Reason": decision.reason})
+        answer["Principals"].append({"Principal": candidate, "Allowed": decision.allowed,
+                                     "Reason": decision.reason + _constrained(grants, candidate, operation, decision)})
     return answer

@@ -1,4 +1,4 @@
-"""Point in time: what DescribeKey (with aliases, tags, policy, rotation) would have answered at a past
+"""Point in time: what DescribeKey (with aliases, tags, policy, grants, rotation) would have answered at a past
 moment, every key at a moment, and a key's history with who made each change.
 
 "Key K at T" is the last version of K whose event timestamp is <= T (from key_event_index), loaded with
@@ -86,6 +86,7 @@ def key_view(key: Key, at: datetime, aliases: Iterable[str]) -> dict[str, Any]:
         "Aliases": sorted(aliases),
         "Tags": [{"TagKey": k, "TagValue": v} for k, v in sorted(key.tags.items())],
         "Policy": key.policy,
+        "Grants": key.grant_entries(),  # ListGrants as it would have answered then
         "KeyRotationEnabled": key.rotation_enabled,
         "RotationPeriodInDays": key.rotation_period_days if key.rotation_enabled else None,
         "NextRotationDate": key.next_rotation_date if key.rotation_enabled else None,

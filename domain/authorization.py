@@ -71,6 +71,7 @@ class Grant:
     constraints_equals: Mapping[str, str] | None
     constraints_subset: Mapping[str, str] | None
     key_arn: str
+    issuing_account: str | None = None  # "arn:aws:iam::<account>:root" of the account that created the grant
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,8 @@ def could_perform(principal_arn: str, principal_account: str, action: str, key_a
 
 
 def can_retire(grant: Grant, principal_arn: str, principal_account: str) -> Decision:
-    """RetireGrant is decided by the grant itself: its retiring principal, or a grantee it gives RetireGrant."""
+    """RetireGrant is decided by the grant itself: its retiring principal, a grantee it gives RetireGrant, or
+    (AWS's backup) the account in which the grant was created, here its root user."""
     if grant.retiring_principal and _names_directly(grant.retiring_principal, principal_arn, principal_account) \
             and grant.retiring_principal != "*":
         return Decision(True, f"retiring principal of grant {grant.grant_id}")
@@ -279,4 +281,7 @@ def can_retire(grant: Grant, principal_arn: str, principal_account: str) -> Deci
             and _names_directly(grant.grantee_principal, principal_arn, principal_account) \
             and grant.grantee_principal != "*":
         return Decision(True, f"grantee of grant {grant.grant_id}, which allows RetireGrant")
+    issuer = _ROOT.fullmatch(grant.issuing_account or "")
+    if issuer and _is_root(principal_arn, issuer[1]):
+        return Decision(True, f"root of account {issuer[1]}, in which grant {grant.grant_id} was created")
     return Decision(False, f"{principal_arn} may not retire grant {grant.grant_id}")

@@ -155,3 +155,12 @@ class InvalidMacError(KmsError):
 
 class CustomKeyStoreNotFoundError(KmsError):
     code = "CustomKeyStoreNotFoundException"
+
+
+# Grants.
+class InvalidGrantTokenError(KmsError):
+    code = "InvalidGrantTokenException"
+
+
+class InvalidGrantIdError(KmsError):
+    code = "InvalidGrantIdException"

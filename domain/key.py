@@ -13,6 +13,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import ValidationError
 from domain.identifiers import Scope
+from domain.key_grants import GrantableKey
 from domain.key_import_events import ImportableKey
 from domain.key_material import key_material_id, material_record
 from domain.key_rotation import RotatableKey
@@ -25,7 +26,7 @@ MIN_PENDING_WINDOW_DAYS, MAX_PENDING_WINDOW_DAYS, DEFAULT_PENDING_WINDOW_DAYS = 
 __all__ = ["Key", "key_material_id"]
 
 
-class Key(RotatableKey, ImportableKey, Aggregate):
+class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
     class Created(Aggregate.Created):
         account_id: str
         region: str

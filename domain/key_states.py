@@ -97,6 +97,10 @@ MATRIX: dict[str, dict[KeyState, _Refusal]] = {
     "Decapsulate": _CRYPTO,
     "GenerateDataKeyPair": _CRYPTO,
     "GenerateDataKeyPairWithoutPlaintext": _CRYPTO,
+    "CreateGrant": _CRYPTO,
+    "ListGrants": _ANY,
+    "RetireGrant": _ANY,
+    "RevokeGrant": _ANY,
 }
 
 

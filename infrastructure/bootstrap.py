@@ -16,6 +16,7 @@ from application.audit_checkpoints import Checkpointer
 from application.audit_trail import AuditTrail
 from application.authorizer import Authorizer
 from application.crypto_service import CryptoService
+from application.grant_service import GrantService
 from application.import_service import ImportService
 from application.key_access import KeyAccess
 from application.key_service import KeyService
@@ -36,6 +37,7 @@ from infrastructure.service_secrets import service_secret
 from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork
 from infrastructure.tables import metadata as infrastructure_metadata
+from projections.grants_view import SqlGrantIndex
 from projections.key_state_view import SqlKeyStateView
 from projections.replay import SqlKeyEventIndex
 from projections.schema import ensure_current
@@ -60,6 +62,7 @@ class Services:
     checkpointer: Checkpointer
     audit_public_key: bytes
     history: PointInTime
+    grants: GrantService
 
 
 @dataclass
@@ -148,6 +151,8 @@ def build_runtime(settings: Settings) -> Runtime:
                                   settings.audit_checkpoint_records, settings.audit_checkpoint_seconds),
         audit_public_key=audit_public_key(signing_key),
         history=PointInTime(ledger, SqlKeyEventIndex(uow), clock),
+        grants=GrantService(access, SqlGrantIndex(uow), clock,
+                            token_key=service_secret(uow, keyring, "grant-token-key")),
     )
     runtime.admin_created = _ensure_admin(settings, credentials)
     return runtime

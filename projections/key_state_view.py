@@ -19,6 +19,7 @@ from domain.authorization import Grant
 from domain.identifiers import Scope
 from domain.key import Key
 from domain.key_states import KeyState
+from projections.grants_view import project_grants
 from projections.tables import aliases, key_event_index, key_state
 
 _TIMESTAMP_FIELDS = ("CreationDate", "DeletionDate", "ValidTo")
@@ -124,6 +125,7 @@ class SqlKeyStateView:
         ]
         if rows:
             tx.execute(key_event_index.insert(), rows)
+        project_grants(tx, aggregates, recordings)
 
     @staticmethod
     def _upsert(tx: Session, table: sa.Table, where: Any, values: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from projections.key_state_view import SqlKeyStateView
 PAGE = 1000
 DEFAULT_PREFIX = "replay_"
 PRIMARY_KEYS = {"key_state": ("key_id",), "key_aliases": ("account_id", "region", "alias_name"),
-                "key_event_index": ("key_id", "version")}
+                "key_event_index": ("key_id", "version"), "key_grants": ("grant_id",)}
 Progress = Callable[[int, int], None]  # (last notification id read, highest notification id)
 
 

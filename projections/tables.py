@@ -47,3 +47,23 @@ key_event_index = sa.Table(
     sa.Column("notification_id", sa.BigInteger, nullable=False),
     sa.Index("key_event_index_time_idx", "timestamp"),
 )
+
+# Grants in force, one row each: ListGrants reads them by key, ListRetirableGrants by retiring principal
+# across every key of a region. Written from the grant events in the events' transaction.
+key_grants = sa.Table(
+    "key_grants", metadata,
+    sa.Column("grant_id", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(36), nullable=False),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),
+    sa.Column("key_arn", sa.String(256), nullable=False),
+    sa.Column("name", sa.String(256)),
+    sa.Column("grantee_principal", sa.String(256), nullable=False),
+    sa.Column("retiring_principal", sa.String(256)),
+    sa.Column("operations_json", sa.Text, nullable=False),
+    sa.Column("constraints_json", sa.Text),
+    sa.Column("issuing_account", sa.String(256), nullable=False),
+    sa.Column("creation_date", sa.Float, nullable=False),
+    sa.Index("key_grants_key_idx", "key_id", "grant_id"),
+    sa.Index("key_grants_retiring_idx", "region", "retiring_principal", "grant_id"),
+)

@@ -74,7 +74,9 @@ def test_key_at_keys_at_and_timeline(servers: ServerFactory) -> None:
     t_created = moment()
     alias = f"alias/history-{uuid.uuid4().hex[:8]}"
     kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    grantee = f"arn:aws:iam::{ACCOUNT_ID}:user/history"
     for call in (lambda: kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": "env", "TagValue": "prod"}]),
+                 lambda: kms.create_grant(KeyId=key_id, GranteePrincipal=grantee, Operations=["Decrypt"]),
                  lambda: kms.disable_key(KeyId=key_id)):
         requests.append(call()["ResponseMetadata"]["RequestId"])
     t_disabled = moment()
@@ -82,12 +84,13 @@ def test_key_at_keys_at_and_timeline(servers: ServerFactory) -> None:
     advance_and_maintain(server, 8)
 
     then = as_json(history(server, "key-at", key_id, "--at", t_created, "--json"))
-    assert (then["KeyMetadata"]["KeyState"], then["Aliases"]) == ("Enabled", [])
+    assert (then["KeyMetadata"]["KeyState"], then["Aliases"], then["Grants"]) == ("Enabled", [], [])
     assert then["Tags"] == [{"TagKey": "team", "TagValue": "a"}]
     assert then["KeyMetadata"]["CreationDate"].endswith("Z") and then["Version"] == 1
     disabled = as_json(history(server, "key-at", key_id, "--at", t_disabled, "--json"))
     assert (disabled["KeyMetadata"]["KeyState"], disabled["Aliases"]) == ("Disabled", [alias])
     assert {t["TagKey"] for t in disabled["Tags"]} == {"team", "env"}
+    assert [(g["GranteePrincipal"], g["Operations"]) for g in disabled["Grants"]] == [(grantee, ["Decrypt"])]
     by_alias = as_json(history(server, "key-at", alias, "--region", "us-east-1", "--at", t_disabled, "--json"))
     assert by_alias["KeyMetadata"]["KeyId"] == key_id
     rfc3339 = datetime.fromtimestamp(float(t_disabled), timezone.utc).isoformat().replace("+00:00", "Z")
@@ -103,13 +106,15 @@ def test_key_at_keys_at_and_timeline(servers: ServerFactory) -> None:
     assert as_json(history(server, "keys-at", "--at", t_created, "--state", "Disabled", "--json")) == []
 
     events = as_json(history(server, "timeline", key_id, "--json"))
-    assert [e["EventType"] for e in events] == ["Created", "Tagged", "Disabled", "DeletionScheduled", "Deleted"]
-    assert [e["EventName"] for e in events] == ["CreateKey", "TagResource", "DisableKey", "ScheduleKeyDeletion", "DeleteKey"]
-    assert [e["Actor"] for e in events] == [ADMIN_ARN] * 4 + ["kms.amazonaws.com"]
-    assert [e["RequestId"] for e in events[:4]] == requests
+    assert [e["EventType"] for e in events] == ["Created", "Tagged", "GrantCreated", "Disabled", "DeletionScheduled",
+                                                "Deleted"]
+    assert [e["EventName"] for e in events] == ["CreateKey", "TagResource", "CreateGrant", "DisableKey",
+                                                "ScheduleKeyDeletion", "DeleteKey"]
+    assert [e["Actor"] for e in events] == [ADMIN_ARN] * 5 + ["kms.amazonaws.com"]
+    assert [e["RequestId"] for e in events[:5]] == requests
     # A time printed by the timeline, given back as --at, lands on that very event.
     gone = as_json(history(server, "key-at", key_id, "--at", events[-1]["Time"], "--json"))
-    assert (gone["KeyMetadata"]["KeyState"], gone["Aliases"], gone["Version"]) == ("Deleted", [], 5)
+    assert (gone["KeyMetadata"]["KeyState"], gone["Aliases"], gone["Grants"], gone["Version"]) == ("Deleted", [], [], 6)
 
     table = history(server, "key-at", key_id, "--at", t_disabled).stdout
     assert key_id in table and "Disabled" in table and alias in table

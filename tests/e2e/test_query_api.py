@@ -69,14 +69,23 @@ def test_audit_pages_filters_and_queries_are_audited(shared_server):
 def test_who_could_use_the_key_at_an_instant(shared_server):
     kms = shared_server.client()
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    grantee = "arn:aws:iam::111122223333:user/grantee"
+    grant_id = kms.create_grant(KeyId=key_id, GranteePrincipal=grantee, Operations=["Encrypt"])["GrantId"]
+    time.sleep(0.05)
     enabled_at = time.time()
     time.sleep(0.05)
     kms.disable_key(KeyId=key_id)
+    kms.revoke_grant(KeyId=key_id, GrantId=grant_id)
 
     then = get(shared_server, f"/v1/keys/{key_id}/access", operation="Encrypt", at=str(enabled_at)).json()
     assert then["KeyStateAllows"] is True
     root = {p["Principal"]: p for p in then["Principals"]}["arn:aws:iam::111122223333:root"]
     assert root["Allowed"] is True and "key policy" in root["Reason"]
+    by_grant = {p["Principal"]: p for p in then["Principals"]}[grantee]
+    assert by_grant["Allowed"] is True and grant_id in by_grant["Reason"]
+    assert [g["GrantId"] for g in get(shared_server, f"/v1/keys/{key_id}", at=str(enabled_at)).json()["Grants"]] == \
+        [grant_id]
+    assert get(shared_server, f"/v1/keys/{key_id}").json()["Grants"] == []
     stranger = get(shared_server, f"/v1/keys/{key_id}/access", operation="Encrypt", at=str(enabled_at),
                    principal="arn:aws:iam::444455556666:user/mallory").json()["Principals"][0]
     assert stranger["Allowed"] is False

@@ -45,6 +45,12 @@ def test_access_report_at_an_instant(servers):
     rows = json.loads(keyledger(server, "report", "access", "--key", arn, "--operation", "Encrypt", "--json"))
     assert rows == [{"Operation": "Encrypt", "Principal": "arn:aws:iam::111122223333:root", "Allowed": True,
                      "Reason": rows[0]["Reason"]}]
+    grantee = "arn:aws:iam::111122223333:user/reporter"
+    grant_id = kms.create_grant(KeyId=arn, GranteePrincipal=grantee, Operations=["Encrypt"])["GrantId"]
+    granted = json.loads(keyledger(server, "report", "access", "--key", arn, "--operation", "Encrypt", "--json"))
+    assert [(r["Principal"], r["Allowed"]) for r in granted] == [("arn:aws:iam::111122223333:root", True),
+                                                                  (grantee, True)]
+    assert grant_id in granted[1]["Reason"]
     kms.disable_key(KeyId=arn)
     everything = json.loads(keyledger(server, "report", "access", "--key", arn, "--json"))
     encrypt = [r for r in everything if r["Operation"] == "Encrypt"]

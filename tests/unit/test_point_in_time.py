@@ -105,7 +105,7 @@ def assert_matches_brute_force(w: World, key_id: str, at: datetime) -> None:
         return
     aliases = [a.alias_name for a in (fold(w, alias_aggregate_id(SCOPE, n), at) for n in ALIAS_NAMES)
                if a is not None and not a.deleted and a.target_key_id == key_id]
-    expected = {"KeyMetadata": key.metadata(), "Aliases": aliases, "Policy": key.policy,
+    expected = {"KeyMetadata": key.metadata(), "Aliases": aliases, "Policy": key.policy, "Grants": key.grant_entries(),
                 "Tags": [{"TagKey": k, "TagValue": v} for k, v in sorted(key.tags.items())],
                 "KeyRotationEnabled": key.rotation_enabled, "Version": key.version,
                 "NextRotationDate": key.next_rotation_date if key.rotation_enabled else None}
@@ -248,7 +248,8 @@ def test_answers_survive_snapshots_and_a_restart(w: World) -> None:
 OPERATIONS = ["create", "keys.enable_key", "keys.disable_key", "keys.tag_resource", "keys.untag_resource",
               "keys.update_key_description", "rotation.enable_key_rotation", "rotation.disable_key_rotation",
               "rotation.rotate_key_on_demand", "keys.schedule_key_deletion", "keys.cancel_key_deletion",
-              "maintenance"] + ["aliases.create_alias", "aliases.update_alias", "aliases.delete_alias"] * 3
+              "maintenance"] + ["aliases.create_alias", "aliases.update_alias", "aliases.delete_alias"] * 3 + [
+              "grants.create_grant", "grants.create_grant", "grants.retire_grant", "grants.revoke_grant"]
 ADVANCES = [0, 0.001, 1, 3600, DAY, 8 * DAY, 100 * DAY]
 
 
@@ -265,6 +266,18 @@ def apply(w: World, keys: list[str], op: str, pick: int, value: int) -> None:
             keys.append(w.create_key(description=f"k{value}"))
         elif op == "maintenance":
             w.maintain()
+        elif op == "grants.create_grant":
+            w.do(op, key, operations=["Encrypt"], grantee_principal=ALICE, name=f"g{value % 3}",
+                 caller_arn=ALICE, caller_account=SCOPE.account_id)
+        elif op in ("grants.retire_grant", "grants.revoke_grant"):
+            listed = w.do("grants.list_grants", key)["Grants"]
+            if listed:
+                grant_id = listed[value % len(listed)]["GrantId"]
+                if op == "grants.retire_grant":
+                    w.do(op, key_ref=key, grant_id=grant_id, caller_arn=f"arn:aws:iam::{SCOPE.account_id}:root",
+                         caller_account=SCOPE.account_id)  # the account that created the grant may retire it
+                else:
+                    w.do(op, key, grant_id)
         else:
             name = op.split(".")[1]
             w.do(op, *args.get(name, (key,)))
