@@ -72,9 +72,15 @@ def _no_identity_policies(_: str) -> Sequence[PolicyDocument]:
 
 class Authorizer:
     def __init__(self, identity_policies: IdentityPolicies = _no_identity_policies,
-                 aliases_of: Callable[[str], list[str]] | None = None) -> None:
+                 aliases_of: Callable[[str], list[str]] | None = None,
+                 grant_token: Callable[[str], tuple[str, str]] | None = None,
+                 fresh_grants: Callable[[str], Sequence[Grant]] | None = None) -> None:
+        """``grant_token``: (key id, grant id) a token names, or InvalidGrantTokenError. ``fresh_grants``: a
+        key's grants read from the event store, past every cache, for a token naming a grant not yet seen."""
         self._identity_policies = identity_policies
         self._aliases_of = aliases_of
+        self._grant_token = grant_token
+        self._fresh_grants = fresh_grants
 
     def authorize_account_call(self, operation: str) -> None:
         """The API calls this before every handler: it decides IAM-only operations on the spot."""
@@ -95,19 +101,42 @@ class Authorizer:
         operation = call.record["eventName"]
         if operation in ACCOUNT_LEVEL or operation in SELF_AUTHORIZED:
             return  # decided as a whole (ListAliases with a KeyId reads the key but is still IAM-only)
-        action = f"kms:{action or operation}"
+        self.authorize_by_policy(facts, action or operation)
+        if operation in ALIAS_OPERATIONS:
+            self._alias_check(call, f"kms:{operation}")
+
+    def authorize_by_policy(self, facts: KeyFacts, action: str, *, grants: bool = True) -> None:
+        """The evaluator's verdict for the current call and ``action`` on the key, whatever the operation
+        (RetireGrant asks this, without grants, when the grant itself does not let the caller retire it: a
+        grant's RetireGrant lets its grantee retire that grant, not others)."""
+        call = _api_call()
+        if call is None:
+            return
+        action = f"kms:{action}"
         identity = call.record["userIdentity"]
         policies = self._identity_policies(identity["arn"])
         policy = key_policy_document(facts.policy)
         keys = self._condition_keys(call, action, facts, (policy, *policies))
+        requested = {k: call.params.get(k) for k in ("Operations", "Constraints")} if action == "kms:CreateGrant" else None
         ctx = RequestContext(identity["arn"], identity["accountId"], action, facts.arn, facts.account_id, keys,
-                             encryption_context(action, call.params))
-        decision = evaluate(ctx, policy, policies, facts.grants)
+                             encryption_context(action, call.params), requested_grant=requested)
+        decision = evaluate(ctx, policy, policies, self._grants(call, facts) if grants else ())
         if not decision.allowed:
             raise AccessDeniedError(denial_message(ctx, decision))
-        if operation in ALIAS_OPERATIONS:
-            self._alias_check(call, action)
         call.authorized = True
+
+    def _grants(self, call: CallContext, facts: KeyFacts) -> Sequence[Grant]:
+        """The key's grants; a grant token checks out first, and one naming a grant this (possibly cached)
+        view has not seen yet makes us read the grants afresh: a token works the moment CreateGrant answers,
+        on every server process (AWS: "use a grant token to use a grant before it is eventually consistent")."""
+        tokens = call.params.get("GrantTokens") or ()
+        if not tokens or self._grant_token is None:
+            return facts.grants
+        key_id = facts.arn.rsplit("/", 1)[-1]
+        named = {grant_id for token_key, grant_id in map(self._grant_token, tokens) if token_key == key_id}
+        if named - {grant.grant_id for grant in facts.grants} and self._fresh_grants is not None:
+            return self._fresh_grants(key_id)
+        return facts.grants
 
     def authorize_query(self, action: str, resource: str) -> None:
         """The /v1 query API: questions about the past are answered to whoever IAM lets ask them (the

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Protocol, Sequence
 
 from application.audit_records import current_call
+from application.authorizer import KeyFacts
 from application.key_access import KeyAccess
 from application.pagination import page
 from application.ports import Clock
@@ -165,11 +166,18 @@ class GrantService:
 
         def decide(key: Key) -> None:
             decision = can_retire(grant_of(key.grant(retired), key.arn), caller_arn, caller_account)
-            if not decision.allowed:
-                raise AccessDeniedError(
-                    f"User: {caller_arn} is not authorized to perform: kms:RetireGrant on resource: {key.arn} "
-                    "because it is not the grant's retiring principal, a grantee the grant allows to retire it, "
-                    "or the account in which the grant was created.")
+            authorizer = self._access.resolve.authorizer
+            if decision.allowed:
+                authorizer.mark_authorized(decision)
+            else:
+                try:  # AWS also lets a key policy (or an IAM policy it delegates to) allow kms:RetireGrant
+                    authorizer.authorize_by_policy(KeyFacts.of_key(key), "RetireGrant", grants=False)
+                except AccessDeniedError:
+                    raise AccessDeniedError(
+                        f"User: {caller_arn} is not authorized to perform: kms:RetireGrant on resource: {key.arn} "
+                        "because it is not the grant's retiring principal, a grantee the grant allows to retire "
+                        "it, or the account in which the grant was created, and no policy allows "
+                        "kms:RetireGrant.") from None
             if dry_run:
                 raise DryRunOperationError(_DRY_RUN)
             key.retire_grant(retired, self._clock.now())

@@ -60,6 +60,7 @@ class RequestContext:
     context_keys: Mapping[str, ContextValue] = field(default_factory=dict)
     encryption_context: Mapping[str, str] | None = None
     grant_tokens: tuple[str, ...] = ()  # grants are passed in whole; tokens matter only to the caller
+    requested_grant: Mapping[str, Any] | None = None  # CreateGrant's Operations and Constraints
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,28 @@ def _grant_allows(grant: Grant, ctx: RequestContext, operation: str, context: Ma
     if grant.grantee_principal == "*" or not _names_directly(grant.grantee_principal, ctx.principal_arn,
                                                                ctx.principal_account):
         return False
+    if operation == "CreateGrant" and not _no_wider(ctx.requested_grant or {}, grant, listed):
+        return False
     if operation not in _CONTEXT_OPERATIONS or context.get("kms:keyspec", "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT":
         return True  # no encryption context here (asymmetric crypto, DescribeKey...): constraints do not apply
     request = _pairs(ctx.encryption_context)
     if grant.constraints_equals and _pairs(grant.constraints_equals) != request:
         return False
     return not grant.constraints_subset or _pairs(grant.constraints_subset) <= request
+
+
+def _no_wider(requested: Mapping[str, Any], grant: Grant, listed: set[str]) -> bool:
+    """A grantee allowed CreateGrant may pass on only what it holds (Developer Guide, "Grant constraints"):
+    the same or fewer operations, and constraints at least as strict as its own grant's."""
+    if not {str(op).lower() for op in requested.get("Operations") or ()} <= listed:
+        return False
+    constraints = requested.get("Constraints") or {}
+    equals, subset = constraints.get("EncryptionContextEquals"), constraints.get("EncryptionContextSubset")
+    if grant.constraints_equals:
+        return subset is None and _pairs(equals) == _pairs(grant.constraints_equals)
+    if grant.constraints_subset:
+        return any(held is not None and _pairs(grant.constraints_subset) <= _pairs(held) for held in (equals, subset))
+    return True
 
 
 def evaluate(ctx: RequestContext, key_policy: PolicyDocument, identity_policies: Sequence[PolicyDocument],

@@ -27,7 +27,9 @@ from application.materials import KeyMaterials
 from application.resolver import KeyResolver
 from application.rotation_service import RotationService
 from application.writer import LedgerWriter
+from domain import grant_tokens
 from domain.asymmetric import POST_QUANTUM_SUPPORTED
+from domain.authorization import Grant
 from infrastructure.checkpoint_file import CheckpointFile
 from infrastructure.clock import DatabaseClock
 from infrastructure.credentials import CredentialStore, new_access_key
@@ -129,7 +131,15 @@ def build_runtime(settings: Settings) -> Runtime:
 
     view = SqlKeyStateView(datastore, settings.key_cache_seconds)
     materials = KeyMaterials(SqlBackingKeyStore(uow, engine), keyring)
-    authorizer = Authorizer(aliases_of=view.aliases_of)
+    grant_token_key = service_secret(uow, keyring, "grant-token-key")
+    access: KeyAccess | None = None
+
+    def fresh_grants(key_id: str) -> list[Grant]:
+        key = access.load_any(key_id) if access is not None else None
+        return key.active_grants() if key is not None else []
+
+    authorizer = Authorizer(aliases_of=view.aliases_of, grant_token=lambda t: grant_tokens.decode(grant_token_key, t),
+                            fresh_grants=fresh_grants)
     resolver = KeyResolver(view, authorizer)
     access = KeyAccess(LedgerWriter(ledger, uow, view, audit), resolver)
     import_keys = SqlImportKeyStore(uow)
@@ -151,8 +161,7 @@ def build_runtime(settings: Settings) -> Runtime:
                                   settings.audit_checkpoint_records, settings.audit_checkpoint_seconds),
         audit_public_key=audit_public_key(signing_key),
         history=PointInTime(ledger, SqlKeyEventIndex(uow), clock),
-        grants=GrantService(access, SqlGrantIndex(uow), clock,
-                            token_key=service_secret(uow, keyring, "grant-token-key")),
+        grants=GrantService(access, SqlGrantIndex(uow), clock, token_key=grant_token_key),
     )
     runtime.admin_created = _ensure_admin(settings, credentials)
     return runtime
