@@ -74,6 +74,7 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> FastAPI:
             event_name=target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else target,
             at=runtime.now(), region=None, source_ip=request.client.host if request.client else None,
             user_agent=request.headers.get("user-agent"), request_id=request_id)
+        call.secure_transport = request.url.scheme == "https"
         try:
             operation, scope = _authenticate(request, body, call)
             params = wire.parse_request(operation, body)

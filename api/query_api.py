@@ -55,6 +55,7 @@ def query_router(runtime: Runtime) -> APIRouter:
         call = CallContext.api_call(event_name=event_name, at=runtime.now(), region=None,
                                     source_ip=request.client.host if request.client else None,
                                     user_agent=request.headers.get("user-agent"), request_id=request_id)
+        call.secure_transport = request.url.scheme == "https"
         call.record["requestParameters"] = {k: v for k, v in parameters.items() if v is not None} or None
         headers = {"x-amzn-RequestId": request_id}
         try:
