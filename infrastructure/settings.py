@@ -48,10 +48,6 @@ class Settings:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'keyledger.db'}"
 
     @property
-    def tls(self) -> bool:
-        return self.tls_cert is not None
-
-    @property
     def root_key_file(self) -> Path:
         return self.data_dir / "root-key"
 
