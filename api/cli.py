@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from api.tls import ServerTls, TlsConfigError, describe, host_named, server_tls
 from infrastructure.settings import Settings
 
 cli = typer.Typer(help="keyledger: an event-sourced key management service that speaks AWS KMS.",
@@ -22,11 +23,14 @@ def _first_region(settings: Settings) -> str:
     return "us-east-1" if "us-east-1" in settings.regions else settings.regions[0]
 
 
-def _print_start_banner(settings: Settings, admin_created: bool, sealed_reason: str | None) -> None:
-    endpoint = f"http://{settings.host}:{settings.port}"
+def _print_start_banner(settings: Settings, admin_created: bool, sealed_reason: str | None,
+                       tls: ServerTls | None = None) -> None:
+    endpoint = f"{'https' if tls else 'http'}://{settings.host}:{settings.port}"
     data_dir = settings.data_dir.resolve()
     store = "PostgreSQL" if settings.resolved_database_url.startswith("postgresql") else "SQLite"
     typer.echo(f"keyledger listening on {endpoint}  (data directory {data_dir}, {store} store)")
+    if tls:
+        _print_tls_banner(settings, tls, endpoint)
     if sealed_reason:
         typer.echo(f"SEALED: {sealed_reason}", err=True)
         return
@@ -39,10 +43,40 @@ def _print_start_banner(settings: Settings, admin_created: bool, sealed_reason: 
         typer.echo("Use them with the AWS CLI or boto3:")
         typer.echo(f"  export AWS_SHARED_CREDENTIALS_FILE={credentials}")
         typer.echo(f"  export AWS_PROFILE=keyledger AWS_DEFAULT_REGION={_first_region(settings)}")
-        typer.echo(f"  aws kms create-key --endpoint-url {endpoint}")
+        trust = f" --ca-bundle {tls.certificate.resolve()}" if tls and tls.self_signed else ""
+        typer.echo(f"  aws kms create-key --endpoint-url {endpoint}{trust}")
         typer.echo("or copy them into your own AWS CLI profile:")
         typer.echo(f"  aws configure set aws_access_key_id \"$(sed -n 's/^aws_access_key_id = //p' {credentials})\" --profile keyledger")
         typer.echo(f"  aws configure set aws_secret_access_key \"$(sed -n 's/^aws_secret_access_key = //p' {credentials})\" --profile keyledger")
+
+
+def _print_tls_banner(settings: Settings, tls: ServerTls, endpoint: str) -> None:
+    typer.echo(describe(tls))
+    if not host_named(tls, settings.host):
+        typer.echo(f"WARNING: the certificate does not name {settings.host}; clients connecting to it will refuse it",
+                   err=True)
+    # Clients verify the certificate against the CAs they trust; a self-signed one is its own CA, so the
+    # AWS CLI and boto3 must be pointed at this very file.
+    if tls.self_signed:
+        ca = str(tls.certificate.resolve())
+        typer.echo("The certificate is self-signed; clients must trust it explicitly:")
+    else:
+        ca = "<PEM file of the CA>"
+        typer.echo(f"Clients that do not already trust the issuer ({tls.issuer}) need its CA certificate:")
+    typer.echo(f"  aws kms list-keys --endpoint-url {endpoint} --ca-bundle {ca}   (or export AWS_CA_BUNDLE={ca})")
+    typer.echo(f"  boto3.client(\"kms\", endpoint_url=\"{endpoint}\", verify=\"{ca}\")")
+
+
+def _load_tls(settings: Settings) -> ServerTls | None:
+    """Checked before anything is created, opened or imported: a bad certificate or key must stop the start
+    with one clear line, not leave a data directory behind or end in a traceback."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    try:
+        return server_tls(settings.tls_cert, settings.tls_key)
+    except TlsConfigError as exc:
+        typer.echo(f"keyledger: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @cli.command()
@@ -51,9 +85,15 @@ def serve(
     port: Optional[int] = typer.Option(None, help="Port to listen on [env KEYLEDGER_PORT; default 8080]."),
     data_dir: Optional[Path] = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR; default ./keyledger-data]."),
     database_url: Optional[str] = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL; default SQLite in the data directory]."),
+    tls_cert: Optional[Path] = typer.Option(None, help="PEM certificate (chain) to serve HTTPS with; needs --tls-key [env KEYLEDGER_TLS_CERT]."),
+    tls_key: Optional[Path] = typer.Option(None, help="PEM private key (unencrypted) of --tls-cert [env KEYLEDGER_TLS_KEY]."),
     access_log: bool = typer.Option(False, help="Log one line per HTTP request."),
 ) -> None:
-    """Start the HTTP server (AWS KMS JSON protocol at /, health at /healthz)."""
+    """Start the HTTP server (AWS KMS JSON protocol at /, health at /healthz); HTTPS with --tls-cert and --tls-key."""
+    settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url,
+                             tls_cert=tls_cert, tls_key=tls_key)
+    tls = _load_tls(settings)
+
     import uvicorn
 
     from api.http import create_app
@@ -63,9 +103,8 @@ def serve(
 
     from infrastructure.scheduler import Periodic
 
-    settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url)
     runtime = build_runtime(settings)
-    _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason)
+    _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason, tls)
     passes = []
     if runtime.services is not None:
         log = logging.getLogger("keyledger.background")
@@ -77,8 +116,11 @@ def serve(
                      min(1.0, settings.audit_checkpoint_seconds),
                      lambda exc: log.exception("audit checkpoint failed", exc_info=exc)),
         ]
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-Proto/-For from any client on 127.0.0.1,
+    # so a local caller could claim aws:SecureTransport over plain HTTP and forge its audit sourceIPAddress.
     uvicorn.run(create_app(runtime, passes), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=access_log)
+                access_log=access_log, proxy_headers=False,
+                ssl_context_factory=tls.context_factory() if tls else None)
 
 
 def _open_runtime(data_dir: Optional[Path], database_url: Optional[str]):

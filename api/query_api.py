@@ -55,8 +55,8 @@ def query_router(runtime: Runtime) -> APIRouter:
         call = CallContext.api_call(event_name=event_name, at=runtime.now(), region=None,
                                     source_ip=request.client.host if request.client else None,
                                     user_agent=request.headers.get("user-agent"), request_id=request_id)
-        call.record["requestParameters"] = {k: v for k, v in parameters.items() if v is not None} or None
         call.secure_transport = request.url.scheme == "https"
+        call.record["requestParameters"] = {k: v for k, v in parameters.items() if v is not None} or None
         headers = {"x-amzn-RequestId": request_id}
         try:
             scope = authenticate(runtime, request, await request.body(), call)

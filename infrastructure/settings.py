@@ -40,6 +40,8 @@ class Settings:
     audit_checkpoint_file: Path | None = None  # default: <data dir>/audit-checkpoints.jsonl
     sqlite_busy_timeout_ms: int = 10000  # how long a SQLite writer waits for another's lock
     key_cache_seconds: float = 1.0  # how long another process's key-state change may take to show here
+    tls_cert: Path | None = None  # PEM certificate (chain); with tls_key, serve HTTPS instead of HTTP
+    tls_key: Path | None = None  # PEM private key, unencrypted (a path is not a secret; its contents are)
 
     @property
     def resolved_database_url(self) -> str:
@@ -81,6 +83,8 @@ class Settings:
             "audit_checkpoint_file": ("KEYLEDGER_AUDIT_CHECKPOINT_FILE", Path),
             "sqlite_busy_timeout_ms": ("KEYLEDGER_SQLITE_BUSY_TIMEOUT_MS", int),
             "key_cache_seconds": ("KEYLEDGER_KEY_CACHE_SECONDS", float),
+            "tls_cert": ("KEYLEDGER_TLS_CERT", Path),
+            "tls_key": ("KEYLEDGER_TLS_KEY", Path),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):
@@ -103,3 +107,6 @@ class Settings:
             raise SystemExit("keyledger: KEYLEDGER_REGIONS names no region.")
         if (self.admin_access_key_id is None) != (self.admin_secret_access_key is None):
             raise SystemExit("keyledger: set both KEYLEDGER_ADMIN_ACCESS_KEY_ID and KEYLEDGER_ADMIN_SECRET_ACCESS_KEY, or neither.")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SystemExit("keyledger: HTTPS needs both a certificate and a private key: set KEYLEDGER_TLS_CERT and "
+                             "KEYLEDGER_TLS_KEY (or --tls-cert and --tls-key), or neither for plain HTTP.")

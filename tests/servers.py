@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ import boto3
 import httpx
 import sqlalchemy as sa
 from botocore.config import Config
+
+from tests.certificates import TlsFiles
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY_ID = "AKIAKEYLEDGERTESTS01"
@@ -63,10 +66,17 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = None
     output: Path | None = None
+    # HTTPS with this certificate and key (tests.certificates.self_signed); clients trust exactly this cert.
+    tls: TlsFiles | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """For httpx: verify against the server's own certificate (it is self-signed)."""
+        return ssl.create_default_context(cafile=str(self.tls.cert)) if self.tls else True
 
     def start(self, timeout: float = 30.0) -> Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KEYLEDGER_", "AWS_"))}
@@ -77,6 +87,8 @@ class Server:
         })
         if self.database_url:
             env["KEYLEDGER_DATABASE_URL"] = self.database_url
+        if self.tls:
+            env.update(KEYLEDGER_TLS_CERT=str(self.tls.cert), KEYLEDGER_TLS_KEY=str(self.tls.key))
         env.update(self.env)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.output = self.data_dir.parent / f"server-{self.port}.log"
@@ -84,11 +96,12 @@ class Server:
             self.process = subprocess.Popen([sys.executable, "-m", "api", "serve"], cwd=ROOT, env=env,
                                             stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
+        verify = self.verify
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"keyledger exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.endpoint + "/healthz", timeout=1).status_code in (200, 503):
+                if httpx.get(self.endpoint + "/healthz", timeout=1, verify=verify).status_code in (200, 503):
                     return self
             except httpx.HTTPError:
                 pass
@@ -112,7 +125,7 @@ class Server:
                service: str = "kms") -> Any:
         return boto3.client(
             service, endpoint_url=self.endpoint, region_name=region, aws_access_key_id=key_id,
-            aws_secret_access_key=secret,
+            aws_secret_access_key=secret, verify=str(self.tls.cert) if self.tls else None,
             # One attempt: a retry would send the call again with a new request id and hide what the server did.
             config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30),
         )
