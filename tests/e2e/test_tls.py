@@ -7,6 +7,7 @@ running these against PostgreSQL too would test nothing new.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import socket
@@ -17,7 +18,7 @@ from typing import Iterator
 
 import httpx
 import pytest
-from botocore.exceptions import SSLError
+from botocore.exceptions import ClientError, SSLError
 
 from tests.certificates import TlsFiles, self_signed
 from tests.e2e.test_audit_support import export_jsonl
@@ -255,3 +256,26 @@ def test_bad_tls_options_refuse_to_start(case: str, certs: TlsFiles, tmp_path: P
     for secret in (certs.key, other.key):
         for line in secret.read_text().splitlines()[1:-1]:
             assert line not in output
+
+
+def _secure_transport_only_policy() -> str:
+    root = "arn:aws:iam::111122223333:root"
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*"},
+        {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": ["kms:Encrypt", "kms:Decrypt"],
+         "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})
+
+
+def test_secure_transport_condition_follows_the_connection(tls_server: Server, plain_server: Server):
+    """The same policy allows over HTTPS and refuses over plain HTTP: aws:SecureTransport is the connection's."""
+    for server, allowed in ((tls_server, True), (plain_server, False)):
+        kms = server.client()
+        key_id = kms.create_key(Policy=_secure_transport_only_policy())["KeyMetadata"]["KeyId"]
+        if allowed:
+            blob = kms.encrypt(KeyId=key_id, Plaintext=b"over tls")["CiphertextBlob"]
+            assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"over tls"
+        else:
+            with pytest.raises(ClientError) as refused:
+                kms.encrypt(KeyId=key_id, Plaintext=b"in the clear")
+            assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+            assert "with an explicit deny in a resource-based policy" in refused.value.response["Error"]["Message"]
