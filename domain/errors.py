@@ -155,3 +155,29 @@ class InvalidMacError(KmsError):
 
 class CustomKeyStoreNotFoundError(KmsError):
     code = "CustomKeyStoreNotFoundException"
+
+
+# IAM errors of the operator's principal and access-key commands, with the codes IAM uses.
+class NoSuchEntityError(NotFoundError):
+    code = "NoSuchEntity"
+
+
+class EntityAlreadyExistsError(AlreadyExistsError):
+    code = "EntityAlreadyExists"
+
+
+class DeleteConflictError(KmsError):
+    code = "DeleteConflict"
+    status = 409
+
+
+class IamLimitExceededError(LimitExceededError):
+    code = "LimitExceeded"
+
+
+class IamValidationError(ValidationError):
+    code = "ValidationError"
+
+
+class MalformedIdentityPolicyError(MalformedPolicyDocumentError):
+    code = "MalformedPolicyDocument"
