@@ -109,6 +109,10 @@ def parse_policy(text: str, *, require_principal: bool = True) -> PolicyDocument
         raise _malformed(f"The {kind} is nested too deeply.") from None
     if not isinstance(document, dict):
         raise _malformed(f"The {kind} must be a JSON object.")
+    escaped = None if require_principal else _outside_iam_characters(document)
+    if escaped:
+        raise _malformed(f"The {kind} has a character IAM does not accept (U+{ord(escaped):04X}, written as a "
+                         f"JSON escape): use tab, line feed, carriage return and U+0020 to U+00FF.")
     unknown = sorted(set(document) - {"Version", "Id", "Statement"})
     if unknown:
         raise _malformed(f"The {kind} has an unknown element '{unknown[0]}' (allowed: Version, Id, Statement).")
@@ -128,6 +132,15 @@ def parse_policy(text: str, *, require_principal: bool = True) -> PolicyDocument
     if not require_principal and len(sids) != len(set(sids)):  # IAM requires unique Sids; KMS does not say
         raise _malformed(f"Statement ids (Sid) must be unique in the {kind}.")
     return PolicyDocument(version=version, statements=statements, id=policy_id)
+
+
+def _outside_iam_characters(value: Any) -> str | None:
+    """The first character outside IAM's set in the decoded document (a JSON escape hides it from the text)."""
+    if isinstance(value, str):
+        found = _IAM_CHARACTERS.search(value)
+        return found.group() if found else None
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else []
+    return next((c for c in map(_outside_iam_characters, items) if c), None)
 
 
 def policy_size(text: str) -> int:

@@ -165,6 +165,10 @@ class Principal(Aggregate):
             raise NoSuchEntityError(f"The {self.kind} with name {parse_principal_arn(arn or self.arn).name} "
                                     f"cannot be found{hint}.")
 
+    def _require_not_deleted(self) -> None:
+        if self.deleted:
+            raise NoSuchEntityError(f"The {self.kind} with name {self.name} cannot be found.")
+
     # -- identity policies -------------------------------------------------------------------------
 
     def put_policy(self, policy_name: str, document: str, at: datetime) -> bool:
@@ -173,6 +177,7 @@ class Principal(Aggregate):
         if self.kind == ROOT:
             raise IamValidationError("An account root has no identity policies: it may do everything in its "
                                      "account that key policies allow. Attach policies to users and roles.")
+        self._require_not_deleted()
         check_policy_name(policy_name)
         parse_identity_policy(document, policy_name)
         if self.policies.get(policy_name) == document:
@@ -188,6 +193,7 @@ class Principal(Aggregate):
         return True
 
     def delete_policy(self, policy_name: str, at: datetime) -> None:
+        self._require_not_deleted()
         if policy_name not in self.policies:
             raise NoSuchEntityError(f"The {self.kind} policy with name {policy_name} cannot be found.")
         self.trigger_event(self.PolicyDetached, timestamp=at, policy_name=policy_name)
@@ -199,8 +205,7 @@ class Principal(Aggregate):
 
     def add_access_key(self, access_key_id: str, at: datetime, *, quota: bool = True) -> None:
         """``quota=False`` only for the administrator key the operator configured for first start."""
-        if self.deleted:
-            raise NoSuchEntityError(f"The {self.kind} with name {self.name} cannot be found.")
+        self._require_not_deleted()
         if quota and len(self.access_keys) >= MAX_ACCESS_KEYS:
             raise IamLimitExceededError(f"Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS} "
                                         f"({self.arn} has {', '.join(sorted(self.access_keys))}).")
@@ -221,6 +226,7 @@ class Principal(Aggregate):
         self.trigger_event(self.AccessKeyDeleted, timestamp=at, access_key_id=access_key_id)
 
     def _require_key(self, access_key_id: str) -> None:
+        self._require_not_deleted()
         if access_key_id not in self.access_keys:
             raise NoSuchEntityError(f"The Access Key with id {access_key_id} cannot be found.")
 
@@ -231,6 +237,7 @@ class Principal(Aggregate):
         ``force`` deletes them first, in the same change. Returns what was removed with it."""
         if self.kind == ROOT:
             raise IamValidationError("An account root cannot be deleted; delete its access keys instead.")
+        self._require_not_deleted()
         keys, policies = sorted(self.access_keys), sorted(self.policies)
         if (keys or policies) and not force:
             what = " and ".join(filter(None, [f"access keys ({', '.join(keys)})" if keys else "",

@@ -87,8 +87,8 @@ def parse_principal_arn(arn: str) -> PrincipalName:
     kind, _, rest = resource.partition("/")
     if kind not in MANAGED_KINDS or not rest:
         raise IamValidationError(f"'{arn}' names neither a user, a role nor the account root.")
-    path, _, name = rest.rpartition("/")
-    path = f"/{path}/" if path else "/"
+    head, slash, name = rest.rpartition("/")
+    path = "/" + head + slash
     if not _NAME.fullmatch(name):
         raise IamValidationError(
             f"'{arn}': a {kind} name is 1 to 64 letters, digits or any of + = , . @ _ - (got '{name}').")
