@@ -113,8 +113,8 @@ def test_every_valid_user_or_role_arn_parses_back_to_its_parts(kind, name, path,
     parsed = parse_principal_arn(arn)
     assert (parsed.kind, parsed.name, parsed.account_id) == (kind, name, account)
     assert parsed.path == "/" + "".join(p + "/" for p in path)
-    assert parsed.aggregate_id == parse_principal_arn(arn.upper().replace("ARN:AWS:IAM::", "arn:aws:iam::")
-                                                      .replace(f":{kind.upper()}/", f":{kind}/")).aggregate_id
+    shouted = parse_principal_arn(f"arn:aws:iam::{account}:{kind}/{name.upper()}")  # another case, no path
+    assert shouted.aggregate_id == parsed.aggregate_id
 
 
 # -- the aggregate ----------------------------------------------------------------------------------
