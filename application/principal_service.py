@@ -232,7 +232,7 @@ class PrincipalService:
     # -- reading ---------------------------------------------------------------------------------
 
     def list_principals(self, account_id: str | None = None) -> list[PrincipalRow]:
-        return self._directory.list(account_id)
+        return self._directory.rows(account_id)
 
     def describe(self, arn: str) -> tuple[PrincipalRow, list[AccessKeyRow]]:
         """The principal now with its access keys; an account root that never had a key is shown empty."""

@@ -82,7 +82,7 @@ class PrincipalDirectory:
             return []
         return list(self._current_of(name)[1])
 
-    def list(self, account_id: str | None = None) -> list[PrincipalRow]:
+    def rows(self, account_id: str | None = None) -> list[PrincipalRow]:
         return self._view.rows(account_id)
 
     # -- at a past moment --------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -27,7 +26,7 @@ ALICE = f"arn:aws:iam::{ACCOUNT_ID}:user/alice"
 DEPLOY = f"arn:aws:iam::{ACCOUNT_ID}:role/apps/deploy"
 OTHER_ACCOUNT = "444455556666"
 CACHE_SECONDS = 1.0
-SLACK = 1.5  # a loaded test machine: the poll, the request and the server's scheduling
+SLACK = 3.0  # a loaded test machine: the poll, the request and the server's scheduling
 ENCRYPT_ONLY = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Sid": "UseKeys", "Effect": "Allow", "Action": ["kms:Encrypt", "kms:DescribeKey"], "Resource": "*"}]})
 
