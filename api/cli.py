@@ -169,6 +169,11 @@ cli.add_typer(history_cli, name="history")
 from api.cli_reports import report_cli  # noqa: E402
 
 cli.add_typer(report_cli, name="report")
+
+from api.cli_principals import access_keys_cli, principals_cli  # noqa: E402
+
+cli.add_typer(principals_cli, name="principals")
+cli.add_typer(access_keys_cli, name="access-keys")
 cli.command("replay", help="Rebuild every projection from the event log and compare it with the live one.")(history_replay)
 
 clock_cli = typer.Typer(help="The service clock (operators with direct database access only).")

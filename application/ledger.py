@@ -8,6 +8,7 @@ from eventsourcing.utils import Environment
 
 from domain.alias import Alias
 from domain.key import Key
+from domain.principal import Principal
 
 SNAPSHOT_INTERVAL = 50
 
@@ -15,7 +16,7 @@ SNAPSHOT_INTERVAL = 50
 class KeyLedger(Application):
     # The table names derive from this name: keyledger_events, keyledger_snapshots.
     name = "KeyLedger"
-    snapshotting_intervals = {Key: SNAPSHOT_INTERVAL, Alias: SNAPSHOT_INTERVAL}
+    snapshotting_intervals = {Key: SNAPSHOT_INTERVAL, Alias: SNAPSHOT_INTERVAL, Principal: SNAPSHOT_INTERVAL}
 
     def construct_env(self, name: str, env: Mapping[str, Any] | None = None) -> Environment:
         # Settings are read in one place (infrastructure/settings.py) and handed over here. The library

@@ -165,7 +165,7 @@ def _grant_allows(grant: Grant, ctx: RequestContext, operation: str, context: Ma
     if grant.grantee_principal == "*" or not _names_directly(grant.grantee_principal, ctx.principal_arn,
                                                                ctx.principal_account):
         return False
-    if operation == "CreateGrant" and not _no_wider(ctx.requested_grant or {}, grant, listed):
+    if operation == "CreateGrant" and ctx.requested_grant is not None and not _no_wider(ctx.requested_grant, grant, listed):
         return False
     if operation not in _CONTEXT_OPERATIONS or context.get("kms:keyspec", "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT":
         return True  # no encryption context here (asymmetric crypto, DescribeKey...): constraints do not apply

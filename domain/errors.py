@@ -164,3 +164,28 @@ class InvalidGrantTokenError(KmsError):
 
 class InvalidGrantIdError(KmsError):
     code = "InvalidGrantIdException"
+
+# IAM errors of the operator's principal and access-key commands, with the codes IAM uses.
+class NoSuchEntityError(NotFoundError):
+    code = "NoSuchEntity"
+
+
+class EntityAlreadyExistsError(AlreadyExistsError):
+    code = "EntityAlreadyExists"
+
+
+class DeleteConflictError(KmsError):
+    code = "DeleteConflict"
+    status = 409
+
+
+class IamLimitExceededError(LimitExceededError):
+    code = "LimitExceeded"
+
+
+class IamValidationError(ValidationError):
+    code = "ValidationError"
+
+
+class MalformedIdentityPolicyError(MalformedPolicyDocumentError):
+    code = "MalformedPolicyDocument"

@@ -18,6 +18,8 @@ from domain.errors import MalformedPolicyDocumentError
 from domain.policy_conditions import Condition, condition_value_error, parse_operator, wildcard_match
 
 MAX_POLICY_BYTES = 32768
+# IAM accepts only tab, line feed, carriage return and U+0020..U+00FF in a policy (IAM quotas, names).
+_IAM_CHARACTERS = re.compile(r"[^\t\n\r\x20-\xff]")
 VERSIONS = ("2012-10-17", "2008-10-17")
 # Every IAM action of the kms service (Service Authorization Reference); the ReEncrypt API is authorized
 # as two actions, ReEncryptFrom on the source key and ReEncryptTo on the destination.
@@ -95,6 +97,10 @@ def parse_policy(text: str, *, require_principal: bool = True) -> PolicyDocument
     kind = "key policy" if require_principal else "policy"
     if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
         raise _malformed(f"The {kind} is larger than {MAX_POLICY_BYTES} bytes.")
+    outside = None if require_principal else _IAM_CHARACTERS.search(text)
+    if outside:
+        raise _malformed(f"The {kind} has a character IAM does not accept (U+{ord(outside.group()):04X} at "
+                         f"position {outside.start() + 1}): use tab, line feed, carriage return and U+0020 to U+00FF.")
     try:
         document = json.loads(text, parse_constant=_not_json)
     except ValueError as exc:
@@ -103,6 +109,10 @@ def parse_policy(text: str, *, require_principal: bool = True) -> PolicyDocument
         raise _malformed(f"The {kind} is nested too deeply.") from None
     if not isinstance(document, dict):
         raise _malformed(f"The {kind} must be a JSON object.")
+    escaped = None if require_principal else _outside_iam_characters(document)
+    if escaped:
+        raise _malformed(f"The {kind} has a character IAM does not accept (U+{ord(escaped):04X}, written as a "
+                         f"JSON escape): use tab, line feed, carriage return and U+0020 to U+00FF.")
     unknown = sorted(set(document) - {"Version", "Id", "Statement"})
     if unknown:
         raise _malformed(f"The {kind} has an unknown element '{unknown[0]}' (allowed: Version, Id, Statement).")
@@ -122,6 +132,20 @@ def parse_policy(text: str, *, require_principal: bool = True) -> PolicyDocument
     if not require_principal and len(sids) != len(set(sids)):  # IAM requires unique Sids; KMS does not say
         raise _malformed(f"Statement ids (Sid) must be unique in the {kind}.")
     return PolicyDocument(version=version, statements=statements, id=policy_id)
+
+
+def _outside_iam_characters(value: Any) -> str | None:
+    """The first character outside IAM's set in the decoded document (a JSON escape hides it from the text)."""
+    if isinstance(value, str):
+        found = _IAM_CHARACTERS.search(value)
+        return found.group() if found else None
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else []
+    return next((c for c in map(_outside_iam_characters, items) if c), None)
+
+
+def policy_size(text: str) -> int:
+    """A policy's size as IAM counts it against its quotas: characters other than white space."""
+    return sum(1 for character in text if not character.isspace())
 
 
 def _statement(raw: Any, index: int, key_policy: bool) -> Statement:

@@ -23,6 +23,8 @@ from application.key_service import KeyService
 from application.ledger import KeyLedger
 from application.maintenance import Maintenance
 from application.point_in_time import PointInTime
+from application.principal_service import PrincipalService
+from application.principals import PrincipalDirectory
 from application.materials import KeyMaterials
 from application.resolver import KeyResolver
 from application.rotation_service import RotationService
@@ -41,6 +43,8 @@ from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUni
 from infrastructure.tables import metadata as infrastructure_metadata
 from projections.grants_view import SqlGrantIndex
 from projections.key_state_view import SqlKeyStateView
+from projections.principal_tables import metadata as principal_metadata
+from projections.principal_view import SqlPrincipalView
 from projections.replay import SqlKeyEventIndex
 from projections.schema import ensure_current
 
@@ -65,6 +69,8 @@ class Services:
     audit_public_key: bytes
     history: PointInTime
     grants: GrantService
+    principals: PrincipalDirectory  # who callers are: existence and identity policies, now and at a moment
+    principal_admin: PrincipalService  # the operator's principal and access-key commands
 
 
 @dataclass
@@ -115,6 +121,7 @@ def build_runtime(settings: Settings) -> Runtime:
     engine = datastore.engine
     infrastructure_metadata.create_all(engine)
     ensure_current(ledger, engine)
+    principal_metadata.create_all(engine)
     assert_storage_settings(engine)
     uow = SqlUnitOfWork(datastore)
     clock = DatabaseClock(uow)
@@ -138,13 +145,15 @@ def build_runtime(settings: Settings) -> Runtime:
         key = access.load_any(key_id) if access is not None else None
         return key.active_grants() if key is not None else []
 
-    authorizer = Authorizer(aliases_of=view.aliases_of, grant_token=lambda t: grant_tokens.decode(grant_token_key, t),
-                            fresh_grants=fresh_grants)
+    principal_view = SqlPrincipalView(uow)
+    principals = PrincipalDirectory(ledger, principal_view, settings.key_cache_seconds)
+    authorizer = Authorizer(identity_policies=principals.identity_policies, aliases_of=view.aliases_of,
+                            grant_token=lambda t: grant_tokens.decode(grant_token_key, t), fresh_grants=fresh_grants)
     resolver = KeyResolver(view, authorizer)
     access = KeyAccess(LedgerWriter(ledger, uow, view, audit), resolver)
     import_keys = SqlImportKeyStore(uow)
     asymmetric = AsymmetricService(resolver, materials)
-    credentials = CredentialStore(uow, keyring)
+    credentials = CredentialStore(uow, keyring, settings.key_cache_seconds)
     signing_key = service_secret(uow, keyring, "audit-signing-key")
     runtime.services = Services(
         keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS),
@@ -162,22 +171,28 @@ def build_runtime(settings: Settings) -> Runtime:
         audit_public_key=audit_public_key(signing_key),
         history=PointInTime(ledger, SqlKeyEventIndex(uow), clock),
         grants=GrantService(access, SqlGrantIndex(uow), clock, token_key=grant_token_key),
+        principals=principals,
+        principal_admin=PrincipalService(access.writer, audit, clock, principal_view, credentials, principals,
+                                         new_access_key),
     )
-    runtime.admin_created = _ensure_admin(settings, credentials)
+    runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
     return runtime
 
 
-def _ensure_admin(settings: Settings, credentials: CredentialStore) -> bool:
-    """First start: create the administrator access key and write it, mode 0600, to the data directory."""
+def _ensure_admin(settings: Settings, credentials: CredentialStore, admin: PrincipalService) -> bool:
+    """First start: create the administrator access key and write it, mode 0600, to the data directory.
+    It is an access key of the account root, recorded as an event of the root principal."""
+    root = f"arn:aws:iam::{settings.account_id}:root"
     if settings.admin_access_key_id:
         if credentials.exists(settings.admin_access_key_id):
             return False
         key_id, secret = settings.admin_access_key_id, settings.admin_secret_access_key or ""
-    elif credentials.count() == 0:
+    elif credentials.count() == 0 and not admin.has_history(root):  # not again after the keys were deleted
         key_id, secret = new_access_key()
     else:
         return False
-    credentials.create(key_id, secret, f"arn:aws:iam::{settings.account_id}:root", settings.account_id)
+    if not admin.bootstrap_access_key(root, key_id, secret):
+        return False
     path = settings.admin_credentials_file
     if path.exists():
         path.unlink()

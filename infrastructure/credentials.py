@@ -1,14 +1,22 @@
-"""Access keys: an id, a root-wrapped secret and the principal they act for."""
+"""Access keys: an id, a root-wrapped secret and the principal that owns them (a user, a role or an
+account root). What a caller acts as follows from the owner (domain/principal_arns.acting_arn).
+
+Rows are written in the transaction of the Principal change that records them (events carry the id
+only). ``lookup`` caches for ``cache_seconds``, so a key disabled or deleted by another process stops
+working within that time, and at once in the process that changed it (``forget``)."""
 from __future__ import annotations
 
 import secrets
 import string
-import threading
-import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 
+from application.principal_ports import AccessKeyRow
+from application.ttl_cache import TtlCache
+from domain.principal_arns import acting_arn
 from domain.wrapping import RootKeyring
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import access_keys
@@ -31,18 +39,30 @@ def new_access_key() -> tuple[str, str]:
 
 
 class CredentialStore:
-    def __init__(self, uow: SqlUnitOfWork, keyring: RootKeyring) -> None:
+    def __init__(self, uow: SqlUnitOfWork, keyring: RootKeyring, cache_seconds: float = 1.0) -> None:
         self._uow = uow
         self._keyring = keyring
-        self._cache: dict[str, Credential] = {}
-        self._lock = threading.Lock()
+        self._cache: TtlCache[Credential | None] = TtlCache(cache_seconds)
 
     def create(self, access_key_id: str, secret: str, principal_arn: str, account_id: str) -> None:
-        wrapped = self._keyring.wrap(secret.encode(), purpose=_SECRET_PURPOSE, key_id=access_key_id)
         with self._uow.transaction() as tx:
-            tx.execute(access_keys.insert().values(
-                access_key_id=access_key_id, principal_arn=principal_arn, account_id=account_id,
-                wrapped_secret=wrapped, status="Active", created_at=time.time()))
+            self.put(tx, access_key_id, secret, principal_arn, account_id, datetime.now(timezone.utc))
+
+    def put(self, tx: Any, access_key_id: str, secret: str, principal_arn: str, account_id: str,
+            created: datetime) -> None:
+        wrapped = self._keyring.wrap(secret.encode(), purpose=_SECRET_PURPOSE, key_id=access_key_id)
+        tx.execute(access_keys.insert().values(
+            access_key_id=access_key_id, principal_arn=principal_arn, account_id=account_id,
+            wrapped_secret=wrapped, status="Active", created_at=created.timestamp()))
+
+    def set_status(self, tx: Any, access_key_id: str, status: str) -> None:
+        tx.execute(access_keys.update().where(access_keys.c.access_key_id == access_key_id).values(status=status))
+
+    def delete(self, tx: Any, access_key_id: str) -> None:
+        tx.execute(access_keys.delete().where(access_keys.c.access_key_id == access_key_id))
+
+    def forget(self, access_key_id: str) -> None:
+        self._cache.drop(access_key_id)
 
     def exists(self, access_key_id: str) -> bool:
         with self._uow.read() as session:
@@ -53,18 +73,32 @@ class CredentialStore:
         with self._uow.read() as session:
             return session.execute(sa.select(sa.func.count()).select_from(access_keys)).scalar_one()
 
+    def get(self, access_key_id: str) -> AccessKeyRow | None:
+        rows = self._rows(access_keys.c.access_key_id == access_key_id)
+        return rows[0] if rows else None
+
+    def rows(self, principal_arn: str | None = None, account_id: str | None = None) -> list[AccessKeyRow]:
+        where = [c for c in (access_keys.c.principal_arn == principal_arn if principal_arn else None,
+                             access_keys.c.account_id == account_id if account_id else None) if c is not None]
+        return self._rows(*where)
+
+    def _rows(self, *where: Any) -> list[AccessKeyRow]:
+        c = access_keys.c
+        query = sa.select(c.access_key_id, c.principal_arn, c.account_id, c.status, c.created_at).where(*where)
+        with self._uow.read() as session:
+            found = session.execute(query.order_by(c.account_id, c.principal_arn, c.access_key_id)).all()
+        return [AccessKeyRow(r.access_key_id, r.principal_arn, r.account_id, r.status,
+                             datetime.fromtimestamp(r.created_at, timezone.utc)) for r in found]
+
     def lookup(self, access_key_id: str) -> Credential | None:
-        with self._lock:
-            cached = self._cache.get(access_key_id)
-        if cached is not None:
-            return cached
+        """The active credential for a request's signature check (None: unknown, inactive or deleted)."""
+        return self._cache.get(access_key_id, lambda: self._load(access_key_id))
+
+    def _load(self, access_key_id: str) -> Credential | None:
         with self._uow.read() as session:
             row = session.execute(sa.select(access_keys).where(
                 access_keys.c.access_key_id == access_key_id, access_keys.c.status == "Active")).first()
         if row is None:
             return None
         secret = self._keyring.unwrap(bytes(row.wrapped_secret), purpose=_SECRET_PURPOSE, key_id=access_key_id).decode()
-        credential = Credential(access_key_id, row.principal_arn, row.account_id, secret)
-        with self._lock:
-            self._cache[access_key_id] = credential
-        return credential
+        return Credential(access_key_id, acting_arn(row.principal_arn, access_key_id), row.account_id, secret)
