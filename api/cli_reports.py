@@ -86,7 +86,8 @@ def access(key: str = typer.Option(..., help="Key id or key ARN."),
         history = PointInTime(runtime.ledger, SqlKeyEventIndex(runtime.uow), runtime.clock)
         moment = parse_time(at) if at else runtime.now()
         for name in [operation] if operation else sorted(MATRIX):
-            answer = access_at(history, None, key, moment, name)
+            answer = access_at(history, None, key, moment, name,
+                               directory=runtime.services.principals if runtime.services else None)
             if not answer["KeyStateAllows"]:
                 rows.append({"Operation": name, "Principal": "(anyone)", "Allowed": False, "Reason": answer["Reason"]})
             for entry in answer["Principals"]:

@@ -108,7 +108,9 @@ def query_router(runtime: Runtime) -> APIRouter:
                      principal: str | None = None) -> Response:
         return await answer(request, "GetKeyAccessAt", {"keyId": key, "operation": operation, "at": at,
                                                         "principal": principal},
-                            "kms:DescribeKey", _named(key), lambda s: access_at(history(), s, key, parse_instant(at), operation, principal))
+                            "kms:DescribeKey", _named(key), lambda s: access_at(
+                                history(), s, key, parse_instant(at), operation, principal,
+                                directory=runtime.services.principals if runtime.services else None))
 
     @router.get("/audit", summary="Audit records, oldest first, paginated by seq")
     async def audit(request: Request, key: str | None = None, principal: str | None = None,

@@ -1,11 +1,11 @@
-"""Who could use a key for an operation at an instant: the key state, policy and grants (and, once they
-exist, identity policies) as they were then, judged by the same evaluator the request path uses
-(domain/authorization.py). Until identity policies exist, the key state, key policy and grants decide.
-The candidates are the principals the policy names and the grantees of the grants in force then."""
+"""Who could use a key for an operation at an instant: the key state, key policy, grants and the candidates'
+identity policies as they were then, judged by the same evaluator the request path uses
+(domain/authorization.py). The candidates are the principals the policy names, the grantees of the grants in
+force then, and the principals that existed then in the key's account and in the accounts the policy names."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from application.point_in_time import PointInTime, ScopeLike
 from domain.authorization import Decision, Grant, could_perform
@@ -39,8 +39,17 @@ def _constrained(grants: list[Grant], principal: str, operation: str, decision: 
     return f"; grant {', '.join(ids)} allows it when the request's encryption context meets its constraints"
 
 
+class PrincipalsAt(Protocol):
+    def principals_at(self, account_id: str, at: datetime) -> list[str]: ...
+
+    def identity_policies_at(self, principal_arn: str, at: datetime) -> list[PolicyDocument]: ...
+
+
 def access_at(history: PointInTime, scope: ScopeLike, key_ref: str, at: datetime, operation: str,
-              principal: str | None = None) -> dict[str, Any]:
+              principal: str | None = None, directory: PrincipalsAt | None = None) -> dict[str, Any]:
+    """``directory`` adds the principals that existed at ``at`` in the key's account and in every account the
+    policy names, each judged with the identity policies it had then; without it only the key policy's
+    principals and the grantees are candidates, with no identity policies."""
     if operation not in MATRIX:
         raise ValidationError(f"'{operation}' is not a KMS operation on keys keyledger knows; e.g. Encrypt, Decrypt, Sign.")
     view = history.key_at(scope, key_ref, at)
@@ -60,11 +69,16 @@ def access_at(history: PointInTime, scope: ScopeLike, key_ref: str, at: datetime
         answer["Reason"] = f"the key policy in force then does not parse, so it allows no one: {exc.message}"
         return answer
     grants = grants_from_entries(view["Grants"])
-    candidates = sorted({*_named_principals(policy, account), *(g.grantee_principal for g in grants)})
-    for candidate in [principal] if principal else candidates:
+    named = _named_principals(policy, account)
+    candidates = {*named, *(g.grantee_principal for g in grants)}
+    if directory is not None:
+        for other in {account, *(name.split(":")[4] for name in candidates if name.startswith("arn:"))}:
+            candidates.update(directory.principals_at(other, at))
+    for candidate in [principal] if principal else sorted(candidates):
         candidate_account = candidate.split(":")[4] if candidate.startswith("arn:") else account
-        decision = could_perform(candidate, candidate_account, f"kms:{operation}", arn, account, policy, [], grants,
-                                 {"aws:CurrentTime": at})
+        identity = directory.identity_policies_at(candidate, at) if directory is not None else []
+        decision = could_perform(candidate, candidate_account, f"kms:{operation}", arn, account, policy, identity,
+                                 grants, {"aws:CurrentTime": at})
         answer["Principals"].append({"Principal": candidate, "Allowed": decision.allowed,
                                      "Reason": decision.reason + _constrained(grants, candidate, operation, decision)})
     return answer

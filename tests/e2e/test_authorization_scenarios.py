@@ -9,20 +9,26 @@ refused with AccessDeniedException in AWS's message shape, with the refusal in t
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
 import boto3
+import httpx
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from application.principal_audit import Operator
 from infrastructure.bootstrap import build_runtime
 from infrastructure.settings import Settings
 from tests.e2e.test_audit_support import export_jsonl
+from tests.e2e.test_query_api import get
 from tests.servers import ACCOUNT_ID as A, Server
 
 B = "444455556666"
@@ -393,3 +399,52 @@ def test_a_grant_token_works_at_once_on_another_server_process(world: tuple[Serv
         assert bad.value.response["Error"]["Code"] == "InvalidGrantTokenException"
     finally:
         second.stop()
+
+
+def test_who_could_decrypt_at_an_instant_follows_identity_policies(world: tuple[Server, Directory, Any]) -> None:
+    """"Who could decrypt with K on date D?": the identity policies in force then decide, and the answer for a
+    moment agrees with what requests were told at that moment."""
+    server, directory, _ = world
+    admin = server.client()
+    key_id = admin.create_key()["KeyMetadata"]["KeyId"]
+    user = f"arn:aws:iam::{A}:user/u-{uuid.uuid4().hex[:10]}"
+    key = directory.access_key(user, [iam("kms:Decrypt")])
+    blob = admin.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"]
+    _client(server, key.access_key_id, key.secret).decrypt(CiphertextBlob=blob)
+    allowed_at = time.time()
+    time.sleep(1.1)
+    directory.admin.delete_policy(user, "scenario", OPERATOR)
+    time.sleep(1.5)  # the server's identity-policy cache
+    with pytest.raises(ClientError) as denied:
+        _client(server, key.access_key_id, key.secret).decrypt(CiphertextBlob=blob)
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+
+    def could(at: float) -> bool:
+        answer = get(server, f"/v1/keys/{key_id}/access", operation="Decrypt", at=str(at), principal=user)
+        assert answer.status_code == 200, answer.text
+        [entry] = answer.json()["Principals"]
+        return entry["Allowed"]
+
+    assert could(allowed_at) and not could(time.time())
+    everyone = get(server, f"/v1/keys/{key_id}/access", operation="Decrypt", at=str(allowed_at)).json()
+    assert {p["Principal"]: p["Allowed"] for p in everyone["Principals"]}[user] is True
+
+
+def test_the_query_api_answers_whom_iam_lets_ask(world: tuple[Server, Directory, Any]) -> None:
+    server, directory, _ = world
+    key_id = server.client().create_key()["KeyMetadata"]["KeyId"]
+
+    def ask(key: Any, path: str) -> int:
+        request = AWSRequest(method="GET", url=server.endpoint + path)
+        SigV4Auth(Credentials(key.access_key_id, key.secret), "kms", "us-east-1").add_auth(request)
+        prepared = request.prepare()
+        return httpx.get(prepared.url, headers=dict(prepared.headers), timeout=30).status_code
+
+    nobody = directory.access_key(f"arn:aws:iam::{A}:user/u-{uuid.uuid4().hex[:10]}", [])
+    reader = directory.access_key(f"arn:aws:iam::{A}:user/u-{uuid.uuid4().hex[:10]}", [
+        iam("kms:DescribeKey", f"arn:aws:kms:us-east-1:{A}:key/*"), iam("cloudtrail:LookupEvents")])
+    for path in (f"/v1/keys/{key_id}", f"/v1/keys/{key_id}/timeline", "/v1/audit?limit=1", "/v1/keys"):
+        assert ask(nobody, path) == 400, path  # AccessDeniedException is a 400 in the KMS protocol
+    assert [ask(reader, p) for p in (f"/v1/keys/{key_id}", f"/v1/keys/{key_id}/timeline", "/v1/audit?limit=1")] \
+        == [200, 200, 200]
+    assert ask(reader, "/v1/keys") == 400  # kms:ListKeys was not granted
