@@ -202,7 +202,7 @@ def replay(until: Optional[str] = typer.Option(None, help="Rebuild the world as 
             finally:
                 if into:
                     target.dispose()
-    typer.echo(f"replayed {stats.events} events ({stats.keys} keys, {stats.aliases} aliases) in "
+    typer.echo(f"replayed {stats.events} events ({stats.keys} keys, {stats.aliases} aliases, {stats.principals} principals) in "
                f"{stats.seconds:.2f}s: {stats.events_per_second:,.0f} events/s")
     if differences:
         for line in differences:
@@ -211,4 +211,5 @@ def replay(until: Optional[str] = typer.Option(None, help="Rebuild the world as 
         if grew:
             typer.echo("(events were written during the replay; run it again on a quiet database to confirm)", err=True)
         raise typer.Exit(1)
-    typer.echo(f"OK: {stats.key_state_rows} keys, {stats.alias_rows} aliases, {stats.index_rows} key events match")
+    typer.echo(f"OK: {stats.key_state_rows} keys, {stats.alias_rows} aliases, {stats.index_rows} key events, "
+               f"{stats.principal_rows} principals match")

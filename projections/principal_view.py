@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 
@@ -21,9 +21,11 @@ class SqlPrincipalView:
 
     # -- writing (inside the change's transaction, before its events are saved) ----------------------
 
-    def project(self, tx: Any, principal: Principal) -> None:
+    def project(self, tx: Any, principal: Principal, events: Sequence[Any] | None = None) -> None:
+        """``events``: the events that brought the principal here (default: its pending ones; a replay
+        passes the ones it applied)."""
         pid = str(principal.id)
-        events = principal.pending_events
+        events = principal.pending_events if events is None else events
         if events:
             tx.execute(principal_event_index.insert(), [
                 {"principal_id": pid, "version": e.originator_version, "account_id": principal.account_id,

@@ -21,16 +21,22 @@ from eventsourcing.persistence import Recording
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from application.point_in_time import ALIAS_TOPICS, KEY_TOPICS, IndexedEvent
+from application.point_in_time import ALIAS_TOPICS, KEY_TOPICS, IndexedEvent, event_topics
 from application.ports import UnitOfWork
 from domain.key import Key
-from projections import tables
+from domain.principal import Principal
+from projections import principal_tables, tables
 from projections.key_state_view import SqlKeyStateView
+from projections.principal_view import SqlPrincipalView
 
 PAGE = 1000
+PRINCIPAL_TOPICS = event_topics(Principal)
 DEFAULT_PREFIX = "replay_"
 PRIMARY_KEYS = {"key_state": ("key_id",), "key_aliases": ("account_id", "region", "alias_name"),
-                "key_event_index": ("key_id", "version"), "key_grants": ("grant_id",)}
+                "key_event_index": ("key_id", "version"), "key_grants": ("grant_id",),
+                "principals": ("principal_id",), "principal_event_index": ("principal_id", "version")}
+# Every projection table by name: the key projections' and the principals read model's.
+TABLES = {**tables.metadata.tables, **principal_tables.metadata.tables}
 Progress = Callable[[int, int], None]  # (last notification id read, highest notification id)
 
 
@@ -65,9 +71,11 @@ class ReplayStats:
     events: int = 0
     keys: int = 0
     aliases: int = 0
+    principals: int = 0
     key_state_rows: int = 0
     alias_rows: int = 0
     index_rows: int = 0
+    principal_rows: int = 0
     seconds: float = 0.0
     as_of: Optional[datetime] = None
     skipped_after: int = 0  # events later than as_of
@@ -83,7 +91,7 @@ def prefixed_tables(prefix: str) -> tuple[sa.MetaData, dict[str, sa.Table]]:
     md = sa.MetaData()
     out = {}
     for name in PRIMARY_KEYS:
-        table = tables.metadata.tables[name].to_metadata(md, name=prefix + name)
+        table = TABLES[name].to_metadata(md, name=prefix + name)
         for index in table.indexes:
             if index.name and table.name not in str(index.name):
                 index.name = prefix + index.name
@@ -96,7 +104,7 @@ def drop_tables(engine: sa.Engine, prefix: str) -> None:
 
 
 def _notifications(ledger: Any, stats: ReplayStats, progress: Progress | None) -> Iterator[list[Any]]:
-    topics = sorted(KEY_TOPICS | ALIAS_TOPICS)  # audit records are most of the log and project to nothing
+    topics = sorted(KEY_TOPICS | ALIAS_TOPICS | PRINCIPAL_TOPICS)  # audit records project to nothing
     top = ledger.recorder.max_notification_id() or 0
     start = 1
     while True:
@@ -115,6 +123,7 @@ def _notifications(ledger: Any, stats: ReplayStats, progress: Progress | None) -
 def _replay(ledger: Any, staging: sa.Engine, until: datetime | None, stats: ReplayStats,
             progress: Progress | None) -> None:
     view = SqlKeyStateView(None, cache_seconds=0)
+    principal_view = SqlPrincipalView(None)  # type: ignore[arg-type]  # writes only, into the staging tx
     aggregates: dict[Any, Any] = {}
     frozen: set[Any] = set()  # aggregates whose history passed ``until``: nothing later applies
     for page in _notifications(ledger, stats, progress):
@@ -130,10 +139,15 @@ def _replay(ledger: Any, staging: sa.Engine, until: datetime | None, stats: Repl
             aggregates[oid] = touched[oid] = event.mutate(aggregates.get(oid))
             recordings.append(Recording(domain_event=event, notification=notification))
             stats.events += 1
+        principals = [a for a in touched.values() if isinstance(a, Principal)]
         with Session(staging) as tx, tx.begin():
-            view.project(tx, list(touched.values()), recordings)
+            view.project(tx, [a for a in touched.values() if not isinstance(a, Principal)], recordings)
+            for principal in principals:
+                principal_view.project(tx, principal, [r.domain_event for r in recordings
+                                                       if r.domain_event.originator_id == principal.id])
     stats.keys = sum(isinstance(a, Key) for a in aggregates.values())
-    stats.aliases = len(aggregates) - stats.keys
+    stats.principals = sum(isinstance(a, Principal) for a in aggregates.values())
+    stats.aliases = len(aggregates) - stats.keys - stats.principals
 
 
 def _copy(staging: sa.Engine, engine: sa.Engine, prefix: str, stats: ReplayStats) -> None:
@@ -144,11 +158,12 @@ def _copy(staging: sa.Engine, engine: sa.Engine, prefix: str, stats: ReplayStats
     with staging.connect() as source, engine.begin() as target:
         for name, table in targets.items():
             counts[name] = 0
-            for chunk in source.execute(sa.select(tables.metadata.tables[name])).partitions(PAGE):
+            for chunk in source.execute(sa.select(TABLES[name])).partitions(PAGE):
                 target.execute(table.insert(), [dict(r._mapping) for r in chunk])
                 counts[name] += len(chunk)
     stats.key_state_rows, stats.alias_rows = counts["key_state"], counts["key_aliases"]
     stats.index_rows = counts["key_event_index"]
+    stats.principal_rows = counts["principals"]
 
 
 def rebuild(ledger: Any, engine: sa.Engine, target_prefix: str = DEFAULT_PREFIX, *, until: datetime | None = None,
@@ -159,6 +174,7 @@ def rebuild(ledger: Any, engine: sa.Engine, target_prefix: str = DEFAULT_PREFIX,
     stats = ReplayStats(as_of=until)
     staging = sa.create_engine("sqlite://", poolclass=StaticPool)
     tables.metadata.create_all(staging)
+    principal_tables.metadata.create_all(staging)
     try:
         _replay(ledger, staging, until, stats, progress)
         _copy(staging, engine, target_prefix, stats)

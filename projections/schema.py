@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from projections import tables
-from projections.replay import PRIMARY_KEYS, rebuild
+from projections.replay import PRIMARY_KEYS, TABLES, rebuild
 
 
 def stale_tables(engine: sa.Engine) -> list[str]:
@@ -17,7 +17,7 @@ def stale_tables(engine: sa.Engine) -> list[str]:
         if not inspector.has_table(name):
             continue
         present = {column["name"] for column in inspector.get_columns(name)}
-        if set(tables.metadata.tables[name].columns.keys()) - present:
+        if set(TABLES[name].columns.keys()) - present:
             stale.append(name)
     return stale
 

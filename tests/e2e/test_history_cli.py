@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.conftest import ServerFactory
+from tests.e2e.helpers import keyledger
 from tests.servers import ACCOUNT_ID, ROOT, Server
 
 ADMIN_ARN = f"arn:aws:iam::{ACCOUNT_ID}:root"
@@ -132,8 +133,25 @@ def test_replay_proves_the_projections_and_rebuilds_the_past(servers: ServerFact
     kms.update_alias(AliasName="alias/replay-a", TargetKeyId=keys[2])
     kms.enable_key_rotation(KeyId=keys[2])
 
+    keyledger(server, "principals", "create", "arn:aws:iam::111122223333:user/replayed")
+    keyledger(server, "principals", "attach-policy", "arn:aws:iam::111122223333:user/replayed", "--name", "p",
+              "--policy", '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:Encrypt", '
+                          '"Resource": "*"}]}')
     ok = history(server, "replay")
-    assert "OK: 3 keys, 1 aliases" in ok.stdout and "events/s" in ok.stdout
+    assert "OK: 3 keys, 1 aliases" in ok.stdout and "2 principals match" in ok.stdout and "events/s" in ok.stdout
+    live = sa.create_engine(server.database_url or f"sqlite:///{server.sqlite_file}")
+    try:  # a tampered principals row is a difference, like a tampered key row
+        where = sa.text("SELECT policies_json FROM principals WHERE name = 'replayed'")
+        update = sa.text("UPDATE principals SET policies_json = :v WHERE name = 'replayed'")
+        with live.begin() as conn:
+            original = conn.execute(where).scalar_one()
+            conn.execute(update, {"v": "{}"})
+        tampered = history(server, "replay", expect=1)
+        assert "principals[" in tampered.stdout + tampered.stderr
+        with live.begin() as conn:
+            conn.execute(update, {"v": original})
+    finally:
+        live.dispose()
 
     into = servers.tmp_path / "past.db"
     past = history(server, "replay", "--until", t_before, "--into", f"sqlite:///{into}")
