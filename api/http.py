@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 
@@ -27,7 +26,7 @@ from api.errors import CONTENT_TYPE, INTERNAL_ERROR_BODY, error_body
 from api.operations import HANDLERS, refuse_recipient
 from api.query_api import query_router
 from api.wire_model import WireModel
-from application.audit_records import CallContext, current_call
+from application.audit_records import CallContext, current_call, new_ids
 from application.audit_trail import AuditUnavailable
 from domain.errors import (
     InternalError,
@@ -117,7 +116,7 @@ class KmsEndpoint:
                      raw_path: bytes, query_string: bytes, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """One KMS call: (status, headers, body) of the response, sent only after its audit record is durable."""
         runtime, wire = self.runtime, self.wire
-        request_id = str(uuid.uuid4())
+        request_id, event_id = new_ids(2)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
         target = user_agent = None
         for name, value in headers:  # ASGI servers pass names lower-cased; the first of a repeated header wins
@@ -130,7 +129,7 @@ class KmsEndpoint:
         call = CallContext.api_call(
             event_name=target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else target,
             at=runtime.now(), region=None, source_ip=client[0] if client else None,
-            user_agent=user_agent, request_id=request_id)
+            user_agent=user_agent, request_id=request_id, event_id=event_id)
         call.secure_transport = scheme == "https"
         try:
             scope = authenticate_raw(runtime, method="POST", path=raw_path.decode("latin-1") or "/",

@@ -30,6 +30,12 @@ from domain.key import Key
 MAX_ATTEMPTS = 5
 
 
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(AuditUnavailable(str(error))) if error else future.set_result(None)
+
+
 class AuditUnavailable(Exception):
     """The record could not be made durable; the call must fail closed."""
 
@@ -37,7 +43,9 @@ class AuditUnavailable(Exception):
 @dataclass
 class _Pending:
     record: dict[str, Any]
-    done: Callable[[BaseException | None], None]
+    done: Callable[[BaseException | None], None] | None  # None: an asyncio waiter, settled per loop
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
 
 
 @dataclass
@@ -123,8 +131,11 @@ class AuditTrail:
 
     def record(self, record: dict[str, Any]) -> None:
         """Blocks until the record is durable; raises AuditUnavailable if it cannot be."""
-        if not self._thread.is_alive():
-            self._commit([_Pending(record, lambda e: None)])  # no committer (CLI): write directly
+        if not self._thread.is_alive():  # no committer (CLI): write directly
+            failed: list[BaseException | None] = []
+            self._commit([_Pending(record, failed.append)])
+            if failed[0] is not None:
+                raise AuditUnavailable(str(failed[0])) from failed[0]
             return
         finished = threading.Event()
         outcome: list[BaseException | None] = []
@@ -141,14 +152,7 @@ class AuditTrail:
     async def record_async(self, record: dict[str, Any]) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-
-        def done(error: BaseException | None) -> None:
-            def settle() -> None:
-                if not future.done():
-                    future.set_exception(AuditUnavailable(str(error))) if error else future.set_result(None)
-            loop.call_soon_threadsafe(settle)
-
-        self._queue.put(_Pending(record, done))
+        self._queue.put(_Pending(record, None, loop, future))
         await future
 
     def _commit_loop(self) -> None:
@@ -189,5 +193,15 @@ class AuditTrail:
         self.stats.batches += 1
         self.stats.records += len(batch)
         self.stats.largest = max(self.stats.largest, len(batch))
+        # asyncio waiters are settled with one wake-up of their loop per batch, not one per record.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for pending in batch:
-            pending.done(error)
+            if pending.done is not None:
+                pending.done(error)
+            elif pending.loop is not None and pending.future is not None:
+                by_loop.setdefault(pending.loop, []).append(pending.future)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, futures, error)
+            except RuntimeError:  # the loop was closed: nobody waits any more
+                pass
