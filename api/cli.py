@@ -51,34 +51,32 @@ def serve(
     port: Optional[int] = typer.Option(None, help="Port to listen on [env KEYLEDGER_PORT; default 8080]."),
     data_dir: Optional[Path] = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR; default ./keyledger-data]."),
     database_url: Optional[str] = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL; default SQLite in the data directory]."),
+    workers: Optional[int] = typer.Option(None, help="Server processes sharing the port and the database [env KEYLEDGER_WORKERS; default 1]."),
     access_log: bool = typer.Option(False, help="Log one line per HTTP request."),
 ) -> None:
     """Start the HTTP server (AWS KMS JSON protocol at /, health at /healthz)."""
     import uvicorn
 
     from api.http import create_app
+    from api.serve import background_passes
     from infrastructure.bootstrap import build_runtime
 
-    import logging
-
-    from infrastructure.scheduler import Periodic
-
-    settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url)
+    settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url, workers=workers)
     runtime = build_runtime(settings)
     _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason)
-    passes = []
-    if runtime.services is not None:
-        log = logging.getLogger("keyledger.background")
-        services = runtime.services
-        passes = [
-            Periodic("keyledger-maintenance", services.maintenance.run_once, settings.maintenance_interval,
-                     lambda exc: log.exception("maintenance pass failed", exc_info=exc)),
-            Periodic("keyledger-checkpoints", services.checkpointer.checkpoint_if_due,
-                     min(1.0, settings.audit_checkpoint_seconds),
-                     lambda exc: log.exception("audit checkpoint failed", exc_info=exc)),
-        ]
-    uvicorn.run(create_app(runtime, passes), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=access_log)
+    if settings.workers > 1:
+        # First-start work is done (root key, administrator key); each worker builds its own runtime from
+        # the environment, so hand the flags on through it.
+        runtime.close()
+        for variable, value in (("KEYLEDGER_HOST", host), ("KEYLEDGER_PORT", port), ("KEYLEDGER_DATA_DIR", data_dir),
+                                ("KEYLEDGER_DATABASE_URL", database_url)):
+            if value is not None:
+                os.environ[variable] = str(value)
+        uvicorn.run("api.serve:worker_app", factory=True, workers=settings.workers, host=settings.host,
+                    port=settings.port, log_level=settings.log_level, access_log=access_log)
+        return
+    uvicorn.run(create_app(runtime, background_passes(runtime)), host=settings.host, port=settings.port,
+                log_level=settings.log_level, access_log=access_log)
 
 
 def _open_runtime(data_dir: Optional[Path], database_url: Optional[str]):

@@ -40,6 +40,7 @@ class Settings:
     audit_checkpoint_file: Path | None = None  # default: <data dir>/audit-checkpoints.jsonl
     sqlite_busy_timeout_ms: int = 10000  # how long a SQLite writer waits for another's lock
     key_cache_seconds: float = 1.0  # how long another process's key-state change may take to show here
+    workers: int = 1  # server processes sharing the listening socket and the database
 
     @property
     def resolved_database_url(self) -> str:
@@ -81,6 +82,7 @@ class Settings:
             "audit_checkpoint_file": ("KEYLEDGER_AUDIT_CHECKPOINT_FILE", Path),
             "sqlite_busy_timeout_ms": ("KEYLEDGER_SQLITE_BUSY_TIMEOUT_MS", int),
             "key_cache_seconds": ("KEYLEDGER_KEY_CACHE_SECONDS", float),
+            "workers": ("KEYLEDGER_WORKERS", int),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):
@@ -99,6 +101,8 @@ class Settings:
             raise SystemExit("keyledger: KEYLEDGER_ACCOUNT_ID must be 12 digits.")
         if self.root_key_provider not in ("file", "env"):
             raise SystemExit("keyledger: KEYLEDGER_ROOT_KEY_PROVIDER must be 'file' or 'env'.")
+        if self.workers < 1:
+            raise SystemExit("keyledger: KEYLEDGER_WORKERS must be 1 or more.")
         if not self.regions:
             raise SystemExit("keyledger: KEYLEDGER_REGIONS names no region.")
         if (self.admin_access_key_id is None) != (self.admin_secret_access_key is None):

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from infrastructure.tables import backing_keys, import_keys
 
+EVENTS_TABLE = "keyledger_events"  # the event store's table (eventsourcing names it <app name>_events)
+
 
 class SqlUnitOfWork:
     """A transaction of eventsourcing_sqlalchemy's datastore. The library's own writes join it (its
@@ -24,6 +26,17 @@ class SqlUnitOfWork:
 
     def read(self) -> AbstractContextManager[Session]:
         return self._datastore.transaction(commit=False)
+
+    def lock_writers(self, tx: Session) -> None:
+        """SQLite: BEGIN IMMEDIATE (its one write lock, across processes), unless this transaction already
+        wrote and so holds it. PostgreSQL: the events table lock the event store takes before inserting."""
+        connection = tx.connection()
+        dialect = connection.dialect.name
+        if dialect == "sqlite":
+            if not connection.connection.dbapi_connection.in_transaction:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif dialect == "postgresql":
+            connection.exec_driver_sql(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")
 
 
 class SqlBackingKeyStore:
