@@ -81,8 +81,6 @@ class AuditTrail:
             except IntegrityError:
                 pass  # another process started it
             return self._load_head()
-        if self._head is not None and stored[0].originator_version == self._head[0] + 1:
-            return self._head  # nobody appended since our last append: no need to decode the record
         event = self._ledger.mapper.to_domain_event(stored[0])
         if isinstance(event, AuditLog.RecordAppended):
             return event.record["seq"], event.record["chain"]
@@ -93,7 +91,10 @@ class AuditTrail:
         lock, then reads the head, so no other process can append between our reading the head and our
         commit: several servers on one database neither fork the log nor conflict on it."""
         self._uow.lock_writers(tx)
-        self._head = self._load_head()  # one indexed read; the record is decoded only if another process appended
+        # The log's version is seq + 1. Unless another process appended since our last append, the head
+        # we hold is current and one index lookup says so; otherwise read and decode the last record.
+        if self._head is None or self._uow.last_version(tx, AUDIT_LOG_ID) != self._head[0] + 1:
+            self._head = self._load_head()
         return AuditLog.at_head(*self._head)
 
     # -- a key change's own record ---------------------------------------------------------------

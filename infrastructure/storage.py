@@ -18,8 +18,9 @@ class SqlUnitOfWork:
     """A transaction of eventsourcing_sqlalchemy's datastore. The library's own writes join it (its
     transactions nest through a context variable), so events, snapshots and our rows commit as one."""
 
-    def __init__(self, datastore: Any) -> None:
+    def __init__(self, datastore: Any, events: sa.Table | None = None) -> None:
         self._datastore = datastore
+        self._events = events  # the event store's table, for last_version
 
     def transaction(self) -> AbstractContextManager[Session]:
         return self._datastore.transaction(commit=True)
@@ -37,6 +38,13 @@ class SqlUnitOfWork:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif dialect == "postgresql":
             connection.exec_driver_sql(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")
+
+    def last_version(self, tx: Session, originator_id: Any) -> int | None:
+        """The highest stored version of one aggregate (one lookup in the (id, version) index)."""
+        assert self._events is not None, "built without the event store's table"
+        events = self._events
+        return tx.execute(sa.select(sa.func.max(events.c.originator_version))
+                          .where(events.c.originator_id == originator_id)).scalar()
 
 
 class SqlBackingKeyStore:
