@@ -98,14 +98,15 @@ class KmsEndpoint:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/":
             await self.app(scope, receive, send)
             return
-        body = b""
+        chunks = []
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return  # the client went away before sending its request: nothing was done, nothing to answer
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         status, headers, payload = await self.answer(
             raw_headers=scope["headers"], client=scope.get("client"), scheme=scope.get("scheme", "http"),
             raw_path=scope.get("raw_path") or b"/", query_string=scope.get("query_string", b""), body=body)
