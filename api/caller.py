@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from typing import Sequence
 
 from starlette.requests import Request
 
@@ -17,18 +18,28 @@ _CREDENTIAL = re.compile(r"Credential=(?P<key>[A-Za-z0-9]{1,128})/\d{8}/(?P<regi
 
 
 def authenticate(runtime: Runtime, request: Request, body: bytes, call: CallContext) -> Scope:
+    """For a Starlette request (the /v1 query API)."""
+    return authenticate_raw(
+        runtime, method=request.method, path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
+        query_string=request.scope.get("query_string", b"").decode("latin-1"),
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
+        body=body, call=call)
+
+
+def authenticate_raw(runtime: Runtime, *, method: str, path: str, query_string: str,
+                     headers: Sequence[tuple[str, str]], body: bytes, call: CallContext) -> Scope:
+    """``headers``: every header of the request as (name, value) text, names in any case."""
     if runtime.sealed_reason or runtime.services is None:
         raise SealedError(f"keyledger is sealed and refuses key operations: {runtime.sealed_reason}")
     credentials = runtime.services.credentials
-    claimed = _CREDENTIAL.search(request.headers.get("authorization", ""))
+    authorization = next((v for k, v in headers if k.lower() == "authorization"), "")
+    claimed = _CREDENTIAL.search(authorization)
     if claimed:  # what the caller claims, recorded even if the signature is refused
         call.record["awsRegion"] = claimed.group("region")
         call.record["userIdentity"] = {"type": "Unknown", "accessKeyId": claimed.group("key")}
     signed = verify_sigv4(
-        method=request.method, path=request.scope.get("raw_path", b"/").decode("latin-1") or "/",
-        query_string=request.scope.get("query_string", b"").decode("latin-1"),
-        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
-        body=body, lookup_secret=lambda key_id: (c.secret if (c := credentials.lookup(key_id)) else None),
+        method=method, path=path, query_string=query_string, headers=headers, body=body,
+        lookup_secret=lambda key_id: (c.secret if (c := credentials.lookup(key_id)) else None),
         now=datetime.now(tz=timezone.utc),
     )
     call.record["awsRegion"] = signed.region

@@ -87,39 +87,41 @@ def serve(
     database_url: Optional[str] = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL; default SQLite in the data directory]."),
     tls_cert: Optional[Path] = typer.Option(None, help="PEM certificate (chain) to serve HTTPS with; needs --tls-key [env KEYLEDGER_TLS_CERT]."),
     tls_key: Optional[Path] = typer.Option(None, help="PEM private key (unencrypted) of --tls-cert [env KEYLEDGER_TLS_KEY]."),
+    workers: Optional[int] = typer.Option(None, help="Server processes sharing the port and the database [env KEYLEDGER_WORKERS; default 1]."),
     access_log: bool = typer.Option(False, help="Log one line per HTTP request."),
 ) -> None:
     """Start the HTTP server (AWS KMS JSON protocol at /, health at /healthz); HTTPS with --tls-cert and --tls-key."""
     settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url,
-                             tls_cert=tls_cert, tls_key=tls_key)
+                             tls_cert=tls_cert, tls_key=tls_key, workers=workers)
     tls = _load_tls(settings)
+    if tls and settings.workers > 1:
+        typer.echo("--workers above 1 does not serve HTTPS yet: run one worker with --tls-cert/--tls-key, or "
+                   "several workers on plain HTTP.", err=True)
+        raise typer.Exit(1)
 
     import uvicorn
 
     from api.http import create_app
+    from api.serve import background_passes
     from infrastructure.bootstrap import build_runtime
-
-    import logging
-
-    from infrastructure.scheduler import Periodic
 
     runtime = build_runtime(settings)
     _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason, tls)
-    passes = []
-    if runtime.services is not None:
-        log = logging.getLogger("keyledger.background")
-        services = runtime.services
-        passes = [
-            Periodic("keyledger-maintenance", services.maintenance.run_once, settings.maintenance_interval,
-                     lambda exc: log.exception("maintenance pass failed", exc_info=exc)),
-            Periodic("keyledger-checkpoints", services.checkpointer.checkpoint_if_due,
-                     min(1.0, settings.audit_checkpoint_seconds),
-                     lambda exc: log.exception("audit checkpoint failed", exc_info=exc)),
-        ]
+    if settings.workers > 1:
+        # First-start work is done (root key, administrator key); each worker builds its own runtime from
+        # the environment, so hand the flags on through it.
+        runtime.close()
+        for variable, value in (("KEYLEDGER_HOST", host), ("KEYLEDGER_PORT", port), ("KEYLEDGER_DATA_DIR", data_dir),
+                                ("KEYLEDGER_DATABASE_URL", database_url)):
+            if value is not None:
+                os.environ[variable] = str(value)
+        uvicorn.run("api.serve:worker_app", factory=True, workers=settings.workers, host=settings.host,
+                    port=settings.port, log_level=settings.log_level, access_log=access_log, proxy_headers=False)
+        return
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-Proto/-For from any client on 127.0.0.1,
     # so a local caller could claim aws:SecureTransport over plain HTTP and forge its audit sourceIPAddress.
-    uvicorn.run(create_app(runtime, passes), host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=access_log, proxy_headers=False,
+    uvicorn.run(create_app(runtime, background_passes(runtime)), host=settings.host, port=settings.port,
+                log_level=settings.log_level, access_log=access_log, proxy_headers=False,
                 ssl_context_factory=tls.context_factory() if tls else None)
 
 

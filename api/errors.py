@@ -11,9 +11,16 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 _INTERNAL = InternalError("The service could not complete the request because of an internal error. Retry the request.")
 
 
+def error_body(error: KmsError) -> bytes:
+    return json.dumps({"__type": error.code, "message": error.message}).encode("utf-8")
+
+
+INTERNAL_ERROR_BODY = error_body(_INTERNAL)
+
+
 def error_response(error: KmsError, request_id: str) -> Response:
-    body = json.dumps({"__type": error.code, "message": error.message})
-    return Response(body, status_code=error.status, media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id})
+    return Response(error_body(error), status_code=error.status, media_type=CONTENT_TYPE,
+                    headers={"x-amzn-RequestId": request_id})
 
 
 def internal_error_response(request_id: str) -> Response:

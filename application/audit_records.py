@@ -6,7 +6,7 @@ method passing it along.
 """
 from __future__ import annotations
 
-import uuid
+import os
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +29,31 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_last_iso: tuple[int, str] = (-1, "")
+
+
+def _iso_now(moment: datetime) -> str:
+    """iso() for the call being recorded: every call in one second shares the text, so keep the last one."""
+    global _last_iso
+    second = int(moment.timestamp())
+    last = _last_iso
+    if last[0] != second:
+        last = _last_iso = (second, iso(moment))
+    return last[1]
+
+
+def new_ids(count: int = 1) -> list[str]:
+    """Random (version 4) UUIDs as text, as str(uuid.uuid4()) spells them, from one os.urandom call."""
+    raw = bytearray(os.urandom(16 * count))
+    out = []
+    for i in range(0, 16 * count, 16):
+        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40  # version 4
+        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw[i:i + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
+
+
 @dataclass
 class CallContext:
     record: dict[str, Any]
@@ -44,13 +69,13 @@ class CallContext:
 
     @classmethod
     def api_call(cls, *, event_name: str, at: datetime, region: str | None, source_ip: str | None,
-                 user_agent: str | None, request_id: str) -> CallContext:
+                 user_agent: str | None, request_id: str, event_id: str | None = None) -> CallContext:
         return cls(record={
-            "eventVersion": EVENT_VERSION, "eventTime": iso(at), "eventSource": EVENT_SOURCE,
+            "eventVersion": EVENT_VERSION, "eventTime": _iso_now(at), "eventSource": EVENT_SOURCE,
             "eventName": event_name, "awsRegion": region, "userIdentity": {"type": "Unknown"},
             "sourceIPAddress": source_ip, "userAgent": user_agent, "requestParameters": None,
             "responseElements": None, "errorCode": None, "errorMessage": None, "requestID": request_id,
-            "eventID": str(uuid.uuid4()), "readOnly": event_name not in MUTATING, "resources": [],
+            "eventID": event_id or new_ids()[0], "readOnly": event_name not in MUTATING, "resources": [],
             "eventType": "AwsApiCall", "managementEvent": True, "eventCategory": "Management",
         }, at=at)
 
@@ -62,7 +87,7 @@ class CallContext:
             "userIdentity": {"accountId": account_id, "invokedBy": EVENT_SOURCE},
             "sourceIPAddress": EVENT_SOURCE, "userAgent": EVENT_SOURCE, "requestParameters": None,
             "responseElements": None, "errorCode": None, "errorMessage": None,
-            "requestID": str(uuid.uuid4()), "eventID": str(uuid.uuid4()), "readOnly": False, "resources": [],
+            "requestID": new_ids()[0], "eventID": new_ids()[0], "readOnly": False, "resources": [],
             "eventType": "AwsServiceEvent", "managementEvent": True, "eventCategory": "Management",
             "recipientAccountId": account_id,
         }, at=at)

@@ -1,12 +1,14 @@
 """Durable, ordered, chained audit records, committed in groups.
 
 Two ways in, one head:
-* ``append_in_transaction``: a key change's own record, saved in the key change's transaction.
+* ``transaction_with_record``: a key change's own record, saved in the key change's transaction.
 * ``record`` / ``record_async``: every other call's record, queued; a committer thread writes whatever is
   queued in one transaction (group commit) and wakes each caller when its batch is durable. Nothing is
   answered before that, so a caller never holds a secret whose record could still be lost.
-The head (seq, chain) is held under one lock for the whole of a transaction that appends; a writer in
-another process that appended first makes ours fail on the log's version, and we reload and retry.
+The head (seq, chain) is read after taking the event store's writer lock, inside the transaction that
+appends, and held under one in-process lock until that transaction ends: servers in other processes on
+the same database (``KEYLEDGER_WORKERS``, or several hosts on PostgreSQL) append one after the other
+instead of failing on the log's version. A version conflict is still retried, should one happen.
 """
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ from domain.key import Key
 MAX_ATTEMPTS = 5
 
 
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(AuditUnavailable(str(error))) if error else future.set_result(None)
+
+
 class AuditUnavailable(Exception):
     """The record could not be made durable; the call must fail closed."""
 
@@ -37,7 +45,9 @@ class AuditUnavailable(Exception):
 @dataclass
 class _Pending:
     record: dict[str, Any]
-    done: Callable[[BaseException | None], None]
+    done: Callable[[BaseException | None], None] | None  # None: an asyncio waiter, settled per loop
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
 
 
 @dataclass
@@ -56,7 +66,7 @@ class AuditTrail:
         self._window = window_seconds
         self._max_batch = max_batch
         self._head_lock = threading.RLock()
-        self._head: tuple[int, str] | None = None
+        self._head: tuple[int, str] | None = None  # (seq, chain) of the last record we know committed
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._commit_loop, name="keyledger-audit", daemon=True)
         self.stats = GroupCommitStats()
@@ -76,39 +86,51 @@ class AuditTrail:
             return event.record["seq"], event.record["chain"]
         return 0, GENESIS.hex()
 
-    @contextmanager
-    def _appending(self) -> Iterator[AuditLog]:
-        """Holds the head for one transaction; the head advances only if the caller's block succeeds."""
-        with self._head_lock:
-            if self._head is None:
-                self._head = self._load_head()
-            log = AuditLog.at_head(*self._head)
-            try:
-                yield log
-            except BaseException:
-                self._head = None  # reload: another process may have appended, or our write failed
-                raise
-            self._head = (log.seq, log.chain)
+    def _begin_append(self, tx: Any) -> AuditLog:
+        """Inside transaction ``tx`` (the caller holds ``_head_lock`` until it ends): takes the writers'
+        lock, then reads the head, so no other process can append between our reading the head and our
+        commit: several servers on one database neither fork the log nor conflict on it."""
+        self._uow.lock_writers(tx)
+        # The log's version is seq + 1. Unless another process appended since our last append, the head
+        # we hold is current and one index lookup says so; otherwise read and decode the last record.
+        if self._head is None or self._uow.last_version(tx, AUDIT_LOG_ID) != self._head[0] + 1:
+            self._head = self._load_head()
+        return AuditLog.at_head(*self._head)
 
     # -- a key change's own record ---------------------------------------------------------------
 
     @contextmanager
-    def transaction_with_record(self, aggregates: list[Any]) -> Iterator[list[AuditLog]]:
-        """Wraps a key-change transaction: yields the audit aggregates to save with it (none when no call
-        is being audited or its record was already written)."""
+    def transaction_with_record(self, aggregates: list[Any]) -> Iterator[Callable[[Any], list[AuditLog]]]:
+        """Wraps a key-change transaction. Yields ``attach``, to be called first thing inside the
+        transaction: ``attach(tx)`` takes the writers' lock, seals the call's record on the current head
+        and returns the audit aggregates to save with the change (none when no call is being audited or
+        its record was already written)."""
         call = current_call.get()
         if call is None or call.committed:
-            yield []
+            yield lambda tx: []
             return
-        with self._appending() as log:
+        attached: list[AuditLog] = []
+
+        def attach(tx: Any) -> list[AuditLog]:
+            log = self._begin_append(tx)
             for aggregate in aggregates:
                 if isinstance(aggregate, Key):
                     call.add_resource(aggregate.arn)
                     if call.respond_from is not None:
                         call.record["responseElements"] = call.respond_from(aggregate)
             log.append(call.final_record(), self._clock.now())
-            yield [log]
-        call.committed = True
+            attached[:] = [log]
+            return [log]
+
+        with self._head_lock:
+            try:
+                yield attach
+            except BaseException:
+                self._head = None  # reload next time
+                raise
+            if attached:  # the transaction committed with the record
+                self._head = (attached[0].seq, attached[0].chain)
+                call.committed = True
 
     # -- every other record: group commit ----------------------------------------------------------
 
@@ -123,8 +145,11 @@ class AuditTrail:
 
     def record(self, record: dict[str, Any]) -> None:
         """Blocks until the record is durable; raises AuditUnavailable if it cannot be."""
-        if not self._thread.is_alive():
-            self._commit([_Pending(record, lambda e: None)])  # no committer (CLI): write directly
+        if not self._thread.is_alive():  # no committer (CLI): write directly
+            failed: list[BaseException | None] = []
+            self._commit([_Pending(record, failed.append)])
+            if failed[0] is not None:
+                raise AuditUnavailable(str(failed[0])) from failed[0]
             return
         finished = threading.Event()
         outcome: list[BaseException | None] = []
@@ -141,14 +166,7 @@ class AuditTrail:
     async def record_async(self, record: dict[str, Any]) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-
-        def done(error: BaseException | None) -> None:
-            def settle() -> None:
-                if not future.done():
-                    future.set_exception(AuditUnavailable(str(error))) if error else future.set_result(None)
-            loop.call_soon_threadsafe(settle)
-
-        self._queue.put(_Pending(record, done))
+        self._queue.put(_Pending(record, None, loop, future))
         await future
 
     def _commit_loop(self) -> None:
@@ -174,11 +192,18 @@ class AuditTrail:
         error: BaseException | None = None
         for _ in range(MAX_ATTEMPTS):
             try:
-                with self._appending() as log, self._uow.transaction():
-                    now = self._clock.now()
-                    for pending in batch:
-                        log.append(pending.record, now)
-                    self._ledger.save(log)
+                with self._head_lock:
+                    try:
+                        with self._uow.transaction() as tx:
+                            log = self._begin_append(tx)
+                            now = self._clock.now()
+                            for pending in batch:
+                                log.append(pending.record, now)
+                            self._ledger.save(log)
+                    except BaseException:
+                        self._head = None  # reload next time
+                        raise
+                    self._head = (log.seq, log.chain)  # committed
                 error = None
                 break
             except IntegrityError as exc:  # another process appended first: reload the head, retry
@@ -189,5 +214,15 @@ class AuditTrail:
         self.stats.batches += 1
         self.stats.records += len(batch)
         self.stats.largest = max(self.stats.largest, len(batch))
+        # asyncio waiters are settled with one wake-up of their loop per batch, not one per record.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for pending in batch:
-            pending.done(error)
+            if pending.done is not None:
+                pending.done(error)
+            elif pending.loop is not None and pending.future is not None:
+                by_loop.setdefault(pending.loop, []).append(pending.future)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, futures, error)
+            except RuntimeError:  # the loop was closed: nobody waits any more
+                pass

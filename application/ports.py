@@ -20,6 +20,13 @@ class UnitOfWork(Protocol):
 
     def transaction(self) -> AbstractContextManager[Any]: ...
 
+    def lock_writers(self, tx: Any) -> None:
+        """Inside ``tx``: wait for, and hold until it ends, the lock every writer of the event store takes
+        (in any process), so what is read next is not changed underneath before commit."""
+
+    def last_version(self, tx: Any, originator_id: Any) -> int | None:
+        """The highest stored version of one aggregate, read in ``tx``."""
+
 
 @dataclass(frozen=True)
 class KeyRow:

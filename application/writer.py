@@ -38,8 +38,9 @@ class LedgerWriter:
     def commit(self, aggregates: Sequence[Aggregate], also: Sequence[Also] = ()) -> None:
         """Events, snapshots, view rows, ``also`` (e.g. backing-key rows) and the audit record of the call
         being served commit together or not at all."""
-        with self._audit.transaction_with_record(list(aggregates)) as audit_log:
+        with self._audit.transaction_with_record(list(aggregates)) as attach_record:
             with self._uow.transaction() as tx:
+                audit_log = attach_record(tx)  # first: it takes the writers' lock before reading the audit head
                 for write in also:
                     write(tx)
                 recordings = self.ledger.save(*aggregates, *audit_log)

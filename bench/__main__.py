@@ -52,7 +52,10 @@ def main() -> None:
           f"{REQUESTS} requests or {SECONDS} s per measurement")
     env = {k[len("BENCH_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_KEYLEDGER_")}
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(data_dir=Path(tmp) / "data", env={"KEYLEDGER_MAINTENANCE_INTERVAL": "0", **env}).start()
+        # BENCH_KEYLEDGER_WORKERS=2 etc. pass settings to the server; worker processes take longer to start.
+        server = Server(data_dir=Path(tmp) / "data", env={"KEYLEDGER_MAINTENANCE_INTERVAL": "0", **env}).start(timeout=120)
+        if env:
+            print("keyledger settings: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
         floor, floor_url = start_floor()
         try:
             kms = server.client()

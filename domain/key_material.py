@@ -6,6 +6,7 @@ root key (so rotating the root key does not change history), and for 256-bit mat
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -49,6 +50,7 @@ def new_material(key_spec: str) -> Material:
     return Material(new_material_id(), generate_private_key(key_spec))
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of two ids, asked on every Decrypt and GenerateDataKey
 def key_material_id(key_id: str, material_id: str) -> str:
     """The 64-hex KeyMaterialId callers see. The blob header carries a 16-byte material id (DESIGN.md);
     AWS's wire shape is 32 bytes of hex, so we publish a hash of (key id, material id): stable, and it

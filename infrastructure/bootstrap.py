@@ -123,7 +123,7 @@ def build_runtime(settings: Settings) -> Runtime:
     ensure_current(ledger, engine)
     principal_metadata.create_all(engine)
     assert_storage_settings(engine)
-    uow = SqlUnitOfWork(datastore)
+    uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__)  # type: ignore[attr-defined]
     clock = DatabaseClock(uow)
     audit = AuditTrail(ledger, uow, clock, window_seconds=settings.audit_group_commit_window,
                        max_batch=settings.audit_group_commit_max)

@@ -37,21 +37,47 @@ POOL_SIZE = 32  # about the request thread pool's size, so connections are reuse
 
 
 class BulkInsertApplicationRecorder(SQLAlchemyApplicationRecorder):
-    """Inserts a transaction's events with one multi-row INSERT ... RETURNING instead of one ORM object
-    and flush per event. Group-committed audit batches are hundreds of events, and the ORM unit of work
-    was the largest cost of writing them (docs/performance.md). Same table, same lock, same ids."""
+    """Inserts a transaction's events in one statement instead of one ORM object and flush per event.
+    Group-committed audit batches are tens to hundreds of events, and the ORM unit of work was the largest
+    cost of writing them (docs/performance.md). Same table, same lock, same notification ids.
+
+    PostgreSQL: one multi-row ``INSERT ... RETURNING id``. SQLite: SQLAlchemy cannot keep RETURNING rows in
+    parameter order there and falls back to one statement per row, so the rows go in with the driver's
+    ``executemany`` and the ids are read back: a transaction that inserts holds SQLite's only write lock,
+    and each new rowid is the table's largest plus one, so the n rows got the n ids ending at
+    ``last_insert_rowid()``."""
 
     def _insert_stored_events(self, session: Any, stored_events: Any, **kwargs: Any) -> list[int]:
         if not stored_events:
             return []
         table = self.events_record_cls.__table__
         self._lock_table(session)
-        rows = [{"originator_id": e.originator_id, "originator_version": e.originator_version,
-                 "topic": e.topic, "state": e.state} for e in stored_events]
-        result = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
-        ids = [row[0] for row in result]
+        if session.get_bind().dialect.name == "sqlite":
+            ids = self._sqlite_insert(session, table, stored_events)
+        else:
+            rows = [{"originator_id": e.originator_id, "originator_version": e.originator_version,
+                     "topic": e.topic, "state": e.state} for e in stored_events]
+            result = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
+            ids = [row[0] for row in result]
         self._notify_channel(session)
         return ids
+
+    @staticmethod
+    def _sqlite_insert(session: Any, table: Any, stored_events: Any) -> list[int]:
+        connection = session.connection()
+        dialect = connection.dialect
+        columns = (table.c.originator_id, table.c.originator_version, table.c.topic, table.c.state)
+        # The columns' own bind processors: the values stored are exactly those the ORM would store.
+        processors = [column.type.bind_processor(dialect) for column in columns]
+        rows = [tuple(p(v) if p else v for p, v in zip(processors, (e.originator_id, e.originator_version, e.topic,
+                                                                     e.state)))
+                for e in stored_events]
+        preparer = dialect.identifier_preparer
+        connection.exec_driver_sql(
+            f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(c.name) for c in columns)}) "
+            f"VALUES (?, ?, ?, ?)", rows)
+        last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+        return list(range(last - len(rows) + 1, last + 1))
 
 
 class KeyledgerFactory(SQLAlchemyFactory):

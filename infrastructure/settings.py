@@ -42,6 +42,7 @@ class Settings:
     key_cache_seconds: float = 1.0  # how long another process's key-state change may take to show here
     tls_cert: Path | None = None  # PEM certificate (chain); with tls_key, serve HTTPS instead of HTTP
     tls_key: Path | None = None  # PEM private key, unencrypted (a path is not a secret; its contents are)
+    workers: int = 1  # server processes sharing the listening socket and the database
 
     @property
     def resolved_database_url(self) -> str:
@@ -85,6 +86,7 @@ class Settings:
             "key_cache_seconds": ("KEYLEDGER_KEY_CACHE_SECONDS", float),
             "tls_cert": ("KEYLEDGER_TLS_CERT", Path),
             "tls_key": ("KEYLEDGER_TLS_KEY", Path),
+            "workers": ("KEYLEDGER_WORKERS", int),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):
@@ -103,6 +105,8 @@ class Settings:
             raise SystemExit("keyledger: KEYLEDGER_ACCOUNT_ID must be 12 digits.")
         if self.root_key_provider not in ("file", "env"):
             raise SystemExit("keyledger: KEYLEDGER_ROOT_KEY_PROVIDER must be 'file' or 'env'.")
+        if self.workers < 1:
+            raise SystemExit("keyledger: KEYLEDGER_WORKERS must be 1 or more.")
         if not self.regions:
             raise SystemExit("keyledger: KEYLEDGER_REGIONS names no region.")
         if (self.admin_access_key_id is None) != (self.admin_secret_access_key is None):

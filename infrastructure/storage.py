@@ -11,19 +11,52 @@ from sqlalchemy.orm import Session
 
 from infrastructure.tables import backing_keys, import_keys
 
+EVENTS_TABLE = "keyledger_events"  # the event store's table (eventsourcing names it <app name>_events)
+
 
 class SqlUnitOfWork:
     """A transaction of eventsourcing_sqlalchemy's datastore. The library's own writes join it (its
     transactions nest through a context variable), so events, snapshots and our rows commit as one."""
 
-    def __init__(self, datastore: Any) -> None:
+    def __init__(self, datastore: Any, events: sa.Table | None = None) -> None:
         self._datastore = datastore
+        self._events = events  # the event store's table, for last_version
+        self._last_version_sql: str | None = None
+        self._bind_id: Any = None
 
     def transaction(self) -> AbstractContextManager[Session]:
         return self._datastore.transaction(commit=True)
 
     def read(self) -> AbstractContextManager[Session]:
         return self._datastore.transaction(commit=False)
+
+    def lock_writers(self, tx: Session) -> None:
+        """SQLite: BEGIN IMMEDIATE (its one write lock, across processes), unless this transaction already
+        wrote and so holds it. PostgreSQL: the events table lock the event store takes before inserting."""
+        connection = tx.connection()
+        if connection.dialect.name == "sqlite":
+            dbapi = connection.connection.dbapi_connection
+            if not dbapi.in_transaction:
+                dbapi.execute("BEGIN IMMEDIATE")  # the driver's own cursor: this runs once per audit batch
+        elif connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")
+
+    def last_version(self, tx: Session, originator_id: Any) -> int | None:
+        """The highest stored version of one aggregate (one lookup in the (id, version) index)."""
+        assert self._events is not None, "built without the event store's table"
+        events = self._events
+        connection = tx.connection()
+        if connection.dialect.name == "sqlite":  # once per audit batch: skip SQLAlchemy's statement machinery
+            if self._last_version_sql is None:
+                column = events.c.originator_id
+                self._bind_id = column.type.bind_processor(connection.dialect) or (lambda v: v)
+                self._last_version_sql = (f"SELECT max(originator_version) FROM {events.name} "
+                                          f"WHERE originator_id = ?")
+            row = connection.connection.dbapi_connection.execute(
+                self._last_version_sql, (self._bind_id(originator_id),)).fetchone()
+            return row[0] if row else None
+        return tx.execute(sa.select(sa.func.max(events.c.originator_version))
+                          .where(events.c.originator_id == originator_id)).scalar()
 
 
 class SqlBackingKeyStore:

@@ -190,6 +190,13 @@ def test_derive_call_key_is_sp800_108_counter_mode_hmac_sha256():
         assert derive_call_key(BACKING_KEY, nonce) == _sp800_108_counter_hmac_sha256(BACKING_KEY, label, nonce)
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=16, max_size=16))
+def test_derive_call_key_equals_cryptography_kbkdf(backing_key, nonce):
+    # derive_call_key is one HMAC; the KDF object it replaced must derive the very same key.
+    assert derive_call_key(backing_key, nonce) == ciphertext.derive_call_key_reference(backing_key, nonce)
+
+
 def test_blob_decrypts_with_the_independently_derived_key(blob):
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
