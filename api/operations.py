@@ -48,7 +48,7 @@ def _create_grant(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
     return sv.grants.create_grant(
         s, p["KeyId"], operations=p["Operations"], grantee_principal=p.get("GranteePrincipal"),
         retiring_principal=p.get("RetiringPrincipal"), constraints=p.get("Constraints"), name=p.get("Name"),
-        grant_tokens=p.get("GrantTokens") or [], grantee_service_principal=p.get("GranteeServicePrincipal"),
+        grantee_service_principal=p.get("GranteeServicePrincipal"),
         retiring_service_principal=p.get("RetiringServicePrincipal"), dry_run=bool(p.get("DryRun")), **_caller())
 
 

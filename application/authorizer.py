@@ -52,8 +52,8 @@ class KeyFacts:
 
     @classmethod
     def of_key(cls, key: Any) -> KeyFacts:
-        grants = key.active_grants() if hasattr(key, "active_grants") else ()
-        return cls(key.arn, key.account_id, key.key_spec, key.key_usage, key.origin, key.policy, tuple(grants))
+        return cls(key.arn, key.account_id, key.key_spec, key.key_usage, key.origin, key.policy,
+                   tuple(key.active_grants()))
 
 
 @lru_cache(maxsize=4096)
@@ -89,8 +89,6 @@ class Authorizer:
             return
         if operation in ACCOUNT_LEVEL:
             self._identity_check(call, f"kms:{operation}", "*", call.record["userIdentity"]["accountId"])
-        elif operation in SELF_AUTHORIZED:
-            pass  # marked by the service that decides it
 
     def authorize_key(self, facts: KeyFacts, action: str | None = None) -> None:
         """Raises AccessDeniedError unless the current call may perform ``action`` (default: the call's own

@@ -2,7 +2,7 @@
 
 Grants are events of the Key aggregate (domain/key_grants.py); listing reads the ``key_grants`` projection,
 written in the same transaction, so a new grant is listed at once. Grant tokens name (key id, grant id)
-under a service HMAC key (domain/grant_tokens.py): the authorizer resolves them with ``grant_for_token``.
+under a service HMAC key (domain/grant_tokens.py); the authorizer checks every token a call carries.
 The caller's identity is passed in by the API layer; the service decides who may retire a grant (the grant
 itself decides that), not who may create, list or revoke one (key policy, enforced by the authorizer).
 """
@@ -79,11 +79,9 @@ class GrantService:
     def create_grant(self, scope: Scope, key_ref: str, *, operations: Sequence[str], caller_arn: str,
                      caller_account: str, grantee_principal: str | None = None,
                      retiring_principal: str | None = None, constraints: Mapping[str, Any] | None = None,
-                     name: str | None = None, grant_tokens: Sequence[str] = (),
+                     name: str | None = None,
                      grantee_service_principal: str | None = None, retiring_service_principal: str | None = None,
                      dry_run: bool = False) -> dict[str, Any]:
-        for token in grant_tokens:
-            self.grant_for_token(token)
         if grantee_service_principal is not None or retiring_service_principal is not None:
             raise ValidationError(f"GranteeServicePrincipal and RetiringServicePrincipal are not supported: "
                                   f"{_NO_SERVICE_PRINCIPALS}")

@@ -43,8 +43,7 @@ def _from_epoch(value: float) -> datetime:
 
 
 def encode_grants(key: Key) -> str:
-    grants = key.active_grants() if hasattr(key, "active_grants") else []
-    return json.dumps([{**dataclasses.asdict(g), "operations": sorted(g.operations)} for g in grants],
+    return json.dumps([{**dataclasses.asdict(g), "operations": sorted(g.operations)} for g in key.active_grants()],
                       sort_keys=True)
 
 
