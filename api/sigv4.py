@@ -28,6 +28,7 @@ from domain.errors import (
     MissingAuthenticationTokenError,
     UnrecognizedClientError,
 )
+from domain.gil_held import sha256_hex
 
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
@@ -246,7 +247,7 @@ def _check_skew(amz_date: str, signed_at: datetime, now: datetime, max_skew: tim
 
 
 def _payload_hash(by_name: dict[str, list[str]], signed_names: list[str], body: bytes) -> str:
-    actual = hashlib.sha256(body).hexdigest()
+    actual = sha256_hex(body)
     if "x-amz-content-sha256" not in signed_names:
         return actual
     claimed = by_name["x-amz-content-sha256"][0].strip()

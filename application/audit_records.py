@@ -6,11 +6,12 @@ method passing it along.
 """
 from __future__ import annotations
 
-import os
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
+
+from domain.gil_held import random_bytes
 
 EVENT_VERSION = "1.08"
 EVENT_SOURCE = "kms.amazonaws.com"
@@ -43,8 +44,8 @@ def _iso_now(moment: datetime) -> str:
 
 
 def new_ids(count: int = 1) -> list[str]:
-    """Random (version 4) UUIDs as text, as str(uuid.uuid4()) spells them, from one os.urandom call."""
-    raw = bytearray(os.urandom(16 * count))
+    """Random (version 4) UUIDs as text, as str(uuid.uuid4()) spells them, from one draw of random bytes."""
+    raw = bytearray(random_bytes(16 * count))
     out = []
     for i in range(0, 16 * count, 16):
         raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40  # version 4

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, Callable, Sequence
 
 from application.audit_records import CallContext, current_call
+from application.decision_memo import DecisionMemo
 from application.ports import KeyRow
 from application.request_conditions import condition_keys, encryption_context
 from domain.authorization import Decision, Grant, RequestContext, denial_message, evaluate, evaluate_identity
@@ -81,6 +82,7 @@ class Authorizer:
         self._aliases_of = aliases_of
         self._grant_token = grant_token
         self._fresh_grants = fresh_grants
+        self._memo = DecisionMemo()
 
     def authorize_account_call(self, operation: str) -> None:
         """The API calls this before every handler: it decides IAM-only operations on the spot."""
@@ -114,13 +116,21 @@ class Authorizer:
         identity = call.record["userIdentity"]
         policies = self._identity_policies(identity["arn"])
         policy = key_policy_document(facts.policy)
-        keys = self._condition_keys(call, action, facts, (policy, *policies))
-        requested = {k: call.params.get(k) for k in ("Operations", "Constraints")} if action == "kms:CreateGrant" else None
-        ctx = RequestContext(identity["arn"], identity["accountId"], action, facts.arn, facts.account_id, keys,
-                             encryption_context(action, call.params), requested_grant=requested)
-        decision = evaluate(ctx, policy, policies, self._grants(call, facts) if grants else ())
+        who = (identity["arn"], identity["accountId"], action, facts.arn, facts.account_id)
+        # No grant can take part (none on the key, no token to check) and no condition: a remembered verdict.
+        memo = (not (grants and facts.grants) and not call.params.get("GrantTokens")
+                and DecisionMemo.applies(policy, policies))
+        decision = self._memo.get(who, policy, policies) if memo else None
+        if decision is None:
+            keys = self._condition_keys(call, action, facts, (policy, *policies))
+            requested = ({k: call.params.get(k) for k in ("Operations", "Constraints")}
+                         if action == "kms:CreateGrant" else None)
+            ctx = RequestContext(*who, keys, encryption_context(action, call.params), requested_grant=requested)
+            decision = evaluate(ctx, policy, policies, self._grants(call, facts) if grants else ())
+            if memo:
+                self._memo.put(who, policy, policies, decision)
         if not decision.allowed:
-            raise AccessDeniedError(denial_message(ctx, decision))
+            raise AccessDeniedError(denial_message(RequestContext(*who), decision))
         call.authorized = True
 
     def _grants(self, call: CallContext, facts: KeyFacts) -> Sequence[Grant]:

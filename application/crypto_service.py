@@ -2,7 +2,6 @@
 so the hot path is a primary-key lookup plus an in-memory backing key."""
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any, Mapping
 
@@ -12,6 +11,7 @@ from application.ports import KeyRow
 from application.resolver import KeyResolver
 from domain import ciphertext
 from domain.encryption_context import validate_encryption_context
+from domain.gil_held import random_bytes
 from domain.errors import (
     DryRunOperationError,
     IncorrectKeyError,
@@ -139,7 +139,7 @@ class CryptoService:
         self._usable(row, "GenerateDataKey" if with_plaintext else "GenerateDataKeyWithoutPlaintext", None)
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)
-        data_key = os.urandom(length)
+        data_key = random_bytes(length)
         blob, material = self._seal(row, data_key, context)
         out: dict[str, Any] = {"CiphertextBlob": blob, "KeyId": row.arn, "KeyMaterialId": material}
         if with_plaintext:
@@ -150,4 +150,4 @@ class CryptoService:
     def generate_random(number_of_bytes: int | None) -> dict[str, Any]:
         if number_of_bytes is None:
             raise ValidationError("NumberOfBytes is required: ask for 1 to 1024 random bytes.")
-        return {"Plaintext": os.urandom(number_of_bytes)}
+        return {"Plaintext": random_bytes(number_of_bytes)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
@@ -23,6 +24,7 @@ from domain.principal import Principal, parse_identity_policy
 from domain.principal_arns import ROOT, SESSION, PrincipalName, parse_principal_arn
 
 
+@lru_cache(maxsize=4096)  # asked on every call with the caller's ARN
 def _name(principal_arn: str) -> PrincipalName | None:
     try:
         return parse_principal_arn(principal_arn)

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import uuid
 from dataclasses import dataclass
 from typing import Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 
 from domain.encryption_context import canonical_encryption_context
 from domain.errors import InvalidCiphertextError
+from domain.gil_held import aes_gcm_decrypt, aes_gcm_encrypt, random_bytes
 
 VERSION = 1
 _KEY_ID, _MATERIAL_ID, _NONCE, _IV, _TAG = 16, 16, 16, 12, 16
@@ -59,11 +58,11 @@ def derive_call_key_reference(backing_key: bytes, nonce: bytes) -> bytes:
 
 def encrypt(backing_key: bytes, key_id: uuid.UUID, material_id: bytes, plaintext: bytes,
             context: Mapping[str, str] | None) -> bytes:
-    fresh = os.urandom(_NONCE + _IV)  # one system call (it releases the GIL) for both random values
+    fresh = random_bytes(_NONCE + _IV)
     nonce, iv = fresh[:_NONCE], fresh[_NONCE:]
     header = bytes([VERSION]) + key_id.bytes + material_id + nonce + iv
     aad = header + canonical_encryption_context(context)
-    return header + AESGCM(derive_call_key(backing_key, nonce)).encrypt(iv, plaintext, aad)
+    return header + aes_gcm_encrypt(derive_call_key(backing_key, nonce), iv, plaintext, aad)
 
 
 def parse_header(blob: bytes) -> BlobHeader:
@@ -78,7 +77,7 @@ def decrypt(backing_key: bytes, blob: bytes, context: Mapping[str, str] | None) 
     nonce, iv = header[33:49], header[49:61]
     aad = header + canonical_encryption_context(context)
     try:
-        return AESGCM(derive_call_key(backing_key, nonce)).decrypt(iv, blob[HEADER_LEN:], aad)
+        return aes_gcm_decrypt(derive_call_key(backing_key, nonce), iv, blob[HEADER_LEN:], aad)
     except InvalidTag:
         raise InvalidCiphertextError(
             "The ciphertext could not be decrypted: it was altered, or the encryption context differs from the one used to encrypt."

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from domain.errors import MalformedPolicyDocumentError
@@ -82,6 +83,11 @@ class PolicyDocument:
     version: str
     statements: tuple[Statement, ...]
     id: str | None = None
+
+    @cached_property
+    def unconditional(self) -> bool:
+        """No statement has a Condition: the verdict depends on who asks for what on which key, nothing else."""
+        return not any(statement.conditions for statement in self.statements)
 
 
 def _malformed(message: str) -> MalformedPolicyDocumentError:
