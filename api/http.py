@@ -11,7 +11,6 @@ cost more per call than the crypto does (docs/performance.md). Everything else (
 """
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
@@ -145,7 +144,7 @@ class KmsEndpoint:
             call.params = params
             call.record["requestParameters"] = audit_view(wire, operation, "in", params)
             output = await self._run(operation, scope, params, call)
-            status, payload = 200, json.dumps(wire.serialize_response(operation, output or {})).encode("utf-8")
+            status, payload = 200, wire.response_body(operation, output or {})
             call.finish()
         except KmsError as error:
             call.finish(error_code=error.code, error_message=error.message)

@@ -4,7 +4,6 @@ Shapes compile once into closures, so a request costs one walk of its body. Blob
 values are never echoed in a message."""
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -94,6 +93,9 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")  # Python's json would otherwise accept NaN/Infinity
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # json.loads would build one per call
+
+
 def _redacted(shape: Any, seen: set) -> bool:
     # A list or map holding a secret is a secret too: its echoed toString would show the elements.
     if shape.type_name == "blob" or shape.metadata.get("sensitive"):
@@ -125,7 +127,7 @@ class WireModel:
         data: Any = {}
         if body and body.strip():
             try:
-                data = json.loads(body, parse_constant=_reject_constant)
+                data = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
             except UnicodeDecodeError:
                 raise SerializationError("Request body is not valid UTF-8") from None
             except json.JSONDecodeError as e:  # its msg names the position, never the content
@@ -141,7 +143,14 @@ class WireModel:
         return out
 
     def serialize_response(self, operation: str, output: dict[str, Any]) -> dict[str, Any]:
-        return self._for_operation("out", operation)(output)
+        return _plain(self._for_operation("out", operation)(output))
+
+    def response_body(self, operation: str, output: dict[str, Any]) -> bytes:
+        """The response as JSON bytes: what ``json.dumps(serialize_response(...))`` writes, with blobs' base64
+        put in as is instead of scanned for characters to escape (it has none; a 4 KiB blob is most of it)."""
+        out: list[bytes] = []
+        _emit(self._for_operation("out", operation)(output), out)
+        return b"".join(out)
 
     def _for_operation(self, way: str, operation: str) -> Callable:
         fn = self._op_cache.get((way, operation))
@@ -230,7 +239,7 @@ class WireModel:
                 try:  # Python tolerates excess '=' ("YWJj=") where Jackson would not
                     if len(v) % 4 or v.find("=", 0, len(v) - 2) != -1:
                         raise ValueError
-                    b = base64.b64decode(v, validate=True)
+                    b = binascii.a2b_base64(v, strict_mode=True)
                 except (binascii.Error, ValueError):
                     raise SerializationError(f"Member '{_render(path, False)}' is not valid base64") from None
                 check(b, len(b), path, errs)
@@ -273,7 +282,7 @@ class WireModel:
             value = self._compiled("out", shape.value)
             return lambda v: {k: value(x) for k, x in v.items()}
         if t == "blob":
-            return lambda v: base64.b64encode(v).decode("ascii")
+            return lambda v: _Base64(binascii.b2a_base64(v, newline=False))
         if t == "timestamp":
             return _ser_time
         return _ser_string if t == "string" else lambda v: v
@@ -284,6 +293,42 @@ def _no_output(v: dict) -> dict:
     if extra:
         raise AssertionError(f"operation has no output shape, got members {extra}")
     return {}
+
+
+class _Base64(bytes):
+    """A serialized blob: its base64 text as ASCII bytes, which need no JSON escaping."""
+
+
+def _emit(value: Any, out: list[bytes]) -> None:
+    kind = type(value)
+    if kind is _Base64:
+        out += (b'"', value, b'"')
+    elif kind is dict:
+        out.append(b"{")
+        for i, (name, member) in enumerate(value.items()):
+            out += (b", " if i else b"", json.dumps(name).encode("ascii"), b": ")
+            _emit(member, out)
+        out.append(b"}")
+    elif kind is list:
+        out.append(b"[")
+        for i, member in enumerate(value):
+            if i:
+                out.append(b", ")
+            _emit(member, out)
+        out.append(b"]")
+    else:  # str, number, bool, None: json's own spelling (ASCII, non-ASCII escaped)
+        out.append(json.dumps(value).encode("ascii"))
+
+
+def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind is _Base64:
+        return value.decode("ascii")
+    if kind is dict:
+        return {name: _plain(member) for name, member in value.items()}
+    if kind is list:
+        return [_plain(member) for member in value]
+    return value
 
 
 def _ser_string(v: Any) -> str:

@@ -318,3 +318,46 @@ def test_number_of_bytes_accepts_exactly_1_to_1024(wm, n):
     else:
         with pytest.raises(ValidationError, match=f"Value '{n}' at 'numberOfBytes'"):
             wm.parse_request("GenerateRandom", body(NumberOfBytes=n))
+
+
+# -- response_body: json.dumps(serialize_response(...)), without scanning blobs ----------------------------
+
+def _values(shape, depth: int = 0):
+    """Any value the handlers could return for ``shape``: text with quotes, escapes and non-ASCII included."""
+    t = shape.type_name
+    if t == "structure":
+        members = {name: _values(member, depth + 1) for name, member in shape.members.items()} if depth < 4 else {}
+        return st.fixed_dictionaries({}, optional=members)
+    if t == "list":
+        return st.lists(_values(shape.member, depth + 1), max_size=3)
+    if t == "map":
+        return st.dictionaries(st.text(max_size=8), _values(shape.value, depth + 1), max_size=3)
+    if t == "blob":
+        return st.binary(max_size=5000)
+    if t == "timestamp":
+        return st.datetimes(timezones=st.just(timezone.utc))
+    if t == "boolean":
+        return st.booleans()
+    if t in ("integer", "long"):
+        return st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    if t in ("float", "double"):
+        return st.floats(allow_nan=False, allow_infinity=False)
+    return st.text(max_size=20)
+
+
+_OUTPUTS = [(name, botocore.session.get_session().get_service_model("kms").operation_model(name).output_shape)
+            for name in botocore.session.get_session().get_service_model("kms").operation_names]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_response_body_is_json_dumps_of_the_serialized_response(wm, data) -> None:
+    name, shape = data.draw(st.sampled_from([(n, s) for n, s in _OUTPUTS if s is not None]))
+    output = data.draw(_values(shape))
+    assert wm.response_body(name, output) == json.dumps(wm.serialize_response(name, output)).encode("utf-8")
+
+
+def test_response_body_of_a_blob_is_its_base64(wm) -> None:
+    blob = bytes(range(256)) * 17
+    out = wm.response_body("Encrypt", {"CiphertextBlob": blob, "KeyId": KEY_ID})
+    assert json.loads(out) == {"CiphertextBlob": b64(blob), "KeyId": KEY_ID}
