@@ -39,7 +39,7 @@ from infrastructure.persistence import assert_storage_settings
 from infrastructure.root_keys import RootKeyUnavailable, check_root_keyring, has_root_key_checks, load_root_keyring
 from infrastructure.service_secrets import service_secret
 from infrastructure.settings import Settings
-from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork
+from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
 from infrastructure.tables import metadata as infrastructure_metadata
 from projections.grants_view import SqlGrantIndex
 from projections.key_state_view import SqlKeyStateView
@@ -123,7 +123,8 @@ def build_runtime(settings: Settings) -> Runtime:
     ensure_current(ledger, engine)
     principal_metadata.create_all(engine)
     assert_storage_settings(engine)
-    uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__)  # type: ignore[attr-defined]
+    uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__,  # type: ignore[attr-defined]
+                        gate=writer_gate_for(datastore.engine))
     clock = DatabaseClock(uow)
     audit = AuditTrail(ledger, uow, clock, window_seconds=settings.audit_group_commit_window,
                        max_batch=settings.audit_group_commit_max)

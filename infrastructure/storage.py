@@ -1,10 +1,13 @@
 """The SQL side of the unit of work and the stores that live beside the event store."""
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 import time
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -14,29 +17,79 @@ from infrastructure.tables import backing_keys, import_keys
 EVENTS_TABLE = "keyledger_events"  # the event store's table (eventsourcing names it <app name>_events)
 
 
+class WriterGate:
+    """Writers of one SQLite database take its write lock in turn, each woken the moment the one before
+    it has committed. SQLite alone makes a writer that finds the lock taken sleep and retry (1, 2, 5, 10 ...
+    ms, its busy handler), so with several server processes (``KEYLEDGER_WORKERS``) a waiting audit batch
+    slept long after the lock was free: p99 rose to 350-970 ms (docs/performance.md). An exclusive flock on
+    a file beside the database queues writers in the kernel instead, across processes and threads alike
+    (each thread locks through its own descriptor), and the kernel drops it if a process dies."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._local = threading.local()
+
+    def acquire(self) -> None:
+        local = self._local
+        if getattr(local, "held", False):
+            return
+        if getattr(local, "fd", None) is None:
+            local.fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(local.fd, fcntl.LOCK_EX)  # blocks without the GIL until the holder lets go
+        local.held = True
+
+    def release(self) -> None:
+        local = self._local
+        if getattr(local, "held", False):
+            local.held = False
+            fcntl.flock(local.fd, fcntl.LOCK_UN)
+
+
+def writer_gate_for(engine: Any) -> WriterGate | None:
+    """A file-backed SQLite database's gate; None for PostgreSQL (LOCK TABLE queues waiters itself)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return WriterGate(database + ".writers")
+
+
 class SqlUnitOfWork:
     """A transaction of eventsourcing_sqlalchemy's datastore. The library's own writes join it (its
     transactions nest through a context variable), so events, snapshots and our rows commit as one."""
 
-    def __init__(self, datastore: Any, events: sa.Table | None = None) -> None:
+    def __init__(self, datastore: Any, events: sa.Table | None = None, gate: WriterGate | None = None) -> None:
         self._datastore = datastore
         self._events = events  # the event store's table, for last_version
         self._last_version_sql: str | None = None
         self._bind_id: Any = None
+        self._gate = gate
+        self._depth = threading.local()  # our transactions open on this thread (they nest)
 
-    def transaction(self) -> AbstractContextManager[Session]:
-        return self._datastore.transaction(commit=True)
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        depth = getattr(self._depth, "value", 0)
+        self._depth.value = depth + 1
+        try:
+            with self._datastore.transaction(commit=True) as tx:
+                yield tx
+        finally:
+            self._depth.value = depth
+            if depth == 0 and self._gate is not None:
+                self._gate.release()  # after the commit (or rollback) has returned: the next writer goes
 
     def read(self) -> AbstractContextManager[Session]:
         return self._datastore.transaction(commit=False)
 
     def lock_writers(self, tx: Session) -> None:
         """SQLite: BEGIN IMMEDIATE (its one write lock, across processes), unless this transaction already
-        wrote and so holds it. PostgreSQL: the events table lock the event store takes before inserting."""
+        wrote and so holds it; through the writer gate when the transaction is one of ours, which lets the
+        gate go once it has ended. PostgreSQL: the events table lock the event store takes before inserting."""
         connection = tx.connection()
         if connection.dialect.name == "sqlite":
             dbapi = connection.connection.dbapi_connection
             if not dbapi.in_transaction:
+                if self._gate is not None and getattr(self._depth, "value", 0):
+                    self._gate.acquire()
                 dbapi.execute("BEGIN IMMEDIATE")  # the driver's own cursor: this runs once per audit batch
         elif connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")
