@@ -55,6 +55,8 @@ class BulkInsertApplicationRecorder(SQLAlchemyApplicationRecorder):
     and each new rowid is the table's largest plus one, so the n rows got the n ids ending at
     ``last_insert_rowid()``."""
 
+    _sqlite_statement: tuple[str, tuple[Any, ...]] | None = None  # INSERT text, the columns' bind processors
+
     def _insert_stored_events(self, session: Any, stored_events: Any, **kwargs: Any) -> list[int]:
         return self._insert_rows(session, [(e.originator_id, e.originator_version, e.topic, e.state)
                                            for e in stored_events])
@@ -79,14 +81,17 @@ class BulkInsertApplicationRecorder(SQLAlchemyApplicationRecorder):
         self._notify_channel(session)
         return ids
 
-    @staticmethod
-    def _sqlite_insert(session: Any, table: Any, rows: Sequence[Row]) -> list[int]:
+    def _sqlite_insert(self, session: Any, table: Any, rows: Sequence[Row]) -> list[int]:
         connection = session.connection()
         dialect = connection.dialect
-        columns = (table.c.originator_id, table.c.originator_version, table.c.topic, table.c.state)
-        # The columns' own bind processors: the values stored are exactly those the ORM would store.
-        bind_id, bind_version, bind_topic, bind_state = (column.type.bind_processor(dialect) or _unchanged
-                                                         for column in columns)
+        if self._sqlite_statement is None:  # the same for every insert: the table and dialect are fixed
+            columns = (table.c.originator_id, table.c.originator_version, table.c.topic, table.c.state)
+            preparer = dialect.identifier_preparer
+            # The columns' own bind processors: the values stored are exactly those the ORM would store.
+            self._sqlite_statement = (
+                f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(c.name) for c in columns)}) "
+                f"VALUES (?, ?, ?, ?)", tuple(column.type.bind_processor(dialect) or _unchanged for column in columns))
+        sql, (bind_id, bind_version, bind_topic, bind_state) = self._sqlite_statement
         # An audit batch's rows share one originator: its id (a Python-level UUID conversion) is bound once.
         last_id: Any = None
         last_bound: Any = None
@@ -95,9 +100,6 @@ class BulkInsertApplicationRecorder(SQLAlchemyApplicationRecorder):
             if originator_id is not last_id:
                 last_id, last_bound = originator_id, bind_id(originator_id)
             bound.append((last_bound, bind_version(version), bind_topic(topic), bind_state(state)))
-        preparer = dialect.identifier_preparer
-        sql = (f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(c.name) for c in columns)}) "
-               f"VALUES (?, ?, ?, ?)")
         # The driver's own connection, as lock_writers uses it: exec_driver_sql's statement and result
         # machinery cost more than the insert of a small batch. Its errors are wrapped as exec_driver_sql
         # would wrap them, so the event store's transaction translates them (IntegrityError...) as before.
