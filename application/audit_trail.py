@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 from eventsourcing.persistence import IntegrityError
 
 from application.audit_records import current_call
+from application.audit_rows import RecordRows
 from application.ledger import KeyLedger
 from application.ports import Clock, UnitOfWork
 from domain.audit_chain import GENESIS
@@ -70,6 +71,10 @@ class AuditTrail:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._commit_loop, name="keyledger-audit", daemon=True)
         self.stats = GroupCommitStats()
+        # Batches go in as rows made directly (application/audit_rows.py) when those are provably the rows
+        # the library would write and the recorder takes rows; otherwise through the library.
+        rows = RecordRows(ledger.mapper)
+        self._rows = rows if rows.exact and hasattr(ledger.recorder, "insert_rows") else None
 
     # -- head ------------------------------------------------------------------------------------
 
@@ -86,7 +91,7 @@ class AuditTrail:
             return event.record["seq"], event.record["chain"]
         return 0, GENESIS.hex()
 
-    def _begin_append(self, tx: Any) -> AuditLog:
+    def _begin_append(self, tx: Any) -> tuple[int, str]:
         """Inside transaction ``tx`` (the caller holds ``_head_lock`` until it ends): takes the writers'
         lock, then reads the head, so no other process can append between our reading the head and our
         commit: several servers on one database neither fork the log nor conflict on it."""
@@ -95,7 +100,7 @@ class AuditTrail:
         # we hold is current and one index lookup says so; otherwise read and decode the last record.
         if self._head is None or self._uow.last_version(tx, AUDIT_LOG_ID) != self._head[0] + 1:
             self._head = self._load_head()
-        return AuditLog.at_head(*self._head)
+        return self._head
 
     # -- a key change's own record ---------------------------------------------------------------
 
@@ -112,7 +117,7 @@ class AuditTrail:
         attached: list[AuditLog] = []
 
         def attach(tx: Any) -> list[AuditLog]:
-            log = self._begin_append(tx)
+            log = AuditLog.at_head(*self._begin_append(tx))
             for aggregate in aggregates:
                 if isinstance(aggregate, Key):
                     call.add_resource(aggregate.arn)
@@ -188,6 +193,20 @@ class AuditTrail:
                 batch.append(item)
             self._commit(batch)
 
+    def _append(self, head: tuple[int, str], records: list[dict[str, Any]]) -> tuple[int, str]:
+        """Inside the transaction that took the writers' lock: the records sealed after ``head`` and
+        inserted, all with one timestamp; returns the new head."""
+        now = self._clock.now()
+        if self._rows is not None:
+            rows, head = self._rows.rows(records, head, now)
+            self._ledger.recorder.insert_rows(rows)  # type: ignore[attr-defined]
+            return head
+        log = AuditLog.at_head(*head)
+        for record in records:
+            log.append(record, now)
+        self._ledger.save(log)
+        return log.seq, log.chain
+
     def _commit(self, batch: list[_Pending]) -> None:
         error: BaseException | None = None
         for _ in range(MAX_ATTEMPTS):
@@ -195,15 +214,11 @@ class AuditTrail:
                 with self._head_lock:
                     try:
                         with self._uow.transaction() as tx:
-                            log = self._begin_append(tx)
-                            now = self._clock.now()
-                            for pending in batch:
-                                log.append(pending.record, now)
-                            self._ledger.save(log)
+                            head = self._append(self._begin_append(tx), [pending.record for pending in batch])
                     except BaseException:
                         self._head = None  # reload next time
                         raise
-                    self._head = (log.seq, log.chain)  # committed
+                    self._head = head  # committed
                 error = None
                 break
             except IntegrityError as exc:  # another process appended first: reload the head, retry

@@ -39,9 +39,13 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _PROGRESS_EVERY = 10_000
 
 
+# allow_nan=False makes json raise ValueError on NaN/inf instead of writing non-JSON tokens. One encoder for
+# every call: json.dumps with these arguments would build a new one each time (it holds no per-call state).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical(obj) -> bytes:
-    # allow_nan=False makes json raise ValueError on NaN/inf instead of writing non-JSON tokens.
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return _CANONICAL.encode(obj).encode("utf-8")
 
 
 def leaf_hash(record: Mapping) -> bytes:
@@ -57,13 +61,32 @@ def next_chain(previous: bytes, leaf: bytes) -> bytes:
 
 def seal(record: dict, previous_chain: bytes, seq: int) -> dict:
     """A shallow copy of ``record`` with seq, leaf and chain set: do not mutate nested values afterwards."""
+    return _seal(record, previous_chain, seq)[0]
+
+
+def seal_run(records: Iterable[dict], previous_chain: bytes, first_seq: int) -> list[dict]:
+    """``seal`` of each record in turn, each on the chain of the one before, the first on ``previous_chain``
+    as ``first_seq``: what appending them one by one gives, without a hex round trip of the chain between."""
+    sealed, chain, seq = [], previous_chain, first_seq
+    for record in records:
+        one, chain = _seal(record, chain, seq)
+        sealed.append(one)
+        seq += 1
+    return sealed
+
+
+def _seal(record: dict, previous_chain: bytes, seq: int) -> tuple[dict, bytes]:
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise ValueError(f"seq must be an integer from 1, not {seq!r}")
-    sealed = {k: v for k, v in record.items() if k not in ("leaf", "chain")}
+    # dict() then pop leaves the keys in the order leaf_hash's comprehension would, for one C-level copy.
+    sealed = dict(record)
+    sealed.pop("leaf", None)
+    sealed.pop("chain", None)
     sealed["seq"] = seq
-    leaf = leaf_hash(sealed)
-    sealed["leaf"], sealed["chain"] = leaf.hex(), next_chain(previous_chain, leaf).hex()
-    return sealed
+    leaf = hashlib.sha256(_LEAF_PREFIX + canonical(sealed)).digest()  # leaf_hash(sealed), which copies it again
+    chain = next_chain(previous_chain, leaf)
+    sealed["leaf"], sealed["chain"] = leaf.hex(), chain.hex()
+    return sealed, chain
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,20 @@
 applied to every connection before the first one is made."""
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
+from typing import Any, Sequence
+from uuid import UUID
 
 from eventsourcing.utils import Environment
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 POSTGRES_LOCK_TIMEOUT = "5s"
+Row = tuple[UUID, int, str, bytes]  # originator_id, originator_version, topic, state: a StoredEvent's fields
 SQLITE_BUSY_TIMEOUT_MS = 10000
 
 
@@ -33,6 +37,10 @@ def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.commit()
 
 
+def _unchanged(value: Any) -> Any:
+    return value
+
+
 POOL_SIZE = 32  # about the request thread pool's size, so connections are reused, not re-opened
 
 
@@ -47,37 +55,61 @@ class BulkInsertApplicationRecorder(SQLAlchemyApplicationRecorder):
     and each new rowid is the table's largest plus one, so the n rows got the n ids ending at
     ``last_insert_rowid()``."""
 
+    _sqlite_statement: tuple[str, tuple[Any, ...]] | None = None  # INSERT text, the columns' bind processors
+
     def _insert_stored_events(self, session: Any, stored_events: Any, **kwargs: Any) -> list[int]:
-        if not stored_events:
+        return self._insert_rows(session, [(e.originator_id, e.originator_version, e.topic, e.state)
+                                           for e in stored_events])
+
+    def insert_rows(self, rows: Sequence[Row]) -> list[int]:
+        """``insert_events`` for rows already in stored form, inside the caller's transaction when there is
+        one: the audit committer makes its records' rows without building StoredEvent objects."""
+        with self.transaction(commit=True) as session:
+            return self._insert_rows(session, rows)
+
+    def _insert_rows(self, session: Any, rows: Sequence[Row]) -> list[int]:
+        if not rows:
             return []
         table = self.events_record_cls.__table__
         self._lock_table(session)
         if session.get_bind().dialect.name == "sqlite":
-            ids = self._sqlite_insert(session, table, stored_events)
+            ids = self._sqlite_insert(session, table, rows)
         else:
-            rows = [{"originator_id": e.originator_id, "originator_version": e.originator_version,
-                     "topic": e.topic, "state": e.state} for e in stored_events]
-            result = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
+            values = [{"originator_id": i, "originator_version": v, "topic": t, "state": s} for i, v, t, s in rows]
+            result = session.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), values)
             ids = [row[0] for row in result]
         self._notify_channel(session)
         return ids
 
-    @staticmethod
-    def _sqlite_insert(session: Any, table: Any, stored_events: Any) -> list[int]:
+    def _sqlite_insert(self, session: Any, table: Any, rows: Sequence[Row]) -> list[int]:
         connection = session.connection()
         dialect = connection.dialect
-        columns = (table.c.originator_id, table.c.originator_version, table.c.topic, table.c.state)
-        # The columns' own bind processors: the values stored are exactly those the ORM would store.
-        processors = [column.type.bind_processor(dialect) for column in columns]
-        rows = [tuple(p(v) if p else v for p, v in zip(processors, (e.originator_id, e.originator_version, e.topic,
-                                                                     e.state)))
-                for e in stored_events]
-        preparer = dialect.identifier_preparer
-        connection.exec_driver_sql(
-            f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(c.name) for c in columns)}) "
-            f"VALUES (?, ?, ?, ?)", rows)
-        last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
-        return list(range(last - len(rows) + 1, last + 1))
+        if self._sqlite_statement is None:  # the same for every insert: the table and dialect are fixed
+            columns = (table.c.originator_id, table.c.originator_version, table.c.topic, table.c.state)
+            preparer = dialect.identifier_preparer
+            # The columns' own bind processors: the values stored are exactly those the ORM would store.
+            self._sqlite_statement = (
+                f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(c.name) for c in columns)}) "
+                f"VALUES (?, ?, ?, ?)", tuple(column.type.bind_processor(dialect) or _unchanged for column in columns))
+        sql, (bind_id, bind_version, bind_topic, bind_state) = self._sqlite_statement
+        # An audit batch's rows share one originator: its id (a Python-level UUID conversion) is bound once.
+        last_id: Any = None
+        last_bound: Any = None
+        bound = []
+        for originator_id, version, topic, state in rows:
+            if originator_id is not last_id:
+                last_id, last_bound = originator_id, bind_id(originator_id)
+            bound.append((last_bound, bind_version(version), bind_topic(topic), bind_state(state)))
+        # The driver's own connection, as lock_writers uses it: exec_driver_sql's statement and result
+        # machinery cost more than the insert of a small batch. Its errors are wrapped as exec_driver_sql
+        # would wrap them, so the event store's transaction translates them (IntegrityError...) as before.
+        dbapi = connection.connection.dbapi_connection
+        try:
+            dbapi.executemany(sql, bound)
+            last = dbapi.execute("SELECT last_insert_rowid()").fetchone()[0]
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(sql, bound, error, sqlite3.Error, dialect=dialect, ismulti=True) from error
+        return list(range(last - len(bound) + 1, last + 1))
 
 
 class KeyledgerFactory(SQLAlchemyFactory):

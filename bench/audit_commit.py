@@ -1,0 +1,86 @@
+"""CPU the audit committer spends per record (`python -m bench.audit_commit`).
+
+Calls ``AuditTrail._commit`` on batches of realistic Encrypt records, in process, against a fresh SQLite
+(or ``KEYLEDGER_DATABASE_URL``) store, and prints the committer thread's CPU time per record
+(``time.thread_time``: the fsync's wait is not counted, the GIL-holding work is). With ``--profile`` it
+also prints where that time goes. The machine's load moves the numbers; compare runs made back to back.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from application.audit_records import CallContext, new_ids  # noqa: E402
+from application.audit_trail import _Pending  # noqa: E402
+from infrastructure.bootstrap import build_runtime  # noqa: E402
+from infrastructure.settings import Settings  # noqa: E402
+
+ACCOUNT = "111122223333"
+KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def encrypt_record(runtime) -> dict:
+    """The record an Encrypt call of the bench load leaves, built the way the API builds it."""
+    request_id, event_id = new_ids(2)
+    call = CallContext.api_call(event_name="Encrypt", at=runtime.now(), region="us-east-1",
+                                source_ip="127.0.0.1", user_agent="Boto3/1.35.0 md/Botocore#1.35.0 ua/2.0 "
+                                "os/linux#6.1.0 md/arch#x86_64 lang/python#3.11.7 md/pyimpl#CPython cfg/retry-mode#legacy "
+                                "Botocore/1.35.0", request_id=request_id, event_id=event_id)
+    call.identify(principal_arn=f"arn:aws:iam::{ACCOUNT}:root", account_id=ACCOUNT,
+                  access_key_id="AKIAIOSFODNN7EXAMPLE", region="us-east-1")
+    call.record["requestParameters"] = {"keyId": KEY_ARN, "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                                        "encryptionContext": {"purpose": "bench", "tenant": "t-42"}}
+    call.add_resource(KEY_ARN)
+    return call.finish()
+
+
+def measure(runtime, batches: int, batch_size: int) -> list[float]:
+    """µs of this thread's CPU per record, one sample per batch."""
+    trail = runtime.audit
+    samples = []
+    for _ in range(batches):
+        errors: list = []
+        batch = [_Pending(encrypt_record(runtime), errors.append) for _ in range(batch_size)]
+        start = time.thread_time()
+        trail._commit(batch)
+        samples.append((time.thread_time() - start) * 1e6 / batch_size)
+        assert errors == [None] * batch_size, errors
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--profile", action="store_true", help="print the top of a cProfile of the commits")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime = build_runtime(Settings.load(data_dir=Path(tmp), database_url=os.environ.get("KEYLEDGER_DATABASE_URL")))
+        try:
+            measure(runtime, 10, args.batch_size)  # warm up: the head, the connection, caches
+            if args.profile:
+                profiler = cProfile.Profile(time.thread_time)  # CPU, as measured: not the fsync's wait
+                profiler.enable()
+            samples = measure(runtime, args.batches, args.batch_size)
+            if args.profile:
+                profiler.disable()
+                pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "tottime")).print_stats(int(os.environ.get("BENCH_TOP", "25")))
+        finally:
+            runtime.close()
+    samples.sort()
+    print(f"audit commit, {args.batches} batches of {args.batch_size} Encrypt records: CPU per record "
+          f"median {statistics.median(samples):.1f} µs, p10 {samples[len(samples) // 10]:.1f} µs, "
+          f"p90 {samples[len(samples) * 9 // 10]:.1f} µs")
+
+
+if __name__ == "__main__":
+    main()
