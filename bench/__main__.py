@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.servers import Server, free_port  # noqa: E402
 
-REQUESTS = os.environ.get("KEYLEDGER_BENCH_REQUESTS", "3000")
+REQUESTS = os.environ.get("KEYLEDGER_BENCH_REQUESTS", "10000")
 SECONDS = os.environ.get("KEYLEDGER_BENCH_SECONDS", "10")
 CONCURRENCY = [int(c) for c in os.environ.get("KEYLEDGER_BENCH_CONCURRENCY", "1,16,64").split(",")]
 
