@@ -48,6 +48,9 @@ def authenticate_raw(runtime: Runtime, *, method: str, path: str, query_string: 
     credential = credentials.lookup(signed.access_key_id)
     if credential is None:
         raise UnrecognizedClientError("The security token included in the request is invalid.")
+    owner = runtime.services.principals.get(credential.principal_arn)  # the user, or the session's role
     call.identify(principal_arn=credential.principal_arn, account_id=credential.account_id,
-                  access_key_id=credential.access_key_id, region=signed.region)
+                  access_key_id=credential.access_key_id, region=signed.region,
+                  unique_id=owner.unique_id if owner and owner.kind != "root" else None,
+                  role_arn=owner.arn if owner and owner.kind == "role" else None)
     return Scope(credential.account_id, signed.region)

@@ -93,13 +93,28 @@ class CallContext:
             "recipientAccountId": account_id,
         }, at=at)
 
-    def identify(self, *, principal_arn: str, account_id: str, access_key_id: str, region: str) -> None:
+    def identify(self, *, principal_arn: str, account_id: str, access_key_id: str, region: str,
+                 unique_id: str | None = None, role_arn: str | None = None) -> None:
+        """CloudTrail's userIdentity. ``unique_id``: the user's or role's IAM id (AIDA..., AROA...);
+        ``role_arn``: for a role session, the role (with its path), which CloudTrail names as the issuer."""
         root = principal_arn.endswith(":root")
-        self.record["userIdentity"] = {
-            "type": "Root" if root else ("AssumedRole" if ":assumed-role/" in principal_arn else "IAMUser"),
-            "principalId": account_id if root else f"{account_id}:{principal_arn.rsplit('/', 1)[-1]}",
+        session = ":assumed-role/" in principal_arn
+        name = principal_arn.rsplit("/", 1)[-1]
+        owner_id = unique_id or account_id  # a principal recorded before unique ids: the account stands in
+        identity: dict[str, Any] = {
+            "type": "Root" if root else ("AssumedRole" if session else "IAMUser"),
+            "principalId": account_id if root else f"{owner_id}:{name}" if session or not unique_id else unique_id,
             "arn": principal_arn, "accountId": account_id, "accessKeyId": access_key_id,
         }
+        if not root and not session:
+            identity["userName"] = name
+        if session and role_arn:
+            identity["sessionContext"] = {
+                "sessionIssuer": {"type": "Role", "principalId": owner_id, "arn": role_arn, "accountId": account_id,
+                                  "userName": role_arn.rsplit("/", 1)[-1]},
+                "attributes": {"mfaAuthenticated": "false"},
+            }
+        self.record["userIdentity"] = identity
         self.record["awsRegion"] = region
         self.record["recipientAccountId"] = account_id
 

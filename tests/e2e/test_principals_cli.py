@@ -134,8 +134,10 @@ def test_a_users_key_lifecycle_while_the_server_runs(servers, backend) -> None:
     records = export_jsonl(server)
     call = next(r for r in records if r["requestID"] == request_id)
     assert call["eventName"] == "CreateKey" and call["errorCode"] is None
-    assert call["userIdentity"] == {"type": "IAMUser", "principalId": f"{ACCOUNT_ID}:alice", "arn": ALICE,
+    alice_id = call["userIdentity"]["principalId"]
+    assert call["userIdentity"] == {"type": "IAMUser", "principalId": alice_id, "arn": ALICE, "userName": "alice",
                                     "accountId": ACCOUNT_ID, "accessKeyId": key_id}
+    assert alice_id.startswith("AIDA") and len(alice_id) == 21  # IAM's unique id of the user, as CloudTrail has it
     refused = [r for r in records if r["errorCode"] == "UnrecognizedClientException"]
     assert refused and all(r["userIdentity"]["accessKeyId"] == key_id for r in refused)
 
@@ -204,6 +206,10 @@ def test_role_keys_act_as_sessions_and_accounts_are_apart(servers, backend, monk
     records = {r["requestID"]: r for r in export_jsonl(server)}
     identity = records[request_id]["userIdentity"]
     assert (identity["type"], identity["arn"], identity["accessKeyId"]) == ("AssumedRole", acts_as, role_key)
+    role_id = identity["sessionContext"]["sessionIssuer"]["principalId"]
+    assert role_id.startswith("AROA") and identity["principalId"] == f"{role_id}:{role_key}"
+    assert identity["sessionContext"]["sessionIssuer"] == {
+        "type": "Role", "principalId": role_id, "arn": DEPLOY, "accountId": ACCOUNT_ID, "userName": "deploy"}
     tenant_records = [r for r in records.values() if r["userIdentity"].get("accountId") == OTHER_ACCOUNT]
     assert {r["eventName"] for r in tenant_records} == {"ListKeys", "CreateKey"}
     assert verify(server).ok
