@@ -12,6 +12,7 @@ cost more per call than the crypto does (docs/performance.md). Everything else (
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 
@@ -22,6 +23,8 @@ from starlette.responses import JSONResponse, Response
 from api.audit_fields import audit_view
 from api.caller import authenticate_raw
 from api.errors import CONTENT_TYPE, INTERNAL_ERROR_BODY, error_body
+from api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from api.metrics import Metrics
 from api.operations import HANDLERS, refuse_recipient
 from api.query_api import query_router
 from api.wire_model import WireModel
@@ -63,8 +66,14 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
 
     app = FastAPI(title="keyledger", description="An event-sourced key management service that speaks AWS KMS.",
                   lifespan=lifespan)
-    kms = KmsEndpoint(runtime, WireModel(), app)
+    metrics = Metrics(runtime, HANDLERS)
+    kms = KmsEndpoint(runtime, WireModel(), app, metrics)
     app.include_router(query_router(runtime))
+
+    if runtime.settings.metrics:
+        @app.get("/metrics", include_in_schema=False)
+        def prometheus_metrics() -> Response:
+            return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -88,10 +97,11 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
 class KmsEndpoint:
     """The ASGI application uvicorn runs: answers ``POST /`` itself, hands everything else to FastAPI."""
 
-    def __init__(self, runtime: Runtime, wire: WireModel, app: FastAPI) -> None:
+    def __init__(self, runtime: Runtime, wire: WireModel, app: FastAPI, metrics: Metrics) -> None:
         self.runtime = runtime
         self.wire = wire
-        self.app = app  # FastAPI: lifespan, /healthz, /v1, /docs
+        self.app = app  # FastAPI: lifespan, /healthz, /metrics, /v1, /docs
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope_, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/":
@@ -115,6 +125,7 @@ class KmsEndpoint:
     async def answer(self, *, raw_headers: Sequence[tuple[bytes, bytes]], client: Any, scheme: str,
                      raw_path: bytes, query_string: bytes, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """One KMS call: (status, headers, body) of the response, sent only after its audit record is durable."""
+        started = time.perf_counter()
         runtime, wire = self.runtime, self.wire
         request_id, event_id = new_ids(2)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers]
@@ -153,12 +164,14 @@ class KmsEndpoint:
             log.exception("request %s failed", request_id)
             call.finish(error_code=InternalError.code, error_message=_INTERNAL_MESSAGE)
             status, payload = InternalError.status, INTERNAL_ERROR_BODY
+        answered_code = call.record["errorCode"]
         if not call.committed:
             try:
                 await runtime.audit.record_async(call.final_record())
             except AuditUnavailable:
                 log.error("request %s: audit record could not be written; answering KMSInternalException", request_id)
-                status, payload = InternalError.status, INTERNAL_ERROR_BODY
+                status, payload, answered_code = InternalError.status, INTERNAL_ERROR_BODY, InternalError.code
+        self.metrics.observe(call.record["eventName"], answered_code, time.perf_counter() - started)
         return status, _response_headers(request_id, payload), payload
 
     async def _run(self, operation: str, scope: Scope, params: dict[str, Any], call: CallContext) -> dict[str, Any] | None:

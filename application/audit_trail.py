@@ -56,6 +56,7 @@ class GroupCommitStats:
     batches: int = 0
     records: int = 0
     largest: int = 0
+    failed_records: int = 0  # records that could not be made durable: their calls answered KMSInternalException
 
 
 class AuditTrail:
@@ -229,6 +230,8 @@ class AuditTrail:
         self.stats.batches += 1
         self.stats.records += len(batch)
         self.stats.largest = max(self.stats.largest, len(batch))
+        if error is not None:
+            self.stats.failed_records += len(batch)
         # asyncio waiters are settled with one wake-up of their loop per batch, not one per record.
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for pending in batch:

@@ -19,6 +19,13 @@ COMMERCIAL_REGIONS = (
 )
 
 
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
+        raise ValueError(text)
+    return value in ("true", "1", "on", "yes")
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("keyledger-data")
@@ -43,6 +50,7 @@ class Settings:
     tls_cert: Path | None = None  # PEM certificate (chain); with tls_key, serve HTTPS instead of HTTP
     tls_key: Path | None = None  # PEM private key, unencrypted (a path is not a secret; its contents are)
     workers: int = 1  # server processes sharing the listening socket and the database
+    metrics: bool = True  # serve Prometheus metrics at GET /metrics (no key, principal or credential in them)
 
     @property
     def resolved_database_url(self) -> str:
@@ -87,6 +95,7 @@ class Settings:
             "tls_cert": ("KEYLEDGER_TLS_CERT", Path),
             "tls_key": ("KEYLEDGER_TLS_KEY", Path),
             "workers": ("KEYLEDGER_WORKERS", int),
+            "metrics": ("KEYLEDGER_METRICS", _boolean),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):

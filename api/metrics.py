@@ -1,0 +1,65 @@
+"""Prometheus metrics, served at ``GET /metrics`` (prometheus-client's text format).
+
+Labels are drawn from fixed sets only: the operation (a KMS operation name, or "unknown" for whatever else a
+client put in X-Amz-Target) and the AWS error code ("" when the call succeeded). No key id, alias, principal,
+account or address is ever a label, so the series stay few and the metrics say nothing about who holds what.
+With several worker processes each answers for itself (whichever one the scrape reaches)."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from infrastructure.bootstrap import Runtime
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# From a cached Encrypt (under a millisecond) to a call that waited out a slow disk.
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _RuntimeCollector(Collector):
+    """Read at scrape time from what the runtime already counts: nothing on the request path."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Any]:
+        stats = self._runtime.audit.stats
+        yield CounterMetricFamily("keyledger_audit_batches", "Group commits of audit records.", value=stats.batches)
+        yield CounterMetricFamily("keyledger_audit_records", "Audit records committed by group commit (a key "
+                                  "change's record commits with the change and is not counted here).",
+                                  value=stats.records - stats.failed_records)
+        yield CounterMetricFamily("keyledger_audit_failed_records", "Audit records that could not be made "
+                                  "durable; each call answered KMSInternalException.", value=stats.failed_records)
+        yield GaugeMetricFamily("keyledger_audit_largest_batch", "The largest group commit so far.",
+                                value=stats.largest)
+        yield GaugeMetricFamily("keyledger_sealed", "1 while the service refuses key operations (root key "
+                                "unavailable), else 0.", value=1 if self._runtime.sealed_reason else 0)
+
+
+class Metrics:
+    def __init__(self, runtime: Runtime, operations: Iterable[str]) -> None:
+        self.registry = CollectorRegistry()
+        self._operations = frozenset(operations)
+        self._requests = Counter("keyledger_requests", "KMS API calls answered, by operation and AWS error code "
+                                 "('' when the call succeeded).", ("operation", "error_code"), registry=self.registry)
+        self._duration = Histogram("keyledger_request_duration_seconds", "Time from a request's arrival to its "
+                                   "answer, audit record included, by operation.", ("operation",),
+                                   buckets=_BUCKETS, registry=self.registry)
+        self.registry.register(_RuntimeCollector(runtime))
+        self._series: dict[tuple[str, str], tuple[Any, Any]] = {}  # the labelled children, looked up once
+
+    def observe(self, operation: str, error_code: str | None, seconds: float) -> None:
+        series = self._series.get((operation, error_code or ""))
+        if series is None:
+            name = operation if operation in self._operations else "unknown"
+            series = (self._requests.labels(name, error_code or ""), self._duration.labels(name))
+            if name != "unknown":  # a made-up operation name must not grow this either
+                self._series[(operation, error_code or "")] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
