@@ -60,7 +60,7 @@ class PrincipalDirectory:
         return row, [parse_identity_policy(text, name) for name, text in sorted(row.policies.items())]
 
     def _current_of(self, name: PrincipalName) -> tuple[PrincipalRow | None, list[PolicyDocument]]:
-        principal_id = str(name.aggregate_id)
+        principal_id = name.aggregate_key
         row, documents = self._current.get(principal_id, lambda: self._load(principal_id))
         if row is None or not _is(name, row.arn, row.kind, row.name):
             return None, []

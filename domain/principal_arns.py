@@ -12,6 +12,7 @@ import secrets
 import string
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 
 from domain.errors import IamValidationError
 
@@ -48,9 +49,13 @@ class PrincipalName:
         """The kind of principal that holds this one's access keys and policies (a session's is its role)."""
         return ROLE if self.kind == SESSION else self.kind
 
-    @property
+    @cached_property  # a name-derived UUID (a SHA-1), asked for on every call of the principal
     def aggregate_id(self) -> uuid.UUID:
         return principal_id(self.partition, self.account_id, self.owner_kind, self.name)
+
+    @cached_property
+    def aggregate_key(self) -> str:
+        return str(self.aggregate_id)
 
     @property
     def root_arn(self) -> str:
