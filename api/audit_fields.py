@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from api.wire_model import WireModel
-from application.audit_records import iso
+from application.audit.records import iso
 
 
 def _camel(name: str) -> str:

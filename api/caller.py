@@ -9,7 +9,7 @@ from typing import Sequence
 from starlette.requests import Request
 
 from api.sigv4 import verify_sigv4
-from application.audit_records import CallContext
+from application.audit.records import CallContext
 from domain.errors import InvalidSignatureError, SealedError, UnrecognizedClientError
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Runtime

@@ -78,8 +78,8 @@ def verify(checkpoints: Optional[Path] = typer.Option(None, help="Checkpoint fil
     """Re-derive every hash and check every checkpoint; exit 1 naming the first bad seq."""
     from rich.progress import Progress
 
-    from application.audit_checkpoints import audit_head, audit_records, stored_checkpoints
-    from domain.audit_chain import checkpoint_from_json, verify_log
+    from application.audit.checkpoints import audit_head, audit_records, stored_checkpoints
+    from domain.audit.chain import checkpoint_from_json, verify_log
 
     runtime = _runtime(data_dir, database_url)
     try:
@@ -123,7 +123,7 @@ def export(start: Optional[str] = typer.Option(None, "--from", help="RFC 3339 or
            fmt: str = typer.Option("cloudtrail", "--format", help="cloudtrail ({\"Records\": [...]}) or jsonl."),
            data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Write records as CloudTrail JSON or JSON lines to standard output."""
-    from application.audit_checkpoints import audit_records
+    from application.audit.checkpoints import audit_records
 
     if fmt not in ("cloudtrail", "jsonl"):
         raise typer.BadParameter("--format is cloudtrail or jsonl")
@@ -148,7 +148,7 @@ def tail(count: Optional[int] = typer.Option(None, help="Stop after this many re
          from_seq: Optional[int] = typer.Option(None, help="Start after this seq (default: the current end)."),
          data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Follow new records as JSON lines."""
-    from application.audit_checkpoints import audit_head, audit_records
+    from application.audit.checkpoints import audit_head, audit_records
 
     runtime = _runtime(data_dir, database_url)
     seen = 0

@@ -34,7 +34,7 @@ def _runtime(data_dir: Optional[Path], database_url: Optional[str]):
 
 @contextmanager
 def _history(data_dir: Optional[Path], database_url: Optional[str]) -> Iterator[Any]:
-    from application.point_in_time import PointInTime
+    from application.history.point_in_time import PointInTime
     from domain.errors import KmsError, NotFoundError
     from projections.replay import SqlKeyEventIndex
 

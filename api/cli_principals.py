@@ -34,7 +34,7 @@ PrincipalArn = typer.Argument(..., help="arn:aws:iam::<account>:user/<name>, ...
 
 
 def _operator() -> Any:
-    from application.principal_audit import Operator
+    from application.principals.audit import Operator
 
     try:
         user = getpass.getuser()
@@ -94,7 +94,7 @@ def _principal_json(row: Any, keys: list[Any] | None = None) -> dict[str, Any]:
 
 
 def _key_json(key: Any) -> dict[str, Any]:
-    from domain.principal_arns import acting_arn
+    from domain.principals.arns import acting_arn
 
     return {"AccessKeyId": key.access_key_id, "Status": key.status, "Principal": key.principal_arn,
             "ActsAs": acting_arn(key.principal_arn, key.access_key_id), "AccountId": key.account_id,

@@ -33,7 +33,7 @@ def _show(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
 @report_cli.command()
 def rotation(as_json: bool = Json, data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Keys whose material is older than their rotation period (or 365 days without automatic rotation)."""
-    from application.reports import rotation_report
+    from application.history.reports import rotation_report
     from infrastructure.bootstrap import build_runtime
     from projections.replay import SqlKeyEventIndex
 
@@ -53,8 +53,8 @@ def usage(key: str = typer.Option(..., help="Key id."),
           end: Optional[str] = typer.Option(None, "--to", help="RFC 3339 or epoch seconds."),
           as_json: bool = Json, data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Calls per operation and principal for one key, from the audit log."""
-    from application.audit_checkpoints import audit_records
-    from application.reports import usage_report
+    from application.audit.checkpoints import audit_records
+    from application.history.reports import usage_report
     from infrastructure.bootstrap import build_runtime
 
     key_id = key.rsplit("/", 1)[-1]
@@ -73,10 +73,10 @@ def access(key: str = typer.Option(..., help="Key id or key ARN."),
            operation: Optional[str] = typer.Option(None, help="One operation [default: every key operation]."),
            as_json: bool = Json, data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Who could do what with a key at an instant (key state and key policy as they were then)."""
-    from application.access_at import access_at
-    from application.point_in_time import PointInTime
+    from application.history.access_at import access_at
+    from application.history.point_in_time import PointInTime
     from domain.errors import KmsError
-    from domain.key_states import MATRIX
+    from domain.keys.states import MATRIX
     from infrastructure.bootstrap import build_runtime
     from projections.replay import SqlKeyEventIndex
 

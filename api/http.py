@@ -28,8 +28,8 @@ from api.metrics import Metrics
 from api.operations import HANDLERS, refuse_recipient
 from api.query_api import query_router
 from api.wire_model import WireModel
-from application.audit_records import CallContext, current_call, new_ids
-from application.audit_trail import AuditUnavailable
+from application.audit.records import CallContext, current_call, new_ids
+from application.audit.trail import AuditUnavailable
 from domain.errors import (
     InternalError,
     KmsError,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from application.audit_records import current_call
+from application.audit.records import current_call
 from domain.errors import CustomKeyStoreNotFoundError, InternalError, ValidationError
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Services

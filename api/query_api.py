@@ -16,10 +16,10 @@ from starlette.responses import Response
 
 from api.caller import authenticate
 from api.errors import error_response, internal_error_response
-from application.access_at import access_at
-from application.audit_checkpoints import audit_records
-from application.audit_records import CallContext, current_call
-from application.audit_trail import AuditUnavailable
+from application.audit.checkpoints import audit_records
+from application.audit.records import CallContext, current_call
+from application.audit.trail import AuditUnavailable
+from application.history.access_at import access_at
 from domain.errors import InternalError, KmsError, ValidationError
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Runtime

@@ -22,13 +22,13 @@ from urllib.parse import quote, unquote_plus
 
 from botocore.utils import normalize_url_path
 
+from domain.crypto.primitives import sha256_hex
 from domain.errors import (
     IncompleteSignatureError,
     InvalidSignatureError,
     MissingAuthenticationTokenError,
     UnrecognizedClientError,
 )
-from domain.gil_held import sha256_hex
 
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"

@@ -42,7 +42,7 @@ class KeyRow:
     current_material_id: str | None
     metadata: dict[str, Any]
     policy: str = ""  # the key policy in force (authorization reads it on every call)
-    grants: tuple[Any, ...] = ()  # domain.authorization.Grant of the grants in force
+    grants: tuple[Any, ...] = ()  # domain.policy.evaluation.Grant of the grants in force
 
 
 @dataclass(frozen=True)

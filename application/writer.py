@@ -8,7 +8,7 @@ from typing import Any, Callable, Generic, Sequence, TypeVar
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from application.audit_trail import AuditTrail
+from application.audit.trail import AuditTrail
 from application.ledger import KeyLedger
 from application.ports import KeyStateView, UnitOfWork
 from domain.errors import ConflictError

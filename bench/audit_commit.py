@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from application.audit_records import CallContext, new_ids  # noqa: E402
-from application.audit_trail import _Pending  # noqa: E402
+from application.audit.records import CallContext, new_ids  # noqa: E402
+from application.audit.trail import _Pending  # noqa: E402
 from infrastructure.bootstrap import build_runtime  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from application.point_in_time import PointInTime  # noqa: E402
+from application.history.point_in_time import PointInTime  # noqa: E402
 from domain.identifiers import Scope  # noqa: E402
 from infrastructure.bootstrap import build_runtime  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402

@@ -14,10 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from application.principal_ports import AccessKeyRow
+from application.principals.ports import AccessKeyRow
 from application.ttl_cache import TtlCache
-from domain.principal_arns import acting_arn
-from domain.wrapping import RootKeyring
+from domain.crypto.wrapping import RootKeyring
+from domain.principals.arns import acting_arn
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import access_keys
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from domain.wrapping import RootKeyring, UnwrapError
+from domain.crypto.wrapping import RootKeyring, UnwrapError
 from infrastructure.settings import Settings
 from infrastructure.tables import root_key_checks
 

@@ -6,7 +6,7 @@ import os
 import sqlalchemy as sa
 from eventsourcing.persistence import IntegrityError
 
-from domain.wrapping import RootKeyring
+from domain.crypto.wrapping import RootKeyring
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import service_secrets
 

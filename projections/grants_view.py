@@ -16,8 +16,8 @@ from eventsourcing.domain import Aggregate
 from sqlalchemy.orm import Session
 
 from application.ports import UnitOfWork
-from domain.key import Key
-from domain.key_grants import grant_entry
+from domain.keys.grants import grant_entry
+from domain.keys.key import Key
 from projections.tables import key_grants
 
 _ENDED = (Key.GrantRetired, Key.GrantRevoked)
@@ -54,7 +54,7 @@ def _entry(row: Any) -> dict[str, Any]:
 
 
 class SqlGrantIndex:
-    """application.grant_service.GrantIndex over the key_grants table."""
+    """application.keys.grant_service.GrantIndex over the key_grants table."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow

@@ -14,11 +14,11 @@ from eventsourcing.domain import Aggregate
 from sqlalchemy.orm import Session
 
 from application.ports import AliasRow, KeyRow
-from domain.alias import Alias
-from domain.authorization import Grant
 from domain.identifiers import Scope
-from domain.key import Key
-from domain.key_states import KeyState
+from domain.keys.alias import Alias
+from domain.keys.key import Key
+from domain.keys.states import KeyState
+from domain.policy.evaluation import Grant
 from projections.grants_view import project_grants
 from projections.tables import aliases, key_event_index, key_state
 

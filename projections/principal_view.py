@@ -9,9 +9,9 @@ from typing import Any, Sequence
 
 import sqlalchemy as sa
 
-from application.principal_ports import PrincipalRow
 from application.ports import UnitOfWork
-from domain.principal import Principal
+from application.principals.ports import PrincipalRow
+from domain.principals.principal import Principal
 from projections.principal_tables import principal_event_index, principals
 
 

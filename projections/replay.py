@@ -21,10 +21,10 @@ from eventsourcing.persistence import Recording
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from application.point_in_time import ALIAS_TOPICS, KEY_TOPICS, IndexedEvent, event_topics
+from application.history.point_in_time import ALIAS_TOPICS, KEY_TOPICS, IndexedEvent, event_topics
 from application.ports import UnitOfWork
-from domain.key import Key
-from domain.principal import Principal
+from domain.keys.key import Key
+from domain.principals.principal import Principal
 from projections import principal_tables, tables
 from projections.key_state_view import SqlKeyStateView
 from projections.principal_view import SqlPrincipalView
@@ -41,7 +41,7 @@ Progress = Callable[[int, int], None]  # (last notification id read, highest not
 
 
 class SqlKeyEventIndex:
-    """application.point_in_time.KeyEventIndex over the live key_event_index table."""
+    """application.history.point_in_time.KeyEventIndex over the live key_event_index table."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow

@@ -10,9 +10,8 @@ import time
 import uuid
 from typing import Any
 
-import pytest
-
 import boto3
+import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 

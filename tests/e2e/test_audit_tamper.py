@@ -1,6 +1,6 @@
 """Tampering with the audit log behind the server's back, on SQLite and PostgreSQL: each kind of change
 made directly in the database (or to the checkpoint file) makes `keyledger audit verify` exit 1 naming
-the first bad seq as domain/audit_chain.py defines it; an untouched log verifies."""
+the first bad seq as domain/audit/chain.py defines it; an untouched log verifies."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from domain.audit_chain import (
+from domain.audit.chain import (
     checkpoint_from_json,
     checkpoint_to_json,
     make_checkpoint,
@@ -159,7 +159,7 @@ def test_truncated_tail_is_detected(servers) -> None:
 def test_rewritten_and_rechained_log_is_caught_by_a_checkpoint(servers) -> None:
     """Change a record and recompute every leaf and chain after it: the per-record checks pass, only the
     signed checkpoint can tell; the first bad seq is one past the last checkpoint that still matched."""
-    from domain.audit_chain import GENESIS, seal
+    from domain.audit.chain import GENESIS, seal
 
     server = prepared(servers)
     table = AuditTable(server)

@@ -24,12 +24,13 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from application.principal_audit import Operator
+from application.principals.audit import Operator
 from infrastructure.bootstrap import build_runtime
 from infrastructure.settings import Settings
 from tests.e2e.test_audit_support import export_jsonl
 from tests.e2e.test_query_api import get
-from tests.servers import ACCOUNT_ID as A, Server
+from tests.servers import ACCOUNT_ID as A
+from tests.servers import Server
 
 B = "444455556666"
 OPERATOR = Operator(user="tests", host="localhost")

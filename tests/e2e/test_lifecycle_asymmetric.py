@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
-from domain.asymmetric import POST_QUANTUM_SUPPORTED
+from domain.crypto.asymmetric import POST_QUANTUM_SUPPORTED
 from tests.e2e.helpers import create_key, error_code, unvalidated_client
 
 RSA_SIGNING = ["RSASSA_PSS_SHA_256", "RSASSA_PSS_SHA_384", "RSASSA_PSS_SHA_512",
@@ -498,7 +498,7 @@ def test_derive_shared_secret_needs_a_key_agreement_key(kms, key_of):
                       PublicKey=peer) == "InvalidKeyUsageException"
 
 
-@pytest.mark.skipif(not __import__("domain.asymmetric").asymmetric.POST_QUANTUM_SUPPORTED.get("ML_KEM_768"),
+@pytest.mark.skipif(not __import__("domain.crypto.asymmetric").asymmetric.POST_QUANTUM_SUPPORTED.get("ML_KEM_768"),
                     reason="the installed cryptography has no ML-KEM-768")
 def test_ml_kem_encapsulate_then_decapsulate(kms):
     key = kms.create_key(KeySpec="ML_KEM_768", KeyUsage="ENCAPSULATE_DECAPSULATE")["KeyMetadata"]

@@ -17,7 +17,19 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tests.e2e.helpers import advance_days, code, create_key, error_code, keyledger, listed, maintenance, postgres_tables, secret_hits, unique_alias, unvalidated_client
+from tests.e2e.helpers import (
+    advance_days,
+    code,
+    create_key,
+    error_code,
+    keyledger,
+    listed,
+    maintenance,
+    postgres_tables,
+    secret_hits,
+    unique_alias,
+    unvalidated_client,
+)
 from tests.servers import Server
 
 BACKING_KEY_PURPOSE = "backing-key"
@@ -54,7 +66,7 @@ def backing_rows(server: Server, backend: str, key_id: str) -> list[tuple[str, s
 
 
 def unwrap(server: Server, key_id: str, material_id: str, wrapped: bytes) -> bytes:
-    """Undoes the root-key wrapping with the root key file, as documented in domain/wrapping.py."""
+    """Undoes the root-key wrapping with the root key file, as documented in domain/crypto/wrapping.py."""
     document = json.loads((server.data_dir / "root-key").read_text())
     (version,) = struct.unpack(">I", wrapped[:4])
     root = base64.b64decode(document["keys"][str(version)])

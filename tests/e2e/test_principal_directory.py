@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from application.principal_audit import Operator
+from application.principals.audit import Operator
 from infrastructure.bootstrap import Runtime, build_runtime
 from infrastructure.settings import Settings
 from tests.conftest import ServerFactory

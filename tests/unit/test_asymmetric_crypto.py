@@ -1,4 +1,4 @@
-"""domain.asymmetric and domain.mac checked against `cryptography` and the stdlib used directly, so a bug
+"""domain.crypto.asymmetric and domain.crypto.mac checked against `cryptography` and the stdlib used directly, so a bug
 shared by our helpers and these tests would have to be in the independent library too."""
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from domain import asymmetric, asymmetric_encryption, mac
-from domain.errors import (InvalidCiphertextError, InvalidKeyUsageError, UnsupportedOperationError,
-                           ValidationError)
+from domain.crypto import asymmetric, asymmetric_encryption, mac
+from domain.errors import InvalidCiphertextError, InvalidKeyUsageError, UnsupportedOperationError, ValidationError
 
 RSA_SPECS = ("RSA_2048", "RSA_3072", "RSA_4096")
 NIST = {"ECC_NIST_P256": ec.SECP256R1, "ECC_NIST_P384": ec.SECP384R1, "ECC_NIST_P521": ec.SECP521R1}

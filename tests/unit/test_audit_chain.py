@@ -1,5 +1,5 @@
 """The tamper-evident audit chain (DESIGN.md section 5): every kind of tampering is found and the first
-bad seq is named exactly as domain/audit_chain.py defines it."""
+bad seq is named exactly as domain/audit/chain.py defines it."""
 from __future__ import annotations
 
 import copy
@@ -14,10 +14,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import domain.audit_chain as audit_chain
-from domain.audit_chain import (
-    GENESIS, Checkpoint, canonical, checkpoint_from_json, checkpoint_hash, checkpoint_to_json, leaf_hash,
-    make_checkpoint, next_chain, seal, verify_checkpoint_signature, verify_log,
+import domain.audit.chain as audit_chain
+from domain.audit.chain import (
+    GENESIS,
+    Checkpoint,
+    canonical,
+    checkpoint_from_json,
+    checkpoint_hash,
+    checkpoint_to_json,
+    leaf_hash,
+    make_checkpoint,
+    next_chain,
+    seal,
+    verify_checkpoint_signature,
+    verify_log,
 )
 
 ACCOUNT = "111122223333"

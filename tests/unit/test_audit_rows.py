@@ -1,4 +1,4 @@
-"""The audit committer's rows (application/audit_rows.py) are byte for byte the rows the event library
+"""The audit committer's rows (application/audit/rows.py) are byte for byte the rows the event library
 would store for the same records: compared with the library's own mapping of AuditLog.RecordAppended
 events for arbitrary JSON records, and through the database on SQLite and PostgreSQL."""
 from __future__ import annotations
@@ -14,11 +14,11 @@ from eventsourcing.persistence import IntegrityError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.audit_checkpoints import audit_records
-from application.audit_rows import RecordRows
-from application.audit_trail import AuditTrail, _Pending
-from domain.audit_chain import GENESIS, verify_log
-from domain.audit_log import AUDIT_LOG_ID, AuditLog
+from application.audit.checkpoints import audit_records
+from application.audit.rows import RecordRows
+from application.audit.trail import AuditTrail, _Pending
+from domain.audit.chain import GENESIS, verify_log
+from domain.audit.log import AUDIT_LOG_ID, AuditLog
 from infrastructure.bootstrap import Runtime, build_ledger, build_runtime
 from infrastructure.settings import Settings
 from tests.conftest import require_postgres

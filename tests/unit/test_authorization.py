@@ -11,10 +11,10 @@ from typing import Any, Callable
 
 import pytest
 
-from domain.authorization import Decision, Grant, RequestContext, evaluate
-from domain.policy import default_key_policy
-from domain.policy_conditions import Condition
-from domain.policy_document import PolicyDocument, parse_policy
+from domain.policy.conditions import Condition
+from domain.policy.default_policy import default_key_policy
+from domain.policy.document import PolicyDocument, parse_policy
+from domain.policy.evaluation import Decision, Grant, RequestContext, evaluate
 
 ACCT, OTHER = "111122223333", "444455556666"
 KEY_ARN = f"arn:aws:kms:us-east-1:{ACCT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"

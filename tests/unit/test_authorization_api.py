@@ -5,9 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from domain.authorization import (CROSS_ACCOUNT_ACTIONS, GRANT_OPERATIONS, Decision, Grant, RequestContext,
-                                  can_retire, could_perform, denial_message)
-from domain.policy_document import KMS_ACTIONS, parse_policy
+from domain.policy.document import KMS_ACTIONS, parse_policy
+from domain.policy.evaluation import (
+    CROSS_ACCOUNT_ACTIONS,
+    GRANT_OPERATIONS,
+    Decision,
+    Grant,
+    RequestContext,
+    can_retire,
+    could_perform,
+    denial_message,
+)
 from tests.unit.test_authorization import ACCT, ALICE, BOB, KEY_ARN, OTHER, allow, by_key
 
 

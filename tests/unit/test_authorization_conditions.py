@@ -6,8 +6,15 @@ from datetime import datetime, timezone
 
 import pytest
 
-from domain.policy_conditions import (Condition, Operator, clause_holds, conditions_hold, normalize_context,
-                                      parse_operator, wildcard_match)
+from domain.policy.conditions import (
+    Condition,
+    Operator,
+    clause_holds,
+    conditions_hold,
+    normalize_context,
+    parse_operator,
+    wildcard_match,
+)
 
 T0 = datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)  # epoch 1700000000
 

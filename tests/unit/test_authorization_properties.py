@@ -7,8 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.authorization import GRANT_OPERATIONS, Grant, RequestContext, evaluate
-from domain.policy_document import PolicyDocument, parse_policy
+from domain.policy.document import PolicyDocument, parse_policy
+from domain.policy.evaluation import GRANT_OPERATIONS, Grant, RequestContext, evaluate
 
 ACCT, OTHER = "111122223333", "444455556666"
 KEY_ARN = f"arn:aws:kms:us-east-1:{ACCT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"

@@ -1,4 +1,4 @@
-"""Remembered verdicts (application/decision_memo.py): the Authorizer answers exactly as the evaluator does,
+"""Remembered verdicts (application/authorization/decision_memo.py): the Authorizer answers exactly as the evaluator does,
 call after call, while policies are put, attached and detached; and it remembers only what may be."""
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from application.audit_records import CallContext, current_call
-from application.authorizer import Authorizer, KeyFacts, key_policy_document
-from application.decision_memo import DecisionMemo
-from domain.authorization import Decision, Grant, RequestContext, evaluate
+from application.audit.records import CallContext, current_call
+from application.authorization.authorizer import Authorizer, KeyFacts, key_policy_document
+from application.authorization.decision_memo import DecisionMemo
 from domain.errors import AccessDeniedError
-from domain.policy_document import PolicyDocument, parse_policy
+from domain.policy.document import PolicyDocument, parse_policy
+from domain.policy.evaluation import Decision, Grant, RequestContext, evaluate
 from tests.unit.test_authorization import ACCT, ALICE, BOB, CAROL, KEY_ARN, ROOT, allow, iam
 
 CALLERS = [ALICE, BOB, ROOT, CAROL]

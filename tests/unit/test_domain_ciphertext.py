@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain import ciphertext
-from domain.ciphertext import HEADER_LEN, OVERHEAD, decrypt, derive_call_key, encrypt, parse_header
+from domain.crypto import ciphertext
+from domain.crypto.ciphertext import HEADER_LEN, OVERHEAD, decrypt, derive_call_key, encrypt, parse_header
 from domain.errors import InvalidCiphertextError
 
 BACKING_KEY = bytes(range(32))
@@ -200,7 +200,7 @@ def test_derive_call_key_equals_cryptography_kbkdf(backing_key, nonce):
 def test_blob_decrypts_with_the_independently_derived_key(blob):
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from domain.encryption_context import canonical_encryption_context
+    from domain.crypto.encryption_context import canonical_encryption_context
 
     nonce, iv = blob[33:49], blob[49:61]
     call_key = _sp800_108_counter_hmac_sha256(BACKING_KEY, ciphertext._LABEL, nonce)

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.encryption_context import MAX_CONTEXT_BYTES, canonical_encryption_context as canonical
+from domain.crypto.encryption_context import MAX_CONTEXT_BYTES
+from domain.crypto.encryption_context import canonical_encryption_context as canonical
 from domain.errors import ValidationError
 
 

@@ -21,14 +21,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from domain.alias import Alias
 from domain.errors import InvalidStateError, KmsError, LimitExceededError, TagError, ValidationError
 from domain.identifiers import Scope, alias_aggregate_id
-from domain.key import Key
-from domain.key_material import Material, new_symmetric_material
-from domain.key_specs import KEY_SPECS
-from domain.key_states import KeyState
-from domain.policy import default_key_policy
+from domain.keys.alias import Alias
+from domain.keys.key import Key
+from domain.keys.material import Material, new_symmetric_material
+from domain.keys.specs import KEY_SPECS
+from domain.keys.states import KeyState
+from domain.policy.default_policy import default_key_policy
 
 SCOPE = Scope("111122223333", "us-east-1")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)

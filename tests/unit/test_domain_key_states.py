@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 from domain.errors import DisabledError, InvalidStateError, KmsError, NotFoundError, UnsupportedOperationError
-from domain.key_states import MATRIX, KeyState, require_state
+from domain.keys.states import MATRIX, KeyState, require_state
 
 ARN = f"arn:aws:kms:us-east-1:111122223333:key/{uuid.UUID(int=0x1234)}"
 

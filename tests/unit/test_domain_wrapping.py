@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.wrapping import RootKeyring, UnwrapError
+from domain.crypto.wrapping import RootKeyring, UnwrapError
 
 ROOT_1, ROOT_2, ROOT_3 = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"

@@ -1,4 +1,4 @@
-"""domain/gil_held.py: the same bytes as the one-shot library calls, computed without letting go of the GIL."""
+"""domain/crypto/primitives.py: the same bytes as the one-shot library calls, computed without letting go of the GIL."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.gil_held import PIECE, aes_gcm_decrypt, aes_gcm_encrypt, random_bytes, sha256_hex
+from domain.crypto.primitives import PIECE, aes_gcm_decrypt, aes_gcm_encrypt, random_bytes, sha256_hex
 
 KEY, IV = bytes(range(32)), bytes(range(12))
 # Around the piece size and the libraries' 2 KiB threshold, and a few pieces long.

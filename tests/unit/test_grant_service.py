@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.audit_records import CallContext, current_call
+from application.audit.records import CallContext, current_call
 from domain.errors import AccessDeniedError, InvalidGrantTokenError, KmsError, NotFoundError, ValidationError
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Runtime, build_runtime

@@ -1,4 +1,4 @@
-"""Grant tokens (domain/grant_tokens.py): what one names comes back out; any other string, any change to a
+"""Grant tokens (domain/keys/grant_tokens.py): what one names comes back out; any other string, any change to a
 token, or a token made under another secret is InvalidGrantTokenException."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from domain import grant_tokens
 from domain.errors import InvalidGrantTokenError
+from domain.keys import grant_tokens
 
 secrets = st.binary(min_size=32, max_size=32)
 key_ids = st.uuids().map(str)

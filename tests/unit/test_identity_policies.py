@@ -1,4 +1,4 @@
-"""Identity policies: the IAM grammar of domain/policy_document.py (no Principal, Resource required, unique
+"""Identity policies: the IAM grammar of domain/policy/document.py (no Principal, Resource required, unique
 alphanumeric Sids, other services' actions allowed), IAM's character set, and IAM's size count."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.errors import MalformedPolicyDocumentError
-from domain.policy_document import parse_policy, policy_size
+from domain.policy.document import parse_policy, policy_size
 
 
 def doc(*statements: dict, ensure_ascii: bool = False) -> str:

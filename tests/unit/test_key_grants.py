@@ -1,4 +1,4 @@
-"""Grants on the Key aggregate (domain/key_grants.py): events, replay, validation as AWS KMS validates a
+"""Grants on the Key aggregate (domain/keys/grants.py): events, replay, validation as AWS KMS validates a
 CreateGrant, the 50,000-grant quota, Name retries, the key-state matrix, and the shapes handed to the
 authorizer (``active_grants``) and to ListGrants (``grant_entries``).
 
@@ -17,7 +17,6 @@ from eventsourcing.application import Application
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.authorization import GRANT_OPERATIONS, Grant, can_retire
 from domain.errors import (
     DisabledError,
     InvalidArnError,
@@ -29,8 +28,7 @@ from domain.errors import (
     ValidationError,
 )
 from domain.identifiers import Scope
-from domain.key import Key
-from domain.key_grants import (
+from domain.keys.grants import (
     MAX_GRANTS_PER_KEY,
     grant_entry,
     grant_operations_for,
@@ -38,8 +36,10 @@ from domain.key_grants import (
     new_grant_id,
     principal_account,
 )
-from domain.key_material import new_symmetric_material
-from domain.policy import default_key_policy
+from domain.keys.key import Key
+from domain.keys.material import new_symmetric_material
+from domain.policy.default_policy import default_key_policy
+from domain.policy.evaluation import GRANT_OPERATIONS, Grant, can_retire
 
 SCOPE = Scope("111122223333", "us-east-1")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -298,7 +298,7 @@ def test_create_grant_follows_the_key_state_matrix_and_the_rest_work_in_every_st
             command()
 
 
-# -- who may retire (domain.authorization.can_retire) -------------------------------------------------
+# -- who may retire (domain.policy.evaluation.can_retire) -------------------------------------------------
 
 def test_can_retire_names_the_retiring_principal_a_retiring_grantee_and_the_issuing_root():
     key = new_key()

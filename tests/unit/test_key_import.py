@@ -23,10 +23,14 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from domain import key_import as ki  # noqa: E402
 from domain.errors import (  # noqa: E402
-    ExpiredImportTokenError, InvalidCiphertextError, InvalidImportTokenError, UnsupportedOperationError,
-    ValidationError)
+    ExpiredImportTokenError,
+    InvalidCiphertextError,
+    InvalidImportTokenError,
+    UnsupportedOperationError,
+    ValidationError,
+)
+from domain.keys import byok as ki  # noqa: E402
 
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 TOKEN_KEY = bytes(range(32))

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.audit_records import CallContext, current_call
-from application.point_in_time import PointInTime
+from application.audit.records import CallContext, current_call
+from application.history.point_in_time import PointInTime
 from domain.errors import KmsError, NotFoundError, ValidationError
 from domain.identifiers import Scope, alias_aggregate_id
 from infrastructure.bootstrap import Runtime, build_runtime

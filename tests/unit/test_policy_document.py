@@ -7,9 +7,9 @@ import json
 import pytest
 
 from domain.errors import MalformedPolicyDocumentError
-from domain.policy import default_key_policy
-from domain.policy_conditions import Condition
-from domain.policy_document import KMS_ACTIONS, Principal, canonical_action, parse_policy
+from domain.policy.conditions import Condition
+from domain.policy.default_policy import default_key_policy
+from domain.policy.document import KMS_ACTIONS, Principal, canonical_action, parse_policy
 
 ACCOUNT = "111122223333"
 ROOT = f"arn:aws:iam::{ACCOUNT}:root"

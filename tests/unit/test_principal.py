@@ -22,9 +22,9 @@ from domain.errors import (
     MalformedIdentityPolicyError,
     NoSuchEntityError,
 )
-from domain.policy_document import policy_size
-from domain.principal import ACTIVE, INACTIVE, MAX_ACCESS_KEYS, Principal
-from domain.principal_arns import ROLE, ROOT, SESSION, USER, acting_arn, parse_principal_arn
+from domain.policy.document import policy_size
+from domain.principals.arns import ROLE, ROOT, SESSION, USER, acting_arn, parse_principal_arn
+from domain.principals.principal import ACTIVE, INACTIVE, MAX_ACCESS_KEYS, Principal
 
 ACCOUNT = "111122223333"
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)

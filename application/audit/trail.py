@@ -1,0 +1,246 @@
+"""Durable, ordered, chained audit records, committed in groups.
+
+Two ways in, one head:
+* ``transaction_with_record``: a key change's own record, saved in the key change's transaction.
+* ``record`` / ``record_async``: every other call's record, queued; a committer thread writes whatever is
+  queued in one transaction (group commit) and wakes each caller when its batch is durable. Nothing is
+  answered before that, so a caller never holds a secret whose record could still be lost.
+The head (seq, chain) is read after taking the event store's writer lock, inside the transaction that
+appends, and held under one in-process lock until that transaction ends: servers in other processes on
+the same database (``KEYLEDGER_WORKERS``, or several hosts on PostgreSQL) append one after the other
+instead of failing on the log's version. A version conflict is still retried, should one happen.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from eventsourcing.persistence import IntegrityError
+
+from application.audit.records import current_call
+from application.audit.rows import RecordRows
+from application.ledger import KeyLedger
+from application.ports import Clock, UnitOfWork
+from domain.audit.chain import GENESIS
+from domain.audit.log import AUDIT_LOG_ID, AuditLog
+from domain.keys.key import Key
+
+MAX_ATTEMPTS = 5
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(AuditUnavailable(str(error))) if error else future.set_result(None)
+
+
+class AuditUnavailable(Exception):
+    """The record could not be made durable; the call must fail closed."""
+
+
+@dataclass
+class _Pending:
+    record: dict[str, Any]
+    done: Callable[[BaseException | None], None] | None  # None: an asyncio waiter, settled per loop
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
+
+
+@dataclass
+class GroupCommitStats:
+    batches: int = 0
+    records: int = 0
+    largest: int = 0
+    failed_records: int = 0  # records that could not be made durable: their calls answered KMSInternalException
+
+
+class AuditTrail:
+    def __init__(self, ledger: KeyLedger, uow: UnitOfWork, clock: Clock, *, window_seconds: float = 0.0,
+                 max_batch: int = 256) -> None:
+        self._ledger = ledger
+        self._uow = uow
+        self._clock = clock
+        self._window = window_seconds
+        self._max_batch = max_batch
+        self._head_lock = threading.RLock()
+        self._head: tuple[int, str] | None = None  # (seq, chain) of the last record we know committed
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._commit_loop, name="keyledger-audit", daemon=True)
+        self.stats = GroupCommitStats()
+        # Batches go in as rows made directly (application/audit/rows.py) when those are provably the rows
+        # the library would write and the recorder takes rows; otherwise through the library.
+        rows = RecordRows(ledger.mapper)
+        self._rows = rows if rows.exact and hasattr(ledger.recorder, "insert_rows") else None
+
+    # -- head ------------------------------------------------------------------------------------
+
+    def _load_head(self) -> tuple[int, str]:
+        stored = self._ledger.recorder.select_events(AUDIT_LOG_ID, desc=True, limit=1)
+        if not stored:
+            try:
+                self._ledger.save(AuditLog.start(self._clock.now()))
+            except IntegrityError:
+                pass  # another process started it
+            return self._load_head()
+        event = self._ledger.mapper.to_domain_event(stored[0])
+        if isinstance(event, AuditLog.RecordAppended):
+            return event.record["seq"], event.record["chain"]
+        return 0, GENESIS.hex()
+
+    def _begin_append(self, tx: Any) -> tuple[int, str]:
+        """Inside transaction ``tx`` (the caller holds ``_head_lock`` until it ends): takes the writers'
+        lock, then reads the head, so no other process can append between our reading the head and our
+        commit: several servers on one database neither fork the log nor conflict on it."""
+        self._uow.lock_writers(tx)
+        # The log's version is seq + 1. Unless another process appended since our last append, the head
+        # we hold is current and one index lookup says so; otherwise read and decode the last record.
+        if self._head is None or self._uow.last_version(tx, AUDIT_LOG_ID) != self._head[0] + 1:
+            self._head = self._load_head()
+        return self._head
+
+    # -- a key change's own record ---------------------------------------------------------------
+
+    @contextmanager
+    def transaction_with_record(self, aggregates: list[Any]) -> Iterator[Callable[[Any], list[AuditLog]]]:
+        """Wraps a key-change transaction. Yields ``attach``, to be called first thing inside the
+        transaction: ``attach(tx)`` takes the writers' lock, seals the call's record on the current head
+        and returns the audit aggregates to save with the change (none when no call is being audited or
+        its record was already written)."""
+        call = current_call.get()
+        if call is None or call.committed:
+            yield lambda tx: []
+            return
+        attached: list[AuditLog] = []
+
+        def attach(tx: Any) -> list[AuditLog]:
+            log = AuditLog.at_head(*self._begin_append(tx))
+            for aggregate in aggregates:
+                if isinstance(aggregate, Key):
+                    call.add_resource(aggregate.arn)
+                    if call.respond_from is not None:
+                        call.record["responseElements"] = call.respond_from(aggregate)
+            log.append(call.final_record(), self._clock.now())
+            attached[:] = [log]
+            return [log]
+
+        with self._head_lock:
+            try:
+                yield attach
+            except BaseException:
+                self._head = None  # reload next time
+                raise
+            if attached:  # the transaction committed with the record
+                self._head = (attached[0].seq, attached[0].chain)
+                call.committed = True
+
+    # -- every other record: group commit ----------------------------------------------------------
+
+    def start(self) -> None:
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+
+    def record(self, record: dict[str, Any]) -> None:
+        """Blocks until the record is durable; raises AuditUnavailable if it cannot be."""
+        if not self._thread.is_alive():  # no committer (CLI): write directly
+            failed: list[BaseException | None] = []
+            self._commit([_Pending(record, failed.append)])
+            if failed[0] is not None:
+                raise AuditUnavailable(str(failed[0])) from failed[0]
+            return
+        finished = threading.Event()
+        outcome: list[BaseException | None] = []
+
+        def done(error: BaseException | None) -> None:
+            outcome.append(error)
+            finished.set()
+
+        self._queue.put(_Pending(record, done))
+        finished.wait()
+        if outcome[0] is not None:
+            raise AuditUnavailable(str(outcome[0])) from outcome[0]
+
+    async def record_async(self, record: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Pending(record, None, loop, future))
+        await future
+
+    def _commit_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self._window
+            while len(batch) < self._max_batch:
+                try:
+                    timeout = deadline - time.monotonic()
+                    item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _append(self, head: tuple[int, str], records: list[dict[str, Any]]) -> tuple[int, str]:
+        """Inside the transaction that took the writers' lock: the records sealed after ``head`` and
+        inserted, all with one timestamp; returns the new head."""
+        now = self._clock.now()
+        if self._rows is not None:
+            rows, head = self._rows.rows(records, head, now)
+            self._ledger.recorder.insert_rows(rows)  # type: ignore[attr-defined]
+            return head
+        log = AuditLog.at_head(*head)
+        for record in records:
+            log.append(record, now)
+        self._ledger.save(log)
+        return log.seq, log.chain
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        error: BaseException | None = None
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                with self._head_lock:
+                    try:
+                        with self._uow.transaction() as tx:
+                            head = self._append(self._begin_append(tx), [pending.record for pending in batch])
+                    except BaseException:
+                        self._head = None  # reload next time
+                        raise
+                    self._head = head  # committed
+                error = None
+                break
+            except IntegrityError as exc:  # another process appended first: reload the head, retry
+                error = exc
+            except Exception as exc:  # storage down, read-only, disk full: fail closed
+                error = exc
+                break
+        self.stats.batches += 1
+        self.stats.records += len(batch)
+        self.stats.largest = max(self.stats.largest, len(batch))
+        if error is not None:
+            self.stats.failed_records += len(batch)
+        # asyncio waiters are settled with one wake-up of their loop per batch, not one per record.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for pending in batch:
+            if pending.done is not None:
+                pending.done(error)
+            elif pending.loop is not None and pending.future is not None:
+                by_loop.setdefault(pending.loop, []).append(pending.future)
+        for loop, futures in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, futures, error)
+            except RuntimeError:  # the loop was closed: nobody waits any more
+                pass

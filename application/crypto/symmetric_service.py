@@ -1,0 +1,153 @@
+"""Cryptographic operations on symmetric keys. Reads the key-state view (one row), never the event log,
+so the hot path is a primary-key lookup plus an in-memory backing key."""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Mapping
+
+from application.crypto.asymmetric_service import AsymmetricService
+from application.keys.materials import KeyMaterials
+from application.keys.resolver import KeyResolver
+from application.ports import KeyRow
+from domain.crypto import ciphertext
+from domain.crypto.encryption_context import validate_encryption_context
+from domain.crypto.primitives import random_bytes
+from domain.errors import (
+    DryRunOperationError,
+    IncorrectKeyError,
+    InvalidCiphertextError,
+    InvalidKeyUsageError,
+    InvalidStateError,
+    ValidationError,
+)
+from domain.identifiers import Scope
+from domain.keys.key import key_material_id
+from domain.keys.specs import DATA_KEY_SPECS, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT
+from domain.keys.states import KeyState, require_state
+
+SYMMETRIC_ALGORITHM = "SYMMETRIC_DEFAULT"
+_DRY_RUN = "The request would have succeeded, but the DryRun option is set."
+
+
+class CryptoService:
+    def __init__(self, resolver: KeyResolver, materials: KeyMaterials, asymmetric: AsymmetricService) -> None:
+        self._resolve = resolver
+        self._materials = materials
+        self._asymmetric = asymmetric
+
+    def _usable(self, row: KeyRow, operation: str, algorithm: str | None) -> None:
+        """Symmetric encryption operations: the key state allows it and the key is a symmetric encryption key."""
+        require_state(operation, KeyState(row.key_state), row.arn)
+        if row.key_usage != ENCRYPT_DECRYPT or row.key_spec != SYMMETRIC_DEFAULT:
+            raise InvalidKeyUsageError(
+                f"{row.arn} is a {row.key_spec} key for {row.key_usage}, which is not valid for {operation}.")
+        if algorithm not in (None, SYMMETRIC_ALGORITHM):
+            raise InvalidKeyUsageError(f"The encryption algorithm {algorithm} is not supported for {row.arn}; use SYMMETRIC_DEFAULT.")
+
+    def _seal(self, row: KeyRow, plaintext: bytes, context: Mapping[str, str] | None) -> tuple[bytes, str]:
+        material_id = row.current_material_id
+        backing = self._materials.get(row.key_id, material_id) if material_id else None
+        if backing is None:
+            raise InvalidStateError(f"{row.arn} has no key material to encrypt with.")
+        blob = ciphertext.encrypt(backing, uuid.UUID(row.key_id), bytes.fromhex(material_id), plaintext, context)
+        return blob, key_material_id(row.key_id, material_id)
+
+    def _open(self, scope: Scope, blob: bytes, key_ref: str | None, context: Mapping[str, str] | None,
+              operation: str, algorithm: str | None, dry_run: bool = False) -> tuple[KeyRow, bytes, str]:
+        validate_encryption_context(context)
+        header = ciphertext.parse_header(blob)
+        blob_key_id = str(header.key_id)
+        if key_ref is not None:
+            named = self._resolve.row(scope, key_ref, operation)
+            if named.key_id != blob_key_id:
+                raise IncorrectKeyError(
+                    f"The key ID in the request does not identify the KMS key used to encrypt the ciphertext ({named.arn})."
+                )
+        # Any account: a ciphertext of another account's key is a cross-account Decrypt, which its key
+        # policy may allow; the region must still match (key ids are global, keys are regional).
+        row = self._resolve.row_by_id(None, blob_key_id, operation)
+        if row is None or row.region != scope.region:
+            raise InvalidCiphertextError("The ciphertext refers to a key that does not exist in this region.")
+        self._usable(row, operation, algorithm)
+        if dry_run:
+            raise DryRunOperationError(_DRY_RUN)
+        backing = self._materials.get(row.key_id, header.material_id.hex())
+        if backing is None:
+            raise InvalidCiphertextError("The ciphertext was made with key material this key no longer has.")
+        plaintext = ciphertext.decrypt(backing, blob, context)
+        return row, plaintext, key_material_id(row.key_id, header.material_id.hex())
+
+    def encrypt(self, scope: Scope, key_ref: str, plaintext: bytes, context: Mapping[str, str] | None = None,
+                algorithm: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+        validate_encryption_context(context)
+        row = self._resolve.row(scope, key_ref)
+        if row.key_spec != SYMMETRIC_DEFAULT and row.key_usage == ENCRYPT_DECRYPT:
+            require_state("Encrypt", KeyState(row.key_state), row.arn)
+            if dry_run:
+                raise DryRunOperationError(_DRY_RUN)
+            return self._asymmetric.encrypt(row, plaintext, context, algorithm)
+        self._usable(row, "Encrypt", algorithm)
+        if dry_run:
+            raise DryRunOperationError(_DRY_RUN)
+        blob, _ = self._seal(row, plaintext, context)
+        return {"CiphertextBlob": blob, "KeyId": row.arn, "EncryptionAlgorithm": SYMMETRIC_ALGORITHM}
+
+    def decrypt(self, scope: Scope, blob: bytes | None, key_ref: str | None = None,
+                context: Mapping[str, str] | None = None, algorithm: str | None = None,
+                dry_run: bool = False) -> dict[str, Any]:
+        if not blob:
+            raise ValidationError("CiphertextBlob is required.")
+        if key_ref is not None and algorithm not in (None, SYMMETRIC_ALGORITHM):
+            # Asymmetric ciphertext is raw RSA with no header: the caller names key and algorithm.
+            named = self._resolve.row(scope, key_ref)
+            if named.key_spec != SYMMETRIC_DEFAULT:
+                require_state("Decrypt", KeyState(named.key_state), named.arn)
+                if dry_run:
+                    raise DryRunOperationError(_DRY_RUN)
+                return self._asymmetric.decrypt(named, blob, context, algorithm)
+        row, plaintext, material = self._open(scope, blob, key_ref, context, "Decrypt", algorithm, dry_run)
+        return {"KeyId": row.arn, "Plaintext": plaintext, "EncryptionAlgorithm": SYMMETRIC_ALGORITHM,
+                "KeyMaterialId": material}
+
+    def re_encrypt(self, scope: Scope, blob: bytes | None, destination_key_ref: str, *,
+                   source_key_ref: str | None = None, source_context: Mapping[str, str] | None = None,
+                   destination_context: Mapping[str, str] | None = None, source_algorithm: str | None = None,
+                   destination_algorithm: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+        if not blob:
+            raise ValidationError("CiphertextBlob is required.")
+        validate_encryption_context(destination_context)
+        destination = self._resolve.row(scope, destination_key_ref, "ReEncryptTo")
+        self._usable(destination, "ReEncryptTo", destination_algorithm)
+        source, plaintext, source_material = self._open(
+            scope, blob, source_key_ref, source_context, "ReEncryptFrom", source_algorithm, dry_run)
+        new_blob, destination_material = self._seal(destination, plaintext, destination_context)
+        return {
+            "CiphertextBlob": new_blob, "SourceKeyId": source.arn, "KeyId": destination.arn,
+            "SourceEncryptionAlgorithm": SYMMETRIC_ALGORITHM, "DestinationEncryptionAlgorithm": SYMMETRIC_ALGORITHM,
+            "SourceKeyMaterialId": source_material, "DestinationKeyMaterialId": destination_material,
+        }
+
+    def generate_data_key(self, scope: Scope, key_ref: str, *, key_spec: str | None = None,
+                          number_of_bytes: int | None = None, context: Mapping[str, str] | None = None,
+                          with_plaintext: bool = True, dry_run: bool = False) -> dict[str, Any]:
+        if (key_spec is None) == (number_of_bytes is None):
+            raise ValidationError("Specify either KeySpec or NumberOfBytes, but not both." if key_spec
+                                  else "Specify either KeySpec or NumberOfBytes to set the length of the data key.")
+        length = DATA_KEY_SPECS[key_spec] if key_spec is not None else number_of_bytes
+        validate_encryption_context(context)
+        row = self._resolve.row(scope, key_ref)
+        self._usable(row, "GenerateDataKey" if with_plaintext else "GenerateDataKeyWithoutPlaintext", None)
+        if dry_run:
+            raise DryRunOperationError(_DRY_RUN)
+        data_key = random_bytes(length)
+        blob, material = self._seal(row, data_key, context)
+        out: dict[str, Any] = {"CiphertextBlob": blob, "KeyId": row.arn, "KeyMaterialId": material}
+        if with_plaintext:
+            out["Plaintext"] = data_key
+        return out
+
+    @staticmethod
+    def generate_random(number_of_bytes: int | None) -> dict[str, Any]:
+        if number_of_bytes is None:
+            raise ValidationError("NumberOfBytes is required: ask for 1 to 1024 random bytes.")
+        return {"Plaintext": random_bytes(number_of_bytes)}

@@ -1,0 +1,111 @@
+"""Importing key material (BYOK): import parameters, ImportKeyMaterial, DeleteImportedKeyMaterial.
+
+The wrapping private key lives root-wrapped in the import-key store under a random import id that the
+import token names; it is destroyed when the import succeeds or the parameters expire.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+from application.keys.access import KeyAccess
+from application.keys.materials import KeyMaterials
+from application.ports import Clock, ImportKeyStore
+from application.writer import Outcome
+from domain.errors import InvalidImportTokenError
+from domain.identifiers import Scope
+from domain.keys import byok as key_import
+from domain.keys.key import Key
+from domain.keys.material import Material, new_material_id
+
+_IMPORT_KEY_PURPOSE = "import-wrapping-key"
+
+
+def validate_imported_material(key_spec: str, material: bytes) -> bytes:
+    """Checks the unwrapped material fits the key spec; returns it in canonical form."""
+    if key_spec == "SYMMETRIC_DEFAULT":
+        key_import.validate_symmetric_import(material)
+        return material
+    if key_spec.startswith("HMAC_"):
+        from domain.crypto.mac import validate_imported_hmac_key
+
+        validate_imported_hmac_key(key_spec, material)
+        return material
+    from domain.crypto.asymmetric import validate_imported_private_key
+
+    return validate_imported_private_key(key_spec, material)
+
+
+class ImportService:
+    def __init__(self, access: KeyAccess, materials: KeyMaterials, import_keys: ImportKeyStore, clock: Clock,
+                 token_key: bytes) -> None:
+        self._access = access
+        self._materials = materials
+        self._import_keys = import_keys
+        self._clock = clock
+        self._token_key = token_key
+
+    def get_parameters_for_import(self, scope: Scope, key_ref: str, wrapping_algorithm: str,
+                                  wrapping_key_spec: str) -> dict[str, Any]:
+        key_import.check_wrapping_algorithm(wrapping_algorithm)
+        key_import.check_wrapping_key_spec(wrapping_key_spec)
+        issued: dict[str, Any] = {}
+
+        def decide(key: Key) -> Outcome[None]:
+            now = self._clock.now()
+            valid_to = now + key_import.IMPORT_TOKEN_VALIDITY
+            import_id = os.urandom(16).hex()
+            private_der, public_der = key_import.new_wrapping_key(wrapping_key_spec)
+            key.issue_import_parameters(import_id, wrapping_algorithm, wrapping_key_spec, valid_to, now)
+            wrapped = self._materials.seal(private_der, purpose=_IMPORT_KEY_PURPOSE, key_id=key.key_id,
+                                           material_id=import_id)
+            issued.update(
+                ImportToken=key_import.issue_import_token(
+                    token_key=self._token_key, key_id=key.key_id, import_id=import_id,
+                    wrapping_algorithm=wrapping_algorithm, wrapping_key_spec=wrapping_key_spec, issued_at=now),
+                PublicKey=public_der, ParametersValidTo=valid_to)
+            return Outcome([], also=[lambda tx: self._import_keys.put(tx, import_id, key.key_id, wrapped, valid_to)])
+
+        key = self._access.change(scope, key_ref, decide)
+        return {"KeyId": key.arn, **issued}
+
+    def import_key_material(self, scope: Scope, key_ref: str, import_token: bytes, encrypted_key_material: bytes,
+                            valid_to: datetime | None = None, expiration_model: str | None = None) -> dict[str, Any]:
+        key_id = self._access.resolve.row(scope, key_ref).key_id  # authorized before the token is read
+        now = self._clock.now()
+        ticket = key_import.read_import_token(self._token_key, import_token, key_id=key_id, now=now)
+        model = key_import.validate_expiration(expiration_model, valid_to, now)
+        wrapped_private = self._import_keys.get(ticket.import_id)
+        if wrapped_private is None:
+            raise InvalidImportTokenError("This import token was already used, or its parameters expired; "
+                                          "call GetParametersForImport for a new one.")
+        private_der = self._materials.unseal(wrapped_private, purpose=_IMPORT_KEY_PURPOSE, key_id=key_id,
+                                             material_id=ticket.import_id)
+        material_bytes = key_import.unwrap_key_material(private_der, ticket.wrapping_algorithm, encrypted_key_material)
+        used: dict[str, str] = {}
+
+        def decide(key: Key) -> Outcome[None]:
+            secret = validate_imported_material(key.key_spec, material_bytes)
+            material_id = key.import_material(Material(new_material_id(), secret), ticket.import_id,
+                                              valid_to if model == key_import.KEY_MATERIAL_EXPIRES else None,
+                                              model, self._clock.now())
+            used["material_id"] = material_id
+            material = Material(material_id, secret)
+            return Outcome([], also=[lambda tx: self._materials.replace(tx, key.key_id, material),
+                                     lambda tx: self._import_keys.delete(tx, ticket.import_id)])
+
+        key = self._access.change(scope, key_ref, decide)
+        from domain.keys.material import key_material_id
+
+        return {"KeyId": key.arn, "KeyMaterialId": key_material_id(key.key_id, used["material_id"])}
+
+    def delete_imported_key_material(self, scope: Scope, key_ref: str) -> dict[str, Any]:
+        def decide(key: Key) -> Outcome[None]:
+            if key.delete_imported_material(self._clock.now()):
+                return Outcome([], also=[lambda tx: self._materials.destroy(tx, key.key_id)],
+                               after=[self._materials.compact])
+            return Outcome([])
+
+        key = self._access.change(scope, key_ref, decide)
+        return {"KeyId": key.arn}

@@ -1,0 +1,103 @@
+"""What the service does by itself when a date passes: automatic rotation, deletion at the end of the
+waiting period (crypto-shredding), expiry of imported material, and cleanup of unused import keys.
+
+Safe to run from several processes at once: each change goes through optimistic concurrency, and every
+command is a no-op once done (a rotated key is no longer due), so each due date is acted on exactly once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from application.audit.records import CallContext, current_call, iso
+from application.keys.access import KeyAccess
+from application.keys.materials import KeyMaterials
+from application.ports import Clock, ImportKeyStore, KeyStateView, UnitOfWork
+from application.writer import Outcome
+from domain.identifiers import Scope, alias_aggregate_id
+from domain.keys.alias import Alias
+from domain.keys.key import Key
+from domain.keys.material import new_material
+
+
+@dataclass
+class MaintenanceReport:
+    rotated: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    import_keys_removed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rotated": self.rotated, "deleted": self.deleted, "expired": self.expired,
+                "import_keys_removed": self.import_keys_removed}
+
+
+class Maintenance:
+    def __init__(self, access: KeyAccess, view: KeyStateView, materials: KeyMaterials, import_keys: ImportKeyStore,
+                 uow: UnitOfWork, clock: Clock) -> None:
+        self._access = access
+        self._view = view
+        self._materials = materials
+        self._import_keys = import_keys
+        self._uow = uow
+        self._clock = clock
+
+    def run_once(self) -> MaintenanceReport:
+        report = MaintenanceReport()
+        for key_id in self._view.due_key_ids(self._clock.now()):
+            self._act_on(key_id, report)
+        with self._uow.transaction() as tx:
+            report.import_keys_removed = self._import_keys.delete_expired(tx, self._clock.now())
+        return report
+
+    def _act_on(self, key_id: str, report: MaintenanceReport) -> None:
+        done: list[str] = []
+        # Each action is an AwsServiceEvent in the audit log, written in the action's own transaction.
+        call = CallContext.service_event(event_name="", at=self._clock.now(), region="", account_id="")
+        token = current_call.set(call)
+        try:
+            self._access.writer.retrying(lambda: self._decide(key_id, call, done))
+        finally:
+            current_call.reset(token)
+        for what in done:
+            getattr(report, what).append(key_id)
+
+    def _decide(self, key_id: str, call: CallContext, done: list[str]) -> Outcome[None]:
+        done.clear()
+        key = self._access.load_any(key_id)
+        if key is None:
+            return Outcome([])
+        now = self._clock.now()
+        call.record.update(eventTime=iso(now), awsRegion=key.region, recipientAccountId=key.account_id,
+                           userIdentity={"accountId": key.account_id, "invokedBy": "kms.amazonaws.com"},
+                           requestParameters={"keyId": key.key_id})
+        if key.is_due_for_deletion(now):
+            call.record["eventName"] = "DeleteKey"
+            key.delete(now)
+            done.append("deleted")
+            aliases = self._aliases_of(key, now)
+            return Outcome([key, *aliases], also=[lambda tx: self._materials.destroy(tx, key_id)],
+                           after=[self._materials.compact])
+        if key.expire_material_if_due(now):
+            call.record["eventName"] = "DeleteExpiredKeyMaterial"
+            done.append("expired")
+            return Outcome([key], also=[lambda tx: self._materials.destroy(tx, key_id)],
+                           after=[self._materials.compact])
+        if key.is_due_for_rotation(now):
+            call.record["eventName"] = "RotateKey"
+            material = new_material(key.key_spec)
+            key.rotate_if_due(material.material_id, material.commitment(key_id), now)
+            done.append("rotated")
+            return Outcome([key], also=[lambda tx: self._materials.save(tx, key_id, material)])
+        return Outcome([key])
+
+    def _aliases_of(self, key: Key, now: Any) -> list[Alias]:
+        """AWS deletes a key's aliases with the key; so do we, in the same transaction."""
+        scope = Scope(key.account_id, key.region, key.partition)
+        aliases = []
+        for name in self._view.aliases_of(key.key_id):
+            alias = self._access.load_alias(alias_aggregate_id(scope, name))
+            if alias is not None and not alias.deleted:
+                alias.delete(now)
+                aliases.append(alias)
+        return aliases

@@ -1,0 +1,65 @@
+"""Key rotation operations: automatic rotation settings, on-demand rotation, the rotation history."""
+from __future__ import annotations
+
+from typing import Any
+
+from application.keys.access import KeyAccess
+from application.keys.materials import KeyMaterials
+from application.pagination import page
+from application.ports import Clock
+from application.writer import Outcome
+from domain.identifiers import Scope
+from domain.keys.key import Key
+from domain.keys.material import key_material_id, new_material
+
+ALL_KEY_MATERIAL, ROTATIONS_ONLY = "ALL_KEY_MATERIAL", "ROTATIONS_ONLY"
+
+
+class RotationService:
+    def __init__(self, access: KeyAccess, materials: KeyMaterials, clock: Clock) -> None:
+        self._access = access
+        self._materials = materials
+        self._clock = clock
+
+    def enable_key_rotation(self, scope: Scope, key_ref: str, period_days: int | None) -> None:
+        self._access.change(scope, key_ref, lambda k: k.enable_rotation(period_days, self._clock.now()))
+
+    def disable_key_rotation(self, scope: Scope, key_ref: str) -> None:
+        self._access.change(scope, key_ref, lambda k: k.disable_rotation(self._clock.now()))
+
+    def get_key_rotation_status(self, scope: Scope, key_ref: str) -> dict[str, Any]:
+        return self._access.load_ref(scope, key_ref).rotation_status()
+
+    def rotate_key_on_demand(self, scope: Scope, key_ref: str) -> dict[str, Any]:
+        def decide(key: Key) -> Outcome[None]:
+            material = new_material(key.key_spec)
+            key.rotate_on_demand(material.material_id, material.commitment(key.key_id), self._clock.now())
+            return Outcome([], also=[lambda tx: self._materials.save(tx, key.key_id, material)])
+
+        return {"KeyId": self._access.change(scope, key_ref, decide).arn}
+
+    def list_key_rotations(self, scope: Scope, key_ref: str, include: str | None, limit: int | None,
+                           marker: str | None) -> dict[str, Any]:
+        key = self._access.load_ref(scope, key_ref)
+        key.require("ListKeyRotations")
+        key.rotation_status()  # refuses keys that cannot rotate, as AWS does
+        records = [(f"{i:06d}", m) for i, m in enumerate(key.materials)
+                   if (include or ROTATIONS_ONLY) == ALL_KEY_MATERIAL or m.get("rotation_type")]
+
+        def render(item: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+            m = item[1]
+            out: dict[str, Any] = {
+                "KeyId": key.arn, "KeyMaterialId": key_material_id(key.key_id, m["material_id"]),
+                "KeyMaterialState": "CURRENT" if m["material_id"] == key.current_material_id else "NON_CURRENT",
+                "RotationDate": m["created"],
+            }
+            if m.get("rotation_type"):
+                out["RotationType"] = m["rotation_type"]
+            if m.get("imported"):
+                out["ImportState"] = "IMPORTED" if m.get("present") else "PENDING_IMPORT"
+                out["ExpirationModel"] = m.get("expiration_model")
+                out["ValidTo"] = m.get("valid_to")
+            return out
+
+        return page(lambda n, after: [r for r in records if after is None or r[0] > after][:n], limit, marker,
+                    sort_key=lambda r: r[0], render=render, member="Rotations")

@@ -1,0 +1,69 @@
+"""The audit log as aggregates: one AuditLog whose events are the records (version = seq + 1, so the
+event store's uniqueness constraint on (id, version) makes a fork impossible), and one AuditCheckpoints
+whose events are the signed checkpoints."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+from domain.audit.chain import GENESIS, seal
+
+AUDIT_LOG_ID = uuid.UUID("5d1b8f4e-7a0c-4e55-9b2f-6f3a1c0d8e21")
+AUDIT_CHECKPOINTS_ID = uuid.UUID("9a4c2e71-3b8d-4f06-a1e5-0c7d9b2f4a63")
+
+
+class AuditLog(Aggregate):
+    class Started(Aggregate.Created):
+        pass
+
+    class RecordAppended(Aggregate.Event):
+        record: dict[str, Any]
+
+        def apply(self, log: AuditLog) -> None:
+            log.seq = self.record["seq"]
+            log.chain = self.record["chain"]
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.chain = GENESIS.hex()
+
+    @classmethod
+    def start(cls, at: datetime) -> AuditLog:
+        return cls._create(cls.Started, id=AUDIT_LOG_ID, timestamp=at)
+
+    @classmethod
+    def at_head(cls, seq: int, chain_hex: str) -> AuditLog:
+        """The log positioned after record ``seq`` without replaying it: appending needs only the head."""
+        log = cls.__new__(cls)
+        log.__base_init__(AUDIT_LOG_ID, seq + 1, datetime.now(tz=timezone.utc))
+        log.seq, log.chain = seq, chain_hex
+        return log
+
+    def append(self, record: dict[str, Any], at: datetime) -> dict[str, Any]:
+        sealed = seal(record, bytes.fromhex(self.chain), self.seq + 1)
+        self.trigger_event(self.RecordAppended, timestamp=at, record=sealed)
+        return sealed
+
+
+class AuditCheckpoints(Aggregate):
+    class Started(Aggregate.Created):
+        pass
+
+    class CheckpointSigned(Aggregate.Event):
+        checkpoint: dict[str, Any]
+
+        def apply(self, checkpoints: AuditCheckpoints) -> None:
+            checkpoints.last = self.checkpoint
+
+    def __init__(self) -> None:
+        self.last: dict[str, Any] | None = None
+
+    @classmethod
+    def start(cls, at: datetime) -> AuditCheckpoints:
+        return cls._create(cls.Started, id=AUDIT_CHECKPOINTS_ID, timestamp=at)
+
+    def add(self, checkpoint: dict[str, Any], at: datetime) -> None:
+        self.trigger_event(self.CheckpointSigned, timestamp=at, checkpoint=checkpoint)

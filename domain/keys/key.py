@@ -1,0 +1,221 @@
+"""The Key aggregate: every change to a KMS key is one of these events; its state is their replay.
+
+No event or snapshot ever holds key material: events name material by a random 16-byte id (hex) and a
+commitment that lets the service recognise the same material again without storing it.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import ValidationError
+from domain.identifiers import Scope
+from domain.keys.grants import GrantableKey
+from domain.keys.import_events import ImportableKey
+from domain.keys.material import key_material_id, material_record
+from domain.keys.rotation import RotatableKey
+from domain.keys.specs import ORIGIN_AWS_KMS
+from domain.keys.states import KeyState, require_state
+from domain.keys.tags import merged_tags, validate_tag_keys
+
+MIN_PENDING_WINDOW_DAYS, MAX_PENDING_WINDOW_DAYS, DEFAULT_PENDING_WINDOW_DAYS = 7, 30, 30
+
+__all__ = ["Key", "key_material_id"]
+
+
+class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
+    class Created(Aggregate.Created):
+        account_id: str
+        region: str
+        partition: str
+        key_spec: str
+        key_usage: str
+        origin: str
+        description: str
+        policy: str
+        tags: dict[str, str]
+        material_id: str | None
+        commitment: str | None
+        multi_region: bool
+
+    class Enabled(Aggregate.Event):
+        def apply(self, key: Key) -> None:
+            key.state = KeyState.ENABLED.value
+
+    class Disabled(Aggregate.Event):
+        def apply(self, key: Key) -> None:
+            key.state = KeyState.DISABLED.value
+
+    class DescriptionUpdated(Aggregate.Event):
+        description: str
+
+        def apply(self, key: Key) -> None:
+            key.description = self.description
+
+    class PolicyPut(Aggregate.Event):
+        policy_name: str
+        policy: str
+
+        def apply(self, key: Key) -> None:
+            key.policy = self.policy
+
+    class Tagged(Aggregate.Event):
+        tags: dict[str, str]
+
+        def apply(self, key: Key) -> None:
+            key.tags = {**key.tags, **self.tags}
+
+    class Untagged(Aggregate.Event):
+        tag_keys: list[str]
+
+        def apply(self, key: Key) -> None:
+            key.tags = {k: v for k, v in key.tags.items() if k not in self.tag_keys}
+
+    class DeletionScheduled(Aggregate.Event):
+        deletion_date: datetime
+        pending_window_days: int
+
+        def apply(self, key: Key) -> None:
+            key.state_before_deletion = key.state
+            key.state = KeyState.PENDING_DELETION.value
+            key.deletion_date = self.deletion_date
+            key.pending_window_days = self.pending_window_days
+
+    class DeletionCanceled(Aggregate.Event):
+        def apply(self, key: Key) -> None:
+            # AWS: a canceled deletion leaves the key Disabled; a key without material stays PendingImport.
+            key.state = (KeyState.PENDING_IMPORT if key.state_before_deletion == KeyState.PENDING_IMPORT.value
+                         else KeyState.DISABLED).value
+            key.deletion_date = None
+            key.pending_window_days = None
+
+    class Deleted(Aggregate.Event):
+        """The waiting period ended: the backing-key rows were removed in this event's transaction."""
+
+        def apply(self, key: Key) -> None:
+            key.state = KeyState.DELETED.value
+            key.current_material_id = None
+            for material in key.materials:
+                material["present"] = False
+
+    def __init__(self, *, account_id: str, region: str, partition: str, key_spec: str, key_usage: str,
+                 origin: str, description: str, policy: str, tags: dict[str, str], material_id: str | None,
+                 commitment: str | None, multi_region: bool) -> None:
+        self.account_id = account_id
+        self.region = region
+        self.partition = partition
+        self.key_spec = key_spec
+        self.key_usage = key_usage
+        self.origin = origin
+        self.description = description
+        self.policy = policy
+        self.tags = dict(tags)
+        self.multi_region = multi_region
+        self.state = (KeyState.ENABLED if origin == ORIGIN_AWS_KMS else KeyState.PENDING_IMPORT).value
+        self.state_before_deletion: str | None = None
+        self.current_material_id = material_id
+        self.materials: list[dict[str, Any]] = []
+        if material_id:
+            self.materials.append(material_record(material_id, commitment or "", self.created_on, imported=False))
+        self.deletion_date: datetime | None = None
+        self.pending_window_days: int | None = None
+        self.rotation_enabled = False
+        self.rotation_period_days: int | None = None
+        self.next_rotation_date: datetime | None = None
+        self.on_demand_rotations = 0
+        self.rotation_anchor: datetime | None = None
+        self.import_parameters: dict[str, Any] | None = None
+        self.imported_expiration_model: str | None = None
+
+    @classmethod
+    def create(cls, *, key_id: UUID, scope: Scope, at: datetime, key_spec: str, key_usage: str, origin: str,
+               description: str, policy: str, tags: Mapping[str, str], material_id: str | None,
+               commitment: str | None) -> Key:
+        merged_tags({}, tags)
+        return cls._create(
+            cls.Created, id=key_id, timestamp=at, account_id=scope.account_id, region=scope.region,
+            partition=scope.partition, key_spec=key_spec, key_usage=key_usage, origin=origin,
+            description=description, policy=policy, tags=dict(tags), material_id=material_id,
+            commitment=commitment, multi_region=False,
+        )
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def key_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def arn(self) -> str:
+        return Scope(self.account_id, self.region, self.partition).key_arn(self.key_id)
+
+    @property
+    def key_state(self) -> KeyState:
+        return KeyState(self.state)
+
+    def require(self, operation: str) -> None:
+        require_state(operation, self.key_state, self.arn)
+
+    def material(self, material_id: str) -> dict[str, Any] | None:
+        return next((m for m in self.materials if m["material_id"] == material_id), None)
+
+    def metadata(self) -> dict[str, Any]:
+        from domain.keys.metadata import key_metadata
+
+        return key_metadata(self)
+
+    # -- commands --------------------------------------------------------------------------------
+    # Each checks the state matrix before it triggers anything, so a refused command leaves no event.
+
+    def enable(self, at: datetime) -> None:
+        self.require("EnableKey")
+        if self.key_state is not KeyState.ENABLED:
+            self.trigger_event(self.Enabled, timestamp=at)
+
+    def disable(self, at: datetime) -> None:
+        self.require("DisableKey")
+        if self.key_state is not KeyState.DISABLED:
+            self.trigger_event(self.Disabled, timestamp=at)
+
+    def update_description(self, description: str, at: datetime) -> None:
+        self.require("UpdateKeyDescription")
+        self.trigger_event(self.DescriptionUpdated, timestamp=at, description=description)
+
+    def put_policy(self, policy_name: str, policy: str, at: datetime) -> None:
+        self.require("PutKeyPolicy")
+        self.trigger_event(self.PolicyPut, timestamp=at, policy_name=policy_name, policy=policy)
+
+    def tag(self, tags: Mapping[str, str], at: datetime) -> None:
+        self.require("TagResource")
+        merged_tags(self.tags, tags)
+        self.trigger_event(self.Tagged, timestamp=at, tags=dict(tags))
+
+    def untag(self, tag_keys: list[str], at: datetime) -> None:
+        self.require("UntagResource")
+        validate_tag_keys(tag_keys)
+        self.trigger_event(self.Untagged, timestamp=at, tag_keys=list(tag_keys))
+
+    def schedule_deletion(self, pending_window_days: int | None, at: datetime) -> None:
+        self.require("ScheduleKeyDeletion")
+        days = DEFAULT_PENDING_WINDOW_DAYS if pending_window_days is None else pending_window_days
+        if not MIN_PENDING_WINDOW_DAYS <= days <= MAX_PENDING_WINDOW_DAYS:
+            raise ValidationError(
+                f"PendingWindowInDays must be between {MIN_PENDING_WINDOW_DAYS} and {MAX_PENDING_WINDOW_DAYS} days; got {days}."
+            )
+        self.trigger_event(self.DeletionScheduled, timestamp=at, deletion_date=at + timedelta(days=days),
+                           pending_window_days=days)
+
+    def cancel_deletion(self, at: datetime) -> None:
+        self.require("CancelKeyDeletion")
+        self.trigger_event(self.DeletionCanceled, timestamp=at)
+
+    def is_due_for_deletion(self, now: datetime) -> bool:
+        return self.key_state is KeyState.PENDING_DELETION and self.deletion_date is not None and self.deletion_date <= now
+
+    def delete(self, at: datetime) -> None:
+        """Ends the waiting period. The caller removes the backing-key rows in the same transaction."""
+        if self.is_due_for_deletion(at):
+            self.trigger_event(self.Deleted, timestamp=at)
