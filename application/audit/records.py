@@ -53,15 +53,18 @@ def new_ids(count: int = 1) -> list[str]:
     return out
 
 
+_API, _SERVICE = CallKind.API, CallKind.SERVICE  # read on every record: a module global is the cheapest read
+
+
 def cloudtrail_record(call: Call) -> dict[str, Any]:
     """The call's CloudTrail-shaped record, as it stands: made at the end of the call (or inside the
     transaction of the key change it records). Field order is part of the stored record; keep it."""
     kind = call.kind
-    if kind is CallKind.API:
+    if kind is _API:
         event_time, event_type, read_only = _iso_now(call.at), "AwsApiCall", call.operation not in MUTATING
     else:
         event_time, read_only = iso(call.at), False
-        event_type = "AwsServiceEvent" if kind is CallKind.SERVICE else "AwsApiCall"
+        event_type = "AwsServiceEvent" if kind is _SERVICE else "AwsApiCall"
     record = {
         "eventVersion": EVENT_VERSION, "eventTime": event_time, "eventSource": call.source,
         "eventName": call.operation, "awsRegion": call.region, "userIdentity": user_identity(call),
@@ -72,7 +75,7 @@ def cloudtrail_record(call: Call) -> dict[str, Any]:
         "resources": [{"accountId": arn.split(":")[4], "type": "AWS::KMS::Key", "ARN": arn} for arn in call.resources],
         "eventType": event_type, "managementEvent": True, "eventCategory": "Management",
     }
-    if kind is not CallKind.API or call.caller is not None:
+    if kind is not _API or call.caller is not None:
         scope = call.scope
         record["recipientAccountId"] = call.caller.account_id if call.caller else scope.account_id if scope else None
     extra = call.additional_event_data
@@ -88,7 +91,7 @@ def user_identity(call: Call) -> dict[str, Any]:
     caller = call.caller
     if caller is not None:
         return _caller_identity(caller)
-    if call.kind is CallKind.SERVICE:
+    if call.kind is _SERVICE:
         return {"accountId": call.scope.account_id if call.scope else None, "invokedBy": EVENT_SOURCE}
     if call.operator is not None:
         return {"type": "Operator", "userName": call.operator.user, "invokedBy": call.operator.invoked_by}

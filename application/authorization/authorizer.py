@@ -33,6 +33,7 @@ ALIAS_OPERATIONS = frozenset({"CreateAlias", "UpdateAlias", "DeleteAlias"})
 # The grant itself says who may retire it (domain.policy.evaluation.can_retire); GrantService decides.
 SELF_AUTHORIZED = frozenset({"RetireGrant"})
 _EMPTY_POLICY = PolicyDocument(version="2012-10-17", statements=())
+_API, _OPERATOR, _SERVICE = CallKind.API, CallKind.OPERATOR, CallKind.SERVICE  # read on every check
 
 IdentityPolicies = Callable[[str], Sequence[PolicyDocument]]
 
@@ -173,9 +174,9 @@ class Authorizer:
         """The gate every check passes first. True: an operator or service call, allowed by rule (and
         marked so). False: an API call with a caller, to be judged by policy. Anything else is refused."""
         kind = call.kind
-        if kind is CallKind.API and call.caller is not None:
+        if kind is _API and call.caller is not None:
             return False
-        if kind is CallKind.OPERATOR or kind is CallKind.SERVICE:
+        if kind is _OPERATOR or kind is _SERVICE:
             call.authorized = call.authorized_by_rule = True
             return True
         raise InternalError("The request reached authorization without an authenticated caller; refused.")
