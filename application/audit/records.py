@@ -59,7 +59,7 @@ _API, _SERVICE = CallKind.API, CallKind.SERVICE  # read on every record: a modul
 def cloudtrail_record(call: Call) -> dict[str, Any]:
     """The call's CloudTrail-shaped record, as it stands: made at the end of the call (or inside the
     transaction of the key change it records). Field order is part of the stored record; keep it."""
-    kind = call.kind
+    kind, caller = call.kind, call.caller
     if kind is _API:
         event_time, event_type, read_only = _iso_now(call.at), "AwsApiCall", call.operation not in MUTATING
     else:
@@ -67,7 +67,8 @@ def cloudtrail_record(call: Call) -> dict[str, Any]:
         event_type = "AwsServiceEvent" if kind is _SERVICE else "AwsApiCall"
     record = {
         "eventVersion": EVENT_VERSION, "eventTime": event_time, "eventSource": call.source,
-        "eventName": call.operation, "awsRegion": call.region, "userIdentity": user_identity(call),
+        "eventName": call.operation, "awsRegion": call.region,
+        "userIdentity": _caller_identity(caller) if caller is not None else user_identity(call),
         "sourceIPAddress": call.source_ip, "userAgent": call.user_agent,
         "requestParameters": call.request_parameters, "responseElements": call.response_elements,
         "errorCode": call.error_code, "errorMessage": call.error_message, "requestID": call.request_id,
@@ -75,9 +76,10 @@ def cloudtrail_record(call: Call) -> dict[str, Any]:
         "resources": [{"accountId": arn.split(":")[4], "type": "AWS::KMS::Key", "ARN": arn} for arn in call.resources],
         "eventType": event_type, "managementEvent": True, "eventCategory": "Management",
     }
-    if kind is not _API or call.caller is not None:
-        scope = call.scope
-        record["recipientAccountId"] = call.caller.account_id if call.caller else scope.account_id if scope else None
+    if caller is not None:
+        record["recipientAccountId"] = caller.account_id
+    elif kind is not _API:
+        record["recipientAccountId"] = call.scope.account_id if call.scope else None
     extra = call.additional_event_data
     if call.authorized_by_rule:  # no policy was asked: say which rule allowed it
         extra = {**(extra or {}), "authorizedByRule": kind.value}

@@ -125,3 +125,14 @@ def test_no_service_acts_for_an_unauthenticated_call(runtime: Runtime) -> None:
         assert not call.authorized and not call.committed, operation
     described = services.keys.describe_key(api_call("DescribeKey", ROOT, SCOPE), key_id)
     assert described["KeyMetadata"]["KeyState"] == "Enabled"  # DisableKey did nothing
+
+
+def test_an_api_call_enters_unauthenticated_with_what_the_request_said() -> None:
+    call = Call.api("Encrypt", at=AT, request_id="r", event_id="e", source_ip="192.0.2.9", user_agent="ua/1",
+                    secure_transport=True)
+    assert (call.operation, call.at, call.request_id, call.event_id) == ("Encrypt", AT, "r", "e")
+    assert (call.source_ip, call.user_agent, call.secure_transport) == ("192.0.2.9", "ua/1", True)
+    assert call.caller is None and call.scope is None and call.region is None and call.source == "kms.amazonaws.com"
+    assert call.parameters == {} and call.resources == [] and not (call.authorized or call.committed)
+    with pytest.raises(InternalError):
+        call.required_caller()
