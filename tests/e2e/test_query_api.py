@@ -169,6 +169,6 @@ def test_v1_calls_are_counted_in_the_metrics(shared_server):
 
 
 def test_other_methods_on_the_kms_path_are_not_allowed(shared_server):
-    for method in ("GET", "PUT", "DELETE"):
+    for method in ("GET", "HEAD", "PUT", "DELETE"):
         answer = httpx.request(method, shared_server.endpoint + "/", timeout=10)
         assert answer.status_code == 405 and answer.headers["allow"] == "POST", method
