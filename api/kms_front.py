@@ -79,10 +79,11 @@ class KmsFront:
         services.authorizer.authorize_call(call)
 
     async def run(self, call: Call, operation: str | None) -> bytes:
-        assert operation is not None  # prepare refused the rest
-        handler, services = HANDLERS[operation], self.runtime.services
+        services = self.runtime.services
+        assert operation is not None and services is not None  # prepare refused the rest; authentication, a seal
+        handler = HANDLERS[operation]
         if operation in INLINE_OPERATIONS:
-            output = handler(services, call, call.parameters)  # type: ignore[arg-type]
+            output = handler(services, call, call.parameters)
         else:
-            output = await run_in_threadpool(handler, services, call, call.parameters)  # type: ignore[arg-type]
+            output = await run_in_threadpool(handler, services, call, call.parameters)
         return self.wire.response_body(operation, output or {})

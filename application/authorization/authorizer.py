@@ -94,7 +94,7 @@ class Authorizer:
         if self._by_rule(call):
             return
         if call.operation in ACCOUNT_LEVEL:
-            self._identity_check(call, f"kms:{call.operation}", "*", call.caller.account_id)  # type: ignore[union-attr]
+            self._identity_check(call, f"kms:{call.operation}", "*", call.required_caller().account_id)
 
     def authorize_key(self, call: Call, facts: KeyFacts, action: str | None = None) -> None:
         """Raises AccessDeniedError unless ``call`` may perform ``action`` (default: the call's own
@@ -155,7 +155,7 @@ class Authorizer:
         account's root, or an identity policy allowing ``action`` on ``resource``); today's key policy
         does not decide who may read a key's history (the key may be gone)."""
         if not self._by_rule(call):
-            self._identity_check(call, action, resource, call.caller.account_id)  # type: ignore[union-attr]
+            self._identity_check(call, action, resource, call.required_caller().account_id)
 
     def authorize_alias(self, call: Call) -> None:
         """An alias operation whose alias points to no key any more: the alias permission alone decides."""
@@ -182,14 +182,11 @@ class Authorizer:
         raise InternalError("The request reached authorization without an authenticated caller; refused.")
 
     def _alias_check(self, call: Call, action: str) -> None:
-        caller, scope = call.caller, call.in_scope()
-        assert caller is not None
         name = call.parameters.get("AliasName", "")
-        self._identity_check(call, action, scope.alias_arn(name), caller.account_id)
+        self._identity_check(call, action, call.in_scope().alias_arn(name), call.required_caller().account_id)
 
     def _identity_check(self, call: Call, action: str, resource: str, resource_account: str) -> None:
-        caller = call.caller
-        assert caller is not None
+        caller = call.required_caller()
         policies = self._identity_policies(caller.principal_arn)
         keys = condition_keys(action, call.parameters, source_ip=call.source_ip,
                               secure_transport=call.secure_transport, now=call.at)
