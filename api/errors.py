@@ -3,25 +3,14 @@ from __future__ import annotations
 
 import json
 
-from starlette.responses import Response
-
 from domain.errors import InternalError, KmsError
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
-_INTERNAL = InternalError("The service could not complete the request because of an internal error. Retry the request.")
+INTERNAL_MESSAGE = "The service could not complete the request because of an internal error. Retry the request."
 
 
 def error_body(error: KmsError) -> bytes:
     return json.dumps({"__type": error.code, "message": error.message}).encode("utf-8")
 
 
-INTERNAL_ERROR_BODY = error_body(_INTERNAL)
-
-
-def error_response(error: KmsError, request_id: str) -> Response:
-    return Response(error_body(error), status_code=error.status, media_type=CONTENT_TYPE,
-                    headers={"x-amzn-RequestId": request_id})
-
-
-def internal_error_response(request_id: str) -> Response:
-    return error_response(_INTERNAL, request_id)
+INTERNAL_ERROR_BODY = error_body(InternalError(INTERNAL_MESSAGE))

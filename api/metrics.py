@@ -1,7 +1,7 @@
 """Prometheus metrics, served at ``GET /metrics`` (prometheus-client's text format).
 
-Labels are drawn from fixed sets only: the operation (a KMS operation name, or "unknown" for whatever else a
-client put in X-Amz-Target) and the AWS error code ("" when the call succeeded). No key id, alias, principal,
+Labels are drawn from fixed sets only: the operation (a KMS operation name, a /v1 query's name such as
+GetKeyStateAt, or "unknown" for whatever else a client put in X-Amz-Target) and the AWS error code ("" when the call succeeded). No key id, alias, principal,
 account or address is ever a label, so the series stay few and the metrics say nothing about who holds what.
 With several worker processes each answers for itself (whichever one the scrape reaches)."""
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Metrics:
     def __init__(self, runtime: Runtime, operations: Iterable[str]) -> None:
         self.registry = CollectorRegistry()
         self._operations = frozenset(operations)
-        self._requests = Counter("keyledger_requests", "KMS API calls answered, by operation and AWS error code "
+        self._requests = Counter("keyledger_requests", "Calls answered (KMS API and /v1), by operation and AWS error code "
                                  "('' when the call succeeded).", ("operation", "error_code"), registry=self.registry)
         self._duration = Histogram("keyledger_request_duration_seconds", "Time from a request's arrival to its "
                                    "answer, audit record included, by operation.", ("operation",),

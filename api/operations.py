@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from application.audit.records import current_call
-from domain.errors import CustomKeyStoreNotFoundError, InternalError, ValidationError
-from domain.identifiers import Scope
+from application.calls import Call
+from domain.errors import CustomKeyStoreNotFoundError, ValidationError
 from infrastructure.bootstrap import Services
 
-Handler = Callable[[Services, Scope, dict[str, Any]], dict[str, Any] | None]
+# (services, the call, its parsed parameters) -> the response members
+Handler = Callable[[Services, Call, dict[str, Any]], dict[str, Any] | None]
 
 
 def _tags(p: dict[str, Any], member: str = "Tags") -> dict[str, str]:
@@ -25,49 +25,35 @@ def _no_custom_key_store(p: dict[str, Any]) -> None:
             f"Custom key store '{p['CustomKeyStoreId']}' does not exist: keyledger has no custom key stores.")
 
 
-def _generate_random(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
+def _generate_random(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:
     _no_custom_key_store(p)
     return sv.crypto.generate_random(p.get("NumberOfBytes"))
 
 
-def _caller_arn() -> str | None:
-    call = current_call.get()
-    return (call.record.get("userIdentity") or {}).get("arn") if call else None
-
-
-def _caller() -> dict[str, str]:
-    """The authenticated caller, for the services that decide by who is asking (grants)."""
-    call = current_call.get()
-    identity = (call.record.get("userIdentity") or {}) if call else {}
-    if not identity.get("arn") or not identity.get("accountId"):
-        raise InternalError("The caller's identity is unknown; the request was not authenticated.")
-    return {"caller_arn": identity["arn"], "caller_account": identity["accountId"]}
-
-
-def _create_grant(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
+def _create_grant(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:
     return sv.grants.create_grant(
-        s, p["KeyId"], operations=p["Operations"], grantee_principal=p.get("GranteePrincipal"),
+        c, p["KeyId"], operations=p["Operations"], grantee_principal=p.get("GranteePrincipal"),
         retiring_principal=p.get("RetiringPrincipal"), constraints=p.get("Constraints"), name=p.get("Name"),
         grantee_service_principal=p.get("GranteeServicePrincipal"),
-        retiring_service_principal=p.get("RetiringServicePrincipal"), dry_run=bool(p.get("DryRun")), **_caller())
+        retiring_service_principal=p.get("RetiringServicePrincipal"), dry_run=bool(p.get("DryRun")))
 
 
-def _create_key(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:
+def _create_key(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:
     _no_custom_key_store(p)
     return sv.keys.create_key(
-        s, key_spec=p.get("KeySpec") or p.get("CustomerMasterKeySpec"), key_usage=p.get("KeyUsage"),
+        c, key_spec=p.get("KeySpec") or p.get("CustomerMasterKeySpec"), key_usage=p.get("KeyUsage"),
         origin=p.get("Origin"), description=p.get("Description", ""), policy=p.get("Policy"), tags=_tags(p),
-        bypass_lockout_check=bool(p.get("BypassPolicyLockoutSafetyCheck")), caller_arn=_caller_arn())
+        bypass_lockout_check=bool(p.get("BypassPolicyLockoutSafetyCheck")))
 
 
 def _call(service: str, method: str, *positional: str, **members: str) -> Handler:
-    """A handler calling ``services.<service>.<method>(scope, *positional members, **keyword members)``;
+    """A handler calling ``services.<service>.<method>(call, *positional members, **keyword members)``;
     a DryRun member, where the operation has one, is passed as dry_run."""
-    def handler(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any] | None:
+    def handler(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any] | None:
         kwargs = {arg: p.get(member) for arg, member in members.items()}
         if "DryRun" in p:
             kwargs["dry_run"] = bool(p["DryRun"])
-        return getattr(getattr(sv, service), method)(s, *(p.get(m) for m in positional), **kwargs)
+        return getattr(getattr(sv, service), method)(c, *(p.get(m) for m in positional), **kwargs)
     return handler
 
 
@@ -80,12 +66,12 @@ HANDLERS: dict[str, Handler] = {
     "UpdateKeyDescription": _call("keys", "update_key_description", "KeyId", "Description"),
     "ScheduleKeyDeletion": _call("keys", "schedule_key_deletion", "KeyId", "PendingWindowInDays"),
     "CancelKeyDeletion": _call("keys", "cancel_key_deletion", "KeyId"),
-    "TagResource": lambda sv, s, p: sv.keys.tag_resource(s, p["KeyId"], _tags(p)),
+    "TagResource": lambda sv, c, p: sv.keys.tag_resource(c, p["KeyId"], _tags(p)),
     "UntagResource": _call("keys", "untag_resource", "KeyId", "TagKeys"),
     "ListResourceTags": _call("keys", "list_resource_tags", "KeyId", "Limit", "Marker"),
     "GetKeyPolicy": _call("keys", "get_key_policy", "KeyId", "PolicyName"),
-    "PutKeyPolicy": lambda sv, s, p: sv.keys.put_key_policy(
-        s, p["KeyId"], p["Policy"], p.get("PolicyName"), bool(p.get("BypassPolicyLockoutSafetyCheck")), _caller_arn()),
+    "PutKeyPolicy": lambda sv, c, p: sv.keys.put_key_policy(
+        c, p["KeyId"], p["Policy"], p.get("PolicyName"), bool(p.get("BypassPolicyLockoutSafetyCheck"))),
     "ListKeyPolicies": _call("keys", "list_key_policies", "KeyId", "Limit", "Marker"),
     "CreateAlias": _call("aliases", "create_alias", "AliasName", "TargetKeyId"),
     "UpdateAlias": _call("aliases", "update_alias", "AliasName", "TargetKeyId"),
@@ -102,8 +88,8 @@ HANDLERS: dict[str, Handler] = {
                        destination_algorithm="DestinationEncryptionAlgorithm"),
     "GenerateDataKey": _call("crypto", "generate_data_key", "KeyId", key_spec="KeySpec",
                              number_of_bytes="NumberOfBytes", context="EncryptionContext"),
-    "GenerateDataKeyWithoutPlaintext": lambda sv, s, p: sv.crypto.generate_data_key(
-        s, p["KeyId"], key_spec=p.get("KeySpec"), number_of_bytes=p.get("NumberOfBytes"),
+    "GenerateDataKeyWithoutPlaintext": lambda sv, c, p: sv.crypto.generate_data_key(
+        c, p["KeyId"], key_spec=p.get("KeySpec"), number_of_bytes=p.get("NumberOfBytes"),
         context=p.get("EncryptionContext"), with_plaintext=False, dry_run=bool(p.get("DryRun"))),
     "GenerateRandom": _generate_random,
     # rotation
@@ -127,18 +113,17 @@ HANDLERS: dict[str, Handler] = {
     "Encapsulate": _call("asymmetric", "encapsulate", "KeyId", "EncapsulationAlgorithm"),
     "Decapsulate": _call("asymmetric", "decapsulate", "KeyId", "SharedSecretCiphertextBlob", "EncapsulationAlgorithm"),
     "DeriveSharedSecret": _call("asymmetric", "derive_shared_secret", "KeyId", "KeyAgreementAlgorithm", "PublicKey"),
-    "GenerateDataKeyPair": lambda sv, s, p: sv.asymmetric.generate_data_key_pair(
-        s, p["KeyId"], p["KeyPairSpec"], p.get("EncryptionContext"), True, bool(p.get("DryRun"))),
-    "GenerateDataKeyPairWithoutPlaintext": lambda sv, s, p: sv.asymmetric.generate_data_key_pair(
-        s, p["KeyId"], p["KeyPairSpec"], p.get("EncryptionContext"), False, bool(p.get("DryRun"))),
+    "GenerateDataKeyPair": lambda sv, c, p: sv.asymmetric.generate_data_key_pair(
+        c, p["KeyId"], p["KeyPairSpec"], p.get("EncryptionContext"), True, bool(p.get("DryRun"))),
+    "GenerateDataKeyPairWithoutPlaintext": lambda sv, c, p: sv.asymmetric.generate_data_key_pair(
+        c, p["KeyId"], p["KeyPairSpec"], p.get("EncryptionContext"), False, bool(p.get("DryRun"))),
     # grants
     "CreateGrant": _create_grant,
     "ListGrants": _call("grants", "list_grants", "KeyId", "Limit", "Marker", grant_id="GrantId",
                         grantee_principal="GranteePrincipal", grantee_service_principal="GranteeServicePrincipal"),
-    "ListRetirableGrants": lambda sv, s, p: sv.grants.list_retirable_grants(
-        s, p.get("Limit"), p.get("Marker"), p.get("RetiringPrincipal"), p.get("RetiringServicePrincipal"), **_caller()),
-    "RetireGrant": lambda sv, s, p: sv.grants.retire_grant(
-        s, p.get("GrantToken"), p.get("KeyId"), p.get("GrantId"), bool(p.get("DryRun")), **_caller()),
+    "ListRetirableGrants": _call("grants", "list_retirable_grants", "Limit", "Marker", "RetiringPrincipal",
+                                 "RetiringServicePrincipal"),
+    "RetireGrant": _call("grants", "retire_grant", "GrantToken", "KeyId", "GrantId"),
     "RevokeGrant": _call("grants", "revoke_grant", "KeyId", "GrantId"),
 }
 

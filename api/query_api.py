@@ -1,12 +1,21 @@
 """The read-only /v1 query API: key state at an instant, timelines and the audit log, as JSON.
 
-Authenticated like the KMS endpoint (SigV4, service `kms`, any region served), scoped to the caller's
-account and region, and every query is itself audited (a readOnly record) before it is answered.
+Served by the same request pipeline as the KMS endpoint (api/pipeline.py): authenticated like it (SigV4,
+service `kms`, any region served), scoped to the caller's account and region, authorized once, audited (a
+readOnly record) before it is answered, and counted in the metrics.
+
+A key is named in any form the KMS API accepts: key id, key ARN, alias name or alias ARN, its slashes
+URL-encoded or not (``/v1/keys/alias%2Fapp`` and ``/v1/keys/alias/app`` are the same). Routing sees the
+decoded path, so a trailing ``/timeline`` or ``/access`` is always the sub-resource: an alias whose own name
+ends in one of those is queried by its key id or key ARN. An alias names the key it pointed to at the
+instant asked about (``at``), and for the timeline and the audit filter the key it names now. The key queries
+answer for the caller's own keys; the audit filter also takes another account's key ARN (a record of the
+caller's account names it when the caller used that key).
 """
 from __future__ import annotations
 
 import json
-import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -14,18 +23,18 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from api.caller import authenticate
-from api.errors import error_response, internal_error_response
+from api.pipeline import HttpRequest, RequestPipeline
 from application.audit.checkpoints import audit_records
-from application.audit.records import CallContext, current_call
-from application.audit.trail import AuditUnavailable
+from application.calls import Call
 from application.history.access_at import access_at
-from domain.errors import InternalError, KmsError, ValidationError
-from domain.identifiers import Scope
-from infrastructure.bootstrap import Runtime
+from domain.errors import NotFoundError, ValidationError
+from domain.identifiers import parse_key_reference
+from infrastructure.bootstrap import Runtime, Services
 
 MAX_AUDIT_PAGE = 1000
+QUERY_OPERATIONS = ("GetKeyStateAt", "ListKeysAt", "GetKeyTimeline", "GetKeyAccessAt", "LookupAuditEvents")
 _AT = Query(None, description="RFC 3339 or epoch seconds; default now.")
+_KEY = "A key id, key ARN, alias name or alias ARN (slashes URL-encoded or not)."
 
 
 def parse_instant(value: str | None) -> datetime:
@@ -46,117 +55,148 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
 
 
-def query_router(runtime: Runtime) -> APIRouter:
+def key_named(services: Services, call: Call, key_ref: str, at: str | None) -> str:
+    """The id of the key ``key_ref`` names in the caller's account and region. Key ids and ARNs are parsed as
+    the KMS API parses them; an alias is resolved by the KMS API's KeyResolver (its target now) or, for a
+    question about instant ``at``, by the alias's history (its target then)."""
+    scope = call.in_scope()
+    reference = parse_key_reference(key_ref, scope)
+    if reference.account_id is not None:  # another account's ARN: /v1 answers for the caller's own keys only
+        raise NotFoundError(f"Key '{key_ref}' does not exist")
+    if reference.alias_name is not None and at is not None:
+        return services.history.key_id_at(scope, key_ref, parse_instant(at))
+    return services.resolver.key_id(call, key_ref)
+
+
+@dataclass
+class KeyQuery:
+    """One /v1 request: its front in the request pipeline."""
+
+    runtime: Runtime
+    name: str  # eventName
+    parameters: dict[str, Any]  # as the route received them
+    action: str  # what IAM must allow
+    answer: Callable[[Services, Call, str | None], Any]  # runs in a worker thread; gets the key id named
+    key: str | None = None  # the key reference, resolved before authorization, which is on the key's ARN
+    at: str | None = None  # the instant an alias is resolved at (None: now)
+    content_type = b"application/json"
+    _key_id: str | None = field(default=None, init=False)  # what ``key`` named, once resolved
+
+    def open(self, request: HttpRequest, at: datetime, request_id: str, event_id: str) -> tuple[Call, str | None]:
+        call = Call.api(self.name, at=at, request_id=request_id, event_id=event_id, source_ip=request.client,
+                        user_agent=_header(request, b"user-agent"), secure_transport=request.secure)
+        call.request_parameters = {k: v for k, v in self.parameters.items() if v is not None} or None
+        return call, self.name
+
+    def prepare(self, call: Call, operation: str | None, body: bytes) -> None:
+        call.parameters = {k: v for k, v in self.parameters.items() if v is not None}
+
+    async def authorize(self, call: Call, operation: str | None) -> None:
+        await run_in_threadpool(self._authorize, call)  # resolving an alias reads the database
+
+    async def run(self, call: Call, operation: str | None) -> bytes:
+        return _json(await run_in_threadpool(self.answer, self._services(), call, self._key_id)).encode("utf-8")
+
+    def _authorize(self, call: Call) -> None:
+        services = self._services()
+        resource = "*"
+        if self.key is not None:
+            self._key_id = key_named(services, call, self.key, self.at)
+            resource = call.in_scope().key_arn(self._key_id)
+        services.authorizer.authorize_query(call, self.action, resource)
+
+    def _services(self) -> Services:
+        assert self.runtime.services is not None  # authentication refuses a sealed runtime
+        return self.runtime.services
+
+
+def _header(request: HttpRequest, name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in request.raw_headers if k.lower() == name), None)
+
+
+def query_router(runtime: Runtime, pipeline: RequestPipeline) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["queries"])
 
-    async def answer(request: Request, event_name: str, parameters: dict[str, Any], action: str,
-                     resource: Callable[[Scope], str], run: Callable[[Scope], Any]) -> Response:
-        request_id = str(uuid.uuid4())
-        call = CallContext.api_call(event_name=event_name, at=runtime.now(), region=None,
-                                    source_ip=request.client.host if request.client else None,
-                                    user_agent=request.headers.get("user-agent"), request_id=request_id)
-        call.secure_transport = request.url.scheme == "https"
-        call.record["requestParameters"] = {k: v for k, v in parameters.items() if v is not None} or None
-        headers = {"x-amzn-RequestId": request_id}
-        try:
-            scope = authenticate(runtime, request, await request.body(), call)
-            call.params = {k: v for k, v in parameters.items() if v is not None}
-            assert runtime.services is not None  # authenticate refuses a sealed runtime
-            token = current_call.set(call)
-            try:
-                runtime.services.authorizer.authorize_query(action, resource(scope))
-            finally:
-                current_call.reset(token)
-            response = Response(_json(await run_in_threadpool(run, scope)), media_type="application/json",
-                                headers=headers)
-            call.finish()
-        except KmsError as error:
-            call.finish(error_code=error.code, error_message=error.message)
-            response = error_response(error, request_id)
-        except Exception:
-            call.finish(error_code=InternalError.code, error_message="internal error")
-            response = internal_error_response(request_id)
-        try:
-            await runtime.audit.record_async(call.final_record())
-        except AuditUnavailable:
-            return internal_error_response(request_id)
-        return response
+    async def serve(request: Request, query: KeyQuery) -> Response:
+        answer = await pipeline.serve(query, HttpRequest.of(request.scope, request.receive))
+        if answer is None:
+            return Response(status_code=400)  # the client went away: nobody reads this
+        status, headers, payload = answer
+        return Response(payload, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 
-    def history():  # type: ignore[no-untyped-def]
-        assert runtime.services is not None
-        return runtime.services.history
+    # The sub-resources first: the key part of a path may itself contain slashes (alias names, ARNs).
+    @router.get("/keys/{key:path}/timeline", summary="Every change of a key, when, and who made it")
+    async def timeline(request: Request, key: str) -> Response:
+        return await serve(request, KeyQuery(
+            runtime, "GetKeyTimeline", {"keyId": key}, "kms:DescribeKey", key=key,
+            answer=lambda sv, call, key_id: {"Events": sv.history.timeline(key_id, call.scope)}))
 
-    @router.get("/keys/{key}", summary="A key's state as DescribeKey would have answered at an instant")
+    @router.get("/keys/{key:path}/access", summary="Who could perform an operation on the key at an instant")
+    async def access(request: Request, key: str, operation: str, at: str | None = _AT,
+                     principal: str | None = None) -> Response:
+        return await serve(request, KeyQuery(
+            runtime, "GetKeyAccessAt", {"keyId": key, "operation": operation, "at": at, "principal": principal},
+            "kms:DescribeKey", key=key, at=at,
+            answer=lambda sv, call, key_id: access_at(sv.history, call.scope, key_id, parse_instant(at), operation,
+                                                      principal, directory=sv.principals)))
+
+    @router.get("/keys/{key:path}", summary="A key's state as DescribeKey would have answered at an instant",
+                description=_KEY)
     async def key_at(request: Request, key: str, at: str | None = _AT) -> Response:
-        return await answer(request, "GetKeyStateAt", {"keyId": key, "at": at}, "kms:DescribeKey", _named(key),
-                            lambda s: history().key_at(s, key, parse_instant(at)))
+        return await serve(request, KeyQuery(
+            runtime, "GetKeyStateAt", {"keyId": key, "at": at}, "kms:DescribeKey", key=key, at=at,
+            answer=lambda sv, call, key_id: sv.history.key_at(call.scope, key_id, parse_instant(at))))
 
     @router.get("/keys", summary="Every key of the caller's account and region at an instant")
     async def keys_at(request: Request, at: str | None = _AT, state: str | None = None,
                       key_spec: str | None = None, alias: str | None = None) -> Response:
-        return await answer(request, "ListKeysAt", {"at": at, "state": state, "keySpec": key_spec, "alias": alias},
-                            "kms:ListKeys", lambda s: "*", lambda s: {"Keys": history().keys_at(parse_instant(at), s.account_id, s.region, state,
-                                                                  key_spec, alias)})
+        def answer(sv: Services, call: Call, _: str | None) -> dict[str, Any]:
+            scope = call.in_scope()
+            return {"Keys": sv.history.keys_at(parse_instant(at), scope.account_id, scope.region, state, key_spec,
+                                               alias)}
 
-    @router.get("/keys/{key}/timeline", summary="Every change of a key, when, and who made it")
-    async def timeline(request: Request, key: str) -> Response:
-        return await answer(request, "GetKeyTimeline", {"keyId": key}, "kms:DescribeKey", _named(key),
-                            lambda s: {"Events": history().timeline(key, s)})
-
-    @router.get("/keys/{key}/access", summary="Who could perform an operation on the key at an instant")
-    async def access(request: Request, key: str, operation: str, at: str | None = _AT,
-                     principal: str | None = None) -> Response:
-        return await answer(request, "GetKeyAccessAt", {"keyId": key, "operation": operation, "at": at,
-                                                        "principal": principal},
-                            "kms:DescribeKey", _named(key), lambda s: access_at(
-                                history(), s, key, parse_instant(at), operation, principal,
-                                directory=runtime.services.principals if runtime.services else None))
+        return await serve(request, KeyQuery(
+            runtime, "ListKeysAt", {"at": at, "state": state, "keySpec": key_spec, "alias": alias}, "kms:ListKeys",
+            answer=answer))
 
     @router.get("/audit", summary="Audit records, oldest first, paginated by seq")
-    async def audit(request: Request, key: str | None = None, principal: str | None = None,
+    async def audit(request: Request, key: str | None = Query(None, description=_KEY), principal: str | None = None,
                     event: str | None = None, start: str | None = Query(None, alias="from"),
                     end: str | None = Query(None, alias="to"), limit: int = Query(100, ge=1, le=MAX_AUDIT_PAGE),
                     marker: int = Query(0, ge=0, description="NextMarker of the previous page")) -> Response:
-        def run(scope: Scope) -> dict[str, Any]:
+        def answer(sv: Services, call: Call, _: str | None) -> dict[str, Any]:
+            scope = call.in_scope()
+            # Records of the caller's account name other accounts' keys too (cross-account calls): any key.
+            key_id = sv.resolver.key_id(call, key) if key is not None else None
             low, high = (parse_instant(start) if start else None), (parse_instant(end) if end else None)
             found, last = [], marker
             for record in audit_records(runtime.ledger, after_seq=marker):
                 last = record["seq"]
-                if _matches(record, scope, key, principal, event, low, high):
+                if _matches(record, scope.account_id, key_id, principal, event, low, high):
                     found.append(record)
                     if len(found) == limit:
                         return {"Records": found, "NextMarker": last, "Truncated": True}
             return {"Records": found, "Truncated": False}
 
-        return await answer(request, "LookupAuditEvents", {"key": key, "principal": principal, "event": event,
-                                                            "from": start, "to": end, "limit": limit,
-                                                            "marker": marker},
-                            "cloudtrail:LookupEvents", lambda s: "*", run)
+        return await serve(request, KeyQuery(
+            runtime, "LookupAuditEvents", {"key": key, "principal": principal, "event": event, "from": start,
+                                           "to": end, "limit": limit, "marker": marker},
+            "cloudtrail:LookupEvents", answer=answer))
 
     return router
 
 
-def _named(key: str) -> Callable[[Scope], str]:
-    """The resource a key query is authorized on: the ARN of the key or alias the caller named."""
-    def resource(scope: Scope) -> str:
-        if key.startswith("arn:"):
-            return key
-        return scope.alias_arn(key) if key.startswith("alias/") else scope.key_arn(key)
-    return resource
-
-
-def _matches(record: dict[str, Any], scope: Scope, key: str | None, principal: str | None, event: str | None,
+def _matches(record: dict[str, Any], account_id: str, key_id: str | None, principal: str | None, event: str | None,
              low: datetime | None, high: datetime | None) -> bool:
     """Only the caller's own account's records; then the filters."""
     identity = record.get("userIdentity") or {}
-    if scope.account_id not in (identity.get("accountId"), record.get("recipientAccountId")):
+    if account_id not in (identity.get("accountId"), record.get("recipientAccountId")):
         return False
     if event and record.get("eventName") != event:
         return False
     if principal and identity.get("arn") != principal:
         return False
-    if key and not any(r.get("ARN", "").endswith("/" + key) or r.get("ARN") == key
-                       for r in record.get("resources") or []):
+    if key_id and not any(r.get("ARN", "").endswith("/" + key_id) for r in record.get("resources") or []):
         return False
     at = datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00")) if record.get("eventTime") else None
     return not ((low and at and at < low) or (high and at and at > high))

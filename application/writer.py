@@ -9,6 +9,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from application.audit.trail import AuditTrail
+from application.calls import Call
 from application.ledger import KeyLedger
 from application.ports import KeyStateView, UnitOfWork
 from domain.errors import ConflictError
@@ -35,10 +36,11 @@ class LedgerWriter:
         self._view = view
         self._audit = audit
 
-    def commit(self, aggregates: Sequence[Aggregate], also: Sequence[Also] = ()) -> None:
-        """Events, snapshots, view rows, ``also`` (e.g. backing-key rows) and the audit record of the call
-        being served commit together or not at all."""
-        with self._audit.transaction_with_record(list(aggregates)) as attach_record:
+    def commit(self, call: Call | None, aggregates: Sequence[Aggregate], also: Sequence[Also] = ()) -> None:
+        """Events, snapshots, view rows, ``also`` (e.g. backing-key rows) and the audit record of ``call``
+        commit together or not at all. ``call`` None: a change no call made, which has no record (the
+        administrator key of a first start)."""
+        with self._audit.transaction_with_record(call, list(aggregates)) as attach_record:
             with self._uow.transaction() as tx:
                 audit_log = attach_record(tx)  # first: it takes the writers' lock before reading the audit head
                 for write in also:
@@ -47,15 +49,16 @@ class LedgerWriter:
                 self._view.project(tx, aggregates, recordings)
         self._view.forget(aggregates)
 
-    def retrying(self, attempt: Callable[[], Outcome[T]]) -> T:
-        """Runs ``attempt`` (load, decide) and commits what it changed; on a version conflict, reloads."""
+    def retrying(self, call: Call | None, attempt: Callable[[], Outcome[T]]) -> T:
+        """Runs ``attempt`` (load, decide) and commits what it changed with ``call``'s record; on a version
+        conflict, reloads."""
         for _ in range(MAX_ATTEMPTS):
             outcome = attempt()
             changed = [a for a in outcome.aggregates if a.pending_events]
             if not changed:
                 return outcome.result
             try:
-                self.commit(changed, outcome.also)
+                self.commit(call, changed, outcome.also)
             except IntegrityError:
                 continue
             for step in outcome.after:

@@ -19,7 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from application.audit.records import CallContext, new_ids  # noqa: E402
+from application.audit.records import cloudtrail_record, new_ids  # noqa: E402
+from application.calls import Call, Caller  # noqa: E402
+from domain.identifiers import Scope  # noqa: E402
 from application.audit.trail import _Pending  # noqa: E402
 from infrastructure.bootstrap import build_runtime  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
@@ -31,16 +33,14 @@ KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-12345678
 def encrypt_record(runtime) -> dict:
     """The record an Encrypt call of the bench load leaves, built the way the API builds it."""
     request_id, event_id = new_ids(2)
-    call = CallContext.api_call(event_name="Encrypt", at=runtime.now(), region="us-east-1",
-                                source_ip="127.0.0.1", user_agent="Boto3/1.35.0 md/Botocore#1.35.0 ua/2.0 "
-                                "os/linux#6.1.0 md/arch#x86_64 lang/python#3.11.7 md/pyimpl#CPython cfg/retry-mode#legacy "
-                                "Botocore/1.35.0", request_id=request_id, event_id=event_id)
-    call.identify(principal_arn=f"arn:aws:iam::{ACCOUNT}:root", account_id=ACCOUNT,
-                  access_key_id="AKIAIOSFODNN7EXAMPLE", region="us-east-1")
-    call.record["requestParameters"] = {"keyId": KEY_ARN, "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
-                                        "encryptionContext": {"purpose": "bench", "tenant": "t-42"}}
+    call = Call.api("Encrypt", at=runtime.now(), request_id=request_id, event_id=event_id, source_ip="127.0.0.1",
+                    user_agent="Boto3/1.35.0 md/Botocore#1.35.0 ua/2.0 os/linux#6.1.0 md/arch#x86_64 "
+                    "lang/python#3.11.7 md/pyimpl#CPython cfg/retry-mode#legacy Botocore/1.35.0")
+    call.authenticate(Caller(f"arn:aws:iam::{ACCOUNT}:root", ACCOUNT, "AKIAIOSFODNN7EXAMPLE"), Scope(ACCOUNT, "us-east-1"))
+    call.request_parameters = {"keyId": KEY_ARN, "encryptionAlgorithm": "SYMMETRIC_DEFAULT",
+                               "encryptionContext": {"purpose": "bench", "tenant": "t-42"}}
     call.add_resource(KEY_ARN)
-    return call.finish()
+    return cloudtrail_record(call)
 
 
 def measure(runtime, batches: int, batch_size: int) -> list[float]:

@@ -65,6 +65,7 @@ class Services:
     maintenance: Maintenance
     credentials: CredentialStore
     authorizer: Authorizer
+    resolver: KeyResolver  # any KeyId form to the key it names now, as the KMS API resolves it
     checkpointer: Checkpointer
     audit_public_key: bytes
     history: PointInTime
@@ -167,6 +168,7 @@ def build_runtime(settings: Settings) -> Runtime:
         maintenance=Maintenance(access, view, materials, import_keys, uow, clock),
         credentials=credentials,
         authorizer=authorizer,
+        resolver=resolver,
         checkpointer=Checkpointer(ledger, clock, signing_key, CheckpointFile(settings.checkpoint_file),
                                   settings.audit_checkpoint_records, settings.audit_checkpoint_seconds),
         audit_public_key=audit_public_key(signing_key),
@@ -174,7 +176,7 @@ def build_runtime(settings: Settings) -> Runtime:
         grants=GrantService(access, SqlGrantIndex(uow), clock, token_key=grant_token_key),
         principals=principals,
         principal_admin=PrincipalService(access.writer, audit, clock, principal_view, credentials, principals,
-                                         new_access_key),
+                                         new_access_key, authorizer),
     )
     runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
     return runtime

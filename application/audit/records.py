@@ -1,20 +1,18 @@
-"""CloudTrail-shaped audit records and the context of the call being audited.
+"""CloudTrail-shaped audit records, made from the Call they record (application/calls.py).
 
-The API (or the maintenance pass) opens a CallContext for each call; the write path reads it through a
-context variable, so a key change and its record are written in one transaction without every service
-method passing it along.
+A record is made once, when the call is over, or inside the transaction of the key change it records (so the
+change and its record commit together); the Call, not the record, carries who is calling until then.
 """
 from __future__ import annotations
 
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
+from application.calls import ASSUMED_ROLE, IAM_USER, KMS_SOURCE, ROOT, Call, Caller, CallKind
 from domain.crypto.primitives import random_bytes
 
 EVENT_VERSION = "1.08"
-EVENT_SOURCE = "kms.amazonaws.com"
+EVENT_SOURCE = KMS_SOURCE
 
 # Operations that change state; every other KMS operation is readOnly in CloudTrail (Decrypt included).
 MUTATING = frozenset({
@@ -55,84 +53,73 @@ def new_ids(count: int = 1) -> list[str]:
     return out
 
 
-@dataclass
-class CallContext:
-    record: dict[str, Any]
-    committed: bool = False
-    resources: list[str] = field(default_factory=list)
-    # For a key change recorded inside its transaction: renders responseElements from the changed key.
-    respond_from: Callable[[Any], dict[str, Any] | None] | None = None
-    # What authorization reads besides the record; never persisted (params may hold plaintext).
-    params: dict[str, Any] = field(default_factory=dict, repr=False)
-    secure_transport: bool = False
-    at: datetime = field(default_factory=lambda: datetime.now(tz=timezone.utc))
-    authorized: bool = False  # set by the check that allowed this call (application/authorization/authorizer.py)
+_API, _SERVICE = CallKind.API, CallKind.SERVICE  # read on every record: a module global is the cheapest read
 
-    @classmethod
-    def api_call(cls, *, event_name: str, at: datetime, region: str | None, source_ip: str | None,
-                 user_agent: str | None, request_id: str, event_id: str | None = None) -> CallContext:
-        return cls(record={
-            "eventVersion": EVENT_VERSION, "eventTime": _iso_now(at), "eventSource": EVENT_SOURCE,
-            "eventName": event_name, "awsRegion": region, "userIdentity": {"type": "Unknown"},
-            "sourceIPAddress": source_ip, "userAgent": user_agent, "requestParameters": None,
-            "responseElements": None, "errorCode": None, "errorMessage": None, "requestID": request_id,
-            "eventID": event_id or new_ids()[0], "readOnly": event_name not in MUTATING, "resources": [],
-            "eventType": "AwsApiCall", "managementEvent": True, "eventCategory": "Management",
-        }, at=at)
 
-    @classmethod
-    def service_event(cls, *, event_name: str, at: datetime, region: str, account_id: str) -> CallContext:
-        return cls(record={
-            "eventVersion": EVENT_VERSION, "eventTime": iso(at), "eventSource": EVENT_SOURCE,
-            "eventName": event_name, "awsRegion": region,
-            "userIdentity": {"accountId": account_id, "invokedBy": EVENT_SOURCE},
-            "sourceIPAddress": EVENT_SOURCE, "userAgent": EVENT_SOURCE, "requestParameters": None,
-            "responseElements": None, "errorCode": None, "errorMessage": None,
-            "requestID": new_ids()[0], "eventID": new_ids()[0], "readOnly": False, "resources": [],
-            "eventType": "AwsServiceEvent", "managementEvent": True, "eventCategory": "Management",
-            "recipientAccountId": account_id,
-        }, at=at)
+def cloudtrail_record(call: Call) -> dict[str, Any]:
+    """The call's CloudTrail-shaped record, as it stands: made at the end of the call (or inside the
+    transaction of the key change it records). Field order is part of the stored record; keep it."""
+    kind, caller = call.kind, call.caller
+    if kind is _API:
+        event_time, event_type, read_only = _iso_now(call.at), "AwsApiCall", call.operation not in MUTATING
+    else:
+        event_time, read_only = iso(call.at), False
+        event_type = "AwsServiceEvent" if kind is _SERVICE else "AwsApiCall"
+    record = {
+        "eventVersion": EVENT_VERSION, "eventTime": event_time, "eventSource": call.source,
+        "eventName": call.operation, "awsRegion": call.region,
+        "userIdentity": _caller_identity(caller) if caller is not None else user_identity(call),
+        "sourceIPAddress": call.source_ip, "userAgent": call.user_agent,
+        "requestParameters": call.request_parameters, "responseElements": call.response_elements,
+        "errorCode": call.error_code, "errorMessage": call.error_message, "requestID": call.request_id,
+        "eventID": call.event_id, "readOnly": read_only,
+        "resources": [{"accountId": arn.split(":")[4], "type": "AWS::KMS::Key", "ARN": arn} for arn in call.resources],
+        "eventType": event_type, "managementEvent": True, "eventCategory": "Management",
+    }
+    if caller is not None:
+        record["recipientAccountId"] = caller.account_id
+    elif kind is not _API:
+        record["recipientAccountId"] = call.scope.account_id if call.scope else None
+    extra = call.additional_event_data
+    if call.authorized_by_rule:  # no policy was asked: say which rule allowed it
+        extra = {**(extra or {}), "authorizedByRule": kind.value}
+    if extra is not None:
+        record["additionalEventData"] = extra
+    return record
 
-    def identify(self, *, principal_arn: str, account_id: str, access_key_id: str, region: str,
-                 unique_id: str | None = None, role_arn: str | None = None) -> None:
-        """CloudTrail's userIdentity. ``unique_id``: the user's or role's IAM id (AIDA..., AROA...);
-        ``role_arn``: for a role session, the role (with its path), which CloudTrail names as the issuer."""
-        root = principal_arn.endswith(":root")
-        session = ":assumed-role/" in principal_arn
-        name = principal_arn.rsplit("/", 1)[-1]
-        owner_id = unique_id or account_id  # a principal recorded before unique ids: the account stands in
-        identity: dict[str, Any] = {
-            "type": "Root" if root else ("AssumedRole" if session else "IAMUser"),
-            "principalId": account_id if root else f"{owner_id}:{name}" if session or not unique_id else unique_id,
-            "arn": principal_arn, "accountId": account_id, "accessKeyId": access_key_id,
+
+def user_identity(call: Call) -> dict[str, Any]:
+    """CloudTrail's userIdentity of whoever made the call."""
+    caller = call.caller
+    if caller is not None:
+        return _caller_identity(caller)
+    if call.kind is _SERVICE:
+        return {"accountId": call.scope.account_id if call.scope else None, "invokedBy": EVENT_SOURCE}
+    if call.operator is not None:
+        return {"type": "Operator", "userName": call.operator.user, "invokedBy": call.operator.invoked_by}
+    if call.claimed_access_key_id is not None:  # what a request refused before its signature was checked claimed
+        return {"type": "Unknown", "accessKeyId": call.claimed_access_key_id}
+    return {"type": "Unknown"}
+
+
+def _caller_identity(caller: Caller) -> dict[str, Any]:
+    arn, account_id, kind = caller.principal_arn, caller.account_id, caller.kind
+    name = arn.rsplit("/", 1)[-1]
+    owner_id = caller.unique_id or account_id  # a principal recorded before unique ids: the account stands in
+    if kind == ROOT:
+        principal_id = account_id
+    elif kind == ASSUMED_ROLE or not caller.unique_id:
+        principal_id = f"{owner_id}:{name}"
+    else:
+        principal_id = caller.unique_id
+    identity: dict[str, Any] = {"type": kind, "principalId": principal_id, "arn": arn, "accountId": account_id,
+                                "accessKeyId": caller.access_key_id}
+    if kind == IAM_USER:
+        identity["userName"] = name
+    elif kind == ASSUMED_ROLE and caller.role_arn:
+        identity["sessionContext"] = {
+            "sessionIssuer": {"type": "Role", "principalId": owner_id, "arn": caller.role_arn,
+                              "accountId": account_id, "userName": caller.role_arn.rsplit("/", 1)[-1]},
+            "attributes": {"mfaAuthenticated": "false"},
         }
-        if not root and not session:
-            identity["userName"] = name
-        if session and role_arn:
-            identity["sessionContext"] = {
-                "sessionIssuer": {"type": "Role", "principalId": owner_id, "arn": role_arn, "accountId": account_id,
-                                  "userName": role_arn.rsplit("/", 1)[-1]},
-                "attributes": {"mfaAuthenticated": "false"},
-            }
-        self.record["userIdentity"] = identity
-        self.record["awsRegion"] = region
-        self.record["recipientAccountId"] = account_id
-
-    def add_resource(self, arn: str | None) -> None:
-        if arn and arn.startswith("arn:") and ":key/" in arn and arn not in self.resources:
-            self.resources.append(arn)
-
-    def finish(self, *, error_code: str | None = None, error_message: str | None = None,
-               response_elements: dict[str, Any] | None = None) -> dict[str, Any]:
-        self.record["errorCode"] = error_code
-        self.record["errorMessage"] = error_message
-        self.record["responseElements"] = response_elements
-        return self.final_record()
-
-    def final_record(self) -> dict[str, Any]:
-        self.record["resources"] = [
-            {"accountId": arn.split(":")[4], "type": "AWS::KMS::Key", "ARN": arn} for arn in self.resources]
-        return self.record
-
-
-current_call: ContextVar[CallContext | None] = ContextVar("keyledger_current_call", default=None)
+    return identity

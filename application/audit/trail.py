@@ -22,8 +22,9 @@ from typing import Any, Callable, Iterator
 
 from eventsourcing.persistence import IntegrityError
 
-from application.audit.records import current_call
+from application.audit.records import cloudtrail_record
 from application.audit.rows import RecordRows
+from application.calls import Call
 from application.ledger import KeyLedger
 from application.ports import Clock, UnitOfWork
 from domain.audit.chain import GENESIS
@@ -106,12 +107,12 @@ class AuditTrail:
     # -- a key change's own record ---------------------------------------------------------------
 
     @contextmanager
-    def transaction_with_record(self, aggregates: list[Any]) -> Iterator[Callable[[Any], list[AuditLog]]]:
+    def transaction_with_record(self, call: Call | None,
+                                aggregates: list[Any]) -> Iterator[Callable[[Any], list[AuditLog]]]:
         """Wraps a key-change transaction. Yields ``attach``, to be called first thing inside the
         transaction: ``attach(tx)`` takes the writers' lock, seals the call's record on the current head
-        and returns the audit aggregates to save with the change (none when no call is being audited or
+        and returns the audit aggregates to save with the change (none when no call made the change, or
         its record was already written)."""
-        call = current_call.get()
         if call is None or call.committed:
             yield lambda tx: []
             return
@@ -123,8 +124,8 @@ class AuditTrail:
                 if isinstance(aggregate, Key):
                     call.add_resource(aggregate.arn)
                     if call.respond_from is not None:
-                        call.record["responseElements"] = call.respond_from(aggregate)
-            log.append(call.final_record(), self._clock.now())
+                        call.response_elements = call.respond_from(aggregate)
+            log.append(cloudtrail_record(call), self._clock.now())
             attached[:] = [log]
             return [log]
 

@@ -1,13 +1,16 @@
-"""Authorization of every API call, on the pure evaluator in domain/policy/evaluation.py.
+"""Authorization of every call, on the pure evaluator in domain/policy/evaluation.py.
 
-Key operations are authorized where the key is looked up (KeyResolver.row_by_id, KeyAccess.load): that is
-the one place every path to a key passes, so no handler can forget it, and it runs before the key state or
-any input about the key's material is looked at (AWS, too, answers AccessDenied before DisabledException).
-Operations with no key (CreateKey, ListKeys...) are authorized by the API before the handler runs. Each
-check marks the call authorized; the API refuses to answer a successful call that no check marked.
+Every check takes the Call it decides (application/calls.py) and enters through one gate (``_by_rule``):
+an API call is judged by policy and must have an authenticated caller; an operator or service call (a local
+command, or what the service does by itself) is allowed by rule, and its record says so; anything else,
+a call with no caller included, is refused (KMSInternalException): authorization fails closed.
 
-The call being authorized is the current CallContext. Calls the service makes itself (rotation, deletion,
-expiry: AwsServiceEvent) and local operator commands (no call) are not API calls and are not checked here.
+The pipeline enters once per call before running it (``authorize_call``: IAM-only operations are decided
+there; ``authorize_query`` for /v1). Key operations are authorized where the key is looked up
+(KeyResolver.row_by_id, KeyAccess.load): that is the one place every path to a key passes, so no handler can
+forget it, and it runs before the key state or any input about the key's material is looked at (AWS, too,
+answers AccessDenied before DisabledException). Each check marks the call authorized; the pipeline refuses to
+answer a successful call that no check marked.
 """
 from __future__ import annotations
 
@@ -15,11 +18,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Sequence
 
-from application.audit.records import CallContext, current_call
 from application.authorization.decision_memo import DecisionMemo
 from application.authorization.request_conditions import condition_keys, encryption_context
+from application.calls import Call, CallKind
 from application.ports import KeyRow
-from domain.errors import AccessDeniedError, MalformedPolicyDocumentError
+from domain.errors import AccessDeniedError, InternalError, MalformedPolicyDocumentError
 from domain.policy.document import PolicyDocument, parse_policy
 from domain.policy.evaluation import Decision, Grant, RequestContext, denial_message, evaluate, evaluate_identity
 
@@ -30,6 +33,7 @@ ALIAS_OPERATIONS = frozenset({"CreateAlias", "UpdateAlias", "DeleteAlias"})
 # The grant itself says who may retire it (domain.policy.evaluation.can_retire); GrantService decides.
 SELF_AUTHORIZED = frozenset({"RetireGrant"})
 _EMPTY_POLICY = PolicyDocument(version="2012-10-17", statements=())
+_API, _OPERATOR, _SERVICE = CallKind.API, CallKind.OPERATOR, CallKind.SERVICE  # read on every check
 
 IdentityPolicies = Callable[[str], Sequence[PolicyDocument]]
 
@@ -84,48 +88,48 @@ class Authorizer:
         self._fresh_grants = fresh_grants
         self._memo = DecisionMemo()
 
-    def authorize_account_call(self, operation: str) -> None:
-        """The API calls this before every handler: it decides IAM-only operations on the spot."""
-        call = _api_call()
-        if call is None:
+    def authorize_call(self, call: Call) -> None:
+        """The pipeline's one entry before a call runs: decides IAM-only operations on the spot (the rest
+        are decided on their key, where it is looked up)."""
+        if self._by_rule(call):
             return
-        if operation in ACCOUNT_LEVEL:
-            self._identity_check(call, f"kms:{operation}", "*", call.record["userIdentity"]["accountId"])
+        if call.operation in ACCOUNT_LEVEL:
+            self._identity_check(call, f"kms:{call.operation}", "*", call.required_caller().account_id)
 
-    def authorize_key(self, facts: KeyFacts, action: str | None = None) -> None:
-        """Raises AccessDeniedError unless the current call may perform ``action`` (default: the call's own
+    def authorize_key(self, call: Call, facts: KeyFacts, action: str | None = None) -> None:
+        """Raises AccessDeniedError unless ``call`` may perform ``action`` (default: the call's own
         operation) on the key."""
-        call = _api_call()
-        if call is None:
+        if self._by_rule(call):
             return
-        operation = call.record["eventName"]
+        operation = call.operation
         if operation in ACCOUNT_LEVEL or operation in SELF_AUTHORIZED:
             return  # decided as a whole (ListAliases with a KeyId reads the key but is still IAM-only)
-        self.authorize_by_policy(facts, action or operation)
+        self.authorize_by_policy(call, facts, action or operation)
         if operation in ALIAS_OPERATIONS:
             self._alias_check(call, f"kms:{operation}")
 
-    def authorize_by_policy(self, facts: KeyFacts, action: str, *, grants: bool = True) -> None:
-        """The evaluator's verdict for the current call and ``action`` on the key, whatever the operation
+    def authorize_by_policy(self, call: Call, facts: KeyFacts, action: str, *, grants: bool = True) -> None:
+        """The evaluator's verdict for ``call`` and ``action`` on the key, whatever the operation
         (RetireGrant asks this, without grants, when the grant itself does not let the caller retire it: a
         grant's RetireGrant lets its grantee retire that grant, not others)."""
-        call = _api_call()
-        if call is None:
+        if self._by_rule(call):
             return
         action = f"kms:{action}"
-        identity = call.record["userIdentity"]
-        policies = self._identity_policies(identity["arn"])
+        caller = call.caller
+        assert caller is not None  # _by_rule refuses an API call without one
+        policies = self._identity_policies(caller.principal_arn)
         policy = key_policy_document(facts.policy)
-        who = (identity["arn"], identity["accountId"], action, facts.arn, facts.account_id)
+        params = call.parameters
+        who = (caller.principal_arn, caller.account_id, action, facts.arn, facts.account_id)
         # No grant can take part (none on the key, no token to check) and no condition: a remembered verdict.
-        memo = (not (grants and facts.grants) and not call.params.get("GrantTokens")
+        memo = (not (grants and facts.grants) and not params.get("GrantTokens")
                 and DecisionMemo.applies(policy, policies))
         decision = self._memo.get(who, policy, policies) if memo else None
         if decision is None:
             keys = self._condition_keys(call, action, facts, (policy, *policies))
-            requested = ({k: call.params.get(k) for k in ("Operations", "Constraints")}
+            requested = ({k: params.get(k) for k in ("Operations", "Constraints")}
                          if action == "kms:CreateGrant" else None)
-            ctx = RequestContext(*who, keys, encryption_context(action, call.params), requested_grant=requested)
+            ctx = RequestContext(*who, keys, encryption_context(action, params), requested_grant=requested)
             decision = evaluate(ctx, policy, policies, self._grants(call, facts) if grants else ())
             if memo:
                 self._memo.put(who, policy, policies, decision)
@@ -133,11 +137,11 @@ class Authorizer:
             raise AccessDeniedError(denial_message(RequestContext(*who), decision))
         call.authorized = True
 
-    def _grants(self, call: CallContext, facts: KeyFacts) -> Sequence[Grant]:
+    def _grants(self, call: Call, facts: KeyFacts) -> Sequence[Grant]:
         """The key's grants; a grant token checks out first, and one naming a grant this (possibly cached)
         view has not seen yet makes us read the grants afresh: a token works the moment CreateGrant answers,
         on every server process (AWS: "use a grant token to use a grant before it is eventually consistent")."""
-        tokens = call.params.get("GrantTokens") or ()
+        tokens = call.parameters.get("GrantTokens") or ()
         if not tokens or self._grant_token is None:
             return facts.grants
         key_id = facts.arn.rsplit("/", 1)[-1]
@@ -146,60 +150,60 @@ class Authorizer:
             return self._fresh_grants(key_id)
         return facts.grants
 
-    def authorize_query(self, action: str, resource: str) -> None:
+    def authorize_query(self, call: Call, action: str, resource: str) -> None:
         """The /v1 query API: questions about the past are answered to whoever IAM lets ask them (the
         account's root, or an identity policy allowing ``action`` on ``resource``); today's key policy
         does not decide who may read a key's history (the key may be gone)."""
-        call = _api_call()
-        if call is not None:
-            self._identity_check(call, action, resource, call.record["userIdentity"]["accountId"])
+        if not self._by_rule(call):
+            self._identity_check(call, action, resource, call.required_caller().account_id)
 
-    def authorize_alias(self) -> None:
+    def authorize_alias(self, call: Call) -> None:
         """An alias operation whose alias points to no key any more: the alias permission alone decides."""
-        call = _api_call()
-        if call is not None:
-            self._alias_check(call, f"kms:{call.record['eventName']}")
+        if not self._by_rule(call):
+            self._alias_check(call, f"kms:{call.operation}")
 
-    def mark_authorized(self, decision: Decision) -> None:
+    def mark_authorized(self, call: Call, decision: Decision) -> None:
         """For operations whose rule is not a policy (RetireGrant): the service decided and says so."""
-        call = _api_call()
-        if call is not None and decision.allowed:
+        if not self._by_rule(call) and decision.allowed:
             call.authorized = True
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _alias_check(self, call: CallContext, action: str) -> None:
-        identity = call.record["userIdentity"]
-        account, region = identity["accountId"], call.record["awsRegion"]
-        name = call.params.get("AliasName", "")
-        self._identity_check(call, action, f"arn:aws:kms:{region}:{account}:{name}", account)
+    @staticmethod
+    def _by_rule(call: Call) -> bool:
+        """The gate every check passes first. True: an operator or service call, allowed by rule (and
+        marked so). False: an API call with a caller, to be judged by policy. Anything else is refused."""
+        kind = call.kind
+        if kind is _API and call.caller is not None:
+            return False
+        if kind is _OPERATOR or kind is _SERVICE:
+            call.authorized = call.authorized_by_rule = True
+            return True
+        raise InternalError("The request reached authorization without an authenticated caller; refused.")
 
-    def _identity_check(self, call: CallContext, action: str, resource: str, resource_account: str) -> None:
-        identity = call.record["userIdentity"]
-        policies = self._identity_policies(identity["arn"])
-        keys = condition_keys(action, call.params, source_ip=call.record.get("sourceIPAddress"),
+    def _alias_check(self, call: Call, action: str) -> None:
+        name = call.parameters.get("AliasName", "")
+        self._identity_check(call, action, call.in_scope().alias_arn(name), call.required_caller().account_id)
+
+    def _identity_check(self, call: Call, action: str, resource: str, resource_account: str) -> None:
+        caller = call.required_caller()
+        policies = self._identity_policies(caller.principal_arn)
+        keys = condition_keys(action, call.parameters, source_ip=call.source_ip,
                               secure_transport=call.secure_transport, now=call.at)
-        ctx = RequestContext(identity["arn"], identity["accountId"], action, resource, resource_account, keys)
+        ctx = RequestContext(caller.principal_arn, caller.account_id, action, resource, resource_account, keys)
         decision = evaluate_identity(ctx, policies)
         if not decision.allowed:
             raise AccessDeniedError(denial_message(ctx, decision))
         call.authorized = True
 
-    def _condition_keys(self, call: CallContext, action: str, facts: KeyFacts,
+    def _condition_keys(self, call: Call, action: str, facts: KeyFacts,
                         policies: Sequence[PolicyDocument]) -> dict[str, Any]:
-        keys = condition_keys(action, call.params, source_ip=call.record.get("sourceIPAddress"),
+        keys = condition_keys(action, call.parameters, source_ip=call.source_ip,
                               secure_transport=call.secure_transport, now=call.at, key_spec=facts.key_spec,
                               key_usage=facts.key_usage, key_origin=facts.origin)
         if self._aliases_of is not None and _mentions(policies, "kms:resourcealiases"):
             keys["kms:ResourceAliases"] = self._aliases_of(facts.arn.rsplit("/", 1)[-1])
         return keys
-
-
-def _api_call() -> CallContext | None:
-    call = current_call.get()
-    if call is None or call.record.get("eventType") != "AwsApiCall":
-        return None
-    return call
 
 
 def _mentions(policies: Sequence[PolicyDocument], condition_key: str) -> bool:

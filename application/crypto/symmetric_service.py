@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Mapping
 
+from application.calls import Call
 from application.crypto.asymmetric_service import AsymmetricService
 from application.keys.materials import KeyMaterials
 from application.keys.resolver import KeyResolver
@@ -20,7 +21,6 @@ from domain.errors import (
     InvalidStateError,
     ValidationError,
 )
-from domain.identifiers import Scope
 from domain.keys.key import key_material_id
 from domain.keys.specs import DATA_KEY_SPECS, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT
 from domain.keys.states import KeyState, require_state
@@ -52,21 +52,21 @@ class CryptoService:
         blob = ciphertext.encrypt(backing, uuid.UUID(row.key_id), bytes.fromhex(material_id), plaintext, context)
         return blob, key_material_id(row.key_id, material_id)
 
-    def _open(self, scope: Scope, blob: bytes, key_ref: str | None, context: Mapping[str, str] | None,
+    def _open(self, call: Call, blob: bytes, key_ref: str | None, context: Mapping[str, str] | None,
               operation: str, algorithm: str | None, dry_run: bool = False) -> tuple[KeyRow, bytes, str]:
         validate_encryption_context(context)
         header = ciphertext.parse_header(blob)
         blob_key_id = str(header.key_id)
         if key_ref is not None:
-            named = self._resolve.row(scope, key_ref, operation)
+            named = self._resolve.row(call, key_ref, operation)
             if named.key_id != blob_key_id:
                 raise IncorrectKeyError(
                     f"The key ID in the request does not identify the KMS key used to encrypt the ciphertext ({named.arn})."
                 )
         # Any account: a ciphertext of another account's key is a cross-account Decrypt, which its key
         # policy may allow; the region must still match (key ids are global, keys are regional).
-        row = self._resolve.row_by_id(None, blob_key_id, operation)
-        if row is None or row.region != scope.region:
+        row = self._resolve.row_by_id(call, None, blob_key_id, operation)
+        if row is None or row.region != call.in_scope().region:
             raise InvalidCiphertextError("The ciphertext refers to a key that does not exist in this region.")
         self._usable(row, operation, algorithm)
         if dry_run:
@@ -77,10 +77,10 @@ class CryptoService:
         plaintext = ciphertext.decrypt(backing, blob, context)
         return row, plaintext, key_material_id(row.key_id, header.material_id.hex())
 
-    def encrypt(self, scope: Scope, key_ref: str, plaintext: bytes, context: Mapping[str, str] | None = None,
+    def encrypt(self, call: Call, key_ref: str, plaintext: bytes, context: Mapping[str, str] | None = None,
                 algorithm: str | None = None, dry_run: bool = False) -> dict[str, Any]:
         validate_encryption_context(context)
-        row = self._resolve.row(scope, key_ref)
+        row = self._resolve.row(call, key_ref)
         if row.key_spec != SYMMETRIC_DEFAULT and row.key_usage == ENCRYPT_DECRYPT:
             require_state("Encrypt", KeyState(row.key_state), row.arn)
             if dry_run:
@@ -92,34 +92,34 @@ class CryptoService:
         blob, _ = self._seal(row, plaintext, context)
         return {"CiphertextBlob": blob, "KeyId": row.arn, "EncryptionAlgorithm": SYMMETRIC_ALGORITHM}
 
-    def decrypt(self, scope: Scope, blob: bytes | None, key_ref: str | None = None,
+    def decrypt(self, call: Call, blob: bytes | None, key_ref: str | None = None,
                 context: Mapping[str, str] | None = None, algorithm: str | None = None,
                 dry_run: bool = False) -> dict[str, Any]:
         if not blob:
             raise ValidationError("CiphertextBlob is required.")
         if key_ref is not None and algorithm not in (None, SYMMETRIC_ALGORITHM):
             # Asymmetric ciphertext is raw RSA with no header: the caller names key and algorithm.
-            named = self._resolve.row(scope, key_ref)
+            named = self._resolve.row(call, key_ref)
             if named.key_spec != SYMMETRIC_DEFAULT:
                 require_state("Decrypt", KeyState(named.key_state), named.arn)
                 if dry_run:
                     raise DryRunOperationError(_DRY_RUN)
                 return self._asymmetric.decrypt(named, blob, context, algorithm)
-        row, plaintext, material = self._open(scope, blob, key_ref, context, "Decrypt", algorithm, dry_run)
+        row, plaintext, material = self._open(call, blob, key_ref, context, "Decrypt", algorithm, dry_run)
         return {"KeyId": row.arn, "Plaintext": plaintext, "EncryptionAlgorithm": SYMMETRIC_ALGORITHM,
                 "KeyMaterialId": material}
 
-    def re_encrypt(self, scope: Scope, blob: bytes | None, destination_key_ref: str, *,
+    def re_encrypt(self, call: Call, blob: bytes | None, destination_key_ref: str, *,
                    source_key_ref: str | None = None, source_context: Mapping[str, str] | None = None,
                    destination_context: Mapping[str, str] | None = None, source_algorithm: str | None = None,
                    destination_algorithm: str | None = None, dry_run: bool = False) -> dict[str, Any]:
         if not blob:
             raise ValidationError("CiphertextBlob is required.")
         validate_encryption_context(destination_context)
-        destination = self._resolve.row(scope, destination_key_ref, "ReEncryptTo")
+        destination = self._resolve.row(call, destination_key_ref, "ReEncryptTo")
         self._usable(destination, "ReEncryptTo", destination_algorithm)
         source, plaintext, source_material = self._open(
-            scope, blob, source_key_ref, source_context, "ReEncryptFrom", source_algorithm, dry_run)
+            call, blob, source_key_ref, source_context, "ReEncryptFrom", source_algorithm, dry_run)
         new_blob, destination_material = self._seal(destination, plaintext, destination_context)
         return {
             "CiphertextBlob": new_blob, "SourceKeyId": source.arn, "KeyId": destination.arn,
@@ -127,7 +127,7 @@ class CryptoService:
             "SourceKeyMaterialId": source_material, "DestinationKeyMaterialId": destination_material,
         }
 
-    def generate_data_key(self, scope: Scope, key_ref: str, *, key_spec: str | None = None,
+    def generate_data_key(self, call: Call, key_ref: str, *, key_spec: str | None = None,
                           number_of_bytes: int | None = None, context: Mapping[str, str] | None = None,
                           with_plaintext: bool = True, dry_run: bool = False) -> dict[str, Any]:
         if (key_spec is None) == (number_of_bytes is None):
@@ -135,7 +135,7 @@ class CryptoService:
                                   else "Specify either KeySpec or NumberOfBytes to set the length of the data key.")
         length = DATA_KEY_SPECS[key_spec] if key_spec is not None else number_of_bytes
         validate_encryption_context(context)
-        row = self._resolve.row(scope, key_ref)
+        row = self._resolve.row(call, key_ref)
         self._usable(row, "GenerateDataKey" if with_plaintext else "GenerateDataKeyWithoutPlaintext", None)
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)

@@ -162,6 +162,12 @@ class PointInTime:
             raise NotFoundError(f"Key '{_arn(scope, key_id)}' does not exist")
         return key_view(key, at, _aliases_of(key, targets))
 
+    def key_id_at(self, scope: Scope, key_ref: str, at: datetime) -> str:
+        """The key a reference named at ``at``: a key id or key ARN names its key; an alias name or alias ARN
+        the key the alias pointed to then (NotFound if it did not exist then)."""
+        at = self._checked(at)
+        return self._key_id(scope, key_ref, at, self._aliases.targets_at(at))
+
     def _key_id(self, scope: Scope | None, key_ref: str, at: datetime,
                 targets: dict[tuple[str, str, str], str]) -> str:
         if scope is None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from application.calls import Call
 from application.keys.access import KeyAccess
 from application.pagination import page
 from application.ports import AliasRow, Clock, KeyRow, KeyStateView
@@ -19,10 +20,10 @@ class AliasService:
         self._view = view
         self._clock = clock
 
-    def _target_row(self, scope: Scope, target_key_ref: str, operation: str) -> KeyRow:
-        if parse_key_reference(target_key_ref, scope).alias_name is not None:
+    def _target_row(self, call: Call, target_key_ref: str, operation: str) -> KeyRow:
+        if parse_key_reference(target_key_ref, call.in_scope()).alias_name is not None:
             raise ValidationError("TargetKeyId must be a key id or key ARN, not an alias.")
-        row = self._access.resolve.row(scope, target_key_ref)
+        row = self._access.resolve.row(call, target_key_ref)
         require_state(operation, KeyState(row.key_state), row.arn)
         return row
 
@@ -32,17 +33,18 @@ class AliasService:
             raise NotFoundError(f"Alias {scope.alias_arn(alias_name)} is not found.")
         return alias
 
-    def _target_of(self, scope: Scope, alias: Alias) -> KeyRow | None:
+    def _target_of(self, call: Call, alias: Alias) -> KeyRow | None:
         """The key an alias points to now: the caller needs the operation's permission on it too. A key
         that was deleted leaves only the alias to authorize."""
-        row = self._access.resolve.row_by_id(scope, alias.target_key_id)
+        row = self._access.resolve.row_by_id(call, call.in_scope(), alias.target_key_id)
         if row is None:
-            self._access.resolve.authorizer.authorize_alias()
+            self._access.resolve.authorizer.authorize_alias(call)
         return row
 
-    def create_alias(self, scope: Scope, alias_name: str, target_key_ref: str) -> None:
+    def create_alias(self, call: Call, alias_name: str, target_key_ref: str) -> None:
         validate_alias_name(alias_name, for_create=True)
-        row = self._target_row(scope, target_key_ref, "CreateAlias")
+        scope = call.in_scope()
+        row = self._target_row(call, target_key_ref, "CreateAlias")
         alias_id = alias_aggregate_id(scope, alias_name)
 
         def attempt() -> Outcome[None]:
@@ -57,15 +59,15 @@ class AliasService:
                 alias.recreate(row.key_id, now)
             return Outcome([alias])
 
-        self._access.writer.retrying(attempt)
+        self._access.writer.retrying(call, attempt)
 
-    def update_alias(self, scope: Scope, alias_name: str, target_key_ref: str) -> None:
+    def update_alias(self, call: Call, alias_name: str, target_key_ref: str) -> None:
         validate_alias_name(alias_name, for_create=False)
-        row = self._target_row(scope, target_key_ref, "UpdateAlias")
+        row = self._target_row(call, target_key_ref, "UpdateAlias")
 
         def attempt() -> Outcome[None]:
-            alias = self._existing(scope, alias_name)
-            current = self._target_of(scope, alias)
+            alias = self._existing(call.in_scope(), alias_name)
+            current = self._target_of(call, alias)
             if current is not None and (current.key_spec, current.key_usage) != (row.key_spec, row.key_usage):
                 raise ValidationError(
                     f"Alias {alias_name} points to a {current.key_spec} key for {current.key_usage}; "
@@ -75,25 +77,26 @@ class AliasService:
                 alias.retarget(row.key_id, self._clock.now())
             return Outcome([alias])
 
-        self._access.writer.retrying(attempt)
+        self._access.writer.retrying(call, attempt)
 
-    def delete_alias(self, scope: Scope, alias_name: str) -> None:
+    def delete_alias(self, call: Call, alias_name: str) -> None:
         validate_alias_name(alias_name, for_create=False)
 
         def attempt() -> Outcome[None]:
-            alias = self._existing(scope, alias_name)
-            self._target_of(scope, alias)
+            alias = self._existing(call.in_scope(), alias_name)
+            self._target_of(call, alias)
             alias.delete(self._clock.now())
             return Outcome([alias])
 
-        self._access.writer.retrying(attempt)
+        self._access.writer.retrying(call, attempt)
 
-    def list_aliases(self, scope: Scope, key_ref: str | None, limit: int | None, marker: str | None) -> dict[str, Any]:
+    def list_aliases(self, call: Call, key_ref: str | None, limit: int | None, marker: str | None) -> dict[str, Any]:
+        scope = call.in_scope()
         key_id = None
         if key_ref is not None:
             if parse_key_reference(key_ref, scope).alias_name is not None:
                 raise ValidationError("KeyId for ListAliases must be a key id or key ARN, not an alias.")
-            key_id = self._access.resolve.row(scope, key_ref).key_id
+            key_id = self._access.resolve.row(call, key_ref).key_id
 
         def render(a: AliasRow) -> dict[str, Any]:
             return {"AliasName": a.alias_name, "AliasArn": a.alias_arn, "TargetKeyId": a.target_key_id,

@@ -3,15 +3,15 @@
 Grants are events of the Key aggregate (domain/keys/grants.py); listing reads the ``key_grants`` projection,
 written in the same transaction, so a new grant is listed at once. Grant tokens name (key id, grant id)
 under a service HMAC key (domain/keys/grant_tokens.py); the authorizer checks every token a call carries.
-The caller's identity is passed in by the API layer; the service decides who may retire a grant (the grant
+Every method takes the Call; the service reads the caller from it to decide who may retire a grant (the grant
 itself decides that), not who may create, list or revoke one (key policy, enforced by the authorizer).
 """
 from __future__ import annotations
 
 from typing import Any, Mapping, Protocol, Sequence
 
-from application.audit.records import current_call
 from application.authorization.authorizer import KeyFacts
+from application.calls import Call
 from application.keys.access import KeyAccess
 from application.pagination import page
 from application.ports import Clock
@@ -49,12 +49,10 @@ def _page_size(limit: int | None) -> int:
     return min(limit or DEFAULT_GRANT_PAGE, MAX_GRANT_PAGE)
 
 
-def _note_grant(grant_id: str) -> None:
+def _note_grant(call: Call, grant_id: str) -> None:
     """CloudTrail names the grant a RetireGrant retired in additionalEventData (its request may be just a token,
     which is never recorded)."""
-    call = current_call.get()
-    if call is not None:
-        call.record["additionalEventData"] = {"grantId": grant_id}
+    call.additional_event_data = {"grantId": grant_id}
 
 
 class GrantService:
@@ -76,8 +74,7 @@ class GrantService:
 
     # -- create ----------------------------------------------------------------------------------
 
-    def create_grant(self, scope: Scope, key_ref: str, *, operations: Sequence[str], caller_arn: str,
-                     caller_account: str, grantee_principal: str | None = None,
+    def create_grant(self, call: Call, key_ref: str, *, operations: Sequence[str], grantee_principal: str | None = None,
                      retiring_principal: str | None = None, constraints: Mapping[str, Any] | None = None,
                      name: str | None = None,
                      grantee_service_principal: str | None = None, retiring_service_principal: str | None = None,
@@ -90,7 +87,7 @@ class GrantService:
         if (constraints or {}).get("SourceArn") is not None:
             raise ValidationError(f"The SourceArn grant constraint is not supported: it names the AWS resource a "
                                   f"service principal acts for, and {_NO_SERVICE_PRINCIPALS}")
-        issuing_account = f"arn:{scope.partition}:iam::{caller_account}:root"
+        issuing_account = f"arn:{call.in_scope().partition}:iam::{call.required_caller().account_id}:root"
         fresh_id, chosen = new_grant_id(), []
 
         def decide(key: Key) -> None:
@@ -102,15 +99,15 @@ class GrantService:
                 raise DryRunOperationError(_DRY_RUN)
             chosen[:] = [grant_id]
 
-        key = self._access.change(scope, key_ref, decide)
+        key = self._access.change(call, key_ref, decide)
         return {"GrantToken": self._token(key.key_id, chosen[0]), "GrantId": chosen[0]}
 
     # -- list ------------------------------------------------------------------------------------
 
-    def list_grants(self, scope: Scope, key_ref: str, limit: int | None = None, marker: str | None = None,
+    def list_grants(self, call: Call, key_ref: str, limit: int | None = None, marker: str | None = None,
                     grant_id: str | None = None, grantee_principal: str | None = None,
                     grantee_service_principal: str | None = None) -> dict[str, Any]:
-        row = self._access.resolve.row(scope, key_ref)
+        row = self._access.resolve.row(call, key_ref)
         require_state("ListGrants", KeyState(row.key_state), row.arn)
         if grant_id is not None:
             check_grant_id(grant_id)
@@ -122,9 +119,9 @@ class GrantService:
         return page(lambda n, after: self._index.of_key(row.key_id, n, after, grant_id, grantee_principal),
                     _page_size(limit), marker, sort_key=lambda e: e["GrantId"], render=lambda e: e, member="Grants")
 
-    def list_retirable_grants(self, scope: Scope, limit: int | None = None, marker: str | None = None,
-                              retiring_principal: str | None = None, retiring_service_principal: str | None = None,
-                              *, caller_arn: str, caller_account: str) -> dict[str, Any]:
+    def list_retirable_grants(self, call: Call, limit: int | None = None, marker: str | None = None,
+                              retiring_principal: str | None = None,
+                              retiring_service_principal: str | None = None) -> dict[str, Any]:
         """Grants of every key in the region (any account's) that name this retiring principal, which must
         belong to the caller's account (AWS authorizes the call against the caller's own account only)."""
         if retiring_service_principal is not None:
@@ -133,43 +130,45 @@ class GrantService:
         if retiring_principal is None:
             raise ValidationError("You must specify RetiringPrincipal: the principal whose retirable grants to list.")
         check_principal(retiring_principal, "RetiringPrincipal")
+        caller = call.required_caller()
+        caller_arn, caller_account = caller.principal_arn, caller.account_id
         if principal_account(retiring_principal) != caller_account:
             raise AccessDeniedError(
                 f"User: {caller_arn} is not authorized to perform: kms:ListRetirableGrants on resource: "
                 f"{retiring_principal} because it is not a principal in account {caller_account}.")
-        return page(lambda n, after: self._index.retirable_by(scope.region, retiring_principal, n, after),
+        return page(lambda n, after: self._index.retirable_by(call.in_scope().region, retiring_principal, n, after),
                     _page_size(limit), marker, sort_key=lambda e: e["GrantId"], render=lambda e: e, member="Grants")
 
     # -- retire and revoke -----------------------------------------------------------------------
 
-    def retire_grant(self, scope: Scope, grant_token: str | None = None, key_ref: str | None = None,
-                     grant_id: str | None = None, dry_run: bool = False, *, caller_arn: str,
-                     caller_account: str) -> None:
+    def retire_grant(self, call: Call, grant_token: str | None = None, key_ref: str | None = None,
+                     grant_id: str | None = None, dry_run: bool = False) -> None:
         """By GrantToken, or by KeyId and GrantId. The grant decides who may: its retiring principal, a grantee
         it gives RetireGrant, or the account that created it (``domain.policy.evaluation.can_retire``)."""
+        caller = call.required_caller()
+        caller_arn, caller_account = caller.principal_arn, caller.account_id
         if grant_token is not None:
-            key_scope, key_id, token_grant_id = self._scope_of_token(scope, grant_token)
+            key_arn, key_id, token_grant_id = self._key_of_token(call.in_scope(), grant_token)
             if grant_id is not None and grant_id != token_grant_id:
                 raise ValidationError("GrantId names a different grant than GrantToken; pass one or the other.")
-            if key_ref is not None and self._access.resolve.key_id(scope, key_ref) != key_id:
+            if key_ref is not None and self._access.resolve.key_id(call, key_ref) != key_id:
                 raise ValidationError("KeyId names a different key than GrantToken; pass one or the other.")
-            key_ref, grant_id = key_id, token_grant_id
+            key_ref, grant_id = key_arn, token_grant_id  # by ARN: the key may be another account's
         elif key_ref is None or grant_id is None:
             raise ValidationError("Retire a grant by its GrantToken, or by KeyId and GrantId together.")
         else:
-            key_scope = scope
             check_grant_id(grant_id)
         retired = grant_id
-        _note_grant(retired)
+        _note_grant(call, retired)
 
         def decide(key: Key) -> None:
             decision = can_retire(grant_of(key.grant(retired), key.arn), caller_arn, caller_account)
             authorizer = self._access.resolve.authorizer
             if decision.allowed:
-                authorizer.mark_authorized(decision)
+                authorizer.mark_authorized(call, decision)
             else:
                 try:  # AWS also lets a key policy (or an IAM policy it delegates to) allow kms:RetireGrant
-                    authorizer.authorize_by_policy(KeyFacts.of_key(key), "RetireGrant", grants=False)
+                    authorizer.authorize_by_policy(call, KeyFacts.of_key(key), "RetireGrant", grants=False)
                 except AccessDeniedError:
                     raise AccessDeniedError(
                         f"User: {caller_arn} is not authorized to perform: kms:RetireGrant on resource: {key.arn} "
@@ -180,10 +179,11 @@ class GrantService:
                 raise DryRunOperationError(_DRY_RUN)
             key.retire_grant(retired, self._clock.now())
 
-        self._access.change(key_scope, key_ref, decide)
+        self._access.change(call, key_ref, decide)
 
-    def _scope_of_token(self, scope: Scope, token: str) -> tuple[Scope, str, str]:
-        """A token may name a grant on another account's key (RetireGrant is cross-account), not another region's."""
+    def _key_of_token(self, scope: Scope, token: str) -> tuple[str, str, str]:
+        """(key ARN, key id, grant id) a token names. A token may name a grant on another account's key
+        (RetireGrant is cross-account), not another region's."""
         key_id, grant_id = self.grant_for_token(token)
         key = self._access.load_any(key_id)
         if key is None or key.key_state is KeyState.DELETED:
@@ -191,9 +191,9 @@ class GrantService:
         if key.region != scope.region:
             raise InvalidGrantTokenError(f"The grant token names a grant on a key in {key.region}; "
                                          f"send the request to {key.region}.")
-        return Scope(key.account_id, key.region, key.partition), key_id, grant_id
+        return key.arn, key_id, grant_id
 
-    def revoke_grant(self, scope: Scope, key_ref: str, grant_id: str, dry_run: bool = False) -> None:
+    def revoke_grant(self, call: Call, key_ref: str, grant_id: str, dry_run: bool = False) -> None:
         check_grant_id(grant_id)
 
         def decide(key: Key) -> None:
@@ -202,4 +202,4 @@ class GrantService:
                 raise DryRunOperationError(_DRY_RUN)
             key.revoke_grant(grant_id, self._clock.now())
 
-        self._access.change(scope, key_ref, decide)
+        self._access.change(call, key_ref, decide)

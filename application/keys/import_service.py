@@ -9,12 +9,12 @@ import os
 from datetime import datetime
 from typing import Any
 
+from application.calls import Call
 from application.keys.access import KeyAccess
 from application.keys.materials import KeyMaterials
 from application.ports import Clock, ImportKeyStore
 from application.writer import Outcome
 from domain.errors import InvalidImportTokenError
-from domain.identifiers import Scope
 from domain.keys import byok as key_import
 from domain.keys.key import Key
 from domain.keys.material import Material, new_material_id
@@ -46,7 +46,7 @@ class ImportService:
         self._clock = clock
         self._token_key = token_key
 
-    def get_parameters_for_import(self, scope: Scope, key_ref: str, wrapping_algorithm: str,
+    def get_parameters_for_import(self, call: Call, key_ref: str, wrapping_algorithm: str,
                                   wrapping_key_spec: str) -> dict[str, Any]:
         key_import.check_wrapping_algorithm(wrapping_algorithm)
         key_import.check_wrapping_key_spec(wrapping_key_spec)
@@ -67,12 +67,12 @@ class ImportService:
                 PublicKey=public_der, ParametersValidTo=valid_to)
             return Outcome([], also=[lambda tx: self._import_keys.put(tx, import_id, key.key_id, wrapped, valid_to)])
 
-        key = self._access.change(scope, key_ref, decide)
+        key = self._access.change(call, key_ref, decide)
         return {"KeyId": key.arn, **issued}
 
-    def import_key_material(self, scope: Scope, key_ref: str, import_token: bytes, encrypted_key_material: bytes,
+    def import_key_material(self, call: Call, key_ref: str, import_token: bytes, encrypted_key_material: bytes,
                             valid_to: datetime | None = None, expiration_model: str | None = None) -> dict[str, Any]:
-        key_id = self._access.resolve.row(scope, key_ref).key_id  # authorized before the token is read
+        key_id = self._access.resolve.row(call, key_ref).key_id  # authorized before the token is read
         now = self._clock.now()
         ticket = key_import.read_import_token(self._token_key, import_token, key_id=key_id, now=now)
         model = key_import.validate_expiration(expiration_model, valid_to, now)
@@ -95,17 +95,17 @@ class ImportService:
             return Outcome([], also=[lambda tx: self._materials.replace(tx, key.key_id, material),
                                      lambda tx: self._import_keys.delete(tx, ticket.import_id)])
 
-        key = self._access.change(scope, key_ref, decide)
+        key = self._access.change(call, key_ref, decide)
         from domain.keys.material import key_material_id
 
         return {"KeyId": key.arn, "KeyMaterialId": key_material_id(key.key_id, used["material_id"])}
 
-    def delete_imported_key_material(self, scope: Scope, key_ref: str) -> dict[str, Any]:
+    def delete_imported_key_material(self, call: Call, key_ref: str) -> dict[str, Any]:
         def decide(key: Key) -> Outcome[None]:
             if key.delete_imported_material(self._clock.now()):
                 return Outcome([], also=[lambda tx: self._materials.destroy(tx, key.key_id)],
                                after=[self._materials.compact])
             return Outcome([])
 
-        key = self._access.change(scope, key_ref, decide)
+        key = self._access.change(call, key_ref, decide)
         return {"KeyId": key.arn}

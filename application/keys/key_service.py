@@ -4,13 +4,13 @@ from __future__ import annotations
 import uuid
 from typing import Any, Mapping
 
+from application.calls import Call
 from application.keys.access import KeyAccess
 from application.keys.materials import KeyMaterials
 from application.pagination import page
 from application.ports import Clock, KeyStateView
 from application.writer import Outcome
 from domain.errors import MalformedPolicyDocumentError, NotFoundError, UnsupportedOperationError, ValidationError
-from domain.identifiers import Scope
 from domain.keys.key import Key
 from domain.keys.material import new_material
 from domain.keys.specs import ENCRYPT_DECRYPT, ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, resolve_key_spec
@@ -29,10 +29,10 @@ class KeyService:
         self._clock = clock
         self._unsupported = dict(unsupported_specs)
 
-    def create_key(self, scope: Scope, *, key_spec: str | None = None, key_usage: str | None = None,
+    def create_key(self, call: Call, *, key_spec: str | None = None, key_usage: str | None = None,
                    origin: str | None = None, description: str = "", policy: str | None = None,
-                   tags: Mapping[str, str] | None = None, bypass_lockout_check: bool = False,
-                   caller_arn: str | None = None) -> dict[str, Any]:
+                   tags: Mapping[str, str] | None = None, bypass_lockout_check: bool = False) -> dict[str, Any]:
+        scope = call.in_scope()
         spec = resolve_key_spec(key_spec, key_usage, self._unsupported)
         origin = origin or ORIGIN_AWS_KMS
         if origin not in (ORIGIN_AWS_KMS, ORIGIN_EXTERNAL):
@@ -42,7 +42,7 @@ class KeyService:
         # A retry below only ever follows a conflict on the audit log's head, so the id can stay.
         key_id = str(uuid.uuid4())
         if policy is not None:
-            self._check_policy(policy, scope, scope.key_arn(key_id), bypass_lockout_check, caller_arn)
+            self._check_policy(policy, call, scope.key_arn(key_id), bypass_lockout_check)
         material = new_material(spec.name) if origin == ORIGIN_AWS_KMS else None
 
         def attempt() -> Outcome[Key]:
@@ -56,47 +56,48 @@ class KeyService:
             also = [lambda tx: self._materials.save(tx, key_id, material)] if material else []
             return Outcome([key], key, also)
 
-        return {"KeyMetadata": self._access.writer.retrying(attempt).metadata()}
+        return {"KeyMetadata": self._access.writer.retrying(call, attempt).metadata()}
 
-    def describe_key(self, scope: Scope, key_ref: str) -> dict[str, Any]:
-        row = self._access.resolve.row(scope, key_ref)
+    def describe_key(self, call: Call, key_ref: str) -> dict[str, Any]:
+        row = self._access.resolve.row(call, key_ref)
         require_state("DescribeKey", KeyState(row.key_state), row.arn)
         return {"KeyMetadata": row.metadata}
 
-    def list_keys(self, scope: Scope, limit: int | None, marker: str | None) -> dict[str, Any]:
+    def list_keys(self, call: Call, limit: int | None, marker: str | None) -> dict[str, Any]:
+        scope = call.in_scope()
         return page(
             lambda n, after: self._view.list_keys(scope.account_id, scope.region, n, after), limit, marker,
             sort_key=lambda r: r.key_id, render=lambda r: {"KeyId": r.key_id, "KeyArn": r.arn}, member="Keys",
         )
 
-    def enable_key(self, scope: Scope, key_ref: str) -> None:
-        self._access.change(scope, key_ref, lambda k: k.enable(self._clock.now()))
+    def enable_key(self, call: Call, key_ref: str) -> None:
+        self._access.change(call, key_ref, lambda k: k.enable(self._clock.now()))
 
-    def disable_key(self, scope: Scope, key_ref: str) -> None:
-        self._access.change(scope, key_ref, lambda k: k.disable(self._clock.now()))
+    def disable_key(self, call: Call, key_ref: str) -> None:
+        self._access.change(call, key_ref, lambda k: k.disable(self._clock.now()))
 
-    def update_key_description(self, scope: Scope, key_ref: str, description: str) -> None:
-        self._access.change(scope, key_ref, lambda k: k.update_description(description, self._clock.now()))
+    def update_key_description(self, call: Call, key_ref: str, description: str) -> None:
+        self._access.change(call, key_ref, lambda k: k.update_description(description, self._clock.now()))
 
-    def schedule_key_deletion(self, scope: Scope, key_ref: str, pending_window_days: int | None) -> dict[str, Any]:
-        key = self._access.change(scope, key_ref, lambda k: k.schedule_deletion(pending_window_days, self._clock.now()))
+    def schedule_key_deletion(self, call: Call, key_ref: str, pending_window_days: int | None) -> dict[str, Any]:
+        key = self._access.change(call, key_ref, lambda k: k.schedule_deletion(pending_window_days, self._clock.now()))
         return {"KeyId": key.arn, "DeletionDate": key.deletion_date, "KeyState": key.state,
                 "PendingWindowInDays": key.pending_window_days}
 
-    def cancel_key_deletion(self, scope: Scope, key_ref: str) -> dict[str, Any]:
-        key = self._access.change(scope, key_ref, lambda k: k.cancel_deletion(self._clock.now()))
+    def cancel_key_deletion(self, call: Call, key_ref: str) -> dict[str, Any]:
+        key = self._access.change(call, key_ref, lambda k: k.cancel_deletion(self._clock.now()))
         return {"KeyId": key.arn}
 
     # -- tags and policy -------------------------------------------------------------------------
 
-    def tag_resource(self, scope: Scope, key_ref: str, tags: Mapping[str, str]) -> None:
-        self._access.change(scope, key_ref, lambda k: k.tag(tags, self._clock.now()))
+    def tag_resource(self, call: Call, key_ref: str, tags: Mapping[str, str]) -> None:
+        self._access.change(call, key_ref, lambda k: k.tag(tags, self._clock.now()))
 
-    def untag_resource(self, scope: Scope, key_ref: str, tag_keys: list[str]) -> None:
-        self._access.change(scope, key_ref, lambda k: k.untag(tag_keys, self._clock.now()))
+    def untag_resource(self, call: Call, key_ref: str, tag_keys: list[str]) -> None:
+        self._access.change(call, key_ref, lambda k: k.untag(tag_keys, self._clock.now()))
 
-    def list_resource_tags(self, scope: Scope, key_ref: str, limit: int | None, marker: str | None) -> dict[str, Any]:
-        key = self._access.load_ref(scope, key_ref)
+    def list_resource_tags(self, call: Call, key_ref: str, limit: int | None, marker: str | None) -> dict[str, Any]:
+        key = self._access.load_ref(call, key_ref)
         key.require("ListResourceTags")
         tags = sorted(key.tags.items())
         return page(
@@ -105,40 +106,41 @@ class KeyService:
         )
 
     @staticmethod
-    def _check_policy(policy: str, scope: Scope, key_arn: str, bypass_lockout_check: bool,
-                      caller_arn: str | None) -> None:
+    def _check_policy(policy: str, call: Call, key_arn: str, bypass_lockout_check: bool) -> None:
         """AWS's validation, then its lockout safety check: the caller must still be able to PutKeyPolicy
-        under the new policy (judged by the evaluator requests will use), unless told to bypass it."""
+        under the new policy (judged by the evaluator requests will use), unless told to bypass it. An
+        operator or service call has no AWS caller to lock out."""
         document = parse_policy(policy)
-        if bypass_lockout_check or caller_arn is None:
+        if bypass_lockout_check or call.caller is None:
             return
-        decision = could_perform(caller_arn, scope.account_id, "kms:PutKeyPolicy", key_arn, scope.account_id,
+        account = call.in_scope().account_id
+        decision = could_perform(call.caller.principal_arn, account, "kms:PutKeyPolicy", key_arn, account,
                                  document, [], [])
         if not decision.allowed:
             raise MalformedPolicyDocumentError(
                 "The new key policy will not allow you to update the key policy in the future. "
                 "Name yourself (or the account root) with kms:PutKeyPolicy, or set BypassPolicyLockoutSafetyCheck.")
 
-    def put_key_policy(self, scope: Scope, key_ref: str, policy: str, policy_name: str | None,
-                       bypass_lockout_check: bool = False, caller_arn: str | None = None) -> None:
+    def put_key_policy(self, call: Call, key_ref: str, policy: str, policy_name: str | None,
+                       bypass_lockout_check: bool = False) -> None:
         name = policy_name or DEFAULT_POLICY_NAME
         if name != DEFAULT_POLICY_NAME:
             raise ValidationError(f"PolicyName '{name}' is not valid: a KMS key has one policy, named 'default'.")
 
         def change(key: Key) -> None:
-            self._check_policy(policy, scope, key.arn, bypass_lockout_check, caller_arn)
+            self._check_policy(policy, call, key.arn, bypass_lockout_check)
             key.put_policy(name, policy, self._clock.now())
 
-        self._access.change(scope, key_ref, change)
+        self._access.change(call, key_ref, change)
 
-    def list_key_policies(self, scope: Scope, key_ref: str, limit: int | None, marker: str | None) -> dict[str, Any]:
-        key = self._access.load_ref(scope, key_ref)
+    def list_key_policies(self, call: Call, key_ref: str, limit: int | None, marker: str | None) -> dict[str, Any]:
+        key = self._access.load_ref(call, key_ref)
         key.require("ListKeyPolicies")
         return page(lambda n, after: [] if after else [DEFAULT_POLICY_NAME], limit, marker,
                     sort_key=lambda name: name, render=lambda name: name, member="PolicyNames")
 
-    def get_key_policy(self, scope: Scope, key_ref: str, policy_name: str | None) -> dict[str, Any]:
-        key = self._access.load_ref(scope, key_ref)
+    def get_key_policy(self, call: Call, key_ref: str, policy_name: str | None) -> dict[str, Any]:
+        key = self._access.load_ref(call, key_ref)
         key.require("GetKeyPolicy")
         name = policy_name or DEFAULT_POLICY_NAME
         if name != DEFAULT_POLICY_NAME:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from application.audit.records import CallContext, current_call, iso
+from application.audit.records import new_ids
+from application.calls import Call
 from application.keys.access import KeyAccess
 from application.keys.materials import KeyMaterials
 from application.ports import Clock, ImportKeyStore, KeyStateView, UnitOfWork
@@ -52,39 +53,36 @@ class Maintenance:
 
     def _act_on(self, key_id: str, report: MaintenanceReport) -> None:
         done: list[str] = []
-        # Each action is an AwsServiceEvent in the audit log, written in the action's own transaction.
-        call = CallContext.service_event(event_name="", at=self._clock.now(), region="", account_id="")
-        token = current_call.set(call)
-        try:
-            self._access.writer.retrying(lambda: self._decide(key_id, call, done))
-        finally:
-            current_call.reset(token)
+        # Each action is a service call, recorded as an AwsServiceEvent in the action's own transaction.
+        request_id, event_id = new_ids(2)
+        call = Call.service("", at=self._clock.now(), request_id=request_id, event_id=event_id)
+        self._access.resolve.authorizer.authorize_call(call)  # allowed by rule, and recorded so
+        self._access.writer.retrying(call, lambda: self._decide(key_id, call, done))
         for what in done:
             getattr(report, what).append(key_id)
 
-    def _decide(self, key_id: str, call: CallContext, done: list[str]) -> Outcome[None]:
+    def _decide(self, key_id: str, call: Call, done: list[str]) -> Outcome[None]:
         done.clear()
         key = self._access.load_any(key_id)
         if key is None:
             return Outcome([])
         now = self._clock.now()
-        call.record.update(eventTime=iso(now), awsRegion=key.region, recipientAccountId=key.account_id,
-                           userIdentity={"accountId": key.account_id, "invokedBy": "kms.amazonaws.com"},
-                           requestParameters={"keyId": key.key_id})
+        call.at, call.scope, call.region = now, Scope(key.account_id, key.region, key.partition), key.region
+        call.request_parameters = {"keyId": key.key_id}
         if key.is_due_for_deletion(now):
-            call.record["eventName"] = "DeleteKey"
+            call.operation = "DeleteKey"
             key.delete(now)
             done.append("deleted")
             aliases = self._aliases_of(key, now)
             return Outcome([key, *aliases], also=[lambda tx: self._materials.destroy(tx, key_id)],
                            after=[self._materials.compact])
         if key.expire_material_if_due(now):
-            call.record["eventName"] = "DeleteExpiredKeyMaterial"
+            call.operation = "DeleteExpiredKeyMaterial"
             done.append("expired")
             return Outcome([key], also=[lambda tx: self._materials.destroy(tx, key_id)],
                            after=[self._materials.compact])
         if key.is_due_for_rotation(now):
-            call.record["eventName"] = "RotateKey"
+            call.operation = "RotateKey"
             material = new_material(key.key_spec)
             key.rotate_if_due(material.material_id, material.commitment(key_id), now)
             done.append("rotated")

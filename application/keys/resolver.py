@@ -4,8 +4,8 @@ Key ids and aliases name keys of the caller's account; an ARN may name another a
 cross-account call), which the evaluator then allows or refuses."""
 from __future__ import annotations
 
-from application.audit.records import current_call
 from application.authorization.authorizer import Authorizer, KeyFacts
+from application.calls import Call
 from application.ports import KeyRow, KeyStateView
 from domain.errors import NotFoundError
 from domain.identifiers import Scope, parse_key_reference
@@ -16,8 +16,10 @@ class KeyResolver:
         self._view = view
         self.authorizer = authorizer
 
-    def locate(self, scope: Scope, key_ref: str) -> tuple[str, Scope]:
-        """The key id a reference names, and the scope (account, region) the key lives in."""
+    def locate(self, call: Call, key_ref: str) -> tuple[str, Scope]:
+        """The key id a reference names, and the scope (account, region) the key lives in. An alias is
+        resolved to the key it names now."""
+        scope = call.in_scope()
         ref = parse_key_reference(key_ref, scope)
         home = ref.home(scope)
         if ref.alias_name is not None:
@@ -28,24 +30,22 @@ class KeyResolver:
         assert ref.key_id is not None
         return ref.key_id, home
 
-    def key_id(self, scope: Scope, key_ref: str) -> str:
-        return self.locate(scope, key_ref)[0]
+    def key_id(self, call: Call, key_ref: str) -> str:
+        return self.locate(call, key_ref)[0]
 
-    def row(self, scope: Scope, key_ref: str, action: str | None = None) -> KeyRow:
-        key_id, home = self.locate(scope, key_ref)
-        row = self.row_by_id(home, key_id, action)
+    def row(self, call: Call, key_ref: str, action: str | None = None) -> KeyRow:
+        key_id, home = self.locate(call, key_ref)
+        row = self.row_by_id(call, home, key_id, action)
         if row is None:
             raise NotFoundError(f"Key '{home.key_arn(key_id)}' does not exist")
         return row
 
-    def row_by_id(self, scope: Scope | None, key_id: str, action: str | None = None) -> KeyRow | None:
-        """The key's row if it is in ``scope`` (None: any account of any region, for a key id read from a
-        ciphertext), with the current call authorized on it for ``action`` (default: the call's operation)."""
+    def row_by_id(self, call: Call, home: Scope | None, key_id: str, action: str | None = None) -> KeyRow | None:
+        """The key's row if it is in ``home`` (None: any account of any region, for a key id read from a
+        ciphertext), with ``call`` authorized on it for ``action`` (default: the call's operation)."""
         row = self._view.get_key(key_id)
-        if row is None or (scope is not None and (row.account_id, row.region) != (scope.account_id, scope.region)):
+        if row is None or (home is not None and (row.account_id, row.region) != (home.account_id, home.region)):
             return None
-        call = current_call.get()
-        if call is not None:  # the key a call named is its resource, whether the call succeeds or not
-            call.add_resource(row.arn)
-        self.authorizer.authorize_key(KeyFacts.of_row(row), action)
+        call.add_resource(row.arn)  # the key a call named is its resource, whether the call succeeds or not
+        self.authorizer.authorize_key(call, KeyFacts.of_row(row), action)
         return row

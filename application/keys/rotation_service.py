@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from application.calls import Call
 from application.keys.access import KeyAccess
 from application.keys.materials import KeyMaterials
 from application.pagination import page
 from application.ports import Clock
 from application.writer import Outcome
-from domain.identifiers import Scope
 from domain.keys.key import Key
 from domain.keys.material import key_material_id, new_material
 
@@ -21,26 +21,26 @@ class RotationService:
         self._materials = materials
         self._clock = clock
 
-    def enable_key_rotation(self, scope: Scope, key_ref: str, period_days: int | None) -> None:
-        self._access.change(scope, key_ref, lambda k: k.enable_rotation(period_days, self._clock.now()))
+    def enable_key_rotation(self, call: Call, key_ref: str, period_days: int | None) -> None:
+        self._access.change(call, key_ref, lambda k: k.enable_rotation(period_days, self._clock.now()))
 
-    def disable_key_rotation(self, scope: Scope, key_ref: str) -> None:
-        self._access.change(scope, key_ref, lambda k: k.disable_rotation(self._clock.now()))
+    def disable_key_rotation(self, call: Call, key_ref: str) -> None:
+        self._access.change(call, key_ref, lambda k: k.disable_rotation(self._clock.now()))
 
-    def get_key_rotation_status(self, scope: Scope, key_ref: str) -> dict[str, Any]:
-        return self._access.load_ref(scope, key_ref).rotation_status()
+    def get_key_rotation_status(self, call: Call, key_ref: str) -> dict[str, Any]:
+        return self._access.load_ref(call, key_ref).rotation_status()
 
-    def rotate_key_on_demand(self, scope: Scope, key_ref: str) -> dict[str, Any]:
+    def rotate_key_on_demand(self, call: Call, key_ref: str) -> dict[str, Any]:
         def decide(key: Key) -> Outcome[None]:
             material = new_material(key.key_spec)
             key.rotate_on_demand(material.material_id, material.commitment(key.key_id), self._clock.now())
             return Outcome([], also=[lambda tx: self._materials.save(tx, key.key_id, material)])
 
-        return {"KeyId": self._access.change(scope, key_ref, decide).arn}
+        return {"KeyId": self._access.change(call, key_ref, decide).arn}
 
-    def list_key_rotations(self, scope: Scope, key_ref: str, include: str | None, limit: int | None,
+    def list_key_rotations(self, call: Call, key_ref: str, include: str | None, limit: int | None,
                            marker: str | None) -> dict[str, Any]:
-        key = self._access.load_ref(scope, key_ref)
+        key = self._access.load_ref(call, key_ref)
         key.require("ListKeyRotations")
         key.rotation_status()  # refuses keys that cannot rotate, as AWS does
         records = [(f"{i:06d}", m) for i, m in enumerate(key.materials)

@@ -1,4 +1,4 @@
-"""Audit records of the operator's principal and access-key changes, shaped as CloudTrail records IAM calls
+"""Operator calls for the principal and access-key commands, recorded as CloudTrail records IAM calls
 (eventSource iam.amazonaws.com, IAM's event names and request parameter spelling). IAM is a global service;
 CloudTrail records its calls in us-east-1, and so do we.
 
@@ -8,35 +8,22 @@ CreateAccessKey's response element names the key id and status only, as CloudTra
 """
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from application.audit.records import EVENT_VERSION, CallContext, iso
+from application.audit.records import new_ids
+from application.calls import Call, Operator
 
 IAM_SOURCE = "iam.amazonaws.com"
 IAM_REGION = "us-east-1"
 
 
-@dataclass(frozen=True)
-class Operator:
-    """Who runs a command with direct database access: the OS user, the host, and the tool."""
-
-    user: str
-    host: str
-    invoked_by: str = "keyledger-cli"
-
-
 def operator_call(*, event_name: str, at: datetime, operator: Operator, account_id: str | None,
-                  request_parameters: dict[str, Any]) -> CallContext:
-    return CallContext({
-        "eventVersion": EVENT_VERSION, "eventTime": iso(at), "eventSource": IAM_SOURCE, "eventName": event_name,
-        "awsRegion": IAM_REGION,
-        "userIdentity": {"type": "Operator", "userName": operator.user, "invokedBy": operator.invoked_by},
-        "sourceIPAddress": operator.host, "userAgent": operator.invoked_by,
-        "requestParameters": request_parameters, "responseElements": None, "errorCode": None, "errorMessage": None,
-        "requestID": str(uuid.uuid4()), "eventID": str(uuid.uuid4()), "readOnly": False, "resources": [],
-        "eventType": "AwsApiCall", "managementEvent": True, "eventCategory": "Management",
-        "recipientAccountId": account_id,
-    })
+                  request_parameters: dict[str, Any]) -> Call:
+    request_id, event_id = new_ids(2)
+    return Call.operator_call(event_name, operator=operator, at=at, request_id=request_id, event_id=event_id,
+                              source=IAM_SOURCE, region=IAM_REGION, account_id=account_id,
+                              request_parameters=request_parameters)
+
+
+__all__ = ["Operator", "operator_call", "IAM_SOURCE", "IAM_REGION"]

@@ -13,8 +13,10 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError
 
-from application.audit.records import CallContext, current_call, iso
+from application.audit.records import cloudtrail_record, iso
 from application.audit.trail import AuditTrail
+from application.authorization.authorizer import Authorizer
+from application.calls import Call
 from application.ports import Clock
 from application.principals.audit import Operator, operator_call
 from application.principals.directory import PrincipalDirectory
@@ -77,8 +79,9 @@ def row_of(principal: Principal) -> PrincipalRow:
 class PrincipalService:
     def __init__(self, writer: LedgerWriter, audit: AuditTrail, clock: Clock, view: PrincipalReadModel,
                  access_keys: AccessKeyStore, directory: PrincipalDirectory,
-                 new_access_key: Callable[[], tuple[str, str]]) -> None:
+                 new_access_key: Callable[[], tuple[str, str]], authorizer: Authorizer) -> None:
         self._writer = writer
+        self._authorizer = authorizer
         self._audit = audit
         self._clock = clock
         self._view = view
@@ -93,7 +96,7 @@ class PrincipalService:
         name = _parsed(arn)
         parameters = _parameters(name, arn, **({"path": name.path} if name else {}))
 
-        def attempt(call: CallContext) -> Outcome[PrincipalRow]:
+        def attempt(call: Call) -> Outcome[PrincipalRow]:
             checked = self._managed(arn, "created")
             principal = self._load(checked)
             now = self._clock.now()
@@ -102,7 +105,7 @@ class PrincipalService:
             else:
                 principal.recreate(checked, now)
             row = row_of(principal)
-            call.record["responseElements"] = {checked.kind: {
+            call.response_elements = {checked.kind: {
                 f"{checked.kind}Name": row.name, "path": row.path, f"{checked.kind}Id": row.unique_id,
                 "arn": row.arn, "createDate": iso(row.created)}}
             return self._outcome(principal, row)
@@ -115,11 +118,11 @@ class PrincipalService:
         name = _parsed(arn)
         parameters = _parameters(name, arn, **({"force": True} if force else {}))
 
-        def attempt(call: CallContext) -> Outcome[dict[str, Any]]:
+        def attempt(call: Call) -> Outcome[dict[str, Any]]:
             principal = self._live(self._managed(arn, "deleted"))
             removed = principal.delete(self._clock.now(), force=force)
             if force:
-                call.record["additionalEventData"] = removed
+                call.additional_event_data = removed
             return self._outcome(principal, removed, touched_keys=removed["deletedAccessKeyIds"])
 
         return self._audited(_EVENT_NAMES["delete", _kind_hint(arn)], operator, name, parameters, attempt)
@@ -131,7 +134,7 @@ class PrincipalService:
         name = _parsed(arn)
         parameters = _parameters(name, arn, policyName=policy_name, policyDocument=document)
 
-        def attempt(call: CallContext) -> Outcome[bool]:
+        def attempt(call: Call) -> Outcome[bool]:
             principal = self._live(self._managed(arn, "given policies"))
             return self._outcome(principal, principal.put_policy(policy_name, document, self._clock.now()))
 
@@ -141,7 +144,7 @@ class PrincipalService:
         name = _parsed(arn)
         parameters = _parameters(name, arn, policyName=policy_name)
 
-        def attempt(call: CallContext) -> Outcome[None]:
+        def attempt(call: Call) -> Outcome[None]:
             principal = self._live(self._managed(arn, "given policies"))
             principal.delete_policy(policy_name, self._clock.now())
             return self._outcome(principal, None)
@@ -155,7 +158,7 @@ class PrincipalService:
         name = _parsed(arn)
         access_key_id, secret = self._new_access_key()
 
-        def attempt(call: CallContext) -> Outcome[NewAccessKey]:
+        def attempt(call: Call) -> Outcome[NewAccessKey]:
             owner = self._owner(arn)
             principal = self._load(owner)
             now = self._clock.now()
@@ -165,7 +168,7 @@ class PrincipalService:
             principal.add_access_key(access_key_id, now)
             new = NewAccessKey(access_key_id, secret, principal.arn, acting_arn(principal.arn, access_key_id),
                                principal.account_id, ACTIVE, now)
-            call.record["responseElements"] = {"accessKey": {
+            call.response_elements = {"accessKey": {
                 **_parameters(owner, arn), "accessKeyId": access_key_id, "status": ACTIVE, "createDate": iso(now)}}
             store = self._access_keys
             return self._outcome(principal, new, also=[
@@ -179,7 +182,7 @@ class PrincipalService:
         name = _parsed(row.principal_arn) if row else None
         parameters = {**(_parameters(name, "") if name else {}), "accessKeyId": access_key_id, "status": status}
 
-        def attempt(call: CallContext) -> Outcome[AccessKeyRow]:
+        def attempt(call: Call) -> Outcome[AccessKeyRow]:
             principal, current = self._key_owner(access_key_id)
             principal.set_access_key_status(access_key_id, status, self._clock.now())
             store = self._access_keys
@@ -196,7 +199,7 @@ class PrincipalService:
         name = _parsed(row.principal_arn) if row else None
         parameters = {**(_parameters(name, "") if name else {}), "accessKeyId": access_key_id}
 
-        def attempt(call: CallContext) -> Outcome[AccessKeyRow]:
+        def attempt(call: Call) -> Outcome[AccessKeyRow]:
             principal, current = self._key_owner(access_key_id)
             principal.delete_access_key(access_key_id, self._clock.now())
             return self._outcome(principal, current, touched_keys=[access_key_id])
@@ -219,11 +222,7 @@ class PrincipalService:
             return self._outcome(principal, True, also=[
                 lambda tx: store.put(tx, access_key_id, secret, principal.arn, principal.account_id, now)])
 
-        token = current_call.set(None)
-        try:
-            return self._writer.retrying(attempt)
-        finally:
-            current_call.reset(token)
+        return self._writer.retrying(None, attempt)  # no call: no record
 
     def has_history(self, arn: str) -> bool:
         """Whether this principal was ever recorded (an account root is, from its first access key on)."""
@@ -256,22 +255,20 @@ class PrincipalService:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _audited(self, event_name: str, operator: Operator, name: PrincipalName | None, parameters: dict[str, Any],
-                 attempt: Callable[[CallContext], Outcome[T]], account_id: str | None = None) -> T:
+                 attempt: Callable[[Call], Outcome[T]], account_id: str | None = None) -> T:
         call = operator_call(event_name=event_name, at=self._clock.now(), operator=operator,
                              account_id=account_id or (name.account_id if name else None),
                              request_parameters=parameters)
-        token = current_call.set(call)
         try:
-            result = self._writer.retrying(lambda: attempt(call))
+            self._authorizer.authorize_call(call)  # an operator call: allowed by rule, and recorded so
+            result = self._writer.retrying(call, lambda: attempt(call))
         except KmsError as error:
-            call.finish(error_code=error.code, error_message=error.message)
+            call.fail(error.code, error.message)
             if not call.committed:
-                self._audit.record(call.final_record())
+                self._audit.record(cloudtrail_record(call))
             raise
-        finally:
-            current_call.reset(token)
         if not call.committed:  # nothing changed (e.g. the same policy again): still a call, still recorded
-            self._audit.record(call.final_record())
+            self._audit.record(cloudtrail_record(call))
         return result
 
     def _outcome(self, principal: Principal, result: T, *, also: Sequence[Callable[[Any], None]] = (),

@@ -359,6 +359,7 @@ def test_maintenance_actions_are_service_events(servers) -> None:
     assert delete["userIdentity"].get("invokedBy") == "kms.amazonaws.com"
     assert delete["requestParameters"] == {"keyId": doomed}
     assert delete["resources"] == [{"accountId": ACCOUNT_ID, "type": "AWS::KMS::Key", "ARN": key_arn(doomed)}]
+    assert delete["additionalEventData"] == {"authorizedByRule": "service"}  # the service's own act: no policy asked
     assert not _service_events(records, "RotateKey", rotated)
     with pytest.raises(ClientError) as info:
         kms.describe_key(KeyId=doomed)

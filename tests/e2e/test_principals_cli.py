@@ -153,7 +153,9 @@ def test_a_users_key_lifecycle_while_the_server_runs(servers, backend) -> None:
                                                       "status": "Active", "createDate": new["CreateDate"][:19] + "Z"}
     assert [r["requestParameters"].get("status") for r in iam[4:6]] == ["Inactive", "Active"]
     assert iam[1]["requestParameters"]["policyDocument"] == ENCRYPT_ONLY
-    assert iam[-1]["additionalEventData"] == {"deletedAccessKeyIds": [], "deletedPolicyNames": ["encrypt-only"]}
+    assert iam[-1]["additionalEventData"] == {"deletedAccessKeyIds": [], "deletedPolicyNames": ["encrypt-only"],
+                                              "authorizedByRule": "operator"}
+    assert all(r["additionalEventData"]["authorizedByRule"] == "operator" for r in iam)  # no policy was asked
     assert verify(server).ok
 
     server.stop()

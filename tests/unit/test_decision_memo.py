@@ -3,20 +3,20 @@ call after call, while policies are put, attached and detached; and it remembers
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from application.audit.records import CallContext, current_call
 from application.authorization.authorizer import Authorizer, KeyFacts, key_policy_document
 from application.authorization.decision_memo import DecisionMemo
+from application.calls import Call
 from domain.errors import AccessDeniedError
+from domain.identifiers import Scope
 from domain.policy.document import PolicyDocument, parse_policy
 from domain.policy.evaluation import Decision, Grant, RequestContext, evaluate
+from tests.calls import api_call
 from tests.unit.test_authorization import ACCT, ALICE, BOB, CAROL, KEY_ARN, ROOT, allow, iam
 
 CALLERS = [ALICE, BOB, ROOT, CAROL]
@@ -48,18 +48,9 @@ IDENTITY_POLICIES = [
 ]
 
 
-@contextmanager
-def calling(caller: str, operation: str, params: dict[str, Any] | None = None) -> Iterator[CallContext]:
-    call = CallContext.api_call(event_name=operation, at=datetime.now(timezone.utc), region="us-east-1",
-                                source_ip="127.0.0.1", user_agent="test", request_id="r", event_id="e")
-    account = caller.split(":")[4]
-    call.identify(principal_arn=caller, account_id=account, access_key_id="AKIAEXAMPLE", region="us-east-1")
-    call.params = params or {}
-    token = current_call.set(call)
-    try:
-        yield call
-    finally:
-        current_call.reset(token)
+def calling(caller: str, operation: str, params: dict[str, Any] | None = None) -> Call:
+    return api_call(operation, caller, Scope(caller.split(":")[4], "us-east-1"), parameters=params,
+                    access_key_id="AKIAEXAMPLE", source_ip="127.0.0.1")
 
 
 def facts(policy_text: str, grants: tuple[Grant, ...] = ()) -> KeyFacts:
@@ -68,14 +59,14 @@ def facts(policy_text: str, grants: tuple[Grant, ...] = ()) -> KeyFacts:
 
 def verdict(authorizer: Authorizer, caller: str, operation: str, key: KeyFacts,
             params: dict[str, Any] | None = None) -> bool:
-    with calling(caller, operation, params) as call:
-        try:
-            authorizer.authorize_key(key)
-        except AccessDeniedError:
-            assert not call.authorized
-            return False
-        assert call.authorized
-        return True
+    call = calling(caller, operation, params)
+    try:
+        authorizer.authorize_key(call, key)
+    except AccessDeniedError:
+        assert not call.authorized
+        return False
+    assert call.authorized
+    return True
 
 
 def expected(caller: str, operation: str, key: KeyFacts, identity: tuple[PolicyDocument, ...],
@@ -145,8 +136,7 @@ def test_denials_from_the_memo_read_as_the_evaluators(caller: str) -> None:
     authorizer = Authorizer()
     messages = []
     for _ in range(2):  # the second answer comes from the memo
-        with calling(caller, "Decrypt"):
-            with pytest.raises(AccessDeniedError) as denied:
-                authorizer.authorize_key(facts(policy))
-            messages.append(str(denied.value))
+        with pytest.raises(AccessDeniedError) as denied:
+            authorizer.authorize_key(calling(caller, "Decrypt"), facts(policy))
+        messages.append(str(denied.value))
     assert messages[0] == messages[1]

@@ -2,14 +2,12 @@
 retire a grant, tokens across accounts and regions, ListRetirableGrants' account rule, page sizes, and the
 key_grants projection agreeing with the aggregate through random histories, snapshots, restarts and replay.
 
-Services are driven directly inside the audited CallContext the HTTP layer would open, because only the
-administrator has credentials over HTTP; the caller's identity is what the service is given.
+Services are driven directly with the authenticated Call the request pipeline would make, because only the
+administrator has credentials over HTTP; the caller's identity is what the Call carries.
 """
 from __future__ import annotations
 
 import tempfile
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,12 +16,14 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.audit.records import CallContext, current_call
+from application.audit.records import cloudtrail_record
+from application.calls import Call
 from domain.errors import AccessDeniedError, InvalidGrantTokenError, KmsError, NotFoundError, ValidationError
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Runtime, build_runtime
 from infrastructure.settings import Settings
 from projections import replay
+from tests.calls import api_call
 
 ACCOUNT, OTHER_ACCOUNT = "111122223333", "444455556666"
 SCOPE, WEST, OTHER = Scope(ACCOUNT, "us-east-1"), Scope(ACCOUNT, "eu-west-1"), Scope(OTHER_ACCOUNT, "us-east-1")
@@ -31,10 +31,6 @@ ROOT, OTHER_ROOT = f"arn:aws:iam::{ACCOUNT}:root", f"arn:aws:iam::{OTHER_ACCOUNT
 ALICE, BOB, OPS = (f"arn:aws:iam::{ACCOUNT}:user/alice", f"arn:aws:iam::{ACCOUNT}:user/bob",
                    f"arn:aws:iam::{ACCOUNT}:role/ops")
 CAROL = f"arn:aws:iam::{OTHER_ACCOUNT}:user/carol"
-
-
-def as_(principal: str) -> dict[str, str]:
-    return {"caller_arn": principal, "caller_account": principal.split(":")[4]}
 
 
 class World:
@@ -50,34 +46,24 @@ class World:
         self.rt.close()
         self.rt = build_runtime(Settings.load(environ={}, data_dir=self.data_dir))
 
-    @contextmanager
-    def call(self, name: str, principal: str = ROOT, scope: Scope = SCOPE) -> Iterator[CallContext]:
-        call = CallContext.api_call(event_name=name, at=self.rt.now(), region=scope.region, source_ip="192.0.2.1",
-                                    user_agent="tests", request_id=f"req-{uuid.uuid4()}")
-        call.identify(principal_arn=principal, account_id=principal.split(":")[4], access_key_id="AKIATEST",
-                      region=scope.region)
-        token = current_call.set(call)
-        try:
-            yield call
-        finally:
-            current_call.reset(token)
+    def call(self, name: str, principal: str = ROOT, scope: Scope = SCOPE) -> Call:
+        return api_call(name, principal, scope, at=self.rt.now())
 
     def key(self, scope: Scope = SCOPE) -> str:
-        with self.call("CreateKey", f"arn:aws:iam::{scope.account_id}:root", scope):
-            return self.rt.services.keys.create_key(scope)["KeyMetadata"]["KeyId"]
+        call = self.call("CreateKey", f"arn:aws:iam::{scope.account_id}:root", scope)
+        return self.rt.services.keys.create_key(call)["KeyMetadata"]["KeyId"]
 
     def grant(self, key_id: str, scope: Scope = SCOPE, principal: str = ROOT, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("grantee_principal", ALICE)
         kwargs.setdefault("operations", ["Encrypt"])
-        with self.call("CreateGrant", principal, scope):
-            return self.grants.create_grant(scope, key_id, **kwargs, **as_(principal))
+        return self.grants.create_grant(self.call("CreateGrant", principal, scope), key_id, **kwargs)
 
     def retire(self, principal: str, scope: Scope = SCOPE, **kwargs: Any) -> None:
-        with self.call("RetireGrant", principal, scope):
-            self.grants.retire_grant(scope, **kwargs, **as_(principal))
+        self.grants.retire_grant(self.call("RetireGrant", principal, scope), **kwargs)
 
     def listed(self, key_id: str, scope: Scope = SCOPE) -> list[str]:
-        return [g["GrantId"] for g in self.grants.list_grants(scope, key_id, limit=100)["Grants"]]
+        call = self.call("ListGrants", f"arn:aws:iam::{scope.account_id}:root", scope)
+        return [g["GrantId"] for g in self.grants.list_grants(call, key_id, limit=100)["Grants"]]
 
 
 @pytest.fixture
@@ -131,20 +117,22 @@ def test_list_retirable_grants_is_for_principals_of_the_callers_account(w: World
     here = w.grant(mine, retiring_principal=OPS)["GrantId"]
     there = w.grant(theirs, OTHER, OTHER_ROOT, grantee_principal=CAROL, retiring_principal=OPS)["GrantId"]
     w.grant(w.key(WEST), WEST, retiring_principal=OPS)  # another region: not listed from us-east-1
-    listed = w.grants.list_retirable_grants(SCOPE, retiring_principal=OPS, **as_(BOB))
+    listed = w.grants.list_retirable_grants(w.call("ListRetirableGrants", BOB), retiring_principal=OPS)
     assert sorted(g["GrantId"] for g in listed["Grants"]) == sorted([here, there])
     with pytest.raises(AccessDeniedError, match="ListRetirableGrants"):
-        w.grants.list_retirable_grants(SCOPE, retiring_principal=OPS, **as_(CAROL))
+        w.grants.list_retirable_grants(w.call("ListRetirableGrants", CAROL), retiring_principal=OPS)
     with pytest.raises(ValidationError):
-        w.grants.list_retirable_grants(SCOPE, retiring_service_principal="logs.amazonaws.com", **as_(BOB))
+        w.grants.list_retirable_grants(w.call("ListRetirableGrants", BOB),
+                                       retiring_service_principal="logs.amazonaws.com")
 
 
 def test_pages_default_to_50_and_hold_at_most_100(w: World) -> None:
     key_id = w.key()
     made = sorted(w.grant(key_id, grantee_principal=f"arn:aws:iam::{ACCOUNT}:user/u{i}",
                           retiring_principal=OPS)["GrantId"] for i in range(120))
-    for listing in (lambda **kw: w.grants.list_grants(SCOPE, key_id, **kw),
-                    lambda **kw: w.grants.list_retirable_grants(SCOPE, retiring_principal=OPS, **kw, **as_(ROOT))):
+    for listing in (lambda **kw: w.grants.list_grants(w.call("ListGrants"), key_id, **kw),
+                    lambda **kw: w.grants.list_retirable_grants(w.call("ListRetirableGrants"), retiring_principal=OPS,
+                                                                **kw)):
         first = listing()
         assert len(first["Grants"]) == 50 and first["Truncated"]
         big = listing(limit=1000)
@@ -156,10 +144,10 @@ def test_pages_default_to_50_and_hold_at_most_100(w: World) -> None:
 def test_audit_record_of_a_retire_names_the_grant(w: World) -> None:
     key_id = w.key()
     made = w.grant(key_id)
-    with w.call("RetireGrant") as call:
-        w.grants.retire_grant(SCOPE, grant_token=made["GrantToken"], **as_(ROOT))
-    assert call.committed and call.record["additionalEventData"] == {"grantId": made["GrantId"]}
-    assert made["GrantToken"] not in repr(call.record)
+    call = w.call("RetireGrant")
+    w.grants.retire_grant(call, grant_token=made["GrantToken"])
+    assert call.committed and call.additional_event_data == {"grantId": made["GrantId"]}
+    assert made["GrantToken"] not in repr(cloudtrail_record(call))
 
 
 def _rows(w: World) -> dict[str, dict[str, Any]]:
@@ -193,17 +181,15 @@ def test_the_projection_is_the_aggregates_grants_through_any_history(steps: list
                         if action == "retire":
                             w.retire(OPS, key_ref=key_id, grant_id=chosen)
                         else:
-                            with w.call("RevokeGrant"):
-                                w.grants.revoke_grant(SCOPE, key_id, chosen)
+                            w.grants.revoke_grant(w.call("RevokeGrant"), key_id, chosen)
                     elif action in ("disable", "enable"):
-                        with w.call(action.title() + "Key"):
-                            getattr(w.rt.services.keys, f"{action}_key")(SCOPE, key_id)
+                        getattr(w.rt.services.keys, f"{action}_key")(w.call(action.title() + "Key"), key_id)
                     elif action == "restart":
                         w.restart()
                 except KmsError:
                     pass  # CreateGrant on a disabled key: refused, nothing changes
                 for k in keys:
-                    assert w.grants.list_grants(SCOPE, k, limit=100)["Grants"] == \
+                    assert w.grants.list_grants(w.call("ListGrants"), k, limit=100)["Grants"] == \
                         w.rt.services.history.key_at(SCOPE, k, w.rt.now())["Grants"]
             rows = _rows(w)
             assert sorted(rows) == sorted(g for k in keys for g in w.listed(k))
@@ -220,16 +206,15 @@ def test_grants_across_snapshots_taken_before_and_after_them(w: World) -> None:
     and a snapshot that holds grants restores them (the key snapshots every 50 events)."""
     key_id = w.key()
     for i in range(55):
-        with w.call("TagResource"):
-            w.rt.services.keys.tag_resource(SCOPE, key_id, {"t": str(i)})
+        w.rt.services.keys.tag_resource(w.call("TagResource"), key_id, {"t": str(i)})
     made = [w.grant(key_id, grantee_principal=f"arn:aws:iam::{ACCOUNT}:user/s{i}") for i in range(60)]
     for gone in made[:10]:
         w.retire(ROOT, grant_token=gone["GrantToken"])
     engine = w.rt.ledger.recorder.datastore.engine
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM keyledger_snapshots")).scalar() >= 2
-    before = w.grants.list_grants(SCOPE, key_id, limit=100)["Grants"]
+    before = w.grants.list_grants(w.call("ListGrants"), key_id, limit=100)["Grants"]
     w.restart()
-    assert w.grants.list_grants(SCOPE, key_id, limit=100)["Grants"] == before
+    assert w.grants.list_grants(w.call("ListGrants"), key_id, limit=100)["Grants"] == before
     assert w.rt.services.history.key_at(SCOPE, key_id, w.rt.now())["Grants"] == before
     assert sorted(g["GrantId"] for g in before) == sorted(m["GrantId"] for m in made[10:])

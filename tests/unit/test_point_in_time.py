@@ -1,5 +1,5 @@
 """Point-in-time key state and projection replay on a real SQLite file built by build_runtime: services
-driven directly inside the audited CallContext the HTTP layer would open, the service clock moved with
+driven directly with the authenticated Call the request pipeline would make, the service clock moved with
 advance_clock; answers checked against a brute-force fold of the stored events."""
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.audit.records import CallContext, current_call
 from application.history.point_in_time import PointInTime
+from application.writer import LedgerWriter
 from domain.errors import KmsError, NotFoundError, ValidationError
 from domain.identifiers import Scope, alias_aggregate_id
 from infrastructure.bootstrap import Runtime, build_runtime
 from infrastructure.clock import advance_clock
 from infrastructure.settings import Settings
 from projections import replay
+from projections.key_state_view import SqlKeyStateView
+from tests.calls import api_call
 
 SCOPE = Scope("111122223333", "us-east-1")
 OTHER = Scope("111122223333", "eu-west-1")
@@ -62,15 +64,9 @@ class World:  # one data directory: its runtime, audited calls, a movable clock
     def do(self, method: str, *args: Any, scope: Scope = SCOPE, **kwargs: Any) -> Any:
         service, operation = method.split(".")
         fn = getattr(getattr(self.rt.services, service), operation)
-        call = CallContext.api_call(event_name="".join(p.title() for p in operation.split("_")), at=self.now(),
-                                    region=scope.region, source_ip="192.0.2.1", user_agent="tests",
-                                    request_id=f"req-{uuid.uuid4()}")
-        call.identify(principal_arn=f"arn:aws:iam::{scope.account_id}:root", account_id=scope.account_id, access_key_id="AKIATEST", region=scope.region)
-        token = current_call.set(call)
-        try:
-            return fn(scope, *args, **kwargs)
-        finally:
-            current_call.reset(token)
+        call = api_call("".join(p.title() for p in operation.split("_")), f"arn:aws:iam::{scope.account_id}:root",
+                        scope, at=self.now())
+        return fn(call, *args, **kwargs)
 
     def create_key(self, scope: Scope = SCOPE, **kwargs: Any) -> str:
         return self.do("keys.create_key", scope=scope, **kwargs)["KeyMetadata"]["KeyId"]
@@ -203,11 +199,20 @@ def test_keys_at_filters_and_an_alias_follows_its_target_through_time(w: World) 
     assert_replay_equal(w)
 
 
+def change_outside_any_call(w: World, key_id: str) -> None:
+    """A description change committed with no Call, so with no audit record."""
+    datastore = w.rt.ledger.recorder.datastore  # type: ignore[attr-defined]
+    writer = LedgerWriter(w.rt.ledger, w.rt.uow, SqlKeyStateView(datastore, 0), w.rt.audit)
+    key = w.rt.ledger.repository.get(uuid.UUID(key_id))
+    key.update_description("outside any call", w.now())
+    writer.commit(None, [key])
+
+
 def test_timeline_names_who_made_each_change(w: World) -> None:
     key_id = w.create_key()
     w.do("aliases.create_alias", "alias/t", key_id)
     w.do("keys.tag_resource", key_id, {"a": "1"})
-    w.rt.services.keys.update_key_description(SCOPE, key_id, "outside any call")  # no CallContext, no record
+    change_outside_any_call(w, key_id)
     w.do("keys.schedule_key_deletion", key_id, 7)
     w.advance(8 * DAY)
     w.maintain()
@@ -267,15 +272,13 @@ def apply(w: World, keys: list[str], op: str, pick: int, value: int) -> None:
         elif op == "maintenance":
             w.maintain()
         elif op == "grants.create_grant":
-            w.do(op, key, operations=["Encrypt"], grantee_principal=ALICE, name=f"g{value % 3}",
-                 caller_arn=ALICE, caller_account=SCOPE.account_id)
+            w.do(op, key, operations=["Encrypt"], grantee_principal=ALICE, name=f"g{value % 3}")
         elif op in ("grants.retire_grant", "grants.revoke_grant"):
             listed = w.do("grants.list_grants", key)["Grants"]
             if listed:
                 grant_id = listed[value % len(listed)]["GrantId"]
                 if op == "grants.retire_grant":
-                    w.do(op, key_ref=key, grant_id=grant_id, caller_arn=f"arn:aws:iam::{SCOPE.account_id}:root",
-                         caller_account=SCOPE.account_id)  # the account that created the grant may retire it
+                    w.do(op, key_ref=key, grant_id=grant_id)  # the account that created the grant may retire it
                 else:
                     w.do(op, key, grant_id)
         else:

@@ -1,0 +1,89 @@
+"""The KMS protocol's front in the request pipeline (api/pipeline.py): AWS KMS JSON 1.1, one operation per
+``X-Amz-Target: TrentService.<Operation>``, parsed and validated against botocore's model (api/wire_model.py),
+run by the handlers of api/operations.py."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from api.audit_fields import audit_view
+from api.errors import CONTENT_TYPE
+from api.operations import HANDLERS, refuse_recipient
+from api.pipeline import HttpRequest
+from api.wire_model import WireModel
+from application.calls import Call
+from domain.errors import UnknownOperationError
+from infrastructure.bootstrap import Runtime
+
+TARGET_PREFIX = "TrentService."
+
+# Symmetric crypto runs on the event loop: it is microseconds of work on a cached key row and backing
+# key (a miss is one indexed read), and the thread hop would cost more than the work (docs/performance.md).
+INLINE_OPERATIONS = frozenset({"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
+                               "GenerateDataKeyWithoutPlaintext", "GenerateRandom"})
+
+# Like CloudTrail, responses of crypto operations are not echoed; lifecycle responses are (minus blobs).
+# Their records commit with the key change, before the response exists, so they are rendered from the key.
+_ECHO_FROM_KEY: dict[str, Any] = {
+    "CreateKey": lambda key: {"KeyMetadata": key.metadata()},
+    "ScheduleKeyDeletion": lambda key: {"KeyId": key.arn, "DeletionDate": key.deletion_date, "KeyState": key.state,
+                                        "PendingWindowInDays": key.pending_window_days},
+    "CancelKeyDeletion": lambda key: {"KeyId": key.arn},
+    "CreateGrant": lambda key: {"GrantId": key.pending_grant_id()},  # never the token
+}
+
+
+class KmsFront:
+    content_type = CONTENT_TYPE.encode("latin-1")
+
+    def __init__(self, runtime: Runtime, wire: WireModel) -> None:
+        self.runtime = runtime
+        self.wire = wire
+
+    def open(self, request: HttpRequest, at: datetime, request_id: str, event_id: str) -> tuple[Call, str | None]:
+        """The call is named by X-Amz-Target (eventName: the target without its prefix, or as sent when it has
+        none); the operation is None when the target does not name one."""
+        target = user_agent = None
+        for name, value in request.raw_headers:  # the first of a repeated header wins
+            name = name.lower()
+            if name == b"x-amz-target" and target is None:
+                target = value
+            elif name == b"user-agent" and user_agent is None:
+                user_agent = value
+        text = target.decode("latin-1") if target else ""
+        prefixed = text.startswith(TARGET_PREFIX)
+        call = Call.api(text[len(TARGET_PREFIX):] if prefixed else text, at=at, request_id=request_id,
+                        event_id=event_id, source_ip=request.client,
+                        user_agent=user_agent.decode("latin-1") if user_agent is not None else None,
+                        secure_transport=request.secure)
+        return call, call.operation if prefixed else None
+
+    def prepare(self, call: Call, operation: str | None, body: bytes) -> None:
+        if operation is None or operation not in HANDLERS or not self.wire.has_operation(operation):
+            target = call.operation if operation is None else TARGET_PREFIX + operation
+            raise UnknownOperationError(
+                f"Operation '{target or '(no X-Amz-Target header)'}' is not supported by keyledger.")
+        params = self.wire.parse_request(operation, body)
+        refuse_recipient(params)
+        call.parameters = params
+        call.request_parameters = audit_view(self.wire, operation, "in", params)
+        echo = _ECHO_FROM_KEY.get(operation)
+        if echo is not None:
+            call.respond_from = lambda key, echo=echo, op=operation: audit_view(self.wire, op, "out", echo(key))
+
+    def authorize(self, call: Call, operation: str | None) -> None:
+        services = self.runtime.services
+        assert services is not None  # authentication refuses a sealed runtime
+        services.authorizer.authorize_call(call)
+
+    async def run(self, call: Call, operation: str | None) -> bytes:
+        services = self.runtime.services
+        assert operation is not None and services is not None  # prepare refused the rest; authentication, a seal
+        handler = HANDLERS[operation]
+        if operation in INLINE_OPERATIONS:
+            output = handler(services, call, call.parameters)
+        else:
+            output = await run_in_threadpool(handler, services, call, call.parameters)
+        return self.wire.response_body(operation, output or {})

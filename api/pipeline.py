@@ -1,0 +1,128 @@
+"""The one request lifecycle, shared by the KMS endpoint (``POST /``, api/kms_front.py) and the /v1 query API
+(api/query_api.py):
+
+    entry: an unauthenticated Call → limits (headers, then the body) → authenticate → limits (admit)
+    → prepare (parse) → authorize (once) → run → map errors → wait for the audit record → metrics
+
+A front says what differs: how its calls are named and parsed, what authorizes them, what runs them and how
+the answer is written. The order, the error mapping, the audit wait and the metrics are here, once. The
+answer is sent only after the call's record is durable; if it cannot be made durable the caller gets
+KMSInternalException and nothing else.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Awaitable, Callable, MutableMapping, Protocol, Sequence
+
+from api.caller import authenticate
+from api.errors import CONTENT_TYPE, INTERNAL_ERROR_BODY, INTERNAL_MESSAGE, error_body
+from api.limits import RequestLimits
+from api.metrics import Metrics
+from application.audit.records import cloudtrail_record, new_ids
+from application.audit.trail import AuditUnavailable
+from application.calls import Call
+from domain.errors import InternalError, KmsError
+from infrastructure.bootstrap import Runtime
+
+log = logging.getLogger("keyledger.api")
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Headers = list[tuple[bytes, bytes]]
+_ERROR_CONTENT_TYPE = CONTENT_TYPE.encode("latin-1")
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """An HTTP request as the ASGI server handed it over, body not yet read."""
+
+    method: str
+    raw_path: bytes
+    query_string: bytes
+    raw_headers: Sequence[tuple[bytes, bytes]]  # names lower-cased by the server, values as sent
+    client: str | None  # the peer's address
+    secure: bool  # over TLS
+    receive: Receive
+
+    @classmethod
+    def of(cls, scope: MutableMapping[str, Any], receive: Receive) -> HttpRequest:
+        client = scope.get("client")
+        return cls(scope["method"], scope.get("raw_path") or b"/", scope.get("query_string", b""), scope["headers"],
+                   client[0] if client else None, scope.get("scheme", "http") == "https", receive)
+
+
+class Front(Protocol):
+    """What a kind of HTTP call (KMS, /v1) tells the pipeline. ``operation`` is what ``open`` returned."""
+
+    content_type: bytes  # of a successful answer
+
+    def open(self, request: HttpRequest, at: datetime, request_id: str, event_id: str) -> tuple[Call, str | None]:
+        """The entry: the Call, unauthenticated, and the operation to run (None: none the front knows)."""
+        ...
+
+    def prepare(self, call: Call, operation: str | None, body: bytes) -> None:
+        """Once the caller is known: the call's parameters and their audit view."""
+        ...
+
+    def authorize(self, call: Call, operation: str | None) -> Awaitable[None] | None:
+        """The call's one entry into authorization before it runs (awaited if it returns an awaitable)."""
+        ...
+
+    async def run(self, call: Call, operation: str | None) -> bytes:
+        """The body of the successful answer."""
+        ...
+
+
+class RequestPipeline:
+    def __init__(self, runtime: Runtime, metrics: Metrics, limits: RequestLimits) -> None:
+        self.runtime = runtime
+        self.metrics = metrics
+        self.limits = limits
+
+    async def serve(self, front: Front, request: HttpRequest) -> tuple[int, Headers, bytes] | None:
+        """(status, headers, body) of the answer, once the call's record is durable; None if the client went
+        away before its request was read (nothing was done, nothing is answered)."""
+        started = time.perf_counter()
+        runtime, limits = self.runtime, self.limits
+        request_id, event_id = new_ids(2)
+        call, operation = front.open(request, runtime.now(), request_id, event_id)
+        try:
+            limits.check_headers(call, request.raw_headers)
+            body = await limits.read_body(call, request.receive)
+            if body is None:
+                return None
+            authenticate(runtime, call, method=request.method, path=request.raw_path.decode("latin-1") or "/",
+                         query_string=request.query_string.decode("latin-1"),
+                         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
+                         body=body)
+            limits.admit(call)
+            front.prepare(call, operation, body)
+            pending = front.authorize(call, operation)
+            if pending is not None:
+                await pending
+            payload = await front.run(call, operation)
+            if not call.authorized:  # a path that reached no authorization check must not answer
+                log.error("request %s: %s finished without an authorization decision", request_id, call.operation)
+                raise InternalError(INTERNAL_MESSAGE)
+            status, content_type = 200, front.content_type
+        except KmsError as error:
+            call.fail(error.code, error.message)
+            status, payload, content_type = error.status, error_body(error), _ERROR_CONTENT_TYPE
+        except Exception:
+            log.exception("request %s failed", request_id)
+            call.fail(InternalError.code, INTERNAL_MESSAGE)
+            status, payload, content_type = InternalError.status, INTERNAL_ERROR_BODY, _ERROR_CONTENT_TYPE
+        answered_code = call.error_code
+        if not call.committed:
+            try:
+                await runtime.audit.record_async(cloudtrail_record(call))
+            except AuditUnavailable:
+                log.error("request %s: audit record could not be written; answering KMSInternalException", request_id)
+                status, payload, content_type = InternalError.status, INTERNAL_ERROR_BODY, _ERROR_CONTENT_TYPE
+                answered_code = InternalError.code
+        self.metrics.observe(call.operation, answered_code, time.perf_counter() - started)
+        # The headers (and their order) Starlette's Response(body, media_type=..., headers={...}) sends.
+        return status, [(b"x-amzn-requestid", request_id.encode("latin-1")),
+                        (b"content-length", str(len(payload)).encode("latin-1")),
+                        (b"content-type", content_type)], payload
