@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
-from domain.policy.conditions import conditions_hold, normalize_context, wildcard_match
+from domain.policy.conditions import conditions_hold, normalize_context
+from domain.policy.wildcard import wildcard_match
 from domain.policy.document import PolicyDocument, Principal, Statement, canonical_action
 
 # API reference, "Cross-account use: Yes" (ReEncrypt is authorized as ReEncryptFrom and ReEncryptTo).
