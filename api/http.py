@@ -1,4 +1,5 @@
-"""The HTTP server: AWS KMS JSON 1.1 at ``POST /`` (SigV4 on every request) and ``GET /healthz``.
+"""The HTTP server: AWS KMS JSON 1.1 at ``POST /`` (SigV4 on every request) and ``GET /healthz`` (also
+``/healthz/live`` and ``/healthz/ready``).
 
 Every call, allowed or refused, gets an audit record; the response is sent only once that record is
 durable (a key change's record commits with the change itself). If the record cannot be written the
@@ -75,11 +76,17 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
         def prometheus_metrics() -> Response:
             return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
+    # Kubernetes-style probes (application/health.py): liveness asks only that the process answers;
+    # readiness that a call would be served now. /healthz is readiness, as it always was.
+    @app.get("/healthz/live")
+    async def liveness() -> Response:
+        return JSONResponse({"status": "alive"})
+
+    @app.get("/healthz/ready")
     @app.get("/healthz")
-    def healthz() -> Response:
-        if runtime.sealed_reason:
-            return JSONResponse({"status": "sealed", "reason": runtime.sealed_reason}, status_code=503)
-        return JSONResponse({"status": "ready"})
+    async def readiness() -> Response:
+        state = await runtime.health.readiness()
+        return JSONResponse(state.body(), status_code=200 if state.ready else 503)
 
     # Never reached through the front handler (it answers every POST /); registered so that FastAPI keeps
     # answering other methods on / with 405, and so the same handler serves an app mounted without the front.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from application.audit.checkpoints import Checkpointer
 from application.audit.trail import AuditTrail
+from application.health import HealthService
 from application.authorization.authorizer import Authorizer
 from application.crypto.asymmetric_service import AsymmetricService
 from application.crypto.symmetric_service import CryptoService
@@ -35,6 +36,7 @@ from domain.policy.evaluation import Grant
 from infrastructure.checkpoint_file import CheckpointFile
 from infrastructure.clock import DatabaseClock
 from infrastructure.credentials import CredentialStore, new_access_key
+from infrastructure.health_probe import SqlStorageProbe
 from infrastructure.persistence import assert_storage_settings
 from infrastructure.root_keys import RootKeyUnavailable, check_root_keyring, has_root_key_checks, load_root_keyring
 from infrastructure.service_secrets import service_secret
@@ -80,6 +82,7 @@ class Runtime:
     uow: SqlUnitOfWork
     clock: DatabaseClock
     audit: AuditTrail
+    health: HealthService
     sealed_reason: str | None = None
     services: Services | None = None
     admin_created: bool = False
@@ -88,6 +91,7 @@ class Runtime:
         return self.clock.now()
 
     def close(self) -> None:
+        self.health.close()
         self.audit.stop()
         self.ledger.close()
         # Closing the last SQLite connection checkpoints the WAL into the database and removes it.
@@ -128,7 +132,11 @@ def build_runtime(settings: Settings) -> Runtime:
     clock = DatabaseClock(uow)
     audit = AuditTrail(ledger, uow, clock, window_seconds=settings.audit_group_commit_window,
                        max_batch=settings.audit_group_commit_max)
-    runtime = Runtime(settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit)
+    probe = SqlStorageProbe(engine, settings.health_probe_timeout)
+    runtime = Runtime(settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit,
+                      health=HealthService(lambda: runtime.sealed_reason, probe, audit.stats,
+                                           probe_timeout=settings.health_probe_timeout,
+                                           cache_seconds=settings.health_cache_seconds, on_close=probe.close))
     try:
         with uow.transaction() as tx:
             keyring = load_root_keyring(settings, first_start=not has_root_key_checks(tx))
