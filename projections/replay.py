@@ -298,7 +298,8 @@ class SqlProjectionRebuilder:
     def events_written(self) -> int:
         return self._ledger.recorder.max_notification_id() or 0
 
-    def rebuild_and_compare(self, into: str | None, keep: bool, progress: Progress | None) -> tuple[ReplayStats, list[str]]:
+    def rebuild_and_compare(self, into: str | None, keep: bool,
+                            progress: Progress | None) -> tuple[ReplayStats, list[str]]:
         live = self._ledger.recorder.datastore.engine
         if into:
             ensure_schema(into)

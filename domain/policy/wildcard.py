@@ -12,7 +12,8 @@ exponential in the number of stars.
 The comparisons are done by ``str.startswith``/``str.find`` (segments without ``?``) and by a compiled
 regular expression of literals and ``.`` only (segments with ``?``, or any segment when case is ignored): an
 expression without repetition or alternation compares each start position once, so it cannot backtrack.
-``Wildcard.match_counting`` walks the segments for any pattern and tells how many comparisons that is at most, so tests can assert the bound.
+``Wildcard.match_counting`` walks the segments for any pattern and tells how many comparisons that is at
+most, so tests can assert the bound.
 """
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ class _CaseInsensitive:
 
 _compiled: dict[str, Callable[[str], bool]] = {}
 _compiled_ignoring_case: dict[str, Callable[[str], bool]] = {}
-_MAX_COMPILED = 4096
+_MAX_COMPILED = 16384  # more than the patterns of the largest policy (32 KB), so one policy never thrashes it
 
 
 def _compile(pattern: str, ignore_case: bool) -> Callable[[str], bool]:
