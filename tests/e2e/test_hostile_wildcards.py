@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.e2e.helpers import error_code
 from tests.servers import ACCOUNT_ID
@@ -53,3 +54,14 @@ def test_an_action_of_many_stars_is_checked_and_matched(kms):
     assert kms.encrypt(KeyId=key_id, Plaintext=b"x")["KeyId"].endswith(key_id)
     kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=key_policy({"Action": "kms:" + "*" * 12 + "y"}))
     assert error_code(kms.encrypt, KeyId=key_id, Plaintext=b"x") == "AccessDeniedException"
+
+
+def test_a_context_too_large_to_bound_evaluation_is_refused_before_authorization(kms):
+    """Conditions on the context cost (pattern length)·(context length): the context is held to 8 KiB before
+    any policy is evaluated, on the asymmetric Decrypt path too (it used to be checked only after)."""
+    key_id = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+    with pytest.raises(ClientError) as info:
+        kms.decrypt(KeyId=key_id, CiphertextBlob=b"x" * 256, EncryptionAlgorithm="RSAES_OAEP_SHA_256",
+                    EncryptionContext={"file": "-" * 9000})
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert "too large" in info.value.response["Error"]["Message"]
