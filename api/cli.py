@@ -188,22 +188,16 @@ def clock_advance(days: float = typer.Option(0.0, help="Days to move forward."),
                   data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Move the service clock forward for every process on this database (for tests and drills).
     Time only moves forward; no API can do this."""
-    from infrastructure.bootstrap import build_ledger, ensure_data_dir
-    from infrastructure.clock import advance_clock
-    from infrastructure.storage import SqlUnitOfWork
-    from infrastructure.tables import metadata
+    from infrastructure.bootstrap import open_clock_service
 
-    settings = Settings.load(data_dir=data_dir, database_url=database_url)
-    ensure_data_dir(settings.data_dir)
-    ledger = build_ledger(settings)
+    clock, close = open_clock_service(Settings.load(data_dir=data_dir, database_url=database_url))
     try:
-        metadata.create_all(ledger.recorder.datastore.engine)  # type: ignore[attr-defined]
-        total = advance_clock(SqlUnitOfWork(ledger.recorder.datastore), days * 86400 + seconds)  # type: ignore[attr-defined]
+        total = clock.advance(days * 86400 + seconds)
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     finally:
-        ledger.close()
+        close()
     typer.echo(f"service clock is now {total / 86400:.3f} days ahead of system time")
 
 

@@ -34,13 +34,11 @@ def _runtime(data_dir: Optional[Path], database_url: Optional[str]):
 
 @contextmanager
 def _history(data_dir: Optional[Path], database_url: Optional[str]) -> Iterator[Any]:
-    from application.history.point_in_time import PointInTime
     from domain.errors import KmsError, NotFoundError
-    from projections.replay import SqlKeyEventIndex
 
     runtime = _runtime(data_dir, database_url)
     try:
-        yield runtime, PointInTime(runtime.ledger, SqlKeyEventIndex(runtime.uow), runtime.clock)
+        yield runtime, runtime.history
     except KmsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1 if isinstance(exc, NotFoundError) else 2) from None
@@ -157,10 +155,6 @@ def _progress() -> Iterator[Any]:
         yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-
-
 @history_cli.command()
 def replay(until: Optional[str] = typer.Option(None, help="Rebuild the world as it was at this moment."),
            into: Optional[str] = typer.Option(None, help="Database URL to write into [default: fresh replay_* tables "
@@ -169,39 +163,14 @@ def replay(until: Optional[str] = typer.Option(None, help="Rebuild the world as 
            data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Rebuild the projections from the event log and compare: with the live tables, or with --until, with
     the point-in-time answers for that moment. Exit 1 on any difference."""
-    import sqlalchemy as sa
-
-    from projections import replay as rp
-
     moment = _time(until) if until else None
-    with _history(data_dir, database_url) as (runtime, history):
-        live = runtime.ledger.recorder.datastore.engine
-        head, grew = runtime.ledger.recorder.max_notification_id(), False
+    with _history(data_dir, database_url) as (runtime, _):
+        with _progress() as progress:
+            outcome = (runtime.replay.at(moment, into=into, progress=progress) if moment is not None
+                       else runtime.replay.against_live(into=into, keep=keep, progress=progress))
         if moment is not None:
-            history.keys_at(moment)  # refuses a moment in the future before any work
-            url = into or f"sqlite:///{runtime.settings.data_dir.resolve() / ('history-at-' + _stamp(moment) + '.db')}"
-            with _progress() as progress:
-                stats = rp.rebuild_until(runtime.ledger, moment, url, progress)
-            target = sa.create_engine(url)
-            try:
-                differences = rp.differences_from_answers(target, history.keys_at(moment))
-            finally:
-                target.dispose()
-            typer.echo(f"the world at {show_time(moment)} is in {url}")
-        else:
-            if into:
-                rp.ensure_schema(into)
-            target, prefix = (sa.create_engine(into), "") if into else (live, rp.DEFAULT_PREFIX)
-            try:
-                with _progress() as progress:
-                    stats = rp.rebuild(runtime.ledger, target, prefix, progress=progress)
-                differences = rp.compare(live, "", prefix, rebuilt_engine=target)
-                if not differences and not keep and not into:
-                    rp.drop_tables(live, prefix)
-                grew = bool(differences) and runtime.ledger.recorder.max_notification_id() != head
-            finally:
-                if into:
-                    target.dispose()
+            typer.echo(f"the world at {show_time(moment)} is in {outcome.location}")
+    stats, differences, grew = outcome.stats, outcome.differences, outcome.written_during
     typer.echo(f"replayed {stats.events} events ({stats.keys} keys, {stats.aliases} aliases, {stats.principals} principals) in "
                f"{stats.seconds:.2f}s: {stats.events_per_second:,.0f} events/s")
     if differences:

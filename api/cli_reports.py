@@ -33,15 +33,11 @@ def _show(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
 @report_cli.command()
 def rotation(as_json: bool = Json, data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Keys whose material is older than their rotation period (or 365 days without automatic rotation)."""
-    from application.history.reports import rotation_report
     from infrastructure.bootstrap import build_runtime
-    from projections.replay import SqlKeyEventIndex
 
     runtime = build_runtime(Settings.load(data_dir=data_dir, database_url=database_url))
     try:
-        now = runtime.now()
-        key_ids = [key_id for key_id, _ in SqlKeyEventIndex(runtime.uow).versions_at(now)]
-        rows = rotation_report(runtime.ledger, key_ids, now)
+        rows = runtime.reports.rotation()
     finally:
         runtime.close()
     _show(rows, as_json, "Keys due for rotation")
@@ -53,15 +49,12 @@ def usage(key: str = typer.Option(..., help="Key id."),
           end: Optional[str] = typer.Option(None, "--to", help="RFC 3339 or epoch seconds."),
           as_json: bool = Json, data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Calls per operation and principal for one key, from the audit log."""
-    from application.audit.checkpoints import audit_records
-    from application.history.reports import usage_report
     from infrastructure.bootstrap import build_runtime
 
     key_id = key.rsplit("/", 1)[-1]
     runtime = build_runtime(Settings.load(data_dir=data_dir, database_url=database_url))
     try:
-        rows = usage_report(audit_records(runtime.ledger), key_id, parse_time(start) if start else None,
-                            parse_time(end) if end else None)
+        rows = runtime.reports.usage(key_id, parse_time(start) if start else None, parse_time(end) if end else None)
     finally:
         runtime.close()
     _show(rows, as_json, f"Usage of {key_id}")
@@ -73,25 +66,12 @@ def access(key: str = typer.Option(..., help="Key id or key ARN."),
            operation: Optional[str] = typer.Option(None, help="One operation [default: every key operation]."),
            as_json: bool = Json, data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Who could do what with a key at an instant (key state and key policy as they were then)."""
-    from application.history.access_at import access_at
-    from application.history.point_in_time import PointInTime
     from domain.errors import KmsError
-    from domain.keys.states import MATRIX
     from infrastructure.bootstrap import build_runtime
-    from projections.replay import SqlKeyEventIndex
 
     runtime = build_runtime(Settings.load(data_dir=data_dir, database_url=database_url))
-    rows: list[dict[str, Any]] = []
     try:
-        history = PointInTime(runtime.ledger, SqlKeyEventIndex(runtime.uow), runtime.clock)
-        moment = parse_time(at) if at else runtime.now()
-        for name in [operation] if operation else sorted(MATRIX):
-            answer = access_at(history, None, key, moment, name,
-                               directory=runtime.services.principals if runtime.services else None)
-            if not answer["KeyStateAllows"]:
-                rows.append({"Operation": name, "Principal": "(anyone)", "Allowed": False, "Reason": answer["Reason"]})
-            for entry in answer["Principals"]:
-                rows.append({"Operation": name, **entry})
+        rows = runtime.reports.access(key, parse_time(at) if at else None, operation)
     except KmsError as exc:
         typer.echo(exc.message, err=True)
         raise typer.Exit(1) from None

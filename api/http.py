@@ -1,5 +1,5 @@
 """The HTTP server: AWS KMS JSON 1.1 at ``POST /`` (SigV4 on every request), the /v1 query API, ``GET
-/healthz`` and ``GET /metrics``.
+/healthz`` (also ``/healthz/live`` and ``/healthz/ready``) and ``GET /metrics``.
 
 Every call, KMS or /v1, allowed or refused, goes through one request pipeline (api/pipeline.py) and gets an
 audit record; the response is sent only once that record is durable (a key change's record commits with the
@@ -62,11 +62,17 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
         def prometheus_metrics() -> Response:
             return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
+    # Kubernetes-style probes (application/health.py): liveness asks only that the process answers;
+    # readiness that a call would be served now. /healthz is readiness, as it always was.
+    @app.get("/healthz/live")
+    async def liveness() -> Response:
+        return JSONResponse({"status": "alive"})
+
+    @app.get("/healthz/ready")
     @app.get("/healthz")
-    def healthz() -> Response:
-        if runtime.sealed_reason:
-            return JSONResponse({"status": "sealed", "reason": runtime.sealed_reason}, status_code=503)
-        return JSONResponse({"status": "ready"})
+    async def readiness() -> Response:
+        state = await runtime.health.readiness()
+        return JSONResponse(state.body(), status_code=200 if state.ready else 503)
 
     return KmsEndpoint(pipeline, KmsFront(runtime, WireModel()), app)
 

@@ -142,11 +142,8 @@ class WireModel:
             raise _validation_error(errs)
         return out
 
-    def serialize_response(self, operation: str, output: dict[str, Any]) -> dict[str, Any]:
-        return _plain(self._for_operation("out", operation)(output))
-
     def response_body(self, operation: str, output: dict[str, Any]) -> bytes:
-        """The response as JSON bytes: what ``json.dumps(serialize_response(...))`` writes, with blobs' base64
+        """The response as JSON bytes: what ``json.dumps`` writes for the serialized output, with blobs' base64
         put in as is instead of scanned for characters to escape (it has none; a 4 KiB blob is most of it)."""
         out: list[bytes] = []
         _emit(self._for_operation("out", operation)(output), out)
@@ -318,17 +315,6 @@ def _emit(value: Any, out: list[bytes]) -> None:
         out.append(b"]")
     else:  # str, number, bool, None: json's own spelling (ASCII, non-ASCII escaped)
         out.append(json.dumps(value).encode("ascii"))
-
-
-def _plain(value: Any) -> Any:
-    kind = type(value)
-    if kind is _Base64:
-        return value.decode("ascii")
-    if kind is dict:
-        return {name: _plain(member) for name, member in value.items()}
-    if kind is list:
-        return [_plain(member) for member in value]
-    return value
 
 
 def _ser_string(v: Any) -> str:

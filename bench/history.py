@@ -20,7 +20,8 @@ from application.history.point_in_time import PointInTime  # noqa: E402
 from domain.identifiers import Scope  # noqa: E402
 from infrastructure.bootstrap import build_runtime  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
-from projections.replay import SqlKeyEventIndex, compare, drop_tables, rebuild  # noqa: E402
+from projections.key_event_index import SqlKeyEventIndex  # noqa: E402
+from projections.replay import compare, drop_tables, rebuild  # noqa: E402
 
 SCOPE = Scope("111122223333", "us-east-1")
 REPLAY_EVENTS = int(os.environ.get("KEYLEDGER_BENCH_REPLAY_EVENTS", "100000"))

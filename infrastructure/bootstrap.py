@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Callable
 from pathlib import Path
 
 from application.audit.checkpoints import Checkpointer
 from application.audit.trail import AuditTrail
+from application.health import HealthService
 from application.authorization.authorizer import Authorizer
 from application.crypto.asymmetric_service import AsymmetricService
 from application.crypto.symmetric_service import CryptoService
+from application.clock_service import ClockService
 from application.history.point_in_time import PointInTime
+from application.history.replay import ProjectionReplay
+from application.history.reports import Reports
 from application.keys.access import KeyAccess
 from application.keys.alias_service import AliasService
 from application.keys.grant_service import GrantService
@@ -33,8 +38,9 @@ from domain.crypto.asymmetric import POST_QUANTUM_SUPPORTED
 from domain.keys import grant_tokens
 from domain.policy.evaluation import Grant
 from infrastructure.checkpoint_file import CheckpointFile
-from infrastructure.clock import DatabaseClock
+from infrastructure.clock import DatabaseClock, SqlClockOffset
 from infrastructure.credentials import CredentialStore, new_access_key
+from infrastructure.health_probe import SqlStorageProbe
 from infrastructure.persistence import assert_storage_settings
 from infrastructure.root_keys import RootKeyUnavailable, check_root_keyring, has_root_key_checks, load_root_keyring
 from infrastructure.service_secrets import service_secret
@@ -45,7 +51,8 @@ from projections.grants_view import SqlGrantIndex
 from projections.key_state_view import SqlKeyStateView
 from projections.principal_tables import metadata as principal_metadata
 from projections.principal_view import SqlPrincipalView
-from projections.replay import SqlKeyEventIndex
+from projections.key_event_index import SqlKeyEventIndex
+from projections.replay import SqlProjectionRebuilder
 from projections.schema import ensure_current
 
 UNSUPPORTED_SPECS = {
@@ -81,6 +88,13 @@ class Runtime:
     uow: SqlUnitOfWork
     clock: DatabaseClock
     audit: AuditTrail
+    health: HealthService
+    # Operator services that read the event log and need no root key (they work on a sealed service, and
+    # on an auditor's copy of the database): point in time, reports, replay, the service clock.
+    history: PointInTime
+    reports: Reports
+    replay: ProjectionReplay
+    clock_service: ClockService
     sealed_reason: str | None = None
     services: Services | None = None
     admin_created: bool = False
@@ -89,6 +103,7 @@ class Runtime:
         return self.clock.now()
 
     def close(self) -> None:
+        self.health.close()
         self.audit.stop()
         self.ledger.close()
         # Closing the last SQLite connection checkpoints the WAL into the database and removes it.
@@ -129,7 +144,20 @@ def build_runtime(settings: Settings) -> Runtime:
     clock = DatabaseClock(uow)
     audit = AuditTrail(ledger, uow, clock, window_seconds=settings.audit_group_commit_window,
                        max_batch=settings.audit_group_commit_max)
-    runtime = Runtime(settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit)
+    probe = SqlStorageProbe(engine, settings.health_probe_timeout)
+    history = PointInTime(ledger, SqlKeyEventIndex(uow), clock)
+    runtime = Runtime(
+        settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit,
+        health=HealthService(lambda: runtime.sealed_reason, probe, audit.stats,
+                             probe_timeout=settings.health_probe_timeout, cache_seconds=settings.health_cache_seconds,
+                             on_close=probe.close),
+        history=history,
+        reports=Reports(ledger, SqlKeyEventIndex(uow), clock, history,
+                        directory=lambda: runtime.services.principals if runtime.services else None),
+        replay=ProjectionReplay(SqlProjectionRebuilder(ledger), history,
+                                location_for=lambda moment: _history_copy_url(settings, moment)),
+        clock_service=ClockService(SqlClockOffset(uow), clock.refresh),
+    )
     try:
         with uow.transaction() as tx:
             keyring = load_root_keyring(settings, first_start=not has_root_key_checks(tx))
@@ -172,7 +200,7 @@ def build_runtime(settings: Settings) -> Runtime:
         checkpointer=Checkpointer(ledger, clock, signing_key, CheckpointFile(settings.checkpoint_file),
                                   settings.audit_checkpoint_records, settings.audit_checkpoint_seconds),
         audit_public_key=audit_public_key(signing_key),
-        history=PointInTime(ledger, SqlKeyEventIndex(uow), clock),
+        history=history,
         grants=GrantService(access, SqlGrantIndex(uow), clock, token_key=grant_token_key),
         principals=principals,
         principal_admin=PrincipalService(access.writer, audit, clock, principal_view, credentials, principals,
@@ -180,6 +208,26 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
     return runtime
+
+
+def _history_copy_url(settings: Settings, moment: datetime) -> str:
+    """Where ``replay --until`` writes the world at a moment when no database is named: the data directory."""
+    stamp = moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"sqlite:///{settings.data_dir.resolve() / ('history-at-' + stamp + '.db')}"
+
+
+def open_clock_service(settings: Settings) -> tuple[ClockService, Callable[[], None]]:
+    """The service clock alone, and how to close it: moving the clock needs the database, not the root key
+    (nor a first start's root key and administrator key, which ``build_runtime`` would make)."""
+    ensure_data_dir(settings.data_dir)
+    ledger = build_ledger(settings)
+    try:
+        infrastructure_metadata.create_all(ledger.recorder.datastore.engine)  # type: ignore[attr-defined]
+        uow = SqlUnitOfWork(ledger.recorder.datastore)  # type: ignore[attr-defined]
+    except BaseException:
+        ledger.close()
+        raise
+    return ClockService(SqlClockOffset(uow), DatabaseClock(uow).refresh), ledger.close
 
 
 def _ensure_admin(settings: Settings, credentials: CredentialStore, admin: PrincipalService) -> bool:

@@ -42,18 +42,25 @@ class DatabaseClock:
             return self._last
 
     def refresh(self) -> None:
+        """Read the offset again on the next ``now()`` (after this process moved it)."""
         with self._lock:
             self._read_at = float("-inf")
 
 
-def advance_clock(uow: SqlUnitOfWork, seconds: float) -> float:
-    """Moves the service clock forward by ``seconds``; returns the new total offset."""
-    if seconds <= 0:
-        raise ValueError("the clock only moves forward")
-    with uow.transaction() as tx:
-        current = tx.execute(sa.select(clock_offset.c.offset_seconds).where(clock_offset.c.id == 1)).scalar()
-        if current is None:
-            tx.execute(clock_offset.insert().values(id=1, offset_seconds=seconds))
-            return seconds
-        tx.execute(clock_offset.update().where(clock_offset.c.id == 1).values(offset_seconds=current + seconds))
-        return current + seconds
+class SqlClockOffset:
+    """The stored offset (application/clock_service.py ClockOffsetStore)."""
+
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self._uow = uow
+
+    def advance(self, seconds: float) -> float:
+        """Moves the service clock forward by ``seconds``; returns the new total offset."""
+        if seconds <= 0:
+            raise ValueError("the clock only moves forward")
+        with self._uow.transaction() as tx:
+            current = tx.execute(sa.select(clock_offset.c.offset_seconds).where(clock_offset.c.id == 1)).scalar()
+            if current is None:
+                tx.execute(clock_offset.insert().values(id=1, offset_seconds=seconds))
+                return seconds
+            tx.execute(clock_offset.update().where(clock_offset.c.id == 1).values(offset_seconds=current + seconds))
+            return current + seconds

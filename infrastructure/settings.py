@@ -51,6 +51,8 @@ class Settings:
     tls_key: Path | None = None  # PEM private key, unencrypted (a path is not a secret; its contents are)
     workers: int = 1  # server processes sharing the listening socket and the database
     metrics: bool = True  # serve Prometheus metrics at GET /metrics (no key, principal or credential in them)
+    health_probe_timeout: float = 1.0  # readiness: how long the storage probe waits for the writers' lock
+    health_cache_seconds: float = 1.0  # readiness: how long a probe's result answers health requests
 
     @property
     def resolved_database_url(self) -> str:
@@ -96,6 +98,8 @@ class Settings:
             "tls_key": ("KEYLEDGER_TLS_KEY", Path),
             "workers": ("KEYLEDGER_WORKERS", int),
             "metrics": ("KEYLEDGER_METRICS", _boolean),
+            "health_probe_timeout": ("KEYLEDGER_HEALTH_PROBE_TIMEOUT", float),
+            "health_cache_seconds": ("KEYLEDGER_HEALTH_CACHE_SECONDS", float),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):
@@ -116,6 +120,9 @@ class Settings:
             raise SystemExit("keyledger: KEYLEDGER_ROOT_KEY_PROVIDER must be 'file' or 'env'.")
         if self.workers < 1:
             raise SystemExit("keyledger: KEYLEDGER_WORKERS must be 1 or more.")
+        if not (self.health_probe_timeout > 0 and self.health_cache_seconds >= 0):
+            raise SystemExit("keyledger: KEYLEDGER_HEALTH_PROBE_TIMEOUT must be above 0 and "
+                             "KEYLEDGER_HEALTH_CACHE_SECONDS 0 or more.")
         if not self.regions:
             raise SystemExit("keyledger: KEYLEDGER_REGIONS names no region.")
         if (self.admin_access_key_id is None) != (self.admin_secret_access_key is None):

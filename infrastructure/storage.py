@@ -29,14 +29,27 @@ class WriterGate:
         self._path = path
         self._local = threading.local()
 
-    def acquire(self) -> None:
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Waits for the gate (at most ``timeout`` seconds if given); whether this thread now holds it."""
         local = self._local
         if getattr(local, "held", False):
-            return
+            return True
         if getattr(local, "fd", None) is None:
             local.fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(local.fd, fcntl.LOCK_EX)  # blocks without the GIL until the holder lets go
+        if timeout is None:
+            fcntl.flock(local.fd, fcntl.LOCK_EX)  # blocks without the GIL until the holder lets go
+        else:  # flock has no timeout: the health probe polls
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(local.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        return False
+                    time.sleep(0.005)
         local.held = True
+        return True
 
     def release(self) -> None:
         local = self._local

@@ -54,3 +54,10 @@ root_key_checks = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("check_value", sa.LargeBinary, nullable=False),
 )
+
+# One row the readiness probe rewrites (infrastructure/health_probe.py): proof the database takes a write.
+health_probe = sa.Table(
+    "health_probe", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("checked_at", sa.Float, nullable=False),
+)

@@ -51,7 +51,8 @@ def decode_grants(text: str) -> tuple[Grant, ...]:
     return tuple(Grant(**{**g, "operations": frozenset(g["operations"])}) for g in json.loads(text))
 
 
-def _encode_metadata(meta: dict[str, Any]) -> str:
+def encode_metadata(meta: dict[str, Any]) -> str:
+    """Key metadata as the key_state row stores it (timestamps as epoch seconds, keys sorted)."""
     return json.dumps({k: (_epoch(v) if isinstance(v, datetime) else v) for k, v in meta.items()}, sort_keys=True)
 
 
@@ -142,7 +143,7 @@ class SqlKeyStateView:
             "next_rotation_date": _maybe_epoch(key.next_rotation_date if key.rotation_enabled else None),
             "deletion_date": _maybe_epoch(key.deletion_date),
             "material_valid_to": _maybe_epoch(_current_valid_to(key)),
-            "version": key.version, "metadata_json": _encode_metadata(key.metadata()),
+            "version": key.version, "metadata_json": encode_metadata(key.metadata()),
             "policy": key.policy, "grants_json": encode_grants(key),
         })
 

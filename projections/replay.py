@@ -1,5 +1,5 @@
-"""Rebuilding the projections from the event log, proving the rebuilt rows equal the live ones, and
-reading the key event index for point-in-time questions.
+"""Rebuilding the projections from the event log and proving the rebuilt rows equal the live ones (or the
+point-in-time answers for a past moment).
 
 The rows are built by the live code itself (SqlKeyStateView.project), so a replay tests the events and
 the projection code, not a second copy of it. That code writes to the tables of projections/tables.py by
@@ -21,8 +21,7 @@ from eventsourcing.persistence import Recording
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from application.history.point_in_time import ALIAS_TOPICS, KEY_TOPICS, IndexedEvent, event_topics
-from application.ports import UnitOfWork
+from application.history.point_in_time import ALIAS_TOPICS, KEY_TOPICS, event_topics
 from domain.keys.key import Key
 from domain.principals.principal import Principal
 from projections import principal_tables, tables
@@ -38,31 +37,6 @@ PRIMARY_KEYS = {"key_state": ("key_id",), "key_aliases": ("account_id", "region"
 # Every projection table by name: the key projections' and the principals read model's.
 TABLES = {**tables.metadata.tables, **principal_tables.metadata.tables}
 Progress = Callable[[int, int], None]  # (last notification id read, highest notification id)
-
-
-class SqlKeyEventIndex:
-    """application.history.point_in_time.KeyEventIndex over the live key_event_index table."""
-
-    def __init__(self, uow: UnitOfWork) -> None:
-        self._uow = uow
-
-    def _rows(self, query: Any) -> list[Any]:
-        with self._uow.read() as session:
-            return session.execute(query).all()
-
-    def version_at(self, key_id: str, at: datetime) -> int | None:
-        c = tables.key_event_index.c
-        return self._rows(sa.select(sa.func.max(c.version)).where(c.key_id == key_id, c.timestamp <= at.timestamp()))[0][0]
-
-    def versions_at(self, at: datetime) -> list[tuple[str, int]]:
-        c = tables.key_event_index.c
-        return [(r[0], r[1]) for r in self._rows(sa.select(c.key_id, sa.func.max(c.version)).where(
-            c.timestamp <= at.timestamp()).group_by(c.key_id).order_by(c.key_id))]
-
-    def events_of(self, key_id: str) -> list[IndexedEvent]:
-        c = tables.key_event_index.c
-        return [IndexedEvent(r.version, r.event_type, r.timestamp, r.notification_id) for r in self._rows(
-            sa.select(tables.key_event_index).where(c.key_id == key_id).order_by(c.version))]
 
 
 @dataclass
@@ -288,7 +262,7 @@ def compare(engine: sa.Engine, live_prefix: str = "", rebuilt_prefix: str = DEFA
 def differences_from_answers(engine: sa.Engine, answers: list[dict[str, Any]], prefix: str = "") -> list[str]:
     """Rebuilt tables against point-in-time answers (PointInTime.keys_at) for the same moment: the log
     replay and ``repository.get(id, version)`` are two derivations that must agree."""
-    from projections.key_state_view import _encode_metadata
+    from projections.key_state_view import encode_metadata
 
     _, t = prefixed_tables(prefix)
     with engine.connect() as conn:
@@ -306,10 +280,46 @@ def differences_from_answers(engine: sa.Engine, answers: list[dict[str, Any]], p
             continue
         if row is None:
             out.append(f"key_state[{key_id}] is missing")
-        elif not _same(json.loads(_encode_metadata(meta)), json.loads(row.metadata_json)):
+        elif not _same(json.loads(encode_metadata(meta)), json.loads(row.metadata_json)):
             out.append(f"key_state[{key_id}] metadata differs from the point-in-time answer")
     out += [f"key_state[{key_id}] has no point-in-time answer" for key_id in rows]
     for where in sorted(aliases.keys() | expected_aliases.keys()):
         if aliases.get(where) != expected_aliases.get(where):
             out.append(f"key_aliases[{', '.join(where)}]: rebuilt {aliases.get(where)}, point in time {expected_aliases.get(where)}")
     return out
+
+
+class SqlProjectionRebuilder:
+    """application.history.replay.ProjectionRebuilder over the live database."""
+
+    def __init__(self, ledger: Any) -> None:
+        self._ledger = ledger
+
+    def events_written(self) -> int:
+        return self._ledger.recorder.max_notification_id() or 0
+
+    def rebuild_and_compare(self, into: str | None, keep: bool,
+                            progress: Progress | None) -> tuple[ReplayStats, list[str]]:
+        live = self._ledger.recorder.datastore.engine
+        if into:
+            ensure_schema(into)
+        target, prefix = (sa.create_engine(into), "") if into else (live, DEFAULT_PREFIX)
+        try:
+            stats = rebuild(self._ledger, target, prefix, progress=progress)
+            differences = compare(live, "", prefix, rebuilt_engine=target)
+            if not differences and not keep and not into:
+                drop_tables(live, prefix)
+        finally:
+            if into:
+                target.dispose()
+        return stats, differences
+
+    def rebuild_until(self, moment: datetime, url: str, progress: Progress | None) -> ReplayStats:
+        return rebuild_until(self._ledger, moment, url, progress)
+
+    def differences_from_answers(self, url: str, answers: list[dict[str, Any]]) -> list[str]:
+        target = sa.create_engine(url)
+        try:
+            return differences_from_answers(target, answers)
+        finally:
+            target.dispose()

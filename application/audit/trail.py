@@ -58,6 +58,11 @@ class GroupCommitStats:
     records: int = 0
     largest: int = 0
     failed_records: int = 0  # records that could not be made durable: their calls answered KMSInternalException
+    # The last outcome, for readiness (application/health.py): time.monotonic() of the last batch that
+    # failed and of the last that committed, and the failure's kind (an exception class name, nothing more).
+    last_failed_at: float | None = None
+    last_committed_at: float | None = None
+    last_failure: str | None = None
 
 
 class AuditTrail:
@@ -233,6 +238,10 @@ class AuditTrail:
         self.stats.largest = max(self.stats.largest, len(batch))
         if error is not None:
             self.stats.failed_records += len(batch)
+            self.stats.last_failure = type(error).__name__
+            self.stats.last_failed_at = time.monotonic()
+        else:
+            self.stats.last_committed_at = time.monotonic()
         # asyncio waiters are settled with one wake-up of their loop per batch, not one per record.
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for pending in batch:

@@ -98,6 +98,9 @@ class CryptoService:
         if not blob:
             raise ValidationError("CiphertextBlob is required.")
         if key_ref is not None and algorithm not in (None, SYMMETRIC_ALGORITHM):
+            # Before the key is looked up and the call authorized, as _open does: the context's size bounds
+            # what policy conditions on it cost to evaluate (decision 68).
+            validate_encryption_context(context)
             # Asymmetric ciphertext is raw RSA with no header: the caller names key and algorithm.
             named = self._resolve.row(call, key_ref)
             if named.key_spec != SYMMETRIC_DEFAULT:

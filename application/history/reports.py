@@ -4,11 +4,16 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
+from application.audit.checkpoints import audit_records
+from application.history.access_at import access_at
+from application.history.point_in_time import KeyEventIndex, PointInTime
 from application.ledger import KeyLedger
+from application.ports import Clock
 from domain.keys.key import Key
 from domain.keys.specs import SYMMETRIC_DEFAULT
+from domain.keys.states import MATRIX
 
 DEFAULT_MAX_MATERIAL_AGE_DAYS = 365
 
@@ -46,3 +51,36 @@ def usage_report(records: Iterable[Mapping[str, Any]], key_id: str, start: datet
         counts[(record["eventName"], principal, "failed" if record.get("errorCode") else "succeeded")] += 1
     return [{"EventName": name, "Principal": principal, "Outcome": outcome, "Calls": calls}
             for (name, principal, outcome), calls in sorted(counts.items())]
+
+
+class Reports:
+    """The reports of ``keyledger report``: rotation, usage and access."""
+
+    def __init__(self, ledger: KeyLedger, index: KeyEventIndex, clock: Clock, history: PointInTime,
+                 directory: Callable[[], Any]) -> None:
+        """``directory``: the principal directory, or None while the service is sealed (access then names
+        the principals the policies name, without their identity policies)."""
+        self._ledger = ledger
+        self._index = index
+        self._clock = clock
+        self._history = history
+        self._directory = directory
+
+    def rotation(self) -> list[dict[str, Any]]:
+        now = self._clock.now()
+        return rotation_report(self._ledger, [key_id for key_id, _ in self._index.versions_at(now)], now)
+
+    def usage(self, key_id: str, start: datetime | None, end: datetime | None) -> list[dict[str, Any]]:
+        return usage_report(audit_records(self._ledger), key_id, start, end)
+
+    def access(self, key: str, at: datetime | None, operation: str | None) -> list[dict[str, Any]]:
+        """Who could perform each key operation (or ``operation``) on the key at ``at`` (default now)."""
+        moment = at or self._clock.now()
+        rows: list[dict[str, Any]] = []
+        for name in [operation] if operation else sorted(MATRIX):
+            answer = access_at(self._history, None, key, moment, name, directory=self._directory())
+            if not answer["KeyStateAllows"]:
+                rows.append({"Operation": name, "Principal": "(anyone)", "Allowed": False, "Reason": answer["Reason"]})
+            for entry in answer["Principals"]:
+                rows.append({"Operation": name, **entry})
+        return rows

@@ -101,12 +101,6 @@ class PrincipalDirectory:
             return None
         return principal if _is(name, principal.arn, principal.kind, principal.name) else None
 
-    def exists_at(self, principal_arn: str, at: datetime) -> bool:
-        name = _name(principal_arn)
-        if name is None:
-            return False
-        return name.kind == ROOT or self._at(name, at) is not None
-
     def identity_policies_at(self, principal_arn: str, at: datetime) -> list[PolicyDocument]:
         """The identity policies that applied to the principal at ``at`` (the aggregate as it was then)."""
         name = _name(principal_arn)

@@ -21,7 +21,7 @@ MAX_PEER_PUBLIC_KEY_BYTES = 8192
 ML_DSA_MU_BYTES = 64
 SM2_REFUSAL = "SM2 is only offered in China regions; keyledger does not support it."
 
-_RSA_BITS = {"RSA_2048": 2048, "RSA_3072": 3072, "RSA_4096": 4096}
+RSA_KEY_BITS = {"RSA_2048": 2048, "RSA_3072": 3072, "RSA_4096": 4096}
 _CURVES: dict[str, type[ec.EllipticCurve]] = {
     "ECC_NIST_P256": ec.SECP256R1, "ECC_NIST_P384": ec.SECP384R1, "ECC_NIST_P521": ec.SECP521R1,
     "ECC_SECG_P256K1": ec.SECP256K1,
@@ -38,7 +38,7 @@ _PQ_NAMES = {"ML_DSA_44": ("mldsa", "MLDSA44"), "ML_DSA_65": ("mldsa", "MLDSA65"
 # What AWS allows per key spec: {KeySpec: {KeyUsage: algorithms}}. This describes AWS, so it lists specs and
 # algorithms this build cannot run (see POST_QUANTUM_SUPPORTED, ED25519_PH_SUPPORTED, SUPPORTED_KEY_SPECS).
 ALGORITHMS: dict[str, dict[str, tuple[str, ...]]] = {
-    **{spec: {ENCRYPT_DECRYPT: _OAEP, SIGN_VERIFY: _RSA_SIGNING} for spec in _RSA_BITS},
+    **{spec: {ENCRYPT_DECRYPT: _OAEP, SIGN_VERIFY: _RSA_SIGNING} for spec in RSA_KEY_BITS},
     **{spec: {SIGN_VERIFY: (alg,), KEY_AGREEMENT: ("ECDH",)} for spec, alg in _NIST_ECDSA.items()},
     "ECC_SECG_P256K1": {SIGN_VERIFY: ("ECDSA_SHA_256",)},
     ED25519: {SIGN_VERIFY: ("ED25519_SHA_512", "ED25519_PH_SHA_512")},
@@ -46,8 +46,8 @@ ALGORITHMS: dict[str, dict[str, tuple[str, ...]]] = {
     **{spec: {ENCAPSULATE_DECAPSULATE: ("ML_KEM",)} for spec in ("ML_KEM_512", "ML_KEM_768", "ML_KEM_1024")},
 }
 _ALL_SIGNING = {alg for usages in ALGORITHMS.values() for alg in usages.get(SIGN_VERIFY, ())}
-_ALL_ENCRYPTION = {"SYMMETRIC_DEFAULT", "SM2PKE", *_OAEP}
-DATA_KEY_PAIR_SPECS = (*_RSA_BITS, *_CURVES, ED25519, "ML_KEM_512", "ML_KEM_768", "ML_KEM_1024", "SM2")
+ENCRYPTION_ALGORITHMS = {"SYMMETRIC_DEFAULT", "SM2PKE", *_OAEP}
+DATA_KEY_PAIR_SPECS = (*RSA_KEY_BITS, *_CURVES, ED25519, "ML_KEM_512", "ML_KEM_768", "ML_KEM_1024", "SM2")
 
 # cryptography (through 50) has no Ed25519ph/Ed25519ctx API: Ed25519PrivateKey.sign takes only the message.
 ED25519_PH_SUPPORTED = False
@@ -73,7 +73,7 @@ POST_QUANTUM_SUPPORTED: dict[str, bool] = {spec: classes is not None for spec, c
 SUPPORTED_KEY_SPECS = frozenset(s for s in ALGORITHMS if s not in _PQ_CLASSES or POST_QUANTUM_SUPPORTED[s])
 
 
-def _require_spec(key_spec: str) -> None:
+def require_key_spec(key_spec: str) -> None:
     if key_spec == "SM2":
         raise UnsupportedOperationError(SM2_REFUSAL)
     if key_spec not in ALGORITHMS:
@@ -83,7 +83,7 @@ def _require_spec(key_spec: str) -> None:
             f"KeySpec {key_spec} needs a post-quantum algorithm the installed cryptography library does not provide.")
 
 
-def _require_algorithm(key_spec: str, usage: str, algorithm: str, known: set[str]) -> None:
+def require_algorithm(key_spec: str, usage: str, algorithm: str, known: set[str]) -> None:
     allowed = ALGORITHMS[key_spec].get(usage, ())
     if algorithm in allowed:
         return
@@ -94,10 +94,10 @@ def _require_algorithm(key_spec: str, usage: str, algorithm: str, known: set[str
     raise InvalidKeyUsageError(f"{algorithm} is not valid for KeySpec {key_spec}; use one of: {', '.join(allowed)}.")
 
 
-def _matches(key: object, key_spec: str) -> bool:
+def key_matches_spec(key: object, key_spec: str) -> bool:
     """True when a private or public key is of the given spec (RSA size, curve, algorithm)."""
-    if key_spec in _RSA_BITS:
-        return isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)) and key.key_size == _RSA_BITS[key_spec]
+    if key_spec in RSA_KEY_BITS:
+        return isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)) and key.key_size == RSA_KEY_BITS[key_spec]
     if key_spec in _CURVES:
         return (isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey))
                 and key.curve.name == _CURVES[key_spec].name)
@@ -113,9 +113,9 @@ def _pkcs8(key) -> bytes:
 
 
 def generate_private_key(key_spec: str) -> bytes:
-    _require_spec(key_spec)
-    if key_spec in _RSA_BITS:
-        return _pkcs8(rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[key_spec]))
+    require_key_spec(key_spec)
+    if key_spec in RSA_KEY_BITS:
+        return _pkcs8(rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS[key_spec]))
     if key_spec in _CURVES:
         return _pkcs8(ec.generate_private_key(_CURVES[key_spec]()))
     if key_spec == ED25519:
@@ -138,7 +138,7 @@ def public_key_der(private_der: bytes) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _any_public(key_der: bytes):
+def load_any_public_key(key_der: bytes):
     """Public key from SPKI DER, or from PKCS#8 DER for callers that hold only the private key."""
     try:
         return serialization.load_der_public_key(key_der)
@@ -151,20 +151,20 @@ def _any_public(key_der: bytes):
         raise ValidationError("The key is neither SubjectPublicKeyInfo DER nor unencrypted PKCS#8 DER.") from exc
 
 
-def _of_spec(key, key_spec: str):
-    if not _matches(key, key_spec):
+def require_key_of_spec(key, key_spec: str):
+    if not key_matches_spec(key, key_spec):
         raise ValidationError(f"The key does not match KeySpec {key_spec}.")
     return key
 
 
-def _hash_for(algorithm: str) -> hashes.HashAlgorithm | None:
+def hash_for_algorithm(algorithm: str) -> hashes.HashAlgorithm | None:
     suffix = algorithm.rpartition("SHA_")[2]
     return _HASHES["SHA_" + suffix]() if "SHA_" + suffix in _HASHES else None
 
 
 def _check_message(key_spec: str, algorithm: str, message: bytes, message_type: str) -> bool:
     """Validates the message for its type; returns True when it is already a digest (or ML-DSA mu)."""
-    _require_algorithm(key_spec, SIGN_VERIFY, algorithm, _ALL_SIGNING)
+    require_algorithm(key_spec, SIGN_VERIFY, algorithm, _ALL_SIGNING)
     if not message:
         raise ValidationError("Message must be 1 to 4096 bytes; it is empty.")
     if message_type == RAW:
@@ -183,7 +183,7 @@ def _check_message(key_spec: str, algorithm: str, message: bytes, message_type: 
         raise ValidationError(f"'{message_type}' is not a valid MessageType; use RAW, DIGEST or EXTERNAL_MU.")
     if algorithm in ("ED25519_SHA_512", "ML_DSA_SHAKE_256"):
         raise ValidationError(f"{algorithm} does not accept MessageType DIGEST.")
-    digest_size = _hash_for(algorithm).digest_size
+    digest_size = hash_for_algorithm(algorithm).digest_size
     if len(message) != digest_size:
         hash_name = "SHA-" + algorithm.rpartition("SHA_")[2]
         raise ValidationError(f"Digest is {len(message)} bytes; {algorithm} needs a {digest_size}-byte {hash_name} digest.")
@@ -198,7 +198,7 @@ def _refuse_ed25519ph(algorithm: str) -> None:
 
 
 def _hash_arg(algorithm: str, prehashed: bool):
-    digest = _hash_for(algorithm)
+    digest = hash_for_algorithm(algorithm)
     return utils.Prehashed(digest) if prehashed else digest
 
 
@@ -206,17 +206,17 @@ def _rsa_padding(algorithm: str):
     if algorithm.startswith("RSASSA_PKCS1"):
         return padding.PKCS1v15()
     # AWS uses a salt as long as the digest (as LocalStack does); MAX_LENGTH would not interoperate.
-    digest = _hash_for(algorithm)
+    digest = hash_for_algorithm(algorithm)
     return padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
 
 
 def sign(private_der: bytes, key_spec: str, algorithm: str, message: bytes, message_type: str = RAW) -> bytes:
     """RAW messages are hashed here; a DIGEST (or ML-DSA EXTERNAL_MU) is signed as given, never hashed again."""
-    _require_spec(key_spec)
+    require_key_spec(key_spec)
     prehashed = _check_message(key_spec, algorithm, message, message_type)
     _refuse_ed25519ph(algorithm)
-    key = _of_spec(load_private(private_der), key_spec)
-    if key_spec in _RSA_BITS:
+    key = require_key_of_spec(load_private(private_der), key_spec)
+    if key_spec in RSA_KEY_BITS:
         return key.sign(message, _rsa_padding(algorithm), _hash_arg(algorithm, prehashed))
     if key_spec in _CURVES:
         return key.sign(message, ec.ECDSA(_hash_arg(algorithm, prehashed)))
@@ -229,12 +229,12 @@ def sign(private_der: bytes, key_spec: str, algorithm: str, message: bytes, mess
 def verify(key_der: bytes, key_spec: str, algorithm: str, message: bytes, message_type: str,
            signature: bytes) -> bool:
     """False for any signature that does not verify, malformed ones included; request errors still raise."""
-    _require_spec(key_spec)
+    require_key_spec(key_spec)
     prehashed = _check_message(key_spec, algorithm, message, message_type)
     _refuse_ed25519ph(algorithm)
-    key = _of_spec(_any_public(key_der), key_spec)
+    key = require_key_of_spec(load_any_public_key(key_der), key_spec)
     try:
-        if key_spec in _RSA_BITS:
+        if key_spec in RSA_KEY_BITS:
             key.verify(signature, message, _rsa_padding(algorithm), _hash_arg(algorithm, prehashed))
         elif key_spec in _CURVES:
             key.verify(signature, message, ec.ECDSA(_hash_arg(algorithm, prehashed)))
@@ -275,7 +275,7 @@ def _looks_like_pkcs8(der: bytes) -> bool:
 
 def validate_imported_private_key(key_spec: str, pkcs8_der: bytes) -> bytes:
     """Checks imported material is a PKCS#8 key of the key spec; returns it re-encoded (normalized) PKCS#8 DER."""
-    _require_spec(key_spec)
+    require_key_spec(key_spec)
     refusal = "The imported key material is not an unencrypted PKCS#8 DER private key."
     if not _looks_like_pkcs8(pkcs8_der):
         raise ValidationError(refusal)
@@ -283,6 +283,6 @@ def validate_imported_private_key(key_spec: str, pkcs8_der: bytes) -> bytes:
         key = serialization.load_der_private_key(pkcs8_der, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ValidationError(refusal) from exc
-    if not _matches(key, key_spec):
+    if not key_matches_spec(key, key_spec):
         raise ValidationError(f"The imported key material does not match KeySpec {key_spec}.")
     return _pkcs8(key)

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 
 from domain.crypto.encryption_context import canonical_encryption_context
 from domain.crypto.primitives import aes_gcm_decrypt, aes_gcm_encrypt, random_bytes
@@ -26,8 +24,8 @@ VERSION = 1
 _KEY_ID, _MATERIAL_ID, _NONCE, _IV, _TAG = 16, 16, 16, 12, 16
 HEADER_LEN = 1 + _KEY_ID + _MATERIAL_ID + _NONCE + _IV
 OVERHEAD = HEADER_LEN + _TAG
-_LABEL = b"keyledger/symmetric-call-key/v1"
-_KDF_PREFIX = (1).to_bytes(4, "big") + _LABEL + b"\x00"  # counter i = 1, label, separator
+CALL_KEY_LABEL = b"keyledger/symmetric-call-key/v1"  # the KDF label: part of the blob format
+_KDF_PREFIX = (1).to_bytes(4, "big") + CALL_KEY_LABEL + b"\x00"  # counter i = 1, label, separator
 _KDF_SUFFIX = (256).to_bytes(4, "big")  # L: the derived key's length in bits
 
 
@@ -45,15 +43,6 @@ def derive_call_key(backing_key: bytes, nonce: bytes) -> bytes:
     # hmac.new, not the one-shot hmac.digest: the one-shot releases the GIL around a microsecond of work,
     # and on a busy server getting it back costs far more than the HMAC.
     return hmac.new(backing_key, _KDF_PREFIX + nonce + _KDF_SUFFIX, hashlib.sha256).digest()
-
-
-def derive_call_key_reference(backing_key: bytes, nonce: bytes) -> bytes:
-    """The same key through ``cryptography``'s KBKDFHMAC: the reference ``derive_call_key`` is tested against."""
-    kdf = KBKDFHMAC(
-        algorithm=hashes.SHA256(), mode=Mode.CounterMode, length=32, rlen=4, llen=4,
-        location=CounterLocation.BeforeFixed, label=_LABEL, context=nonce, fixed=None,
-    )
-    return kdf.derive(backing_key)
 
 
 def encrypt(backing_key: bytes, key_id: uuid.UUID, material_id: bytes, plaintext: bytes,

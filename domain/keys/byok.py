@@ -18,13 +18,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding, aes_key_wrap_with_padding
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding
 
 from domain.errors import (
     ExpiredImportTokenError,
@@ -205,18 +204,6 @@ def unwrap_key_material(private_der: bytes, wrapping_algorithm: str, encrypted_k
             "The EncryptedKeyMaterial could not be unwrapped with the import parameters of this token; wrap the "
             f"key material with the public key returned with this ImportToken, using {wrapping_algorithm}."
         ) from None
-
-
-def wrap_key_material_for_test(public_der: bytes, wrapping_algorithm: str, material: bytes) -> bytes:
-    """What the customer does (e.g. with OpenSSL ``pkeyutl`` and ``enc -id-aes256-wrap-pad``)."""
-    algorithm = check_wrapping_algorithm(wrapping_algorithm)
-    public = serialization.load_der_public_key(public_der)
-    if not isinstance(public, rsa.RSAPublicKey):
-        raise TypeError("the wrapping public key is not an RSA key")
-    if not algorithm.hybrid:
-        return public.encrypt(material, _oaep(algorithm))
-    aes_key = os.urandom(EPHEMERAL_AES_KEY_BYTES)
-    return public.encrypt(aes_key, _oaep(algorithm)) + aes_key_wrap_with_padding(aes_key, material)
 
 
 def validate_symmetric_import(material: bytes) -> None:

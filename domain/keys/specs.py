@@ -34,16 +34,8 @@ class KeySpecInfo:
     usages: dict[str, tuple[str, ...]] = field(default_factory=dict)  # usage -> algorithms
 
     @property
-    def symmetric(self) -> bool:
-        return self.name == SYMMETRIC_DEFAULT
-
-    @property
     def asymmetric(self) -> bool:
         return self.name.startswith(("RSA_", "ECC_", "ML_"))
-
-    @property
-    def hmac(self) -> bool:
-        return self.name.startswith("HMAC_")
 
     def algorithms_for(self, usage: str) -> tuple[str, tuple[str, ...]] | None:
         algorithms = self.usages.get(usage)

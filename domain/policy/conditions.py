@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
+
+from domain.policy.wildcard import wildcard_match
 
 _MISSING = object()
 
@@ -37,13 +38,6 @@ class Operator:
     qualifier: str | None  # "ForAllValues" | "ForAnyValue" | None
     base: str  # canonical name without qualifier or IfExists, e.g. "StringLike"
     if_exists: bool
-
-
-@lru_cache(maxsize=4096)
-def wildcard_match(pattern: str, value: str, ignore_case: bool = False) -> bool:
-    """``*`` matches any run of characters, ``?`` exactly one; everything else is literal."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
 
 
 def _text(value: Any) -> str | None:

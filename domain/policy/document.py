@@ -16,7 +16,8 @@ from functools import cached_property
 from typing import Any
 
 from domain.errors import MalformedPolicyDocumentError
-from domain.policy.conditions import Condition, condition_value_error, parse_operator, wildcard_match
+from domain.policy.conditions import Condition, condition_value_error, parse_operator
+from domain.policy.wildcard import wildcard_match
 
 MAX_POLICY_BYTES = 32768
 # IAM accepts only tab, line feed, carriage return and U+0020..U+00FF in a policy (IAM quotas, names).

@@ -68,7 +68,6 @@ def test_identity_policies_now_and_at_a_moment(runtimes: list[Runtime]) -> None:
     assert actions(principals.identity_policies_at(ALICE, t_one)) == ["kms:Encrypt"]
     assert actions(principals.identity_policies_at(ALICE, t_both)) == ["kms:Encrypt", "kms:Decrypt"]
     assert principals.identity_policies_at(ALICE, t_deleted) == [] and principals.identity_policies(ALICE) == []
-    assert principals.exists_at(ALICE, t_both) and not principals.exists_at(ALICE, t_deleted)
     assert not principals.exists(ALICE)
 
     # A role's access key acts as a session of the role, governed by the role's policies.

@@ -14,6 +14,8 @@ import struct
 import uuid
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -185,7 +187,7 @@ def _sp800_108_counter_hmac_sha256(key: bytes, label: bytes, context: bytes, len
 
 
 def test_derive_call_key_is_sp800_108_counter_mode_hmac_sha256():
-    label = ciphertext._LABEL
+    label = ciphertext.CALL_KEY_LABEL
     for nonce in (bytes(16), bytes(range(16)), os.urandom(16)):
         assert derive_call_key(BACKING_KEY, nonce) == _sp800_108_counter_hmac_sha256(BACKING_KEY, label, nonce)
 
@@ -194,7 +196,9 @@ def test_derive_call_key_is_sp800_108_counter_mode_hmac_sha256():
 @given(st.binary(min_size=32, max_size=32), st.binary(min_size=16, max_size=16))
 def test_derive_call_key_equals_cryptography_kbkdf(backing_key, nonce):
     # derive_call_key is one HMAC; the KDF object it replaced must derive the very same key.
-    assert derive_call_key(backing_key, nonce) == ciphertext.derive_call_key_reference(backing_key, nonce)
+    kdf = KBKDFHMAC(algorithm=hashes.SHA256(), mode=Mode.CounterMode, length=32, rlen=4, llen=4,
+                    location=CounterLocation.BeforeFixed, label=ciphertext.CALL_KEY_LABEL, context=nonce, fixed=None)
+    assert derive_call_key(backing_key, nonce) == kdf.derive(backing_key)
 
 
 def test_blob_decrypts_with_the_independently_derived_key(blob):
@@ -203,7 +207,7 @@ def test_blob_decrypts_with_the_independently_derived_key(blob):
     from domain.crypto.encryption_context import canonical_encryption_context
 
     nonce, iv = blob[33:49], blob[49:61]
-    call_key = _sp800_108_counter_hmac_sha256(BACKING_KEY, ciphertext._LABEL, nonce)
+    call_key = _sp800_108_counter_hmac_sha256(BACKING_KEY, ciphertext.CALL_KEY_LABEL, nonce)
     aad = blob[:61] + canonical_encryption_context(CONTEXT)
     assert AESGCM(call_key).decrypt(iv, blob[61:], aad) == PLAINTEXT
 

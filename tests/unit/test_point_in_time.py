@@ -1,6 +1,6 @@
 """Point-in-time key state and projection replay on a real SQLite file built by build_runtime: services
 driven directly with the authenticated Call the request pipeline would make, the service clock moved with
-advance_clock; answers checked against a brute-force fold of the stored events."""
+the clock service; answers checked against a brute-force fold of the stored events."""
 from __future__ import annotations
 
 import tempfile
@@ -19,9 +19,9 @@ from application.writer import LedgerWriter
 from domain.errors import KmsError, NotFoundError, ValidationError
 from domain.identifiers import Scope, alias_aggregate_id
 from infrastructure.bootstrap import Runtime, build_runtime
-from infrastructure.clock import advance_clock
 from infrastructure.settings import Settings
 from projections import replay
+from projections.key_event_index import SqlKeyEventIndex
 from projections.key_state_view import SqlKeyStateView
 from tests.calls import api_call
 
@@ -44,14 +44,13 @@ class World:  # one data directory: its runtime, audited calls, a movable clock
 
     @property
     def history(self) -> PointInTime:
-        return PointInTime(self.rt.ledger, replay.SqlKeyEventIndex(self.rt.uow), self.rt.clock)
+        return PointInTime(self.rt.ledger, SqlKeyEventIndex(self.rt.uow), self.rt.clock)
 
     def now(self) -> datetime:
         return self.rt.now()
 
     def advance(self, seconds: float) -> None:
-        advance_clock(self.rt.uow, seconds)
-        self.rt.clock.refresh()
+        self.rt.clock_service.advance(seconds)
 
     def mark(self, then_advance: float) -> datetime:  # now, to ask about later; then the clock moves on
         moment = self.now()

@@ -29,21 +29,23 @@ def test_a_second_writer_waits_for_the_first_and_goes_when_it_lets_go(tmp_path: 
 
 def test_another_process_waits_too(tmp_path: Path) -> None:
     path = str(tmp_path / "db.writers")
+    released = tmp_path / "released"  # made just before we let go: the child may get in only after it exists
     gate = WriterGate(path)
     gate.acquire()
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
+        import os, sys
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
         from infrastructure.storage import WriterGate
         gate = WriterGate({path!r})
-        start = time.monotonic()
+        print("waiting", flush=True)
         gate.acquire()
-        print(time.monotonic() - start)
+        print("in after release" if os.path.exists({str(released)!r}) else "in while held", flush=True)
     """)], stdout=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+    assert child.stdout is not None and child.stdout.readline().strip() == "waiting"
+    time.sleep(0.3)  # give it the chance to get in wrongly
+    released.touch()
     gate.release()
-    waited = float(child.communicate(timeout=30)[0])
-    assert waited >= 0.5  # it could not get in while we held the gate
+    assert child.communicate(timeout=30)[0].strip() == "in after release"
 
 
 def test_a_unit_of_work_holds_the_gate_until_its_transaction_has_ended(tmp_path: Path) -> None:
