@@ -40,14 +40,15 @@ def record_bytes(record: dict[str, Any]) -> int:
 
 def audit_version(server: Server) -> int:
     """The audit log's last stored version (= its last seq + 1), 0 when empty."""
-    rows = _rows(server, "SELECT MAX(originator_version) FROM keyledger_events WHERE {log}", 0)
+    rows = _rows(server, "SELECT MAX(originator_version) FROM keyledger_events WHERE originator_id = {id}", 0)
     return int(rows[0][0] or 0)
 
 
 def records_after(server: Server, version: int) -> list[StoredRecord]:
+    """Every event of the audit log after ``version`` (records, and any summary event beside them)."""
     out = []
     for stored_version, state in _rows(server, "SELECT originator_version, state FROM keyledger_events "
-                                               "WHERE {log} AND originator_version > {after} "
+                                               "WHERE originator_id = {id} AND originator_version > {after} "
                                                "ORDER BY originator_version", version):
         state = bytes(state)
         try:
@@ -61,19 +62,21 @@ def records_after(server: Server, version: int) -> list[StoredRecord]:
 
 
 def _rows(server: Server, sql: str, after: int) -> list[Any]:
-    topic = f"%{RECORD_TOPIC_SUFFIX}"
     if server.database_url:
         engine = sa.create_engine(server.database_url)
         try:
             with engine.connect() as conn:
-                text = sa.text(sql.format(log="originator_id = :id AND topic LIKE :topic", after=":after"))
-                return list(conn.execute(text, {"id": AUDIT_LOG_ID, "topic": topic, "after": after}).all())
+                text = sa.text(sql.format(id=":id", after=":after"))
+                return list(conn.execute(text, {"id": AUDIT_LOG_ID, "after": after}).all())
         finally:
             engine.dispose()
     conn = sqlite3.connect(server.sqlite_file, timeout=60)
-    try:  # the log's originator_id is stored in the library's spelling: select by topic, which names the log
-        return conn.execute(sql.format(log="topic LIKE ?", after="?"),
-                            (topic, after) if "{after}" in sql else (topic,)).fetchall()
+    try:  # the log's originator_id is stored in the library's spelling: take it from a record
+        found = conn.execute("SELECT originator_id FROM keyledger_events WHERE topic LIKE ? LIMIT 1",
+                             (f"%{RECORD_TOPIC_SUFFIX}",)).fetchone()
+        assert found is not None, "no audit record in the database"
+        parameters = (found[0], after) if "{after}" in sql else (found[0],)
+        return conn.execute(sql.format(id="?", after="?"), parameters).fetchall()
     finally:
         conn.close()
 

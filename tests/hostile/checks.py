@@ -24,9 +24,37 @@ BODY_SURELY_UNDER = 1024  # no operation's derived limit can be below a kilobyte
 TOO_LARGE_HEADERS = ("RequestHeaderFieldsTooLargeException", 431)
 TOO_LARGE_BODY = ("RequestEntityTooLargeException", 413)
 THROTTLED = "ThrottlingException"
+MAX_INPUT_DEPTH = 3
 AUTHENTICATION_REFUSALS = frozenset({"MissingAuthenticationTokenException", "IncompleteSignatureException",
                                      "InvalidSignatureException", "UnrecognizedClientException"})
 UNAUTHENTICATED_ANSWERS = AUTHENTICATION_REFUSALS | {TOO_LARGE_HEADERS[0], TOO_LARGE_BODY[0], THROTTLED}
+
+
+def deeper_than_any_input(request: HostileRequest) -> bool:
+    """Nested deeper than any valid KMS input (3 levels: CreateGrant's Constraints.EncryptionContextSubset),
+    so a JSON depth limit, one of the limits checked before authentication, may refuse it."""
+    return request.deep_json or nesting_depth(request.body) > MAX_INPUT_DEPTH
+
+
+def nesting_depth(body: bytes) -> int:
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def error_type(document: object) -> str | None:
@@ -62,7 +90,7 @@ def problems(request: HostileRequest, header_bytes: int, answer: Answer) -> list
         if status == 413 and body_bytes <= BODY_SURELY_UNDER:
             found.append(f"413 for a {body_bytes:,}-byte body")
         if not request.authentic and kind is not None and kind not in UNAUTHENTICATED_ANSWERS \
-                and not (request.deep_json and kind == "SerializationException"):
+                and not (kind == "SerializationException" and deeper_than_any_input(request)):
             found.append(f"an unauthenticated request was answered {kind}: it got past authentication")
     headers_over, body_over = header_bytes >= HEADERS_SURELY_OVER, body_bytes >= BODY_SURELY_OVER
     if headers_over and status != 431 and not (body_over and status == 413):
