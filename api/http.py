@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from api.audit_fields import audit_view
 from api.caller import authenticate_raw
 from api.errors import CONTENT_TYPE, INTERNAL_ERROR_BODY, error_body
+from api.limits import CLOSE, RequestLimits, replay
 from api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from api.metrics import Metrics
 from api.operations import HANDLERS, refuse_recipient
@@ -33,7 +34,9 @@ from application.audit.trail import AuditUnavailable
 from domain.errors import (
     InternalError,
     KmsError,
+    RequestHeaderFieldsTooLargeError,
     UnknownOperationError,
+    shown,
 )
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Runtime
@@ -67,7 +70,10 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
     app = FastAPI(title="keyledger", description="An event-sourced key management service that speaks AWS KMS.",
                   lifespan=lifespan)
     metrics = Metrics(runtime, HANDLERS)
-    kms = KmsEndpoint(runtime, WireModel(), app, metrics)
+    wire = WireModel()
+    # [bounds] limits before any work (api/limits.py)
+    limits = RequestLimits(wire.service_model, runtime.settings.max_header_bytes, runtime.settings.max_body_bytes)
+    kms = KmsEndpoint(runtime, wire, app, metrics, limits)
     app.include_router(query_router(runtime))
 
     if runtime.settings.metrics:
@@ -97,34 +103,63 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
 class KmsEndpoint:
     """The ASGI application uvicorn runs: answers ``POST /`` itself, hands everything else to FastAPI."""
 
-    def __init__(self, runtime: Runtime, wire: WireModel, app: FastAPI, metrics: Metrics) -> None:
+    def __init__(self, runtime: Runtime, wire: WireModel, app: FastAPI, metrics: Metrics,
+                 limits: RequestLimits) -> None:
         self.runtime = runtime
         self.wire = wire
         self.app = app  # FastAPI: lifespan, /healthz, /metrics, /v1, /docs
         self.metrics = metrics
+        self.limits = limits
+        self.max_head_bytes = limits.max_head_bytes  # read by api/http_protocol.py's connection guard
 
     async def __call__(self, scope: Scope_, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        kms = scope["method"] == "POST" and scope["path"] == "/"
+        # [bounds] limits before any work: header bytes, then the body's declared length, then its bytes as
+        # they arrive (reading stops at the limit). A refusal is answered at once and closes the connection.
+        refusal, limit = (self.limits.check_kms if kms else self.limits.check_other)(scope["headers"])
+        body: bytes | None = b""
+        if refusal is None:
+            body, refusal = await self.limits.read_body(receive, limit)
+            if body is None and refusal is None:
                 return  # the client went away before sending its request: nothing was done, nothing to answer
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not kms:
+            if refusal is None:
+                await self.app(scope, replay(body or b"", receive), send)
+            else:
+                await self._refuse_other(scope, send, refusal)
+            return
         status, headers, payload = await self.answer(
             raw_headers=scope["headers"], client=scope.get("client"), scheme=scope.get("scheme", "http"),
-            raw_path=scope.get("raw_path") or b"/", query_string=scope.get("query_string", b""), body=body)
+            raw_path=scope.get("raw_path") or b"/", query_string=scope.get("query_string", b""), body=body or b"",
+            refused=refusal)
+        if refusal is not None:
+            headers.append(CLOSE)  # [bounds] the rest of the body was not read: the connection cannot go on
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
+    def head_refused(self, source: str | None) -> None:
+        """[bounds] The connection guard (api/http_protocol.py) refused a request head: counted, not recorded."""
+        self.runtime.unauthenticated.refused(source, RequestHeaderFieldsTooLargeError("request head too large"), None)
+
+    async def _refuse_other(self, scope: Scope_, send: Send, refusal: KmsError) -> None:
+        """[bounds] A refused request to another path (/v1, /healthz...): answered in AWS's shape, counted in the
+        failed-authentication summary (it was refused before anything, authentication included)."""
+        client = scope.get("client")
+        self.runtime.unauthenticated.refused(client[0] if client else None, refusal, None)
+        payload = error_body(refusal)
+        headers = _response_headers(new_ids(1)[0], payload)
+        headers.append(CLOSE)
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
     async def answer(self, *, raw_headers: Sequence[tuple[bytes, bytes]], client: Any, scheme: str,
-                     raw_path: bytes, query_string: bytes, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """One KMS call: (status, headers, body) of the response, sent only after its audit record is durable."""
+                     raw_path: bytes, query_string: bytes, body: bytes,
+                     refused: KmsError | None = None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One KMS call: (status, headers, body) of the response, sent only after its audit record is durable.
+        ``refused``: the request was refused before any work (api/limits.py); it is answered and recorded."""
         started = time.perf_counter()
         runtime, wire = self.runtime, self.wire
         request_id, event_id = new_ids(2)
@@ -142,14 +177,18 @@ class KmsEndpoint:
             at=runtime.now(), region=None, source_ip=client[0] if client else None,
             user_agent=user_agent, request_id=request_id, event_id=event_id)
         call.secure_transport = scheme == "https"
+        operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
+        own_record = True
         try:
+            if refused is not None:  # [bounds]
+                raise refused
             scope = authenticate_raw(runtime, method="POST", path=raw_path.decode("latin-1") or "/",
                                      query_string=query_string.decode("latin-1"), headers=headers, body=body,
                                      call=call)
-            operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
             if operation not in HANDLERS or not wire.has_operation(operation):
                 raise UnknownOperationError(
-                    f"Operation '{target or '(no X-Amz-Target header)'}' is not supported by keyledger.")
+                    f"Operation '{shown(target) or '(no X-Amz-Target header)'}' is not supported by keyledger.")
+            runtime.quotas.take(scope.account_id, scope.region, operation)  # [bounds] request quotas
             params = wire.parse_request(operation, body)
             refuse_recipient(params)
             call.params = params
@@ -158,6 +197,9 @@ class KmsEndpoint:
             status, payload = 200, wire.response_body(operation, output or {})
             call.finish()
         except KmsError as error:
+            if "accountId" not in call.record["userIdentity"]:  # [bounds] failed before the caller was identified
+                error, own_record = runtime.unauthenticated.refused(
+                    call.record["sourceIPAddress"], error, operation if operation in HANDLERS else None)
             call.finish(error_code=error.code, error_message=error.message)
             status, payload = error.status, error_body(error)
         except Exception:
@@ -165,7 +207,7 @@ class KmsEndpoint:
             call.finish(error_code=InternalError.code, error_message=_INTERNAL_MESSAGE)
             status, payload = InternalError.status, INTERNAL_ERROR_BODY
         answered_code = call.record["errorCode"]
-        if not call.committed:
+        if not call.committed and own_record:  # [bounds] else counted in the failed-authentication summary
             try:
                 await runtime.audit.record_async(call.final_record())
             except AuditUnavailable:

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import botocore.session
 
-from domain.errors import SerializationError, UnknownOperationError, ValidationError
+from api.limits import MAX_JSON_DEPTH
+from domain.errors import SHOWN_CHARS, SerializationError, UnknownOperationError, ValidationError, shown
 
 Parser = Callable[[Any, Any, list], Any]  # (json value, path, violations) -> parsed value
 Serializer = Callable[[Any], Any]
@@ -34,8 +35,8 @@ def _render(path: Any, aws: bool) -> str:
     for seg in reversed(segs):
         if isinstance(seg, int):
             out += f".{seg + 1}.member" if aws else f"[{seg}]"
-        elif isinstance(seg, tuple):
-            out += f".{seg[0]}" if aws else f"[{seg[0]!r}]"
+        elif isinstance(seg, tuple):  # a map key: the caller's text, so only its prefix
+            out += f".{shown(seg[0], 32)}" if aws else f"[{shown(seg[0], 32)!r}]"
         else:
             out += "." + (seg[:1].lower() + seg[1:] if aws else seg)
     return out[1:]
@@ -48,13 +49,19 @@ def _type_error(path: Any, want: str, v: Any) -> SerializationError:
     return SerializationError(f"Member '{_render(path, False)}' must be {want}, got {got}")
 
 
-def _fmt(v: Any) -> str:
-    # Java toString style, which is what AWS echoes for lists and maps.
-    if isinstance(v, list):
-        return "[" + ", ".join(map(_fmt, v)) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()) + "}"
-    return str(v)
+def _fmt(v: Any, room: int = SHOWN_CHARS + 1) -> str:
+    # Java toString style, which is what AWS echoes for lists and maps; rendered only as far as an error message
+    # shows it (``room`` characters), so a huge value costs no more than a small one.
+    if isinstance(v, (list, dict)):
+        out, items = "[" if isinstance(v, list) else "{", v if isinstance(v, list) else v.items()
+        for i, item in enumerate(items):
+            if len(out) > room:
+                break
+            text = _fmt(item, room - len(out)) if isinstance(v, list) else (
+                f"{str(item[0])[:room]}={_fmt(item[1], room - len(out))}")
+            out += (", " if i else "") + text
+        return out + ("]" if isinstance(v, list) else "}")
+    return str(v)[:room]
 
 
 def _validation_error(errs: list) -> ValidationError:
@@ -62,7 +69,7 @@ def _validation_error(errs: list) -> ValidationError:
     for value, path, redact, rule in errs:
         where = _render(path, True)
         head = (f"Value null at '{where}'" if value is _NULL else
-                f"Value at '{where}'" if redact else f"Value '{_fmt(value)}' at '{where}'")
+                f"Value at '{where}'" if redact else f"Value '{shown(_fmt(value))}' at '{where}'")
         parts.append(f"{head} failed to satisfy constraint: {rule}")
     n = len(parts)
     return ValidationError(f"{n} validation error{'' if n == 1 else 's'} detected: " + "; ".join(parts))
@@ -106,12 +113,33 @@ def _redacted(shape: Any, seen: set) -> bool:
     return any(k.name not in seen and _redacted(k, seen) for k in kids)
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if type(item) is dict else item
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+    return False
+
+
+def _too_deep() -> SerializationError:
+    return SerializationError(f"Request body nests arrays and objects more than {MAX_JSON_DEPTH} deep; no KMS "
+                              "request nests more than 3.")
+
+
 class WireModel:
     def __init__(self) -> None:
         self._model = botocore.session.get_session().get_service_model("kms")
         self._ops = frozenset(self._model.operation_names)
         self._shape_cache: dict[tuple[str, str], Callable] = {}
         self._op_cache: dict[tuple[str, str], Callable] = {}
+
+    @property
+    def service_model(self) -> Any:
+        """botocore's KMS model, for what else is derived from it (api/body_limits.py)."""
+        return self._model
 
     def has_operation(self, name: str) -> bool:
         return name in self._ops
@@ -122,7 +150,7 @@ class WireModel:
 
     def parse_request(self, operation: str, body: bytes) -> dict[str, Any]:
         if operation not in self._ops:
-            raise UnknownOperationError(f"Unknown operation {operation!r}")
+            raise UnknownOperationError(f"Unknown operation {shown(operation)!r}")
         parse = self._for_operation("in", operation)
         data: Any = {}
         if body and body.strip():
@@ -132,8 +160,13 @@ class WireModel:
                 raise SerializationError("Request body is not valid UTF-8") from None
             except json.JSONDecodeError as e:  # its msg names the position, never the content
                 raise SerializationError(f"Request body is not valid JSON: {e.msg} at position {e.pos}") from None
-            except (ValueError, RecursionError) as e:
+            except RecursionError:
+                raise _too_deep() from None
+            except ValueError as e:  # NaN or an infinity: its message names which
                 raise SerializationError(f"Request body is not valid JSON: {e}") from None
+            # Fewer brackets than the bound cannot nest past it: the common body is not walked.
+            if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
+                raise _too_deep()
         if type(data) is not dict:
             raise _type_error(None, "", data)
         errs: list = []

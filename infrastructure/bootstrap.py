@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 
 from application.audit.checkpoints import Checkpointer
-from application.audit.trail import AuditTrail
+from application.audit.trail import AuditTrail, AuditUnavailable
+from application.audit.unauthenticated import UnauthenticatedFailures
 from application.authorization.authorizer import Authorizer
 from application.crypto.asymmetric_service import AsymmetricService
 from application.crypto.symmetric_service import CryptoService
@@ -28,6 +29,7 @@ from application.keys.rotation_service import RotationService
 from application.ledger import KeyLedger
 from application.principals.directory import PrincipalDirectory
 from application.principals.service import PrincipalService
+from application.quotas import RequestQuotas
 from application.writer import LedgerWriter
 from domain.crypto.asymmetric import POST_QUANTUM_SUPPORTED
 from domain.keys import grant_tokens
@@ -80,6 +82,8 @@ class Runtime:
     uow: SqlUnitOfWork
     clock: DatabaseClock
     audit: AuditTrail
+    quotas: RequestQuotas
+    unauthenticated: UnauthenticatedFailures  # failed authentication: aggregated records, per-source limit
     sealed_reason: str | None = None
     services: Services | None = None
     admin_created: bool = False
@@ -87,7 +91,15 @@ class Runtime:
     def now(self) -> datetime:
         return self.clock.now()
 
+    def flush_unauthenticated(self, force: bool = False) -> int:
+        """Writes the summary records of the failed-authentication windows that ended (all, if ``force``)."""
+        return self.unauthenticated.flush(self.audit.record, force)
+
     def close(self) -> None:
+        try:  # graceful shutdown: the window under way gets its summary while the committer still runs
+            self.flush_unauthenticated(force=True)
+        except AuditUnavailable:
+            pass  # the store is gone: nothing more can be recorded, and stopping must go on
         self.audit.stop()
         self.ledger.close()
         # Closing the last SQLite connection checkpoints the WAL into the database and removes it.
@@ -128,7 +140,13 @@ def build_runtime(settings: Settings) -> Runtime:
     clock = DatabaseClock(uow)
     audit = AuditTrail(ledger, uow, clock, window_seconds=settings.audit_group_commit_window,
                        max_batch=settings.audit_group_commit_max)
-    runtime = Runtime(settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit)
+    quotas = RequestQuotas(settings.quota_cryptographic_per_second, settings.quota_management_per_second,
+                           settings.quota_account_overrides)
+    unauthenticated = UnauthenticatedFailures(
+        window_seconds=settings.audit_unauthenticated_window_seconds, per_source=settings.audit_unauthenticated_per_source,
+        total=settings.audit_unauthenticated_total, per_second=settings.quota_unauthenticated_per_second, now=clock.now)
+    runtime = Runtime(settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit, quotas=quotas,
+                      unauthenticated=unauthenticated)
     try:
         with uow.transaction() as tx:
             keyring = load_root_keyring(settings, first_start=not has_root_key_checks(tx))
