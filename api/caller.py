@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from api.sigv4 import verify_sigv4
 from application.audit.records import CallContext
-from domain.errors import InvalidSignatureError, SealedError, UnrecognizedClientError
+from domain.errors import InvalidSignatureError, SealedError, UnrecognizedClientError, shown
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Runtime
 
@@ -44,7 +44,7 @@ def authenticate_raw(runtime: Runtime, *, method: str, path: str, query_string: 
     )
     call.record["awsRegion"] = signed.region
     if signed.region not in runtime.settings.regions:
-        raise InvalidSignatureError(f"Credential should be scoped to a valid region, not '{signed.region}'.")
+        raise InvalidSignatureError(f"Credential should be scoped to a valid region, not '{shown(signed.region)}'.")
     credential = credentials.lookup(signed.access_key_id)
     if credential is None:
         raise UnrecognizedClientError("The security token included in the request is invalid.")

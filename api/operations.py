@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from application.audit.records import current_call
-from domain.errors import CustomKeyStoreNotFoundError, InternalError, ValidationError
+from domain.errors import CustomKeyStoreNotFoundError, InternalError, ValidationError, shown
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Services
 
@@ -22,7 +22,7 @@ def _tags(p: dict[str, Any], member: str = "Tags") -> dict[str, str]:
 def _no_custom_key_store(p: dict[str, Any]) -> None:
     if p.get("CustomKeyStoreId"):
         raise CustomKeyStoreNotFoundError(
-            f"Custom key store '{p['CustomKeyStoreId']}' does not exist: keyledger has no custom key stores.")
+            f"Custom key store '{shown(p['CustomKeyStoreId'])}' does not exist: keyledger has no custom key stores.")
 
 
 def _generate_random(sv: Services, s: Scope, p: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from application.audit.checkpoints import audit_records
 from application.audit.records import CallContext, current_call
 from application.audit.trail import AuditUnavailable
 from application.history.access_at import access_at
-from domain.errors import InternalError, KmsError, ValidationError
+from domain.errors import InternalError, KmsError, ValidationError, shown
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Runtime
 
@@ -38,7 +38,7 @@ def parse_instant(value: str | None) -> datetime:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValidationError(f"'{value}' is not a time: use RFC 3339 (2026-11-24T10:00:00Z) or epoch seconds.") from None
+        raise ValidationError(f"'{shown(value)}' is not a time: use RFC 3339 (2026-11-24T10:00:00Z) or epoch seconds.") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-SHOWN_CHARS = 64
+SHOWN_CHARS = 128  # a key ARN (75 characters) and most alias ARNs show whole; a 10 MB value shows 128
 
 
 def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
     """A caller's value as an error message may show it: at most ``limit`` characters, then "…" if cut.
     Error messages go back on the wire and into the audit record, so an echoed value must not carry a
     request's bulk (a 10 MB Description) into either."""
-    text = value if type(value) is str else str(value)
+    text = value if type(value) is str else format(value)  # what an f-string would show
     return text if len(text) <= limit else text[:limit] + "…"
 
 

@@ -10,7 +10,7 @@ from application.audit.records import current_call
 from application.authorization.authorizer import KeyFacts
 from application.keys.resolver import KeyResolver
 from application.writer import LedgerWriter, Outcome, T
-from domain.errors import NotFoundError
+from domain.errors import NotFoundError, shown
 from domain.identifiers import Scope
 from domain.keys.alias import Alias
 from domain.keys.key import Key
@@ -26,7 +26,7 @@ class KeyAccess:
         """The key, in ``scope``, with the current call authorized on it (see KeyResolver.row_by_id)."""
         key = self.load_any(key_id)
         if key is None or key.account_id != scope.account_id or key.region != scope.region:
-            raise NotFoundError(f"Key '{scope.key_arn(key_id)}' does not exist")
+            raise NotFoundError(f"Key '{shown(scope.key_arn(key_id))}' does not exist")
         call = current_call.get()
         if call is not None:  # named in the audit record even if the change is refused
             call.add_resource(key.arn)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from application.audit.records import current_call
 from application.authorization.authorizer import Authorizer, KeyFacts
 from application.ports import KeyRow, KeyStateView
-from domain.errors import NotFoundError
+from domain.errors import NotFoundError, shown
 from domain.identifiers import Scope, parse_key_reference
 
 
@@ -23,7 +23,7 @@ class KeyResolver:
         if ref.alias_name is not None:
             alias = self._view.get_alias(home.account_id, home.region, ref.alias_name)
             if alias is None:
-                raise NotFoundError(f"Alias {home.alias_arn(ref.alias_name)} is not found.")
+                raise NotFoundError(f"Alias {shown(home.alias_arn(ref.alias_name))} is not found.")
             return alias.target_key_id, home
         assert ref.key_id is not None
         return ref.key_id, home
@@ -35,7 +35,7 @@ class KeyResolver:
         key_id, home = self.locate(scope, key_ref)
         row = self.row_by_id(home, key_id, action)
         if row is None:
-            raise NotFoundError(f"Key '{home.key_arn(key_id)}' does not exist")
+            raise NotFoundError(f"Key '{shown(home.key_arn(key_id))}' does not exist")
         return row
 
     def row_by_id(self, scope: Scope | None, key_id: str, action: str | None = None) -> KeyRow | None:
