@@ -7,7 +7,7 @@ way JSON allows:
 * a blob of at most n bytes: its base64, 4·⌈n/3⌉ characters, counted twice over (``\\/`` is how some JSON
   encoders, PHP's for one, write every "/");
 * an integer, its longest decimal (11 characters for a Java int, 20 for a long); a boolean 5; a timestamp 32;
-* a structure, every member at once, each with its quoted name, colon and comma;
+* a structure, every member at once, each with its name (escaped too), ``": "`` and ``", "`` (botocore's separators);
 * a list, its maximum count of elements; where the model has none: Tags and TagKeys 50 (the tags a key can
   have, domain/keys/tags.py) and a list of enum values one of each value;
 * a map: an EncryptionContext's keys and values total at most 8192 UTF-8 bytes (domain/crypto/encryption_
@@ -41,10 +41,10 @@ def _string(units: int) -> int:
 
 def _map_of_pairs(total_units: int, max_pairs: int) -> int:
     """Pairs whose keys and values total ``total_units``; keys are never empty. Each pair costs
-    ``"k":"v",`` (six bytes) plus its escaped text, so the worst case is as many pairs as allowed, each as
-    short as allowed, with the units left over in one of them."""
+    ``"k": "v", `` (eight bytes) plus its escaped text, so the worst case is as many pairs as allowed, each
+    as short as allowed, with the units left over in one of them."""
     pairs = min(max_pairs, total_units)
-    return 2 + pairs * 6 + ESCAPED_UNIT * total_units
+    return 2 + pairs * 8 + ESCAPED_UNIT * total_units
 
 
 def _encryption_context() -> int:
@@ -61,7 +61,8 @@ def largest_json(shape: Any, parent: str | None = None, member: str | None = Non
     """The longest JSON a valid value of ``shape`` can be written as (see the module docstring)."""
     t, meta = shape.type_name, shape.metadata
     if t == "structure":
-        return 2 + sum(len(name) + 4 + largest_json(child, shape.name, name) for name, child in shape.members.items())
+        return 2 + sum(_string(len(name)) + 4 + largest_json(child, shape.name, name)
+                       for name, child in shape.members.items())
     if t == "list":
         count = meta.get("max")
         if count is None:
@@ -69,7 +70,7 @@ def largest_json(shape: Any, parent: str | None = None, member: str | None = Non
             count = len(enum) if enum else _UNBOUNDED_LISTS.get(shape.name)
         if count is None:
             raise ValueError(f"list {shape.name} has no maximum length: give it a documented bound")
-        return 2 + count * (largest_json(shape.member) + 1)
+        return 2 + count * (largest_json(shape.member) + 2)
     if t == "map":
         if (parent, member) in _CONSTRAINT_MEMBERS:
             return _grant_constraint()

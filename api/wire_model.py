@@ -64,15 +64,19 @@ def _fmt(v: Any, room: int = SHOWN_CHARS + 1) -> str:
     return str(v)[:room]
 
 
+LISTED_VIOLATIONS = 8  # a message names this many; a request can break a rule thousands of times
+
+
 def _validation_error(errs: list) -> ValidationError:
     parts = []
-    for value, path, redact, rule in errs:
+    for value, path, redact, rule in errs[:LISTED_VIOLATIONS]:
         where = _render(path, True)
         head = (f"Value null at '{where}'" if value is _NULL else
                 f"Value at '{where}'" if redact else f"Value '{shown(_fmt(value))}' at '{where}'")
         parts.append(f"{head} failed to satisfy constraint: {rule}")
-    n = len(parts)
-    return ValidationError(f"{n} validation error{'' if n == 1 else 's'} detected: " + "; ".join(parts))
+    n = len(errs)
+    more = f"; and {n - len(parts)} more" if n > len(parts) else ""
+    return ValidationError(f"{n} validation error{'' if n == 1 else 's'} detected: " + "; ".join(parts) + more)
 
 
 def _str_len(v: str, path: Any) -> int:

@@ -172,11 +172,14 @@ class Settings:
                              "several hundred bytes).")
         if self.max_body_bytes is not None and self.max_body_bytes < 1024:
             raise SystemExit("keyledger: KEYLEDGER_MAX_BODY_BYTES must be at least 1024.")
-        rates = [self.quota_cryptographic_per_second, self.quota_management_per_second,
-                 self.quota_unauthenticated_per_second,
-                 *(rate for classes in self.quota_account_overrides.values() for rate in classes.values())]
-        if any(rate < 0 or rate != rate for rate in rates):
-            raise SystemExit("keyledger: request quotas (KEYLEDGER_QUOTA_*) must be 0 (no quota) or more.")
+        rates = {"KEYLEDGER_QUOTA_CRYPTOGRAPHIC_PER_SECOND": [self.quota_cryptographic_per_second],
+                 "KEYLEDGER_QUOTA_MANAGEMENT_PER_SECOND": [self.quota_management_per_second],
+                 "KEYLEDGER_QUOTA_UNAUTHENTICATED_PER_SECOND": [self.quota_unauthenticated_per_second],
+                 "KEYLEDGER_QUOTA_ACCOUNT_OVERRIDES": [rate for classes in self.quota_account_overrides.values()
+                                                       for rate in classes.values()]}
+        for variable, values in rates.items():
+            if any(not rate >= 0 for rate in values):  # NaN too
+                raise SystemExit(f"keyledger: {variable} must be 0 (no quota) or more requests per second.")
         if self.audit_unauthenticated_window_seconds <= 0 or min(
                 self.audit_unauthenticated_per_source, self.audit_unauthenticated_total) < 0:
             raise SystemExit("keyledger: KEYLEDGER_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS must be above 0, and "
