@@ -58,8 +58,10 @@ def query_router(runtime: Runtime) -> APIRouter:
         call.secure_transport = request.url.scheme == "https"
         call.record["requestParameters"] = {k: v for k, v in parameters.items() if v is not None} or None
         headers = {"x-amzn-RequestId": request_id}
+        own_record = True
         try:
             scope = authenticate(runtime, request, await request.body(), call)
+            runtime.quotas.take(scope.account_id, scope.region, event_name)  # [bounds] a management call
             call.params = {k: v for k, v in parameters.items() if v is not None}
             assert runtime.services is not None  # authenticate refuses a sealed runtime
             token = current_call.set(call)
@@ -71,11 +73,15 @@ def query_router(runtime: Runtime) -> APIRouter:
                                 headers=headers)
             call.finish()
         except KmsError as error:
+            if "accountId" not in call.record["userIdentity"]:  # [bounds] failed before the caller was identified
+                error, own_record = runtime.unauthenticated.refused(call.record["sourceIPAddress"], error, None)
             call.finish(error_code=error.code, error_message=error.message)
             response = error_response(error, request_id)
         except Exception:
             call.finish(error_code=InternalError.code, error_message="internal error")
             response = internal_error_response(request_id)
+        if not own_record:  # [bounds] counted in the failed-authentication summary
+            return response
         try:
             await runtime.audit.record_async(call.final_record())
         except AuditUnavailable:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
+
 from application.audit.bounds import MAX_RECORD_BYTES, MAX_UNAUTHENTICATED_RECORD_BYTES, TRUNCATED_MARK
 from application.audit.unauthenticated import SUMMARY_EVENT
 from tests.e2e.limits_support import audit_states, error_of, forged_headers, post, records, wait_for
@@ -95,3 +97,15 @@ def test_past_its_rate_a_source_s_failures_answer_throttling_and_are_only_counte
     kms.list_keys()  # the same address, authenticated: never held back by someone else's failures
     grown = [json.loads(s)["record"] for seq, s in audit_states(server).items() if seq not in before]
     assert [r["errorCode"] for r in grown] == ["UnrecognizedClientException", None]
+
+
+def test_failed_authentication_on_v1_is_aggregated_too(servers) -> None:
+    server = servers.start(KEYLEDGER_AUDIT_UNAUTHENTICATED_PER_SOURCE="2",
+                           KEYLEDGER_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS="3600")
+    server.client().list_keys()
+    before = audit_states(server)
+    for _ in range(10):
+        response = httpx.get(server.endpoint + "/v1/keys", headers=forged_headers())
+        assert response.json()["__type"] == "UnrecognizedClientException"
+    grown = [json.loads(s)["record"] for seq, s in audit_states(server).items() if seq not in before]
+    assert [r["eventName"] for r in grown] == ["ListKeysAt", "ListKeysAt"]
