@@ -24,9 +24,11 @@ TRUNCATED_MARK = "…[truncated]"
 LISTED_TRUNCATIONS = 16  # truncatedFields names at most this many; truncatedFieldCount counts them all
 _HARDER = (256, 64)  # caps tried, in turn, on a record still over its bound
 # Top-level free text, with a cap of its own where the field never needs FIELD_CHARS.
-_TOP_TEXT = (("userAgent", FIELD_CHARS), ("errorMessage", FIELD_CHARS), ("eventName", 128),
-             ("sourceIPAddress", 256), ("awsRegion", 64))
+EVENT_NAME_CHARS, SOURCE_CHARS, REGION_CHARS = 128, 256, 64
+_TOP_TEXT = (("userAgent", FIELD_CHARS), ("errorMessage", FIELD_CHARS), ("eventName", EVENT_NAME_CHARS),
+             ("sourceIPAddress", SOURCE_CHARS), ("awsRegion", REGION_CHARS))
 _NESTED = ("requestParameters", "responseElements")
+_FREE = ("requestParameters", "responseElements", "additionalEventData")
 _MARKS = ("truncatedFields", "truncatedFieldCount")  # additionalEventData's own bookkeeping, never cut
 _WORST_BYTES_PER_CHAR = 6  # canonical JSON keeps non-ASCII as UTF-8 (at most 4 bytes) but escapes control characters
 # The fields not walked (eventTime, eventVersion, eventSource, ids, flags, recipientAccountId), the top-level
@@ -37,6 +39,7 @@ _WORST_BYTES_PER_CHAR = 6  # canonical JSON keeps non-ASCII as UTF-8 (at most 4 
 _FIXED_BYTES = 640
 _RESOURCE_BYTES = 200
 _IDENTITY_BYTES, _UNIDENTIFIED_BYTES = 3072, 256
+_PATH_CHARS = 48  # a path in truncatedFields: the caller names map keys, so they are cut too
 
 
 class _Over(Exception):
@@ -44,7 +47,8 @@ class _Over(Exception):
 
 
 def _measure(value: Any, cap: int) -> int:
-    """The characters ``value`` holds (a number counts 8); raises _Over at the first string over ``cap``."""
+    """The characters ``value`` holds (a number counts 8); raises _Over at the first string over ``cap``.
+    String members are measured in place rather than by a call each: most of a record's values are strings."""
     kind = type(value)
     if kind is str:
         if len(value) > cap:
@@ -55,12 +59,51 @@ def _measure(value: Any, cap: int) -> int:
         for key, item in value.items():
             if len(key) > cap:
                 raise _Over
-            total += len(key) + 4 + _measure(item, cap)
+            if type(item) is str:
+                if len(item) > cap:
+                    raise _Over
+                total += len(key) + len(item) + 7
+            else:
+                total += len(key) + 4 + _measure(item, cap)
         return total
     if kind is list:
         return sum(_measure(item, cap) for item in value) + len(value)
     return 8
-_PATH_CHARS = 48
+
+
+def _quick(record: dict[str, Any]) -> int | None:
+    """The free characters of a record none of whose fields is over its cap (the common case, measured without
+    building anything, and unrolled: it runs for every call); None when some field needs cutting."""
+    get = record.get
+    agent, name, message, source, region = (get("userAgent") or "", get("eventName") or "", get("errorMessage") or "",
+                                            get("sourceIPAddress") or "", get("awsRegion") or "")
+    try:
+        if (len(agent) > FIELD_CHARS or len(message) > FIELD_CHARS or len(name) > EVENT_NAME_CHARS
+                or len(source) > SOURCE_CHARS or len(region) > REGION_CHARS):
+            return None
+        chars = len(agent) + len(name) + len(message) + len(source) + len(region)
+    except TypeError:  # a field that is not text: the full walk decides
+        return None
+    parameters, response, extra = record.get("requestParameters"), record.get("responseElements"), \
+        record.get("additionalEventData")
+    try:
+        if parameters.__class__ is dict:  # a top-level dict of short strings, mostly: measured here
+            for key, item in parameters.items():
+                if item.__class__ is str:
+                    if len(item) > FIELD_CHARS:
+                        return None
+                    chars += len(key) + len(item) + 7
+                else:
+                    chars += len(key) + 4 + _measure(item, FIELD_CHARS)
+        elif parameters:
+            chars += _measure(parameters, FIELD_CHARS)
+        if response:
+            chars += _measure(response, FIELD_CHARS)
+        if extra:
+            chars += _measure(extra, FIELD_CHARS)
+    except _Over:
+        return None
+    return chars
 
 
 def _cut(text: str, cap: int) -> str:
@@ -167,7 +210,7 @@ def _omit(value: Any) -> Any:
 
 def record_limit(record: dict[str, Any]) -> int:
     identity = record.get("userIdentity")
-    identified = type(identity) is dict and (identity.get("accountId") or identity.get("invokedBy")
+    identified = type(identity) is dict and ("accountId" in identity or "invokedBy" in identity
                                              or identity.get("type") == "Operator")
     return MAX_RECORD_BYTES if identified else MAX_UNAUTHENTICATED_RECORD_BYTES
 
@@ -176,9 +219,13 @@ def bound_record(record: dict[str, Any]) -> dict[str, Any]:
     """``record`` (changed in place, and returned) within its bound: MAX_RECORD_BYTES, or
     MAX_UNAUTHENTICATED_RECORD_BYTES for a caller that was not identified."""
     limit = record_limit(record)
+    identity_bytes = _IDENTITY_BYTES if limit == MAX_RECORD_BYTES else _UNIDENTIFIED_BYTES
+    chars = _quick(record)
+    if chars is not None and (_FIXED_BYTES + identity_bytes + _RESOURCE_BYTES * len(record.get("resources") or ())
+                              + _WORST_BYTES_PER_CHAR * chars) <= limit:
+        return record  # nothing to cut, and it cannot be over its bound: the common case
     truncated: list[str] = []
-    most = _cap_fields(record, FIELD_CHARS, truncated) + (
-        _IDENTITY_BYTES if limit == MAX_RECORD_BYTES else _UNIDENTIFIED_BYTES)
+    most = _cap_fields(record, FIELD_CHARS, truncated) + identity_bytes
     if truncated:
         _mark(record, truncated)
         most += 40 * LISTED_TRUNCATIONS
