@@ -14,69 +14,12 @@ from typing import Any, Callable
 import botocore.session
 
 from api.limits import MAX_JSON_DEPTH
-from domain.errors import SHOWN_CHARS, SerializationError, UnknownOperationError, ValidationError, shown
+from api.wire_errors import MISSING, deeper_than, render_path, too_deep, type_error, validation_error
+from domain.errors import SerializationError, UnknownOperationError, shown
 
 Parser = Callable[[Any, Any, list], Any]  # (json value, path, violations) -> parsed value
 Serializer = Callable[[Any], Any]
-_NULL = object()  # the "value" of a missing required member
 _INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}  # Java int/long, as AWS
-_JSON_TYPES = {str: "string", list: "array", dict: "object", bool: "boolean", int: "number", float: "number",
-               type(None): "null"}
-
-
-def _render(path: Any, aws: bool) -> str:
-    # Paths are (parent, segment) cons cells, cheap to build while walking and rendered only on error.
-    # A segment is a member name, a list index, or a 1-tuple holding a map key (user data: kept verbatim).
-    segs = []
-    while path is not None:
-        path, seg = path
-        segs.append(seg)
-    out = ""
-    for seg in reversed(segs):
-        if isinstance(seg, int):
-            out += f".{seg + 1}.member" if aws else f"[{seg}]"
-        elif isinstance(seg, tuple):  # a map key: the caller's text, so only its prefix
-            out += f".{shown(seg[0], 32)}" if aws else f"[{shown(seg[0], 32)!r}]"
-        else:
-            out += "." + (seg[:1].lower() + seg[1:] if aws else seg)
-    return out[1:]
-
-
-def _type_error(path: Any, want: str, v: Any) -> SerializationError:
-    got = _JSON_TYPES.get(type(v), type(v).__name__)
-    if path is None:
-        return SerializationError(f"Request body must be a JSON object, got {got}")
-    return SerializationError(f"Member '{_render(path, False)}' must be {want}, got {got}")
-
-
-def _fmt(v: Any, room: int = SHOWN_CHARS + 1) -> str:
-    # Java toString style, which is what AWS echoes for lists and maps; rendered only as far as an error message
-    # shows it (``room`` characters), so a huge value costs no more than a small one.
-    if isinstance(v, (list, dict)):
-        out, items = "[" if isinstance(v, list) else "{", v if isinstance(v, list) else v.items()
-        for i, item in enumerate(items):
-            if len(out) > room:
-                break
-            text = _fmt(item, room - len(out)) if isinstance(v, list) else (
-                f"{str(item[0])[:room]}={_fmt(item[1], room - len(out))}")
-            out += (", " if i else "") + text
-        return out + ("]" if isinstance(v, list) else "}")
-    return str(v)[:room]
-
-
-LISTED_VIOLATIONS = 8  # a message names this many; a request can break a rule thousands of times
-
-
-def _validation_error(errs: list) -> ValidationError:
-    parts = []
-    for value, path, redact, rule in errs[:LISTED_VIOLATIONS]:
-        where = _render(path, True)
-        head = (f"Value null at '{where}'" if value is _NULL else
-                f"Value at '{where}'" if redact else f"Value '{shown(_fmt(value))}' at '{where}'")
-        parts.append(f"{head} failed to satisfy constraint: {rule}")
-    n = len(errs)
-    more = f"; and {n - len(parts)} more" if n > len(parts) else ""
-    return ValidationError(f"{n} validation error{'' if n == 1 else 's'} detected: " + "; ".join(parts) + more)
 
 
 def _str_len(v: str, path: Any) -> int:
@@ -85,7 +28,7 @@ def _str_len(v: str, path: Any) -> int:
     try:  # AWS counts Java String length (UTF-16 units); a lone surrogate would break every later UTF-8 encode
         return len(v.encode("utf-16-le")) // 2
     except UnicodeEncodeError:
-        raise SerializationError(f"Member '{_render(path, False)}' contains an unpaired UTF-16 surrogate") from None
+        raise SerializationError(f"Member '{render_path(path, False)}' contains an unpaired UTF-16 surrogate") from None
 
 
 def _parse_time(v: Any, path: Any, errs: list) -> datetime:
@@ -97,7 +40,7 @@ def _parse_time(v: Any, path: Any, errs: list) -> datetime:
             return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
     except (ValueError, OverflowError, OSError):
         pass
-    raise SerializationError(f"Member '{_render(path, False)}' must be epoch seconds or an ISO 8601 timestamp")
+    raise SerializationError(f"Member '{render_path(path, False)}' must be epoch seconds or an ISO 8601 timestamp")
 
 
 def _reject_constant(name: str) -> None:
@@ -115,22 +58,6 @@ def _redacted(shape: Any, seen: set) -> bool:
     kids = (shape.members.values() if shape.type_name == "structure" else [shape.member] if shape.type_name == "list"
             else [shape.key, shape.value] if shape.type_name == "map" else [])
     return any(k.name not in seen and _redacted(k, seen) for k in kids)
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if type(item) is dict else item
-        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
-    return False
-
-
-def _too_deep() -> SerializationError:
-    return SerializationError(f"Request body nests arrays and objects more than {MAX_JSON_DEPTH} deep; no KMS "
-                              "request nests more than 3.")
 
 
 class WireModel:
@@ -165,18 +92,18 @@ class WireModel:
             except json.JSONDecodeError as e:  # its msg names the position, never the content
                 raise SerializationError(f"Request body is not valid JSON: {e.msg} at position {e.pos}") from None
             except RecursionError:
-                raise _too_deep() from None
+                raise too_deep() from None
             except ValueError as e:  # NaN or an infinity: its message names which
                 raise SerializationError(f"Request body is not valid JSON: {e}") from None
             # Fewer brackets than the bound cannot nest past it: the common body is not walked.
-            if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and _deeper_than(data, MAX_JSON_DEPTH):
-                raise _too_deep()
+            if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and deeper_than(data, MAX_JSON_DEPTH):
+                raise too_deep()
         if type(data) is not dict:
-            raise _type_error(None, "", data)
+            raise type_error(None, "", data)
         errs: list = []
         out = parse(data, None, errs)
         if errs:
-            raise _validation_error(errs)
+            raise validation_error(errs)
         return out
 
     def serialize_response(self, operation: str, output: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +156,7 @@ class WireModel:
         def typed(want: type, label: str, convert: Callable) -> Parser:
             def parse(v: Any, path: Any, errs: list) -> Any:
                 if type(v) is not want:
-                    raise _type_error(path, label, v)
+                    raise type_error(path, label, v)
                 return convert(v, path, errs)
             return parse
 
@@ -244,7 +171,7 @@ class WireModel:
                     if x is not None:
                         out[name] = fn(x, (path, name), errs)
                     elif req:
-                        errs.append((_NULL, (path, name), False, "Member must not be null"))
+                        errs.append((MISSING, (path, name), False, "Member must not be null"))
                 return out
             return typed(dict, "an object", structure)
         if t == "list":
@@ -278,7 +205,7 @@ class WireModel:
                         raise ValueError
                     b = binascii.a2b_base64(v, strict_mode=True)
                 except (binascii.Error, ValueError):
-                    raise SerializationError(f"Member '{_render(path, False)}' is not valid base64") from None
+                    raise SerializationError(f"Member '{render_path(path, False)}' is not valid base64") from None
                 check(b, len(b), path, errs)
                 return b
             return typed(str, "a base64-encoded string", blob)
@@ -287,7 +214,7 @@ class WireModel:
 
             def integer(v: int, path: Any, errs: list) -> int:
                 if not floor <= v <= ceil:  # Jackson fails to bind these before any validation runs
-                    raise SerializationError(f"Member '{_render(path, False)}' is out of range for a Java {t}")
+                    raise SerializationError(f"Member '{render_path(path, False)}' is out of range for a Java {t}")
                 check(v, v, path, errs)
                 return v
             return typed(int, "an integer", integer)
