@@ -498,7 +498,7 @@ def test_derive_shared_secret_needs_a_key_agreement_key(kms, key_of):
                       PublicKey=peer) == "InvalidKeyUsageException"
 
 
-@pytest.mark.skipif(not __import__("domain.crypto.asymmetric").asymmetric.POST_QUANTUM_SUPPORTED.get("ML_KEM_768"),
+@pytest.mark.skipif(not __import__("domain.crypto.asymmetric").crypto.asymmetric.POST_QUANTUM_SUPPORTED.get("ML_KEM_768"),
                     reason="the installed cryptography has no ML-KEM-768")
 def test_ml_kem_encapsulate_then_decapsulate(kms):
     key = kms.create_key(KeySpec="ML_KEM_768", KeyUsage="ENCAPSULATE_DECAPSULATE")["KeyMetadata"]
