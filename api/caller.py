@@ -9,7 +9,7 @@ from typing import Sequence
 
 from api.sigv4 import verify_sigv4
 from application.calls import Call, Caller
-from domain.errors import InvalidSignatureError, SealedError, UnrecognizedClientError
+from domain.errors import InvalidSignatureError, SealedError, UnrecognizedClientError, shown
 from domain.identifiers import Scope
 from infrastructure.bootstrap import Runtime
 
@@ -34,7 +34,7 @@ def authenticate(runtime: Runtime, call: Call, *, method: str, path: str, query_
     )
     call.region = signed.region
     if signed.region not in runtime.settings.regions:
-        raise InvalidSignatureError(f"Credential should be scoped to a valid region, not '{signed.region}'.")
+        raise InvalidSignatureError(f"Credential should be scoped to a valid region, not '{shown(signed.region)}'.")
     credential = credentials.lookup(signed.access_key_id)
     if credential is None:
         raise UnrecognizedClientError("The security token included in the request is invalid.")

@@ -89,10 +89,15 @@ def serve(
     tls_key: Optional[Path] = typer.Option(None, help="PEM private key (unencrypted) of --tls-cert [env KEYLEDGER_TLS_KEY]."),
     workers: Optional[int] = typer.Option(None, help="Server processes sharing the port and the database [env KEYLEDGER_WORKERS; default 1]."),
     access_log: bool = typer.Option(False, help="Log one line per HTTP request."),
+    max_header_bytes: Optional[int] = typer.Option(None, help="Most bytes of header names and values a request may "
+                                                   "have [env KEYLEDGER_MAX_HEADER_BYTES; default 16384]."),
+    max_body_bytes: Optional[int] = typer.Option(None, help="Most bytes a request body may have, whatever the operation "
+                                                 "[env KEYLEDGER_MAX_BODY_BYTES; default: the largest valid KMS request]."),
 ) -> None:
     """Start the HTTP server (AWS KMS JSON protocol at /, health at /healthz); HTTPS with --tls-cert and --tls-key."""
     settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url,
-                             tls_cert=tls_cert, tls_key=tls_key, workers=workers)
+                             tls_cert=tls_cert, tls_key=tls_key, workers=workers, max_header_bytes=max_header_bytes,
+                             max_body_bytes=max_body_bytes)
     tls = _load_tls(settings)
     if tls and settings.workers > 1:
         typer.echo("--workers above 1 does not serve HTTPS yet: run one worker with --tls-cert/--tls-key, or "
@@ -102,6 +107,7 @@ def serve(
     import uvicorn
 
     from api.http import create_app
+    from api.http_protocol import uvicorn_http_options
     from api.serve import background_passes
     from infrastructure.bootstrap import build_runtime
 
@@ -112,17 +118,19 @@ def serve(
         # the environment, so hand the flags on through it.
         runtime.close()
         for variable, value in (("KEYLEDGER_HOST", host), ("KEYLEDGER_PORT", port), ("KEYLEDGER_DATA_DIR", data_dir),
-                                ("KEYLEDGER_DATABASE_URL", database_url)):
+                                ("KEYLEDGER_DATABASE_URL", database_url), ("KEYLEDGER_MAX_HEADER_BYTES", max_header_bytes),
+                                ("KEYLEDGER_MAX_BODY_BYTES", max_body_bytes)):
             if value is not None:
                 os.environ[variable] = str(value)
         uvicorn.run("api.serve:worker_app", factory=True, workers=settings.workers, host=settings.host,
-                    port=settings.port, log_level=settings.log_level, access_log=access_log, proxy_headers=False)
+                    port=settings.port, log_level=settings.log_level, access_log=access_log, proxy_headers=False,
+                    **uvicorn_http_options(settings.max_header_bytes))
         return
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-Proto/-For from any client on 127.0.0.1,
     # so a local caller could claim aws:SecureTransport over plain HTTP and forge its audit sourceIPAddress.
     uvicorn.run(create_app(runtime, background_passes(runtime)), host=settings.host, port=settings.port,
                 log_level=settings.log_level, access_log=access_log, proxy_headers=False,
-                ssl_context_factory=tls.context_factory() if tls else None)
+                ssl_context_factory=tls.context_factory() if tls else None, **uvicorn_http_options(settings.max_header_bytes))
 
 
 def _open_runtime(data_dir: Optional[Path], database_url: Optional[str]):

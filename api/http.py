@@ -18,14 +18,16 @@ from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping, Sequ
 from fastapi import FastAPI
 from starlette.responses import JSONResponse, Response
 
+from api.errors import CONTENT_TYPE, error_body
 from api.kms_front import KmsFront
-from api.limits import RequestLimits
+from api.limits import CLOSE, RequestLimits, replay
 from api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from api.metrics import Metrics
 from api.operations import HANDLERS
 from api.pipeline import HttpRequest, RequestPipeline
 from api.query_api import QUERY_OPERATIONS, query_router
 from api.wire_model import WireModel
+from domain.errors import RequestHeaderFieldsTooLargeError
 from infrastructure.bootstrap import Runtime
 
 Scope_ = MutableMapping[str, Any]
@@ -54,7 +56,11 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
     app = FastAPI(title="keyledger", description="An event-sourced key management service that speaks AWS KMS.",
                   lifespan=lifespan)
     metrics = Metrics(runtime, [*HANDLERS, *QUERY_OPERATIONS])
-    pipeline = RequestPipeline(runtime, metrics, RequestLimits())
+    wire = WireModel()
+    settings = runtime.settings
+    limits = RequestLimits(wire.service_model, settings.max_header_bytes, settings.max_body_bytes,
+                           runtime.quotas, runtime.unauthenticated)
+    pipeline = RequestPipeline(runtime, metrics, limits)
     app.include_router(query_router(runtime, pipeline))
 
     if runtime.settings.metrics:
@@ -74,7 +80,7 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
         state = await runtime.health.readiness()
         return JSONResponse(state.body(), status_code=200 if state.ready else 503)
 
-    return KmsEndpoint(pipeline, KmsFront(runtime, WireModel()), app)
+    return KmsEndpoint(pipeline, KmsFront(runtime, wire), app)
 
 
 class KmsEndpoint:
@@ -85,10 +91,18 @@ class KmsEndpoint:
         self.pipeline = pipeline
         self.kms = kms
         self.app = app  # FastAPI: lifespan, /healthz, /metrics, /v1, /docs
+        self.limits = pipeline.limits
+        self.max_head_bytes = self.limits.max_head_bytes  # read by api/http_protocol.py's connection guard
 
     async def __call__(self, scope: Scope_, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["path"] != "/":
+            if scope["path"].startswith("/v1/"):  # the pipeline's limits stage bounds /v1 requests
+                await self.app(scope, receive, send)
+            else:
+                await self._bounded_other(scope, receive, send)
             return
         if scope["method"] != "POST":
             await send({"type": "http.response.start", "status": 405, "headers": [
@@ -101,4 +115,29 @@ class KmsEndpoint:
             return  # the client went away before sending its request: nothing was done, nothing to answer
         status, headers, payload = answer
         await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    def head_refused(self, source: str | None) -> None:
+        """The connection guard (api/http_protocol.py) refused a request head: counted, not recorded."""
+        unauthenticated = self.limits.unauthenticated
+        if unauthenticated is not None:
+            unauthenticated.refused(source, RequestHeaderFieldsTooLargeError("request head too large"), None)
+
+    async def _bounded_other(self, scope: Scope_, receive: Receive, send: Send) -> None:
+        """/healthz, /metrics, /docs...: the same header and body limits, then FastAPI. A refusal is answered in
+        AWS's shape and counted in the failed-authentication summary (it was refused before anything)."""
+        refusal, limit = self.limits.check_other(scope["headers"])
+        if refusal is None:
+            body, refusal = await self.limits.read_limited(receive, limit)
+            if refusal is None:
+                if body is not None:
+                    await self.app(scope, replay(body, receive), send)
+                return  # body None: the client went away before sending its request
+        client = scope.get("client")
+        if self.limits.unauthenticated is not None:
+            self.limits.unauthenticated.refused(client[0] if client else None, refusal, None)
+        payload = error_body(refusal)
+        await send({"type": "http.response.start", "status": refusal.status, "headers": [
+            (b"content-length", str(len(payload)).encode("latin-1")), (b"content-type", CONTENT_TYPE.encode("latin-1")),
+            CLOSE]})
         await send({"type": "http.response.body", "body": payload})

@@ -14,7 +14,7 @@ from api.operations import HANDLERS, refuse_recipient
 from api.pipeline import HttpRequest
 from api.wire_model import WireModel
 from application.calls import Call
-from domain.errors import UnknownOperationError
+from domain.errors import UnknownOperationError, shown
 from infrastructure.bootstrap import Runtime
 
 TARGET_PREFIX = "TrentService."
@@ -64,7 +64,7 @@ class KmsFront:
         if operation is None or operation not in HANDLERS or not self.wire.has_operation(operation):
             target = call.operation if operation is None else TARGET_PREFIX + operation
             raise UnknownOperationError(
-                f"Operation '{target or '(no X-Amz-Target header)'}' is not supported by keyledger.")
+                f"Operation '{shown(target) or '(no X-Amz-Target header)'}' is not supported by keyledger.")
         params = self.wire.parse_request(operation, body)
         refuse_recipient(params)
         call.parameters = params

@@ -51,6 +51,10 @@ class Metrics:
         self.registry.register(_RuntimeCollector(runtime))
         self._series: dict[tuple[str, str], tuple[Any, Any]] = {}  # the labelled children, looked up once
 
+    def knows(self, operation: str) -> bool:
+        """A KMS or /v1 operation's name (not a caller's made-up one)."""
+        return operation in self._operations
+
     def observe(self, operation: str, error_code: str | None, seconds: float) -> None:
         series = self._series.get((operation, error_code or ""))
         if series is None:

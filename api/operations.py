@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from application.calls import Call
-from domain.errors import CustomKeyStoreNotFoundError, ValidationError
+from domain.errors import CustomKeyStoreNotFoundError, ValidationError, shown
 from infrastructure.bootstrap import Services
 
 # (services, the call, its parsed parameters) -> the response members
@@ -22,7 +22,7 @@ def _tags(p: dict[str, Any], member: str = "Tags") -> dict[str, str]:
 def _no_custom_key_store(p: dict[str, Any]) -> None:
     if p.get("CustomKeyStoreId"):
         raise CustomKeyStoreNotFoundError(
-            f"Custom key store '{p['CustomKeyStoreId']}' does not exist: keyledger has no custom key stores.")
+            f"Custom key store '{shown(p['CustomKeyStoreId'])}' does not exist: keyledger has no custom key stores.")
 
 
 def _generate_random(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:

@@ -19,12 +19,12 @@ from typing import Any, Awaitable, Callable, MutableMapping, Protocol, Sequence
 
 from api.caller import authenticate
 from api.errors import CONTENT_TYPE, INTERNAL_ERROR_BODY, INTERNAL_MESSAGE, error_body
-from api.limits import RequestLimits
+from api.limits import CLOSE, RequestLimits
 from api.metrics import Metrics
 from application.audit.records import cloudtrail_record, new_ids
 from application.audit.trail import AuditUnavailable
 from application.calls import Call
-from domain.errors import InternalError, KmsError
+from domain.errors import InternalError, KmsError, RequestEntityTooLargeError, RequestHeaderFieldsTooLargeError
 from infrastructure.bootstrap import Runtime
 
 log = logging.getLogger("keyledger.api")
@@ -87,9 +87,10 @@ class RequestPipeline:
         runtime, limits = self.runtime, self.limits
         request_id, event_id = new_ids(2)
         call, operation = front.open(request, runtime.now(), request_id, event_id)
+        own_record, close = True, False
         try:
-            limits.check_headers(call, request.raw_headers)
-            body = await limits.read_body(call, request.receive)
+            body_limit = limits.check_headers(call, request.raw_headers)
+            body = await limits.read_body(call, request.receive, body_limit)
             if body is None:
                 return None
             authenticate(runtime, call, method=request.method, path=request.raw_path.decode("latin-1") or "/",
@@ -107,6 +108,11 @@ class RequestPipeline:
                 raise InternalError(INTERNAL_MESSAGE)
             status, content_type = 200, front.content_type
         except KmsError as error:
+            if call.caller is None:  # refused before the caller was known: per-source limit, aggregated records
+                error, own_record = limits.refused_before_caller(
+                    call, error, call.operation if self.metrics.knows(call.operation) else None)
+            # A refused head or body was not read to its end: the connection cannot carry another request.
+            close = isinstance(error, (RequestEntityTooLargeError, RequestHeaderFieldsTooLargeError))
             call.fail(error.code, error.message)
             status, payload, content_type = error.status, error_body(error), _ERROR_CONTENT_TYPE
         except Exception:
@@ -114,7 +120,7 @@ class RequestPipeline:
             call.fail(InternalError.code, INTERNAL_MESSAGE)
             status, payload, content_type = InternalError.status, INTERNAL_ERROR_BODY, _ERROR_CONTENT_TYPE
         answered_code = call.error_code
-        if not call.committed:
+        if not call.committed and own_record:  # otherwise counted in the failed-authentication summary
             try:
                 await runtime.audit.record_async(cloudtrail_record(call))
             except AuditUnavailable:
@@ -123,6 +129,8 @@ class RequestPipeline:
                 answered_code = InternalError.code
         self.metrics.observe(call.operation, answered_code, time.perf_counter() - started)
         # The headers (and their order) Starlette's Response(body, media_type=..., headers={...}) sends.
-        return status, [(b"x-amzn-requestid", request_id.encode("latin-1")),
-                        (b"content-length", str(len(payload)).encode("latin-1")),
-                        (b"content-type", content_type)], payload
+        headers = [(b"x-amzn-requestid", request_id.encode("latin-1")),
+                   (b"content-length", str(len(payload)).encode("latin-1")), (b"content-type", content_type)]
+        if close:
+            headers.append(CLOSE)
+        return status, headers, payload

@@ -27,7 +27,7 @@ from api.pipeline import HttpRequest, RequestPipeline
 from application.audit.checkpoints import audit_records
 from application.calls import Call
 from application.history.access_at import access_at
-from domain.errors import NotFoundError, ValidationError
+from domain.errors import NotFoundError, ValidationError, shown
 from domain.identifiers import parse_key_reference
 from infrastructure.bootstrap import Runtime, Services
 
@@ -47,7 +47,7 @@ def parse_instant(value: str | None) -> datetime:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValidationError(f"'{value}' is not a time: use RFC 3339 (2026-11-24T10:00:00Z) or epoch seconds.") from None
+        raise ValidationError(f"'{shown(value)}' is not a time: use RFC 3339 (2026-11-24T10:00:00Z) or epoch seconds.") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 

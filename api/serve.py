@@ -46,12 +46,18 @@ class BackgroundLock:
 
 
 def background_passes(runtime: Runtime) -> list[Periodic]:
-    if runtime.services is None:
-        return []
-    settings, services = runtime.settings, runtime.services
     log = logging.getLogger("keyledger.background")
+    # Every process aggregates its own failed-authentication records, sealed or not: each writes its summaries.
+    summaries = Periodic("keyledger-unauthenticated-summaries", runtime.flush_unauthenticated,
+                         min(1.0, runtime.settings.audit_unauthenticated_window_seconds),
+                         lambda exc: log.exception("the failed-authentication summary could not be written",
+                                                   exc_info=exc))
+    if runtime.services is None:
+        return [summaries]
+    settings, services = runtime.settings, runtime.services
     lock = BackgroundLock(settings.data_dir / BACKGROUND_LOCK)
     return [
+        summaries,
         Periodic("keyledger-maintenance", lock.only_holder(services.maintenance.run_once),
                  settings.maintenance_interval, lambda exc: log.exception("maintenance pass failed", exc_info=exc)),
         Periodic("keyledger-checkpoints", lock.only_holder(services.checkpointer.checkpoint_if_due),

@@ -28,6 +28,7 @@ from domain.errors import (
     InvalidSignatureError,
     MissingAuthenticationTokenError,
     UnrecognizedClientError,
+    shown,
 )
 
 _ALGORITHM = "AWS4-HMAC-SHA256"
@@ -88,7 +89,7 @@ def verify_sigv4(*, method: str, path: str, query_string: str, headers: Sequence
     missing = [name for name in signed_names if name not in by_name]
     if missing:
         raise IncompleteSignatureError(
-            f"Signed header(s) {', '.join(missing)} listed in SignedHeaders are not present in the request.")
+            f"Signed header(s) {shown(', '.join(missing))} listed in SignedHeaders are not present in the request.")
     # A name listed twice contributes its values twice, as botocore's HTTPHeaders.from_pairs would.
     signed: dict[str, list[str]] = {}
     for name in signed_names:
@@ -157,19 +158,19 @@ def _echo(authorization: str) -> str:
     # AWS echoes the whole header back; we echo its shape but only the Credential and SignedHeaders
     # values, so a signature is never reflected whatever the client called its parameter.
     algorithm, _, rest = authorization.strip().partition(" ")
-    shown = []
+    kept = []
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, _ = item.partition("=")
         keep = key.strip() in ("Credential", "SignedHeaders")
-        shown.append(item if keep else f"{key.strip()}=<redacted>" if eq else "<redacted>")
-    return f"{algorithm[:64]} {', '.join(shown)}"[:512]
+        kept.append(item if keep else f"{key.strip()}=<redacted>" if eq else "<redacted>")
+    return shown(f"{algorithm[:64]} {', '.join(kept)}", 256)
 
 
 def _parse_authorization(authorization: str) -> tuple[str, list[str], str]:
     algorithm, _, rest = authorization.strip().partition(" ")
     if algorithm != _ALGORITHM:
         raise IncompleteSignatureError(
-            f"Unsupported AWS 'algorithm': '{algorithm[:64]}'; only {_ALGORITHM} is accepted.")
+            f"Unsupported AWS 'algorithm': '{shown(algorithm, 64)}'; only {_ALGORITHM} is accepted.")
     params: dict[str, str] = {}
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")
@@ -192,10 +193,10 @@ def _parse_credential(credential: str) -> tuple[str, str, str, str]:
     if len(parts) != 5 or not all(parts) or not re.fullmatch(r"\d{8}", parts[1]):
         raise IncompleteSignatureError(
             "Credential must have the form <AccessKeyId>/<YYYYMMDD>/<region>/<service>/aws4_request, "
-            f"not '{credential[:256]}'.")
+            f"not '{shown(credential)}'.")
     if parts[4] != "aws4_request":
         raise IncompleteSignatureError(
-            f"Credential should be scoped with a valid terminator: 'aws4_request', not '{parts[4][:64]}'.")
+            f"Credential should be scoped with a valid terminator: 'aws4_request', not '{shown(parts[4], 64)}'.")
     return parts[0], parts[1], parts[2], parts[3]
 
 
@@ -219,14 +220,14 @@ def _request_time(by_name: dict[str, list[str]], authorization: str) -> tuple[st
                 return text, parsed
         except ValueError:  # well-shaped but impossible, e.g. month 13
             pass
-        raise IncompleteSignatureError(f"Date must be in ISO-8601 'basic format'. Got '{text[:64]}'. "
+        raise IncompleteSignatureError(f"Date must be in ISO-8601 'basic format'. Got '{shown(text, 64)}'. "
                                        "See http://en.wikipedia.org/wiki/ISO_8601")
     if "date" in by_name:
         try:
             when = parsedate_to_datetime(by_name["date"][0])
         except (TypeError, ValueError):
             raise IncompleteSignatureError(
-                f"Date header is not an RFC 1123 date: '{by_name['date'][0][:64]}'.") from None
+                f"Date header is not an RFC 1123 date: '{shown(by_name['date'][0], 64)}'.") from None
         when = when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
         return when.strftime(_AMZ_DATE), when
     raise IncompleteSignatureError(

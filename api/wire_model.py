@@ -13,59 +13,13 @@ from typing import Any, Callable
 
 import botocore.session
 
-from domain.errors import SerializationError, UnknownOperationError, ValidationError
+from api.limits import MAX_JSON_DEPTH
+from api.wire_errors import MISSING, deeper_than, render_path, too_deep, type_error, validation_error
+from domain.errors import SerializationError, UnknownOperationError, shown
 
 Parser = Callable[[Any, Any, list], Any]  # (json value, path, violations) -> parsed value
 Serializer = Callable[[Any], Any]
-_NULL = object()  # the "value" of a missing required member
 _INT_RANGE = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}  # Java int/long, as AWS
-_JSON_TYPES = {str: "string", list: "array", dict: "object", bool: "boolean", int: "number", float: "number",
-               type(None): "null"}
-
-
-def _render(path: Any, aws: bool) -> str:
-    # Paths are (parent, segment) cons cells, cheap to build while walking and rendered only on error.
-    # A segment is a member name, a list index, or a 1-tuple holding a map key (user data: kept verbatim).
-    segs = []
-    while path is not None:
-        path, seg = path
-        segs.append(seg)
-    out = ""
-    for seg in reversed(segs):
-        if isinstance(seg, int):
-            out += f".{seg + 1}.member" if aws else f"[{seg}]"
-        elif isinstance(seg, tuple):
-            out += f".{seg[0]}" if aws else f"[{seg[0]!r}]"
-        else:
-            out += "." + (seg[:1].lower() + seg[1:] if aws else seg)
-    return out[1:]
-
-
-def _type_error(path: Any, want: str, v: Any) -> SerializationError:
-    got = _JSON_TYPES.get(type(v), type(v).__name__)
-    if path is None:
-        return SerializationError(f"Request body must be a JSON object, got {got}")
-    return SerializationError(f"Member '{_render(path, False)}' must be {want}, got {got}")
-
-
-def _fmt(v: Any) -> str:
-    # Java toString style, which is what AWS echoes for lists and maps.
-    if isinstance(v, list):
-        return "[" + ", ".join(map(_fmt, v)) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()) + "}"
-    return str(v)
-
-
-def _validation_error(errs: list) -> ValidationError:
-    parts = []
-    for value, path, redact, rule in errs:
-        where = _render(path, True)
-        head = (f"Value null at '{where}'" if value is _NULL else
-                f"Value at '{where}'" if redact else f"Value '{_fmt(value)}' at '{where}'")
-        parts.append(f"{head} failed to satisfy constraint: {rule}")
-    n = len(parts)
-    return ValidationError(f"{n} validation error{'' if n == 1 else 's'} detected: " + "; ".join(parts))
 
 
 def _str_len(v: str, path: Any) -> int:
@@ -74,7 +28,7 @@ def _str_len(v: str, path: Any) -> int:
     try:  # AWS counts Java String length (UTF-16 units); a lone surrogate would break every later UTF-8 encode
         return len(v.encode("utf-16-le")) // 2
     except UnicodeEncodeError:
-        raise SerializationError(f"Member '{_render(path, False)}' contains an unpaired UTF-16 surrogate") from None
+        raise SerializationError(f"Member '{render_path(path, False)}' contains an unpaired UTF-16 surrogate") from None
 
 
 def _parse_time(v: Any, path: Any, errs: list) -> datetime:
@@ -86,7 +40,7 @@ def _parse_time(v: Any, path: Any, errs: list) -> datetime:
             return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
     except (ValueError, OverflowError, OSError):
         pass
-    raise SerializationError(f"Member '{_render(path, False)}' must be epoch seconds or an ISO 8601 timestamp")
+    raise SerializationError(f"Member '{render_path(path, False)}' must be epoch seconds or an ISO 8601 timestamp")
 
 
 def _reject_constant(name: str) -> None:
@@ -113,6 +67,11 @@ class WireModel:
         self._shape_cache: dict[tuple[str, str], Callable] = {}
         self._op_cache: dict[tuple[str, str], Callable] = {}
 
+    @property
+    def service_model(self) -> Any:
+        """botocore's KMS model, for what else is derived from it (api/body_limits.py)."""
+        return self._model
+
     def has_operation(self, name: str) -> bool:
         return name in self._ops
 
@@ -122,7 +81,7 @@ class WireModel:
 
     def parse_request(self, operation: str, body: bytes) -> dict[str, Any]:
         if operation not in self._ops:
-            raise UnknownOperationError(f"Unknown operation {operation!r}")
+            raise UnknownOperationError(f"Unknown operation {shown(operation)!r}")
         parse = self._for_operation("in", operation)
         data: Any = {}
         if body and body.strip():
@@ -132,14 +91,19 @@ class WireModel:
                 raise SerializationError("Request body is not valid UTF-8") from None
             except json.JSONDecodeError as e:  # its msg names the position, never the content
                 raise SerializationError(f"Request body is not valid JSON: {e.msg} at position {e.pos}") from None
-            except (ValueError, RecursionError) as e:
+            except RecursionError:
+                raise too_deep() from None
+            except ValueError as e:  # NaN or an infinity: its message names which
                 raise SerializationError(f"Request body is not valid JSON: {e}") from None
+            # Fewer brackets than the bound cannot nest past it: the common body is not walked.
+            if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and deeper_than(data, MAX_JSON_DEPTH):
+                raise too_deep()
         if type(data) is not dict:
-            raise _type_error(None, "", data)
+            raise type_error(None, "", data)
         errs: list = []
         out = parse(data, None, errs)
         if errs:
-            raise _validation_error(errs)
+            raise validation_error(errs)
         return out
 
     def response_body(self, operation: str, output: dict[str, Any]) -> bytes:
@@ -189,7 +153,7 @@ class WireModel:
         def typed(want: type, label: str, convert: Callable) -> Parser:
             def parse(v: Any, path: Any, errs: list) -> Any:
                 if type(v) is not want:
-                    raise _type_error(path, label, v)
+                    raise type_error(path, label, v)
                 return convert(v, path, errs)
             return parse
 
@@ -204,7 +168,7 @@ class WireModel:
                     if x is not None:
                         out[name] = fn(x, (path, name), errs)
                     elif req:
-                        errs.append((_NULL, (path, name), False, "Member must not be null"))
+                        errs.append((MISSING, (path, name), False, "Member must not be null"))
                 return out
             return typed(dict, "an object", structure)
         if t == "list":
@@ -238,7 +202,7 @@ class WireModel:
                         raise ValueError
                     b = binascii.a2b_base64(v, strict_mode=True)
                 except (binascii.Error, ValueError):
-                    raise SerializationError(f"Member '{_render(path, False)}' is not valid base64") from None
+                    raise SerializationError(f"Member '{render_path(path, False)}' is not valid base64") from None
                 check(b, len(b), path, errs)
                 return b
             return typed(str, "a base64-encoded string", blob)
@@ -247,7 +211,7 @@ class WireModel:
 
             def integer(v: int, path: Any, errs: list) -> int:
                 if not floor <= v <= ceil:  # Jackson fails to bind these before any validation runs
-                    raise SerializationError(f"Member '{_render(path, False)}' is out of range for a Java {t}")
+                    raise SerializationError(f"Member '{render_path(path, False)}' is out of range for a Java {t}")
                 check(v, v, path, errs)
                 return v
             return typed(int, "an integer", integer)

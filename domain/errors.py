@@ -1,6 +1,19 @@
 """Domain exceptions. Each carries the AWS KMS error code it maps to; ``api/errors.py`` turns them into
-wire responses. Messages are for people: they name the problem and what to do, never a secret."""
+wire responses. Messages are for people: they name the problem and what to do, never a secret, and show
+a value the caller sent only through ``shown`` (a short prefix: the caller knows the rest)."""
 from __future__ import annotations
+
+from typing import Any
+
+SHOWN_CHARS = 128  # a key ARN (75 characters) and most alias ARNs show whole; a 10 MB value shows 128
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """A caller's value as an error message may show it: at most ``limit`` characters, then "…" if cut.
+    Error messages go back on the wire and into the audit record, so an echoed value must not carry a
+    request's bulk (a 10 MB Description) into either."""
+    text = value if type(value) is str else format(value)  # what an f-string would show
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class KmsError(Exception):
@@ -88,6 +101,26 @@ class AccessDeniedError(KmsError):
 class DryRunOperationError(KmsError):
     code = "DryRunOperationException"
     status = 412
+
+
+class ThrottlingError(KmsError):
+    """A request quota (application/quotas.py) or the per-source limit on failed authentication is spent."""
+
+    code = "ThrottlingException"
+
+
+class RequestEntityTooLargeError(KmsError):
+    """The body is larger than the operation's limit (api/limits.py); refused before it is read."""
+
+    code = "RequestEntityTooLargeException"
+    status = 413
+
+
+class RequestHeaderFieldsTooLargeError(KmsError):
+    """The request's header names and values together exceed KEYLEDGER_MAX_HEADER_BYTES."""
+
+    code = "RequestHeaderFieldsTooLargeException"
+    status = 431
 
 
 class InternalError(KmsError):

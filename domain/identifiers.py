@@ -5,7 +5,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from domain.errors import InvalidAliasNameError, NotFoundError, ValidationError
+from domain.errors import InvalidAliasNameError, NotFoundError, ValidationError, shown
 
 ALIAS_PREFIX = "alias/"
 RESERVED_ALIAS_PREFIX = "alias/aws/"
@@ -52,16 +52,16 @@ def parse_key_reference(value: str, scope: Scope) -> KeyReference:
     if value.startswith("arn:"):
         m = _ARN_RE.fullmatch(value)
         if not m:
-            raise NotFoundError(f"Invalid keyId '{value}': not a valid KMS key or alias ARN.")
+            raise NotFoundError(f"Invalid keyId '{shown(value)}': not a valid KMS key or alias ARN.")
         resource = m.group("resource")
         if (m.group("region"), m.group("partition")) != (scope.region, scope.partition):
-            raise NotFoundError(f"Key '{value}' does not exist")
+            raise NotFoundError(f"Key '{shown(value)}' does not exist")
         account = None if m.group("account") == scope.account_id else m.group("account")
         if resource.startswith("key/"):
             return KeyReference(key_id=_checked_key_id(resource[4:], value), account_id=account)
         if resource.startswith(ALIAS_PREFIX):
             return KeyReference(alias_name=resource, account_id=account)
-        raise NotFoundError(f"Invalid keyId '{value}': an ARN must name key/<id> or alias/<name>.")
+        raise NotFoundError(f"Invalid keyId '{shown(value)}': an ARN must name key/<id> or alias/<name>.")
     if value.startswith(ALIAS_PREFIX):
         return KeyReference(alias_name=value)
     return KeyReference(key_id=_checked_key_id(value, value))
@@ -69,20 +69,20 @@ def parse_key_reference(value: str, scope: Scope) -> KeyReference:
 
 def _checked_key_id(key_id: str, original: str) -> str:
     if not _KEY_ID_RE.fullmatch(key_id):
-        raise NotFoundError(f"Invalid keyId '{original}': use a key id, key ARN, alias name or alias ARN.")
+        raise NotFoundError(f"Invalid keyId '{shown(original)}': use a key id, key ARN, alias name or alias ARN.")
     return key_id
 
 
 def validate_alias_name(name: str, *, for_create: bool) -> None:
     if not name.startswith(ALIAS_PREFIX):
-        raise ValidationError(f"Alias '{name}' must begin with 'alias/'.")
+        raise ValidationError(f"Alias '{shown(name)}' must begin with 'alias/'.")
     if not _ALIAS_RE.fullmatch(name) or len(name) > 256:
         raise ValidationError(
-            f"Alias '{name}' is not valid: after 'alias/' use 1 to 250 letters, digits, '/', '_' or '-'."
+            f"Alias '{shown(name)}' is not valid: after 'alias/' use 1 to 250 letters, digits, '/', '_' or '-'."
         )
     if for_create and name.startswith(RESERVED_ALIAS_PREFIX):
         raise InvalidAliasNameError(
-            f"Alias '{name}' is not valid: names that begin with 'alias/aws/' are reserved for AWS managed keys."
+            f"Alias '{shown(name)}' is not valid: names that begin with 'alias/aws/' are reserved for AWS managed keys."
         )
 
 

@@ -12,7 +12,8 @@ from typing import Callable
 from pathlib import Path
 
 from application.audit.checkpoints import Checkpointer
-from application.audit.trail import AuditTrail
+from application.audit.trail import AuditTrail, AuditUnavailable
+from application.audit.unauthenticated import UnauthenticatedFailures
 from application.health import HealthService
 from application.authorization.authorizer import Authorizer
 from application.crypto.asymmetric_service import AsymmetricService
@@ -33,6 +34,7 @@ from application.keys.rotation_service import RotationService
 from application.ledger import KeyLedger
 from application.principals.directory import PrincipalDirectory
 from application.principals.service import PrincipalService
+from application.quotas import RequestQuotas
 from application.writer import LedgerWriter
 from domain.crypto.asymmetric import POST_QUANTUM_SUPPORTED
 from domain.keys import grant_tokens
@@ -95,6 +97,8 @@ class Runtime:
     reports: Reports
     replay: ProjectionReplay
     clock_service: ClockService
+    quotas: RequestQuotas
+    unauthenticated: UnauthenticatedFailures  # failed authentication: aggregated records, per-source limit
     sealed_reason: str | None = None
     services: Services | None = None
     admin_created: bool = False
@@ -102,7 +106,15 @@ class Runtime:
     def now(self) -> datetime:
         return self.clock.now()
 
+    def flush_unauthenticated(self, force: bool = False) -> int:
+        """Writes the summary records of the failed-authentication windows that ended (all, if ``force``)."""
+        return self.unauthenticated.flush(self.audit.record, force)
+
     def close(self) -> None:
+        try:  # graceful shutdown: the window under way gets its summary while the committer still runs
+            self.flush_unauthenticated(force=True)
+        except AuditUnavailable:
+            pass  # the store is gone: nothing more can be recorded, and stopping must go on
         self.health.close()
         self.audit.stop()
         self.ledger.close()
@@ -144,10 +156,15 @@ def build_runtime(settings: Settings) -> Runtime:
     clock = DatabaseClock(uow)
     audit = AuditTrail(ledger, uow, clock, window_seconds=settings.audit_group_commit_window,
                        max_batch=settings.audit_group_commit_max)
+    quotas = RequestQuotas(settings.quota_cryptographic_per_second, settings.quota_management_per_second,
+                           settings.quota_account_overrides)
+    unauthenticated = UnauthenticatedFailures(
+        window_seconds=settings.audit_unauthenticated_window_seconds, per_source=settings.audit_unauthenticated_per_source,
+        total=settings.audit_unauthenticated_total, per_second=settings.quota_unauthenticated_per_second, now=clock.now)
     probe = SqlStorageProbe(engine, settings.health_probe_timeout)
     history = PointInTime(ledger, SqlKeyEventIndex(uow), clock)
     runtime = Runtime(
-        settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit,
+        settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit, quotas=quotas, unauthenticated=unauthenticated,
         health=HealthService(lambda: runtime.sealed_reason, probe, audit.stats,
                              probe_timeout=settings.health_probe_timeout, cache_seconds=settings.health_cache_seconds,
                              on_close=probe.close),

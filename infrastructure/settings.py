@@ -5,6 +5,7 @@ Names are chosen so the eventsourcing library never mistakes one for its own (it
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,28 @@ def _boolean(text: str) -> bool:
     if value not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
         raise ValueError(text)
     return value in ("true", "1", "on", "yes")
+
+
+QUOTA_CLASSES = ("cryptographic", "management")
+
+
+def _quota_overrides(text: str) -> dict[str, dict[str, float]]:
+    """``{"<account id>": {"cryptographic": <per second>, "management": <per second>}, ...}``; a class left
+    out keeps the default."""
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(text) from None
+    if not isinstance(parsed, dict):
+        raise ValueError(text)
+    out: dict[str, dict[str, float]] = {}
+    for account, classes in parsed.items():
+        if not (isinstance(account, str) and account.isdigit() and len(account) == 12 and isinstance(classes, dict)
+                and set(classes) <= set(QUOTA_CLASSES)
+                and all(type(v) in (int, float) for v in classes.values())):
+            raise ValueError(text)
+        out[account] = {name: float(rate) for name, rate in classes.items()}
+    return out
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,21 @@ class Settings:
     metrics: bool = True  # serve Prometheus metrics at GET /metrics (no key, principal or credential in them)
     health_probe_timeout: float = 1.0  # readiness: how long the storage probe waits for the writers' lock
     health_cache_seconds: float = 1.0  # readiness: how long a probe's result answers health requests
+    # Limits before any work (api/limits.py): header names and values together, and the body of any request
+    # (each operation's own limit, derived from the KMS model, is lower or equal; None: the largest of those).
+    max_header_bytes: int = 16384
+    max_body_bytes: int | None = None
+    # Request quotas per account, region and operation class, in requests per second (0: no quota).
+    quota_cryptographic_per_second: float = 100_000.0
+    quota_management_per_second: float = 2_000.0
+    quota_account_overrides: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # Requests that fail authentication: per source address, this many per second are answered with their
+    # own error; the rest ThrottlingException. Per window, at most so many get a record of their own (per
+    # source, and in total); the others are counted in one summary record per window.
+    quota_unauthenticated_per_second: float = 100.0
+    audit_unauthenticated_window_seconds: float = 60.0
+    audit_unauthenticated_per_source: int = 10
+    audit_unauthenticated_total: int = 100
 
     @property
     def resolved_database_url(self) -> str:
@@ -100,6 +138,15 @@ class Settings:
             "metrics": ("KEYLEDGER_METRICS", _boolean),
             "health_probe_timeout": ("KEYLEDGER_HEALTH_PROBE_TIMEOUT", float),
             "health_cache_seconds": ("KEYLEDGER_HEALTH_CACHE_SECONDS", float),
+            "max_header_bytes": ("KEYLEDGER_MAX_HEADER_BYTES", int),
+            "max_body_bytes": ("KEYLEDGER_MAX_BODY_BYTES", int),
+            "quota_cryptographic_per_second": ("KEYLEDGER_QUOTA_CRYPTOGRAPHIC_PER_SECOND", float),
+            "quota_management_per_second": ("KEYLEDGER_QUOTA_MANAGEMENT_PER_SECOND", float),
+            "quota_account_overrides": ("KEYLEDGER_QUOTA_ACCOUNT_OVERRIDES", _quota_overrides),
+            "quota_unauthenticated_per_second": ("KEYLEDGER_QUOTA_UNAUTHENTICATED_PER_SECOND", float),
+            "audit_unauthenticated_window_seconds": ("KEYLEDGER_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS", float),
+            "audit_unauthenticated_per_source": ("KEYLEDGER_AUDIT_UNAUTHENTICATED_PER_SOURCE", int),
+            "audit_unauthenticated_total": ("KEYLEDGER_AUDIT_UNAUTHENTICATED_TOTAL", int),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):
@@ -127,6 +174,23 @@ class Settings:
             raise SystemExit("keyledger: KEYLEDGER_REGIONS names no region.")
         if (self.admin_access_key_id is None) != (self.admin_secret_access_key is None):
             raise SystemExit("keyledger: set both KEYLEDGER_ADMIN_ACCESS_KEY_ID and KEYLEDGER_ADMIN_SECRET_ACCESS_KEY, or neither.")
+        if self.max_header_bytes < 1024:
+            raise SystemExit("keyledger: KEYLEDGER_MAX_HEADER_BYTES must be at least 1024 (SigV4 headers alone take "
+                             "several hundred bytes).")
+        if self.max_body_bytes is not None and self.max_body_bytes < 1024:
+            raise SystemExit("keyledger: KEYLEDGER_MAX_BODY_BYTES must be at least 1024.")
+        rates = {"KEYLEDGER_QUOTA_CRYPTOGRAPHIC_PER_SECOND": [self.quota_cryptographic_per_second],
+                 "KEYLEDGER_QUOTA_MANAGEMENT_PER_SECOND": [self.quota_management_per_second],
+                 "KEYLEDGER_QUOTA_UNAUTHENTICATED_PER_SECOND": [self.quota_unauthenticated_per_second],
+                 "KEYLEDGER_QUOTA_ACCOUNT_OVERRIDES": [rate for classes in self.quota_account_overrides.values()
+                                                       for rate in classes.values()]}
+        for variable, values in rates.items():
+            if any(not rate >= 0 for rate in values):  # NaN too
+                raise SystemExit(f"keyledger: {variable} must be 0 (no quota) or more requests per second.")
+        if self.audit_unauthenticated_window_seconds <= 0 or min(
+                self.audit_unauthenticated_per_source, self.audit_unauthenticated_total) < 0:
+            raise SystemExit("keyledger: KEYLEDGER_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS must be above 0, and "
+                             "KEYLEDGER_AUDIT_UNAUTHENTICATED_PER_SOURCE and _TOTAL 0 or more.")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SystemExit("keyledger: HTTPS needs both a certificate and a private key: set KEYLEDGER_TLS_CERT and "
                              "KEYLEDGER_TLS_KEY (or --tls-cert and --tls-key), or neither for plain HTTP.")

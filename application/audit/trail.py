@@ -1,6 +1,7 @@
 """Durable, ordered, chained audit records, committed in groups.
 
-Two ways in, one head:
+Two ways in, one head; every record is bounded on its way in (application/audit/bounds.py), so what is
+sealed and stored is the bounded record:
 * ``transaction_with_record``: a key change's own record, saved in the key change's transaction.
 * ``record`` / ``record_async``: every other call's record, queued; a committer thread writes whatever is
   queued in one transaction (group commit) and wakes each caller when its batch is durable. Nothing is
@@ -22,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 from eventsourcing.persistence import IntegrityError
 
+from application.audit.bounds import bound_record
 from application.audit.records import cloudtrail_record
 from application.audit.rows import RecordRows
 from application.calls import Call
@@ -130,7 +132,7 @@ class AuditTrail:
                     call.add_resource(aggregate.arn)
                     if call.respond_from is not None:
                         call.response_elements = call.respond_from(aggregate)
-            log.append(cloudtrail_record(call), self._clock.now())
+            log.append(bound_record(cloudtrail_record(call)), self._clock.now())
             attached[:] = [log]
             return [log]
 
@@ -157,6 +159,7 @@ class AuditTrail:
 
     def record(self, record: dict[str, Any]) -> None:
         """Blocks until the record is durable; raises AuditUnavailable if it cannot be."""
+        record = bound_record(record)
         if not self._thread.is_alive():  # no committer (CLI): write directly
             failed: list[BaseException | None] = []
             self._commit([_Pending(record, failed.append)])
@@ -178,7 +181,7 @@ class AuditTrail:
     async def record_async(self, record: dict[str, Any]) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Pending(record, None, loop, future))
+        self._queue.put(_Pending(bound_record(record), None, loop, future))
         await future
 
     def _commit_loop(self) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from application.history.point_in_time import PointInTime, ScopeLike
-from domain.errors import KmsError, MalformedPolicyDocumentError, ValidationError
+from domain.errors import KmsError, MalformedPolicyDocumentError, ValidationError, shown
 from domain.keys.grants import grants_from_entries
 from domain.keys.states import MATRIX, KeyState, require_state
 from domain.policy.document import PolicyDocument, parse_policy
@@ -51,7 +51,7 @@ def access_at(history: PointInTime, scope: ScopeLike, key_ref: str, at: datetime
     policy names, each judged with the identity policies it had then; without it only the key policy's
     principals and the grantees are candidates, with no identity policies."""
     if operation not in MATRIX:
-        raise ValidationError(f"'{operation}' is not a KMS operation on keys keyledger knows; e.g. Encrypt, Decrypt, Sign.")
+        raise ValidationError(f"'{shown(operation)}' is not a KMS operation on keys keyledger knows; e.g. Encrypt, Decrypt, Sign.")
     view = history.key_at(scope, key_ref, at)
     meta = view["KeyMetadata"]
     arn, account = meta["Arn"], meta["AWSAccountId"]

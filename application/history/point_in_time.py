@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic
 from application.ledger import KeyLedger, with_moved_topics
 from application.ports import Clock
 from domain.audit.log import AUDIT_LOG_ID
-from domain.errors import NotFoundError, ValidationError
+from domain.errors import NotFoundError, ValidationError, shown
 from domain.identifiers import Scope, parse_key_reference
 from domain.keys.alias import Alias
 from domain.keys.key import Key
@@ -155,11 +155,11 @@ class PointInTime:
         if version is None:
             current = self._load(key_id, None)
             if current is None or not _in_scope(current, scope):
-                raise NotFoundError(f"Key '{_arn(scope, key_id)}' does not exist")
+                raise NotFoundError(f"Key '{shown(_arn(scope, key_id))}' does not exist")
             raise NotFoundError(f"Key {current.arn} did not exist at {_iso(at)}")
         key = self._load(key_id, version)
         if key is None or not _in_scope(key, scope):
-            raise NotFoundError(f"Key '{_arn(scope, key_id)}' does not exist")
+            raise NotFoundError(f"Key '{shown(_arn(scope, key_id))}' does not exist")
         return key_view(key, at, _aliases_of(key, targets))
 
     def key_id_at(self, scope: Scope, key_ref: str, at: datetime) -> str:
@@ -181,7 +181,7 @@ class PointInTime:
             return reference.key_id
         target = targets.get((scope.account_id, scope.region, reference.alias_name or ""))
         if target is None:
-            raise NotFoundError(f"Alias {scope.alias_arn(reference.alias_name or '')} did not exist at {_iso(at)}")
+            raise NotFoundError(f"Alias {shown(scope.alias_arn(reference.alias_name or ''))} did not exist at {_iso(at)}")
         return target
 
     # -- every key -------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ class PointInTime:
         key_id = self._key_id(scope, key_ref, self._clock.now(), self._aliases.targets_at(self._clock.now()))
         key = self._load(key_id, None)
         if key is None or not _in_scope(key, scope):
-            raise NotFoundError(f"Key '{_arn(scope, key_id)}' does not exist")
+            raise NotFoundError(f"Key '{shown(_arn(scope, key_id))}' does not exist")
         rows = self._index.events_of(key_id)
         events = {e.originator_version: e for e in self._ledger.events.get(uuid.UUID(key_id))}
         out = []
@@ -285,7 +285,7 @@ def _checked_id(key_ref: str) -> str:
     try:
         return str(uuid.UUID(key_ref))
     except ValueError:
-        raise NotFoundError(f"Invalid keyId '{key_ref}': use a key id or key ARN (an alias needs a region).") from None
+        raise NotFoundError(f"Invalid keyId '{shown(key_ref)}': use a key id or key ARN (an alias needs a region).") from None
 
 
 def _iso(moment: datetime) -> str:

@@ -10,7 +10,7 @@ from application.authorization.authorizer import KeyFacts
 from application.calls import Call
 from application.keys.resolver import KeyResolver
 from application.writer import LedgerWriter, Outcome, T
-from domain.errors import NotFoundError
+from domain.errors import NotFoundError, shown
 from domain.identifiers import Scope
 from domain.keys.alias import Alias
 from domain.keys.key import Key
@@ -26,7 +26,7 @@ class KeyAccess:
         """The key, if it lives in ``home``, with ``call`` authorized on it (see KeyResolver.row_by_id)."""
         key = self.load_any(key_id)
         if key is None or key.account_id != home.account_id or key.region != home.region:
-            raise NotFoundError(f"Key '{home.key_arn(key_id)}' does not exist")
+            raise NotFoundError(f"Key '{shown(home.key_arn(key_id))}' does not exist")
         call.add_resource(key.arn)  # named in the audit record even if the change is refused
         self.resolve.authorizer.authorize_key(call, KeyFacts.of_key(key), action)
         return key

@@ -8,7 +8,7 @@ from application.keys.access import KeyAccess
 from application.pagination import page
 from application.ports import AliasRow, Clock, KeyRow, KeyStateView
 from application.writer import Outcome
-from domain.errors import AlreadyExistsError, NotFoundError, ValidationError
+from domain.errors import AlreadyExistsError, NotFoundError, ValidationError, shown
 from domain.identifiers import Scope, alias_aggregate_id, parse_key_reference, validate_alias_name
 from domain.keys.alias import Alias
 from domain.keys.states import KeyState, require_state
@@ -30,7 +30,7 @@ class AliasService:
     def _existing(self, scope: Scope, alias_name: str) -> Alias:
         alias = self._access.load_alias(alias_aggregate_id(scope, alias_name))
         if alias is None or alias.deleted:
-            raise NotFoundError(f"Alias {scope.alias_arn(alias_name)} is not found.")
+            raise NotFoundError(f"Alias {shown(scope.alias_arn(alias_name))} is not found.")
         return alias
 
     def _target_of(self, call: Call, alias: Alias) -> KeyRow | None:
@@ -54,7 +54,7 @@ class AliasService:
                 alias = Alias.create(alias_id=alias_id, alias_name=alias_name, account_id=scope.account_id,
                                      region=scope.region, target_key_id=row.key_id, at=now)
             elif not alias.deleted:
-                raise AlreadyExistsError(f"An alias with the name {scope.alias_arn(alias_name)} already exists")
+                raise AlreadyExistsError(f"An alias with the name {shown(scope.alias_arn(alias_name))} already exists")
             else:
                 alias.recreate(row.key_id, now)
             return Outcome([alias])
@@ -70,7 +70,7 @@ class AliasService:
             current = self._target_of(call, alias)
             if current is not None and (current.key_spec, current.key_usage) != (row.key_spec, row.key_usage):
                 raise ValidationError(
-                    f"Alias {alias_name} points to a {current.key_spec} key for {current.key_usage}; "
+                    f"Alias {shown(alias_name)} points to a {current.key_spec} key for {current.key_usage}; "
                     f"the new target must have the same key spec and key usage."
                 )
             if alias.target_key_id != row.key_id:

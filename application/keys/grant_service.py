@@ -21,6 +21,7 @@ from domain.errors import (
     InvalidGrantTokenError,
     NotFoundError,
     ValidationError,
+    shown,
 )
 from domain.identifiers import Scope
 from domain.keys import grant_tokens
@@ -135,7 +136,7 @@ class GrantService:
         if principal_account(retiring_principal) != caller_account:
             raise AccessDeniedError(
                 f"User: {caller_arn} is not authorized to perform: kms:ListRetirableGrants on resource: "
-                f"{retiring_principal} because it is not a principal in account {caller_account}.")
+                f"{shown(retiring_principal)} because it is not a principal in account {caller_account}.")
         return page(lambda n, after: self._index.retirable_by(call.in_scope().region, retiring_principal, n, after),
                     _page_size(limit), marker, sort_key=lambda e: e["GrantId"], render=lambda e: e, member="Grants")
 
@@ -187,7 +188,7 @@ class GrantService:
         key_id, grant_id = self.grant_for_token(token)
         key = self._access.load_any(key_id)
         if key is None or key.key_state is KeyState.DELETED:
-            raise NotFoundError(f"The grant token names a grant on key {key_id}, which does not exist.")
+            raise NotFoundError(f"The grant token names a grant on key {shown(key_id)}, which does not exist.")
         if key.region != scope.region:
             raise InvalidGrantTokenError(f"The grant token names a grant on a key in {key.region}; "
                                          f"send the request to {key.region}.")

@@ -10,7 +10,7 @@ from application.keys.materials import KeyMaterials
 from application.pagination import page
 from application.ports import Clock, KeyStateView
 from application.writer import Outcome
-from domain.errors import MalformedPolicyDocumentError, NotFoundError, UnsupportedOperationError, ValidationError
+from domain.errors import MalformedPolicyDocumentError, NotFoundError, UnsupportedOperationError, ValidationError, shown
 from domain.keys.key import Key
 from domain.keys.material import new_material
 from domain.keys.specs import ENCRYPT_DECRYPT, ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, resolve_key_spec
@@ -125,7 +125,7 @@ class KeyService:
                        bypass_lockout_check: bool = False) -> None:
         name = policy_name or DEFAULT_POLICY_NAME
         if name != DEFAULT_POLICY_NAME:
-            raise ValidationError(f"PolicyName '{name}' is not valid: a KMS key has one policy, named 'default'.")
+            raise ValidationError(f"PolicyName '{shown(name)}' is not valid: a KMS key has one policy, named 'default'.")
 
         def change(key: Key) -> None:
             self._check_policy(policy, call, key.arn, bypass_lockout_check)
@@ -144,5 +144,5 @@ class KeyService:
         key.require("GetKeyPolicy")
         name = policy_name or DEFAULT_POLICY_NAME
         if name != DEFAULT_POLICY_NAME:
-            raise NotFoundError(f"No such policy exists: '{name}'. A KMS key has one policy, named 'default'.")
+            raise NotFoundError(f"No such policy exists: '{shown(name)}'. A KMS key has one policy, named 'default'.")
         return {"Policy": key.policy, "PolicyName": name}

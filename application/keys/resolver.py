@@ -7,7 +7,7 @@ from __future__ import annotations
 from application.authorization.authorizer import Authorizer, KeyFacts
 from application.calls import Call
 from application.ports import KeyRow, KeyStateView
-from domain.errors import NotFoundError
+from domain.errors import NotFoundError, shown
 from domain.identifiers import Scope, parse_key_reference
 
 
@@ -25,7 +25,7 @@ class KeyResolver:
         if ref.alias_name is not None:
             alias = self._view.get_alias(home.account_id, home.region, ref.alias_name)
             if alias is None:
-                raise NotFoundError(f"Alias {home.alias_arn(ref.alias_name)} is not found.")
+                raise NotFoundError(f"Alias {shown(home.alias_arn(ref.alias_name))} is not found.")
             return alias.target_key_id, home
         assert ref.key_id is not None
         return ref.key_id, home
@@ -37,7 +37,7 @@ class KeyResolver:
         key_id, home = self.locate(call, key_ref)
         row = self.row_by_id(call, home, key_id, action)
         if row is None:
-            raise NotFoundError(f"Key '{home.key_arn(key_id)}' does not exist")
+            raise NotFoundError(f"Key '{shown(home.key_arn(key_id))}' does not exist")
         return row
 
     def row_by_id(self, call: Call, home: Scope | None, key_id: str, action: str | None = None) -> KeyRow | None:

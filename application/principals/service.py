@@ -22,7 +22,7 @@ from application.principals.audit import Operator, operator_call
 from application.principals.directory import PrincipalDirectory
 from application.principals.ports import AccessKeyRow, AccessKeyStore, PrincipalReadModel, PrincipalRow
 from application.writer import LedgerWriter, Outcome
-from domain.errors import IamValidationError, KmsError, NoSuchEntityError
+from domain.errors import IamValidationError, KmsError, NoSuchEntityError, shown
 from domain.principals.arns import ROLE, ROOT, SESSION, PrincipalName, acting_arn, parse_principal_arn
 from domain.principals.principal import ACTIVE, Principal
 
@@ -237,7 +237,7 @@ class PrincipalService:
         """The principal now with its access keys; an account root that never had a key is shown empty."""
         name = parse_principal_arn(arn)
         if name.kind == SESSION:
-            raise IamValidationError(f"'{arn}' is a role session; name the role.")
+            raise IamValidationError(f"'{shown(arn)}' is a role session; name the role.")
         row = self._directory.get(arn)
         if row is None and name.kind == ROOT:
             principal = self._load(name)
@@ -303,7 +303,7 @@ class PrincipalService:
             raise IamValidationError(f"An account root cannot be {what}: it exists for every account, "
                                      f"always, and may do everything its account's key policies allow.")
         if name.kind == SESSION:
-            raise IamValidationError(f"'{arn}' is a role session, not a principal that can be {what}; "
+            raise IamValidationError(f"'{shown(arn)}' is a role session, not a principal that can be {what}; "
                                      f"name the role (arn:{name.partition}:iam::{name.account_id}:role/{name.name}).")
         return name
 
@@ -311,17 +311,17 @@ class PrincipalService:
     def _owner(arn: str) -> PrincipalName:
         name = parse_principal_arn(arn)
         if name.kind == SESSION:
-            raise IamValidationError(f"'{arn}' is a role session; create the access key for the role "
+            raise IamValidationError(f"'{shown(arn)}' is a role session; create the access key for the role "
                                      f"(arn:{name.partition}:iam::{name.account_id}:role/{name.name}).")
         return name
 
     def _key_owner(self, access_key_id: str) -> tuple[Principal, AccessKeyRow]:
         row = self._access_keys.get(access_key_id)
         if row is None:
-            raise NoSuchEntityError(f"The Access Key with id {access_key_id} cannot be found.")
+            raise NoSuchEntityError(f"The Access Key with id {shown(access_key_id)} cannot be found.")
         principal = self._load(parse_principal_arn(row.principal_arn))
         if principal is None or access_key_id not in principal.access_keys:
-            raise NoSuchEntityError(f"The Access Key with id {access_key_id} is not recorded for "
+            raise NoSuchEntityError(f"The Access Key with id {shown(access_key_id)} is not recorded for "
                                     f"{row.principal_arn}; it cannot be changed here.")
         return principal, row
 

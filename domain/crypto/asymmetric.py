@@ -11,7 +11,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
-from domain.errors import InvalidKeyUsageError, UnsupportedOperationError, ValidationError
+from domain.errors import InvalidKeyUsageError, UnsupportedOperationError, ValidationError, shown
 
 ENCRYPT_DECRYPT, SIGN_VERIFY = "ENCRYPT_DECRYPT", "SIGN_VERIFY"
 KEY_AGREEMENT, ENCAPSULATE_DECAPSULATE = "KEY_AGREEMENT", "ENCAPSULATE_DECAPSULATE"
@@ -180,7 +180,7 @@ def _check_message(key_spec: str, algorithm: str, message: bytes, message_type: 
             raise ValidationError(f"Mu is {len(message)} bytes; ML_DSA_SHAKE_256 needs a 64-byte external mu.")
         return True
     if message_type != DIGEST:
-        raise ValidationError(f"'{message_type}' is not a valid MessageType; use RAW, DIGEST or EXTERNAL_MU.")
+        raise ValidationError(f"'{shown(message_type)}' is not a valid MessageType; use RAW, DIGEST or EXTERNAL_MU.")
     if algorithm in ("ED25519_SHA_512", "ML_DSA_SHAKE_256"):
         raise ValidationError(f"{algorithm} does not accept MessageType DIGEST.")
     digest_size = hash_for_algorithm(algorithm).digest_size
@@ -252,7 +252,7 @@ def verify(key_der: bytes, key_spec: str, algorithm: str, message: bytes, messag
 def generate_data_key_pair(spec: str) -> tuple[bytes, bytes]:
     """(private PKCS#8 DER, public SPKI DER) for a DataKeyPairSpec."""
     if spec not in DATA_KEY_PAIR_SPECS:
-        raise ValidationError(f"'{spec}' is not a valid KeyPairSpec; use one of: {', '.join(DATA_KEY_PAIR_SPECS)}.")
+        raise ValidationError(f"'{shown(spec)}' is not a valid KeyPairSpec; use one of: {', '.join(DATA_KEY_PAIR_SPECS)}.")
     private_der = generate_private_key(spec)
     return private_der, public_key_der(private_der)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from typing import Mapping
 
-from domain.errors import ValidationError
+from domain.errors import ValidationError, shown
 
 MAX_CONTEXT_BYTES = 8192
 
@@ -31,5 +31,5 @@ def validate_encryption_context(context: Mapping[str, str] | None) -> None:
         if not key:
             raise ValidationError("Encryption context keys must not be empty.")
         if not isinstance(value, str):
-            raise ValidationError(f"Encryption context value for '{key}' must be a string.")
+            raise ValidationError(f"Encryption context value for '{shown(key)}' must be a string.")
     canonical_encryption_context(context)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 
-from domain.errors import InvalidKeyUsageError, ValidationError
+from domain.errors import InvalidKeyUsageError, ValidationError, shown
 
 MAX_MESSAGE_BYTES = 4096
 
@@ -33,17 +33,17 @@ _BY_ALGORITHM = {info.algorithm: info for info in HMAC_SPECS.values()}
 def _spec(key_spec: str) -> HmacSpec:
     info = HMAC_SPECS.get(key_spec)
     if info is None:
-        raise ValidationError(f"'{key_spec}' is not an HMAC key spec; use one of: {', '.join(HMAC_SPECS)}.")
+        raise ValidationError(f"'{shown(key_spec)}' is not an HMAC key spec; use one of: {', '.join(HMAC_SPECS)}.")
     return info
 
 
 def check_mac_algorithm(key_spec: str, algorithm: str) -> None:
     """AWS ties each HMAC spec to exactly one MacAlgorithm; any other is InvalidKeyUsage."""
     if algorithm not in _BY_ALGORITHM:
-        raise ValidationError(f"'{algorithm}' is not a valid MacAlgorithm; use one of: {', '.join(_BY_ALGORITHM)}.")
+        raise ValidationError(f"'{shown(algorithm)}' is not a valid MacAlgorithm; use one of: {', '.join(_BY_ALGORITHM)}.")
     expected = _spec(key_spec).algorithm
     if algorithm != expected:
-        raise InvalidKeyUsageError(f"{algorithm} is not valid for KeySpec {key_spec}; use {expected}.")
+        raise InvalidKeyUsageError(f"{shown(algorithm)} is not valid for KeySpec {shown(key_spec)}; use {expected}.")
 
 
 def generate_hmac_key(key_spec: str) -> bytes:
@@ -55,7 +55,7 @@ def _hmac(key: bytes, algorithm: str, message: bytes, key_spec: str | None) -> h
         check_mac_algorithm(key_spec, algorithm)
     info = _BY_ALGORITHM.get(algorithm)
     if info is None:
-        raise ValidationError(f"'{algorithm}' is not a valid MacAlgorithm; use one of: {', '.join(_BY_ALGORITHM)}.")
+        raise ValidationError(f"'{shown(algorithm)}' is not a valid MacAlgorithm; use one of: {', '.join(_BY_ALGORITHM)}.")
     if not 1 <= len(message) <= MAX_MESSAGE_BYTES:
         raise ValidationError(f"Message is {len(message)} bytes; it must be 1 to {MAX_MESSAGE_BYTES} bytes.")
     mac = hmac.HMAC(key, info.hash())
@@ -80,5 +80,5 @@ def verify_mac(key: bytes, algorithm: str, message: bytes, mac: bytes, *, key_sp
 def validate_imported_hmac_key(key_spec: str, key: bytes) -> bytes:
     low, high = _spec(key_spec).import_range
     if not low <= len(key) <= high:
-        raise ValidationError(f"Imported key material for {key_spec} must be {low} to {high} bytes; it is {len(key)}.")
+        raise ValidationError(f"Imported key material for {shown(key_spec)} must be {low} to {high} bytes; it is {len(key)}.")
     return bytes(key)

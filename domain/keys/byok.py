@@ -31,6 +31,7 @@ from domain.errors import (
     InvalidImportTokenError,
     UnsupportedOperationError,
     ValidationError,
+    shown,
 )
 
 
@@ -74,7 +75,7 @@ def check_wrapping_algorithm(name: str) -> WrappingAlgorithm:
         raise UnsupportedOperationError(_REFUSED_ALGORITHMS[name])
     algorithm = WRAPPING_ALGORITHMS.get(name)
     if algorithm is None:
-        raise ValidationError(f"WrappingAlgorithm '{name}' is not valid; use one of: {', '.join(WRAPPING_ALGORITHMS)}.")
+        raise ValidationError(f"WrappingAlgorithm '{shown(name)}' is not valid; use one of: {', '.join(WRAPPING_ALGORITHMS)}.")
     return algorithm
 
 
@@ -84,7 +85,7 @@ def check_wrapping_key_spec(name: str) -> int:
                                         "supported; use RSA_2048, RSA_3072 or RSA_4096.")
     bits = WRAPPING_KEY_SPECS.get(name)
     if bits is None:
-        raise ValidationError(f"WrappingKeySpec '{name}' is not valid; use one of: {', '.join(WRAPPING_KEY_SPECS)}.")
+        raise ValidationError(f"WrappingKeySpec '{shown(name)}' is not valid; use one of: {', '.join(WRAPPING_KEY_SPECS)}.")
     return bits
 
 
@@ -229,7 +230,7 @@ def validate_expiration(expiration_model: str | None, valid_to: datetime | None,
     if expiration_model is None:
         expiration_model = KEY_MATERIAL_EXPIRES if valid_to is not None else KEY_MATERIAL_DOES_NOT_EXPIRE
     if expiration_model not in EXPIRATION_MODELS:
-        raise ValidationError(f"ExpirationModel '{expiration_model}' is not valid; "
+        raise ValidationError(f"ExpirationModel '{shown(expiration_model)}' is not valid; "
                               f"use one of: {', '.join(EXPIRATION_MODELS)}.")
     if expiration_model == KEY_MATERIAL_DOES_NOT_EXPIRE:
         if valid_to is not None:

@@ -22,6 +22,7 @@ from domain.errors import (
     LimitExceededError,
     NotFoundError,
     ValidationError,
+    shown,
 )
 from domain.keys.specs import (
     ENCAPSULATE_DECAPSULATE,
@@ -73,7 +74,7 @@ def new_grant_id() -> str:
 
 def check_grant_id(grant_id: str) -> None:
     if not isinstance(grant_id, str) or not _GRANT_ID.fullmatch(grant_id):
-        raise InvalidGrantIdError(f"Grant ID '{grant_id}' is not valid: a grant ID is 64 hexadecimal characters.")
+        raise InvalidGrantIdError(f"Grant ID '{shown(grant_id)}' is not valid: a grant ID is 64 hexadecimal characters.")
 
 
 def principal_account(arn: str) -> str | None:
@@ -85,7 +86,7 @@ def principal_account(arn: str) -> str | None:
 def check_principal(arn: str, member: str) -> None:
     if principal_account(arn) is None:
         raise InvalidArnError(
-            f"{member} '{arn}' is not a valid principal: use the ARN of an account (arn:aws:iam::<account>:root), "
+            f"{member} '{shown(arn)}' is not a valid principal: use the ARN of an account (arn:aws:iam::<account>:root), "
             "an IAM user or role, an assumed-role session or a federated user.")
 
 
@@ -151,7 +152,7 @@ class GrantableKey:
         check_grant_id(grant_id)
         record = self.grants.get(grant_id) if self.key_state is not KeyState.DELETED else None
         if record is None:
-            raise NotFoundError(f"Grant ID {grant_id} was not found on {self.arn}: it never existed, or it was "
+            raise NotFoundError(f"Grant ID {shown(grant_id)} was not found on {self.arn}: it never existed, or it was "
                                 "retired or revoked.")
         return record
 
@@ -185,7 +186,7 @@ class GrantableKey:
             check_principal(retiring_principal, "RetiringPrincipal")
         if name is not None and not _NAME.fullmatch(name):
             raise ValidationError(
-                f"Grant name '{name}' is not valid: use 1 to 256 letters, digits, ':', '/', '_' or '-'.")
+                f"Grant name '{shown(name)}' is not valid: use 1 to 256 letters, digits, ':', '/', '_' or '-'.")
         checked = self._checked_constraints(constraints)
         if name is not None:
             for record in self.grants.values():

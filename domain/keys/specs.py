@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from domain.errors import UnsupportedOperationError, ValidationError
+from domain.errors import UnsupportedOperationError, ValidationError, shown
 
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
 ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
@@ -71,7 +71,7 @@ def resolve_key_spec(key_spec: str | None, key_usage: str | None,
         raise UnsupportedOperationError(reason)
     spec = KEY_SPECS.get(name)
     if spec is None:
-        raise ValidationError(f"KeySpec '{name}' is not a valid key spec.")
+        raise ValidationError(f"KeySpec '{shown(name)}' is not a valid key spec.")
     usage = key_usage or ENCRYPT_DECRYPT  # AWS's default, also for specs that then need an explicit KeyUsage
     if usage not in spec.usages:
         raise ValidationError(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from domain.errors import LimitExceededError, TagError
+from domain.errors import LimitExceededError, TagError, shown
 
 MAX_TAGS_PER_KEY = 50
 
@@ -11,7 +11,7 @@ MAX_TAGS_PER_KEY = 50
 def validate_tag_keys(keys: Iterable[str]) -> None:
     for key in keys:
         if key.lower().startswith("aws:"):
-            raise TagError(f"Tag key '{key}' is not allowed: the 'aws:' prefix is reserved for AWS.")
+            raise TagError(f"Tag key '{shown(key)}' is not allowed: the 'aws:' prefix is reserved for AWS.")
 
 
 def merged_tags(current: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
 
 from domain.policy.wildcard import wildcard_match
+from domain.errors import shown
 
 _MISSING = object()
 
@@ -169,12 +170,12 @@ def condition_value_error(operator: str, value: str) -> str | None:
     stored, so evaluation never meets a value it cannot read."""
     parsed = parse_operator(operator)
     if parsed is None:
-        return f"unknown condition operator '{operator}'"
+        return f"unknown condition operator '{shown(operator)}'"
     if parsed.base == "Null":
-        return None if value.lower() in ("true", "false") else f"Null takes 'true' or 'false', not '{value}'"
+        return None if value.lower() in ("true", "false") else f"Null takes 'true' or 'false', not '{shown(value)}'"
     family = _OPERATORS[parsed.base][0]
     if _FAMILIES[family][0](value) is None:
-        return f"'{value}' is not a valid {family.lower()} value for {parsed.base}"
+        return f"'{shown(value)}' is not a valid {family.lower()} value for {parsed.base}"
     return None
 
 

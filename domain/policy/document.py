@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from domain.errors import MalformedPolicyDocumentError
+from domain.errors import MalformedPolicyDocumentError, shown
 from domain.policy.conditions import Condition, condition_value_error, parse_operator
 from domain.policy.wildcard import wildcard_match
 
@@ -76,7 +76,7 @@ class Statement:
 
     @property
     def label(self) -> str:
-        return f"'{self.sid}'" if self.sid else f"#{self.index}"
+        return f"'{shown(self.sid)}'" if self.sid else f"#{self.index}"
 
 
 @dataclass(frozen=True)
@@ -122,10 +122,10 @@ def parse_policy(text: str, *, require_principal: bool = True) -> PolicyDocument
                          f"JSON escape): use tab, line feed, carriage return and U+0020 to U+00FF.")
     unknown = sorted(set(document) - {"Version", "Id", "Statement"})
     if unknown:
-        raise _malformed(f"The {kind} has an unknown element '{unknown[0]}' (allowed: Version, Id, Statement).")
+        raise _malformed(f"The {kind} has an unknown element '{shown(unknown[0])}' (allowed: Version, Id, Statement).")
     version = document.get("Version")
     if version not in VERSIONS:
-        raise _malformed(f"The {kind} needs 'Version' of \"2012-10-17\" or \"2008-10-17\", not {json.dumps(version)}.")
+        raise _malformed(f"The {kind} needs 'Version' of \"2012-10-17\" or \"2008-10-17\", not {shown(json.dumps(version))}.")
     policy_id = document.get("Id")
     if policy_id is not None and not isinstance(policy_id, str):
         raise _malformed(f"The {kind}'s 'Id' must be a string.")
@@ -161,15 +161,15 @@ def _statement(raw: Any, index: int, key_policy: bool) -> Statement:
     sid = raw.get("Sid")
     if sid is not None and not isinstance(sid, str):
         raise _malformed(f"Statement {index}: 'Sid' must be a string.")
-    name = f"Statement '{sid}'" if sid else f"Statement {index}"
+    name = f"Statement '{shown(sid)}'" if sid else f"Statement {index}"
     if sid and not key_policy and not sid.isalnum():  # key policy Sids may hold spaces; IAM Sids may not
         raise _malformed(f"{name}: an identity policy Sid may contain only letters and digits.")
     unknown = sorted(set(raw) - _STATEMENT_ELEMENTS)
     if unknown:
-        raise _malformed(f"{name} has an unknown element '{unknown[0]}'.")
+        raise _malformed(f"{name} has an unknown element '{shown(unknown[0])}'.")
     effect = raw.get("Effect")
     if effect not in ("Allow", "Deny"):
-        raise _malformed(f"{name} needs 'Effect' of \"Allow\" or \"Deny\", not {json.dumps(effect)}.")
+        raise _malformed(f"{name} needs 'Effect' of \"Allow\" or \"Deny\", not {shown(json.dumps(effect))}.")
     action_key = _exactly_one(raw, "Action", "NotAction", name, required=True)
     actions = _strings(raw[action_key], action_key, name)
     for action in actions:
@@ -186,7 +186,7 @@ def _statement(raw: Any, index: int, key_policy: bool) -> Statement:
     resources = _strings(raw[resource_key], resource_key, name) if resource_key else None
     for resource in resources or ():
         if resource != "*" and not resource.startswith("arn:"):
-            raise _malformed(f"{name} has an invalid {resource_key} '{resource}': use \"*\" or an ARN.")
+            raise _malformed(f"{name} has an invalid {resource_key} '{shown(resource)}': use \"*\" or an ARN.")
     conditions = _conditions(raw["Condition"], name) if "Condition" in raw else ()
     return Statement(
         index=index, sid=sid or None, effect=effect, actions=actions, not_action=action_key == "NotAction",
@@ -218,10 +218,10 @@ def _check_action(action: str, name: str, key_policy: bool) -> None:
     if match and match["service"].lower() != "kms":
         if not key_policy:  # identity policies cover other services too; those actions never match KMS
             return
-        raise _malformed(f"{name} has action '{action}', which is not a KMS action; a key policy "
+        raise _malformed(f"{name} has action '{shown(action)}', which is not a KMS action; a key policy "
                          f"governs only kms:<operation> actions.")
     if not match or not any(wildcard_match(match["operation"], known, True) for known in KMS_OPERATIONS):
-        raise _malformed(f"{name} has an unknown action '{action}': use kms:<operation> or a wildcard that "
+        raise _malformed(f"{name} has an unknown action '{shown(action)}': use kms:<operation> or a wildcard that "
                          f"matches one, for example kms:Encrypt or kms:GenerateDataKey*.")
 
 
@@ -233,15 +233,15 @@ def _principals(value: Any, element: str, name: str) -> tuple[Principal, ...]:
     principals = []
     for kind, values in value.items():
         if kind not in ("AWS", "Service"):
-            raise _malformed(f"{name} has an unsupported principal type '{kind}' (use AWS or Service).")
+            raise _malformed(f"{name} has an unsupported principal type '{shown(kind)}' (use AWS or Service).")
         for item in _strings(values, f"{element}.{kind}", name):
             if kind == "AWS" and item != "*" and ("*" in item or "?" in item):
-                raise _malformed(f"{name} has principal '{item}': wildcards are allowed only as the whole "
+                raise _malformed(f"{name} has principal '{shown(item)}': wildcards are allowed only as the whole "
                                  f"principal \"*\"; use a condition on aws:PrincipalArn instead.")
             valid = (item == "*" or _ACCOUNT_ID.fullmatch(item) or _PRINCIPAL_ARN.fullmatch(item)) \
                 if kind == "AWS" else _SERVICE_PRINCIPAL.fullmatch(item)
             if not valid:
-                raise _malformed(f"{name} has an invalid {kind} principal '{item}'.")
+                raise _malformed(f"{name} has an invalid {shown(kind)} principal '{shown(item)}'.")
             principals.append(Principal(kind, item))
     return tuple(principals)
 
@@ -260,18 +260,18 @@ def _conditions(value: Any, name: str) -> tuple[Condition, ...]:
     conditions = []
     for operator, block in value.items():
         if parse_operator(operator) is None:
-            raise _malformed(f"{name} has an unknown condition operator '{operator}'.")
+            raise _malformed(f"{name} has an unknown condition operator '{shown(operator)}'.")
         if not isinstance(block, dict) or not block:
-            raise _malformed(f"{name}: condition operator '{operator}' needs an object of condition keys.")
+            raise _malformed(f"{name}: condition operator '{shown(operator)}' needs an object of condition keys.")
         for key, values in block.items():
             items = values if isinstance(values, list) else [values]
             texts = [_condition_text(item) for item in items]
             if not key or not texts or any(text is None for text in texts):
-                raise _malformed(f"{name}: condition '{operator}' on '{key}' needs a string, number or boolean "
+                raise _malformed(f"{name}: condition '{shown(operator)}' on '{shown(key)}' needs a string, number or boolean "
                                  f"value, or a non-empty list of them.")
             for text in texts:
                 error = condition_value_error(operator, text)
                 if error:
-                    raise _malformed(f"{name}: {error} (condition key '{key}').")
+                    raise _malformed(f"{name}: {error} (condition key '{shown(key)}').")
             conditions.append(Condition(operator, key, tuple(texts)))
     return tuple(conditions)

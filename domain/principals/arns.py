@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from functools import cached_property
 
-from domain.errors import IamValidationError
+from domain.errors import IamValidationError, shown
 
 ROOT, USER, ROLE, SESSION = "root", "user", "role", "assumed-role"
 MANAGED_KINDS = (USER, ROLE)
@@ -77,28 +77,28 @@ def parse_principal_arn(arn: str) -> PrincipalName:
     match = _ARN.fullmatch(arn or "")
     if not match:
         raise IamValidationError(
-            f"'{arn}' is not a principal ARN: use arn:aws:iam::<12-digit account>:user/<name>, "
+            f"'{shown(arn)}' is not a principal ARN: use arn:aws:iam::<12-digit account>:user/<name>, "
             f"...:role/<name> or ...:root.")
     partition, service, account, resource = match["partition"], match["service"], match["account"], match["resource"]
     if service == "sts":
         parts = resource.split("/")
         if len(parts) != 3 or parts[0] != SESSION or not _NAME.fullmatch(parts[1]) \
                 or not _SESSION_NAME.fullmatch(parts[2]):
-            raise IamValidationError(f"'{arn}' is not a role session ARN: use "
+            raise IamValidationError(f"'{shown(arn)}' is not a role session ARN: use "
                                      f"arn:aws:sts::<account>:assumed-role/<role name>/<session name>.")
         return PrincipalName(arn, partition, account, SESSION, name=parts[1], session=parts[2])
     if resource == ROOT:
         return PrincipalName(arn, partition, account, ROOT)
     kind, _, rest = resource.partition("/")
     if kind not in MANAGED_KINDS or not rest:
-        raise IamValidationError(f"'{arn}' names neither a user, a role nor the account root.")
+        raise IamValidationError(f"'{shown(arn)}' names neither a user, a role nor the account root.")
     head, slash, name = rest.rpartition("/")
     path = "/" + head + slash
     if not _NAME.fullmatch(name):
         raise IamValidationError(
-            f"'{arn}': a {kind} name is 1 to 64 letters, digits or any of + = , . @ _ - (got '{name}').")
+            f"'{shown(arn)}': a {kind} name is 1 to 64 letters, digits or any of + = , . @ _ - (got '{shown(name)}').")
     if len(path) > 512 or not _PATH.fullmatch(path):
-        raise IamValidationError(f"'{arn}': the path '{path}' must be 1 to 512 printable ASCII characters "
+        raise IamValidationError(f"'{shown(arn)}': the path '{shown(path)}' must be 1 to 512 printable ASCII characters "
                                  f"beginning and ending with '/'.")
     return PrincipalName(arn, partition, account, kind, name=name, path=path)
 

@@ -22,6 +22,7 @@ from domain.errors import (
     MalformedIdentityPolicyError,
     MalformedPolicyDocumentError,
     NoSuchEntityError,
+    shown,
 )
 from domain.policy.document import PolicyDocument, parse_policy, policy_size
 from domain.principals.arns import ROLE, ROOT, USER, PrincipalName, new_unique_id, parse_principal_arn
@@ -40,7 +41,7 @@ def check_policy_name(name: str) -> None:
     """IAM inline policy names: 1 to 128 ASCII characters, none of backslash, slash, *, ? or space."""
     if not 1 <= len(name) <= _POLICY_NAME_MAX or any(c in _POLICY_NAME_RESERVED or not 0x20 < ord(c) < 0x7f
                                                       for c in name):
-        raise IamValidationError(f"Policy name '{name}' is not valid: use 1 to {_POLICY_NAME_MAX} printable ASCII "
+        raise IamValidationError(f"Policy name '{shown(name)}' is not valid: use 1 to {_POLICY_NAME_MAX} printable ASCII "
                                  f"characters other than backslash, slash, '*', '?' and space.")
 
 
@@ -48,7 +49,7 @@ def parse_identity_policy(document: str, policy_name: str = "") -> PolicyDocumen
     try:
         return parse_policy(document, require_principal=False)
     except MalformedPolicyDocumentError as exc:
-        where = f"Policy '{policy_name}': " if policy_name else ""
+        where = f"Policy '{shown(policy_name)}': " if policy_name else ""
         raise MalformedIdentityPolicyError(where + exc.message) from None
 
 
@@ -195,7 +196,7 @@ class Principal(Aggregate):
     def delete_policy(self, policy_name: str, at: datetime) -> None:
         self._require_not_deleted()
         if policy_name not in self.policies:
-            raise NoSuchEntityError(f"The {self.kind} policy with name {policy_name} cannot be found.")
+            raise NoSuchEntityError(f"The {self.kind} policy with name {shown(policy_name)} cannot be found.")
         self.trigger_event(self.PolicyDetached, timestamp=at, policy_name=policy_name)
 
     def policy_documents(self) -> list[PolicyDocument]:
@@ -214,7 +215,7 @@ class Principal(Aggregate):
     def set_access_key_status(self, access_key_id: str, status: str, at: datetime) -> bool:
         """UpdateAccessKey. False when the key already has that status."""
         if status not in ACCESS_KEY_STATUSES:
-            raise IamValidationError(f"Status must be Active or Inactive, not '{status}'.")
+            raise IamValidationError(f"Status must be Active or Inactive, not '{shown(status)}'.")
         self._require_key(access_key_id)
         if self.access_keys[access_key_id] == status:
             return False
@@ -228,7 +229,7 @@ class Principal(Aggregate):
     def _require_key(self, access_key_id: str) -> None:
         self._require_not_deleted()
         if access_key_id not in self.access_keys:
-            raise NoSuchEntityError(f"The Access Key with id {access_key_id} cannot be found.")
+            raise NoSuchEntityError(f"The Access Key with id {shown(access_key_id)} cannot be found.")
 
     # -- deletion --------------------------------------------------------------------------------
 

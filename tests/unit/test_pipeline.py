@@ -17,6 +17,7 @@ from botocore.credentials import Credentials
 from api.limits import Receive, RequestLimits
 from api.metrics import Metrics
 from api.pipeline import HttpRequest, RequestPipeline
+from api.wire_model import WireModel
 from application.audit.checkpoints import audit_records
 from application.calls import Call
 from infrastructure.bootstrap import Runtime, build_runtime
@@ -80,20 +81,25 @@ class Probe:
         return b'{"ran": true}'
 
 
+WIRE = WireModel()
+
+
 class Recording(RequestLimits):
     """The limits stage's hook points, in the order the pipeline calls them, with whether the caller was
     known by then."""
 
     def __init__(self, stages: list[str]) -> None:
+        super().__init__(WIRE.service_model, 16384, None)
         self.stages = stages
 
-    def check_headers(self, call: Call, raw_headers: Sequence[tuple[bytes, bytes]]) -> None:
+    def check_headers(self, call: Call, raw_headers: Sequence[tuple[bytes, bytes]]) -> int:
         assert any(name == b"authorization" for name, _ in raw_headers)
         self.stages.append(f"check_headers caller={call.caller is not None}")
+        return super().check_headers(call, raw_headers)
 
-    async def read_body(self, call: Call, receive: Receive) -> bytes | None:
+    async def read_body(self, call: Call, receive: Receive, limit: int) -> bytes | None:
         self.stages.append(f"read_body caller={call.caller is not None}")
-        return await super().read_body(call, receive)
+        return await super().read_body(call, receive, limit)
 
     def admit(self, call: Call) -> None:
         self.stages.append(f"admit caller={call.caller is not None}")
@@ -101,7 +107,7 @@ class Recording(RequestLimits):
 
 def serve(runtime: Runtime, front: Any, request: HttpRequest, limits: RequestLimits | None = None,
           metrics: Metrics | None = None) -> tuple[int, dict[bytes, bytes], bytes]:
-    pipeline = RequestPipeline(runtime, metrics or Metrics(runtime, ["ListKeys"]), limits or RequestLimits())
+    pipeline = RequestPipeline(runtime, metrics or Metrics(runtime, ["ListKeys"]), limits or RequestLimits(WIRE.service_model, 16384, None))
     runtime.audit.start()
     answer = asyncio.run(pipeline.serve(front, request))
     assert answer is not None
@@ -154,6 +160,6 @@ def test_a_client_gone_before_its_body_gets_no_answer_and_no_record(runtime: Run
 
     request.receive = gone
     before = len(list(audit_records(runtime.ledger)))
-    pipeline = RequestPipeline(runtime, Metrics(runtime, ["ListKeys"]), RequestLimits())
+    pipeline = RequestPipeline(runtime, Metrics(runtime, ["ListKeys"]), RequestLimits(WIRE.service_model, 16384, None))
     assert asyncio.run(pipeline.serve(Probe(runtime, []), request)) is None
     assert len(list(audit_records(runtime.ledger))) == before

@@ -21,3 +21,33 @@ def test_metrics_is_on_by_default() -> None:
 def test_an_unreadable_value_names_its_variable(variable: str, text: str) -> None:
     with pytest.raises(SystemExit, match=variable):
         Settings.load({variable: text})
+
+
+def test_limits_and_quotas_have_their_documented_defaults() -> None:
+    settings = Settings.load({})
+    assert (settings.max_header_bytes, settings.max_body_bytes) == (16384, None)
+    assert (settings.quota_cryptographic_per_second, settings.quota_management_per_second) == (100_000.0, 2_000.0)
+    assert settings.quota_unauthenticated_per_second == 100.0 and settings.quota_account_overrides == {}
+    assert (settings.audit_unauthenticated_window_seconds, settings.audit_unauthenticated_per_source,
+            settings.audit_unauthenticated_total) == (60.0, 10, 100)
+
+
+def test_limits_and_quotas_are_read_from_the_environment_and_flags() -> None:
+    settings = Settings.load({"KEYLEDGER_MAX_HEADER_BYTES": "8192", "KEYLEDGER_MAX_BODY_BYTES": "65536",
+                              "KEYLEDGER_QUOTA_MANAGEMENT_PER_SECOND": "0.5",
+                              "KEYLEDGER_QUOTA_ACCOUNT_OVERRIDES": '{"444455556666": {"cryptographic": 10}}'},
+                             max_header_bytes=4096)
+    assert (settings.max_header_bytes, settings.max_body_bytes) == (4096, 65536)
+    assert settings.quota_management_per_second == 0.5
+    assert settings.quota_account_overrides == {"444455556666": {"cryptographic": 10.0}}
+
+
+@pytest.mark.parametrize(("variable", "text"), [
+    ("KEYLEDGER_MAX_HEADER_BYTES", "100"), ("KEYLEDGER_MAX_BODY_BYTES", "10"),
+    ("KEYLEDGER_QUOTA_CRYPTOGRAPHIC_PER_SECOND", "-1"), ("KEYLEDGER_QUOTA_ACCOUNT_OVERRIDES", "[1]"),
+    ("KEYLEDGER_QUOTA_ACCOUNT_OVERRIDES", '{"1234": {"management": 1}}'),
+    ("KEYLEDGER_QUOTA_ACCOUNT_OVERRIDES", '{"444455556666": {"signing": 1}}'),
+    ("KEYLEDGER_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS", "0")])
+def test_limits_and_quotas_refuse_values_that_cannot_work(variable: str, text: str) -> None:
+    with pytest.raises(SystemExit, match=variable.rsplit("_", 1)[0][:24]):
+        Settings.load({variable: text})
