@@ -1,4 +1,4 @@
-"""The tamper-evident audit chain (DESIGN.md section 5): hashing, sealing, signed checkpoints, verification.
+"""The tamper-evident audit chain (docs/audit.md): hashing, sealing, signed checkpoints, verification.
 
 Canonical JSON is ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
 encoded as UTF-8, with NaN and infinities refused (they have no JSON spelling, so no other verifier

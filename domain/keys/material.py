@@ -52,7 +52,7 @@ def new_material(key_spec: str) -> Material:
 
 @functools.lru_cache(maxsize=4096)  # a pure function of two ids, asked on every Decrypt and GenerateDataKey
 def key_material_id(key_id: str, material_id: str) -> str:
-    """The 64-hex KeyMaterialId callers see. The blob header carries a 16-byte material id (DESIGN.md);
+    """The 64-hex KeyMaterialId callers see. The blob header carries a 16-byte material id (docs/key-hierarchy.md);
     AWS's wire shape is 32 bytes of hex, so we publish a hash of (key id, material id): stable, and it
     reveals nothing about the material."""
     return hashlib.sha256(b"keyledger/key-material-id/v1|" + key_id.encode() + b"|" + bytes.fromhex(material_id)).hexdigest()

@@ -1,4 +1,4 @@
-"""The tamper-evident audit chain (DESIGN.md section 5): every kind of tampering is found and the first
+"""The tamper-evident audit chain (docs/audit.md): every kind of tampering is found and the first
 bad seq is named exactly as domain/audit/chain.py defines it."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The symmetric ciphertext blob (DESIGN.md section 4):
+"""The symmetric ciphertext blob (docs/key-hierarchy.md):
 
     version(1) | key id(16) | material id(16) | kdf nonce(16) | iv(12) | ciphertext | tag(16)
 
