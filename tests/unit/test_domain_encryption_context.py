@@ -1,4 +1,4 @@
-"""Canonical encryption context (DESIGN.md section 4): pairs sorted by UTF-8 key bytes, each key and value
+"""Canonical encryption context (docs/key-hierarchy.md): pairs sorted by UTF-8 key bytes, each key and value
 length-prefixed, so distinct contexts never share bytes; absent and {} are the same, as in AWS."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Key and Alias aggregates: commands, events, replay, and KeyMetadata's shape.
 
-Expectations come from AWS KMS (reference/aws-kms.md 1.1, botocore's KMS model) and DESIGN.md section 3.
+Expectations come from AWS KMS (reference/aws-kms.md 1.1, botocore's KMS model) and docs/decisions.md.
 No mocks: aggregates are driven through their commands and rebuilt from their events, both by folding the
 events with ``mutate`` and through an in-memory (popo) eventsourcing Application.
 """
@@ -493,7 +493,7 @@ def test_alias_replay_by_mutate():
 
 
 def test_alias_name_is_unique_in_the_store():
-    """Alias id = uuid5 of the name (DESIGN.md 3), so a second Created for the same name collides."""
+    """Alias id = uuid5 of the name (domain/keys/alias.py), so a second Created for the same name collides."""
     app = popo_app()
     app.save(_alias("alias/same"))
     with pytest.raises(IntegrityError):

@@ -1,4 +1,4 @@
-"""Root-key wrapping of backing keys (DESIGN.md section 4): AES-256-GCM under the current root version,
+"""Root-key wrapping of backing keys (docs/key-hierarchy.md): AES-256-GCM under the current root version,
 AAD = purpose | key id | material id; any held root version unwraps."""
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def test_multi_version_keyring_wraps_with_current_and_unwraps_older():
 
 
 def test_dropping_an_old_version_makes_its_values_unreadable():
-    """Destroying an old root version bounds how long a backup can recover material (DESIGN.md 4)."""
+    """Destroying an old root version bounds how long a backup can recover material (docs/key-hierarchy.md)."""
     old = _wrap(RootKeyring({1: ROOT_1}, current=1))
     after = RootKeyring({2: ROOT_2}, current=2)
     with pytest.raises(UnwrapError):
