@@ -14,8 +14,10 @@ _MAX_ENTRIES = 100_000
 
 
 class TtlCache(Generic[V]):
-    def __init__(self, ttl: float) -> None:
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: seconds from a monotonic source (tests move their own)."""
         self._ttl = ttl
+        self._clock = clock
         self._entries: dict[Hashable, tuple[float, V]] = {}
         self._lock = threading.Lock()
         self._drops = 0  # a load that raced with a drop must not store what it read before the change
@@ -24,7 +26,7 @@ class TtlCache(Generic[V]):
         if self._ttl <= 0:
             return load()
         hit = self._entries.get(key)
-        if hit is not None and hit[0] > time.monotonic():
+        if hit is not None and hit[0] > self._clock():
             return hit[1]
         drops = self._drops
         value = load()
@@ -33,7 +35,7 @@ class TtlCache(Generic[V]):
                 return value
             if len(self._entries) >= _MAX_ENTRIES:  # bounded: many unknown keys must not grow it forever
                 self._entries.clear()
-            self._entries[key] = (time.monotonic() + self._ttl, value)
+            self._entries[key] = (self._clock() + self._ttl, value)
         return value
 
     def drop(self, key: Hashable) -> None:

@@ -105,8 +105,11 @@ def test_a_change_reaches_another_process_within_the_cache_time(runtimes: list[R
     changed = time.monotonic()
     assert writer.credentials.lookup(key.access_key_id) is None, "the changing process must see it at once"
     assert len(writer.principals.identity_policies(ALICE)) == 1
+    # How soon it shows is the cache's TTL (tests/unit/test_ttl_cache.py, on a moved clock); the deadline
+    # only stops a hang.
     while server.credentials.lookup(key.access_key_id) is not None or not server.principals.identity_policies(ALICE):
-        assert time.monotonic() - changed < 0.5 + 1.0, "the other process still used the old state after the TTL"
+        if time.monotonic() > changed + 30:
+            pytest.fail("the other process still used the old state 30 s after the change")
         time.sleep(0.05)
 
     writer.principal_admin.set_access_key_status(key.access_key_id, "Active", OPERATOR)

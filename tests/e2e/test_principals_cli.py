@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -25,8 +26,7 @@ from tests.servers import ACCOUNT_ID, ADMIN_KEY_ID, ROOT, Server
 ALICE = f"arn:aws:iam::{ACCOUNT_ID}:user/alice"
 DEPLOY = f"arn:aws:iam::{ACCOUNT_ID}:role/apps/deploy"
 OTHER_ACCOUNT = "444455556666"
-CACHE_SECONDS = 1.0
-SLACK = 3.0  # a loaded test machine: the poll, the request and the server's scheduling
+HANG_SECONDS = 30.0  # a change that has not shown by then never will: the cache's TTL is 1 s
 ENCRYPT_ONLY = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Sid": "UseKeys", "Effect": "Allow", "Action": ["kms:Encrypt", "kms:DescribeKey", "kms:CreateKey", "kms:ListKeys"],
      "Resource": "*"}]})
@@ -52,28 +52,31 @@ def kms(server: Server, key_id: str, secret: str) -> Any:
     return server.client(key_id=key_id, secret=secret)
 
 
-def refused_within(call: Any, seconds: float) -> float:
-    """Calls until the server answers UnrecognizedClientException; returns how long that took."""
-    started = time.monotonic()
+def refused_eventually(call: Any) -> None:
+    """Calls until the server answers UnrecognizedClientException. How soon is the cache's business
+    (tests/unit/test_ttl_cache.py proves the TTL on a moved clock); the deadline only stops a hang."""
+    deadline = time.monotonic() + HANG_SECONDS
     while True:
         try:
             call()
         except ClientError as error:
             assert code(error) == "UnrecognizedClientException", error.response
-            return time.monotonic() - started
-        assert time.monotonic() - started < seconds, f"the key still worked {seconds:.1f}s after the change"
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the key still worked {HANG_SECONDS} s after the change")
         time.sleep(0.05)
 
 
-def accepted_within(call: Any, seconds: float) -> float:
-    started = time.monotonic()
+def accepted_eventually(call: Any) -> None:
+    deadline = time.monotonic() + HANG_SECONDS
     while True:
         try:
             call()
-            return time.monotonic() - started
+            return
         except ClientError as error:
             assert code(error) == "UnrecognizedClientException", error.response
-        assert time.monotonic() - started < seconds, f"the key was still refused {seconds:.1f}s after the change"
+        if time.monotonic() > deadline:
+            pytest.fail(f"the key was still refused {HANG_SECONDS} s after the change")
         time.sleep(0.05)
 
 
@@ -118,11 +121,11 @@ def test_a_users_key_lifecycle_while_the_server_runs(servers, backend) -> None:
     assert "DeleteConflict" in conflict.stderr and key_id in conflict.stderr and "--force" in conflict.stderr
 
     keyledger(server, "access-keys", "disable", key_id)
-    assert refused_within(alice.list_keys, CACHE_SECONDS + SLACK) <= CACHE_SECONDS + SLACK
+    refused_eventually(alice.list_keys)
     keyledger(server, "access-keys", "enable", key_id)
-    accepted_within(alice.list_keys, CACHE_SECONDS + SLACK)
+    accepted_eventually(alice.list_keys)
     keyledger(server, "access-keys", "delete", key_id)
-    refused_within(alice.list_keys, CACHE_SECONDS + SLACK)
+    refused_eventually(alice.list_keys)
     assert as_json(keyledger(server, "access-keys", "list", "--principal", ALICE, "--json")) == []
 
     keyledger(server, "principals", "delete", ALICE, expect=1)  # the policy is still attached
@@ -217,7 +220,7 @@ def test_role_keys_act_as_sessions_and_accounts_are_apart(servers, backend, monk
     assert verify(server).ok
 
     keyledger(server, "principals", "delete", DEPLOY, "--force")
-    refused_within(role.list_keys, CACHE_SECONDS + SLACK)  # a deleted principal's keys stop working
+    refused_eventually(role.list_keys)  # a deleted principal's keys stop working
     server.stop()
     assert_secret_nowhere(server, backend, {"role secret": role_secret.encode(),
                                             "tenant secret": other["SecretAccessKey"].encode()}, role_key)
