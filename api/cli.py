@@ -109,9 +109,10 @@ def serve(
     from api.http import create_app
     from api.http_protocol import uvicorn_http_options
     from api.serve import background_passes
-    from infrastructure.bootstrap import build_runtime
+    from infrastructure.bootstrap import build_runtime, start_serving
 
     runtime = build_runtime(settings)
+    start_serving(runtime)
     _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason, tls)
     if settings.workers > 1:
         # First-start work is done (root key, administrator key); each worker builds its own runtime from

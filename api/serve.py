@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from api.http import KmsEndpoint, create_app
-from infrastructure.bootstrap import Runtime, build_runtime
+from infrastructure.bootstrap import Runtime, build_runtime, start_serving
 from infrastructure.scheduler import Periodic
 from infrastructure.settings import Settings
 
@@ -71,4 +71,5 @@ def worker_app() -> KmsEndpoint:
     environment, which `keyledger serve` completed with its flags before starting the workers; first-start
     work (root key, administrator key) was done once, by `keyledger serve`, before any worker started."""
     runtime = build_runtime(Settings.load())
+    start_serving(runtime)
     return create_app(runtime, background_passes(runtime))

@@ -12,7 +12,7 @@ from application.audit.trail import AuditTrail
 from application.calls import Call
 from application.ledger import KeyLedger
 from application.ports import KeyStateView, UnitOfWork
-from domain.errors import ConflictError
+from domain.errors import ConflictError, InternalError
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 5
@@ -36,20 +36,24 @@ class LedgerWriter:
         self._view = view
         self._audit = audit
 
-    def commit(self, call: Call | None, aggregates: Sequence[Aggregate], also: Sequence[Also] = ()) -> None:
-        """Events, snapshots, view rows, ``also`` (e.g. backing-key rows) and the audit record of ``call``
-        commit together or not at all. ``call`` None: a change no call made, which has no record (the
-        administrator key of a first start)."""
-        with self._audit.transaction_with_record(call, list(aggregates)) as attach_record:
+    def commit(self, call: Call, aggregates: Sequence[Aggregate], also: Sequence[Also] = ()) -> None:
+        """Events, snapshots, view rows, ``also`` (e.g. backing-key rows) and the audit record of ``call``,
+        which names every event saved (docs/audit.md, "One ledger"), commit together or not at all."""
+        if call is None:  # type: ignore[comparison-overlap]
+            raise InternalError("Every change is made by a call and recorded; this one had no call.")
+        if call.committed:
+            raise InternalError(f"{call.operation} tried to commit a second change under one record.")
+        with self._audit.transaction_with_record(call, list(aggregates)) as record:
             with self._uow.transaction() as tx:
-                audit_log = attach_record(tx)  # first: it takes the writers' lock before reading the audit head
+                record.begin(tx)  # first: it takes the writers' lock before reading the audit head
                 for write in also:
                     write(tx)
-                recordings = self.ledger.save(*aggregates, *audit_log)
+                recordings = self.ledger.save(*aggregates)
+                record.seal(recordings)
                 self._view.project(tx, aggregates, recordings)
         self._view.forget(aggregates)
 
-    def retrying(self, call: Call | None, attempt: Callable[[], Outcome[T]]) -> T:
+    def retrying(self, call: Call, attempt: Callable[[], Outcome[T]]) -> T:
         """Runs ``attempt`` (load, decide) and commits what it changed with ``call``'s record; on a version
         conflict, reloads."""
         for _ in range(MAX_ATTEMPTS):

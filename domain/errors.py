@@ -128,6 +128,16 @@ class InternalError(KmsError):
     status = 500
 
 
+class TamperedStateError(InternalError):
+    """A stored event or read-model row failed its integrity check (docs/audit.md, "One ledger"): the call
+    that needed it fails closed instead of believing it."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"The stored state of {what} failed its integrity check, so the request was refused. "
+                         "The service's operator must run 'keyledger audit verify'.")
+        self.what = what
+
+
 class SealedError(KmsError):
     """The service has no usable root key: it answers health checks and refuses every key operation."""
 

@@ -5,20 +5,24 @@ set, no services): health answers, every key operation refuses.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 from application.audit.checkpoints import Checkpointer
+from application.audit.ledger_verify import verify_since
+from application.audit.records import cloudtrail_record, new_ids
 from application.audit.trail import AuditTrail, AuditUnavailable
 from application.audit.unauthenticated import UnauthenticatedFailures
-from application.health import HealthService
 from application.authorization.authorizer import Authorizer
+from application.calls import Call
+from application.clock_service import ClockService
 from application.crypto.asymmetric_service import AsymmetricService
 from application.crypto.symmetric_service import CryptoService
-from application.clock_service import ClockService
+from application.health import HealthService
 from application.history.point_in_time import PointInTime
 from application.history.replay import ProjectionReplay
 from application.history.reports import Reports
@@ -43,19 +47,21 @@ from infrastructure.checkpoint_file import CheckpointFile
 from infrastructure.clock import DatabaseClock, SqlClockOffset
 from infrastructure.credentials import CredentialStore, new_access_key
 from infrastructure.health_probe import SqlStorageProbe
+from infrastructure.ledger_upgrade import untagged_events, upgrade_ledger
 from infrastructure.persistence import assert_storage_settings
 from infrastructure.root_keys import RootKeyUnavailable, check_root_keyring, has_root_key_checks, load_root_keyring
-from infrastructure.service_secrets import service_secret
+from infrastructure.service_secrets import ROW_KEY, has_service_secret, service_secret
 from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
+from infrastructure.tables import access_keys, add_missing_columns
 from infrastructure.tables import metadata as infrastructure_metadata
 from projections.grants_view import SqlGrantIndex
+from projections.key_event_index import SqlKeyEventIndex
 from projections.key_state_view import SqlKeyStateView
 from projections.principal_tables import metadata as principal_metadata
 from projections.principal_view import SqlPrincipalView
-from projections.key_event_index import SqlKeyEventIndex
 from projections.replay import SqlProjectionRebuilder
-from projections.schema import ensure_current
+from projections.schema import create_missing, ensure_current
 
 UNSUPPORTED_SPECS = {
     spec: f"{spec} needs post-quantum support that the installed 'cryptography' library does not have."
@@ -102,6 +108,7 @@ class Runtime:
     sealed_reason: str | None = None
     services: Services | None = None
     admin_created: bool = False
+    serving: bool = False  # a server process: it signed a checkpoint at start and signs one at shutdown
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -117,6 +124,11 @@ class Runtime:
             pass  # the store is gone: nothing more can be recorded, and stopping must go on
         self.health.close()
         self.audit.stop()
+        if self.services is not None and (self.serving or self.audit.appended):
+            try:  # what this process recorded leaves covered by a checkpoint (docs/audit.md)
+                self.services.checkpointer.checkpoint_if_behind()
+            except Exception:  # the store is gone: `verify` will report the uncovered tail
+                logging.getLogger("keyledger").exception("the shutdown checkpoint could not be signed")
         self.ledger.close()
         # Closing the last SQLite connection checkpoints the WAL into the database and removes it.
         self.ledger.recorder.datastore.engine.dispose()  # type: ignore[attr-defined]
@@ -148,8 +160,9 @@ def build_runtime(settings: Settings) -> Runtime:
     datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
     engine = datastore.engine
     infrastructure_metadata.create_all(engine)
-    ensure_current(ledger, engine)
+    add_missing_columns(engine, access_keys)
     principal_metadata.create_all(engine)
+    create_missing(engine)  # out-of-date read models are rebuilt once the row key can tag their rows
     assert_storage_settings(engine)
     uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__,  # type: ignore[attr-defined]
                         gate=writer_gate_for(datastore.engine))
@@ -183,7 +196,17 @@ def build_runtime(settings: Settings) -> Runtime:
         runtime.sealed_reason = str(exc)
         return runtime
 
-    view = SqlKeyStateView(datastore, settings.key_cache_seconds)
+    # Every event and read-model row is tagged under the row key (docs/audit.md, "One ledger"). A ledger
+    # from before tags gets them once, covered by one upgrade record; then out-of-date read models are
+    # rebuilt from the (now checked) events.
+    first_row_key = not has_service_secret(uow, ROW_KEY)
+    ledger.authenticate_with(service_secret(uow, keyring, ROW_KEY))
+    seal = ledger.row_seal
+    assert seal is not None
+    if first_row_key and untagged_events(ledger, uow):
+        upgrade_ledger(ledger, uow, audit, clock, _first_region(settings))
+    ensure_current(ledger, engine)
+    view = SqlKeyStateView(datastore, settings.key_cache_seconds, seal)
     materials = KeyMaterials(SqlBackingKeyStore(uow, engine), keyring)
     grant_token_key = service_secret(uow, keyring, "grant-token-key")
     access: KeyAccess | None = None
@@ -192,7 +215,7 @@ def build_runtime(settings: Settings) -> Runtime:
         key = access.load_any(key_id) if access is not None else None
         return key.active_grants() if key is not None else []
 
-    principal_view = SqlPrincipalView(uow)
+    principal_view = SqlPrincipalView(uow, seal)
     principals = PrincipalDirectory(ledger, principal_view, settings.key_cache_seconds)
     authorizer = Authorizer(identity_policies=principals.identity_policies, aliases_of=view.aliases_of,
                             grant_token=lambda t: grant_tokens.decode(grant_token_key, t), fresh_grants=fresh_grants)
@@ -200,7 +223,8 @@ def build_runtime(settings: Settings) -> Runtime:
     access = KeyAccess(LedgerWriter(ledger, uow, view, audit), resolver)
     import_keys = SqlImportKeyStore(uow)
     asymmetric = AsymmetricService(resolver, materials)
-    credentials = CredentialStore(uow, keyring, settings.key_cache_seconds)
+    credentials = CredentialStore(uow, keyring, seal, settings.key_cache_seconds)
+    credentials.seal_untagged()
     signing_key = service_secret(uow, keyring, "audit-signing-key")
     runtime.services = Services(
         keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS),
@@ -218,13 +242,45 @@ def build_runtime(settings: Settings) -> Runtime:
                                   settings.audit_checkpoint_records, settings.audit_checkpoint_seconds),
         audit_public_key=audit_public_key(signing_key),
         history=history,
-        grants=GrantService(access, SqlGrantIndex(uow), clock, token_key=grant_token_key),
+        grants=GrantService(access, SqlGrantIndex(uow, seal), clock, token_key=grant_token_key),
         principals=principals,
         principal_admin=PrincipalService(access.writer, audit, clock, principal_view, credentials, principals,
                                          new_access_key, authorizer),
     )
     runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
     return runtime
+
+
+def start_serving(runtime: Runtime) -> None:
+    """Before a server answers anything: prove what was stored since the newest signed checkpoint, then sign
+    one over it. A tail that does not verify seals the service with the reason, unless the operator accepts
+    it (KEYLEDGER_ACCEPT_UNVERIFIED_LEDGER, recorded as a call of its own; docs/audit.md)."""
+    services = runtime.services
+    if services is None:
+        return
+    result = verify_since(runtime.ledger, services.checkpointer.newest(), services.audit_public_key,
+                          runtime.uow.position_of)
+    if not result.ok:
+        where = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
+        reason = f"the ledger since its newest checkpoint does not verify{where}: {result.problem}"
+        accepted = runtime.settings.accept_unverified_ledger
+        if not accepted:
+            runtime.sealed_reason = (f"{reason}. Run 'keyledger audit verify'; to serve anyway, set "
+                                     "KEYLEDGER_ACCEPT_UNVERIFIED_LEDGER to your reason (it is recorded).")
+            runtime.services = None
+            return
+        request_id, event_id = new_ids(2)
+        call = Call.service("AcceptUnverifiedLedger", at=runtime.now(), request_id=request_id, event_id=event_id)
+        call.region = _first_region(runtime.settings)
+        call.request_parameters = {"reason": accepted, "problem": reason}
+        services.authorizer.authorize_call(call)
+        runtime.audit.record(cloudtrail_record(call))
+    runtime.serving = True
+    services.checkpointer.checkpoint_if_behind()
+
+
+def _first_region(settings: Settings) -> str:
+    return "us-east-1" if "us-east-1" in settings.regions else settings.regions[0]
 
 
 def _history_copy_url(settings: Settings, moment: datetime) -> str:
@@ -259,7 +315,7 @@ def _ensure_admin(settings: Settings, credentials: CredentialStore, admin: Princ
         key_id, secret = new_access_key()
     else:
         return False
-    if not admin.bootstrap_access_key(root, key_id, secret):
+    if not admin.bootstrap_access_key(root, key_id, secret, _first_region(settings)):
         return False
     path = settings.admin_credentials_file
     if path.exists():

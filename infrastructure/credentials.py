@@ -16,7 +16,9 @@ import sqlalchemy as sa
 
 from application.principals.ports import AccessKeyRow
 from application.ttl_cache import TtlCache
+from domain.audit.seals import RowSeal
 from domain.crypto.wrapping import RootKeyring
+from domain.errors import TamperedStateError
 from domain.principals.arns import acting_arn
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import access_keys
@@ -39,9 +41,10 @@ def new_access_key() -> tuple[str, str]:
 
 
 class CredentialStore:
-    def __init__(self, uow: SqlUnitOfWork, keyring: RootKeyring, cache_seconds: float = 1.0) -> None:
+    def __init__(self, uow: SqlUnitOfWork, keyring: RootKeyring, seal: RowSeal, cache_seconds: float = 1.0) -> None:
         self._uow = uow
         self._keyring = keyring
+        self._seal = seal  # owner, account and status are tagged: a row changed in place fails closed
         self._cache: TtlCache[Credential | None] = TtlCache(cache_seconds)
 
     def create(self, access_key_id: str, secret: str, principal_arn: str, account_id: str) -> None:
@@ -51,12 +54,32 @@ class CredentialStore:
     def put(self, tx: Any, access_key_id: str, secret: str, principal_arn: str, account_id: str,
             created: datetime) -> None:
         wrapped = self._keyring.wrap(secret.encode(), purpose=_SECRET_PURPOSE, key_id=access_key_id)
-        tx.execute(access_keys.insert().values(
+        tx.execute(access_keys.insert().values(self._seal.sealed(access_keys.name, dict(
             access_key_id=access_key_id, principal_arn=principal_arn, account_id=account_id,
-            wrapped_secret=wrapped, status="Active", created_at=created.timestamp()))
+            wrapped_secret=wrapped, status="Active", created_at=created.timestamp()))))
 
     def set_status(self, tx: Any, access_key_id: str, status: str) -> None:
-        tx.execute(access_keys.update().where(access_keys.c.access_key_id == access_key_id).values(status=status))
+        row = tx.execute(sa.select(access_keys).where(access_keys.c.access_key_id == access_key_id)).first()
+        if row is None:
+            return
+        self._checked(row)  # a forged row is not re-tagged with its forgery
+        values = {**row._mapping, "status": status}
+        tx.execute(access_keys.update().where(access_keys.c.access_key_id == access_key_id).values(
+            status=status, row_tag=self._seal.tag(access_keys.name, values)))
+
+    def seal_untagged(self) -> int:
+        """Rows written before access keys were tagged get their tag (once, at the upgrade that added it)."""
+        with self._uow.transaction() as tx:
+            rows = tx.execute(sa.select(access_keys).where(access_keys.c.row_tag.is_(None))).all()
+            for row in rows:
+                tx.execute(access_keys.update().where(access_keys.c.access_key_id == row.access_key_id).values(
+                    row_tag=self._seal.tag(access_keys.name, row._mapping)))
+        return len(rows)
+
+    def _checked(self, row: Any) -> Any:
+        if not self._seal.matches(access_keys.name, row._mapping):
+            raise TamperedStateError(f"access key {row.access_key_id}")
+        return row
 
     def delete(self, tx: Any, access_key_id: str) -> None:
         tx.execute(access_keys.delete().where(access_keys.c.access_key_id == access_key_id))
@@ -84,9 +107,10 @@ class CredentialStore:
 
     def _rows(self, *where: Any) -> list[AccessKeyRow]:
         c = access_keys.c
-        query = sa.select(c.access_key_id, c.principal_arn, c.account_id, c.status, c.created_at).where(*where)
+        query = sa.select(access_keys).where(*where)
         with self._uow.read() as session:
-            found = session.execute(query.order_by(c.account_id, c.principal_arn, c.access_key_id)).all()
+            found = [self._checked(r) for r in
+                     session.execute(query.order_by(c.account_id, c.principal_arn, c.access_key_id)).all()]
         return [AccessKeyRow(r.access_key_id, r.principal_arn, r.account_id, r.status,
                              datetime.fromtimestamp(r.created_at, timezone.utc)) for r in found]
 
@@ -100,5 +124,6 @@ class CredentialStore:
                 access_keys.c.access_key_id == access_key_id, access_keys.c.status == "Active")).first()
         if row is None:
             return None
+        self._checked(row)
         secret = self._keyring.unwrap(bytes(row.wrapped_secret), purpose=_SECRET_PURPOSE, key_id=access_key_id).decode()
         return Credential(access_key_id, acting_arn(row.principal_arn, access_key_id), row.account_id, secret)

@@ -11,6 +11,12 @@ from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import service_secrets
 
 _PURPOSE = "service-secret"
+ROW_KEY = "ledger-row-key"  # tags every stored event and read-model row (domain/audit/seals.py)
+
+
+def has_service_secret(uow: SqlUnitOfWork, name: str) -> bool:
+    with uow.read() as session:
+        return session.execute(sa.select(service_secrets.c.name).where(service_secrets.c.name == name)).first() is not None
 
 
 def service_secret(uow: SqlUnitOfWork, keyring: RootKeyring, name: str, size: int = 32) -> bytes:

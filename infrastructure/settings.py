@@ -68,6 +68,8 @@ class Settings:
     audit_checkpoint_records: int = 1000  # sign a checkpoint after this many records...
     audit_checkpoint_seconds: float = 60.0  # ...or this many seconds, also when idle
     audit_checkpoint_file: Path | None = None  # default: <data dir>/audit-checkpoints.jsonl
+    # Serve although the ledger since the newest checkpoint does not verify: the operator's reason, recorded.
+    accept_unverified_ledger: str | None = None
     sqlite_busy_timeout_ms: int = 10000  # how long a SQLite writer waits for another's lock
     key_cache_seconds: float = 1.0  # how long another process's key-state change may take to show here
     tls_cert: Path | None = None  # PEM certificate (chain); with tls_key, serve HTTPS instead of HTTP
@@ -130,6 +132,7 @@ class Settings:
             "audit_checkpoint_records": ("KEYLEDGER_AUDIT_CHECKPOINT_RECORDS", int),
             "audit_checkpoint_seconds": ("KEYLEDGER_AUDIT_CHECKPOINT_SECONDS", float),
             "audit_checkpoint_file": ("KEYLEDGER_AUDIT_CHECKPOINT_FILE", Path),
+            "accept_unverified_ledger": ("KEYLEDGER_ACCEPT_UNVERIFIED_LEDGER", str),
             "sqlite_busy_timeout_ms": ("KEYLEDGER_SQLITE_BUSY_TIMEOUT_MS", int),
             "key_cache_seconds": ("KEYLEDGER_KEY_CACHE_SECONDS", float),
             "tls_cert": ("KEYLEDGER_TLS_CERT", Path),

@@ -125,6 +125,15 @@ class SqlUnitOfWork:
                           .where(events.c.originator_id == originator_id)).scalar()
 
 
+    def position_of(self, originator_id: Any, version: int) -> int | None:
+        """The event store position (notification id) of one stored event."""
+        assert self._events is not None, "built without the event store's table"
+        events = self._events
+        with self.read() as session:
+            return session.execute(sa.select(events.c.id).where(
+                events.c.originator_id == originator_id, events.c.originator_version == version)).scalar()
+
+
 class SqlBackingKeyStore:
     def __init__(self, uow: SqlUnitOfWork, engine: Any) -> None:
         self._uow = uow

@@ -45,6 +45,8 @@ access_keys = sa.Table(
     sa.Column("wrapped_secret", sa.LargeBinary, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # HMAC of the row (domain/audit/seals.py: RowSeal): owner, account and status cannot be changed in place.
+    sa.Column("row_tag", sa.String(64)),
 )
 
 # One row per root-key version: a known value wrapped under it. A root key that cannot unwrap its row
@@ -61,3 +63,20 @@ health_probe = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("checked_at", sa.Float, nullable=False),
 )
+
+
+def add_missing_columns(engine: sa.Engine, table: sa.Table) -> list[str]:
+    """Adds the nullable columns a table written by an older version lacks (these tables hold secrets and
+    credentials: they cannot be rebuilt from events the way read models are)."""
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(table.name):
+        return []
+    present = {column["name"] for column in inspector.get_columns(table.name)}
+    added = []
+    with engine.begin() as conn:
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}'))
+                added.append(column.name)
+    return added

@@ -16,6 +16,8 @@ from eventsourcing.domain import Aggregate
 from sqlalchemy.orm import Session
 
 from application.ports import UnitOfWork
+from domain.audit.seals import RowSeal
+from domain.errors import TamperedStateError
 from domain.keys.grants import grant_entry
 from domain.keys.key import Key
 from projections.tables import key_grants
@@ -23,19 +25,21 @@ from projections.tables import key_grants
 _ENDED = (Key.GrantRetired, Key.GrantRevoked)
 
 
-def project_grants(tx: Session, aggregates: Sequence[Aggregate], recordings: Sequence[Recording]) -> None:
+def project_grants(tx: Session, aggregates: Sequence[Aggregate], recordings: Sequence[Recording],
+                   seal: RowSeal | None = None) -> None:
     keys = {a.id: a for a in aggregates if isinstance(a, Key)}
     for recording in recordings:
         event, key = recording.domain_event, keys.get(recording.domain_event.originator_id)
         if key is None:
             continue
         if isinstance(event, Key.GrantCreated):
-            tx.execute(key_grants.insert().values(
+            values = dict(
                 grant_id=event.grant_id, key_id=key.key_id, account_id=key.account_id, region=key.region,
                 key_arn=key.arn, name=event.name, grantee_principal=event.grantee_principal,
                 retiring_principal=event.retiring_principal, operations_json=json.dumps(list(event.operations)),
                 constraints_json=json.dumps(event.constraints, sort_keys=True) if event.constraints else None,
-                issuing_account=event.issuing_account, creation_date=event.timestamp.timestamp()))
+                issuing_account=event.issuing_account, creation_date=event.timestamp.timestamp())
+            tx.execute(key_grants.insert().values(seal.sealed(key_grants.name, values) if seal else values))
         elif isinstance(event, _ENDED):
             tx.execute(key_grants.delete().where(key_grants.c.grant_id == event.grant_id))
         elif isinstance(event, Key.Deleted):  # a deleted key's grants end with it
@@ -56,15 +60,21 @@ def _entry(row: Any) -> dict[str, Any]:
 class SqlGrantIndex:
     """application.keys.grant_service.GrantIndex over the key_grants table."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, seal: RowSeal | None = None) -> None:
         self._uow = uow
+        self._seal = seal
+
+    def _checked(self, row: Any) -> Any:
+        if self._seal is not None and not self._seal.matches(key_grants.name, row._mapping):
+            raise TamperedStateError(f"grant {row.grant_id}")
+        return row
 
     def _page(self, query: Any, limit: int, after: str | None) -> list[dict[str, Any]]:
         c = key_grants.c
         if after is not None:
             query = query.where(c.grant_id > after)
         with self._uow.read() as session:  # type: ignore[attr-defined]
-            return [_entry(r) for r in session.execute(query.order_by(c.grant_id).limit(limit))]
+            return [_entry(self._checked(r)) for r in session.execute(query.order_by(c.grant_id).limit(limit))]
 
     def of_key(self, key_id: str, limit: int, after: str | None, grant_id: str | None = None,
                grantee_principal: str | None = None) -> list[dict[str, Any]]:

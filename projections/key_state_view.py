@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa
 from eventsourcing.application import Recording
@@ -14,6 +14,8 @@ from eventsourcing.domain import Aggregate
 from sqlalchemy.orm import Session
 
 from application.ports import AliasRow, KeyRow
+from domain.audit.seals import RowSeal
+from domain.errors import TamperedStateError
 from domain.identifiers import Scope
 from domain.keys.alias import Alias
 from domain.keys.key import Key
@@ -93,12 +95,23 @@ class _TtlCache:
             self._rows.pop(key, None)
 
 
+def checked(seal: RowSeal | None, table: sa.Table, row: Any, what: Callable[[], str]) -> Any:
+    """``row`` if its tag proves the service wrote it as it is (rows are only checked with the row key)."""
+    if seal is not None and not seal.matches(table.name, row._mapping):
+        raise TamperedStateError(what())
+    return row
+
+
 class SqlKeyStateView:
-    def __init__(self, datastore: Any, cache_seconds: float = 1.0) -> None:
+    def __init__(self, datastore: Any, cache_seconds: float = 1.0, seal: RowSeal | None = None) -> None:
         # eventsourcing_sqlalchemy's datastore: its transactions nest, so a read inside a write sees it.
         self._datastore = datastore
         self._keys = _TtlCache(cache_seconds)
         self._aliases = _TtlCache(cache_seconds)
+        self._seal = seal  # None: a sealed service's or an auditor's reader, which writes nothing
+
+    def _sealed(self, table: sa.Table, values: dict[str, Any]) -> dict[str, Any]:
+        return self._seal.sealed(table.name, values) if self._seal is not None else values
 
     def forget(self, aggregates: Sequence[Aggregate]) -> None:
         """Called after a write commits: this process must see its own writes at once."""
@@ -125,7 +138,7 @@ class SqlKeyStateView:
         ]
         if rows:
             tx.execute(key_event_index.insert(), rows)
-        project_grants(tx, aggregates, recordings)
+        project_grants(tx, aggregates, recordings, self._seal)
 
     @staticmethod
     def _upsert(tx: Session, table: sa.Table, where: Any, values: dict[str, Any]) -> None:
@@ -136,7 +149,7 @@ class SqlKeyStateView:
         if key.key_state is KeyState.DELETED:
             tx.execute(key_state.delete().where(key_state.c.key_id == key.key_id))
             return
-        self._upsert(tx, key_state, key_state.c.key_id == key.key_id, {
+        self._upsert(tx, key_state, key_state.c.key_id == key.key_id, self._sealed(key_state, {
             "key_id": key.key_id, "account_id": key.account_id, "region": key.region, "arn": key.arn,
             "key_state": key.state, "key_spec": key.key_spec, "key_usage": key.key_usage,
             "current_material_id": key.current_material_id, "creation_date": _epoch(key.created_on),
@@ -145,7 +158,7 @@ class SqlKeyStateView:
             "material_valid_to": _maybe_epoch(_current_valid_to(key)),
             "version": key.version, "metadata_json": encode_metadata(key.metadata()),
             "policy": key.policy, "grants_json": encode_grants(key),
-        })
+        }))
 
     def _write_alias(self, tx: Session, alias: Alias) -> None:
         where = sa.and_(aliases.c.account_id == alias.account_id, aliases.c.region == alias.region,
@@ -154,11 +167,11 @@ class SqlKeyStateView:
             tx.execute(aliases.delete().where(where))
             return
         scope = Scope(alias.account_id, alias.region)
-        self._upsert(tx, aliases, where, {
+        self._upsert(tx, aliases, where, self._sealed(aliases, {
             "account_id": alias.account_id, "region": alias.region, "alias_name": alias.alias_name,
             "alias_arn": scope.alias_arn(alias.alias_name), "target_key_id": alias.target_key_id,
             "creation_date": _epoch(alias.creation_date), "last_updated_date": _epoch(alias.modified_on),
-        })
+        }))
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -166,15 +179,15 @@ class SqlKeyStateView:
         with self._datastore.transaction(commit=False) as session:
             return list(session.execute(query))
 
-    @staticmethod
-    def _key_row(r: Any) -> KeyRow:
+    def _key_row(self, r: Any) -> KeyRow:
+        checked(self._seal, key_state, r, lambda: f"key {r.key_id}")
         return KeyRow(key_id=r.key_id, arn=r.arn, account_id=r.account_id, region=r.region, key_state=r.key_state,
                       key_spec=r.key_spec, key_usage=r.key_usage, current_material_id=r.current_material_id,
                       metadata=_decode_metadata(r.metadata_json), policy=r.policy,
                       grants=decode_grants(r.grants_json))
 
-    @staticmethod
-    def _alias_row(r: Any) -> AliasRow:
+    def _alias_row(self, r: Any) -> AliasRow:
+        checked(self._seal, aliases, r, lambda: f"alias {r.alias_name} in {r.account_id}/{r.region}")
         return AliasRow(alias_name=r.alias_name, alias_arn=r.alias_arn, target_key_id=r.target_key_id,
                         creation_date=_from_epoch(r.creation_date), last_updated_date=_from_epoch(r.last_updated_date))
 
@@ -214,5 +227,6 @@ class SqlKeyStateView:
             key_state.c.material_valid_to <= t)).order_by(key_state.c.key_id))]
 
     def aliases_of(self, key_id: str) -> list[str]:
-        return [r.alias_name for r in self._rows(
-            sa.select(aliases.c.alias_name).where(aliases.c.target_key_id == key_id).order_by(aliases.c.alias_name))]
+        """The key's alias names (kms:ResourceAliases): authorization reads them, so whole rows, checked."""
+        return [self._alias_row(r).alias_name for r in self._rows(
+            sa.select(aliases).where(aliases.c.target_key_id == key_id).order_by(aliases.c.alias_name))]

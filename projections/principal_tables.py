@@ -23,6 +23,7 @@ principals = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("policies_json", sa.Text, nullable=False),  # {policy name: document}: identity policies are not secret
     sa.Column("access_keys_json", sa.Text, nullable=False),  # {access key id: status}; the secrets are elsewhere
+    sa.Column("row_tag", sa.String(64)),  # domain/audit/seals.py: RowSeal
 )
 
 # Every Principal event: which version of a principal was current at a moment, and who existed then.

@@ -11,13 +11,16 @@ import sqlalchemy as sa
 
 from application.ports import UnitOfWork
 from application.principals.ports import PrincipalRow
+from domain.audit.seals import RowSeal
+from domain.errors import TamperedStateError
 from domain.principals.principal import Principal
 from projections.principal_tables import principal_event_index, principals
 
 
 class SqlPrincipalView:
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, seal: RowSeal | None = None) -> None:
         self._uow = uow
+        self._seal = seal
 
     # -- writing (inside the change's transaction, before its events are saved) ----------------------
 
@@ -34,12 +37,13 @@ class SqlPrincipalView:
         tx.execute(principals.delete().where(principals.c.principal_id == pid))
         if principal.deleted:
             return
-        tx.execute(principals.insert().values(
+        values = dict(
             principal_id=pid, arn=principal.arn, account_id=principal.account_id, kind=principal.kind,
             name=principal.name, path=principal.path, unique_id=principal.unique_id,
             created_at=principal.creation_date.timestamp(), version=principal.version,
             policies_json=json.dumps(principal.policies, sort_keys=True),
-            access_keys_json=json.dumps(principal.access_keys, sort_keys=True)))
+            access_keys_json=json.dumps(principal.access_keys, sort_keys=True))
+        tx.execute(principals.insert().values(self._seal.sealed(principals.name, values) if self._seal else values))
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -47,8 +51,9 @@ class SqlPrincipalView:
         with self._uow.read() as session:  # type: ignore[attr-defined]
             return session.execute(query).all()
 
-    @staticmethod
-    def _row(r: Any) -> PrincipalRow:
+    def _row(self, r: Any) -> PrincipalRow:
+        if self._seal is not None and not self._seal.matches(principals.name, r._mapping):
+            raise TamperedStateError(f"principal {r.arn}")
         return PrincipalRow(principal_id=r.principal_id, arn=r.arn, account_id=r.account_id, kind=r.kind,
                             name=r.name, path=r.path, unique_id=r.unique_id,
                             created=datetime.fromtimestamp(r.created_at, timezone.utc),

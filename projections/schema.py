@@ -22,6 +22,14 @@ def stale_tables(engine: sa.Engine) -> list[str]:
     return stale
 
 
+def create_missing(engine: sa.Engine) -> None:
+    """The projection tables that do not exist yet (empty); out-of-date ones are left for ensure_current."""
+    inspector = sa.inspect(engine)
+    for name, table in tables.metadata.tables.items():
+        if not inspector.has_table(name):
+            table.create(engine)
+
+
 def ensure_current(ledger: Any, engine: sa.Engine) -> list[str]:
     """Creates missing projection tables; rebuilds them all from the events if any is out of date.
     Returns the names that were out of date."""

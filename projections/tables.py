@@ -24,6 +24,8 @@ key_state = sa.Table(
     sa.Column("metadata_json", sa.Text, nullable=False),
     sa.Column("policy", sa.Text, nullable=False),
     sa.Column("grants_json", sa.Text, nullable=False),
+    # HMAC of the row under the ledger's row key (domain/audit/seals.py: RowSeal): authorization reads it.
+    sa.Column("row_tag", sa.String(64)),
     sa.Index("key_state_scope_idx", "account_id", "region", "key_id"),
 )
 
@@ -36,6 +38,7 @@ aliases = sa.Table(
     sa.Column("target_key_id", sa.String(36), nullable=False, index=True),
     sa.Column("creation_date", sa.Float, nullable=False),
     sa.Column("last_updated_date", sa.Float, nullable=False),
+    sa.Column("row_tag", sa.String(64)),
 )
 
 key_event_index = sa.Table(
@@ -64,6 +67,7 @@ key_grants = sa.Table(
     sa.Column("constraints_json", sa.Text),
     sa.Column("issuing_account", sa.String(256), nullable=False),
     sa.Column("creation_date", sa.Float, nullable=False),
+    sa.Column("row_tag", sa.String(64)),
     sa.Index("key_grants_key_idx", "key_id", "grant_id"),
     sa.Index("key_grants_retiring_idx", "region", "retiring_principal", "grant_id"),
 )

@@ -44,12 +44,21 @@ def audit_records(ledger: KeyLedger, after_seq: int = 0) -> Iterator[dict[str, A
 
 
 def stored_checkpoints(ledger: KeyLedger) -> list[Checkpoint]:
-    out = []
-    for stored in ledger.recorder.select_events(AUDIT_CHECKPOINTS_ID, gt=1):
-        event = ledger.mapper.to_domain_event(stored)
-        if isinstance(event, AuditCheckpoints.CheckpointSigned):
-            out.append(Checkpoint(**event.checkpoint))
-    return out
+    return [checkpoint for _, checkpoint in signed_checkpoints_after(ledger, 1)]
+
+
+def signed_checkpoints_after(ledger: KeyLedger, version: int) -> Iterator[tuple[int, Checkpoint]]:
+    """The checkpoints stored after the checkpoint aggregate's ``version``, with their versions, a page
+    at a time."""
+    while True:
+        page = ledger.recorder.select_events(AUDIT_CHECKPOINTS_ID, gt=version, limit=PAGE)
+        for stored in page:
+            event = ledger.mapper.to_domain_event(stored)
+            if isinstance(event, AuditCheckpoints.CheckpointSigned):
+                yield stored.originator_version, Checkpoint(**event.checkpoint)
+        if len(page) < PAGE:
+            return
+        version = page[-1].originator_version
 
 
 def audit_head(ledger: KeyLedger) -> tuple[int, str]:
@@ -82,6 +91,16 @@ class Checkpointer:
         event = self._ledger.mapper.to_domain_event(stored[0])
         last = Checkpoint(**event.checkpoint) if isinstance(event, AuditCheckpoints.CheckpointSigned) else None
         return stored[0].originator_version, last
+
+    def newest(self) -> Checkpoint | None:
+        """The newest signed checkpoint (one index lookup)."""
+        return self._last()[1]
+
+    def checkpoint_if_behind(self) -> Checkpoint | None:
+        """Signs one when records exist that no checkpoint covers (at start and at graceful shutdown)."""
+        last = self.newest()
+        seq, _ = audit_head(self._ledger)
+        return self.checkpoint_if_due(force=True) if last is None or seq > last.seq else None
 
     def checkpoint_if_due(self, force: bool = False) -> Checkpoint | None:
         version, last = self._last()

@@ -19,9 +19,9 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
 from application.audit.bounds import bound_record
 from application.audit.records import cloudtrail_record
@@ -30,7 +30,8 @@ from application.calls import Call
 from application.ledger import KeyLedger
 from application.ports import Clock, UnitOfWork
 from domain.audit.chain import GENESIS
-from domain.audit.log import AUDIT_LOG_ID, AuditLog
+from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS, LEDGER_UPGRADE, AuditLog
+from domain.audit.seals import event_digest
 from domain.keys.key import Key
 
 MAX_ATTEMPTS = 5
@@ -67,6 +68,47 @@ class GroupCommitStats:
     last_failure: str | None = None
 
 
+def claims(recordings: Sequence[Recording]) -> list[dict[str, Any]]:
+    """What a record says about the events its call committed: each one's aggregate, version and the
+    digest of its stored row (domain/audit/seals.py), in the order they were stored."""
+    return [{"aggregate": str(n.originator_id), "version": n.originator_version,
+             "digest": event_digest(n.originator_id, n.originator_version, n.topic, n.state)}
+            for n in (recording.notification for recording in recordings)]
+
+
+class RecordOfChange:
+    """The audit record of one call's change, made inside the change's transaction."""
+
+    def __init__(self, trail: AuditTrail, call: Call, aggregates: list[Any]) -> None:
+        self._trail, self._call, self._aggregates = trail, call, aggregates
+        self._head: tuple[int, str] | None = None
+        self.log: AuditLog | None = None
+
+    def begin(self, tx: Any) -> None:
+        """First thing in the transaction: the writers' lock, then the head the record will follow."""
+        self._head = self._trail._begin_append(tx)
+
+    def seal(self, recordings: Sequence[Recording], upgrade: dict[str, Any] | None = None) -> None:
+        """After the change's events were saved: append and save the record that claims them (or, for the
+        ledger's upgrade, the record that covers every event stored before records named theirs)."""
+        assert self._head is not None, "begin(tx) comes first"
+        call = self._call
+        for aggregate in self._aggregates:
+            if isinstance(aggregate, Key):
+                call.add_resource(aggregate.arn)
+                if call.respond_from is not None:
+                    call.response_elements = call.respond_from(aggregate)
+        record = bound_record(cloudtrail_record(call))
+        if upgrade is None:
+            record[LEDGER_EVENTS] = claims(recordings)
+        else:
+            record[LEDGER_UPGRADE] = upgrade
+        log = AuditLog.at_head(*self._head)
+        log.append(record, self._trail._clock.now())
+        self._trail._ledger.save(log)
+        self.log = log
+
+
 class AuditTrail:
     def __init__(self, ledger: KeyLedger, uow: UnitOfWork, clock: Clock, *, window_seconds: float = 0.0,
                  max_batch: int = 256) -> None:
@@ -80,6 +122,7 @@ class AuditTrail:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._commit_loop, name="keyledger-audit", daemon=True)
         self.stats = GroupCommitStats()
+        self.appended = False  # this process appended a record (it signs a checkpoint over it when it closes)
         # Batches go in as rows made directly (application/audit/rows.py) when those are provably the rows
         # the library would write and the recorder takes rows; otherwise through the library.
         rows = RecordRows(ledger.mapper)
@@ -114,36 +157,20 @@ class AuditTrail:
     # -- a key change's own record ---------------------------------------------------------------
 
     @contextmanager
-    def transaction_with_record(self, call: Call | None,
-                                aggregates: list[Any]) -> Iterator[Callable[[Any], list[AuditLog]]]:
-        """Wraps a key-change transaction. Yields ``attach``, to be called first thing inside the
-        transaction: ``attach(tx)`` takes the writers' lock, seals the call's record on the current head
-        and returns the audit aggregates to save with the change (none when no call made the change, or
-        its record was already written)."""
-        if call is None or call.committed:
-            yield lambda tx: []
-            return
-        attached: list[AuditLog] = []
-
-        def attach(tx: Any) -> list[AuditLog]:
-            log = AuditLog.at_head(*self._begin_append(tx))
-            for aggregate in aggregates:
-                if isinstance(aggregate, Key):
-                    call.add_resource(aggregate.arn)
-                    if call.respond_from is not None:
-                        call.response_elements = call.respond_from(aggregate)
-            log.append(bound_record(cloudtrail_record(call)), self._clock.now())
-            attached[:] = [log]
-            return [log]
-
+    def transaction_with_record(self, call: Call, aggregates: list[Any]) -> Iterator[RecordOfChange]:
+        """Wraps a key-change transaction. Yields the change's record: inside the transaction, ``begin(tx)``
+        first (it takes the writers' lock and reads the head), then the change's events are saved, then
+        ``seal(recordings)`` appends the call's record naming those events (their digests) and saves it."""
+        record = RecordOfChange(self, call, aggregates)
         with self._head_lock:
             try:
-                yield attach
+                yield record
             except BaseException:
                 self._head = None  # reload next time
                 raise
-            if attached:  # the transaction committed with the record
-                self._head = (attached[0].seq, attached[0].chain)
+            if record.log is not None:  # the transaction committed with the record
+                self._head = (record.log.seq, record.log.chain)
+                self.appended = True
                 call.committed = True
 
     # -- every other record: group commit ----------------------------------------------------------
@@ -229,6 +256,7 @@ class AuditTrail:
                         self._head = None  # reload next time
                         raise
                     self._head = head  # committed
+                    self.appended = True
                 error = None
                 break
             except IntegrityError as exc:  # another process appended first: reload the head, retry

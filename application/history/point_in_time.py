@@ -24,7 +24,7 @@ from eventsourcing.utils import get_topic
 
 from application.ledger import KeyLedger, with_moved_topics
 from application.ports import Clock
-from domain.audit.log import AUDIT_LOG_ID
+from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS
 from domain.errors import NotFoundError, ValidationError, shown
 from domain.identifiers import Scope, parse_key_reference
 from domain.keys.alias import Alias
@@ -218,7 +218,7 @@ class PointInTime:
         out = []
         for row in rows:
             event = events.get(row.version)
-            record = self._record_of(uuid.UUID(key_id), key.arn, row.notification_id)
+            record = self._record_of(uuid.UUID(key_id), row.version, key.arn, row.notification_id)
             identity = (record or {}).get("userIdentity") or {}
             out.append({
                 "Version": row.version, "EventType": row.event_type,
@@ -232,18 +232,22 @@ class PointInTime:
             })
         return out
 
-    def _record_of(self, key_uuid: uuid.UUID, arn: str, notification_id: int) -> dict[str, Any] | None:
-        """The audit record committed with this event. A transaction's rows are contiguous in the log (see
-        the module docstring) and the writer saves the record after the aggregates, so walk forward over
-        events that can belong to the same save (other keys', aliases') to the first audit record. Every
-        command triggers one event on one key, so a later event of this key means a later transaction:
-        this event had no record (a change made outside an audited call), and none is reported."""
+    def _record_of(self, key_uuid: uuid.UUID, version: int, arn: str, notification_id: int) -> dict[str, Any] | None:
+        """The audit record of the call that committed this event: the first record stored after it, when it
+        names the event in its ``ledgerEvents`` (a change's events and its record are stored together, the
+        record last; docs/audit.md, "One ledger"). A record from before records named their events is taken
+        when it names the key and no later event of the key comes first."""
         start = notification_id + 1
         while True:
             page = self._ledger.recorder.select_notifications(start, SCAN_PAGE)
             for n in page:
                 if n.originator_id == AUDIT_LOG_ID:
                     record = getattr(self._ledger.mapper.to_domain_event(n), "record", None) or {}
+                    claims = record.get(LEDGER_EVENTS)
+                    if claims is not None:
+                        named = any(c.get("aggregate") == str(key_uuid) and c.get("version") == version
+                                    for c in claims if isinstance(c, dict))
+                        return record if named else None
                     arns = {r.get("ARN") for r in record.get("resources") or []}
                     return record if arn in arns else None
                 if n.originator_id == key_uuid or (n.topic not in KEY_TOPICS and n.topic not in ALIAS_TOPICS):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError
 
-from application.audit.records import cloudtrail_record, iso
+from application.audit.records import cloudtrail_record, iso, new_ids
 from application.audit.trail import AuditTrail
 from application.authorization.authorizer import Authorizer
 from application.calls import Call
@@ -23,6 +23,7 @@ from application.principals.directory import PrincipalDirectory
 from application.principals.ports import AccessKeyRow, AccessKeyStore, PrincipalReadModel, PrincipalRow
 from application.writer import LedgerWriter, Outcome
 from domain.errors import IamValidationError, KmsError, NoSuchEntityError, shown
+from domain.identifiers import Scope
 from domain.principals.arns import ROLE, ROOT, SESSION, PrincipalName, acting_arn, parse_principal_arn
 from domain.principals.principal import ACTIVE, Principal
 
@@ -207,10 +208,15 @@ class PrincipalService:
         return self._audited("DeleteAccessKey", operator, name, parameters, attempt,
                              account_id=row.account_id if row else None)
 
-    def bootstrap_access_key(self, root_arn: str, access_key_id: str, secret: str) -> bool:
-        """The administrator key of a first start: an event of the account root like any other key, but
-        with no audit record (no call made it; the log begins with the first call). False if it exists."""
+    def bootstrap_access_key(self, root_arn: str, access_key_id: str, secret: str, region: str) -> bool:
+        """The administrator key of a first start: an event of the account root like any other key, made by
+        the service itself and recorded as its call (every event is named by a record). False if it exists."""
         owner = parse_principal_arn(root_arn)
+        request_id, event_id = new_ids(2)
+        call = Call.service("CreateAccessKey", at=self._clock.now(), request_id=request_id, event_id=event_id,
+                            scope=Scope(owner.account_id, region, owner.partition))
+        call.request_parameters = {"userName": "root", "reason": "the administrator access key of a first start"}
+        self._authorizer.authorize_call(call)  # allowed by rule, and recorded so
 
         def attempt() -> Outcome[bool]:
             now = self._clock.now()
@@ -222,7 +228,7 @@ class PrincipalService:
             return self._outcome(principal, True, also=[
                 lambda tx: store.put(tx, access_key_id, secret, principal.arn, principal.account_id, now)])
 
-        return self._writer.retrying(None, attempt)  # no call: no record
+        return self._writer.retrying(call, attempt)
 
     def has_history(self, arn: str) -> bool:
         """Whether this principal was ever recorded (an account root is, from its first access key on)."""

@@ -174,10 +174,12 @@ def _checkpoint_file_problem(checkpoints: Sequence[Checkpoint], public_key: byte
 
 def verify_log(records: Iterable[Mapping], checkpoints: Sequence[Checkpoint] = (),
                public_key_raw32: bytes | None = None,
-               progress: Callable[[int], None] | None = None) -> VerifyResult:
+               progress: Callable[[int], None] | None = None, *, after_seq: int = 0,
+               after_chain: bytes = GENESIS) -> VerifyResult:
     """Stream ``records`` (expected in seq order) and stop at the first problem; see the module docstring.
 
     Without ``public_key_raw32`` checkpoint signatures are not checked, only their links and chains.
+    ``after_seq``/``after_chain``: the records follow a position already proved (a signed checkpoint's).
     """
     checked = 0
 
@@ -187,7 +189,7 @@ def verify_log(records: Iterable[Mapping], checkpoints: Sequence[Checkpoint] = (
     problem = _checkpoint_file_problem(checkpoints, public_key_raw32)
     if problem:
         return bad(None, problem, 0)
-    chain, last, vouched, cp_index = GENESIS, 0, 0, 0
+    chain, last, vouched, cp_index = after_chain, after_seq, after_seq, 0
 
     def match_checkpoints() -> VerifyResult | None:
         nonlocal cp_index, checked, vouched

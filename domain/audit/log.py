@@ -13,6 +13,10 @@ from domain.audit.chain import GENESIS, seal
 
 AUDIT_LOG_ID = uuid.UUID("5d1b8f4e-7a0c-4e55-9b2f-6f3a1c0d8e21")
 AUDIT_CHECKPOINTS_ID = uuid.UUID("9a4c2e71-3b8d-4f06-a1e5-0c7d9b2f4a63")
+# The record field that names the events the call committed: [{"aggregate", "version", "digest"}].
+LEDGER_EVENTS = "ledgerEvents"
+# The record of a ledger written before records named their events: {"events": n, "digest": hex} of them all.
+LEDGER_UPGRADE = "ledgerUpgrade"
 
 
 class AuditLog(Aggregate):

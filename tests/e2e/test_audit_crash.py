@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.e2e.helpers import key_arn
 from tests.e2e.test_audit_support import (
+    FIRST_START,
     checkpoint,
     checkpoint_lines,
     cli_env,
@@ -182,7 +183,7 @@ def test_interrupted_checkpoint_append_does_not_break_verification(servers) -> N
     kms = kms_client(server)
     key = kms.create_key()["KeyMetadata"]["KeyId"]
     server.stop()
-    assert checkpoint(server) == 1
+    assert checkpoint(server) == FIRST_START + 1
     # Not a fixed count: the server's own checkpoint pass may already have signed one (at seq 0 or 1) when
     # the machine is slow enough that CreateKey and stop take longer than its first pass.
     file_before = checkpoint_lines(server)
@@ -200,6 +201,6 @@ def test_interrupted_checkpoint_append_does_not_break_verification(servers) -> N
     kms.describe_key(KeyId=key)
     kms.encrypt(KeyId=key, Plaintext=b"after the interrupted checkpoint")
     server.stop()
-    assert checkpoint(server) == 3
+    assert checkpoint(server) == FIRST_START + 3
     verdict = verify(server)
     assert verdict.ok, f"an untampered log fails verification after an interrupted checkpoint: {verdict.output}"

@@ -15,7 +15,9 @@ from botocore.exceptions import ClientError
 
 from tests.e2e.helpers import REGION, code, key_arn, secret_forms
 from tests.e2e.test_audit_support import (
+    FIRST_START,
     audit,
+    calls_only,
     export_jsonl,
     kms_client,
     run,
@@ -108,13 +110,13 @@ def scripted_session(server: Server) -> tuple[Session, dict[str, Any]]:
 def test_every_call_has_exactly_one_record_in_order(servers) -> None:
     server = servers.start()
     session, _ = scripted_session(server)
-    records = export_jsonl(server)
+    records = calls_only(export_jsonl(server))
     n = len(session.expected)
 
     summary = [(r.get("eventName"), r.get("errorCode")) for r in records]
     assert len(records) == n, f"{n} calls made, {len(records)} records: {summary}"
-    assert [r["seq"] for r in records] == list(range(1, n + 1))
-    for i, (record, expected) in enumerate(zip(records, session.expected), start=1):
+    assert [r["seq"] for r in records] == list(range(FIRST_START + 1, FIRST_START + n + 1))
+    for i, (record, expected) in enumerate(zip(records, session.expected), start=FIRST_START + 1):
         where = f"record seq {i} ({record.get('eventName')}, {record.get('errorCode')})"
         assert record["requestID"] == expected["requestID"], f"{where}: requestID is not the response's header"
         assert record["eventName"] == expected["eventName"], where
@@ -133,7 +135,7 @@ def test_every_call_has_exactly_one_record_in_order(servers) -> None:
 def test_records_have_the_cloudtrail_shape(servers) -> None:
     server = servers.start()
     session, secrets = scripted_session(server)
-    records = export_jsonl(server)
+    records = calls_only(export_jsonl(server))
     assert len(records) == len(session.expected)
     authenticated_failures = {"InvalidSignatureException", "UnrecognizedClientException"}
     for record in records:
@@ -280,11 +282,11 @@ def test_export_formats_and_key_filter(servers) -> None:
 def test_tail_prints_the_first_records(servers) -> None:
     server = servers.start()
     session, _ = scripted_session(server)
-    out = audit(server, "tail", "--count", "2", "--from-seq", "0").stdout
+    out = audit(server, "tail", "--count", "2", "--from-seq", str(FIRST_START)).stdout
     lines = [json.loads(line) for line in out.splitlines() if line.strip()]
-    assert [r["seq"] for r in lines] == [1, 2]
+    assert [r["seq"] for r in lines] == [FIRST_START + 1, FIRST_START + 2]
     assert [r["requestID"] for r in lines] == [e["requestID"] for e in session.expected[:2]]
-    assert lines == export_jsonl(server)[:2]
+    assert lines == export_jsonl(server)[FIRST_START:FIRST_START + 2]
     later = [json.loads(line) for line in audit(server, "tail", "--count", "3", "--from-seq", "5").stdout.splitlines()
              if line.strip()]
     assert [r["seq"] for r in later] == [6, 7, 8]
@@ -377,7 +379,7 @@ def test_maintenance_actions_are_service_events(servers) -> None:
     assert rotation["requestParameters"] == {"keyId": rotated}
     assert len(_service_events(records, "DeleteKey", doomed)) == 1
     # Service events never look like API calls, and API calls never like service events.
-    for record in records:
+    for record in calls_only(records):
         if record["eventName"] in ("DeleteKey", "RotateKey"):
             assert record["eventType"] == "AwsServiceEvent"
         else:

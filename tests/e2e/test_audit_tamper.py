@@ -11,12 +11,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from domain.audit.chain import (
-    checkpoint_from_json,
-    checkpoint_to_json,
-    make_checkpoint,
-)
+from domain.audit.chain import checkpoint_from_json, checkpoint_to_json, make_checkpoint
 from tests.e2e.test_audit_support import (
+    FIRST_START,
     AuditTable,
     audit,
     checkpoint,
@@ -30,6 +27,7 @@ from tests.e2e.test_audit_support import (
 from tests.servers import Server
 
 CALLS = 20
+RECORDS = CALLS + FIRST_START  # what a prepared log holds: the first start's record, then one per call
 K = 7  # the record tampered with: not the first, not near a checkpoint boundary's end
 
 
@@ -68,12 +66,12 @@ def prepared(servers, calls: int = CALLS) -> Server:
         audit(server, "checkpoint")  # the server may sign this one itself; either way one more checkpoint
     make_calls(server, calls % 5)
     server.stop()
-    assert checkpoint(server) == calls
+    assert checkpoint(server) == calls + FIRST_START
     assert len(checkpoint_lines(server)) >= calls // 5 + 1
     records = export_jsonl(server)
-    assert [r["seq"] for r in records] == list(range(1, calls + 1))
+    assert [r["seq"] for r in records] == list(range(1, calls + FIRST_START + 1))
     verdict = verify(server)
-    assert verdict.ok and f"OK: {calls} records" in verdict.output, verdict.output
+    assert verdict.ok and f"OK: {calls + FIRST_START} records" in verdict.output, verdict.output
     return server
 
 
@@ -97,17 +95,17 @@ def test_untouched_log_verifies(servers) -> None:
     make_calls(server, CALLS)
     assert verify(server).ok  # while the server runs
     server.stop()
-    assert checkpoint(server) == CALLS
+    assert checkpoint_from_json(checkpoint_lines(server)[-1]).seq == RECORDS  # signed at graceful shutdown
+    assert checkpoint(server) == RECORDS
     verdict = verify(server)
     assert verdict.ok, verdict.output
-    assert f"OK: {CALLS} records" in verdict.output
-    assert checkpoint_from_json(checkpoint_lines(server)[-1]).seq == CALLS
+    assert f"OK: {RECORDS} records" in verdict.output
     # Restarting and appending more keeps it whole.
     server = start(servers)
     make_calls(server, 6)
     server.stop()
     verdict = verify(server)
-    assert verdict.ok and f"OK: {CALLS + 6} records" in verdict.output, verdict.output
+    assert verdict.ok and f"OK: {RECORDS + 6} records" in verdict.output, verdict.output
 
 
 # -- tampering with records ---------------------------------------------------------------------------------
@@ -151,9 +149,9 @@ def test_swapped_records_name_the_lower_seq(servers) -> None:
 
 def test_truncated_tail_is_detected(servers) -> None:
     server = prepared(servers)
-    AuditTable(server).delete(range(CALLS - 4, CALLS + 1))  # the last 5, all covered by the checkpoint
-    assert len(export_jsonl(server)) == CALLS - 5
-    assert_fails(server, CALLS - 4, "truncated")
+    AuditTable(server).delete(range(RECORDS - 4, RECORDS + 1))  # the last 5, all covered by the checkpoint
+    assert len(export_jsonl(server)) == RECORDS - 5
+    assert_fails(server, RECORDS - 4, "truncated")
 
 
 def test_rewritten_and_rechained_log_is_caught_by_a_checkpoint(servers) -> None:
@@ -236,18 +234,19 @@ def test_rolled_back_database_is_detected(servers) -> None:
     server = start(servers)  # same data directory / schema
     make_calls(server, 12)
     server.stop()
-    assert checkpoint(server) == early_calls + 12
+    assert checkpoint(server) == early_calls + 12 + FIRST_START
     assert verify(server).ok
+    early = early_calls + FIRST_START
     if server.database_url:  # emulate: the newest records vanish
-        AuditTable(server).delete(range(early_calls + 1, early_calls + 13))
+        AuditTable(server).delete(range(early + 1, early + 13))
     else:
         for suffix in ("-wal", "-shm"):
             side = server.sqlite_file.with_name(server.sqlite_file.name + suffix)
             if side.exists():
                 side.unlink()
         shutil.copy2(backup, server.sqlite_file)
-    assert len(export_jsonl(server)) == early_calls
-    assert_fails(server, early_calls + 1, "truncated")
+    assert len(export_jsonl(server)) == early
+    assert_fails(server, early + 1, "truncated")
 
 
 def test_rolled_back_database_that_keeps_running_is_detected(servers) -> None:
@@ -264,7 +263,7 @@ def test_rolled_back_database_that_keeps_running_is_detected(servers) -> None:
     server = start(servers)
     make_calls(server, 12)
     server.stop()
-    assert checkpoint(server) == 20
+    assert checkpoint(server) == 20 + FIRST_START
     for suffix in ("-wal", "-shm"):
         side = server.sqlite_file.with_name(server.sqlite_file.name + suffix)
         if side.exists():
@@ -273,7 +272,7 @@ def test_rolled_back_database_that_keeps_running_is_detected(servers) -> None:
     server = start(servers)
     make_calls(server, 20)
     server.stop()
-    assert len(export_jsonl(server)) == 28
+    assert len(export_jsonl(server)) == 28 + FIRST_START
     verdict = verify(server)
     assert verdict.code == 1 and "FAILED" in verdict.output, verdict.output
 
@@ -287,7 +286,7 @@ def test_verify_with_the_published_public_key(servers, tmp_path) -> None:
     published = tmp_path / "audit-public.pem"
     published.write_text(pem)
     verdict = verify(server, "--public-key", str(published))
-    assert verdict.ok and f"OK: {CALLS} records" in verdict.output, verdict.output
+    assert verdict.ok and f"OK: {RECORDS} records" in verdict.output, verdict.output
 
     other = tmp_path / "other-public.pem"
     other.write_bytes(Ed25519PrivateKey.generate().public_key().public_bytes(
