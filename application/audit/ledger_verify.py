@@ -13,6 +13,7 @@ A log written before records named their events ends its "legacy era" with the u
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -26,10 +27,11 @@ from domain.audit.chain import (
     verify_checkpoint_signature,
     verify_log,
 )
-from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS, LEDGER_UPGRADE, AuditLog
+from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS, LEDGER_UPGRADE, AuditLog, stored_at
 from domain.audit.seals import event_digest
 
 PAGE = 1000
+_SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -175,13 +177,19 @@ def _stream(ledger: KeyLedger, binding: _Binding, start: int, after_seq: int = 0
                 event = mapper.to_domain_event(n)
                 record = event.record if isinstance(event, AuditLog.RecordAppended) else None
             except Exception:
-                record = {"seq": n.originator_version - 1, "undecodable": True}  # cannot verify: names its seq
+                event, record = None, {"seq": n.originator_version - 1, "undecodable": True}  # names its seq
             if record is None:
                 continue  # the log's Started event
+            if event is None or not isinstance(record, dict):
+                yield record
+                continue
             # A record out of sequence (deleted, swapped, inserted) is the chain's to name; the events
             # around it are then judged no further.
             if record.get("seq") == expected and not binding.record(record):
                 return
+            if not binding.in_legacy_era and event.timestamp != stored_at(record, event.timestamp - _SECOND):
+                # The row's one field outside the record is fixed by it: a changed one fails as the record.
+                record = {**record, "storedTimeChanged": True}
             expected = record["seq"] + 1 if isinstance(record.get("seq"), int) else expected
             yield record
         start = page[-1].id + 1

@@ -28,7 +28,7 @@ from eventsourcing.persistence import Mapper
 from eventsourcing.utils import get_topic
 
 from domain.audit.chain import seal_run
-from domain.audit.log import AUDIT_LOG_ID, AuditLog
+from domain.audit.log import AUDIT_LOG_ID, AuditLog, stored_at
 
 Row = tuple[UUID, int, str, bytes]  # a StoredEvent's fields: originator_id, originator_version, topic, state
 
@@ -56,11 +56,16 @@ class RecordRows:
         """``records`` sealed after ``head`` (seq, chain) at ``at``, as rows; and the head after them."""
         seq, chain = head
         sealed = seal_run(records, bytes.fromhex(chain), seq + 1)
-        # {"timestamp":{...}} without its closing brace: the transcoder's own spelling of the timestamp.
-        prefix = self._transcoder.encode({"timestamp": at})[:-1] + b',"record":'
-        encode, topic = self._encode, self.topic
-        rows = [(AUDIT_LOG_ID, record["seq"] + 1, topic, prefix + encode(record).encode("utf-8") + b"}")
-                for record in sealed]
+        encode, topic, transcoder = self._encode, self.topic, self._transcoder
+        prefixes: dict[Any, bytes] = {}  # a batch's records share a few eventTimes: one encoding each
+        rows = []
+        for record in sealed:
+            when = record.get("eventTime")
+            prefix = prefixes.get(when)
+            if prefix is None:
+                # {"timestamp":{...}} without its closing brace: the transcoder's own spelling of the timestamp.
+                prefix = prefixes[when] = transcoder.encode({"timestamp": stored_at(record, at)})[:-1] + b',"record":'
+            rows.append((AUDIT_LOG_ID, record["seq"] + 1, topic, prefix + encode(record).encode("utf-8") + b"}"))
         return rows, ((sealed[-1]["seq"], sealed[-1]["chain"]) if sealed else head)
 
     def _agrees_with(self, mapper: Mapper) -> bool:

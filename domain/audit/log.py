@@ -19,6 +19,18 @@ LEDGER_EVENTS = "ledgerEvents"
 LEDGER_UPGRADE = "ledgerUpgrade"
 
 
+def stored_at(record: dict[str, Any], default: datetime) -> datetime:
+    """The time an audit row is stored with: its record's eventTime (whole seconds, UTC), so that the row's
+    one field outside the record is fixed by the record and `verify` can check it."""
+    text = record.get("eventTime")
+    if isinstance(text, str):
+        try:
+            return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    return default
+
+
 class AuditLog(Aggregate):
     class Started(Aggregate.Created):
         pass
@@ -48,7 +60,7 @@ class AuditLog(Aggregate):
 
     def append(self, record: dict[str, Any], at: datetime) -> dict[str, Any]:
         sealed = seal(record, bytes.fromhex(self.chain), self.seq + 1)
-        self.trigger_event(self.RecordAppended, timestamp=at, record=sealed)
+        self.trigger_event(self.RecordAppended, timestamp=stored_at(record, at), record=sealed)
         return sealed
 
 

@@ -65,6 +65,9 @@ class RowSeal:
     as canonical JSON. A row copied to another table, or to another primary key, no longer matches."""
 
     COLUMN = "row_tag"
+    # Root-wrapped values are authenticated by their own wrapping (AES-GCM bound to the row's id) and are
+    # re-wrapped in place by a root-key rotation, which must not have to re-tag every row it touches.
+    OUTSIDE_TAG = frozenset({COLUMN, "wrapped_secret", "wrapped"})
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
@@ -72,7 +75,7 @@ class RowSeal:
         self._key = key
 
     def tag(self, table: str, values: Mapping[str, Any]) -> str:
-        body = {name: _plain(value) for name, value in values.items() if name != self.COLUMN}
+        body = {name: _plain(value) for name, value in values.items() if name not in self.OUTSIDE_TAG}
         text = json.dumps([table, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hmac.new(self._key, _ROW_PREFIX + text.encode("utf-8"), "sha256").hexdigest()
 
