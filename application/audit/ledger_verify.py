@@ -13,7 +13,7 @@ A log written before records named their events ends its "legacy era" with the u
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -187,7 +187,8 @@ def _stream(ledger: KeyLedger, binding: _Binding, start: int, after_seq: int = 0
             # around it are then judged no further.
             if record.get("seq") == expected and not binding.record(record):
                 return
-            if not binding.in_legacy_era and event.timestamp != stored_at(record, event.timestamp - _SECOND):
+            when = getattr(event, "timestamp", None)
+            if not binding.in_legacy_era and (not isinstance(when, datetime) or when != stored_at(record, when - _SECOND)):
                 # The row's one field outside the record is fixed by it: a changed one fails as the record.
                 record = {**record, "storedTimeChanged": True}
             expected = record["seq"] + 1 if isinstance(record.get("seq"), int) else expected
