@@ -283,6 +283,8 @@ def test_forged_key_event_is_never_believed(history: History) -> None:
     admin.encrypt(KeyId=history.key_id, Plaintext=b"still serving what is proven")
     server.stop()
     assert_verify_fails(server, "modified", history.key_id)
+    replayed = keyledger(server, "replay", expect=2)
+    assert "integrity check" in replayed.stderr and history.key_id in replayed.stderr, replayed.stderr
 
 
 def test_forged_event_and_key_state_row_fail_closed(history: History) -> None:
@@ -402,3 +404,31 @@ def test_a_tail_that_does_not_verify_seals_the_server_until_accepted(servers) ->
     accepted = [r for r in records if r["eventName"] == "AcceptUnverifiedLedger"]
     assert len(accepted) == 1 and "ticket 42" in json.dumps(accepted[0]["requestParameters"])
     assert_verify_fails(server, "deleted", key_id)
+
+
+def test_checkpoints_follow_streams_each_new_checkpoint(history: History) -> None:
+    """`audit checkpoints --follow` prints what is signed, as it is signed: the copy to ship elsewhere."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.e2e.test_audit_support import cli_env
+    from tests.servers import ROOT
+
+    server = history.server
+    already = len(history.shipped.strip().splitlines())
+    follower = subprocess.Popen([sys.executable, "-m", "api", "audit", "checkpoints", "--follow"], cwd=ROOT,
+                                env=cli_env(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [follower.stdout.readline() for _ in range(already)]
+        assert all(line.strip() for line in lines), lines
+        server.start()
+        server.client().create_key(Description="after the follower started")
+        server.stop()  # the shutdown checkpoint (and the one at start) reach the follower
+        deadline = time.monotonic() + 60
+        new = follower.stdout.readline()
+        assert new.strip() and time.monotonic() < deadline
+        assert json.loads(new)["seq"] >= json.loads(lines[-1])["seq"]
+    finally:
+        follower.kill()
+        follower.wait(timeout=10)
