@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -114,6 +115,9 @@ def test_sigkill_during_a_burst_loses_nothing_answered(servers, attempt: int) ->
     assert burst.lost, "no call lost its answer: the kill did not land during the burst"
 
     server = servers.start(name="crash", KEYLEDGER_AUDIT_CHECKPOINT_RECORDS="10")
+    # The restarted server verified the crashed tail (records and the events they name) before serving.
+    ready = httpx.get(server.endpoint + "/healthz", timeout=10)
+    assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
     kms = kms_client(server)
     records = export_jsonl(server)
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1)), "seq is not dense after the crash"
