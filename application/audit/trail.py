@@ -85,20 +85,21 @@ class RecordOfChange:
         self.log: AuditLog | None = None
 
     def begin(self, tx: Any) -> None:
-        """First thing in the transaction: the writers' lock, then the head the record will follow."""
+        """First thing in the transaction: the writers' lock, then the head the record will follow. What the
+        record says about the changed keys is taken now, while their new events are still pending."""
         self._head = self._trail._begin_append(tx)
-
-    def seal(self, recordings: Sequence[Recording], upgrade: dict[str, Any] | None = None) -> None:
-        """After the change's events were saved: append and save the record that claims them (or, for the
-        ledger's upgrade, the record that covers every event stored before records named theirs)."""
-        assert self._head is not None, "begin(tx) comes first"
         call = self._call
         for aggregate in self._aggregates:
             if isinstance(aggregate, Key):
                 call.add_resource(aggregate.arn)
                 if call.respond_from is not None:
                     call.response_elements = call.respond_from(aggregate)
-        record = bound_record(cloudtrail_record(call))
+
+    def seal(self, recordings: Sequence[Recording], upgrade: dict[str, Any] | None = None) -> None:
+        """After the change's events were saved: append and save the record that claims them (or, for the
+        ledger's upgrade, the record that covers every event stored before records named theirs)."""
+        assert self._head is not None, "begin(tx) comes first"
+        record = bound_record(cloudtrail_record(self._call))
         if upgrade is None:
             record[LEDGER_EVENTS] = claims(recordings)
         else:
