@@ -6,9 +6,10 @@ set, no services): health answers, every key operation refuses.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 from pathlib import Path
 
 from application.audit.checkpoints import Checkpointer
@@ -35,8 +36,10 @@ from application.ledger import KeyLedger
 from application.principals.directory import PrincipalDirectory
 from application.principals.service import PrincipalService
 from application.quotas import RequestQuotas
+from application.root_key.service import CurrentRootVersion, RootKeyService
 from application.writer import LedgerWriter
 from domain.crypto.asymmetric import POST_QUANTUM_SUPPORTED
+from domain.crypto.wrapping import RootKeyring
 from domain.keys import grant_tokens
 from domain.policy.evaluation import Grant
 from infrastructure.checkpoint_file import CheckpointFile
@@ -44,7 +47,14 @@ from infrastructure.clock import DatabaseClock, SqlClockOffset
 from infrastructure.credentials import CredentialStore, new_access_key
 from infrastructure.health_probe import SqlStorageProbe
 from infrastructure.persistence import assert_storage_settings
-from infrastructure.root_keys import RootKeyUnavailable, check_root_keyring, has_root_key_checks, load_root_keyring
+from infrastructure.root_keys import (
+    RootKeyUnavailable,
+    check_root_keyring,
+    has_root_key_checks,
+    new_check_value,
+    root_key_provider,
+)
+from infrastructure.root_wrapped import SqlRootWrappedRows
 from infrastructure.service_secrets import service_secret
 from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
@@ -81,6 +91,7 @@ class Services:
     grants: GrantService
     principals: PrincipalDirectory  # who callers are: existence and identity policies, now and at a moment
     principal_admin: PrincipalService  # the operator's principal and access-key commands
+    root_key: RootKeyService  # root-key rotation and retirement
 
 
 @dataclass
@@ -102,6 +113,7 @@ class Runtime:
     sealed_reason: str | None = None
     services: Services | None = None
     admin_created: bool = False
+    root_key_provider: Any = None  # application/ports.py: RootKeyProvider, closed with the runtime
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -117,6 +129,8 @@ class Runtime:
             pass  # the store is gone: nothing more can be recorded, and stopping must go on
         self.health.close()
         self.audit.stop()
+        if self.root_key_provider is not None:
+            self.root_key_provider.close()
         self.ledger.close()
         # Closing the last SQLite connection checkpoints the WAL into the database and removes it.
         self.ledger.recorder.datastore.engine.dispose()  # type: ignore[attr-defined]
@@ -175,10 +189,15 @@ def build_runtime(settings: Settings) -> Runtime:
                                 location_for=lambda moment: _history_copy_url(settings, moment)),
         clock_service=ClockService(SqlClockOffset(uow), clock.refresh),
     )
+    current_version = CurrentRootVersion(ledger, settings.key_cache_seconds, time.monotonic)
     try:
+        provider = runtime.root_key_provider = root_key_provider(settings)
         with uow.transaction() as tx:
-            keyring = load_root_keyring(settings, first_start=not has_root_key_checks(tx))
-            check_root_keyring(tx, keyring)
+            versions, current = provider.load(first_start=not has_root_key_checks(tx))
+            keyring = RootKeyring(versions, current, locate=provider.locate, current_version=current_version)
+            current_version.keyring = keyring
+            current_version()  # the rotation state: which version wraps, which are retired
+            check_root_keyring(tx, keyring, retired=frozenset(current_version.retired))
     except RootKeyUnavailable as exc:
         runtime.sealed_reason = str(exc)
         return runtime
@@ -222,6 +241,9 @@ def build_runtime(settings: Settings) -> Runtime:
         principals=principals,
         principal_admin=PrincipalService(access.writer, audit, clock, principal_view, credentials, principals,
                                          new_access_key, authorizer),
+        root_key=RootKeyService(ledger, access.writer, clock, keyring, provider, SqlRootWrappedRows(uow), new_check_value,
+                                account_id=settings.account_id,
+                                region="us-east-1" if "us-east-1" in settings.regions else settings.regions[0]),
     )
     runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
     return runtime
