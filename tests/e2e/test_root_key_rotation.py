@@ -1,0 +1,143 @@
+"""Online root-key rotation, for the file and the PKCS#11 provider, on both backends: `keyledger root-key rotate`
+re-wraps every root-wrapped value while a load of Encrypt/Decrypt runs (no call fails), old ciphertexts decrypt,
+`retire 1` destroys version 1, and a backup taken before retirement can no longer be unwrapped with the
+provider's keys (docs/key-hierarchy.md, the backup horizon). A crash in the middle is finished by the next run."""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import threading
+
+import pytest
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from tests.e2e.test_hsm_root_key import PIN, TOKEN, hsm_env, keyledger
+from tests.servers import Server
+from tests.softhsm import softhsm  # noqa: F401
+
+PROVIDERS = ["file", "pkcs11"]
+
+
+def _aad(*parts: str) -> bytes:
+    return b"".join(struct.pack(">I", len(p.encode())) + p.encode() for p in parts)
+
+
+def backing_rows(server: Server) -> list[tuple[str, str, bytes]]:
+    url = server.database_url or f"sqlite:///{server.sqlite_file}"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [(r[0], r[1], bytes(r[2])) for r in conn.execute(sa.text(
+                "SELECT key_id, material_id, wrapped FROM backing_keys ORDER BY key_id, material_id"))]
+    finally:
+        engine.dispose()
+
+
+def provider_env(provider: str, request: pytest.FixtureRequest, servers, tmp_path) -> dict[str, str]:
+    if provider == "file":
+        return {}
+    hsm = request.getfixturevalue("softhsm")
+    hsm.init_token(TOKEN, PIN)
+    env = hsm_env(hsm)
+    keyledger(tmp_path / "data", servers.database_url(), env, "root-key", "init")
+    return env
+
+
+class Load:
+    """Encrypt and Decrypt in a loop on another thread, counting calls and failures."""
+
+    def __init__(self, server: Server, key_id: str) -> None:
+        self.kms = server.client()
+        self.key_id = key_id
+        self.calls = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            plaintext = f"load {n}".encode()
+            try:
+                blob = self.kms.encrypt(KeyId=self.key_id, Plaintext=plaintext)["CiphertextBlob"]
+                assert self.kms.decrypt(CiphertextBlob=blob)["Plaintext"] == plaintext
+                self.calls += 2
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
+                self.failures.append(repr(exc)[:300])
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=120)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_rotation_under_load_then_retirement_bounds_backups(provider, servers, request, tmp_path):
+    env = provider_env(provider, request, servers, tmp_path)
+    data = tmp_path / "data"
+    server = servers.start("data", **env)
+    kms = server.client()
+    keys = [kms.create_key(Description=f"k{i}")["KeyMetadata"]["KeyId"] for i in range(3)]
+    blobs = {k: kms.encrypt(KeyId=k, Plaintext=k.encode())["CiphertextBlob"] for k in keys}
+    doomed = kms.create_key(Description="to be shredded")["KeyMetadata"]["KeyId"]
+    doomed_blob = kms.encrypt(KeyId=doomed, Plaintext=b"shred me")["CiphertextBlob"]
+    kms.schedule_key_deletion(KeyId=doomed, PendingWindowInDays=7)
+    backup = backing_rows(server)  # a backup of the database, taken before the rotation
+    assert {v for _, _, w in backup for v in [struct.unpack(">I", w[:4])[0]]} == {1}
+    version_1 = (json.loads((data / "root-key").read_text())["keys"]["1"] if provider == "file" else None)
+    if version_1 is not None:  # with the old key, the backup recovers the doomed key's material: the risk retirement ends
+        key_id, material_id, wrapped = next(r for r in backup if r[0] == doomed)
+        AESGCM(base64.b64decode(version_1)).decrypt(wrapped[4:16], wrapped[16:],
+                                                     _aad("backing-key", key_id, material_id))
+
+    with Load(server, keys[0]) as load:
+        rotated = keyledger(data, server.database_url, env, "root-key", "rotate", "--batch", "2")
+        assert "rotated to root key version 2" in rotated.stdout
+        made_during = kms.create_key(Description="made after the rotation began")["KeyMetadata"]["KeyId"]
+        keyledger(data, server.database_url, env, "clock", "advance", "--days", "8")
+        keyledger(data, server.database_url, env, "maintenance")
+        retired = keyledger(data, server.database_url, env, "root-key", "retire", "1")
+        assert "retired root key version 1" in retired.stdout
+        while load.calls < 20 and not load.failures:
+            load.stop.wait(0.05)
+    assert load.failures == [] and load.calls >= 20, load.failures[:3]
+
+    for key_id, blob in blobs.items():
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == key_id.encode()
+    assert kms.decrypt(CiphertextBlob=kms.encrypt(KeyId=made_during, Plaintext=b"new")["CiphertextBlob"])["Plaintext"] == b"new"
+    with pytest.raises(Exception):
+        kms.decrypt(CiphertextBlob=doomed_blob)
+    status = json.loads(keyledger(data, server.database_url, env, "root-key", "status").stdout)
+    assert status["current"] == 2 and status["retired"] == [1] and set(status["wrapped_values_by_version"]) == {"2"}
+    live = backing_rows(server)
+    assert all(struct.unpack(">I", w[:4])[0] == 2 for _, _, w in live) and doomed not in {r[0] for r in live}
+
+    # The backup's row of the shredded key names version 1, which the provider no longer has.
+    key_id, material_id, wrapped = next(r for r in backup if r[0] == doomed)
+    assert struct.unpack(">I", wrapped[:4])[0] == 1
+    if provider == "file":
+        held = json.loads((data / "root-key").read_text())["keys"]
+        assert set(held) == {"2"}
+        with pytest.raises(InvalidTag):
+            AESGCM(base64.b64decode(held["2"])).decrypt(wrapped[4:16], wrapped[16:],
+                                                         _aad("backing-key", key_id, material_id))
+    else:
+        hsm = request.getfixturevalue("softhsm")
+        assert [o["id"] for o in hsm.objects(TOKEN, PIN)] == ["00000002"]
+
+    # A restart with the retired version gone serves everything; the history is in the audit chain.
+    server.stop()
+    again = servers.start("data", **env)
+    assert again.client().decrypt(CiphertextBlob=blobs[keys[1]])["Plaintext"] == keys[1].encode()
+    again.stop()
+    exported = keyledger(data, server.database_url, env, "audit", "export").stdout
+    for name in ("CreateRootKeyVersion", "CompleteRootKeyRotation", "RetireRootKeyVersion"):
+        assert name in exported
+    keyledger(data, server.database_url, env, "audit", "verify")
