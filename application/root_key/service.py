@@ -77,7 +77,10 @@ class RootKeyService:
     def _started(self) -> RootKeyHistory:
         history = self.history()
         if history is None:
-            history = RootKeyHistory.start(self._provider.name, sorted(self._keyring.versions), self._clock.now())
+            # The versions that wrap values now, not every version the provider holds: one a crashed rotation
+            # made before recording it is reused by this rotation instead of being skipped.
+            in_use = set(self._rows.count_by_version()) or {self._keyring.current}
+            history = RootKeyHistory.start(self._provider.name, sorted(in_use), self._clock.now())
         return history
 
     def rotate(self, operator: Operator, *, batch: int = REWRAP_BATCH,

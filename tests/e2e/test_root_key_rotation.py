@@ -141,3 +141,69 @@ def test_rotation_under_load_then_retirement_bounds_backups(provider, servers, r
     for name in ("CreateRootKeyVersion", "CompleteRootKeyRotation", "RetireRootKeyVersion"):
         assert name in exported
     keyledger(data, server.database_url, env, "audit", "verify")
+
+
+class Crash(BaseException):
+    """The rotating process dies here: nothing after it runs (not even except-Exception handlers)."""
+
+
+class CrashAfter:
+    """Fault injection around the real re-wrapping: the process dies after ``batches`` committed batches."""
+
+    def __init__(self, rows, batches: int) -> None:
+        self._rows, self._left = rows, batches
+
+    def rewrap(self, keyring, version, batch):
+        if self._left == 0:
+            raise Crash()
+        self._left -= 1
+        return self._rows.rewrap(keyring, version, batch)
+
+    def __getattr__(self, name):
+        return getattr(self._rows, name)
+
+
+def test_rotation_crashed_halfway_is_finished_by_the_next_run(servers, tmp_path):
+    from application.calls import Operator
+    from infrastructure.bootstrap import build_runtime
+    from infrastructure.root_keys import FileRootKeyProvider
+    from infrastructure.settings import Settings
+
+    data = tmp_path / "data"
+    server = servers.start("data")
+    kms = server.client()
+    blobs = {}
+    for i in range(5):
+        key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+        blobs[key_id] = kms.encrypt(KeyId=key_id, Plaintext=b"%d" % i)["CiphertextBlob"]
+
+    # Crash 1: the provider made version 2, the process died before the history recorded it.
+    FileRootKeyProvider(data / "root-key").add_version(2)
+    # Crash 2 (the next run): version 2 recorded, two batches of one value re-wrapped, then the process died.
+    environ = {"KEYLEDGER_DATA_DIR": str(data), **({"KEYLEDGER_DATABASE_URL": server.database_url}
+                                                    if server.database_url else {})}
+    runtime = build_runtime(Settings.load(environ=environ))
+    try:
+        service = runtime.services.root_key
+        service._rows = CrashAfter(service._rows, batches=2)
+        with pytest.raises(Crash):
+            service.rotate(Operator(user="test", host="test"), batch=1)
+    finally:
+        runtime.close()
+    held = json.loads((data / "root-key").read_text())["keys"]
+    assert set(held) == {"1", "2"}, "the version the first crash made was used, not a third one"
+    status = json.loads(keyledger(data, server.database_url, {}, "root-key", "status").stdout)
+    assert status["rotation"] == "re-wrapping" and status["current"] == 2
+    assert set(status["wrapped_values_by_version"]) == {"1", "2"}
+    keyledger(data, server.database_url, {}, "root-key", "retire", "1", expect=1)  # not while re-wrapping
+
+    # Meanwhile the server serves from the half-rotated state.
+    for key_id, blob in blobs.items():
+        assert kms.decrypt(CiphertextBlob=blob)["KeyId"].endswith(key_id)
+    finished = keyledger(data, server.database_url, {}, "root-key", "rotate")
+    assert "finished the rotation to root key version 2" in finished.stdout
+    status = json.loads(keyledger(data, server.database_url, {}, "root-key", "status").stdout)
+    assert status["rotation"] == "complete" and set(status["wrapped_values_by_version"]) == {"2"}
+    keyledger(data, server.database_url, {}, "root-key", "retire", "1")
+    for key_id, blob in blobs.items():
+        assert kms.decrypt(CiphertextBlob=blob)["KeyId"].endswith(key_id)
