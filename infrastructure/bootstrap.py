@@ -114,6 +114,14 @@ class Runtime:
     services: Services | None = None
     admin_created: bool = False
     root_key_provider: Any = None  # application/ports.py: RootKeyProvider, closed with the runtime
+    root_version: CurrentRootVersion | None = None  # the rotation state, cached
+
+    def root_key_state(self) -> dict[str, Any]:
+        """What /healthz and /metrics say about the root key: provider, sealed or not, version and rotation."""
+        state: dict[str, Any] = {"provider": self.settings.root_key_provider, "sealed": self.sealed_reason is not None}
+        if self.root_version is not None and self.sealed_reason is None:
+            state.update(self.root_version.state())
+        return state
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -189,7 +197,7 @@ def build_runtime(settings: Settings) -> Runtime:
                                 location_for=lambda moment: _history_copy_url(settings, moment)),
         clock_service=ClockService(SqlClockOffset(uow), clock.refresh),
     )
-    current_version = CurrentRootVersion(ledger, settings.key_cache_seconds, time.monotonic)
+    current_version = runtime.root_version = CurrentRootVersion(ledger, settings.key_cache_seconds, time.monotonic)
     try:
         provider = runtime.root_key_provider = root_key_provider(settings)
         with uow.transaction() as tx:

@@ -153,6 +153,7 @@ class CurrentRootVersion:
         self._checked = float("-inf")
         self._current: int | None = None
         self._retired: list[int] = []
+        self._rewrapped = True
         self.keyring: RootKeyring | None = None
 
     def __call__(self) -> int | None:
@@ -165,6 +166,7 @@ class CurrentRootVersion:
                 return self._current
             self._current = history.current
             self._retired = history.retired()
+            self._rewrapped = history.rewrapped
             if self.keyring is not None:
                 for version in self._retired:
                     self.keyring.forget(version)
@@ -173,6 +175,18 @@ class CurrentRootVersion:
     @property
     def retired(self) -> list[int]:
         return list(self._retired)
+
+    def state(self) -> dict[str, object]:
+        """For /healthz and /metrics: the version that wraps now, whether a rotation is re-wrapping, the
+        retired versions. Version numbers only, never key material. The last known state when the database
+        cannot be read (readiness says why)."""
+        try:
+            self()
+        except Exception:  # noqa: BLE001 - health must answer whatever the database does
+            pass
+        current = self._current if self._current is not None else (self.keyring.current if self.keyring else None)
+        return {"current_version": current, "rotation": "complete" if self._rewrapped else "re-wrapping",
+                "retired_versions": list(self._retired)}
 
 
 def _epoch(moment: datetime) -> float:

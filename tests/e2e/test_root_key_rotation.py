@@ -8,6 +8,9 @@ import base64
 import json
 import struct
 import threading
+import time
+
+import httpx
 
 import pytest
 import sqlalchemy as sa
@@ -44,6 +47,28 @@ def provider_env(provider: str, request: pytest.FixtureRequest, servers, tmp_pat
     env = hsm_env(hsm)
     keyledger(tmp_path / "data", servers.database_url(), env, "root-key", "init")
     return env
+
+
+HANG_SECONDS = 30.0  # the servers read the rotation state with a 1 s cache: a change not seen by then never will be
+
+
+def root_key_health(server: Server, **expected) -> dict:
+    """/healthz's root_key once it shows ``expected`` (bounded wait: the state is cached for a second), and the
+    same in /metrics."""
+    deadline = time.monotonic() + HANG_SECONDS
+    while True:
+        state = httpx.get(server.endpoint + "/healthz", timeout=10).json()["root_key"]
+        if all(state.get(k) == v for k, v in expected.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert all(state.get(k) == v for k, v in expected.items()), state
+    metrics = httpx.get(server.endpoint + "/metrics", timeout=10).text
+    assert f"keyledger_root_key_version {float(state['current_version'])}" in metrics
+    in_progress = 1.0 if state["rotation"] == "re-wrapping" else 0.0
+    assert f"keyledger_root_key_rotation_in_progress {in_progress}" in metrics
+    assert f"keyledger_root_key_retired_versions {float(len(state['retired_versions']))}" in metrics
+    assert f'keyledger_root_key_provider{{provider="{state["provider"]}"}} 1.0' in metrics
+    return state
 
 
 class Load:
@@ -116,6 +141,8 @@ def test_rotation_under_load_then_retirement_bounds_backups(provider, servers, r
         kms.decrypt(CiphertextBlob=doomed_blob)
     status = json.loads(keyledger(data, server.database_url, env, "root-key", "status").stdout)
     assert status["current"] == 2 and status["retired"] == [1] and set(status["wrapped_values_by_version"]) == {"2"}
+    root_key_health(server, provider=provider, sealed=False, current_version=2, rotation="complete",
+                    retired_versions=[1])
     live = backing_rows(server)
     assert all(struct.unpack(">I", w[:4])[0] == 2 for _, _, w in live) and doomed not in {r[0] for r in live}
 
@@ -197,7 +224,8 @@ def test_rotation_crashed_halfway_is_finished_by_the_next_run(servers, tmp_path)
     assert set(status["wrapped_values_by_version"]) == {"1", "2"}
     keyledger(data, server.database_url, {}, "root-key", "retire", "1", expect=1)  # not while re-wrapping
 
-    # Meanwhile the server serves from the half-rotated state.
+    # Meanwhile the server serves from the half-rotated state, and says so.
+    root_key_health(server, current_version=2, rotation="re-wrapping")
     for key_id, blob in blobs.items():
         assert kms.decrypt(CiphertextBlob=blob)["KeyId"].endswith(key_id)
     finished = keyledger(data, server.database_url, {}, "root-key", "rotate")
