@@ -84,8 +84,8 @@ def rotate(data_dir: Optional[Path] = DataDir, database_url: Optional[str] = Dat
            batch: int = typer.Option(200, min=1, max=10000, help="Values re-wrapped per transaction.")) -> None:
     """Make a new root key version and re-wrap every root-wrapped value under it while servers keep serving.
     Run it again after a crash: it finishes the rotation under way instead of starting another."""
-    from application.principals.audit import Operator
     from api.cli_principals import _operator
+    from application.principals.audit import Operator
     from domain.errors import KmsError
     from infrastructure.root_keys import RootKeyUnavailable
 

@@ -9,17 +9,17 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
 from pathlib import Path
+from typing import Any, Callable
 
 from application.audit.checkpoints import Checkpointer
 from application.audit.trail import AuditTrail, AuditUnavailable
 from application.audit.unauthenticated import UnauthenticatedFailures
-from application.health import HealthService
 from application.authorization.authorizer import Authorizer
+from application.clock_service import ClockService
 from application.crypto.asymmetric_service import AsymmetricService
 from application.crypto.symmetric_service import CryptoService
-from application.clock_service import ClockService
+from application.health import HealthService
 from application.history.point_in_time import PointInTime
 from application.history.replay import ProjectionReplay
 from application.history.reports import Reports
@@ -57,13 +57,18 @@ from infrastructure.root_keys import (
 from infrastructure.root_wrapped import SqlRootWrappedRows
 from infrastructure.service_secrets import service_secret
 from infrastructure.settings import Settings
-from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
+from infrastructure.storage import (
+    SqlBackingKeyStore,
+    SqlImportKeyStore,
+    SqlUnitOfWork,
+    writer_gate_for,
+)
 from infrastructure.tables import metadata as infrastructure_metadata
 from projections.grants_view import SqlGrantIndex
+from projections.key_event_index import SqlKeyEventIndex
 from projections.key_state_view import SqlKeyStateView
 from projections.principal_tables import metadata as principal_metadata
 from projections.principal_view import SqlPrincipalView
-from projections.key_event_index import SqlKeyEventIndex
 from projections.replay import SqlProjectionRebuilder
 from projections.schema import ensure_current
 

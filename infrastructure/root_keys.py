@@ -20,7 +20,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from domain.crypto.wrapping import RootKeyring, RootKeyVersion, SoftwareRootKey, UnwrapError
+from domain.crypto.wrapping import (
+    RootKeyring,
+    RootKeyVersion,
+    SoftwareRootKey,
+    UnwrapError,
+)
 from infrastructure.pkcs11_token import (
     Pkcs11UriError,
     Token,

@@ -18,7 +18,13 @@ from domain.keys.material import BACKING_KEY_PURPOSE
 from infrastructure.credentials import SECRET_PURPOSE
 from infrastructure.service_secrets import SERVICE_SECRET_PURPOSE
 from infrastructure.storage import SqlUnitOfWork
-from infrastructure.tables import access_keys, backing_keys, import_keys, root_key_checks, service_secrets
+from infrastructure.tables import (
+    access_keys,
+    backing_keys,
+    import_keys,
+    root_key_checks,
+    service_secrets,
+)
 
 
 @dataclass(frozen=True)
