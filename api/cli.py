@@ -184,6 +184,10 @@ cli.add_typer(report_cli, name="report")
 from api.cli_principals import access_keys_cli, principals_cli  # noqa: E402
 
 cli.add_typer(principals_cli, name="principals")
+
+from api.cli_root_key import root_key_cli  # noqa: E402
+
+cli.add_typer(root_key_cli, name="root-key")
 cli.add_typer(access_keys_cli, name="access-keys")
 cli.command("replay", help="Rebuild every projection from the event log and compare it with the live one.")(history_replay)
 

@@ -78,7 +78,8 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
     @app.get("/healthz")
     async def readiness() -> Response:
         state = await runtime.health.readiness()
-        return JSONResponse(state.body(), status_code=200 if state.ready else 503)
+        return JSONResponse({**state.body(), "root_key": runtime.root_key_state()},
+                            status_code=200 if state.ready else 503)
 
     return KmsEndpoint(pipeline, KmsFront(runtime, wire), app)
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -37,6 +43,19 @@ class _RuntimeCollector(Collector):
                                 value=stats.largest)
         yield GaugeMetricFamily("keyledger_sealed", "1 while the service refuses key operations (root key "
                                 "unavailable), else 0.", value=1 if self._runtime.sealed_reason else 0)
+        root_key = self._runtime.root_key_state()
+        provider = GaugeMetricFamily("keyledger_root_key_provider", "1 for the root-key provider in use (file, env or "
+                                     "pkcs11).", labels=("provider",))
+        provider.add_metric((root_key["provider"],), 1)
+        yield provider
+        if root_key.get("current_version") is not None:
+            yield GaugeMetricFamily("keyledger_root_key_version", "The root key version new values are wrapped under.",
+                                    value=root_key["current_version"])
+            yield GaugeMetricFamily("keyledger_root_key_rotation_in_progress", "1 while a root-key rotation is "
+                                    "re-wrapping stored values (run 'keyledger root-key rotate' to finish it), else 0.",
+                                    value=1 if root_key["rotation"] == "re-wrapping" else 0)
+            yield GaugeMetricFamily("keyledger_root_key_retired_versions", "Root key versions retired (destroyed).",
+                                    value=len(root_key["retired_versions"]))
 
 
 class Metrics:

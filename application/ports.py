@@ -98,3 +98,44 @@ class BackingKeyStore(Protocol):
 
     def compact(self) -> None:
         """Removes what deleted rows leave behind in the database files (WAL frames, dead tuples)."""
+
+
+class RootKeyProvider(Protocol):
+    """Where the root key versions live (infrastructure/root_keys.py: file, environment, PKCS#11 token).
+    A version is a domain.crypto.wrapping.RootKeyVersion: for a token, a handle that never yields key bytes."""
+
+    name: str
+
+    def load(self, first_start: bool) -> tuple[dict[int, Any], int]:
+        """The versions held now and the one the provider calls current; raises when none is usable."""
+
+    def locate(self, version: int) -> Any | None:
+        """A version this process does not hold yet (made by another process's rotation), or None."""
+
+    def held_versions(self) -> list[int]: ...
+
+    def add_version(self, version: int) -> Any:
+        """Makes ``version`` (or finds it, when a crashed rotation made it already) and returns it."""
+
+    def destroy_version(self, version: int) -> None:
+        """Destroys the version in the provider: nothing wrapped only under it can be unwrapped afterwards."""
+
+    def close(self) -> None: ...
+
+
+class RootWrappedRows(Protocol):
+    """Every stored value wrapped under the root key, across the tables that hold them (one registry:
+    infrastructure/root_wrapped.py), for root-key rotation and retirement."""
+
+    def count_by_version(self) -> dict[int, int]:
+        """How many wrapped values name each root version."""
+
+    def rewrap(self, keyring: Any, version: int, batch: int) -> int:
+        """Re-wraps up to ``batch`` values not under ``version`` (each row unwrapped with its own version and
+        wrapped under ``version`` with the same AAD, each batch one transaction, each row compare-and-set so a
+        concurrent change wins); returns how many it re-wrapped (0: none left)."""
+
+    def replace_check(self, tx: Any, version: int, check_value: bytes) -> None:
+        """In ``tx``: the value that proves a root key is version ``version`` of this database's root key."""
+
+    def drop_check(self, tx: Any, version: int) -> None: ...

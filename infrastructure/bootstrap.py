@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from application.audit.checkpoints import Checkpointer
 from application.audit.ledger_verify import verify_since
@@ -39,8 +40,10 @@ from application.ledger import KeyLedger
 from application.principals.directory import PrincipalDirectory
 from application.principals.service import PrincipalService
 from application.quotas import RequestQuotas
+from application.root_key.service import CurrentRootVersion, RootKeyService
 from application.writer import LedgerWriter
 from domain.crypto.asymmetric import POST_QUANTUM_SUPPORTED
+from domain.crypto.wrapping import RootKeyring
 from domain.keys import grant_tokens
 from domain.policy.evaluation import Grant
 from infrastructure.checkpoint_file import CheckpointFile
@@ -49,7 +52,14 @@ from infrastructure.credentials import CredentialStore, new_access_key
 from infrastructure.health_probe import SqlStorageProbe
 from infrastructure.ledger_upgrade import untagged_events, upgrade_ledger
 from infrastructure.persistence import assert_storage_settings
-from infrastructure.root_keys import RootKeyUnavailable, check_root_keyring, has_root_key_checks, load_root_keyring
+from infrastructure.root_keys import (
+    RootKeyUnavailable,
+    check_root_keyring,
+    has_root_key_checks,
+    new_check_value,
+    root_key_provider,
+)
+from infrastructure.root_wrapped import SqlRootWrappedRows
 from infrastructure.service_secrets import ROW_KEY, has_service_secret, service_secret
 from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
@@ -87,6 +97,7 @@ class Services:
     grants: GrantService
     principals: PrincipalDirectory  # who callers are: existence and identity policies, now and at a moment
     principal_admin: PrincipalService  # the operator's principal and access-key commands
+    root_key: RootKeyService  # root-key rotation and retirement
 
 
 @dataclass
@@ -109,6 +120,15 @@ class Runtime:
     services: Services | None = None
     admin_created: bool = False
     serving: bool = False  # a server process: it signed a checkpoint at start and signs one at shutdown
+    root_key_provider: Any = None  # application/ports.py: RootKeyProvider, closed with the runtime
+    root_version: CurrentRootVersion | None = None  # the rotation state, cached
+
+    def root_key_state(self) -> dict[str, Any]:
+        """What /healthz and /metrics say about the root key: provider, sealed or not, version and rotation."""
+        state: dict[str, Any] = {"provider": self.settings.root_key_provider, "sealed": self.sealed_reason is not None}
+        if self.root_version is not None and self.sealed_reason is None:
+            state.update(self.root_version.state())
+        return state
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -129,6 +149,8 @@ class Runtime:
                 self.services.checkpointer.checkpoint_if_behind()
             except Exception:  # the store is gone: `verify` will report the uncovered tail
                 logging.getLogger("keyledger").exception("the shutdown checkpoint could not be signed")
+        if self.root_key_provider is not None:
+            self.root_key_provider.close()
         self.ledger.close()
         # Closing the last SQLite connection checkpoints the WAL into the database and removes it.
         self.ledger.recorder.datastore.engine.dispose()  # type: ignore[attr-defined]
@@ -188,10 +210,15 @@ def build_runtime(settings: Settings) -> Runtime:
                                 location_for=lambda moment: _history_copy_url(settings, moment)),
         clock_service=ClockService(SqlClockOffset(uow), clock.refresh),
     )
+    current_version = runtime.root_version = CurrentRootVersion(ledger, settings.key_cache_seconds, time.monotonic)
     try:
+        provider = runtime.root_key_provider = root_key_provider(settings)
         with uow.transaction() as tx:
-            keyring = load_root_keyring(settings, first_start=not has_root_key_checks(tx))
-            check_root_keyring(tx, keyring)
+            versions, current = provider.load(first_start=not has_root_key_checks(tx))
+            keyring = RootKeyring(versions, current, locate=provider.locate, current_version=current_version)
+            current_version.keyring = keyring
+            current_version()  # the rotation state: which version wraps, which are retired
+            check_root_keyring(tx, keyring, retired=frozenset(current_version.retired))
     except RootKeyUnavailable as exc:
         runtime.sealed_reason = str(exc)
         return runtime
@@ -246,6 +273,9 @@ def build_runtime(settings: Settings) -> Runtime:
         principals=principals,
         principal_admin=PrincipalService(access.writer, audit, clock, principal_view, credentials, principals,
                                          new_access_key, authorizer),
+        root_key=RootKeyService(ledger, access.writer, clock, keyring, provider, SqlRootWrappedRows(uow), new_check_value,
+                                account_id=settings.account_id,
+                                region="us-east-1" if "us-east-1" in settings.regions else settings.regions[0]),
     )
     runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
     return runtime

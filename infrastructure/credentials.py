@@ -23,7 +23,7 @@ from domain.principals.arns import acting_arn
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import access_keys
 
-_SECRET_PURPOSE = "access-key-secret"
+SECRET_PURPOSE = "access-key-secret"
 _ID_ALPHABET = string.ascii_uppercase + "234567"
 
 
@@ -53,7 +53,7 @@ class CredentialStore:
 
     def put(self, tx: Any, access_key_id: str, secret: str, principal_arn: str, account_id: str,
             created: datetime) -> None:
-        wrapped = self._keyring.wrap(secret.encode(), purpose=_SECRET_PURPOSE, key_id=access_key_id)
+        wrapped = self._keyring.wrap(secret.encode(), purpose=SECRET_PURPOSE, key_id=access_key_id)
         tx.execute(access_keys.insert().values(self._seal.sealed(access_keys.name, dict(
             access_key_id=access_key_id, principal_arn=principal_arn, account_id=account_id,
             wrapped_secret=wrapped, status="Active", created_at=created.timestamp()))))
@@ -125,5 +125,5 @@ class CredentialStore:
         if row is None:
             return None
         self._checked(row)
-        secret = self._keyring.unwrap(bytes(row.wrapped_secret), purpose=_SECRET_PURPOSE, key_id=access_key_id).decode()
+        secret = self._keyring.unwrap(bytes(row.wrapped_secret), purpose=SECRET_PURPOSE, key_id=access_key_id).decode()
         return Credential(access_key_id, acting_arn(row.principal_arn, access_key_id), row.account_id, secret)

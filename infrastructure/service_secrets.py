@@ -10,7 +10,7 @@ from domain.crypto.wrapping import RootKeyring
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import service_secrets
 
-_PURPOSE = "service-secret"
+SERVICE_SECRET_PURPOSE = "service-secret"
 ROW_KEY = "ledger-row-key"  # tags every stored event and read-model row (domain/audit/seals.py)
 
 
@@ -24,12 +24,12 @@ def service_secret(uow: SqlUnitOfWork, keyring: RootKeyring, name: str, size: in
         with uow.read() as session:
             row = session.execute(sa.select(service_secrets.c.wrapped).where(service_secrets.c.name == name)).first()
         if row is not None:
-            return keyring.unwrap(bytes(row[0]), purpose=_PURPOSE, key_id=name)
+            return keyring.unwrap(bytes(row[0]), purpose=SERVICE_SECRET_PURPOSE, key_id=name)
         secret = os.urandom(size)
         try:
             with uow.transaction() as tx:
                 tx.execute(service_secrets.insert().values(
-                    name=name, wrapped=keyring.wrap(secret, purpose=_PURPOSE, key_id=name)))
+                    name=name, wrapped=keyring.wrap(secret, purpose=SERVICE_SECRET_PURPOSE, key_id=name)))
             return secret
         except IntegrityError:
             continue

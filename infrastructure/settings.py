@@ -59,8 +59,11 @@ class Settings:
     regions: tuple[str, ...] = COMMERCIAL_REGIONS
     admin_access_key_id: str | None = None
     admin_secret_access_key: str | None = field(default=None, repr=False)
-    root_key_provider: str = "file"  # file | env
-    root_key: str | None = field(default=None, repr=False)  # for the env provider
+    root_key_provider: str = "file"  # file | env | pkcs11
+    root_key: str | None = field(default=None, repr=False)  # env: the key text; pkcs11: the RFC 7512 URI
+    pkcs11_module: str | None = None  # the PKCS#11 module (.so) of the root key's token
+    pkcs11_pin: str | None = field(default=None, repr=False)  # its user PIN; or pkcs11_pin_file
+    pkcs11_pin_file: Path | None = None  # a mode-0600 file holding the PIN
     log_level: str = "info"
     maintenance_interval: float = 60.0  # seconds between maintenance passes in the server; 0 turns them off
     audit_group_commit_window: float = 0.0  # extra seconds to gather audit records; 0 = whatever queued meanwhile
@@ -125,6 +128,9 @@ class Settings:
             "admin_secret_access_key": ("KEYLEDGER_ADMIN_SECRET_ACCESS_KEY", str),
             "root_key_provider": ("KEYLEDGER_ROOT_KEY_PROVIDER", str),
             "root_key": ("KEYLEDGER_ROOT_KEY", str),
+            "pkcs11_module": ("KEYLEDGER_PKCS11_MODULE", str),
+            "pkcs11_pin": ("KEYLEDGER_PKCS11_PIN", str),
+            "pkcs11_pin_file": ("KEYLEDGER_PKCS11_PIN_FILE", Path),
             "log_level": ("KEYLEDGER_LOG_LEVEL", str),
             "maintenance_interval": ("KEYLEDGER_MAINTENANCE_INTERVAL", float),
             "audit_group_commit_window": ("KEYLEDGER_AUDIT_GROUP_COMMIT_WINDOW", float),
@@ -166,8 +172,8 @@ class Settings:
     def check(self) -> None:
         if not (self.account_id.isdigit() and len(self.account_id) == 12):
             raise SystemExit("keyledger: KEYLEDGER_ACCOUNT_ID must be 12 digits.")
-        if self.root_key_provider not in ("file", "env"):
-            raise SystemExit("keyledger: KEYLEDGER_ROOT_KEY_PROVIDER must be 'file' or 'env'.")
+        if self.root_key_provider not in ("file", "env", "pkcs11"):
+            raise SystemExit("keyledger: KEYLEDGER_ROOT_KEY_PROVIDER must be 'file', 'env' or 'pkcs11'.")
         if self.workers < 1:
             raise SystemExit("keyledger: KEYLEDGER_WORKERS must be 1 or more.")
         if not (self.health_probe_timeout > 0 and self.health_cache_seconds >= 0):

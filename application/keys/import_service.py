@@ -19,7 +19,7 @@ from domain.keys import byok as key_import
 from domain.keys.key import Key
 from domain.keys.material import Material, new_material_id
 
-_IMPORT_KEY_PURPOSE = "import-wrapping-key"
+IMPORT_KEY_PURPOSE = "import-wrapping-key"
 
 
 def validate_imported_material(key_spec: str, material: bytes) -> bytes:
@@ -58,7 +58,7 @@ class ImportService:
             import_id = os.urandom(16).hex()
             private_der, public_der = key_import.new_wrapping_key(wrapping_key_spec)
             key.issue_import_parameters(import_id, wrapping_algorithm, wrapping_key_spec, valid_to, now)
-            wrapped = self._materials.seal(private_der, purpose=_IMPORT_KEY_PURPOSE, key_id=key.key_id,
+            wrapped = self._materials.seal(private_der, purpose=IMPORT_KEY_PURPOSE, key_id=key.key_id,
                                            material_id=import_id)
             issued.update(
                 ImportToken=key_import.issue_import_token(
@@ -80,7 +80,7 @@ class ImportService:
         if wrapped_private is None:
             raise InvalidImportTokenError("This import token was already used, or its parameters expired; "
                                           "call GetParametersForImport for a new one.")
-        private_der = self._materials.unseal(wrapped_private, purpose=_IMPORT_KEY_PURPOSE, key_id=key_id,
+        private_der = self._materials.unseal(wrapped_private, purpose=IMPORT_KEY_PURPOSE, key_id=key_id,
                                              material_id=ticket.import_id)
         material_bytes = key_import.unwrap_key_material(private_der, ticket.wrapping_algorithm, encrypted_key_material)
         used: dict[str, str] = {}

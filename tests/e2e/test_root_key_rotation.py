@@ -1,0 +1,236 @@
+"""Online root-key rotation, for the file and the PKCS#11 provider, on both backends: `keyledger root-key rotate`
+re-wraps every root-wrapped value while a load of Encrypt/Decrypt runs (no call fails), old ciphertexts decrypt,
+`retire 1` destroys version 1, and a backup taken before retirement can no longer be unwrapped with the
+provider's keys (docs/key-hierarchy.md, the backup horizon). A crash in the middle is finished by the next run."""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import threading
+import time
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from tests.e2e.test_hsm_root_key import PIN, TOKEN, hsm_env, keyledger
+from tests.servers import Server
+from tests.softhsm import softhsm  # noqa: F401
+
+PROVIDERS = ["file", "pkcs11"]
+
+
+def _aad(*parts: str) -> bytes:
+    return b"".join(struct.pack(">I", len(p.encode())) + p.encode() for p in parts)
+
+
+def backing_rows(server: Server) -> list[tuple[str, str, bytes]]:
+    url = server.database_url or f"sqlite:///{server.sqlite_file}"
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [(r[0], r[1], bytes(r[2])) for r in conn.execute(sa.text(
+                "SELECT key_id, material_id, wrapped FROM backing_keys ORDER BY key_id, material_id"))]
+    finally:
+        engine.dispose()
+
+
+def provider_env(provider: str, request: pytest.FixtureRequest, servers, tmp_path) -> dict[str, str]:
+    if provider == "file":
+        return {}
+    hsm = request.getfixturevalue("softhsm")
+    hsm.init_token(TOKEN, PIN)
+    env = hsm_env(hsm)
+    keyledger(tmp_path / "data", servers.database_url(), env, "root-key", "init")
+    return env
+
+
+HANG_SECONDS = 30.0  # the servers read the rotation state with a 1 s cache: a change not seen by then never will be
+
+
+def root_key_health(server: Server, **expected) -> dict:
+    """/healthz's root_key once it shows ``expected`` (bounded wait: the state is cached for a second), and the
+    same in /metrics."""
+    deadline = time.monotonic() + HANG_SECONDS
+    while True:
+        state = httpx.get(server.endpoint + "/healthz", timeout=10).json()["root_key"]
+        if all(state.get(k) == v for k, v in expected.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert all(state.get(k) == v for k, v in expected.items()), state
+    metrics = httpx.get(server.endpoint + "/metrics", timeout=10).text
+    assert f"keyledger_root_key_version {float(state['current_version'])}" in metrics
+    in_progress = 1.0 if state["rotation"] == "re-wrapping" else 0.0
+    assert f"keyledger_root_key_rotation_in_progress {in_progress}" in metrics
+    assert f"keyledger_root_key_retired_versions {float(len(state['retired_versions']))}" in metrics
+    assert f'keyledger_root_key_provider{{provider="{state["provider"]}"}} 1.0' in metrics
+    return state
+
+
+class Load:
+    """Encrypt and Decrypt in a loop on another thread, counting calls and failures."""
+
+    def __init__(self, server: Server, key_id: str) -> None:
+        self.kms = server.client()
+        self.key_id = key_id
+        self.calls = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            plaintext = f"load {n}".encode()
+            try:
+                blob = self.kms.encrypt(KeyId=self.key_id, Plaintext=plaintext)["CiphertextBlob"]
+                assert self.kms.decrypt(CiphertextBlob=blob)["Plaintext"] == plaintext
+                self.calls += 2
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
+                self.failures.append(repr(exc)[:300])
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=120)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_rotation_under_load_then_retirement_bounds_backups(provider, servers, request, tmp_path):
+    env = provider_env(provider, request, servers, tmp_path)
+    data = tmp_path / "data"
+    server = servers.start("data", **env)
+    kms = server.client()
+    keys = [kms.create_key(Description=f"k{i}")["KeyMetadata"]["KeyId"] for i in range(3)]
+    blobs = {k: kms.encrypt(KeyId=k, Plaintext=k.encode())["CiphertextBlob"] for k in keys}
+    doomed = kms.create_key(Description="to be shredded")["KeyMetadata"]["KeyId"]
+    doomed_blob = kms.encrypt(KeyId=doomed, Plaintext=b"shred me")["CiphertextBlob"]
+    kms.schedule_key_deletion(KeyId=doomed, PendingWindowInDays=7)
+    backup = backing_rows(server)  # a backup of the database, taken before the rotation
+    assert {v for _, _, w in backup for v in [struct.unpack(">I", w[:4])[0]]} == {1}
+    version_1 = (json.loads((data / "root-key").read_text())["keys"]["1"] if provider == "file" else None)
+    if version_1 is not None:  # with the old key, the backup recovers the doomed key's material: the risk retirement ends
+        key_id, material_id, wrapped = next(r for r in backup if r[0] == doomed)
+        AESGCM(base64.b64decode(version_1)).decrypt(wrapped[4:16], wrapped[16:],
+                                                     _aad("backing-key", key_id, material_id))
+
+    with Load(server, keys[0]) as load:
+        rotated = keyledger(data, server.database_url, env, "root-key", "rotate", "--batch", "2")
+        assert "rotated to root key version 2" in rotated.stdout
+        made_during = kms.create_key(Description="made after the rotation began")["KeyMetadata"]["KeyId"]
+        keyledger(data, server.database_url, env, "clock", "advance", "--days", "8")
+        keyledger(data, server.database_url, env, "maintenance")
+        retired = keyledger(data, server.database_url, env, "root-key", "retire", "1")
+        assert "retired root key version 1" in retired.stdout
+        while load.calls < 20 and not load.failures:
+            load.stop.wait(0.05)
+    assert load.failures == [] and load.calls >= 20, load.failures[:3]
+
+    for key_id, blob in blobs.items():
+        assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == key_id.encode()
+    assert kms.decrypt(CiphertextBlob=kms.encrypt(KeyId=made_during, Plaintext=b"new")["CiphertextBlob"])["Plaintext"] == b"new"
+    with pytest.raises(Exception):
+        kms.decrypt(CiphertextBlob=doomed_blob)
+    status = json.loads(keyledger(data, server.database_url, env, "root-key", "status").stdout)
+    assert status["current"] == 2 and status["retired"] == [1] and set(status["wrapped_values_by_version"]) == {"2"}
+    root_key_health(server, provider=provider, sealed=False, current_version=2, rotation="complete",
+                    retired_versions=[1])
+    live = backing_rows(server)
+    assert all(struct.unpack(">I", w[:4])[0] == 2 for _, _, w in live) and doomed not in {r[0] for r in live}
+
+    # The backup's row of the shredded key names version 1, which the provider no longer has.
+    key_id, material_id, wrapped = next(r for r in backup if r[0] == doomed)
+    assert struct.unpack(">I", wrapped[:4])[0] == 1
+    if provider == "file":
+        held = json.loads((data / "root-key").read_text())["keys"]
+        assert set(held) == {"2"}
+        with pytest.raises(InvalidTag):
+            AESGCM(base64.b64decode(held["2"])).decrypt(wrapped[4:16], wrapped[16:],
+                                                         _aad("backing-key", key_id, material_id))
+    else:
+        hsm = request.getfixturevalue("softhsm")
+        assert [o["id"] for o in hsm.objects(TOKEN, PIN)] == ["00000002"]
+
+    # A restart with the retired version gone serves everything; the history is in the audit chain.
+    server.stop()
+    again = servers.start("data", **env)
+    assert again.client().decrypt(CiphertextBlob=blobs[keys[1]])["Plaintext"] == keys[1].encode()
+    again.stop()
+    exported = keyledger(data, server.database_url, env, "audit", "export").stdout
+    for name in ("CreateRootKeyVersion", "CompleteRootKeyRotation", "RetireRootKeyVersion"):
+        assert name in exported
+    keyledger(data, server.database_url, env, "audit", "verify")
+
+
+class Crash(BaseException):
+    """The rotating process dies here: nothing after it runs (not even except-Exception handlers)."""
+
+
+class CrashAfter:
+    """Fault injection around the real re-wrapping: the process dies after ``batches`` committed batches."""
+
+    def __init__(self, rows, batches: int) -> None:
+        self._rows, self._left = rows, batches
+
+    def rewrap(self, keyring, version, batch):
+        if self._left == 0:
+            raise Crash()
+        self._left -= 1
+        return self._rows.rewrap(keyring, version, batch)
+
+    def __getattr__(self, name):
+        return getattr(self._rows, name)
+
+
+def test_rotation_crashed_halfway_is_finished_by_the_next_run(servers, tmp_path):
+    from application.calls import Operator
+    from infrastructure.bootstrap import build_runtime
+    from infrastructure.root_keys import FileRootKeyProvider
+    from infrastructure.settings import Settings
+
+    data = tmp_path / "data"
+    server = servers.start("data")
+    kms = server.client()
+    blobs = {}
+    for i in range(5):
+        key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+        blobs[key_id] = kms.encrypt(KeyId=key_id, Plaintext=b"%d" % i)["CiphertextBlob"]
+
+    # Crash 1: the provider made version 2, the process died before the history recorded it.
+    FileRootKeyProvider(data / "root-key").add_version(2)
+    # Crash 2 (the next run): version 2 recorded, two batches of one value re-wrapped, then the process died.
+    environ = {"KEYLEDGER_DATA_DIR": str(data), **({"KEYLEDGER_DATABASE_URL": server.database_url}
+                                                    if server.database_url else {})}
+    runtime = build_runtime(Settings.load(environ=environ))
+    try:
+        service = runtime.services.root_key
+        service._rows = CrashAfter(service._rows, batches=2)
+        with pytest.raises(Crash):
+            service.rotate(Operator(user="test", host="test"), batch=1)
+    finally:
+        runtime.close()
+    held = json.loads((data / "root-key").read_text())["keys"]
+    assert set(held) == {"1", "2"}, "the version the first crash made was used, not a third one"
+    status = json.loads(keyledger(data, server.database_url, {}, "root-key", "status").stdout)
+    assert status["rotation"] == "re-wrapping" and status["current"] == 2
+    assert set(status["wrapped_values_by_version"]) == {"1", "2"}
+    keyledger(data, server.database_url, {}, "root-key", "retire", "1", expect=1)  # not while re-wrapping
+
+    # Meanwhile the server serves from the half-rotated state, and says so.
+    root_key_health(server, current_version=2, rotation="re-wrapping")
+    for key_id, blob in blobs.items():
+        assert kms.decrypt(CiphertextBlob=blob)["KeyId"].endswith(key_id)
+    finished = keyledger(data, server.database_url, {}, "root-key", "rotate")
+    assert "finished the rotation to root key version 2" in finished.stdout
+    status = json.loads(keyledger(data, server.database_url, {}, "root-key", "status").stdout)
+    assert status["rotation"] == "complete" and set(status["wrapped_values_by_version"]) == {"2"}
+    keyledger(data, server.database_url, {}, "root-key", "retire", "1")
+    for key_id, blob in blobs.items():
+        assert kms.decrypt(CiphertextBlob=blob)["KeyId"].endswith(key_id)
