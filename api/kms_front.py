@@ -10,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.audit_fields import audit_view
 from api.errors import CONTENT_TYPE
-from api.operations import HANDLERS, refuse_recipient
+from api.members import refuse_unhonoured
+from api.operations import HANDLERS
 from api.pipeline import HttpRequest
 from api.wire_model import WireModel
 from application.calls import Call
@@ -66,7 +67,7 @@ class KmsFront:
             raise UnknownOperationError(
                 f"Operation '{shown(target) or '(no X-Amz-Target header)'}' is not supported by keyledger.")
         params = self.wire.parse_request(operation, body)
-        refuse_recipient(params)
+        refuse_unhonoured(operation, params)  # before authorization: nothing is done for a refused member
         call.parameters = params
         call.request_parameters = audit_view(self.wire, operation, "in", params)
         echo = _ECHO_FROM_KEY.get(operation)

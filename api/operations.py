@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from application.calls import Call
-from domain.errors import CustomKeyStoreNotFoundError, ValidationError, shown
+from domain.errors import CustomKeyStoreNotFoundError, shown
 from infrastructure.bootstrap import Services
 
 # (services, the call, its parsed parameters) -> the response members
@@ -60,7 +60,7 @@ def _call(service: str, method: str, *positional: str, **members: str) -> Handle
 HANDLERS: dict[str, Handler] = {
     "CreateKey": _create_key,
     "DescribeKey": _call("keys", "describe_key", "KeyId"),
-    "ListKeys": _call("keys", "list_keys", "Limit", "Marker"),
+    "ListKeys": _call("keys", "list_keys", "Limit", "Marker", resource_owners="ResourceOwners"),
     "EnableKey": _call("keys", "enable_key", "KeyId"),
     "DisableKey": _call("keys", "disable_key", "KeyId"),
     "UpdateKeyDescription": _call("keys", "update_key_description", "KeyId", "Description"),
@@ -80,12 +80,13 @@ HANDLERS: dict[str, Handler] = {
     "Encrypt": _call("crypto", "encrypt", "KeyId", "Plaintext", context="EncryptionContext",
                      algorithm="EncryptionAlgorithm"),
     "Decrypt": _call("crypto", "decrypt", "CiphertextBlob", key_ref="KeyId", context="EncryptionContext",
-                     algorithm="EncryptionAlgorithm"),
+                     algorithm="EncryptionAlgorithm", dry_run_modifiers="DryRunModifiers"),
     "ReEncrypt": _call("crypto", "re_encrypt", "CiphertextBlob", "DestinationKeyId",
                        source_key_ref="SourceKeyId", source_context="SourceEncryptionContext",
                        destination_context="DestinationEncryptionContext",
                        source_algorithm="SourceEncryptionAlgorithm",
-                       destination_algorithm="DestinationEncryptionAlgorithm"),
+                       destination_algorithm="DestinationEncryptionAlgorithm",
+                       dry_run_modifiers="DryRunModifiers"),
     "GenerateDataKey": _call("crypto", "generate_data_key", "KeyId", key_spec="KeySpec",
                              number_of_bytes="NumberOfBytes", context="EncryptionContext"),
     "GenerateDataKeyWithoutPlaintext": lambda sv, c, p: sv.crypto.generate_data_key(
@@ -127,10 +128,3 @@ HANDLERS: dict[str, Handler] = {
     "RevokeGrant": _call("grants", "revoke_grant", "KeyId", "GrantId"),
 }
 
-
-def refuse_recipient(params: dict[str, Any]) -> None:
-    """Recipient asks for the result encrypted to a Nitro Enclave; we cannot check attestation documents,
-    and answering in clear would hand plaintext to whoever asked for it not to be, so refuse."""
-    if params.get("Recipient") is not None:
-        raise ValidationError("Recipient (an AWS Nitro Enclaves attestation document) is not supported by keyledger; "
-                              "call without Recipient.")
