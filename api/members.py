@@ -44,10 +44,6 @@ _MULTI_REGION = Refusal(
     when=lambda value: value is True, partial=True)
 
 
-def _NOT_YET(member: str) -> Refusal:
-    return Refusal(UnsupportedOperationError, f"{member} is not supported by keyledger yet; call without it.")
-
-
 # The members that are honoured, per operation; any other member in the table is a Refusal.
 _KEY = {"KeyId": HONOURED}
 _GRANT_TOKENS = {"GrantTokens": HONOURED}
@@ -69,7 +65,7 @@ MEMBERS: dict[str, dict[str, Refusal | None]] = {
     "Decrypt": {"CiphertextBlob": HONOURED, "EncryptionContext": HONOURED, **_GRANT_TOKENS, **_KEY,
                 "EncryptionAlgorithm": HONOURED, "Recipient": _RECIPIENT, **_DRY_RUN, "DryRunModifiers": HONOURED},
     "DeleteAlias": {"AliasName": HONOURED},
-    "DeleteImportedKeyMaterial": {**_KEY, "KeyMaterialId": _NOT_YET("KeyMaterialId")},
+    "DeleteImportedKeyMaterial": {**_KEY, "KeyMaterialId": HONOURED},
     "DeriveSharedSecret": {**_KEY, "KeyAgreementAlgorithm": HONOURED, "PublicKey": HONOURED, **_GRANT_TOKENS,
                            **_DRY_RUN, "Recipient": _RECIPIENT},
     "DescribeKey": {**_KEY, **_GRANT_TOKENS},
@@ -95,9 +91,8 @@ MEMBERS: dict[str, dict[str, Refusal | None]] = {
     "GetParametersForImport": {**_KEY, "WrappingAlgorithm": HONOURED, "WrappingKeySpec": HONOURED},
     "GetPublicKey": {**_KEY, **_GRANT_TOKENS},
     "ImportKeyMaterial": {**_KEY, "ImportToken": HONOURED, "EncryptedKeyMaterial": HONOURED, "ValidTo": HONOURED,
-                          "ExpirationModel": HONOURED, "ImportType": _NOT_YET("ImportType"),
-                          "KeyMaterialDescription": _NOT_YET("KeyMaterialDescription"),
-                          "KeyMaterialId": _NOT_YET("KeyMaterialId")},
+                          "ExpirationModel": HONOURED, "ImportType": HONOURED, "KeyMaterialDescription": HONOURED,
+                          "KeyMaterialId": HONOURED},
     "ListAliases": {**_KEY, **_PAGE},
     "ListGrants": {**_PAGE, **_KEY, "GrantId": HONOURED, "GranteePrincipal": HONOURED,
                    "GranteeServicePrincipal": _SERVICE_PRINCIPAL},

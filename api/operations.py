@@ -103,8 +103,10 @@ HANDLERS: dict[str, Handler] = {
     "GetParametersForImport": _call("imports", "get_parameters_for_import", "KeyId", "WrappingAlgorithm",
                                     "WrappingKeySpec"),
     "ImportKeyMaterial": _call("imports", "import_key_material", "KeyId", "ImportToken", "EncryptedKeyMaterial",
-                               valid_to="ValidTo", expiration_model="ExpirationModel"),
-    "DeleteImportedKeyMaterial": _call("imports", "delete_imported_key_material", "KeyId"),
+                               valid_to="ValidTo", expiration_model="ExpirationModel", import_type="ImportType",
+                               key_material_id="KeyMaterialId", description="KeyMaterialDescription"),
+    "DeleteImportedKeyMaterial": _call("imports", "delete_imported_key_material", "KeyId",
+                                       key_material_id="KeyMaterialId"),
     # asymmetric and HMAC keys
     "GetPublicKey": _call("asymmetric", "get_public_key", "KeyId"),
     "Sign": _call("asymmetric", "sign", "KeyId", "Message", "SigningAlgorithm", "MessageType"),

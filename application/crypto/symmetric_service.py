@@ -84,7 +84,9 @@ class CryptoService:
         self._usable(row, operation, algorithm)
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)
-        backing = self._materials.get(row.key_id, header.material_id.hex())
+        material_id = header.material_id.hex()
+        # The row, not the cache, says whether the material still exists: another process may have deleted it.
+        backing = None if material_id in row.absent_material_ids else self._materials.get(row.key_id, material_id)
         if backing is None:
             raise InvalidCiphertextError("The ciphertext was made with key material this key no longer has.")
         plaintext = ciphertext.decrypt(backing, blob, context)

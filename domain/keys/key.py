@@ -117,6 +117,7 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
         self.state = (KeyState.ENABLED if origin == ORIGIN_AWS_KMS else KeyState.PENDING_IMPORT).value
         self.state_before_deletion: str | None = None
         self.current_material_id = material_id
+        self.lost_current_material_id: str | None = None  # the CURRENT material while it is deleted or expired
         self.materials: list[dict[str, Any]] = []
         if material_id:
             self.materials.append(material_record(material_id, commitment or "", self.created_on, imported=False))

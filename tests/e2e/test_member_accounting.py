@@ -76,6 +76,7 @@ BEHAVIOUR: dict[str, dict[str, str]] = {
     },
     "DeleteImportedKeyMaterial": {
         "KeyId": "test_lifecycle_import.py::test_token_cannot_be_used_twice",
+        "KeyMaterialId": "test_imported_materials.py::test_delete_one_material_and_an_unknown_id_deletes_nothing",
     },
     "DeriveSharedSecret": {
         "KeyId": "test_lifecycle_asymmetric.py::test_derive_shared_secret_matches_local_ecdh",
@@ -178,6 +179,9 @@ BEHAVIOUR: dict[str, dict[str, str]] = {
         "EncryptedKeyMaterial": "test_lifecycle_import.py::test_import_with_each_wrapping_algorithm",
         "ValidTo": "test_lifecycle_import.py::test_import_with_each_wrapping_algorithm",
         "ExpirationModel": "test_lifecycle_import.py::test_import_with_each_wrapping_algorithm",
+        "ImportType": "test_imported_materials.py::test_import_type_and_key_material_id_rules",
+        "KeyMaterialDescription": "test_imported_materials.py::test_import_type_and_key_material_id_rules",
+        "KeyMaterialId": "test_imported_materials.py::test_import_type_and_key_material_id_rules",
     },
     "ListAliases": {
         "KeyId": "test_aliases.py::test_list_aliases_for_unknown_key_is_not_found",
@@ -322,7 +326,10 @@ def test_a_member_not_in_the_table_is_refused_at_run_time():
 def _test_sources(file_name: str) -> tuple[str, dict[str, str]]:
     source = (E2E / file_name).read_text()
     tree = ast.parse(source)
-    return source, {node.name: ast.get_source_segment(source, node) or "" for node in ast.walk(tree)
+    # The helpers a test calls live in its module or in the tests.e2e modules it imports them from.
+    helpers = [(E2E / f"{node.module.rsplit('.', 1)[1]}.py").read_text() for node in tree.body
+               if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.e2e.")]
+    return "\n".join([source, *helpers]), {node.name: ast.get_source_segment(source, node) or "" for node in ast.walk(tree)
                     if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
 
 
