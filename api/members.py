@@ -86,6 +86,7 @@ MEMBERS: dict[str, dict[str, Refusal | None]] = {
                                         "NumberOfBytes": HONOURED, **_GRANT_TOKENS, **_DRY_RUN},
     "GenerateMac": {"Message": HONOURED, **_KEY, "MacAlgorithm": HONOURED, **_GRANT_TOKENS, **_DRY_RUN},
     "GenerateRandom": {"NumberOfBytes": HONOURED, "CustomKeyStoreId": HONOURED, "Recipient": _RECIPIENT},
+    "GetKeyLastUsage": {**_KEY},
     "GetKeyPolicy": {**_KEY, "PolicyName": HONOURED},
     "GetKeyRotationStatus": {**_KEY},
     "GetParametersForImport": {**_KEY, "WrappingAlgorithm": HONOURED, "WrappingKeySpec": HONOURED},

@@ -96,6 +96,7 @@ HANDLERS: dict[str, Handler] = {
     # rotation
     "EnableKeyRotation": _call("rotation", "enable_key_rotation", "KeyId", "RotationPeriodInDays"),
     "DisableKeyRotation": _call("rotation", "disable_key_rotation", "KeyId"),
+    "GetKeyLastUsage": lambda sv, c, p: sv.last_usage.get_key_last_usage(c, p["KeyId"]),  # type: ignore[union-attr]
     "GetKeyRotationStatus": _call("rotation", "get_key_rotation_status", "KeyId"),
     "RotateKeyOnDemand": _call("rotation", "rotate_key_on_demand", "KeyId"),
     "ListKeyRotations": _call("rotation", "list_key_rotations", "KeyId", "IncludeKeyMaterial", "Limit", "Marker"),

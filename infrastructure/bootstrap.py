@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Callable
 from pathlib import Path
 
-from application.audit.checkpoints import Checkpointer
+from application.audit.checkpoints import Checkpointer, audit_records
 from application.audit.trail import AuditTrail, AuditUnavailable
 from application.audit.unauthenticated import UnauthenticatedFailures
 from application.health import HealthService
@@ -19,6 +19,7 @@ from application.authorization.authorizer import Authorizer
 from application.crypto.asymmetric_service import AsymmetricService
 from application.crypto.symmetric_service import CryptoService
 from application.clock_service import ClockService
+from application.history.last_usage import KeyLastUsage
 from application.history.point_in_time import PointInTime
 from application.history.replay import ProjectionReplay
 from application.history.reports import Reports
@@ -54,6 +55,8 @@ from projections.key_state_view import SqlKeyStateView
 from projections.principal_tables import metadata as principal_metadata
 from projections.principal_view import SqlPrincipalView
 from projections.key_event_index import SqlKeyEventIndex
+from projections.key_usage import SqlKeyUsageIndex
+from projections.key_usage import metadata as key_usage_metadata
 from projections.replay import SqlProjectionRebuilder
 from projections.schema import ensure_current
 
@@ -81,6 +84,7 @@ class Services:
     grants: GrantService
     principals: PrincipalDirectory  # who callers are: existence and identity policies, now and at a moment
     principal_admin: PrincipalService  # the operator's principal and access-key commands
+    last_usage: KeyLastUsage | None = None  # GetKeyLastUsage, from the audit log
 
 
 @dataclass
@@ -150,6 +154,7 @@ def build_runtime(settings: Settings) -> Runtime:
     infrastructure_metadata.create_all(engine)
     ensure_current(ledger, engine)
     principal_metadata.create_all(engine)
+    key_usage_metadata.create_all(engine)
     assert_storage_settings(engine)
     uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__,  # type: ignore[attr-defined]
                         gate=writer_gate_for(datastore.engine))
@@ -223,6 +228,8 @@ def build_runtime(settings: Settings) -> Runtime:
         principal_admin=PrincipalService(access.writer, audit, clock, principal_view, credentials, principals,
                                          new_access_key, authorizer),
     )
+    runtime.services.last_usage = KeyLastUsage(lambda position: audit_records(ledger, after_seq=position),
+                                               SqlKeyUsageIndex(uow), resolver)
     runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
     return runtime
 

@@ -157,6 +157,9 @@ BEHAVIOUR: dict[str, dict[str, str]] = {
         "NumberOfBytes": "test_crypto.py::test_generate_random",
         "CustomKeyStoreId": "test_crypto.py::test_generate_random_in_unknown_custom_key_store",
     },
+    "GetKeyLastUsage": {
+        "KeyId": "test_key_last_usage.py::test_successful_crypto_calls_count_and_nothing_else",
+    },
     "GetKeyPolicy": {
         "KeyId": "test_authorization_scenarios.py::test_an_unknown_condition_operator_is_refused_and_changes_nothing",
         "PolicyName": "test_authorization_scenarios.py::test_an_unknown_condition_operator_is_refused_and_changes_nothing",
