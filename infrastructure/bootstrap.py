@@ -29,6 +29,7 @@ from application.keys.grant_service import GrantService
 from application.keys.import_service import ImportService
 from application.keys.key_service import KeyService
 from application.keys.maintenance import Maintenance
+from application.keys.managed_keys import AwsManagedKeys
 from application.keys.materials import KeyMaterials
 from application.keys.resolver import KeyResolver
 from application.keys.rotation_service import RotationService
@@ -228,6 +229,7 @@ def build_runtime(settings: Settings) -> Runtime:
         principal_admin=PrincipalService(access.writer, audit, clock, principal_view, credentials, principals,
                                          new_access_key, authorizer),
     )
+    resolver.managed = AwsManagedKeys(access, materials, clock).ensure
     runtime.services.last_usage = KeyLastUsage(lambda position: audit_records(ledger, after_seq=position),
                                                SqlKeyUsageIndex(uow), resolver)
     runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
