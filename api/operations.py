@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from application.calls import Call
-from domain.errors import CustomKeyStoreNotFoundError, shown
+from domain.errors import CustomKeyStoreNotFoundError, TagError, shown
 from infrastructure.bootstrap import Services
 
 # (services, the call, its parsed parameters) -> the response members
@@ -16,7 +16,12 @@ Handler = Callable[[Services, Call, dict[str, Any]], dict[str, Any] | None]
 
 
 def _tags(p: dict[str, Any], member: str = "Tags") -> dict[str, str]:
-    return {t["TagKey"]: t["TagValue"] for t in p.get(member) or []}
+    tags: dict[str, str] = {}
+    for tag in p.get(member) or []:
+        if tag["TagKey"] in tags:  # a dict would keep the last and drop the rest unsaid (decision 92)
+            raise TagError(f"Duplicate tag keys are not allowed: '{shown(tag['TagKey'])}' appears more than once.")
+        tags[tag["TagKey"]] = tag["TagValue"]
+    return tags
 
 
 def _no_custom_key_store(p: dict[str, Any]) -> None:
