@@ -99,3 +99,4 @@ def test_it_rotates_every_year_and_history_and_replay_cover_it(servers):
     at = get(server, f"/v1/keys/{quote('alias/aws/sqs', safe='')}").json()
     assert at["KeyMetadata"]["KeyManager"] == "AWS"
     keyledger(server, "replay")
+    assert keyledger(server, "audit", "verify").strip()  # the service's CreateKey record claims the key and alias

@@ -8,7 +8,7 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from tests.e2e.helpers import advance_days, create_key, error_code, maintenance
+from tests.e2e.helpers import advance_days, create_key, error_code, keyledger, maintenance
 from tests.e2e.test_lifecycle_deletion import backing_rows
 from tests.e2e.test_lifecycle_import import import_material
 
@@ -176,3 +176,5 @@ def test_each_material_expires_on_its_own(servers, backend):
     assert len(backing_rows(server, backend, key)) == 1
     assert materials(kms, key)[first["KeyMaterialId"]]["ImportState"] == "PENDING_IMPORT"
     assert key not in maintenance(server)["expired"]  # once
+    assert keyledger(server, "audit", "verify").strip()
+    keyledger(server, "replay")  # the per-material events rebuild the same key state
