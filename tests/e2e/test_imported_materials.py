@@ -8,7 +8,13 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from tests.e2e.helpers import advance_days, create_key, error_code, keyledger, maintenance
+from tests.e2e.helpers import (
+    advance_days,
+    create_key,
+    error_code,
+    keyledger,
+    maintenance,
+)
 from tests.e2e.test_lifecycle_deletion import backing_rows
 from tests.e2e.test_lifecycle_import import import_material
 

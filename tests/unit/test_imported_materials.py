@@ -11,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.errors import KmsError
-from domain.keys.import_events import CURRENT, KEY_MATERIAL_DOES_NOT_EXPIRE, KEY_MATERIAL_EXPIRES, PENDING_ROTATION
+from domain.keys.import_events import (
+    CURRENT,
+    KEY_MATERIAL_DOES_NOT_EXPIRE,
+    KEY_MATERIAL_EXPIRES,
+    PENDING_ROTATION,
+)
 from domain.keys.key import Key
 from domain.keys.material import Material, key_material_id, new_material_id
 from domain.keys.states import KeyState
