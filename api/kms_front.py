@@ -10,14 +10,18 @@ from starlette.concurrency import run_in_threadpool
 
 from api.audit_fields import audit_view
 from api.errors import CONTENT_TYPE
-from api.operations import HANDLERS, refuse_recipient
+from api.members import refuse_unhonoured
+from api.operations import HANDLERS
 from api.pipeline import HttpRequest
 from api.wire_model import WireModel
 from application.calls import Call
-from domain.errors import UnknownOperationError, shown
+from domain.errors import UnknownOperationError, ValidationError, shown
+from domain.keys.managed import valid_service_name
 from infrastructure.bootstrap import Runtime
 
 TARGET_PREFIX = "TrentService."
+# The AWS service a caller acts through, which keyledger cannot observe: the caller declares it (decision 91).
+VIA_SERVICE_HEADER = b"x-keyledger-via-service"
 
 # Symmetric crypto runs on the event loop: it is microseconds of work on a cached key row and backing
 # key (a miss is one indexed read), and the thread hop would cost more than the work (docs/performance.md).
@@ -45,19 +49,23 @@ class KmsFront:
     def open(self, request: HttpRequest, at: datetime, request_id: str, event_id: str) -> tuple[Call, str | None]:
         """The call is named by X-Amz-Target (eventName: the target without its prefix, or as sent when it has
         none); the operation is None when the target does not name one."""
-        target = user_agent = None
+        target = user_agent = via_service = None
         for name, value in request.raw_headers:  # the first of a repeated header wins
             name = name.lower()
             if name == b"x-amz-target" and target is None:
                 target = value
             elif name == b"user-agent" and user_agent is None:
                 user_agent = value
+            elif name == VIA_SERVICE_HEADER and via_service is None:
+                via_service = value
         text = target.decode("latin-1") if target else ""
         prefixed = text.startswith(TARGET_PREFIX)
         call = Call.api(text[len(TARGET_PREFIX):] if prefixed else text, at=at, request_id=request_id,
                         event_id=event_id, source_ip=request.client,
                         user_agent=user_agent.decode("latin-1") if user_agent is not None else None,
                         secure_transport=request.secure)
+        if via_service is not None:
+            call.via_service = via_service.decode("latin-1")
         return call, call.operation if prefixed else None
 
     def prepare(self, call: Call, operation: str | None, body: bytes) -> None:
@@ -65,8 +73,13 @@ class KmsFront:
             target = call.operation if operation is None else TARGET_PREFIX + operation
             raise UnknownOperationError(
                 f"Operation '{shown(target) or '(no X-Amz-Target header)'}' is not supported by keyledger.")
+        if call.via_service is not None:
+            if not valid_service_name(call.via_service):
+                raise ValidationError(f"The {VIA_SERVICE_HEADER.decode()} header names an AWS service by its endpoint "
+                                      "prefix (s3, ebs, rds, ...): 1 to 64 lower-case letters, digits or '-'.")
+            call.additional_event_data = {**(call.additional_event_data or {}), "viaService": call.via_service}
         params = self.wire.parse_request(operation, body)
-        refuse_recipient(params)
+        refuse_unhonoured(operation, params)  # before authorization: nothing is done for a refused member
         call.parameters = params
         call.request_parameters = audit_view(self.wire, operation, "in", params)
         echo = _ECHO_FROM_KEY.get(operation)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from application.calls import Call
-from domain.errors import CustomKeyStoreNotFoundError, ValidationError, shown
+from domain.errors import CustomKeyStoreNotFoundError, TagError, shown
 from infrastructure.bootstrap import Services
 
 # (services, the call, its parsed parameters) -> the response members
@@ -16,7 +16,12 @@ Handler = Callable[[Services, Call, dict[str, Any]], dict[str, Any] | None]
 
 
 def _tags(p: dict[str, Any], member: str = "Tags") -> dict[str, str]:
-    return {t["TagKey"]: t["TagValue"] for t in p.get(member) or []}
+    tags: dict[str, str] = {}
+    for tag in p.get(member) or []:
+        if tag["TagKey"] in tags:  # a dict would keep the last and drop the rest unsaid (decision 92)
+            raise TagError(f"Duplicate tag keys are not allowed: '{shown(tag['TagKey'])}' appears more than once.")
+        tags[tag["TagKey"]] = tag["TagValue"]
+    return tags
 
 
 def _no_custom_key_store(p: dict[str, Any]) -> None:
@@ -60,7 +65,7 @@ def _call(service: str, method: str, *positional: str, **members: str) -> Handle
 HANDLERS: dict[str, Handler] = {
     "CreateKey": _create_key,
     "DescribeKey": _call("keys", "describe_key", "KeyId"),
-    "ListKeys": _call("keys", "list_keys", "Limit", "Marker"),
+    "ListKeys": _call("keys", "list_keys", "Limit", "Marker", resource_owners="ResourceOwners"),
     "EnableKey": _call("keys", "enable_key", "KeyId"),
     "DisableKey": _call("keys", "disable_key", "KeyId"),
     "UpdateKeyDescription": _call("keys", "update_key_description", "KeyId", "Description"),
@@ -80,12 +85,13 @@ HANDLERS: dict[str, Handler] = {
     "Encrypt": _call("crypto", "encrypt", "KeyId", "Plaintext", context="EncryptionContext",
                      algorithm="EncryptionAlgorithm"),
     "Decrypt": _call("crypto", "decrypt", "CiphertextBlob", key_ref="KeyId", context="EncryptionContext",
-                     algorithm="EncryptionAlgorithm"),
+                     algorithm="EncryptionAlgorithm", dry_run_modifiers="DryRunModifiers"),
     "ReEncrypt": _call("crypto", "re_encrypt", "CiphertextBlob", "DestinationKeyId",
                        source_key_ref="SourceKeyId", source_context="SourceEncryptionContext",
                        destination_context="DestinationEncryptionContext",
                        source_algorithm="SourceEncryptionAlgorithm",
-                       destination_algorithm="DestinationEncryptionAlgorithm"),
+                       destination_algorithm="DestinationEncryptionAlgorithm",
+                       dry_run_modifiers="DryRunModifiers"),
     "GenerateDataKey": _call("crypto", "generate_data_key", "KeyId", key_spec="KeySpec",
                              number_of_bytes="NumberOfBytes", context="EncryptionContext"),
     "GenerateDataKeyWithoutPlaintext": lambda sv, c, p: sv.crypto.generate_data_key(
@@ -95,6 +101,7 @@ HANDLERS: dict[str, Handler] = {
     # rotation
     "EnableKeyRotation": _call("rotation", "enable_key_rotation", "KeyId", "RotationPeriodInDays"),
     "DisableKeyRotation": _call("rotation", "disable_key_rotation", "KeyId"),
+    "GetKeyLastUsage": lambda sv, c, p: sv.last_usage.get_key_last_usage(c, p["KeyId"]),  # type: ignore[union-attr]
     "GetKeyRotationStatus": _call("rotation", "get_key_rotation_status", "KeyId"),
     "RotateKeyOnDemand": _call("rotation", "rotate_key_on_demand", "KeyId"),
     "ListKeyRotations": _call("rotation", "list_key_rotations", "KeyId", "IncludeKeyMaterial", "Limit", "Marker"),
@@ -102,8 +109,10 @@ HANDLERS: dict[str, Handler] = {
     "GetParametersForImport": _call("imports", "get_parameters_for_import", "KeyId", "WrappingAlgorithm",
                                     "WrappingKeySpec"),
     "ImportKeyMaterial": _call("imports", "import_key_material", "KeyId", "ImportToken", "EncryptedKeyMaterial",
-                               valid_to="ValidTo", expiration_model="ExpirationModel"),
-    "DeleteImportedKeyMaterial": _call("imports", "delete_imported_key_material", "KeyId"),
+                               valid_to="ValidTo", expiration_model="ExpirationModel", import_type="ImportType",
+                               key_material_id="KeyMaterialId", description="KeyMaterialDescription"),
+    "DeleteImportedKeyMaterial": _call("imports", "delete_imported_key_material", "KeyId",
+                                       key_material_id="KeyMaterialId"),
     # asymmetric and HMAC keys
     "GetPublicKey": _call("asymmetric", "get_public_key", "KeyId"),
     "Sign": _call("asymmetric", "sign", "KeyId", "Message", "SigningAlgorithm", "MessageType"),
@@ -127,10 +136,3 @@ HANDLERS: dict[str, Handler] = {
     "RevokeGrant": _call("grants", "revoke_grant", "KeyId", "GrantId"),
 }
 
-
-def refuse_recipient(params: dict[str, Any]) -> None:
-    """Recipient asks for the result encrypted to a Nitro Enclave; we cannot check attestation documents,
-    and answering in clear would hand plaintext to whoever asked for it not to be, so refuse."""
-    if params.get("Recipient") is not None:
-        raise ValidationError("Recipient (an AWS Nitro Enclaves attestation document) is not supported by keyledger; "
-                              "call without Recipient.")

@@ -140,6 +140,17 @@ def query_router(runtime: Runtime, pipeline: RequestPipeline) -> APIRouter:
             answer=lambda sv, call, key_id: access_at(sv.history, call.scope, key_id, parse_instant(at), operation,
                                                       principal, directory=sv.principals)))
 
+    @router.get("/keys/{key:path}/last-usage", summary="The key's last successful cryptographic use at an instant")
+    async def last_usage(request: Request, key: str, at: str | None = _AT) -> Response:
+        def answer(sv: Services, call: Call, key_id: str | None) -> dict[str, Any]:
+            assert key_id is not None and sv.last_usage is not None
+            return {"KeyId": key_id, "At": parse_instant(at).isoformat(),
+                    "KeyLastUsage": sv.last_usage.last_usage_at(key_id, parse_instant(at))}
+
+        return await serve(request, KeyQuery(
+            runtime, "GetKeyLastUsageAt", {"keyId": key, "at": at}, "kms:GetKeyLastUsage", key=key, at=at,
+            answer=answer))
+
     @router.get("/keys/{key:path}", summary="A key's state as DescribeKey would have answered at an instant",
                 description=_KEY)
     async def key_at(request: Request, key: str, at: str | None = _AT) -> Response:

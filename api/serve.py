@@ -63,6 +63,10 @@ def background_passes(runtime: Runtime) -> list[Periodic]:
         Periodic("keyledger-checkpoints", lock.only_holder(services.checkpointer.checkpoint_if_due),
                  min(1.0, settings.audit_checkpoint_seconds),
                  lambda exc: log.exception("audit checkpoint failed", exc_info=exc)),
+        # GetKeyLastUsage catches the index up itself; this keeps what a call has to catch up small.
+        *([Periodic("keyledger-key-usage", lock.only_holder(services.last_usage.catch_up), settings.maintenance_interval,
+                    lambda exc: log.exception("key usage index pass failed", exc_info=exc))]
+          if services.last_usage is not None else []),
     ]
 
 

@@ -97,6 +97,7 @@ class Call:
     authorized: bool = False  # set by the check that allowed this call (application/authorization/authorizer.py)
     authorized_by_rule: bool = False  # an operator or service call: allowed because of what it is
     committed: bool = False  # its record is durable already (it committed with the call's key change)
+    via_service: str | None = None  # the AWS service the caller says it acts through (kms:ViaService, decision 91)
 
     @classmethod
     def api(cls, operation: str, *, at: datetime, request_id: str, event_id: str, source_ip: str | None,

@@ -43,6 +43,7 @@ class KeyRow:
     metadata: dict[str, Any]
     policy: str = ""  # the key policy in force (authorization reads it on every call)
     grants: tuple[Any, ...] = ()  # domain.policy.evaluation.Grant of the grants in force
+    absent_material_ids: frozenset[str] = frozenset()  # materials deleted or expired (their ciphertexts fail)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from application.audit.checkpoints import Checkpointer
+from application.audit.checkpoints import Checkpointer, audit_records
 from application.audit.ledger_verify import verify_since
 from application.audit.records import cloudtrail_record, new_ids
 from application.audit.trail import AuditTrail, AuditUnavailable
@@ -24,6 +24,7 @@ from application.clock_service import ClockService
 from application.crypto.asymmetric_service import AsymmetricService
 from application.crypto.symmetric_service import CryptoService
 from application.health import HealthService
+from application.history.last_usage import KeyLastUsage
 from application.history.point_in_time import PointInTime
 from application.history.replay import ProjectionReplay
 from application.history.reports import Reports
@@ -33,6 +34,7 @@ from application.keys.grant_service import GrantService
 from application.keys.import_service import ImportService
 from application.keys.key_service import KeyService
 from application.keys.maintenance import Maintenance
+from application.keys.managed_keys import AwsManagedKeys
 from application.keys.materials import KeyMaterials
 from application.keys.resolver import KeyResolver
 from application.keys.rotation_service import RotationService
@@ -70,6 +72,8 @@ from projections.key_event_index import SqlKeyEventIndex
 from projections.key_state_view import SqlKeyStateView
 from projections.principal_tables import metadata as principal_metadata
 from projections.principal_view import SqlPrincipalView
+from projections.key_usage import SqlKeyUsageIndex
+from projections.key_usage import metadata as key_usage_metadata
 from projections.replay import SqlProjectionRebuilder
 from projections.schema import create_missing, ensure_current
 
@@ -98,6 +102,7 @@ class Services:
     principals: PrincipalDirectory  # who callers are: existence and identity policies, now and at a moment
     principal_admin: PrincipalService  # the operator's principal and access-key commands
     root_key: RootKeyService  # root-key rotation and retirement
+    last_usage: KeyLastUsage | None = None  # GetKeyLastUsage, from the audit log
 
 
 @dataclass
@@ -185,6 +190,7 @@ def build_runtime(settings: Settings) -> Runtime:
     add_missing_columns(engine, access_keys)
     principal_metadata.create_all(engine)
     create_missing(engine)  # out-of-date read models are rebuilt once the row key can tag their rows
+    key_usage_metadata.create_all(engine)
     assert_storage_settings(engine)
     uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__,  # type: ignore[attr-defined]
                         gate=writer_gate_for(datastore.engine))
@@ -277,6 +283,9 @@ def build_runtime(settings: Settings) -> Runtime:
                                 account_id=settings.account_id,
                                 region="us-east-1" if "us-east-1" in settings.regions else settings.regions[0]),
     )
+    resolver.managed = AwsManagedKeys(access, materials, clock).ensure
+    runtime.services.last_usage = KeyLastUsage(lambda position: audit_records(ledger, after_seq=position),
+                                               SqlKeyUsageIndex(uow), resolver)
     runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
     return runtime
 

@@ -36,8 +36,9 @@ def _maybe_epoch(value: datetime | None) -> float | None:
 
 
 def _current_valid_to(key: Key) -> datetime | None:
-    record = key.material(key.current_material_id) if key.current_material_id else None
-    return record.get("valid_to") if record else None
+    """The earliest expiry of any material still present: maintenance wakes for each (decision 89)."""
+    dates = [m["valid_to"] for m in key.materials if m.get("present") and m.get("valid_to") is not None]
+    return min(dates) if dates else None
 
 
 def _from_epoch(value: float) -> datetime:
@@ -58,12 +59,33 @@ def encode_metadata(meta: dict[str, Any]) -> str:
     return json.dumps({k: (_epoch(v) if isinstance(v, datetime) else v) for k, v in meta.items()}, sort_keys=True)
 
 
+# Materials of the key deleted or expired while the key stays usable (decision 89). Kept in metadata_json, under a
+# name no KeyMetadata member has, so every process's row says which ciphertexts no longer decrypt, even where its
+# in-memory backing-key cache still holds the material. Never part of DescribeKey's answer.
+ABSENT_MATERIALS = "_AbsentMaterialIds"
+
+
+def _row_metadata(key: Key) -> dict[str, Any]:
+    meta = key.metadata()
+    absent = sorted(m["material_id"] for m in key.materials if not m.get("present"))
+    if absent:
+        meta[ABSENT_MATERIALS] = absent
+    return meta
+
+
 def _decode_metadata(text: str) -> dict[str, Any]:
     meta = json.loads(text)
+    meta.pop(ABSENT_MATERIALS, None)
     for field in _TIMESTAMP_FIELDS:
         if field in meta:
             meta[field] = _from_epoch(meta[field])
     return meta
+
+
+def _absent(text: str) -> frozenset[str]:
+    if ABSENT_MATERIALS not in text:  # the common row: no second JSON parse
+        return frozenset()
+    return frozenset(json.loads(text).get(ABSENT_MATERIALS, ()))
 
 
 class _TtlCache:
@@ -156,7 +178,7 @@ class SqlKeyStateView:
             "next_rotation_date": _maybe_epoch(key.next_rotation_date if key.rotation_enabled else None),
             "deletion_date": _maybe_epoch(key.deletion_date),
             "material_valid_to": _maybe_epoch(_current_valid_to(key)),
-            "version": key.version, "metadata_json": encode_metadata(key.metadata()),
+            "version": key.version, "metadata_json": encode_metadata(_row_metadata(key)),
             "policy": key.policy, "grants_json": encode_grants(key),
         }))
 
@@ -184,7 +206,7 @@ class SqlKeyStateView:
         return KeyRow(key_id=r.key_id, arn=r.arn, account_id=r.account_id, region=r.region, key_state=r.key_state,
                       key_spec=r.key_spec, key_usage=r.key_usage, current_material_id=r.current_material_id,
                       metadata=_decode_metadata(r.metadata_json), policy=r.policy,
-                      grants=decode_grants(r.grants_json))
+                      grants=decode_grants(r.grants_json), absent_material_ids=_absent(r.metadata_json))
 
     def _alias_row(self, r: Any) -> AliasRow:
         checked(self._seal, aliases, r, lambda: f"alias {r.alias_name} in {r.account_id}/{r.region}")

@@ -201,6 +201,8 @@ class Authorizer:
         keys = condition_keys(action, call.parameters, source_ip=call.source_ip,
                               secure_transport=call.secure_transport, now=call.at, key_spec=facts.key_spec,
                               key_usage=facts.key_usage, key_origin=facts.origin)
+        if call.via_service is not None:  # as AWS sets it for a call an AWS service makes (decision 91)
+            keys["kms:ViaService"] = f"{call.via_service}.{call.in_scope().region}.amazonaws.com"
         if self._aliases_of is not None and _mentions(policies, "kms:resourcealiases"):
             keys["kms:ResourceAliases"] = self._aliases_of(facts.arn.rsplit("/", 1)[-1])
         return keys

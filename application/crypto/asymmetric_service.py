@@ -62,6 +62,9 @@ class AsymmetricService:
 
     def _algorithm(self, row: KeyRow, algorithm: str | None, operation: str) -> str:
         allowed = KEY_SPECS[row.key_spec].usages.get(row.key_usage, ())
+        if algorithm not in allowed and algorithm in asymmetric.ALGORITHMS.get(row.key_spec, {}).get(row.key_usage, ()):
+            raise UnsupportedOperationError(f"{algorithm} is valid for {row.key_spec} keys in AWS KMS but this "
+                                            f"keyledger build cannot run it; use one of: {', '.join(allowed)}.")
         if algorithm not in allowed:
             raise InvalidKeyUsageError(f"Algorithm {algorithm} is not valid for {operation} with {row.arn}; "
                                        f"it supports {', '.join(allowed)}.")

@@ -29,6 +29,19 @@ SYMMETRIC_ALGORITHM = "SYMMETRIC_DEFAULT"
 _DRY_RUN = "The request would have succeeded, but the DryRun option is set."
 
 
+IGNORE_CIPHERTEXT = "IGNORE_CIPHERTEXT"
+
+
+def _ignores_ciphertext(dry_run: bool, modifiers: list[str] | None) -> bool:
+    """AWS: DryRunModifiers "only applies when DryRun is set to true". Sent without it, the caller expects a dry
+    run and would get a real decryption, so it is refused (decision 87)."""
+    if modifiers is None:
+        return False
+    if not dry_run:
+        raise ValidationError("DryRunModifiers applies only when DryRun is true; set DryRun or omit DryRunModifiers.")
+    return IGNORE_CIPHERTEXT in modifiers
+
+
 class CryptoService:
     def __init__(self, resolver: KeyResolver, materials: KeyMaterials, asymmetric: AsymmetricService) -> None:
         self._resolve = resolver
@@ -71,7 +84,9 @@ class CryptoService:
         self._usable(row, operation, algorithm)
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)
-        backing = self._materials.get(row.key_id, header.material_id.hex())
+        material_id = header.material_id.hex()
+        # The row, not the cache, says whether the material still exists: another process may have deleted it.
+        backing = None if material_id in row.absent_material_ids else self._materials.get(row.key_id, material_id)
         if backing is None:
             raise InvalidCiphertextError("The ciphertext was made with key material this key no longer has.")
         plaintext = ciphertext.decrypt(backing, blob, context)
@@ -92,9 +107,27 @@ class CryptoService:
         blob, _ = self._seal(row, plaintext, context)
         return {"CiphertextBlob": blob, "KeyId": row.arn, "EncryptionAlgorithm": SYMMETRIC_ALGORITHM}
 
+    def _authorized_only(self, call: Call, key_ref: str | None, member: str, operation: str,
+                         algorithm: str | None) -> None:
+        """DryRun with IGNORE_CIPHERTEXT: the ciphertext is not read, so the caller names the key; it is
+        authorized and checked for state and usage as the real call would be, then the dry run answers."""
+        if key_ref is None:
+            raise ValidationError(f"{member} is required when DryRunModifiers is IGNORE_CIPHERTEXT: with the "
+                                  "ciphertext ignored, it names the KMS key whose permissions are tested.")
+        row = self._resolve.row(call, key_ref, operation)
+        require_state(operation, KeyState(row.key_state), row.arn)
+        if row.key_usage != ENCRYPT_DECRYPT:
+            raise InvalidKeyUsageError(f"{row.arn} key usage is {row.key_usage} which is not valid for {operation}.")
+        if row.key_spec == SYMMETRIC_DEFAULT:
+            self._usable(row, operation, algorithm)
+        raise DryRunOperationError(_DRY_RUN)
+
     def decrypt(self, call: Call, blob: bytes | None, key_ref: str | None = None,
                 context: Mapping[str, str] | None = None, algorithm: str | None = None,
-                dry_run: bool = False) -> dict[str, Any]:
+                dry_run: bool = False, dry_run_modifiers: list[str] | None = None) -> dict[str, Any]:
+        if _ignores_ciphertext(dry_run, dry_run_modifiers):
+            validate_encryption_context(context)
+            self._authorized_only(call, key_ref, "KeyId", "Decrypt", algorithm)
         if not blob:
             raise ValidationError("CiphertextBlob is required.")
         if key_ref is not None and algorithm not in (None, SYMMETRIC_ALGORITHM):
@@ -115,12 +148,17 @@ class CryptoService:
     def re_encrypt(self, call: Call, blob: bytes | None, destination_key_ref: str, *,
                    source_key_ref: str | None = None, source_context: Mapping[str, str] | None = None,
                    destination_context: Mapping[str, str] | None = None, source_algorithm: str | None = None,
-                   destination_algorithm: str | None = None, dry_run: bool = False) -> dict[str, Any]:
-        if not blob:
+                   destination_algorithm: str | None = None, dry_run: bool = False,
+                   dry_run_modifiers: list[str] | None = None) -> dict[str, Any]:
+        ignore_ciphertext = _ignores_ciphertext(dry_run, dry_run_modifiers)
+        if not blob and not ignore_ciphertext:
             raise ValidationError("CiphertextBlob is required.")
         validate_encryption_context(destination_context)
         destination = self._resolve.row(call, destination_key_ref, "ReEncryptTo")
         self._usable(destination, "ReEncryptTo", destination_algorithm)
+        if ignore_ciphertext:
+            validate_encryption_context(source_context)
+            self._authorized_only(call, source_key_ref, "SourceKeyId", "ReEncryptFrom", source_algorithm)
         source, plaintext, source_material = self._open(
             call, blob, source_key_ref, source_context, "ReEncryptFrom", source_algorithm, dry_run)
         new_blob, destination_material = self._seal(destination, plaintext, destination_context)

@@ -32,7 +32,7 @@ from domain.policy.evaluation import can_retire
 
 DEFAULT_GRANT_PAGE, MAX_GRANT_PAGE = 50, 100  # ListGrants / ListRetirableGrants: "between 1 and 100", default 50
 _DRY_RUN = "The request would have succeeded, but the DryRun option is set."
-_NO_SERVICE_PRINCIPALS = ("keyledger has no AWS service principals: no AWS service calls it, so a grant for one could "
+NO_SERVICE_PRINCIPALS = ("keyledger has no AWS service principals: no AWS service calls it, so a grant for one could "
                           "never be used. Name an IAM principal ARN instead.")
 
 
@@ -82,12 +82,12 @@ class GrantService:
                      dry_run: bool = False) -> dict[str, Any]:
         if grantee_service_principal is not None or retiring_service_principal is not None:
             raise ValidationError(f"GranteeServicePrincipal and RetiringServicePrincipal are not supported: "
-                                  f"{_NO_SERVICE_PRINCIPALS}")
+                                  f"{NO_SERVICE_PRINCIPALS}")
         if grantee_principal is None:
             raise ValidationError("You must specify GranteePrincipal: the principal the grant gives permissions to.")
         if (constraints or {}).get("SourceArn") is not None:
             raise ValidationError(f"The SourceArn grant constraint is not supported: it names the AWS resource a "
-                                  f"service principal acts for, and {_NO_SERVICE_PRINCIPALS}")
+                                  f"service principal acts for, and {NO_SERVICE_PRINCIPALS}")
         issuing_account = f"arn:{call.in_scope().partition}:iam::{call.required_caller().account_id}:root"
         fresh_id, chosen = new_grant_id(), []
 
@@ -116,7 +116,7 @@ class GrantService:
             check_principal(grantee_principal, "GranteePrincipal")
         if grantee_service_principal is not None:
             raise ValidationError(f"The GranteeServicePrincipal filter is usable only by callers in a service "
-                                  f"principal; {_NO_SERVICE_PRINCIPALS}")
+                                  f"principal; {NO_SERVICE_PRINCIPALS}")
         return page(lambda n, after: self._index.of_key(row.key_id, n, after, grant_id, grantee_principal),
                     _page_size(limit), marker, sort_key=lambda e: e["GrantId"], render=lambda e: e, member="Grants")
 
@@ -127,7 +127,7 @@ class GrantService:
         belong to the caller's account (AWS authorizes the call against the caller's own account only)."""
         if retiring_service_principal is not None:
             raise ValidationError(f"The RetiringServicePrincipal filter is usable only by callers in a service "
-                                  f"principal; {_NO_SERVICE_PRINCIPALS}")
+                                  f"principal; {NO_SERVICE_PRINCIPALS}")
         if retiring_principal is None:
             raise ValidationError("You must specify RetiringPrincipal: the principal whose retirable grants to list.")
         check_principal(retiring_principal, "RetiringPrincipal")

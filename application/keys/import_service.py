@@ -18,6 +18,7 @@ from domain.errors import InvalidImportTokenError
 from domain.keys import byok as key_import
 from domain.keys.key import Key
 from domain.keys.material import Material, new_material_id
+from domain.keys.material import key_material_id as public_material_id
 
 IMPORT_KEY_PURPOSE = "import-wrapping-key"
 
@@ -71,7 +72,9 @@ class ImportService:
         return {"KeyId": key.arn, **issued}
 
     def import_key_material(self, call: Call, key_ref: str, import_token: bytes, encrypted_key_material: bytes,
-                            valid_to: datetime | None = None, expiration_model: str | None = None) -> dict[str, Any]:
+                            valid_to: datetime | None = None, expiration_model: str | None = None,
+                            import_type: str | None = None, key_material_id: str | None = None,
+                            description: str | None = None) -> dict[str, Any]:
         key_id = self._access.resolve.row(call, key_ref).key_id  # authorized before the token is read
         now = self._clock.now()
         ticket = key_import.read_import_token(self._token_key, import_token, key_id=key_id, now=now)
@@ -89,23 +92,29 @@ class ImportService:
             secret = validate_imported_material(key.key_spec, material_bytes)
             material_id = key.import_material(Material(new_material_id(), secret), ticket.import_id,
                                               valid_to if model == key_import.KEY_MATERIAL_EXPIRES else None,
-                                              model, self._clock.now())
+                                              model, self._clock.now(), import_type=import_type,
+                                              public_id=key_material_id, description=description)
             used["material_id"] = material_id
             material = Material(material_id, secret)
             return Outcome([], also=[lambda tx: self._materials.replace(tx, key.key_id, material),
                                      lambda tx: self._import_keys.delete(tx, ticket.import_id)])
 
         key = self._access.change(call, key_ref, decide)
-        from domain.keys.material import key_material_id
+        return {"KeyId": key.arn, "KeyMaterialId": public_material_id(key.key_id, used["material_id"])}
 
-        return {"KeyId": key.arn, "KeyMaterialId": key_material_id(key.key_id, used["material_id"])}
+    def delete_imported_key_material(self, call: Call, key_ref: str, key_material_id: str | None = None) -> dict[str, Any]:
+        """Deletes one material (the CURRENT one unless ``key_material_id`` names another): its event and the
+        removal of its backing-key row commit together; other materials and their ciphertexts are untouched."""
+        named: list[str | None] = []
 
-    def delete_imported_key_material(self, call: Call, key_ref: str) -> dict[str, Any]:
         def decide(key: Key) -> Outcome[None]:
-            if key.delete_imported_material(self._clock.now()):
-                return Outcome([], also=[lambda tx: self._materials.destroy(tx, key.key_id)],
+            material_id, deleted = key.delete_imported_material(self._clock.now(), key_material_id)
+            named[:] = [material_id]
+            if deleted:
+                assert material_id is not None
+                return Outcome([], also=[lambda tx: self._materials.destroy_material(tx, key.key_id, material_id)],
                                after=[self._materials.compact])
             return Outcome([])
 
         key = self._access.change(call, key_ref, decide)
-        return {"KeyId": key.arn}
+        return {"KeyId": key.arn, "KeyMaterialId": public_material_id(key.key_id, named[0]) if named[0] else None}

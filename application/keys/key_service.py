@@ -63,8 +63,13 @@ class KeyService:
         require_state("DescribeKey", KeyState(row.key_state), row.arn)
         return {"KeyMetadata": row.metadata}
 
-    def list_keys(self, call: Call, limit: int | None, marker: str | None) -> dict[str, Any]:
+    def list_keys(self, call: Call, limit: int | None, marker: str | None,
+                  resource_owners: list[str] | None = None) -> dict[str, Any]:
         scope = call.in_scope()
+        if resource_owners is not None and "SELF" not in resource_owners:
+            # OTHER_ACCOUNTS_VIA_RAM alone: keys other accounts share through AWS RAM. keyledger has no RAM, so
+            # none are shared: the answer is truthfully empty (decision 86).
+            return {"Keys": [], "Truncated": False}
         return page(
             lambda n, after: self._view.list_keys(scope.account_id, scope.region, n, after), limit, marker,
             sort_key=lambda r: r.key_id, render=lambda r: {"KeyId": r.key_id, "KeyArn": r.arn}, member="Keys",

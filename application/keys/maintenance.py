@@ -76,10 +76,11 @@ class Maintenance:
             aliases = self._aliases_of(key, now)
             return Outcome([key, *aliases], also=[lambda tx: self._materials.destroy(tx, key_id)],
                            after=[self._materials.compact])
-        if key.expire_material_if_due(now):
+        expired = key.expire_material_if_due(now)
+        if expired:
             call.operation = "DeleteExpiredKeyMaterial"
             done.append("expired")
-            return Outcome([key], also=[lambda tx: self._materials.destroy(tx, key_id)],
+            return Outcome([key], also=[lambda tx, m=m: self._materials.destroy_material(tx, key_id, m) for m in expired],
                            after=[self._materials.compact])
         if key.is_due_for_rotation(now):
             call.operation = "RotateKey"

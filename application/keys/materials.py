@@ -69,6 +69,12 @@ class KeyMaterials:
         """After material was destroyed and committed: make the storage drop every copy of it."""
         self._store.compact()
 
+    def destroy_material(self, tx: Any, key_id: str, material_id: str) -> None:
+        """Removes one material of a key (crypto-shredding of that material alone)."""
+        self._store.delete_material(tx, key_id, material_id)
+        with self._lock:
+            self._cache.pop((key_id, material_id), None)
+
     def destroy(self, tx: Any, key_id: str) -> None:
         self._store.delete_key(tx, key_id)
         self.forget(key_id)

@@ -4,6 +4,8 @@ Key ids and aliases name keys of the caller's account; an ARN may name another a
 cross-account call), which the evaluator then allows or refuses."""
 from __future__ import annotations
 
+from typing import Callable
+
 from application.authorization.authorizer import Authorizer, KeyFacts
 from application.calls import Call
 from application.ports import KeyRow, KeyStateView
@@ -15,6 +17,8 @@ class KeyResolver:
     def __init__(self, view: KeyStateView, authorizer: Authorizer) -> None:
         self._view = view
         self.authorizer = authorizer
+        # (call, home, alias name) -> the AWS managed key that alias names, made on first use (decision 91)
+        self.managed: Callable[[Call, Scope, str], str | None] | None = None
 
     def locate(self, call: Call, key_ref: str) -> tuple[str, Scope]:
         """The key id a reference names, and the scope (account, region) the key lives in. An alias is
@@ -25,6 +29,9 @@ class KeyResolver:
         if ref.alias_name is not None:
             alias = self._view.get_alias(home.account_id, home.region, ref.alias_name)
             if alias is None:
+                made = self.managed(call, home, ref.alias_name) if self.managed is not None else None
+                if made is not None:
+                    return made, home
                 raise NotFoundError(f"Alias {shown(home.alias_arn(ref.alias_name))} is not found.")
             return alias.target_key_id, home
         assert ref.key_id is not None

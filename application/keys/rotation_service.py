@@ -11,6 +11,7 @@ from application.ports import Clock
 from application.writer import Outcome
 from domain.keys.key import Key
 from domain.keys.material import key_material_id, new_material
+from domain.keys.specs import ORIGIN_EXTERNAL
 
 ALL_KEY_MATERIAL, ROTATIONS_ONLY = "ALL_KEY_MATERIAL", "ROTATIONS_ONLY"
 
@@ -32,6 +33,9 @@ class RotationService:
 
     def rotate_key_on_demand(self, call: Call, key_ref: str) -> dict[str, Any]:
         def decide(key: Key) -> Outcome[None]:
+            if key.origin == ORIGIN_EXTERNAL:  # to the material imported in advance: nothing new to store
+                key.rotate_on_demand(None, None, self._clock.now())
+                return Outcome([])
             material = new_material(key.key_spec)
             key.rotate_on_demand(material.material_id, material.commitment(key.key_id), self._clock.now())
             return Outcome([], also=[lambda tx: self._materials.save(tx, key.key_id, material)])
@@ -50,15 +54,17 @@ class RotationService:
             m = item[1]
             out: dict[str, Any] = {
                 "KeyId": key.arn, "KeyMaterialId": key_material_id(key.key_id, m["material_id"]),
-                "KeyMaterialState": "CURRENT" if m["material_id"] == key.current_material_id else "NON_CURRENT",
-                "RotationDate": m["created"],
+                "KeyMaterialState": key.material_state(m),
             }
+            if not m.get("pending_rotation"):  # not rotated to yet
+                out["RotationDate"] = m.get("rotated") or m["created"]
             if m.get("rotation_type"):
                 out["RotationType"] = m["rotation_type"]
             if m.get("imported"):
                 out["ImportState"] = "IMPORTED" if m.get("present") else "PENDING_IMPORT"
                 out["ExpirationModel"] = m.get("expiration_model")
-                out["ValidTo"] = m.get("valid_to")
+                out["ValidTo"] = m.get("valid_to") if m.get("present") else None
+                out["KeyMaterialDescription"] = m.get("description")
             return out
 
         return page(lambda n, after: [r for r in records if after is None or r[0] > after][:n], limit, marker,

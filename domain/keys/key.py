@@ -92,6 +92,15 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
             key.deletion_date = None
             key.pending_window_days = None
 
+    class AwsManaged(Aggregate.Event):
+        """Made by keyledger for an AWS service (alias/aws/<service>): KeyManager AWS (decision 91)."""
+
+        service: str
+
+        def apply(self, key: Key) -> None:
+            key.key_manager = "AWS"
+            key.managed_for = self.service
+
     class Deleted(Aggregate.Event):
         """The waiting period ended: the backing-key rows were removed in this event's transaction."""
 
@@ -114,9 +123,11 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
         self.policy = policy
         self.tags = dict(tags)
         self.multi_region = multi_region
+        self.key_manager = "CUSTOMER"  # snapshots from before AWS managed keys lack it: read with getattr
         self.state = (KeyState.ENABLED if origin == ORIGIN_AWS_KMS else KeyState.PENDING_IMPORT).value
         self.state_before_deletion: str | None = None
         self.current_material_id = material_id
+        self.lost_current_material_id: str | None = None  # the CURRENT material while it is deleted or expired
         self.materials: list[dict[str, Any]] = []
         if material_id:
             self.materials.append(material_record(material_id, commitment or "", self.created_on, imported=False))
@@ -169,6 +180,9 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
 
     # -- commands --------------------------------------------------------------------------------
     # Each checks the state matrix before it triggers anything, so a refused command leaves no event.
+
+    def mark_aws_managed(self, service: str, at: datetime) -> None:
+        self.trigger_event(self.AwsManaged, timestamp=at, service=service)
 
     def enable(self, at: datetime) -> None:
         self.require("EnableKey")

@@ -23,7 +23,7 @@ def key_metadata(key: Key) -> dict[str, Any]:
         "KeyUsage": key.key_usage,
         "KeyState": key.state,
         "Origin": key.origin,
-        "KeyManager": "CUSTOMER",
+        "KeyManager": getattr(key, "key_manager", "CUSTOMER"),
         "KeySpec": key.key_spec,
         "MultiRegion": key.multi_region,
     }

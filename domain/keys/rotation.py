@@ -9,7 +9,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import LimitExceededError, UnsupportedOperationError
 from domain.keys.material import material_record
-from domain.keys.specs import ORIGIN_AWS_KMS, SYMMETRIC_DEFAULT
+from domain.keys.specs import ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, SYMMETRIC_DEFAULT
 from domain.keys.states import KeyState
 
 if TYPE_CHECKING:
@@ -55,12 +55,12 @@ class RotatableKey:
                 key.rotation_anchor = self.timestamp
                 key.next_rotation_date = self.next_rotation_date
 
-    def _require_rotatable(self: Key, operation: str) -> None:
+    def _require_rotatable(self: Key, operation: str, imported_too: bool = False) -> None:
         self.require(operation)
         if self.key_spec != SYMMETRIC_DEFAULT:
             raise UnsupportedOperationError(
                 f"{self.arn} is a {self.key_spec} key: key rotation is supported only for symmetric encryption keys.")
-        if self.origin != ORIGIN_AWS_KMS:
+        if self.origin != ORIGIN_AWS_KMS and not (imported_too and self.origin == ORIGIN_EXTERNAL):
             raise UnsupportedOperationError(f"{self.arn} origin is {self.origin} which is not valid for this operation.")
 
     def enable_rotation(self: Key, period_days: int | None, at: datetime) -> None:
@@ -88,11 +88,17 @@ class RotatableKey:
             status["NextRotationDate"] = self.next_rotation_date
         return status
 
-    def rotate_on_demand(self: Key, material_id: str, commitment: str, at: datetime) -> None:
-        self._require_rotatable("RotateKeyOnDemand")
+    def rotate_on_demand(self: Key, material_id: str | None, commitment: str | None, at: datetime) -> None:
+        """To new material (``material_id``) or, for a key with imported material, to the material imported for
+        it in advance (pass None)."""
+        self._require_rotatable("RotateKeyOnDemand", imported_too=True)
         if self.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS:
             raise LimitExceededError(
                 f"{self.arn} has been rotated on demand {MAX_ON_DEMAND_ROTATIONS} times, the most AWS KMS allows per key.")
+        if self.origin == ORIGIN_EXTERNAL:
+            self.rotate_to_imported_material(at)
+            return
+        assert material_id is not None and commitment is not None
         self.trigger_event(self.MaterialRotated, timestamp=at, material_id=material_id, commitment=commitment,
                            rotation_type=ON_DEMAND, next_rotation_date=None)
 

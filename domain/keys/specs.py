@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from domain.crypto.asymmetric import ED25519_PH_SUPPORTED
 from domain.errors import UnsupportedOperationError, ValidationError, shown
 
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
@@ -53,7 +54,9 @@ KEY_SPECS: dict[str, KeySpecInfo] = {s.name: s for s in (
     _spec("ECC_NIST_P384", SIGN_VERIFY=("ECDSA_SHA_384",), KEY_AGREEMENT=("ECDH",)),
     _spec("ECC_NIST_P521", SIGN_VERIFY=("ECDSA_SHA_512",), KEY_AGREEMENT=("ECDH",)),
     _spec("ECC_SECG_P256K1", SIGN_VERIFY=("ECDSA_SHA_256",)),
-    _spec("ECC_NIST_EDWARDS25519", SIGN_VERIFY=("ED25519_SHA_512", "ED25519_PH_SHA_512")),
+    # Ed25519ph is advertised only where it can sign: cryptography offers pure Ed25519 alone (decision 88).
+    _spec("ECC_NIST_EDWARDS25519",
+          SIGN_VERIFY=("ED25519_SHA_512", "ED25519_PH_SHA_512") if ED25519_PH_SUPPORTED else ("ED25519_SHA_512",)),
     *(_spec(f"HMAC_{n}", GENERATE_VERIFY_MAC=(f"HMAC_SHA_{n}",)) for n in (224, 256, 384, 512)),
     *(_spec(f"ML_DSA_{n}", SIGN_VERIFY=("ML_DSA_SHAKE_256",)) for n in (44, 65, 87)),
     *(_spec(f"ML_KEM_{n}", ENCAPSULATE_DECAPSULATE=("ML_KEM",)) for n in (512, 768, 1024)),

@@ -109,7 +109,8 @@ DESCRIBED = [
     ("ECC_NIST_P521", "SIGN_VERIFY", "SigningAlgorithms", ["ECDSA_SHA_512"]),
     ("ECC_SECG_P256K1", "SIGN_VERIFY", "SigningAlgorithms", ["ECDSA_SHA_256"]),
     ("ECC_NIST_P256", "KEY_AGREEMENT", "KeyAgreementAlgorithms", ["ECDH"]),
-    ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY", "SigningAlgorithms", ["ED25519_SHA_512", "ED25519_PH_SHA_512"]),
+    # Ed25519ph is not advertised: this build cannot sign with it (decision 88)
+    ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY", "SigningAlgorithms", ["ED25519_SHA_512"]),
     ("HMAC_224", "GENERATE_VERIFY_MAC", "MacAlgorithms", ["HMAC_SHA_224"]),
     ("HMAC_256", "GENERATE_VERIFY_MAC", "MacAlgorithms", ["HMAC_SHA_256"]),
     ("HMAC_384", "GENERATE_VERIFY_MAC", "MacAlgorithms", ["HMAC_SHA_384"]),
@@ -227,6 +228,19 @@ def test_ed25519_sign_verifies_locally(kms, key_of):
     # Pure Ed25519 does not sign digests.
     assert error_code(kms.sign, KeyId=key, Message=hashlib.sha512(message).digest(), MessageType="DIGEST",
                       SigningAlgorithm="ED25519_SHA_512") == "ValidationException"
+
+
+def test_ed25519ph_is_neither_advertised_nor_half_served(kms, key_of):
+    """Decision 88: cryptography has no Ed25519ph, so the key does not list ED25519_PH_SHA_512 and Sign and Verify
+    with it answer UnsupportedOperationException (an algorithm AWS knows, that this build cannot run)."""
+    key = key_of("ECC_NIST_EDWARDS25519", "SIGN_VERIFY")
+    assert "ED25519_PH_SHA_512" not in kms.describe_key(KeyId=key)["KeyMetadata"]["SigningAlgorithms"]
+    assert "ED25519_PH_SHA_512" not in kms.get_public_key(KeyId=key)["SigningAlgorithms"]
+    digest = hashlib.sha512(b"prehashed").digest()
+    assert error_code(kms.sign, KeyId=key, Message=digest, MessageType="DIGEST",
+                      SigningAlgorithm="ED25519_PH_SHA_512") == "UnsupportedOperationException"
+    assert error_code(kms.verify, KeyId=key, Message=digest, MessageType="DIGEST", Signature=b"s" * 64,
+                      SigningAlgorithm="ED25519_PH_SHA_512") == "UnsupportedOperationException"
 
 
 @pytest.mark.parametrize("spec,algorithm", [("RSA_2048", "RSASSA_PSS_SHA_256"), ("RSA_2048", "RSASSA_PKCS1_V1_5_SHA_512"),
