@@ -44,6 +44,7 @@ from infrastructure.clock import DatabaseClock, SqlClockOffset
 from infrastructure.credentials import CredentialStore, new_access_key
 from infrastructure.health_probe import SqlStorageProbe
 from infrastructure.persistence import assert_storage_settings
+from infrastructure.price_table import load_price_table
 from infrastructure.root_keys import RootKeyUnavailable, check_root_keyring, has_root_key_checks, load_root_keyring
 from infrastructure.service_secrets import service_secret
 from infrastructure.settings import Settings
@@ -170,7 +171,8 @@ def build_runtime(settings: Settings) -> Runtime:
                              on_close=probe.close),
         history=history,
         reports=Reports(ledger, SqlKeyEventIndex(uow), clock, history,
-                        directory=lambda: runtime.services.principals if runtime.services else None),
+                        directory=lambda: runtime.services.principals if runtime.services else None,
+                        prices=lambda: load_price_table(settings.price_table)),
         replay=ProjectionReplay(SqlProjectionRebuilder(ledger), history,
                                 location_for=lambda moment: _history_copy_url(settings, moment)),
         clock_service=ClockService(SqlClockOffset(uow), clock.refresh),
