@@ -82,6 +82,7 @@ class Services:
     grants: GrantService
     principals: PrincipalDirectory  # who callers are: existence and identity policies, now and at a moment
     principal_admin: PrincipalService  # the operator's principal and access-key commands
+    console_session_key: bytes = b""  # signs web console sessions (api/console/session.py); root-wrapped at rest
 
 
 @dataclass
@@ -224,6 +225,7 @@ def build_runtime(settings: Settings) -> Runtime:
         principals=principals,
         principal_admin=PrincipalService(access.writer, audit, clock, principal_view, credentials, principals,
                                          new_access_key, authorizer),
+        console_session_key=service_secret(uow, keyring, "console-session-key"),
     )
     runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
     return runtime
