@@ -175,6 +175,7 @@ class ConsoleCall:
 
             self.key_id = key_named(services, call, self.key, None)
             resource = call.in_scope().key_arn(self.key_id)
+            call.add_resource(resource)  # the record names the key the page showed
         services.authorizer.authorize_query(call, self.action, resource)
 
     async def run(self, call: Call, operation: str | None) -> bytes:
