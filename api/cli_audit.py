@@ -171,8 +171,8 @@ def _alias_name(key: str) -> Optional[str]:
 
 
 @audit_cli.command()
-def export(start: Optional[str] = moment_option(None, "From"),
-           end: Optional[str] = moment_option(None, "To"),
+def export(start: Optional[str] = moment_option(None, "From", "--from"),
+           end: Optional[str] = moment_option(None, "To", "--to"),
            key: Optional[str] = typer.Option(None, help=flag_help(KEY_HELP)),
            region: Optional[str] = region_option(), account: Optional[str] = account_option(),
            fmt: str = typer.Option("cloudtrail", "--format", help=flag_help("cloudtrail ({\"Records\": [...]}) or "

@@ -57,9 +57,9 @@ def chosen_output(output: Output, as_json: bool) -> Output:
 
 # -- time -----------------------------------------------------------------------------------------
 
-def moment_option(default: str | None, what: str = "The instant") -> Any:
+def moment_option(default: str | None, what: str = "The instant", *names: str) -> Any:
     text = f"{what}: RFC 3339, epoch seconds, now, today, yesterday, or relative (-1h, 7d ago)."
-    return typer.Option(default, help=flag_help(text, default=default))
+    return typer.Option(default, *names, help=flag_help(text, default=default))
 
 
 def parsed_moment(value: str | None, flag: str) -> Moment | None:

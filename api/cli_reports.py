@@ -65,7 +65,7 @@ def rotation(output: Output = Out, as_json: bool = Json, data_dir: Optional[Path
 
 @report_cli.command()
 def usage(key: Optional[str] = typer.Option(None, help=KEY_HELP + " Without it: every key of the account."),
-          start: Optional[str] = moment_option(None, "From"), end: Optional[str] = moment_option(None, "To"),
+          start: Optional[str] = moment_option(None, "From", "--from"), end: Optional[str] = moment_option(None, "To", "--to"),
           priced: bool = typer.Option(False, "--priced", help="Add what the same keys and calls would cost at AWS "
                                       "KMS list prices (docs/pricing.md; KEYLEDGER_PRICE_TABLE)."),
           region: Optional[str] = region_option(), account: Optional[str] = account_option(),
