@@ -208,10 +208,11 @@ def export(start: Optional[str] = moment_option(None, "From", "--from"),
 
 @audit_cli.command()
 def tail(lines: int = typer.Option(10, "--lines", "-n", "--count", min=0,
-                                   help=flag_help("Show the last N records.", default="10")),
+                                   help=flag_help("Show the last N records (with --from-seq: the N after it).", default="10")),
          follow: bool = typer.Option(False, "--follow", "-f", help="Then keep printing new records as they are "
                                      "written, until interrupted (for log shippers)."),
-         from_seq: Optional[int] = typer.Option(None, min=0, help="Start after this seq instead of the last N."),
+         from_seq: Optional[int] = typer.Option(None, min=0, help="Start after this seq instead of the last N "
+                                                "(with --follow: every record after it, then the new ones)."),
          poll: float = typer.Option(0.5, min=0.05, max=60.0, help=flag_help("Seconds between looks for new "
                                                                            "records with --follow.", default="0.5")),
          data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
@@ -222,7 +223,11 @@ def tail(lines: int = typer.Option(10, "--lines", "-n", "--count", min=0,
     try:
         head = audit_head(runtime.ledger)[0]
         after = from_seq if from_seq is not None else max(0, head - lines)
-        for record in audit_records(runtime.ledger, after_seq=after):
+        # From a seq: the N records after it (all of them with --follow, then the new ones).
+        limit = None if from_seq is None or follow else lines
+        for shown, record in enumerate(audit_records(runtime.ledger, after_seq=after)):
+            if limit is not None and shown >= limit:
+                break
             typer.echo(json.dumps(record))
             after = record["seq"]
         sys.stdout.flush()
