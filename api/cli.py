@@ -162,8 +162,10 @@ def serve(
             if value is not None:
                 os.environ[variable] = str(value)
         config = uvicorn.Config("api.serve:worker_app", factory=True, workers=settings.workers, **options)
-        server = uvicorn.Server(config)
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        try:
+            Multiprocess(config, sockets=[sock]).run()  # what uvicorn.run does, with the socket bound above
+        except KeyboardInterrupt:
+            pass
         return
     config = uvicorn.Config(create_app(runtime, background_passes(runtime)),
                             ssl_context_factory=tls.context_factory() if tls else None, **options)

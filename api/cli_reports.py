@@ -45,6 +45,9 @@ def _runtime(data_dir: Optional[Path], database_url: Optional[str]) -> Iterator[
     except (KmsError, KeyNotNamed) as exc:
         typer.echo(getattr(exc, "message", None) or str(exc), err=True)
         raise typer.Exit(1) from None
+    except ValueError as exc:  # the price table (infrastructure/price_table.py names the file and the problem)
+        typer.echo(f"keyledger: {exc}", err=True)
+        raise typer.Exit(1) from None
     finally:
         runtime.close()
 

@@ -387,8 +387,12 @@ def usage_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services
         series = runtime.reports.usage_series(keys, start, end, scope.account_id, bucket_count(start, end))
         what = f"key {front.key_id}" if front.key_id else f"account {scope.account_id}"
         svg = usage_svg(series, start, end, f"Calls per operation, {what}")
-        estimate = runtime.reports.priced(keys, start, end, scope.account_id)
-        return Page("usage.html", {"title": "Usage", "svg": svg, "estimate": estimate, "q": q, "what": what,
+        try:
+            estimate, problem = runtime.reports.priced(keys, start, end, scope.account_id), None
+        except ValueError as exc:  # a price table the operator broke: the chart still helps
+            estimate, problem = None, str(exc)
+        return Page("usage.html", {"title": "Usage", "svg": svg, "estimate": estimate, "problem": problem,
+                                   "q": q, "what": what,
                                    "from": _iso(start), "to": _iso(end),
                                    "rows": runtime.reports.usage_of(keys, start, end, scope.account_id)})
     return render

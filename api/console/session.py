@@ -71,7 +71,8 @@ class SessionCodec:
             payload, given = _unb64(encoded), _unb64(mac)
         except (ValueError, TypeError):
             raise SessionRefused("The console session is not valid: sign in again.") from None
-        if not hmac.compare_digest(given, self._mac(payload)):
+        # Only the canonical encoding: base64's spare bits must not give one session several spellings.
+        if _b64(payload) != encoded or _b64(given) != mac or not hmac.compare_digest(given, self._mac(payload)):
             raise SessionRefused("The console session is not valid: sign in again.")
         fields = json.loads(payload)
         session = Session(str(fields["k"]), str(fields["r"]), float(fields["e"]), str(fields["n"]))

@@ -188,6 +188,28 @@ def test_key_in_every_form_everywhere(server: Server) -> None:
     assert [r["eventName"] for r in again].count("Encrypt") == 4  # not the direct call on the other key earlier
 
 
+def test_usage_priced_at_aws_list_prices(server: Server) -> None:
+    kms = server.client()
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    signing = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    for _ in range(3):
+        kms.encrypt(KeyId=key_id, Plaintext=b"x")
+    kms.sign(KeyId=signing, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
+    answer = json.loads(run(server, "report", "usage", "--priced", "-o", "json").stdout)
+    estimate = answer["Estimate"]
+    assert estimate["Keys"] == 2 and estimate["Requests"] >= 6 and estimate["Currency"] == "USD"
+    assert {line["Item"] for line in estimate["Lines"]} >= {"key storage (key-months)", "free-tier requests"}
+    assert estimate["Total"] > 0  # key storage, however briefly
+    one = json.loads(run(server, "report", "usage", "--key", key_id, "--priced", "-o", "json").stdout)
+    assert one["Estimate"]["Keys"] == 1 and one["Estimate"]["Requests"] == 4  # CreateKey and three Encrypts
+    table = run(server, "report", "usage", "--key", key_id, "--priced", columns=200).stdout
+    assert "At AWS KMS list prices" in table
+    bad = server.data_dir.parent / "prices.json"
+    bad.write_text("{}")
+    refused = run(server, "report", "usage", "--priced", expect=1, env={"KEYLEDGER_PRICE_TABLE": str(bad)})
+    assert str(bad) in refused.stderr
+
+
 def test_alias_in_several_regions_asks_for_region(server: Server) -> None:
     alias = f"alias/both-{uuid.uuid4().hex[:6]}"
     for region in ("us-east-1", "eu-west-1"):

@@ -239,3 +239,19 @@ def test_every_console_page_is_audited_and_authorized(server: Server) -> None:
                                         "secret": access_key["SecretAccessKey"], "region": "us-east-1"})
     refused = other.get(f"/console/keys/{key_id}")
     assert refused.status_code == 400 and "AccessDeniedException" in refused.text
+
+
+def test_docs_work_offline_with_the_sigv4_scheme(server: Server, browser_page: tuple[Any, list[str]]) -> None:
+    page, outside = browser_page
+    page.goto(server.endpoint + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "keyledger" in page.inner_text(".swagger-ui .info .title")
+    page.wait_for_selector("text=/v1/keys/{key}")
+    assert page.locator(".authorize").count() >= 1  # the security scheme is there to fill in
+    _shot(page, "09-docs")
+    assert outside == [], f"/docs made requests off the machine: {outside}"
+    schema = httpx.get(server.endpoint + "/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["sigv4"]["name"] == "Authorization"
+    v1 = [op for path, ops in schema["paths"].items() if path.startswith("/v1") for op in ops.values()]
+    assert v1 and all(op["security"] == [{"sigv4": []}] for op in v1)
+    assert not any(path.startswith("/console") for path in schema["paths"])
