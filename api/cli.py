@@ -169,7 +169,13 @@ def serve(
         return
     config = uvicorn.Config(create_app(runtime, background_passes(runtime)),
                             ssl_context_factory=tls.context_factory() if tls else None, **options)
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    if not server.started:  # as uvicorn.run: a start that failed (the lifespan) is not a clean exit
+        raise typer.Exit(3)
 
 
 def _open_runtime(data_dir: Optional[Path], database_url: Optional[str]):

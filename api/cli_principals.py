@@ -22,7 +22,6 @@ from typing import Any, Iterator, Optional
 import typer
 
 from api.cli_common import Output, data_dir_option, database_url_option, print_rows
-
 from infrastructure.settings import Settings
 
 principals_cli = typer.Typer(help="IAM-style principals (users, roles, account roots) and their identity policies.",

@@ -84,9 +84,9 @@ def estimate(table: PriceTable, keys: Iterable[KeyLife], requests: Mapping[tuple
             free_used += free
             by_class[name] += calls - free
     lines = [
-        {"Item": "key storage (key-months)", "Quantity": round(key_months, 4), "UnitPrice": table.key_month,
+        {"Item": "key storage (key-months)", "Quantity": round(key_months, 6), "UnitPrice": table.key_month,
          "Cost": round(key_months * table.key_month, 4)},
-        {"Item": "rotated material (months)", "Quantity": round(rotation_months, 4),
+        {"Item": "rotated material (months)", "Quantity": round(rotation_months, 6),
          "UnitPrice": table.rotation_month, "Cost": round(rotation_months * table.rotation_month, 4)},
     ]
     total_requests = sum(requests.values())

@@ -131,6 +131,8 @@ class Reports:
             identity = record.get("userIdentity") or {}
             if account_id not in (identity.get("accountId"), record.get("recipientAccountId")):
                 continue
+            if _not_kms(record.get("eventName") or ""):
+                continue
             key_id = _key_id_of(record)
             if key_id is None or (key_ids is not None and key_id not in key_ids):
                 continue
@@ -180,3 +182,12 @@ def _key_id_of(record: Mapping[str, Any]) -> str | None:
         if ":key/" in arn:
             return arn.rsplit("/", 1)[-1]
     return None
+
+
+# Reads of keyledger's own history (the /v1 query API, the web console) are recorded too, but they are not KMS
+# calls: usage, charts and the AWS estimate count only what a KMS client sent.
+KEYLEDGER_READS = frozenset({"GetKeyStateAt", "ListKeysAt", "GetKeyTimeline", "GetKeyAccessAt", "LookupAuditEvents"})
+
+
+def _not_kms(event_name: str) -> bool:
+    return event_name in KEYLEDGER_READS or event_name.startswith("Console")

@@ -7,7 +7,6 @@ import os
 import select
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -195,11 +194,14 @@ def test_usage_priced_at_aws_list_prices(server: Server) -> None:
     for _ in range(3):
         kms.encrypt(KeyId=key_id, Plaintext=b"x")
     kms.sign(KeyId=signing, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
+    run(server, "clock", "advance", "--days", "73")  # 73 days: 2.4 months of storage per key
     answer = json.loads(run(server, "report", "usage", "--priced", "-o", "json").stdout)
     estimate = answer["Estimate"]
     assert estimate["Keys"] == 2 and estimate["Requests"] >= 6 and estimate["Currency"] == "USD"
-    assert {line["Item"] for line in estimate["Lines"]} >= {"key storage (key-months)", "free-tier requests"}
-    assert estimate["Total"] > 0  # key storage, however briefly
+    lines = {line["Item"]: line for line in estimate["Lines"]}
+    assert lines["key storage (key-months)"]["Quantity"] == pytest.approx(2 * 73 * 24 / 730, rel=0.01)
+    assert lines["free-tier requests"]["Quantity"] == estimate["Requests"]  # far below 20,000 a month
+    assert estimate["Total"] == pytest.approx(2 * 73 * 24 / 730, rel=0.01)  # $1 a key-month, requests free
     one = json.loads(run(server, "report", "usage", "--key", key_id, "--priced", "-o", "json").stdout)
     assert one["Estimate"]["Keys"] == 1 and one["Estimate"]["Requests"] == 4  # CreateKey and three Encrypts
     table = run(server, "report", "usage", "--key", key_id, "--priced", columns=200).stdout

@@ -144,9 +144,11 @@ def test_console_walkthrough(server: Server, browser_page: tuple[Any, list[str]]
     page.click("nav >> text=Usage")
     page.wait_for_selector("svg.chart")
     assert "USD" in page.inner_text("#estimate-total")
+    _shot(page, "05b-usage")
     page.click("nav >> text=Integrity")
     page.click("#verify")
     assert "OK" in page.inner_text("#verified")
+    _shot(page, "05c-integrity")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.goto(server.endpoint + f"/console/keys/{key_id}")
     _shot(page, "06-key-phone")
@@ -246,7 +248,7 @@ def test_docs_work_offline_with_the_sigv4_scheme(server: Server, browser_page: t
     page.goto(server.endpoint + "/docs")
     page.wait_for_selector(".swagger-ui .info .title")
     assert "keyledger" in page.inner_text(".swagger-ui .info .title")
-    page.wait_for_selector("text=/v1/keys/{key}")
+    page.get_by_text("/v1/keys/{key}", exact=True).first.wait_for()
     assert page.locator(".authorize").count() >= 1  # the security scheme is there to fill in
     _shot(page, "09-docs")
     assert outside == [], f"/docs made requests off the machine: {outside}"
