@@ -116,7 +116,10 @@ class ConsoleCall:
         if self.form:
             if len(body) > MAX_FORM_BYTES:
                 raise ValidationError("The form is too large.")
-            parsed = urllib.parse.parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+            try:
+                parsed = urllib.parse.parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+            except ValueError:  # more fields than any console form has
+                raise ValidationError("The form has too many fields.") from None
             self.form_values = {k: v[0][:MAX_FIELD] for k, v in parsed.items()}
         codec = self.console.session_codec()
         if self.signin:
