@@ -7,15 +7,33 @@ from typing import Optional
 
 import typer
 
+from api.cli_common import MARKUP, data_dir_option, database_url_option, flag_help
+from api.listen import PortUnavailable, bind_listening_socket
 from api.tls import ServerTls, TlsConfigError, describe, host_named, server_tls
 from infrastructure.settings import Settings
 
 cli = typer.Typer(help="keyledger: an event-sourced key management service that speaks AWS KMS.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, rich_markup_mode=MARKUP)
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keyledger")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"keyledger {package_version()}")
+        raise typer.Exit()
 
 
 @cli.callback()
-def _group() -> None:
+def _group(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                        help="Print the version and exit.")) -> None:
     """keyledger: an event-sourced key management service that speaks AWS KMS."""
 
 
@@ -81,20 +99,25 @@ def _load_tls(settings: Settings) -> ServerTls | None:
 
 @cli.command()
 def serve(
-    host: Optional[str] = typer.Option(None, help="Address to listen on [env KEYLEDGER_HOST; default 127.0.0.1]."),
-    port: Optional[int] = typer.Option(None, help="Port to listen on [env KEYLEDGER_PORT; default 8080]."),
-    data_dir: Optional[Path] = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR; default ./keyledger-data]."),
-    database_url: Optional[str] = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL; default SQLite in the data directory]."),
-    tls_cert: Optional[Path] = typer.Option(None, help="PEM certificate (chain) to serve HTTPS with; needs --tls-key [env KEYLEDGER_TLS_CERT]."),
-    tls_key: Optional[Path] = typer.Option(None, help="PEM private key (unencrypted) of --tls-cert [env KEYLEDGER_TLS_KEY]."),
-    workers: Optional[int] = typer.Option(None, help="Server processes sharing the port and the database [env KEYLEDGER_WORKERS; default 1]."),
+    host: Optional[str] = typer.Option(None, help=flag_help("Address to listen on.", "KEYLEDGER_HOST", "127.0.0.1")),
+    port: Optional[int] = typer.Option(None, help=flag_help("Port to listen on.", "KEYLEDGER_PORT", "8080")),
+    data_dir: Optional[Path] = data_dir_option(),
+    database_url: Optional[str] = database_url_option(),
+    tls_cert: Optional[Path] = typer.Option(None, help=flag_help("PEM certificate (chain) to serve HTTPS with; needs "
+                                                                 "--tls-key.", "KEYLEDGER_TLS_CERT", "none: plain HTTP")),
+    tls_key: Optional[Path] = typer.Option(None, help=flag_help("PEM private key (unencrypted) of --tls-cert.",
+                                                                "KEYLEDGER_TLS_KEY", "none")),
+    workers: Optional[int] = typer.Option(None, help=flag_help("Server processes sharing the port and the database.",
+                                                               "KEYLEDGER_WORKERS", "1")),
     access_log: bool = typer.Option(False, help="Log one line per HTTP request."),
-    max_header_bytes: Optional[int] = typer.Option(None, help="Most bytes of header names and values a request may "
-                                                   "have [env KEYLEDGER_MAX_HEADER_BYTES; default 16384]."),
-    max_body_bytes: Optional[int] = typer.Option(None, help="Most bytes a request body may have, whatever the operation "
-                                                 "[env KEYLEDGER_MAX_BODY_BYTES; default: the largest valid KMS request]."),
+    max_header_bytes: Optional[int] = typer.Option(None, help=flag_help(
+        "Most bytes of header names and values a request may have.", "KEYLEDGER_MAX_HEADER_BYTES", "16384")),
+    max_body_bytes: Optional[int] = typer.Option(None, help=flag_help(
+        "Most bytes a request body may have, whatever the operation.", "KEYLEDGER_MAX_BODY_BYTES",
+        "the largest valid KMS request")),
 ) -> None:
-    """Start the HTTP server (AWS KMS JSON protocol at /, health at /healthz); HTTPS with --tls-cert and --tls-key."""
+    """Start the HTTP server (AWS KMS JSON protocol at /, the web console at /console, the /v1 query API,
+    health at /healthz); HTTPS with --tls-cert and --tls-key."""
     settings = Settings.load(host=host, port=port, data_dir=data_dir, database_url=database_url,
                              tls_cert=tls_cert, tls_key=tls_key, workers=workers, max_header_bytes=max_header_bytes,
                              max_body_bytes=max_body_bytes)
@@ -103,6 +126,12 @@ def serve(
         typer.echo("--workers above 1 does not serve HTTPS yet: run one worker with --tls-cert/--tls-key, or "
                    "several workers on plain HTTP.", err=True)
         raise typer.Exit(1)
+    # The port first: if it is taken, say so before a data directory, a root key or credentials are made.
+    try:
+        sock = bind_listening_socket(settings.host, settings.port)
+    except PortUnavailable as exc:
+        typer.echo(f"keyledger: {exc}", err=True)
+        raise typer.Exit(1) from None
 
     import uvicorn
 
@@ -111,27 +140,43 @@ def serve(
     from api.serve import background_passes
     from infrastructure.bootstrap import build_runtime, start_serving
 
-    runtime = build_runtime(settings)
-    start_serving(runtime)
+    try:
+        runtime = build_runtime(settings)
+        start_serving(runtime)
+    except BaseException:
+        sock.close()
+        raise
     _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason, tls)
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-Proto/-For from any client on 127.0.0.1,
+    # so a local caller could claim aws:SecureTransport over plain HTTP and forge its audit sourceIPAddress.
+    options = dict(host=settings.host, port=settings.port, log_level=settings.log_level, access_log=access_log,
+                   proxy_headers=False, **uvicorn_http_options(settings.max_header_bytes))
     if settings.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
         # First-start work is done (root key, administrator key); each worker builds its own runtime from
-        # the environment, so hand the flags on through it.
+        # the environment, so hand the flags on through it. The workers share the socket bound above.
         runtime.close()
         for variable, value in (("KEYLEDGER_HOST", host), ("KEYLEDGER_PORT", port), ("KEYLEDGER_DATA_DIR", data_dir),
                                 ("KEYLEDGER_DATABASE_URL", database_url), ("KEYLEDGER_MAX_HEADER_BYTES", max_header_bytes),
                                 ("KEYLEDGER_MAX_BODY_BYTES", max_body_bytes)):
             if value is not None:
                 os.environ[variable] = str(value)
-        uvicorn.run("api.serve:worker_app", factory=True, workers=settings.workers, host=settings.host,
-                    port=settings.port, log_level=settings.log_level, access_log=access_log, proxy_headers=False,
-                    **uvicorn_http_options(settings.max_header_bytes))
+        config = uvicorn.Config("api.serve:worker_app", factory=True, workers=settings.workers, **options)
+        try:
+            Multiprocess(config, sockets=[sock]).run()  # what uvicorn.run does, with the socket bound above
+        except KeyboardInterrupt:
+            pass
         return
-    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-Proto/-For from any client on 127.0.0.1,
-    # so a local caller could claim aws:SecureTransport over plain HTTP and forge its audit sourceIPAddress.
-    uvicorn.run(create_app(runtime, background_passes(runtime)), host=settings.host, port=settings.port,
-                log_level=settings.log_level, access_log=access_log, proxy_headers=False,
-                ssl_context_factory=tls.context_factory() if tls else None, **uvicorn_http_options(settings.max_header_bytes))
+    config = uvicorn.Config(create_app(runtime, background_passes(runtime)),
+                            ssl_context_factory=tls.context_factory() if tls else None, **options)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    if not server.started:  # as uvicorn.run: a start that failed (the lifespan) is not a clean exit
+        raise typer.Exit(3)
 
 
 def _open_runtime(data_dir: Optional[Path], database_url: Optional[str]):
@@ -144,8 +189,8 @@ def _open_runtime(data_dir: Optional[Path], database_url: Optional[str]):
     return runtime
 
 
-DataDir = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR].")
-DatabaseUrl = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL].")
+DataDir = data_dir_option()
+DatabaseUrl = database_url_option()
 
 
 @cli.command()
@@ -191,7 +236,7 @@ cli.add_typer(root_key_cli, name="root-key")
 cli.add_typer(access_keys_cli, name="access-keys")
 cli.command("replay", help="Rebuild every projection from the event log and compare it with the live one.")(history_replay)
 
-clock_cli = typer.Typer(help="The service clock (operators with direct database access only).")
+clock_cli = typer.Typer(help="The service clock (operators with direct database access only).", rich_markup_mode=MARKUP)
 cli.add_typer(clock_cli, name="clock")
 
 
@@ -212,6 +257,26 @@ def clock_advance(days: float = typer.Option(0.0, help="Days to move forward."),
     finally:
         close()
     typer.echo(f"service clock is now {total / 86400:.3f} days ahead of system time")
+
+
+@cli.command()
+def status(data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl,
+           json_output: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
+    """What this installation is and how it is doing: endpoint, storage backend, sealed or not, root key
+    provider, audit head, newest checkpoint, and which process runs the background work. Creates nothing."""
+    import json
+
+    from api.status import installation_status
+
+    report = installation_status(Settings.load(data_dir=data_dir, database_url=database_url))
+    if json_output:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        width = max(len(k) for k in report)
+        for name, value in report.items():
+            typer.echo(f"{name:<{width}}  {value}")
+    if report.get("initialized") is False:
+        raise typer.Exit(1)
 
 
 def main() -> None:

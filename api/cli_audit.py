@@ -10,11 +10,25 @@ from typing import Any, Iterator, Optional
 
 import typer
 
+from api.cli_common import (
+    MARKUP,
+    KeyNotNamed,
+    account_option,
+    data_dir_option,
+    database_url_option,
+    flag_help,
+    moment_option,
+    parsed_moment,
+    region_option,
+)
+from api.moments import resolve_moment
 from infrastructure.settings import Settings
 
-audit_cli = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
-DataDir = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR].")
-DatabaseUrl = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL].")
+audit_cli = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True, rich_markup_mode=MARKUP)
+DataDir = data_dir_option()
+DatabaseUrl = database_url_option()
+KEY_HELP = ("Only records about this key: key id, key ARN, alias name or alias ARN (an alias: calls that named it, "
+            "and calls on the key it pointed to at the time).")
 
 
 def _runtime(data_dir: Optional[Path], database_url: Optional[str], need_keys: bool = False):
@@ -42,12 +56,8 @@ def _raw_from_pem(path: Path) -> bytes:
 
 
 def parse_time(value: str) -> datetime:
-    """RFC 3339 or epoch seconds."""
-    try:
-        return datetime.fromtimestamp(float(value), tz=timezone.utc)
-    except ValueError:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    """Any time argument (api/moments.py); a relative one against the system clock."""
+    return resolve_moment(value, datetime.now(tz=timezone.utc))
 
 
 @audit_cli.command("public-key")
@@ -178,31 +188,80 @@ def _coverage_problems(head: int, cps: list[Any], now: datetime, interval: float
             "or the server stopped without its shutdown checkpoint (restart it: it verifies and signs one)"]
 
 
-def _matches(record: dict[str, Any], start: Optional[datetime], end: Optional[datetime], key: Optional[str]) -> bool:
-    at = parse_time(record["eventTime"])
-    if (start and at < start) or (end and at > end):
-        return False
-    if key:
-        arns = [r.get("ARN", "") for r in record.get("resources") or []]
-        return any(arn == key or arn.endswith("/" + key) for arn in arns)
-    return True
+class RecordFilter:
+    """Which records ``--from``, ``--to`` and ``--key`` choose. A key id or key ARN: records whose resources
+    name that key. An alias: records whose request named the alias (name or ARN), and records about the key
+    the alias pointed to at the record's time (the calls that used it, resolved as they were then)."""
+
+    def __init__(self, runtime: Any, start: Optional[datetime], end: Optional[datetime], key: Optional[str],
+                 region: Optional[str], account: Optional[str]) -> None:
+        self.start, self.end = start, end
+        self.key_id: Optional[str] = None
+        self.alias_names: set[str] = set()
+        self.periods: list[Any] = []
+        if key is None:
+            return
+        alias = _alias_name(key)
+        if alias is None:
+            self.key_id = key.rsplit("/", 1)[-1]
+            return
+        account_id = (key.split(":")[4] if key.startswith("arn:") else None) or account or runtime.settings.account_id
+        region = (key.split(":")[3] if key.startswith("arn:") else None) or region
+        self.periods = [p for p in runtime.history.alias_periods(alias, account_id) if region in (None, p.region)]
+        regions = {p.region for p in self.periods}
+        if len(regions) > 1:
+            raise KeyNotNamed(f"Alias {alias} exists in several regions ({', '.join(sorted(regions))}): add --region.")
+        self.alias_names = {alias} | {f"arn:aws:kms:{r}:{account_id}:{alias}" for r in regions}
+
+    def __call__(self, record: dict[str, Any]) -> bool:
+        if not record.get("eventTime"):
+            return False
+        at = parse_time(record["eventTime"])
+        if (self.start and at < self.start) or (self.end and at > self.end):
+            return False
+        if self.key_id is None and not self.alias_names:
+            return True
+        key_ids = {arn.rsplit("/", 1)[-1] for r in record.get("resources") or [] if ":key/" in (arn := r.get("ARN") or "")}
+        if self.key_id is not None:
+            return self.key_id in key_ids
+        named = {v for v in (record.get("requestParameters") or {}).values() if isinstance(v, str)}
+        if named & self.alias_names:
+            return True
+        return any(p.key_id in key_ids and p.covers(at) for p in self.periods)
+
+
+def _alias_name(key: str) -> Optional[str]:
+    if key.startswith("alias/"):
+        return key
+    if key.startswith("arn:") and ":alias/" in key:
+        return "alias/" + key.split(":alias/", 1)[1]
+    return None
 
 
 @audit_cli.command()
-def export(start: Optional[str] = typer.Option(None, "--from", help="RFC 3339 or epoch seconds."),
-           end: Optional[str] = typer.Option(None, "--to", help="RFC 3339 or epoch seconds."),
-           key: Optional[str] = typer.Option(None, help="Only records about this key id or key ARN."),
-           fmt: str = typer.Option("cloudtrail", "--format", help="cloudtrail ({\"Records\": [...]}) or jsonl."),
+def export(start: Optional[str] = moment_option(None, "From", "--from"),
+           end: Optional[str] = moment_option(None, "To", "--to"),
+           key: Optional[str] = typer.Option(None, help=flag_help(KEY_HELP)),
+           region: Optional[str] = region_option(), account: Optional[str] = account_option(),
+           fmt: str = typer.Option("cloudtrail", "--format", help=flag_help("cloudtrail ({\"Records\": [...]}) or "
+                                                                             "jsonl.", default="cloudtrail")),
            data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Write records as CloudTrail JSON or JSON lines to standard output."""
     from application.audit.checkpoints import audit_records
 
     if fmt not in ("cloudtrail", "jsonl"):
         raise typer.BadParameter("--format is cloudtrail or jsonl")
+    low, high = parsed_moment(start, "--from"), parsed_moment(end, "--to")
     runtime = _runtime(data_dir, database_url)
-    s, e = (parse_time(start) if start else None), (parse_time(end) if end else None)
     try:
-        chosen: Iterator[dict[str, Any]] = (r for r in audit_records(runtime.ledger) if _matches(r, s, e, key))
+        now = runtime.now()
+        try:
+            chosen_by = RecordFilter(runtime, low.resolve(now) if low else None, high.resolve(now) if high else None,
+                                     key, region, account)
+        except KeyNotNamed as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+        chosen: Iterator[dict[str, Any]] = (r for r in audit_records(runtime.ledger) if chosen_by(r))
         if fmt == "jsonl":
             for record in chosen:
                 sys.stdout.write(json.dumps(record) + "\n")
@@ -216,25 +275,39 @@ def export(start: Optional[str] = typer.Option(None, "--from", help="RFC 3339 or
 
 
 @audit_cli.command()
-def tail(count: Optional[int] = typer.Option(None, help="Stop after this many records."),
-         from_seq: Optional[int] = typer.Option(None, help="Start after this seq (default: the current end)."),
+def tail(lines: int = typer.Option(10, "--lines", "-n", "--count", min=0,
+                                   help=flag_help("Show the last N records (with --from-seq: the N after it).", default="10")),
+         follow: bool = typer.Option(False, "--follow", "-f", help="Then keep printing new records as they are "
+                                     "written, until interrupted (for log shippers)."),
+         from_seq: Optional[int] = typer.Option(None, min=0, help="Start after this seq instead of the last N "
+                                                "(with --follow: every record after it, then the new ones)."),
+         poll: float = typer.Option(0.5, min=0.05, max=60.0, help=flag_help("Seconds between looks for new "
+                                                                           "records with --follow.", default="0.5")),
          data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
-    """Follow new records as JSON lines."""
+    """The last N records as JSON lines, oldest first; with --follow, then every new record as it comes."""
     from application.audit.checkpoints import audit_head, audit_records
 
     runtime = _runtime(data_dir, database_url)
-    seen = 0
     try:
-        after = audit_head(runtime.ledger)[0] if from_seq is None else from_seq
-        while count is None or seen < count:
+        head = audit_head(runtime.ledger)[0]
+        after = from_seq if from_seq is not None else max(0, head - lines)
+        # From a seq: the N records after it (all of them with --follow, then the new ones).
+        limit = None if from_seq is None or follow else lines
+        for shown, record in enumerate(audit_records(runtime.ledger, after_seq=after)):
+            if limit is not None and shown >= limit:
+                break
+            typer.echo(json.dumps(record))
+            after = record["seq"]
+        sys.stdout.flush()
+        while follow:
             for record in audit_records(runtime.ledger, after_seq=after):
                 typer.echo(json.dumps(record))
-                after, seen = record["seq"], seen + 1
-                if count is not None and seen >= count:
-                    break
-            else:
-                time.sleep(0.5)
+                after = record["seq"]
+            sys.stdout.flush()
+            time.sleep(poll)
     except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
         pass
     finally:
         runtime.close()

@@ -8,22 +8,41 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
 
-from api.cli_audit import parse_time
+from api.cli_common import (
+    MARKUP,
+    KeyNotNamed,
+    Output,
+    account_option,
+    chosen_output,
+    data_dir_option,
+    database_url_option,
+    json_flag,
+    key_scope,
+    moment_option,
+    output_option,
+    parsed_moment,
+    plain,
+    print_json,
+    print_rows,
+    region_option,
+    show_time,
+)
 from infrastructure.settings import Settings
 
 history_cli = typer.Typer(help="Key history: state at a moment, timelines, replay of the projections.",
-                          no_args_is_help=True)
-DataDir = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR].")
-DatabaseUrl = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL].")
-Json = typer.Option(False, "--json", help="Print JSON instead of a table.")
-Region = typer.Option(None, help="Region of the key (needed to name a key by alias).")
-Account = typer.Option(None, help="Account of the key [default: KEYLEDGER_ACCOUNT_ID].")
+                          no_args_is_help=True, rich_markup_mode=MARKUP)
+DataDir = data_dir_option()
+DatabaseUrl = database_url_option()
+Json = json_flag()
+Out = output_option()
+Region = region_option()
+Account = account_option()
+KEY_HELP = "Key id, key ARN, alias name or alias ARN."
 
 
 def _runtime(data_dir: Optional[Path], database_url: Optional[str]):
@@ -39,6 +58,9 @@ def _history(data_dir: Optional[Path], database_url: Optional[str]) -> Iterator[
     runtime = _runtime(data_dir, database_url)
     try:
         yield runtime, runtime.history
+    except KeyNotNamed as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
     except KmsError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1 if isinstance(exc, NotFoundError) else 2) from None
@@ -46,101 +68,60 @@ def _history(data_dir: Optional[Path], database_url: Optional[str]) -> Iterator[
         runtime.close()
 
 
-def _time(value: str) -> datetime:
-    try:
-        return parse_time(value)
-    except (ValueError, OverflowError, OSError):
-        raise typer.BadParameter(f"{value!r} is neither RFC 3339 nor epoch seconds") from None
-
-
-def _scope(runtime: Any, account: Optional[str], region: Optional[str]) -> Any:
-    from domain.identifiers import Scope
-
-    return Scope(account or runtime.settings.account_id, region) if region else None
-
-
-def show_time(moment: datetime) -> str:
-    # Full precision: a time copied from this output into --at must land on the same event.
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return show_time(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(_plain(value), indent=2, default=str))
-
-
-def _print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if v is None else str(_plain(v)) for v in row))
-    Console().print(table)
-
-
 @history_cli.command("key-at")
-def key_at(key: str = typer.Argument(..., help="Key id, key ARN, or alias name (with --region)."),
-           at: str = typer.Option(..., help="RFC 3339 or epoch seconds."), json_output: bool = Json,
+def key_at(key: str = typer.Argument(..., help=KEY_HELP), at: str = moment_option("now"),
+           output: Output = Out, json_output: bool = Json,
            region: Optional[str] = Region, account: Optional[str] = Account,
            data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """The key as DescribeKey would have answered at --at, with its aliases, tags, policy and rotation."""
-    moment = _time(at)
+    spec = parsed_moment(at, "--at")
     with _history(data_dir, database_url) as (runtime, history):
-        answer = history.key_at(_scope(runtime, account, region), key, moment)
-    if json_output:
-        return _print_json(answer)
+        moment = spec.resolve(runtime.now())
+        answer = history.key_at(key_scope(runtime, key, moment, region, account), key, moment)
+    output = chosen_output(output, json_output)
+    if output == Output.json:
+        return print_json(answer)
     fields = [[k, v] for k, v in answer["KeyMetadata"].items()]
-    fields += [[k, json.dumps(_plain(v)) if isinstance(v, (list, dict)) else v]
-               for k, v in answer.items() if k != "KeyMetadata"]
-    _print_table(f"{answer['KeyMetadata']['KeyId']} at {show_time(answer['AsOf'])}", ["Field", "Value"], fields)
+    fields += [[k, v] for k, v in answer.items() if k != "KeyMetadata"]
+    print_rows(f"{answer['KeyMetadata']['KeyId']} at {show_time(answer['AsOf'])}", ["Field", "Value"], fields, output)
 
 
 @history_cli.command("keys-at")
-def keys_at(at: str = typer.Option(..., help="RFC 3339 or epoch seconds."),
+def keys_at(at: str = moment_option("now"),
             state: Optional[str] = typer.Option(None, help="Only keys in this state (Enabled, Disabled, ...)."),
             key_spec: Optional[str] = typer.Option(None, help="Only keys of this key spec."),
             alias: Optional[str] = typer.Option(None, help="Only the key this alias pointed to."),
             region: Optional[str] = typer.Option(None, help="Only keys of this region."),
-            account: Optional[str] = typer.Option(None, help="Only keys of this account."), json_output: bool = Json,
+            account: Optional[str] = typer.Option(None, help="Only keys of this account."),
+            output: Output = Out, json_output: bool = Json,
             data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Every key as it was at --at (deleted keys included, in state Deleted)."""
-    moment = _time(at)
-    with _history(data_dir, database_url) as (_, history):
+    spec = parsed_moment(at, "--at")
+    with _history(data_dir, database_url) as (runtime, history):
+        moment = spec.resolve(runtime.now())
         answers = history.keys_at(moment, account_id=account, region=region, state=state, key_spec=key_spec,
                                   alias=alias)
-    if json_output:
-        return _print_json(answers)
     rows = [[a["KeyMetadata"]["Arn"], a["KeyMetadata"]["KeyState"], a["KeyMetadata"]["KeySpec"],
              a["KeyMetadata"]["KeyUsage"], ", ".join(a["Aliases"]), a["KeyMetadata"]["Description"], a["Version"]]
             for a in answers]
-    _print_table(f"{len(rows)} keys at {show_time(moment)}",
-                 ["Key", "State", "Spec", "Usage", "Aliases", "Description", "Version"], rows)
+    print_rows(f"{len(rows)} keys at {show_time(moment)}",
+               ["Key", "State", "Spec", "Usage", "Aliases", "Description", "Version"], rows,
+               chosen_output(output, json_output), json_value=answers)
 
 
 @history_cli.command()
-def timeline(key: str = typer.Argument(..., help="Key id, key ARN, or alias name (with --region)."),
-             json_output: bool = Json, region: Optional[str] = Region, account: Optional[str] = Account,
+def timeline(key: str = typer.Argument(..., help=KEY_HELP),
+             output: Output = Out, json_output: bool = Json, region: Optional[str] = Region,
+             account: Optional[str] = Account,
              data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
-    """Every event of the key in order, with who made it (from the audit record of the same transaction)."""
+    """Every event of the key in order, with who made it (from the audit record of the same transaction).
+    An alias names the key it points to now."""
     with _history(data_dir, database_url) as (runtime, history):
-        events = history.timeline(key, _scope(runtime, account, region))
-    if json_output:
-        return _print_json(events)
+        events = history.timeline(key, key_scope(runtime, key, runtime.now(), region, account))
     rows = [[e["Version"], e["Time"], e["EventType"], e["Actor"], e["EventName"], e["RequestId"],
-             json.dumps(_plain(e["Details"]))[:80]] for e in events]
-    _print_table(f"timeline of {key}", ["Version", "Time", "Event", "Who", "Call", "Request id", "Details"], rows)
+             json.dumps(plain(e["Details"]), default=str)] for e in events]
+    print_rows(f"timeline of {key}", ["Version", "Time", "Event", "Who", "Call", "Request id", "Details"], rows,
+               chosen_output(output, json_output), json_value=events)
 
 
 @contextmanager
@@ -156,15 +137,16 @@ def _progress() -> Iterator[Any]:
 
 
 @history_cli.command()
-def replay(until: Optional[str] = typer.Option(None, help="Rebuild the world as it was at this moment."),
+def replay(until: Optional[str] = moment_option(None, "Rebuild the world as it was at this moment"),
            into: Optional[str] = typer.Option(None, help="Database URL to write into [default: fresh replay_* tables "
                                               "beside the live ones; with --until, a SQLite file in the data directory]."),
            keep: bool = typer.Option(False, help="Keep the rebuilt replay_* tables even when they equal the live ones."),
            data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Rebuild the projections from the event log and compare: with the live tables, or with --until, with
     the point-in-time answers for that moment. Exit 1 on any difference."""
-    moment = _time(until) if until else None
+    spec = parsed_moment(until, "--until")
     with _history(data_dir, database_url) as (runtime, _):
+        moment = spec.resolve(runtime.now()) if spec else None
         with _progress() as progress:
             outcome = (runtime.replay.at(moment, into=into, progress=progress) if moment is not None
                        else runtime.replay.against_live(into=into, keep=keep, progress=progress))

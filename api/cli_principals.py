@@ -21,14 +21,15 @@ from typing import Any, Iterator, Optional
 
 import typer
 
+from api.cli_common import Output, data_dir_option, database_url_option, print_rows
 from infrastructure.settings import Settings
 
 principals_cli = typer.Typer(help="IAM-style principals (users, roles, account roots) and their identity policies.",
                              no_args_is_help=True)
 access_keys_cli = typer.Typer(help="Access keys of principals: create (secret shown once), list, disable, enable, "
                                    "delete.", no_args_is_help=True)
-DataDir = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR].")
-DatabaseUrl = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL].")
+DataDir = data_dir_option()
+DatabaseUrl = database_url_option()
 Json = typer.Option(False, "--json", help="Print JSON instead of a table.")
 PrincipalArn = typer.Argument(..., help="arn:aws:iam::<account>:user/<name>, ...:role/<name> or ...:root.")
 
@@ -68,15 +69,7 @@ def _time(moment: datetime | None) -> str | None:
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    Console().print(table)
+    print_rows(title, columns, rows, Output.table)
 
 
 def _echo_json(value: Any) -> None:

@@ -18,6 +18,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping, Sequ
 from fastapi import FastAPI
 from starlette.responses import JSONResponse, Response
 
+from api.console.routes import CONSOLE_OPERATIONS, install_console
+from api.docs_page import install_docs
 from api.errors import CONTENT_TYPE, error_body
 from api.kms_front import KmsFront
 from api.limits import CLOSE, RequestLimits, replay
@@ -29,6 +31,15 @@ from api.query_api import QUERY_OPERATIONS, query_router
 from api.wire_model import WireModel
 from domain.errors import RequestHeaderFieldsTooLargeError
 from infrastructure.bootstrap import Runtime
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keyledger")
+    except PackageNotFoundError:
+        return "unknown"
 
 Scope_ = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -54,14 +65,16 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
             runtime.close()
 
     app = FastAPI(title="keyledger", description="An event-sourced key management service that speaks AWS KMS.",
-                  lifespan=lifespan)
-    metrics = Metrics(runtime, [*HANDLERS, *QUERY_OPERATIONS])
+                  lifespan=lifespan, docs_url=None, redoc_url=None, version=package_version())
+    metrics = Metrics(runtime, [*HANDLERS, *QUERY_OPERATIONS, *CONSOLE_OPERATIONS])
     wire = WireModel()
     settings = runtime.settings
     limits = RequestLimits(wire.service_model, settings.max_header_bytes, settings.max_body_bytes,
                            runtime.quotas, runtime.unauthenticated)
     pipeline = RequestPipeline(runtime, metrics, limits)
     app.include_router(query_router(runtime, pipeline))
+    install_docs(app)
+    install_console(app, runtime, pipeline)
 
     if runtime.settings.metrics:
         @app.get("/metrics", include_in_schema=False)

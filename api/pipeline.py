@@ -93,10 +93,14 @@ class RequestPipeline:
             body = await limits.read_body(call, request.receive, body_limit)
             if body is None:
                 return None
-            authenticate(runtime, call, method=request.method, path=request.raw_path.decode("latin-1") or "/",
-                         query_string=request.query_string.decode("latin-1"),
-                         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
-                         body=body)
+            own_authentication = getattr(front, "authenticate", None)  # the web console: its session, not SigV4
+            if own_authentication is not None:
+                own_authentication(call, request, body)
+            else:
+                authenticate(runtime, call, method=request.method, path=request.raw_path.decode("latin-1") or "/",
+                             query_string=request.query_string.decode("latin-1"),
+                             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
+                             body=body)
             limits.admit(call)
             front.prepare(call, operation, body)
             pending = front.authorize(call, operation)

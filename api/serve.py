@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +40,9 @@ class BackgroundLock:
                     os.close(fd)
                     return False
                 self._fd = fd
+                # Who holds it, for `keyledger status` (the lock itself is the flock, not this text).
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
             return True
 
     def only_holder(self, fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -54,6 +54,7 @@ from infrastructure.credentials import CredentialStore, new_access_key
 from infrastructure.health_probe import SqlStorageProbe
 from infrastructure.ledger_upgrade import untagged_events, upgrade_ledger
 from infrastructure.persistence import assert_storage_settings
+from infrastructure.price_table import load_price_table
 from infrastructure.root_keys import (
     RootKeyUnavailable,
     check_root_keyring,
@@ -103,6 +104,7 @@ class Services:
     principal_admin: PrincipalService  # the operator's principal and access-key commands
     root_key: RootKeyService  # root-key rotation and retirement
     last_usage: KeyLastUsage | None = None  # GetKeyLastUsage, from the audit log
+    console_session_key: bytes = b""  # signs web console sessions (api/console/session.py); root-wrapped at rest
 
 
 @dataclass
@@ -211,7 +213,8 @@ def build_runtime(settings: Settings) -> Runtime:
                              on_close=probe.close),
         history=history,
         reports=Reports(ledger, SqlKeyEventIndex(uow), clock, history,
-                        directory=lambda: runtime.services.principals if runtime.services else None),
+                        directory=lambda: runtime.services.principals if runtime.services else None,
+                        prices=lambda: load_price_table(settings.price_table)),
         replay=ProjectionReplay(SqlProjectionRebuilder(ledger), history,
                                 location_for=lambda moment: _history_copy_url(settings, moment)),
         clock_service=ClockService(SqlClockOffset(uow), clock.refresh),
@@ -282,6 +285,7 @@ def build_runtime(settings: Settings) -> Runtime:
         root_key=RootKeyService(ledger, access.writer, clock, keyring, provider, SqlRootWrappedRows(uow), new_check_value,
                                 account_id=settings.account_id,
                                 region="us-east-1" if "us-east-1" in settings.regions else settings.regions[0]),
+        console_session_key=service_secret(uow, keyring, "console-session-key"),
     )
     resolver.managed = AwsManagedKeys(access, materials, clock).ensure
     runtime.services.last_usage = KeyLastUsage(lambda position: audit_records(ledger, after_seq=position),

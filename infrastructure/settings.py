@@ -96,6 +96,8 @@ class Settings:
     audit_unauthenticated_window_seconds: float = 60.0
     audit_unauthenticated_per_source: int = 10
     audit_unauthenticated_total: int = 100
+    price_table: Path | None = None  # AWS KMS prices for usage estimates (default: the table shipped)
+    console_session_seconds: float = 900.0  # how long a web console sign-in lasts
 
     @property
     def resolved_database_url(self) -> str:
@@ -156,6 +158,8 @@ class Settings:
             "audit_unauthenticated_window_seconds": ("KEYLEDGER_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS", float),
             "audit_unauthenticated_per_source": ("KEYLEDGER_AUDIT_UNAUTHENTICATED_PER_SOURCE", int),
             "audit_unauthenticated_total": ("KEYLEDGER_AUDIT_UNAUTHENTICATED_TOTAL", int),
+            "price_table": ("KEYLEDGER_PRICE_TABLE", Path),
+            "console_session_seconds": ("KEYLEDGER_CONSOLE_SESSION_SECONDS", float),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):
@@ -200,6 +204,8 @@ class Settings:
                 self.audit_unauthenticated_per_source, self.audit_unauthenticated_total) < 0:
             raise SystemExit("keyledger: KEYLEDGER_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS must be above 0, and "
                              "KEYLEDGER_AUDIT_UNAUTHENTICATED_PER_SOURCE and _TOTAL 0 or more.")
+        if not 0 < self.console_session_seconds <= 86400:
+            raise SystemExit("keyledger: KEYLEDGER_CONSOLE_SESSION_SECONDS must be above 0 and at most 86400 (a day).")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SystemExit("keyledger: HTTPS needs both a certificate and a private key: set KEYLEDGER_TLS_CERT and "
                              "KEYLEDGER_TLS_KEY (or --tls-cert and --tls-key), or neither for plain HTTP.")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Iterable, Protocol
 
@@ -48,6 +48,18 @@ def event_topics(aggregate: type[Aggregate]) -> frozenset[str]:
 
 KEY_TOPICS = event_topics(Key)
 ALIAS_TOPICS = event_topics(Alias)
+
+
+@dataclass(frozen=True)
+class AliasPeriod:
+    account_id: str
+    region: str
+    key_id: str
+    since: datetime
+    until: datetime | None  # None: the alias still points to this key
+
+    def covers(self, at: datetime) -> bool:
+        return self.since <= at and (self.until is None or at < self.until)
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,30 @@ class AliasHistory:
             if len(page) < ALIAS_PAGE:
                 return
 
+    def periods(self, alias_name: str, account_id: str | None = None) -> list[AliasPeriod]:
+        """Every span of time during which an alias of this name pointed to a key, in any region (of
+        ``account_id``, if given): (account, region, key id, from, until; None while it still does)."""
+        with self._lock:
+            self._top_up()
+            histories = [list(events) for events in self._events.values()]
+        out: list[AliasPeriod] = []
+        for events in histories:
+            alias: Any = None
+            current: AliasPeriod | None = None
+            for event in sorted(events, key=lambda e: e.originator_version):
+                alias = event.mutate(alias)
+                if alias is None or alias.alias_name != alias_name or account_id not in (None, alias.account_id):
+                    break
+                target = None if alias.deleted else alias.target_key_id
+                if current is not None and current.key_id != target:
+                    out.append(replace(current, until=event.timestamp))
+                    current = None
+                if current is None and target is not None:
+                    current = AliasPeriod(alias.account_id, alias.region, target, event.timestamp, None)
+            if current is not None:
+                out.append(current)
+        return sorted(out, key=lambda p: p.since)
+
     def targets_at(self, at: datetime) -> dict[tuple[str, str, str], str]:
         """(account, region, alias name) -> key id, for every alias that existed at ``at``."""
         with self._lock:
@@ -167,6 +203,15 @@ class PointInTime:
         the key the alias pointed to then (NotFound if it did not exist then)."""
         at = self._checked(at)
         return self._key_id(scope, key_ref, at, self._aliases.targets_at(at))
+
+    def alias_regions_at(self, alias_name: str, at: datetime, account_id: str | None = None) -> list[tuple[str, str]]:
+        """The (account, region) pairs where an alias of this name existed at ``at``."""
+        at = self._checked(at)
+        return sorted((acc, reg) for (acc, reg, name) in self._aliases.targets_at(at)
+                      if name == alias_name and account_id in (None, acc))
+
+    def alias_periods(self, alias_name: str, account_id: str | None = None) -> list[AliasPeriod]:
+        return self._aliases.periods(alias_name, account_id)
 
     def _key_id(self, scope: Scope | None, key_ref: str, at: datetime,
                 targets: dict[tuple[str, str, str], str]) -> str:
@@ -302,4 +347,4 @@ def _details(event: Any) -> dict[str, Any]:
     return {k: v for k, v in event.__dict__.items() if k not in skip}
 
 
-__all__ = ["PointInTime", "KeyEventIndex", "IndexedEvent", "AliasHistory", "key_view", "KEY_TOPICS", "ALIAS_TOPICS"]
+__all__ = ["AliasPeriod", "PointInTime", "KeyEventIndex", "IndexedEvent", "AliasHistory", "key_view", "KEY_TOPICS", "ALIAS_TOPICS"]

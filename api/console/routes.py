@@ -1,0 +1,524 @@
+"""The web console's routes: every page (and sign-in and sign-out) is one call through the request pipeline
+(api/pipeline.py), like a /v1 request: bounded, authenticated (by its session here, not SigV4), authorized
+with the same IAM actions as the /v1 route that answers the same question, run on the same services,
+audited (eventName ``Console...``) and counted. Pages are rendered from Jinja2 templates shipped in the
+package; the only asset is a stylesheet; no page runs a script (docs/console.md)."""
+from __future__ import annotations
+
+import json
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, Callable
+
+from fastapi import FastAPI, Request
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from api.console.chart import bucket_count, usage_svg
+from api.console.session import (
+    SESSION_COOKIE,
+    SIGNIN_CSRF_COOKIE,
+    Session,
+    SessionCodec,
+    SessionRefused,
+    signin_csrf_ok,
+)
+from api.moments import MomentError, parse_moment
+from api.pipeline import HttpRequest, RequestPipeline
+from application.calls import Call, Caller
+from domain.errors import (
+    AccessDeniedError,
+    KmsError,
+    UnrecognizedClientError,
+    ValidationError,
+    shown,
+)
+from domain.identifiers import Scope
+from domain.keys.operations import key_operations
+from domain.policy.evaluation import Decision
+from infrastructure.bootstrap import Runtime, Services
+
+PREFIX = "/console"
+CONSOLE_OPERATIONS = ("ConsoleLogin", "ConsoleLogout", "ConsoleListKeys", "ConsoleGetKey", "ConsoleGetKeyAccess",
+                      "ConsoleLookupAuditEvents", "ConsoleGetIntegrity", "ConsoleVerifyIntegrity", "ConsoleGetUsage")
+AUDIT_PAGE = 50
+MAX_FIELD = 256  # any query or form value; longer ones are refused before any work
+MAX_FORM_BYTES = 4096
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "x-content-type-options": "nosniff", "referrer-policy": "no-referrer", "cache-control": "no-store",
+    "x-frame-options": "DENY",
+}
+
+
+@dataclass
+class Console:
+    runtime: Runtime
+    templates: Environment
+    codec: SessionCodec | None = None
+    verified: dict[str, Any] = field(default_factory=dict)  # the last integrity verification in this process
+
+    def session_codec(self) -> SessionCodec:
+        if self.codec is None:
+            services = self.runtime.services
+            assert services is not None
+            self.codec = SessionCodec(services.console_session_key, self.runtime.settings.console_session_seconds)
+        return self.codec
+
+
+@dataclass
+class Page:
+    """What a page's render function returns: a template and its values, or a redirect."""
+
+    template: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    redirect: str | None = None
+    cookies: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConsoleCall:
+    """One console request: its front in the request pipeline."""
+
+    console: Console
+    name: str  # eventName
+    parameters: dict[str, Any]
+    action: str | None  # the IAM action that must be allowed; None: sign-in and sign-out, allowed by rule
+    render: Callable[[Services, Call, ConsoleCall], Page]  # runs in a worker thread, after authorization
+    key: str | None = None
+    form: bool = False  # a POST form: its CSRF token is checked
+    signin: bool = False
+    content_type = b"text/html; charset=utf-8"
+    cookies: dict[str, str] = field(default_factory=dict)
+    session: Session | None = None
+    key_id: str | None = None
+    page: Page | None = None
+    form_values: dict[str, str] = field(default_factory=dict)
+
+    # -- the pipeline's stages ------------------------------------------------------------------
+
+    def open(self, request: HttpRequest, at: datetime, request_id: str, event_id: str) -> tuple[Call, str | None]:
+        call = Call.api(self.name, at=at, request_id=request_id, event_id=event_id, source_ip=request.client,
+                        user_agent=_header(request, b"user-agent"), secure_transport=request.secure)
+        call.request_parameters = {k: v for k, v in self.parameters.items() if v not in (None, "")} or None
+        self.cookies = _cookies(request)
+        return call, self.name
+
+    def authenticate(self, call: Call, request: HttpRequest, body: bytes) -> None:
+        runtime = self.console.runtime
+        if runtime.sealed_reason or runtime.services is None:
+            raise UnrecognizedClientError(f"keyledger is sealed: {runtime.sealed_reason}")
+        services = runtime.services
+        if self.form:
+            if len(body) > MAX_FORM_BYTES:
+                raise ValidationError("The form is too large.")
+            try:
+                parsed = urllib.parse.parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+            except ValueError:  # more fields than any console form has
+                raise ValidationError("The form has too many fields.") from None
+            self.form_values = {k: v[0][:MAX_FIELD] for k, v in parsed.items()}
+        codec = self.console.session_codec()
+        if self.signin:
+            if not signin_csrf_ok(self.cookies.get(SIGNIN_CSRF_COOKIE), self.form_values.get("csrf")):
+                raise AccessDeniedError("The sign-in form's CSRF token is missing or wrong: reload the sign-in page.")
+            key_id, secret = self.form_values.get("access_key_id", "").strip(), self.form_values.get("secret", "")
+            region = self.form_values.get("region") or _default_region(runtime)
+            if key_id:
+                call.claim(key_id[:128], region[:32])
+            credential = services.credentials.lookup(key_id) if key_id else None
+            # One answer for an unknown key and a wrong secret; the comparison takes the same time either way.
+            expected = credential.secret if credential else "\x00" * 40
+            if credential is None or not _same(secret, expected) or region not in runtime.settings.regions:
+                raise UnrecognizedClientError("The access key id, secret access key or region is not valid.")
+            self._sign_in_as(call, credential, region)
+            token, self.session = codec.issue(credential.access_key_id, region, runtime.now())
+            cookie = _cookie(SESSION_COOKIE, token, codec.ttl_seconds, request.secure)
+            self.page = Page(redirect=f"{PREFIX}/keys", cookies=[cookie, _cookie(SIGNIN_CSRF_COOKIE, "", 0, request.secure)])
+            return
+        try:
+            session = codec.open(self.cookies.get(SESSION_COOKIE), runtime.now())
+        except SessionRefused as refused:
+            raise UnrecognizedClientError(str(refused)) from None
+        call.claim(session.access_key_id, session.region)
+        credential = services.credentials.lookup(session.access_key_id)
+        if credential is None:
+            raise UnrecognizedClientError("The access key of this console session is no longer active: sign in again.")
+        if self.form and not codec.csrf_ok(session, self.form_values.get("csrf")):
+            raise AccessDeniedError("The form's CSRF token is missing or wrong: reload the page and try again.")
+        self.session = session
+        self._sign_in_as(call, credential, session.region)
+
+    def _sign_in_as(self, call: Call, credential: Any, region: str) -> None:
+        services = self.console.runtime.services
+        assert services is not None
+        owner = services.principals.get(credential.principal_arn)
+        caller = Caller(credential.principal_arn, credential.account_id, credential.access_key_id,
+                        unique_id=owner.unique_id if owner and owner.kind != "root" else None,
+                        role_arn=owner.arn if owner and owner.kind == "role" else None)
+        call.authenticate(caller, Scope(credential.account_id, region))
+
+    def prepare(self, call: Call, operation: str | None, body: bytes) -> None:
+        call.parameters = {k: v for k, v in self.parameters.items() if v is not None}
+
+    async def authorize(self, call: Call, operation: str | None) -> None:
+        await run_in_threadpool(self._authorize, call)
+
+    def _authorize(self, call: Call) -> None:
+        services = self._services()
+        if self.action is None:
+            services.authorizer.mark_authorized(call, Decision(True, "signing in or out of the console"))
+            return
+        resource = "*"
+        if self.key is not None:
+            from api.query_api import key_named
+
+            self.key_id = key_named(services, call, self.key, None)
+            resource = call.in_scope().key_arn(self.key_id)
+            call.add_resource(resource)  # the record names the key the page showed
+        services.authorizer.authorize_query(call, self.action, resource)
+
+    async def run(self, call: Call, operation: str | None) -> bytes:
+        if self.page is None:
+            self.page = await run_in_threadpool(self.render, self._services(), call, self)
+        if self.page.template is None:
+            return b""
+        return self.console.templates.get_template(self.page.template).render(
+            **self.page.values, **self.chrome(call)).encode("utf-8")
+
+    def chrome(self, call: Call) -> dict[str, Any]:
+        """What every page shows around its content: who is signed in, where, until when, the CSRF token."""
+        codec = self.console.session_codec()
+        session = self.session
+        return {"prefix": PREFIX, "signed_in": call.caller.principal_arn if call.caller else None,
+                "region": session.region if session else None,
+                "expires": _iso(datetime.fromtimestamp(session.expires, timezone.utc)) if session else None,
+                "csrf": codec.csrf_token(session) if session else None, "now": _iso(self.console.runtime.now())}
+
+    def _services(self) -> Services:
+        assert self.console.runtime.services is not None
+        return self.console.runtime.services
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _same(given: str, expected: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
+
+
+def _header(request: HttpRequest, name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in request.raw_headers if k.lower() == name), None)
+
+
+def _cookies(request: HttpRequest) -> dict[str, str]:
+    jar: dict[str, str] = {}
+    for name, value in request.raw_headers:
+        if name.lower() == b"cookie" and len(value) <= 4096:
+            try:
+                parsed = SimpleCookie(value.decode("latin-1"))
+            except CookieError:
+                continue
+            jar.update({k: m.value for k, m in parsed.items()})
+    return jar
+
+
+def _cookie(name: str, value: str, max_age: float, secure: bool) -> str:
+    return (f"{name}={value}; Path={PREFIX}; Max-Age={int(max_age)}; HttpOnly; SameSite=Strict"
+            + ("; Secure" if secure else ""))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _full_iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _default_region(runtime: Runtime) -> str:
+    regions = runtime.settings.regions
+    return "us-east-1" if "us-east-1" in regions else regions[0]
+
+
+def _bounded(values: dict[str, str | None]) -> dict[str, str | None]:
+    for name, value in values.items():
+        if value is not None and len(value) > MAX_FIELD:
+            raise ValidationError(f"{name} is longer than {MAX_FIELD} characters.")
+    return values
+
+
+def _moment(value: str | None, now: datetime, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = parse_moment(value).resolve(now)
+    except MomentError as exc:
+        raise ValidationError(f"{name}: {exc}") from None
+    return min(moment, now)
+
+
+def _key_id_of(record: dict[str, Any]) -> str | None:
+    for resource in record.get("resources") or []:
+        arn = resource.get("ARN") or ""
+        if ":key/" in arn:
+            return arn.rsplit("/", 1)[-1]
+    return None
+
+
+# -- pages -------------------------------------------------------------------------------------------
+
+def keys_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
+    def render(services: Services, call: Call, _: ConsoleCall) -> Page:
+        scope = call.in_scope()
+        now = runtime.now()
+        keys = services.history.keys_at(now, scope.account_id, scope.region, q["state"] or None, q["spec"] or None,
+                                        q["alias"] or None)
+        if q["tag"]:
+            name, _, value = q["tag"].partition("=")
+            keys = [k for k in keys if any(t["TagKey"] == name and (not value or t["TagValue"] == value)
+                                           for t in k["Tags"])]
+        states = ["Enabled", "Disabled", "PendingDeletion", "PendingImport", "Deleted"]
+        return Page("keys.html", {"keys": keys, "q": q, "states": states, "title": "Keys"})
+    return render
+
+
+def key_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
+    def render(services: Services, call: Call, front: ConsoleCall) -> Page:
+        scope, key_id, now = call.in_scope(), front.key_id or "", runtime.now()
+        timeline = services.history.timeline(key_id, scope)
+        at = _moment(q["at"], now, "at") or now
+        if q["version"] and q["version"].isdigit():
+            chosen = [e for e in timeline if e["Version"] == int(q["version"])]
+            if chosen:
+                at = chosen[0]["Time"]
+        view = services.history.key_at(scope, key_id, at)
+        meta = view["KeyMetadata"]
+        rotations = [e for e in timeline if e["EventType"] == "MaterialRotated"]
+        policy = json.dumps(json.loads(view["Policy"]), indent=2) if view.get("Policy") else ""
+        return Page("key.html", {"title": meta["KeyId"], "view": view, "meta": meta, "timeline": timeline,
+                                 "rotations": rotations, "policy": policy, "at": _full_iso(at),
+                                 "as_of_now": at == now, "version": view["Version"],
+                                 "versions": len(timeline), "key_id": key_id,
+                                 "operations": key_operations(meta["KeySpec"], meta["KeyUsage"], meta["Origin"]),
+                                 "iso": _full_iso})
+    return render
+
+
+def access_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
+    def render(services: Services, call: Call, front: ConsoleCall) -> Page:
+        from application.history.access_at import access_at
+
+        scope, key_id, now = call.in_scope(), front.key_id or "", runtime.now()
+        at = _moment(q["at"], now, "at") or now
+        meta = services.history.key_at(scope, key_id, now)["KeyMetadata"]
+        operations = key_operations(meta["KeySpec"], meta["KeyUsage"], meta["Origin"])
+        operation = q["operation"] or ("Decrypt" if "Decrypt" in operations else operations[0])
+        answer = access_at(services.history, scope, key_id, at, operation, q["principal"] or None,
+                           directory=services.principals)
+        return Page("access.html", {"title": f"Access to {key_id}", "answer": answer, "key_id": key_id,
+                                    "operations": operations, "operation": operation, "at": _full_iso(at), "q": q})
+    return render
+
+
+def audit_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
+    def render(services: Services, call: Call, _: ConsoleCall) -> Page:
+        from api.query_api import _matches
+        from application.audit.checkpoints import audit_records
+
+        scope, now = call.in_scope(), runtime.now()
+        key_id = services.resolver.key_id(call, q["key"]) if q["key"] else None
+        low, high = _moment(q["from"], now, "from"), _moment(q["to"], now, "to")
+        marker = int(q["marker"]) if (q["marker"] or "").isdigit() else 0
+        error = q["error"] or ""
+        found, next_marker = [], None
+        for record in audit_records(runtime.ledger, after_seq=marker):
+            if not _matches(record, scope.account_id, key_id, q["principal"] or None, q["event"] or None, low, high):
+                continue
+            code = record.get("errorCode") or ""
+            if (error == "any" and not code) or (error == "none" and code) or (error not in ("", "any", "none")
+                                                                                and code != error):
+                continue
+            found.append(record)
+            if len(found) == AUDIT_PAGE:
+                next_marker = record["seq"]
+                break
+        rows = [{"record": r, "key_id": _key_id_of(r), "json": json.dumps(r, indent=2, sort_keys=True)} for r in found]
+        return Page("audit.html", {"title": "Audit log", "rows": rows, "q": q, "next_marker": next_marker})
+    return render
+
+
+def integrity_page(console: Console, verify: bool) -> Callable[[Services, Call, ConsoleCall], Page]:
+    def render(services: Services, call: Call, _: ConsoleCall) -> Page:
+        from application.audit.checkpoints import (
+            audit_head,
+            audit_records,
+            stored_checkpoints,
+        )
+
+        runtime = console.runtime
+        if verify:
+            from domain.audit.chain import verify_log
+
+            result = verify_log(audit_records(runtime.ledger), stored_checkpoints(runtime.ledger),
+                                services.audit_public_key)
+            console.verified = {"at": _iso(runtime.now()), "ok": result.ok, "records": result.records,
+                                "checkpoints": result.checkpoints_checked, "problem": result.problem,
+                                "first_bad_seq": result.first_bad_seq}
+            return Page(redirect=f"{PREFIX}/integrity")
+        seq, chain = audit_head(runtime.ledger)
+        checkpoints = stored_checkpoints(runtime.ledger)
+        newest = checkpoints[-1] if checkpoints else None
+        return Page("integrity.html", {"title": "Integrity", "head": seq, "chain": chain, "newest": newest,
+                                       "tail": seq - (newest.seq if newest else 0), "verified": console.verified,
+                                       "checkpoints": len(checkpoints)})
+    return render
+
+
+def usage_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
+    def render(services: Services, call: Call, front: ConsoleCall) -> Page:
+        scope, now = call.in_scope(), runtime.now()
+        start = _moment(q["from"], now, "from") or now - timedelta(days=7)
+        end = _moment(q["to"], now, "to") or now
+        if end <= start:
+            raise ValidationError("from must be before to.")
+        keys = {front.key_id} if front.key_id else None
+        series = runtime.reports.usage_series(keys, start, end, scope.account_id, bucket_count(start, end))
+        what = f"key {front.key_id}" if front.key_id else f"account {scope.account_id}"
+        svg = usage_svg(series, start, end, f"Calls per operation, {what}")
+        try:
+            estimate, problem = runtime.reports.priced(keys, start, end, scope.account_id), None
+        except ValueError as exc:  # a price table the operator broke: the chart still helps
+            estimate, problem = None, str(exc)
+        return Page("usage.html", {"title": "Usage", "svg": svg, "estimate": estimate, "problem": problem,
+                                   "q": q, "what": what,
+                                   "from": _iso(start), "to": _iso(end),
+                                   "rows": runtime.reports.usage_of(keys, start, end, scope.account_id)})
+    return render
+
+
+def sign_out(console: Console) -> Callable[[Services, Call, ConsoleCall], Page]:
+    def render(services: Services, call: Call, front: ConsoleCall) -> Page:
+        assert front.session is not None
+        console.session_codec().revoke(front.session, console.runtime.now())
+        return Page(redirect=f"{PREFIX}/signin?signed_out=1", cookies=[_cookie(SESSION_COOKIE, "", 0, False)])
+    return render
+
+
+# -- routes --------------------------------------------------------------------------------------------
+
+def install_console(app: FastAPI, runtime: Runtime, pipeline: RequestPipeline) -> None:
+    templates = Environment(loader=PackageLoader("api.console", "templates"),
+                            autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    console = Console(runtime, templates)
+
+    async def serve(request: Request, front: ConsoleCall) -> Response:
+        answer = await pipeline.serve(front, HttpRequest.of(request.scope, request.receive))
+        if answer is None:
+            return Response(status_code=400)
+        status, headers, payload = answer
+        extra = {k.decode(): v.decode() for k, v in headers if k == b"x-amzn-requestid"}
+        page = front.page
+        if status == 200 and page is not None and page.redirect:
+            response: Response = RedirectResponse(page.redirect, status_code=303, headers={**extra, **SECURITY_HEADERS})
+        elif status == 200:
+            response = HTMLResponse(payload, headers={**extra, **SECURITY_HEADERS})
+        else:
+            error = json.loads(payload) if payload.startswith(b"{") else {}
+            code, message = error.get("__type", "KMSInternalException"), error.get("message", "")
+            if code == "UnrecognizedClientException" and not front.signin:
+                # No session (or an expired or revoked one): the sign-in page, saying why.
+                query = urllib.parse.urlencode({"reason": message})
+                response = RedirectResponse(f"{PREFIX}/signin?{query}", status_code=303, headers=SECURITY_HEADERS)
+            elif front.signin and code in ("UnrecognizedClientException", "AccessDeniedException",
+                                           "ThrottlingException"):
+                response = signin_form(request, message, status)
+            else:
+                response = HTMLResponse(templates.get_template("error.html").render(
+                    prefix=PREFIX, code=code, message=message, status=status, title=code,
+                    signed_in=None), status_code=status, headers={**extra, **SECURITY_HEADERS})
+        for cookie in (page.cookies if page is not None and status == 200 else []):
+            response.headers.append("set-cookie", cookie)
+        return response
+
+    def signin_form(request: Request, problem: str | None = None, status: int = 200) -> Response:
+        import secrets
+
+        token = secrets.token_urlsafe(24)
+        page = templates.get_template("signin.html").render(
+            prefix=PREFIX, csrf=token, problem=problem, reason=request.query_params.get("reason", "")[:200],
+            signed_out=request.query_params.get("signed_out"), regions=runtime.settings.regions,
+            default_region=_default_region(runtime), title="Sign in", signed_in=None)
+        response = HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
+        response.headers.append("set-cookie", _cookie(SIGNIN_CSRF_COOKIE, token, 600, request.url.scheme == "https"))
+        return response
+
+    def query(request: Request, *names: str) -> dict[str, str | None]:
+        return _bounded({name: request.query_params.get(name) for name in names})
+
+    @app.get(PREFIX, include_in_schema=False)
+    @app.get(PREFIX + "/", include_in_schema=False)
+    async def home() -> Response:
+        return RedirectResponse(f"{PREFIX}/keys", status_code=303, headers=SECURITY_HEADERS)
+
+    @app.get(PREFIX + "/signin", include_in_schema=False)
+    async def signin_page(request: Request) -> Response:
+        return signin_form(request)
+
+    @app.post(PREFIX + "/signin", include_in_schema=False)
+    async def signin(request: Request) -> Response:
+        return await serve(request, ConsoleCall(console, "ConsoleLogin", {}, None, _no_page, form=True, signin=True))
+
+    @app.post(PREFIX + "/signout", include_in_schema=False)
+    async def signout(request: Request) -> Response:
+        return await serve(request, ConsoleCall(console, "ConsoleLogout", {}, None, sign_out(console), form=True))
+
+    @app.get(PREFIX + "/keys", include_in_schema=False)
+    async def keys(request: Request) -> Response:
+        q = query(request, "state", "spec", "alias", "tag")
+        return await serve(request, ConsoleCall(console, "ConsoleListKeys", dict(q), "kms:ListKeys", keys_page(runtime, q)))
+
+    @app.get(PREFIX + "/keys/{key:path}/access", include_in_schema=False)
+    async def key_access(request: Request, key: str) -> Response:
+        q = query(request, "operation", "at", "principal")
+        return await serve(request, ConsoleCall(console, "ConsoleGetKeyAccess", {"keyId": key, **q}, "kms:DescribeKey",
+                                                access_page(runtime, q), key=_bounded({"key": key})["key"]))
+
+    @app.get(PREFIX + "/keys/{key:path}", include_in_schema=False)
+    async def key(request: Request, key: str) -> Response:
+        q = query(request, "at", "version")
+        return await serve(request, ConsoleCall(console, "ConsoleGetKey", {"keyId": key, **q}, "kms:DescribeKey",
+                                                key_page(runtime, q), key=_bounded({"key": key})["key"]))
+
+    @app.get(PREFIX + "/audit", include_in_schema=False)
+    async def audit(request: Request) -> Response:
+        q = query(request, "key", "principal", "event", "error", "from", "to", "marker")
+        return await serve(request, ConsoleCall(console, "ConsoleLookupAuditEvents", dict(q), "cloudtrail:LookupEvents",
+                                                audit_page(runtime, q)))
+
+    @app.get(PREFIX + "/integrity", include_in_schema=False)
+    async def integrity(request: Request) -> Response:
+        return await serve(request, ConsoleCall(console, "ConsoleGetIntegrity", {}, "cloudtrail:LookupEvents",
+                                                integrity_page(console, verify=False)))
+
+    @app.post(PREFIX + "/integrity/verify", include_in_schema=False)
+    async def verify(request: Request) -> Response:
+        return await serve(request, ConsoleCall(console, "ConsoleVerifyIntegrity", {}, "cloudtrail:LookupEvents",
+                                                integrity_page(console, verify=True), form=True))
+
+    @app.get(PREFIX + "/usage", include_in_schema=False)
+    async def usage(request: Request) -> Response:
+        q = query(request, "key", "from", "to")
+        return await serve(request, ConsoleCall(console, "ConsoleGetUsage", dict(q), "cloudtrail:LookupEvents",
+                                                usage_page(runtime, q), key=q["key"] or None))
+
+
+def _no_page(services: Services, call: Call, front: ConsoleCall) -> Page:
+    return front.page or Page()
+
+
+__all__ = ["install_console", "CONSOLE_OPERATIONS", "shown", "KmsError"]
