@@ -4,6 +4,8 @@ Key ids and aliases name keys of the caller's account; an ARN may name another a
 cross-account call), which the evaluator then allows or refuses."""
 from __future__ import annotations
 
+from typing import Callable
+
 from application.authorization.authorizer import Authorizer, KeyFacts
 from application.calls import Call
 from application.ports import KeyRow, KeyStateView
@@ -15,6 +17,8 @@ class KeyResolver:
     def __init__(self, view: KeyStateView, authorizer: Authorizer) -> None:
         self._view = view
         self.authorizer = authorizer
+        # Keys in custom key stores: their state as the store's connection makes it (application/keystores/keys.py)
+        self.overlay: Callable[[KeyRow], KeyRow] | None = None
 
     def locate(self, call: Call, key_ref: str) -> tuple[str, Scope]:
         """The key id a reference names, and the scope (account, region) the key lives in. An alias is
@@ -46,6 +50,8 @@ class KeyResolver:
         row = self._view.get_key(key_id)
         if row is None or (home is not None and (row.account_id, row.region) != (home.account_id, home.region)):
             return None
+        if self.overlay is not None:
+            row = self.overlay(row)
         call.add_resource(row.arn)  # the key a call named is its resource, whether the call succeeds or not
         self.authorizer.authorize_key(call, KeyFacts.of_row(row), action)
         return row
