@@ -24,7 +24,7 @@ from tests.softhsm import SoftHsm, softhsm  # noqa: F401
 
 PIN = "store-pin-48213"
 TOKEN = "store-1"
-CLUSTER = "cluster-1a2b3c4d5e6"
+CLUSTER = "cluster-2a3b4c5d6e7"  # AWS's pattern: cluster-[2-7a-zA-Z]{11,16}
 OTHER_CLUSTER = "cluster-7bcdefghjkm"  # a second token, for "in use" and "not related"
 AWS = Path(sys.executable).parent / "aws"
 
@@ -126,8 +126,8 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
     pair = kms.generate_data_key_pair(KeyId=key_id, KeyPairSpec="ECC_NIST_P256")
     assert kms.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"])["Plaintext"] == pair["PrivateKeyPlaintext"]
     assert len(kms.generate_random(NumberOfBytes=32, CustomKeyStoreId=store_id)["Plaintext"]) == 32
-    cli_blob = aws_cli(server, "encrypt", "--key-id", key_id, "--plaintext", base64.b64encode(b"cli").decode(),
-                       "--cli-binary-format", "base64")["CiphertextBlob"]
+    (tmp_path / "plain.txt").write_bytes(b"cli")
+    cli_blob = aws_cli(server, "encrypt", "--key-id", key_id, "--plaintext", f"fileb://{tmp_path / 'plain.txt'}")["CiphertextBlob"]
     assert kms.decrypt(CiphertextBlob=base64.b64decode(cli_blob))["Plaintext"] == b"cli"
 
     # A connected store cannot be deleted or reconfigured; its name can change.
