@@ -4,7 +4,6 @@ disconnect -> Unavailable, reconnect, schedule deletion, deletion -> the object 
 errors, and no PIN in any database file, log or audit record."""
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
 from tests.certificates import self_signed
@@ -249,7 +249,19 @@ def test_store_errors_wrong_pin_and_password_update(servers, softhsm, tmp_path):
                       Origin="AWS_CLOUDHSM") == "UnsupportedOperationException"
     assert error_code(kms.describe_custom_key_stores, CustomKeyStoreId=store_id, CustomKeyStoreName="s") == \
         "ValidationException"
-    # Another account sees no store.
     assert len(kms.describe_custom_key_stores(Limit=1)["CustomKeyStores"]) == 1
+
+    # A database administrator marks a disconnected store CONNECTED in the read model: the row's tag no longer
+    # matches, and the key's calls fail closed instead of using the token.
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"p")["CiphertextBlob"]
+    kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
+    engine = sa.create_engine(server.database_url or f"sqlite:///{server.sqlite_file}")
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("UPDATE custom_key_stores SET connection_state = 'CONNECTED' "
+                                    "WHERE store_id = :s"), {"s": store_id}).rowcount == 1
+    engine.dispose()
+    time.sleep(0.5)  # past the view's cache time
+    assert error_code(kms.decrypt, CiphertextBlob=blob) == "KMSInternalException"
+    assert error_code(kms.describe_custom_key_stores) == "KMSInternalException"
     server.stop()
     assert "wrong-pin-1" not in server.log() and PIN not in server.log()
