@@ -107,6 +107,26 @@ def key_at(key: str = typer.Argument(..., help="Key id, key ARN, or alias name (
     _print_table(f"{answer['KeyMetadata']['KeyId']} at {show_time(answer['AsOf'])}", ["Field", "Value"], fields)
 
 
+@history_cli.command("key-store-at")
+def key_store_at(key: str = typer.Argument(..., help="Key id, key ARN, or alias name (with --region)."),
+                 at: str = typer.Option(..., help="RFC 3339 or epoch seconds."), json_output: bool = Json,
+                 region: Optional[str] = Region, account: Optional[str] = Account,
+                 data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Which custom key store held the key at --at, and its ConnectionState then."""
+    from application.keystores.history import key_store_at as store_of_key
+
+    moment = _time(at)
+    with _history(data_dir, database_url) as (runtime, history):
+        answer = store_of_key(runtime.ledger, history.key_at(_scope(runtime, account, region), key, moment), moment)
+    if json_output:
+        return _print_json(answer)
+    store = (answer["Store"] or {}).get("CustomKeyStore") or {}
+    _print_table(f"{answer['KeyId']} at {show_time(moment)}", ["Field", "Value"],
+                 [["KeyState", answer["KeyState"]], ["CustomKeyStoreId", store.get("CustomKeyStoreId", "-")],
+                  ["CloudHsmClusterId", store.get("CloudHsmClusterId", "-")],
+                  ["ConnectionState", store.get("ConnectionState", "-")]])
+
+
 @history_cli.command("keys-at")
 def keys_at(at: str = typer.Option(..., help="RFC 3339 or epoch seconds."),
             state: Optional[str] = typer.Option(None, help="Only keys in this state (Enabled, Disabled, ...)."),

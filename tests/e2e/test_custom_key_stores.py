@@ -4,6 +4,7 @@ disconnect -> Unavailable, reconnect, schedule deletion, deletion -> the object 
 errors, and no PIN in any database file, log or audit record."""
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -149,9 +150,17 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
     assert error_code(kms.disconnect_custom_key_store, CustomKeyStoreId=store_id) == "CustomKeyStoreInvalidStateException"
     assert error_code(kms.generate_random, NumberOfBytes=8, CustomKeyStoreId=store_id) == \
         "CustomKeyStoreInvalidStateException"
+    while_disconnected = time.time()
+    time.sleep(0.05)
     kms.connect_custom_key_store(CustomKeyStoreId=store_id)
     assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
     assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={"app": "e2e"})["Plaintext"] == b"hardware secret"
+    # Point in time: which store held the key then, and was it connected.
+    for moment, state in ((while_disconnected, "DISCONNECTED"), (time.time(), "CONNECTED")):
+        then = json.loads(keyledger(server.data_dir, server.database_url, {}, "history", "key-store-at", key_id,
+                                    "--at", str(moment), "--json").stdout)
+        assert then["Store"]["CustomKeyStore"]["CustomKeyStoreId"] == store_id
+        assert then["Store"]["CustomKeyStore"]["ConnectionState"] == state
 
     # A store with keys (even pending deletion) cannot be deleted.
     kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
