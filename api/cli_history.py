@@ -86,6 +86,29 @@ def key_at(key: str = typer.Argument(..., help=KEY_HELP), at: str = moment_optio
     print_rows(f"{answer['KeyMetadata']['KeyId']} at {show_time(answer['AsOf'])}", ["Field", "Value"], fields, output)
 
 
+@history_cli.command("key-store-at")
+def key_store_at(key: str = typer.Argument(..., help=KEY_HELP), at: str = moment_option("now"),
+                 output: Output = Out, json_output: bool = Json,
+                 region: Optional[str] = Region, account: Optional[str] = Account,
+                 data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
+    """Which custom key store held the key at --at, and its ConnectionState then."""
+    from application.keystores.history import key_store_at as store_of_key
+
+    spec = parsed_moment(at, "--at")
+    with _history(data_dir, database_url) as (runtime, history):
+        moment = spec.resolve(runtime.now())
+        answer = store_of_key(runtime.ledger, history.key_at(key_scope(runtime, key, moment, region, account), key,
+                                                             moment), moment)
+    output = chosen_output(output, json_output)
+    if output == Output.json:
+        return print_json(answer)
+    store = (answer["Store"] or {}).get("CustomKeyStore") or {}
+    print_rows(f"{answer['KeyId']} at {show_time(moment)}", ["Field", "Value"],
+               [["KeyState", answer["KeyState"]], ["CustomKeyStoreId", store.get("CustomKeyStoreId", "-")],
+                ["CloudHsmClusterId", store.get("CloudHsmClusterId", "-")],
+                ["ConnectionState", store.get("ConnectionState", "-")]], output)
+
+
 @history_cli.command("keys-at")
 def keys_at(at: str = moment_option("now"),
             state: Optional[str] = typer.Option(None, help="Only keys in this state (Enabled, Disabled, ...)."),

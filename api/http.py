@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from api.console.routes import CONSOLE_OPERATIONS, install_console
@@ -91,7 +92,8 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
     @app.get("/healthz")
     async def readiness() -> Response:
         state = await runtime.health.readiness()
-        return JSONResponse({**state.body(), "root_key": runtime.root_key_state()},
+        stores = await run_in_threadpool(runtime.key_store_state)  # a database read: off the event loop
+        return JSONResponse({**state.body(), "root_key": runtime.root_key_state(), "custom_key_stores": stores},
                             status_code=200 if state.ready else 503)
 
     return KmsEndpoint(pipeline, KmsFront(runtime, wire), app)

@@ -18,11 +18,15 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from domain.keystores.store import ConnectionState
 from infrastructure.bootstrap import Runtime
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # From a cached Encrypt (under a millisecond) to a call that waited out a slow disk.
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+CONNECTION_STATES = tuple(s.value for s in ConnectionState)
 
 
 class _RuntimeCollector(Collector):
@@ -56,6 +60,14 @@ class _RuntimeCollector(Collector):
                                     value=1 if root_key["rotation"] == "re-wrapping" else 0)
             yield GaugeMetricFamily("keyledger_root_key_retired_versions", "Root key versions retired (destroyed).",
                                     value=len(root_key["retired_versions"]))
+        stores = GaugeMetricFamily("keyledger_custom_key_stores", "Custom key stores by type and ConnectionState.",
+                                   labels=("connection_state", "type"))
+        counts = {(state, "AWS_CLOUDHSM"): 0 for state in CONNECTION_STATES}
+        for store in self._runtime.key_store_state():
+            counts[(store["connection_state"], store["type"])] = counts.get((store["connection_state"], store["type"]), 0) + 1
+        for labels, count in sorted(counts.items()):
+            stores.add_metric(labels, count)
+        yield stores
 
 
 class Metrics:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from application.calls import Call
-from domain.errors import CustomKeyStoreNotFoundError, TagError, shown
+from domain.errors import TagError, UnsupportedOperationError, shown
 from infrastructure.bootstrap import Services
 
 # (services, the call, its parsed parameters) -> the response members
@@ -24,15 +24,8 @@ def _tags(p: dict[str, Any], member: str = "Tags") -> dict[str, str]:
     return tags
 
 
-def _no_custom_key_store(p: dict[str, Any]) -> None:
-    if p.get("CustomKeyStoreId"):
-        raise CustomKeyStoreNotFoundError(
-            f"Custom key store '{shown(p['CustomKeyStoreId'])}' does not exist: keyledger has no custom key stores.")
-
-
 def _generate_random(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:
-    _no_custom_key_store(p)
-    return sv.crypto.generate_random(p.get("NumberOfBytes"))
+    return sv.crypto.generate_random(c, p.get("NumberOfBytes"), p.get("CustomKeyStoreId"))
 
 
 def _create_grant(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -44,11 +37,12 @@ def _create_grant(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _create_key(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:
-    _no_custom_key_store(p)
+    if p.get("XksKeyId"):
+        raise UnsupportedOperationError("XksKeyId is for external key stores, which keyledger does not offer yet.")
     return sv.keys.create_key(
         c, key_spec=p.get("KeySpec") or p.get("CustomerMasterKeySpec"), key_usage=p.get("KeyUsage"),
         origin=p.get("Origin"), description=p.get("Description", ""), policy=p.get("Policy"), tags=_tags(p),
-        bypass_lockout_check=bool(p.get("BypassPolicyLockoutSafetyCheck")))
+        bypass_lockout_check=bool(p.get("BypassPolicyLockoutSafetyCheck")), custom_key_store_id=p.get("CustomKeyStoreId"))
 
 
 def _call(service: str, method: str, *positional: str, **members: str) -> Handler:
@@ -134,5 +128,13 @@ HANDLERS: dict[str, Handler] = {
                                  "RetiringServicePrincipal"),
     "RetireGrant": _call("grants", "retire_grant", "GrantToken", "KeyId", "GrantId"),
     "RevokeGrant": _call("grants", "revoke_grant", "KeyId", "GrantId"),
+    # custom key stores (application/keystores/service.py)
+    "CreateCustomKeyStore": lambda sv, c, p: sv.key_stores.create(c, p),
+    "DescribeCustomKeyStores": _call("key_stores", "describe", "CustomKeyStoreId", "CustomKeyStoreName", "Limit",
+                                     "Marker"),
+    "UpdateCustomKeyStore": lambda sv, c, p: sv.key_stores.update(c, p),
+    "DeleteCustomKeyStore": _call("key_stores", "delete", "CustomKeyStoreId"),
+    "ConnectCustomKeyStore": _call("key_stores", "connect", "CustomKeyStoreId"),
+    "DisconnectCustomKeyStore": _call("key_stores", "disconnect", "CustomKeyStoreId"),
 }
 

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,13 +48,51 @@ def start_floor() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("floor app did not start")
 
 
+SOFTHSM_MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so")
+HSM_PIN, HSM_TOKEN, HSM_CLUSTER = "bench-pin-2468", "bench-store", "cluster-2a3b4c5d6e7"
+
+
+def token_environment(tmp: Path) -> dict[str, str]:
+    """A SoftHSM2 token and a cluster map for a custom key store, or {} when SoftHSM2 is not installed."""
+    module = next((m for m in SOFTHSM_MODULES if os.path.exists(m)), None)
+    if module is None or not shutil.which("softhsm2-util"):
+        return {}
+    (tmp / "tokens").mkdir()
+    conf = tmp / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tmp / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", HSM_TOKEN, "--pin", HSM_PIN, "--so-pin",
+                    "bench-so-pin"], env={**os.environ, "SOFTHSM2_CONF": str(conf)}, check=True, capture_output=True)
+    (tmp / "clusters.json").write_text(json.dumps({HSM_CLUSTER: {"module": module, "token_label": HSM_TOKEN}}))
+    return {"SOFTHSM2_CONF": str(conf), "KEYLEDGER_CLOUDHSM_CLUSTERS": str(tmp / "clusters.json")}
+
+
+def token_backed_key(kms) -> str:  # type: ignore[no-untyped-def]
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "bench trust anchor")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    store = kms.create_custom_key_store(CustomKeyStoreName="bench", CloudHsmClusterId=HSM_CLUSTER, KeyStorePassword=HSM_PIN,
+                                        TrustAnchorCertificate=cert.public_bytes(serialization.Encoding.PEM).decode())
+    kms.connect_custom_key_store(CustomKeyStoreId=store["CustomKeyStoreId"])
+    return kms.create_key(Origin="AWS_CLOUDHSM", CustomKeyStoreId=store["CustomKeyStoreId"])["KeyMetadata"]["KeyId"]
+
+
 def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{REQUESTS} requests or {SECONDS} s per measurement")
     env = {k[len("BENCH_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_KEYLEDGER_")}
     with tempfile.TemporaryDirectory() as tmp:
+        hsm_env = token_environment(Path(tmp))
         # BENCH_KEYLEDGER_WORKERS=2 etc. pass settings to the server; worker processes take longer to start.
-        server = Server(data_dir=Path(tmp) / "data", env={"KEYLEDGER_MAINTENANCE_INTERVAL": "0", **env}).start(timeout=120)
+        server = Server(data_dir=Path(tmp) / "data",
+                        env={"KEYLEDGER_MAINTENANCE_INTERVAL": "0", **hsm_env, **env}).start(timeout=120)
         if env:
             print("keyledger settings: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
         floor, floor_url = start_floor()
@@ -67,6 +106,14 @@ def main() -> None:
                 ("Decrypt", "Decrypt 4 KiB", {"CiphertextBlob": base64.b64encode(blob).decode()}),
                 ("GenerateDataKey", "GenerateDataKey", {"KeyId": key_id, "KeySpec": "AES_256"}),
             ]
+            token_key = token_backed_key(kms) if hsm_env else None
+            if token_key is None:
+                print("token-backed key: skipped (SoftHSM2 is not installed: apt-get install -y softhsm2)")
+            else:  # the same Encrypt with a key in a custom key store: AES-GCM inside the token (SoftHSM2)
+                cases[2:2] = [
+                    ("Encrypt", "Encrypt 4 KiB hsm", {"KeyId": token_key, "Plaintext": base64.b64encode(b"x" * 4096).decode()}),
+                    ("Encrypt", "Encrypt 64 B hsm", {"KeyId": token_key, "Plaintext": base64.b64encode(b"x" * 64).decode()}),
+                ]
             print(f"{'operation':<18}{'c':>4}{'keyledger req/s':>17}{'p50 ms':>8}{'p99 ms':>8}"
                   f"{'floor req/s':>13}{'p50 ms':>8}{'ratio':>7}")
             for operation, label, body in cases:

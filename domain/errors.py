@@ -200,6 +200,43 @@ class CustomKeyStoreNotFoundError(KmsError):
     code = "CustomKeyStoreNotFoundException"
 
 
+# Custom key stores (AWS_CLOUDHSM): the codes AWS KMS answers.
+class CustomKeyStoreInvalidStateError(KmsError):
+    code = "CustomKeyStoreInvalidStateException"
+
+
+class CustomKeyStoreNameInUseError(KmsError):
+    code = "CustomKeyStoreNameInUseException"
+
+
+class CustomKeyStoreHasKeysError(KmsError):
+    code = "CustomKeyStoreHasCMKsException"
+
+
+class CloudHsmClusterNotFoundError(KmsError):
+    code = "CloudHsmClusterNotFoundException"
+
+
+class CloudHsmClusterInUseError(KmsError):
+    code = "CloudHsmClusterInUseException"
+
+
+class CloudHsmClusterNotActiveError(KmsError):
+    code = "CloudHsmClusterNotActiveException"
+
+
+class CloudHsmClusterInvalidConfigurationError(KmsError):
+    code = "CloudHsmClusterInvalidConfigurationException"
+
+
+class CloudHsmClusterNotRelatedError(KmsError):
+    code = "CloudHsmClusterNotRelatedException"
+
+
+class IncorrectTrustAnchorError(KmsError):
+    code = "IncorrectTrustAnchorException"
+
+
 # Grants.
 class InvalidGrantTokenError(KmsError):
     code = "InvalidGrantTokenException"

@@ -38,6 +38,8 @@ from application.keys.managed_keys import AwsManagedKeys
 from application.keys.materials import KeyMaterials
 from application.keys.resolver import KeyResolver
 from application.keys.rotation_service import RotationService
+from application.keystores.keys import StoreKeys
+from application.keystores.service import CustomKeyStoreService
 from application.ledger import KeyLedger
 from application.principals.directory import PrincipalDirectory
 from application.principals.service import PrincipalService
@@ -47,9 +49,11 @@ from application.writer import LedgerWriter
 from domain.crypto.asymmetric import POST_QUANTUM_SUPPORTED
 from domain.crypto.wrapping import RootKeyring
 from domain.keys import grant_tokens
+from domain.keystores.store import store_uuid
 from domain.policy.evaluation import Grant
 from infrastructure.checkpoint_file import CheckpointFile
 from infrastructure.clock import DatabaseClock, SqlClockOffset
+from infrastructure.cloudhsm import ClusterMap, Pkcs11StoreTokens, SqlStorePasswords, related_clusters
 from infrastructure.credentials import CredentialStore, new_access_key
 from infrastructure.health_probe import SqlStorageProbe
 from infrastructure.ledger_upgrade import untagged_events, upgrade_ledger
@@ -68,6 +72,7 @@ from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
 from infrastructure.tables import access_keys, add_missing_columns
 from infrastructure.tables import metadata as infrastructure_metadata
+from projections.custom_key_store_view import SqlCustomKeyStoreView, keys_in_store
 from projections.grants_view import SqlGrantIndex
 from projections.key_event_index import SqlKeyEventIndex
 from projections.key_state_view import SqlKeyStateView
@@ -103,6 +108,9 @@ class Services:
     principals: PrincipalDirectory  # who callers are: existence and identity policies, now and at a moment
     principal_admin: PrincipalService  # the operator's principal and access-key commands
     root_key: RootKeyService  # root-key rotation and retirement
+    key_stores: CustomKeyStoreService  # custom key stores (AWS_CLOUDHSM on PKCS#11 tokens)
+    store_keys: StoreKeys
+    key_store_view: SqlCustomKeyStoreView
     last_usage: KeyLastUsage | None = None  # GetKeyLastUsage, from the audit log
     console_session_key: bytes = b""  # signs web console sessions (api/console/session.py); root-wrapped at rest
 
@@ -129,6 +137,19 @@ class Runtime:
     serving: bool = False  # a server process: it signed a checkpoint at start and signs one at shutdown
     root_key_provider: Any = None  # application/ports.py: RootKeyProvider, closed with the runtime
     root_version: CurrentRootVersion | None = None  # the rotation state, cached
+    store_tokens: Any = None  # infrastructure/cloudhsm.py: Pkcs11StoreTokens, closed with the runtime
+
+    def key_store_state(self) -> list[dict[str, Any]]:
+        """What /healthz and /metrics say about custom key stores: id, type and connection state (no secret)."""
+        if self.services is None or self.sealed_reason is not None:
+            return []
+        try:
+            rows = self.services.key_store_view.all()
+        except Exception:  # noqa: BLE001 - health answers whatever the database does (readiness says why)
+            return []
+        return [{"id": r.store_id, "type": r.store_type, "connection_state": r.connection_state,
+                 **({"connection_error_code": r.entry["ConnectionErrorCode"]} if "ConnectionErrorCode" in r.entry else {})}
+                for r in rows]
 
     def root_key_state(self) -> dict[str, Any]:
         """What /healthz and /metrics say about the root key: provider, sealed or not, version and rotation."""
@@ -156,6 +177,8 @@ class Runtime:
                 self.services.checkpointer.checkpoint_if_behind()
             except Exception:  # the store is gone: `verify` will report the uncovered tail
                 logging.getLogger("keyledger").exception("the shutdown checkpoint could not be signed")
+        if self.store_tokens is not None:
+            self.store_tokens.close_all()
         if self.root_key_provider is not None:
             self.root_key_provider.close()
         self.ledger.close()
@@ -262,15 +285,28 @@ def build_runtime(settings: Settings) -> Runtime:
     credentials = CredentialStore(uow, keyring, seal, settings.key_cache_seconds)
     credentials.seal_untagged()
     signing_key = service_secret(uow, keyring, "audit-signing-key")
+    # Custom key stores: the stores' view, their root-wrapped passwords, and their tokens (docs/custom-key-stores.md).
+    key_store_view = SqlCustomKeyStoreView(datastore, settings.key_cache_seconds, seal)
+    cluster_map = ClusterMap(settings.cloudhsm_clusters)
+    store_tokens = runtime.store_tokens = Pkcs11StoreTokens(cluster_map)
+    key_stores = CustomKeyStoreService(
+        ledger, access.writer, key_store_view, SqlStorePasswords(uow), store_tokens, clock,
+        seal=materials.seal, unseal=materials.unseal, related_clusters=lambda c: related_clusters(cluster_map, c),
+        keys_in_store=keys_in_store, authorize=authorizer.authorize_call)
+    store_keys = StoreKeys(key_store_view, store_tokens, key_stores.open_token,
+                           load_store=lambda store_id: ledger.repository.get(store_uuid(store_id)))
+    resolver.overlay = store_keys.overlay
+    maintenance = Maintenance(access, view, materials, import_keys, uow, clock)
+    maintenance.store_keys = store_keys
     runtime.services = Services(
-        keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS),
+        keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS, store_keys),
         aliases=AliasService(access, view, clock),
-        crypto=CryptoService(resolver, materials, asymmetric),
+        crypto=CryptoService(resolver, materials, asymmetric, store_keys),
         asymmetric=asymmetric,
         rotation=RotationService(access, materials, clock),
         imports=ImportService(access, materials, import_keys, clock,
                               token_key=service_secret(uow, keyring, "import-token-key")),
-        maintenance=Maintenance(access, view, materials, import_keys, uow, clock),
+        maintenance=maintenance,
         credentials=credentials,
         authorizer=authorizer,
         resolver=resolver,
@@ -286,6 +322,9 @@ def build_runtime(settings: Settings) -> Runtime:
                                 account_id=settings.account_id,
                                 region="us-east-1" if "us-east-1" in settings.regions else settings.regions[0]),
         console_session_key=service_secret(uow, keyring, "console-session-key"),
+        key_stores=key_stores,
+        store_keys=store_keys,
+        key_store_view=key_store_view,
     )
     resolver.managed = AwsManagedKeys(access, materials, clock).ensure
     runtime.services.last_usage = KeyLastUsage(lambda position: audit_records(ledger, after_seq=position),

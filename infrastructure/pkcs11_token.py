@@ -33,7 +33,13 @@ SESSION_POOL = 4  # concurrent operations per token in one process; a session ru
 
 
 class TokenUnavailable(Exception):
-    """The token, its PIN or a key in it cannot be used. The message never contains the PIN."""
+    """The token, its PIN or a key in it cannot be used. The message never contains the PIN. ``reason`` says
+    which, for callers that answer differently (custom key stores map it to a ConnectionErrorCode): module,
+    no-token, pin, pin-locked, session, key."""
+
+    def __init__(self, message: str, reason: str = "key") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Pkcs11UriError(ValueError):
@@ -82,8 +88,9 @@ def parse_pkcs11_uri(text: str) -> Pkcs11Uri:
                      pin_source=values.get("pin-source"), pin_value=values.get("pin-value"))
 
 
-def version_id(version: int) -> bytes:
-    return struct.pack(">I", version)
+def version_id(version: int | bytes) -> bytes:
+    """CKA_ID of a root key version (4 bytes, big endian); bytes (a custom key store key's id) as they are."""
+    return version if isinstance(version, bytes) else struct.pack(">I", version)
 
 
 def read_pin_file(path: Path) -> str:
@@ -118,15 +125,16 @@ class Token:
         pkcs11 = _pkcs11()
         self.module, self.label = module, label
         if not os.path.exists(module):
-            raise TokenUnavailable(f"The PKCS#11 module {module} does not exist.")
+            raise TokenUnavailable(f"The PKCS#11 module {module} does not exist.", "module")
         try:
             library = pkcs11.lib(module)
         except pkcs11.PKCS11Error as exc:
-            raise TokenUnavailable(f"The PKCS#11 module {module} could not be loaded ({type(exc).__name__}).") from None
+            raise TokenUnavailable(f"The PKCS#11 module {module} could not be loaded ({type(exc).__name__}).",
+                                   "module") from None
         try:
             self._token = library.get_token(token_label=label)
         except pkcs11.NoSuchToken:
-            raise TokenUnavailable(f"No PKCS#11 token labelled {label!r} is present in {module}.") from None
+            raise TokenUnavailable(f"No PKCS#11 token labelled {label!r} is present in {module}.", "no-token") from None
         except pkcs11.MultipleTokensReturned:
             raise TokenUnavailable(f"More than one PKCS#11 token is labelled {label!r}; labels must be unique.") from None
         self._pool: queue.LifoQueue[TokenSession] = queue.LifoQueue()
@@ -141,11 +149,12 @@ class Token:
         try:
             session = TokenSession(self._token.open(user_pin=self._pin, rw=True))
         except pkcs11.PinIncorrect:
-            raise TokenUnavailable(f"The PIN for PKCS#11 token {self.label!r} is wrong.") from None
+            raise TokenUnavailable(f"The PIN for PKCS#11 token {self.label!r} is wrong.", "pin") from None
         except pkcs11.PinLocked:
-            raise TokenUnavailable(f"The user PIN of PKCS#11 token {self.label!r} is locked.") from None
+            raise TokenUnavailable(f"The user PIN of PKCS#11 token {self.label!r} is locked.", "pin-locked") from None
         except pkcs11.PKCS11Error as exc:
-            raise TokenUnavailable(f"PKCS#11 token {self.label!r} refused a session ({type(exc).__name__}).") from None
+            raise TokenUnavailable(f"PKCS#11 token {self.label!r} refused a session ({type(exc).__name__}).",
+                                   "session") from None
         with self._lock:
             self._sessions.append(session)
         return session
@@ -153,7 +162,7 @@ class Token:
     @contextmanager
     def session(self) -> Iterator[TokenSession]:
         if self._closed:
-            raise TokenUnavailable(f"The connection to PKCS#11 token {self.label!r} is closed.")
+            raise TokenUnavailable(f"The connection to PKCS#11 token {self.label!r} is closed.", "session")
         try:
             held = self._pool.get_nowait()
         except queue.Empty:
@@ -167,7 +176,7 @@ class Token:
 
     # -- keys --------------------------------------------------------------------------------------
 
-    def find_key(self, label: str, version: int) -> bool:
+    def find_key(self, label: str, version: int | bytes) -> bool:
         with self.session() as held:
             return self._key(held, label, version, required=False) is not None
 
@@ -187,7 +196,7 @@ class Token:
                     numbers.append(struct.unpack(">I", raw)[0])
             return sorted(numbers)
 
-    def generate_key(self, label: str, version: int) -> None:
+    def generate_key(self, label: str, version: int | bytes) -> None:
         """A new AES-256 key: a token object, sensitive, never extractable; refused if the version exists."""
         from pkcs11 import Attribute, KeyType
 
@@ -199,7 +208,7 @@ class Token:
                 Attribute.PRIVATE: True, Attribute.ENCRYPT: True, Attribute.DECRYPT: True,
                 Attribute.WRAP: False, Attribute.UNWRAP: False, Attribute.DERIVE: False})
 
-    def destroy_key(self, label: str, version: int) -> bool:
+    def destroy_key(self, label: str, version: int | bytes) -> bool:
         """Destroys the object (crypto-shredding in hardware). False: there was none."""
         pkcs11 = _pkcs11()
         from pkcs11 import Attribute, ObjectClass
@@ -226,7 +235,7 @@ class Token:
         with self.session() as held:
             return [(k.label, k[Attribute.ID]) for k in held.session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY})]
 
-    def _key(self, held: TokenSession, label: str, version: int, *, required: bool = True) -> Any:
+    def _key(self, held: TokenSession, label: str, version: int | bytes, *, required: bool = True) -> Any:
         pkcs11 = _pkcs11()
         from pkcs11 import Attribute, KeyType, ObjectClass
 
@@ -248,7 +257,7 @@ class Token:
         held.keys[(label, version)] = key
         return key
 
-    def encrypt(self, label: str, version: int, iv: bytes, data: bytes, aad: bytes) -> bytes:
+    def encrypt(self, label: str, version: int | bytes, iv: bytes, data: bytes, aad: bytes) -> bytes:
         from pkcs11 import Mechanism, PKCS11Error
         from pkcs11.mechanisms import GCMParams
 
@@ -259,7 +268,7 @@ class Token:
             except PKCS11Error as exc:
                 raise TokenUnavailable(f"PKCS#11 token {self.label!r} failed to encrypt ({type(exc).__name__}).") from None
 
-    def decrypt(self, label: str, version: int, iv: bytes, sealed: bytes, aad: bytes) -> bytes:
+    def decrypt(self, label: str, version: int | bytes, iv: bytes, sealed: bytes, aad: bytes) -> bytes:
         """UnwrapError when the value does not authenticate (the token answers a failed tag with an error)."""
         from pkcs11 import Mechanism, PKCS11Error
         from pkcs11.mechanisms import GCMParams
@@ -272,6 +281,21 @@ class Token:
                 return bytes(key.decrypt(sealed, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad, 128)))
             except PKCS11Error:
                 raise UnwrapError("wrapped value does not authenticate under the token's key") from None
+
+    def random(self, length: int) -> bytes:
+        """``length`` bytes from the token's random number generator (C_GenerateRandom)."""
+        from pkcs11 import PKCS11Error
+
+        with self.session() as held:
+            try:
+                return bytes(held.session.generate_random(length * 8))
+            except PKCS11Error as exc:
+                raise TokenUnavailable(f"PKCS#11 token {self.label!r} failed to generate random bytes "
+                                       f"({type(exc).__name__}).") from None
+
+    def mechanisms(self) -> set[str]:
+        """Names of the mechanisms the token's slot supports (e.g. AES_GCM, AES_KEY_GEN)."""
+        return {getattr(m, "name", str(m)) for m in self._token.slot.get_mechanisms()}
 
     def close(self) -> None:
         self._closed = True

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from application.keys.import_service import IMPORT_KEY_PURPOSE
+from application.keystores.ports import KEY_STORE_PASSWORD_PURPOSE
 from domain.crypto.wrapping import RootKeyring, UnwrapError
 from domain.keys.material import BACKING_KEY_PURPOSE
 from infrastructure.credentials import SECRET_PURPOSE
@@ -21,6 +22,7 @@ from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import (
     access_keys,
     backing_keys,
+    custom_key_store_secrets,
     import_keys,
     root_key_checks,
     service_secrets,
@@ -43,6 +45,7 @@ REGISTRY: list[RootWrappedColumn] = [
     RootWrappedColumn(access_keys, "wrapped_secret", lambda r: (SECRET_PURPOSE, r.access_key_id, "")),
     RootWrappedColumn(service_secrets, "wrapped", lambda r: (SERVICE_SECRET_PURPOSE, r.name, "")),
     RootWrappedColumn(import_keys, "wrapped", lambda r: (IMPORT_KEY_PURPOSE, r.key_id, r.import_id)),
+    RootWrappedColumn(custom_key_store_secrets, "wrapped", lambda r: (KEY_STORE_PASSWORD_PURPOSE, r.store_id, "")),
 ]
 # Binary columns that hold no root-wrapped value, or one per version on purpose (the checks are never re-wrapped).
 NOT_ROOT_WRAPPED = {("root_key_checks", "check_value")}
@@ -112,4 +115,4 @@ class SqlRootWrappedRows:
         tx.execute(root_key_checks.delete().where(root_key_checks.c.version == version))
 
 
-_AAD_COLUMNS = {"key_id", "material_id", "access_key_id", "name", "import_id"}
+_AAD_COLUMNS = {"key_id", "material_id", "access_key_id", "name", "import_id", "store_id"}

@@ -64,6 +64,7 @@ class Settings:
     pkcs11_module: str | None = None  # the PKCS#11 module (.so) of the root key's token
     pkcs11_pin: str | None = field(default=None, repr=False)  # its user PIN; or pkcs11_pin_file
     pkcs11_pin_file: Path | None = None  # a mode-0600 file holding the PIN
+    cloudhsm_clusters: Path | None = None  # JSON: cluster id -> {module, token_label} (custom key stores)
     log_level: str = "info"
     maintenance_interval: float = 60.0  # seconds between maintenance passes in the server; 0 turns them off
     audit_group_commit_window: float = 0.0  # extra seconds to gather audit records; 0 = whatever queued meanwhile
@@ -133,6 +134,7 @@ class Settings:
             "pkcs11_module": ("KEYLEDGER_PKCS11_MODULE", str),
             "pkcs11_pin": ("KEYLEDGER_PKCS11_PIN", str),
             "pkcs11_pin_file": ("KEYLEDGER_PKCS11_PIN_FILE", Path),
+            "cloudhsm_clusters": ("KEYLEDGER_CLOUDHSM_CLUSTERS", Path),
             "log_level": ("KEYLEDGER_LOG_LEVEL", str),
             "maintenance_interval": ("KEYLEDGER_MAINTENANCE_INTERVAL", float),
             "audit_group_commit_window": ("KEYLEDGER_AUDIT_GROUP_COMMIT_WINDOW", float),

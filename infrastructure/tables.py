@@ -29,6 +29,13 @@ service_secrets = sa.Table(
     sa.Column("wrapped", sa.LargeBinary, nullable=False),
 )
 
+# Custom key store passwords (the token's user PIN of an AWS_CLOUDHSM store), root-wrapped; deleted with the store.
+custom_key_store_secrets = sa.Table(
+    "custom_key_store_secrets", metadata,
+    sa.Column("store_id", sa.String(64), primary_key=True),
+    sa.Column("wrapped", sa.LargeBinary, nullable=False),
+)
+
 # Forward-only offset of the service clock. Only tests and operator commands with direct database
 # access write it (`keyledger clock advance`); no API can.
 clock_offset = sa.Table(

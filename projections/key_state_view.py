@@ -161,6 +161,9 @@ class SqlKeyStateView:
         if rows:
             tx.execute(key_event_index.insert(), rows)
         project_grants(tx, aggregates, recordings, self._seal)
+        from projections.custom_key_store_view import project_key_stores
+
+        project_key_stores(tx, aggregates, self._seal)
 
     @staticmethod
     def _upsert(tx: Session, table: sa.Table, where: Any, values: dict[str, Any]) -> None:

@@ -23,7 +23,9 @@ from sqlalchemy.pool import StaticPool
 
 from application.history.point_in_time import ALIAS_TOPICS, KEY_TOPICS, event_topics
 from domain.audit.seals import RowSeal
+from domain.keys.alias import Alias
 from domain.keys.key import Key
+from domain.keystores.store import CustomKeyStore
 from domain.principals.principal import Principal
 from projections import principal_tables, tables
 from projections.key_state_view import SqlKeyStateView
@@ -31,10 +33,12 @@ from projections.principal_view import SqlPrincipalView
 
 PAGE = 1000
 PRINCIPAL_TOPICS = event_topics(Principal)
+KEY_STORE_TOPICS = event_topics(CustomKeyStore)
 DEFAULT_PREFIX = "replay_"
 PRIMARY_KEYS = {"key_state": ("key_id",), "key_aliases": ("account_id", "region", "alias_name"),
                 "key_event_index": ("key_id", "version"), "key_grants": ("grant_id",),
-                "principals": ("principal_id",), "principal_event_index": ("principal_id", "version")}
+                "principals": ("principal_id",), "principal_event_index": ("principal_id", "version"),
+                "custom_key_stores": ("store_id",)}
 # Every projection table by name: the key projections' and the principals read model's.
 TABLES = {**tables.metadata.tables, **principal_tables.metadata.tables}
 Progress = Callable[[int, int], None]  # (last notification id read, highest notification id)
@@ -79,7 +83,7 @@ def drop_tables(engine: sa.Engine, prefix: str) -> None:
 
 
 def _notifications(ledger: Any, stats: ReplayStats, progress: Progress | None) -> Iterator[list[Any]]:
-    topics = sorted(KEY_TOPICS | ALIAS_TOPICS | PRINCIPAL_TOPICS)  # audit records project to nothing
+    topics = sorted(KEY_TOPICS | ALIAS_TOPICS | PRINCIPAL_TOPICS | KEY_STORE_TOPICS)  # audit records project to nothing
     top = ledger.recorder.max_notification_id() or 0
     start = 1
     while True:
@@ -123,7 +127,7 @@ def _replay(ledger: Any, staging: sa.Engine, until: datetime | None, stats: Repl
                                                        if r.domain_event.originator_id == principal.id])
     stats.keys = sum(isinstance(a, Key) for a in aggregates.values())
     stats.principals = sum(isinstance(a, Principal) for a in aggregates.values())
-    stats.aliases = len(aggregates) - stats.keys - stats.principals
+    stats.aliases = sum(isinstance(a, Alias) for a in aggregates.values())
 
 
 def _copy(staging: sa.Engine, engine: sa.Engine, prefix: str, stats: ReplayStats) -> None:

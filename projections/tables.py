@@ -71,3 +71,20 @@ key_grants = sa.Table(
     sa.Index("key_grants_key_idx", "key_id", "grant_id"),
     sa.Index("key_grants_retiring_idx", "region", "retiring_principal", "grant_id"),
 )
+
+# Custom key stores (docs/custom-key-stores.md): what DescribeCustomKeyStores answers, and whether each is
+# connected, which every call on one of a store's keys reads. Tagged like key_state.
+custom_key_stores = sa.Table(
+    "custom_key_stores", metadata,
+    sa.Column("store_id", sa.String(64), primary_key=True),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("store_type", sa.String(32), nullable=False),
+    sa.Column("connection_state", sa.String(16), nullable=False),
+    sa.Column("cluster_id", sa.String(24), index=True),
+    sa.Column("entry_json", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("row_tag", sa.String(64)),
+    sa.Index("custom_key_stores_scope_idx", "account_id", "region", "store_id"),
+)

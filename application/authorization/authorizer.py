@@ -27,7 +27,9 @@ from domain.policy.document import PolicyDocument, parse_policy
 from domain.policy.evaluation import Decision, Grant, RequestContext, denial_message, evaluate, evaluate_identity
 
 # IAM-only operations: their resource is "*" (or the account), so no key policy takes part.
-ACCOUNT_LEVEL = frozenset({"CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants"})
+ACCOUNT_LEVEL = frozenset({"CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants",
+                           "CreateCustomKeyStore", "DescribeCustomKeyStores", "UpdateCustomKeyStore",
+                           "DeleteCustomKeyStore", "ConnectCustomKeyStore", "DisconnectCustomKeyStore"})
 # Alias operations need permission on the alias (IAM only) and on each key involved (key policy).
 ALIAS_OPERATIONS = frozenset({"CreateAlias", "UpdateAlias", "DeleteAlias"})
 # The grant itself says who may retire it (domain.policy.evaluation.can_retire); GrantService decides.

@@ -2,13 +2,13 @@
 and data key pairs (protected by a symmetric key). The private key or HMAC key is the backing key."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from application.calls import Call
 from application.keys.materials import KeyMaterials
 from application.keys.resolver import KeyResolver
 from application.ports import KeyRow
-from domain.crypto import asymmetric, asymmetric_encryption, ciphertext, mac
+from domain.crypto import asymmetric, asymmetric_encryption, mac
 from domain.errors import (
     DryRunOperationError,
     InvalidKeyUsageError,
@@ -18,7 +18,6 @@ from domain.errors import (
     UnsupportedOperationError,
     ValidationError,
 )
-from domain.keys.material import key_material_id
 from domain.keys.specs import (
     ENCAPSULATE_DECAPSULATE,
     ENCRYPT_DECRYPT,
@@ -43,6 +42,8 @@ class AsymmetricService:
     def __init__(self, resolver: KeyResolver, materials: KeyMaterials) -> None:
         self._resolve = resolver
         self._materials = materials
+        # (row, plaintext, context) -> (blob, KeyMaterialId): CryptoService's sealing, set when it is built.
+        self.seal_symmetric: Callable[[KeyRow, bytes, Mapping[str, str] | None], tuple[bytes, str]] | None = None
 
     def _key(self, call: Call, key_ref: str, operation: str, usage: str, dry_run: bool = False) -> tuple[KeyRow, bytes]:
         row = self._resolve.row(call, key_ref)
@@ -153,17 +154,19 @@ class AsymmetricService:
                                context: Mapping[str, str] | None, with_plaintext: bool,
                                dry_run: bool = False) -> dict[str, Any]:
         operation = "GenerateDataKeyPair" if with_plaintext else "GenerateDataKeyPairWithoutPlaintext"
-        row, backing = self._key(call, key_ref, operation, ENCRYPT_DECRYPT, dry_run)
+        row = self._resolve.row(call, key_ref)
+        require_state(operation, KeyState(row.key_state), row.arn)
+        if row.key_usage != ENCRYPT_DECRYPT:
+            raise InvalidKeyUsageError(f"{row.arn} key usage is {row.key_usage} which is not valid for {operation}.")
         if row.key_spec != SYMMETRIC_DEFAULT:
             raise InvalidKeyUsageError(f"{operation} needs a symmetric encryption key; {row.arn} is {row.key_spec}.")
+        if dry_run:
+            raise DryRunOperationError(_DRY_RUN)
         private, public = asymmetric.generate_data_key_pair(key_pair_spec)
-        assert row.current_material_id is not None
-        import uuid
-
-        blob = ciphertext.encrypt(backing, uuid.UUID(row.key_id), bytes.fromhex(row.current_material_id), private, context)
+        assert self.seal_symmetric is not None  # set by CryptoService: the same sealing as Encrypt, token keys too
+        blob, material = self.seal_symmetric(row, private, context)
         out: dict[str, Any] = {"PrivateKeyCiphertextBlob": blob, "PublicKey": public, "KeyId": row.arn,
-                               "KeyPairSpec": key_pair_spec,
-                               "KeyMaterialId": key_material_id(row.key_id, row.current_material_id)}
+                               "KeyPairSpec": key_pair_spec, "KeyMaterialId": material}
         if with_plaintext:
             out["PrivateKeyPlaintext"] = private
         return out

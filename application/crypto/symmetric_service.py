@@ -9,6 +9,7 @@ from application.calls import Call
 from application.crypto.asymmetric_service import AsymmetricService
 from application.keys.materials import KeyMaterials
 from application.keys.resolver import KeyResolver
+from application.keystores.keys import StoreKeys
 from application.ports import KeyRow
 from domain.crypto import ciphertext
 from domain.crypto.encryption_context import validate_encryption_context
@@ -22,7 +23,7 @@ from domain.errors import (
     ValidationError,
 )
 from domain.keys.key import key_material_id
-from domain.keys.specs import DATA_KEY_SPECS, ENCRYPT_DECRYPT, SYMMETRIC_DEFAULT
+from domain.keys.specs import DATA_KEY_SPECS, ENCRYPT_DECRYPT, ORIGIN_AWS_CLOUDHSM, SYMMETRIC_DEFAULT
 from domain.keys.states import KeyState, require_state
 
 SYMMETRIC_ALGORITHM = "SYMMETRIC_DEFAULT"
@@ -43,10 +44,13 @@ def _ignores_ciphertext(dry_run: bool, modifiers: list[str] | None) -> bool:
 
 
 class CryptoService:
-    def __init__(self, resolver: KeyResolver, materials: KeyMaterials, asymmetric: AsymmetricService) -> None:
+    def __init__(self, resolver: KeyResolver, materials: KeyMaterials, asymmetric: AsymmetricService,
+                 store_keys: StoreKeys | None = None) -> None:
         self._resolve = resolver
         self._materials = materials
         self._asymmetric = asymmetric
+        self._store_keys = store_keys  # keys in custom key stores: AES-GCM inside their token
+        asymmetric.seal_symmetric = self._seal  # data key pairs are sealed as Encrypt seals
 
     def _usable(self, row: KeyRow, operation: str, algorithm: str | None) -> None:
         """Symmetric encryption operations: the key state allows it and the key is a symmetric encryption key."""
@@ -59,6 +63,11 @@ class CryptoService:
 
     def _seal(self, row: KeyRow, plaintext: bytes, context: Mapping[str, str] | None) -> tuple[bytes, str]:
         material_id = row.current_material_id
+        if row.metadata.get("Origin") == ORIGIN_AWS_CLOUDHSM and material_id and self._store_keys is not None:
+            store_keys = self._store_keys
+            blob = ciphertext.encrypt_in_store(lambda iv, data, aad: store_keys.seal(row, iv, data, aad),
+                                               uuid.UUID(row.key_id), bytes.fromhex(material_id), plaintext, context)
+            return blob, key_material_id(row.key_id, material_id)
         backing = self._materials.get(row.key_id, material_id) if material_id else None
         if backing is None:
             raise InvalidStateError(f"{row.arn} has no key material to encrypt with.")
@@ -84,6 +93,14 @@ class CryptoService:
         self._usable(row, operation, algorithm)
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)
+        in_store = row.metadata.get("Origin") == ORIGIN_AWS_CLOUDHSM
+        if in_store != header.in_store:
+            raise InvalidCiphertextError("The ciphertext was not made by this key.")
+        if in_store and self._store_keys is not None:
+            store_keys = self._store_keys
+            plaintext = ciphertext.decrypt_in_store(
+                lambda iv, sealed, aad: store_keys.open(row, header.material_id, iv, sealed, aad), blob, context)
+            return row, plaintext, key_material_id(row.key_id, header.material_id.hex())
         material_id = header.material_id.hex()
         # The row, not the cache, says whether the material still exists: another process may have deleted it.
         backing = None if material_id in row.absent_material_ids else self._materials.get(row.key_id, material_id)
@@ -187,8 +204,11 @@ class CryptoService:
             out["Plaintext"] = data_key
         return out
 
-    @staticmethod
-    def generate_random(number_of_bytes: int | None) -> dict[str, Any]:
+    def generate_random(self, call: Call, number_of_bytes: int | None, store_id: str | None = None) -> dict[str, Any]:
         if number_of_bytes is None:
             raise ValidationError("NumberOfBytes is required: ask for 1 to 1024 random bytes.")
+        if store_id:  # AWS: from the custom key store's cluster, which must be connected
+            if self._store_keys is None:
+                raise InvalidStateError("Custom key stores are not available in this process.")
+            return {"Plaintext": self._store_keys.random(call, store_id, number_of_bytes)}
         return {"Plaintext": random_bytes(number_of_bytes)}

@@ -7,13 +7,14 @@ from typing import Any, Mapping
 from application.calls import Call
 from application.keys.access import KeyAccess
 from application.keys.materials import KeyMaterials
+from application.keystores.keys import StoreKeys
 from application.pagination import page
 from application.ports import Clock, KeyStateView
 from application.writer import Outcome
 from domain.errors import MalformedPolicyDocumentError, NotFoundError, UnsupportedOperationError, ValidationError, shown
 from domain.keys.key import Key
 from domain.keys.material import new_material
-from domain.keys.specs import ENCRYPT_DECRYPT, ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, resolve_key_spec
+from domain.keys.specs import ENCRYPT_DECRYPT, ORIGIN_AWS_CLOUDHSM, ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, resolve_key_spec
 from domain.keys.states import KeyState, require_state
 from domain.policy.default_policy import DEFAULT_POLICY_NAME, default_key_policy
 from domain.policy.document import parse_policy
@@ -22,21 +23,31 @@ from domain.policy.evaluation import could_perform
 
 class KeyService:
     def __init__(self, access: KeyAccess, view: KeyStateView, materials: KeyMaterials, clock: Clock,
-                 unsupported_specs: Mapping[str, str]) -> None:
+                 unsupported_specs: Mapping[str, str], store_keys: StoreKeys | None = None) -> None:
         self._access = access
         self._view = view
         self._materials = materials
         self._clock = clock
         self._unsupported = dict(unsupported_specs)
+        self._store_keys = store_keys
 
     def create_key(self, call: Call, *, key_spec: str | None = None, key_usage: str | None = None,
                    origin: str | None = None, description: str = "", policy: str | None = None,
-                   tags: Mapping[str, str] | None = None, bypass_lockout_check: bool = False) -> dict[str, Any]:
+                   tags: Mapping[str, str] | None = None, bypass_lockout_check: bool = False,
+                   custom_key_store_id: str | None = None) -> dict[str, Any]:
         scope = call.in_scope()
         spec = resolve_key_spec(key_spec, key_usage, self._unsupported)
-        origin = origin or ORIGIN_AWS_KMS
-        if origin not in (ORIGIN_AWS_KMS, ORIGIN_EXTERNAL):
-            raise UnsupportedOperationError(f"Origin {origin} needs a custom key store, which keyledger does not offer; use AWS_KMS or EXTERNAL.")
+        origin = origin or (ORIGIN_AWS_CLOUDHSM if custom_key_store_id else ORIGIN_AWS_KMS)
+        if origin not in (ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, ORIGIN_AWS_CLOUDHSM):
+            raise UnsupportedOperationError(f"Origin {origin} needs an external key store, which keyledger does not offer "
+                                            "yet; use AWS_KMS, EXTERNAL or AWS_CLOUDHSM.")
+        if (origin == ORIGIN_AWS_CLOUDHSM) != bool(custom_key_store_id):
+            raise (ValidationError("Origin AWS_CLOUDHSM needs the CustomKeyStoreId of a connected custom key store.")
+                   if custom_key_store_id is None else
+                   UnsupportedOperationError(f"A key in a custom key store has Origin AWS_CLOUDHSM, not {origin}."))
+        if origin == ORIGIN_AWS_CLOUDHSM:
+            return self._create_in_store(call, scope, custom_key_store_id or "", spec.name, key_usage, description,
+                                         policy, tags, bypass_lockout_check)
         if origin == ORIGIN_EXTERNAL and spec.name.startswith("ML_"):
             raise UnsupportedOperationError(f"Key material for {spec.name} keys cannot be imported.")
         # A retry below only ever follows a conflict on the audit log's head, so the id can stay.
@@ -57,6 +68,37 @@ class KeyService:
             return Outcome([key], key, also)
 
         return {"KeyMetadata": self._access.writer.retrying(call, attempt).metadata()}
+
+    def _create_in_store(self, call: Call, scope: Any, store_id: str, spec: str, key_usage: str | None,
+                         description: str, policy: str | None, tags: Mapping[str, str] | None,
+                         bypass_lockout_check: bool) -> dict[str, Any]:
+        """A key whose material is a new non-extractable AES-256 object in the store's token. The object is made
+        first; if the key then cannot be recorded, it is destroyed again."""
+        if self._store_keys is None:
+            raise UnsupportedOperationError("Custom key stores are not available in this process.")
+        key_id = str(uuid.uuid4())
+        if policy is not None:
+            self._check_policy(policy, call, scope.key_arn(key_id), bypass_lockout_check)
+        material_id, cluster_id = self._store_keys.new_key(call, store_id, key_id, spec, key_usage)
+
+        def attempt() -> Outcome[Key]:
+            key = Key.create(
+                key_id=uuid.UUID(key_id), scope=scope, at=self._clock.now(), key_spec=spec,
+                key_usage=key_usage or ENCRYPT_DECRYPT, origin=ORIGIN_AWS_CLOUDHSM, description=description,
+                policy=policy if policy is not None else default_key_policy(scope.account_id, scope.partition),
+                tags=tags or {}, material_id=material_id, commitment=None, custom_key_store_id=store_id,
+                cloud_hsm_cluster_id=cluster_id)
+            return Outcome([key], key)
+
+        # As CloudTrail records a CloudHSM key store's CreateKey: the store, its cluster and the token object.
+        call.additional_event_data = {"customKeyStoreId": store_id, "clusterId": cluster_id,
+                                      "backingKeyId": material_id}
+        try:
+            key = self._access.writer.retrying(call, attempt)
+        except BaseException:
+            self._store_keys.discard(store_id, key_id, material_id)
+            raise
+        return {"KeyMetadata": key.metadata()}
 
     def describe_key(self, call: Call, key_ref: str) -> dict[str, Any]:
         row = self._access.resolve.row(call, key_ref)

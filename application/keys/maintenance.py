@@ -42,6 +42,7 @@ class Maintenance:
         self._import_keys = import_keys
         self._uow = uow
         self._clock = clock
+        self.store_keys: Any = None  # application/keystores/keys.py: StoreKeys, for keys in custom key stores
 
     def run_once(self) -> MaintenanceReport:
         report = MaintenanceReport()
@@ -70,11 +71,21 @@ class Maintenance:
         call.at, call.scope, call.region = now, Scope(key.account_id, key.region, key.partition), key.region
         call.request_parameters = {"keyId": key.key_id}
         if key.is_due_for_deletion(now):
+            store_keys = self.store_keys
+            in_store = bool(getattr(key, "custom_key_store_id", None)) and store_keys is not None
+            if in_store and not store_keys.can_destroy(key):  # type: ignore[union-attr]
+                # The token object cannot be destroyed while its store is disconnected: the key waits, pending
+                # deletion, until the store is connected again (docs/custom-key-stores.md), never deleted with
+                # its material left behind.
+                return Outcome([key])
             call.operation = "DeleteKey"
             key.delete(now)
             done.append("deleted")
             aliases = self._aliases_of(key, now)
-            return Outcome([key, *aliases], also=[lambda tx: self._materials.destroy(tx, key_id)],
+            # A token object is destroyed inside the transaction, before the event commits: a failure after it
+            # leaves the key pending deletion and due, and the next run records the deletion (destroying is idempotent).
+            shred = [lambda tx: store_keys.destroy(key)] if in_store else []  # type: ignore[union-attr]
+            return Outcome([key, *aliases], also=[lambda tx: self._materials.destroy(tx, key_id), *shred],
                            after=[self._materials.compact])
         expired = key.expire_material_if_due(now)
         if expired:

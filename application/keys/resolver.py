@@ -19,6 +19,8 @@ class KeyResolver:
         self.authorizer = authorizer
         # (call, home, alias name) -> the AWS managed key that alias names, made on first use (decision 91)
         self.managed: Callable[[Call, Scope, str], str | None] | None = None
+        # Keys in custom key stores: their state as the store's connection makes it (application/keystores/keys.py)
+        self.overlay: Callable[[KeyRow], KeyRow] | None = None
 
     def locate(self, call: Call, key_ref: str) -> tuple[str, Scope]:
         """The key id a reference names, and the scope (account, region) the key lives in. An alias is
@@ -53,6 +55,8 @@ class KeyResolver:
         row = self._view.get_key(key_id)
         if row is None or (home is not None and (row.account_id, row.region) != (home.account_id, home.region)):
             return None
+        if self.overlay is not None:
+            row = self.overlay(row)
         call.add_resource(row.arn)  # the key a call named is its resource, whether the call succeeds or not
         self.authorizer.authorize_key(call, KeyFacts.of_row(row), action)
         return row

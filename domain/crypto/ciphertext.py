@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from cryptography.exceptions import InvalidTag
 
@@ -29,10 +29,26 @@ _KDF_PREFIX = (1).to_bytes(4, "big") + CALL_KEY_LABEL + b"\x00"  # counter i = 1
 _KDF_SUFFIX = (256).to_bytes(4, "big")  # L: the derived key's length in bits
 
 
+# Keys in a custom key store (origin AWS_CLOUDHSM): AES-256-GCM runs inside the token with the key itself, so
+# there is no per-call key to derive and no KDF nonce (docs/key-hierarchy.md, "Keys in a custom key store"):
+#     version 2 (1) | key id (16) | material id (16) | iv (12) | ciphertext | tag (16)
+STORE_VERSION = 2
+STORE_HEADER_LEN = 1 + _KEY_ID + _MATERIAL_ID + _IV
+STORE_OVERHEAD = STORE_HEADER_LEN + _TAG
+# (iv, plaintext, aad) -> ciphertext | tag, and (iv, ciphertext | tag, aad) -> plaintext, run by the token;
+# the second raises InvalidCiphertextError when the tag does not verify.
+TokenSeal = Callable[[bytes, bytes, bytes], bytes]
+
+
 @dataclass(frozen=True)
 class BlobHeader:
     key_id: uuid.UUID
     material_id: bytes
+    version: int = VERSION
+
+    @property
+    def in_store(self) -> bool:
+        return self.version == STORE_VERSION
 
 
 def derive_call_key(backing_key: bytes, nonce: bytes) -> bytes:
@@ -55,13 +71,30 @@ def encrypt(backing_key: bytes, key_id: uuid.UUID, material_id: bytes, plaintext
 
 
 def parse_header(blob: bytes) -> BlobHeader:
-    if len(blob) < OVERHEAD or blob[0] != VERSION:
+    version = blob[0] if blob else None
+    if not ((version == VERSION and len(blob) >= OVERHEAD) or (version == STORE_VERSION and len(blob) >= STORE_OVERHEAD)):
         raise InvalidCiphertextError("The ciphertext is not a keyledger symmetric ciphertext, or it is truncated.")
-    return BlobHeader(key_id=uuid.UUID(bytes=blob[1:17]), material_id=blob[17:33])
+    return BlobHeader(key_id=uuid.UUID(bytes=blob[1:17]), material_id=blob[17:33], version=version)
+
+
+def encrypt_in_store(seal: TokenSeal, key_id: uuid.UUID, material_id: bytes, plaintext: bytes,
+                     context: Mapping[str, str] | None) -> bytes:
+    """The blob of a key held in a token: ``seal`` is the token's AES-GCM with that key."""
+    iv = random_bytes(_IV)
+    header = bytes([STORE_VERSION]) + key_id.bytes + material_id + iv
+    return header + seal(iv, plaintext, header + canonical_encryption_context(context))
+
+
+def decrypt_in_store(open_: TokenSeal, blob: bytes, context: Mapping[str, str] | None) -> bytes:
+    if not parse_header(blob).in_store:
+        raise InvalidCiphertextError("The ciphertext was not made by a key in a custom key store.")
+    header = blob[:STORE_HEADER_LEN]
+    return open_(header[33:45], blob[STORE_HEADER_LEN:], header + canonical_encryption_context(context))
 
 
 def decrypt(backing_key: bytes, blob: bytes, context: Mapping[str, str] | None) -> bytes:
-    parse_header(blob)
+    if parse_header(blob).in_store:
+        raise InvalidCiphertextError("The ciphertext was made by a key in a custom key store.")
     header = blob[:HEADER_LEN]
     nonce, iv = header[33:49], header[49:61]
     aad = header + canonical_encryption_context(context)

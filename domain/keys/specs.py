@@ -14,6 +14,7 @@ KEY_AGREEMENT = "KEY_AGREEMENT"
 ENCAPSULATE_DECAPSULATE = "ENCAPSULATE_DECAPSULATE"
 ORIGIN_AWS_KMS = "AWS_KMS"
 ORIGIN_EXTERNAL = "EXTERNAL"
+ORIGIN_AWS_CLOUDHSM = "AWS_CLOUDHSM"  # the material is an object in a custom key store's token
 
 # KeyMetadata member that lists a usage's algorithms.
 ALGORITHM_MEMBERS = {

@@ -17,9 +17,13 @@ class KeyState(str, Enum):
     PENDING_DELETION = "PendingDeletion"
     PENDING_IMPORT = "PendingImport"
     DELETED = "Deleted"  # not an AWS state on the wire: a deleted key is NotFound everywhere
+    # A key in a custom key store that is not connected. Never an aggregate's own state: the key-store overlay
+    # (application/keystores/overlay.py) shows it in place of Enabled or Disabled while the store is not connected.
+    UNAVAILABLE = "Unavailable"
 
 
 E, D, PD, PI, X = KeyState.ENABLED, KeyState.DISABLED, KeyState.PENDING_DELETION, KeyState.PENDING_IMPORT, KeyState.DELETED
+U = KeyState.UNAVAILABLE
 
 _Refusal = Callable[[str], KmsError]
 
@@ -38,6 +42,10 @@ def _pending_import(arn: str) -> KmsError:
     return InvalidStateError(f"{arn} is pending import.")
 
 
+def _unavailable(arn: str) -> KmsError:
+    return InvalidStateError(f"{arn} is unavailable.")
+
+
 def _not_pending_deletion(arn: str) -> KmsError:
     return InvalidStateError(f"{arn} is not pending deletion.")
 
@@ -50,7 +58,7 @@ def _origin_external(arn: str) -> KmsError:
     return UnsupportedOperationError(f"{arn} origin is EXTERNAL which is not valid for this operation.")
 
 
-_CRYPTO = {D: _disabled, PD: _pending_deletion, PI: _pending_import}
+_CRYPTO = {D: _disabled, PD: _pending_deletion, PI: _pending_import, U: _unavailable}
 _ROTATION_CHANGE = {D: _disabled, PD: _pending_deletion, PI: _origin_external}
 _ANY: dict[KeyState, _Refusal] = {}
 _NOT_PENDING_DELETION = {PD: _pending_deletion}
@@ -73,13 +81,14 @@ MATRIX: dict[str, dict[KeyState, _Refusal]] = {
     "EnableKey": {PD: _pending_deletion, PI: _pending_import},
     "DisableKey": {PD: _pending_deletion, PI: _pending_import},
     "ScheduleKeyDeletion": _NOT_PENDING_DELETION,
-    "CancelKeyDeletion": {E: _not_pending_deletion, D: _not_pending_deletion, PI: _not_pending_deletion},
+    "CancelKeyDeletion": {E: _not_pending_deletion, D: _not_pending_deletion, PI: _not_pending_deletion,
+                          U: _not_pending_deletion},
     "UpdateKeyDescription": _NOT_PENDING_DELETION,
     "TagResource": _NOT_PENDING_DELETION,
     "UntagResource": _NOT_PENDING_DELETION,
     "CreateAlias": _NOT_PENDING_DELETION,
     "UpdateAlias": _NOT_PENDING_DELETION,  # the destination key; the source key may be pending deletion
-    "EnableKeyRotation": _ROTATION_CHANGE,
+    "EnableKeyRotation": _ROTATION_CHANGE,  # custom key store keys: refused by the Key (UnsupportedOperation)
     "DisableKeyRotation": _ROTATION_CHANGE,
     "RotateKeyOnDemand": _ROTATION_CHANGE,
     "GetKeyRotationStatus": {PI: _origin_external},

@@ -227,7 +227,7 @@ UNKNOWN_TARGETS = (b"TrentService.NoSuchOperation", b"TrentService.", b"TrentSer
                    b"TRENTSERVICE.ENCRYPT", b"TrentService.Encrypt ", b"TrentService.Encrypt\t", b" TrentService.X",
                    b"TrentService.TrentService.Encrypt", b"AWSKMS.Encrypt", b"kms.Encrypt", b"TrentService.Encrypt.Now",
                    b"TrentService.__init__", b"TrentService.../../ListKeys", b"TrentService.List\xc3\xa9Keys",
-                   b"TrentService.ConnectCustomKeyStore", b"TrentService.ReplicateKey", b"TrentService.GetKeyLastUsage",
+                   b"TrentService.ConnectCustomKeyStores", b"TrentService.ReplicateKey", b"TrentService.GetKeyLastUsage",
                    b"TrentService.UpdatePrimaryRegion", b"TrentService.%45ncrypt", b"TrentService.Encrypt;ListKeys")
 DRY_RUN_OPERATIONS = ("Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "Decrypt", "ReEncrypt")
 

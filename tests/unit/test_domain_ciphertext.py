@@ -98,7 +98,16 @@ def test_flipping_body_or_tag_bytes_is_invalid_ciphertext(blob, offset):
         decrypt(BACKING_KEY, _flip(blob, index, 0x80), CONTEXT)
 
 
-@pytest.mark.parametrize("version", [0, 2, 3, 0x7F, 0xFF])
+def test_version_2_is_a_custom_key_store_blob_that_software_decrypt_refuses(blob):
+    # Version 2 is the format of keys held in a token (docs/custom-key-stores.md): it parses, names its key, and
+    # the software path refuses it, so a blob cannot be steered from one path to the other by its version byte.
+    changed = bytes([2]) + blob[1:]
+    assert parse_header(changed).in_store
+    with pytest.raises(InvalidCiphertextError):
+        decrypt(BACKING_KEY, changed, CONTEXT)
+
+
+@pytest.mark.parametrize("version", [0, 3, 0x7F, 0xFF])
 def test_other_version_byte_is_refused_by_parse_header_and_decrypt(blob, version):
     changed = bytes([version]) + blob[1:]
     with pytest.raises(InvalidCiphertextError):

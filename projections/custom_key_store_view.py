@@ -1,0 +1,107 @@
+"""The custom key store view: one tagged row per store, written in its events' transaction."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+from eventsourcing.domain import Aggregate
+
+from application.keystores.ports import KeyStoreRow
+from domain.audit.seals import RowSeal
+from domain.keystores.store import CustomKeyStore
+from projections.key_state_view import _TtlCache, checked
+from projections.tables import custom_key_stores
+
+
+def _encode_entry(entry: dict[str, Any]) -> str:
+    return json.dumps({k: (v.timestamp() if isinstance(v, datetime) else v) for k, v in entry.items()}, sort_keys=True)
+
+
+def _decode_entry(text: str) -> dict[str, Any]:
+    entry = json.loads(text)
+    entry["CreationDate"] = datetime.fromtimestamp(entry["CreationDate"], tz=timezone.utc)
+    return entry
+
+
+def project_key_stores(tx: Any, aggregates: Sequence[Aggregate], seal: RowSeal | None) -> None:
+    for store in aggregates:
+        if not isinstance(store, CustomKeyStore):
+            continue
+        where = custom_key_stores.c.store_id == store.store_id
+        if store.deleted:
+            tx.execute(custom_key_stores.delete().where(where))
+            continue
+        values = {
+            "store_id": store.store_id, "account_id": store.account_id, "region": store.region, "name": store.name,
+            "store_type": store.store_type, "connection_state": store.connection_state,
+            "cluster_id": store.settings.get("cluster_id"), "entry_json": _encode_entry(store.describe()),
+            "version": store.version,
+        }
+        if seal is not None:
+            values = seal.sealed(custom_key_stores.name, values)
+        if tx.execute(custom_key_stores.update().where(where).values(**values)).rowcount == 0:
+            tx.execute(custom_key_stores.insert().values(**values))
+
+
+class SqlCustomKeyStoreView:
+    """application/keystores/ports.py: KeyStoreView. Rows are checked against their tag on every read."""
+
+    def __init__(self, datastore: Any, cache_seconds: float = 1.0, seal: RowSeal | None = None) -> None:
+        self._datastore = datastore
+        self._cache = _TtlCache(cache_seconds)
+        self._seal = seal
+
+    def _row(self, r: Any) -> KeyStoreRow:
+        checked(self._seal, custom_key_stores, r, lambda: f"custom key store {r.store_id}")
+        return KeyStoreRow(store_id=r.store_id, account_id=r.account_id, region=r.region, name=r.name,
+                           store_type=r.store_type, connection_state=r.connection_state, cluster_id=r.cluster_id,
+                           entry=_decode_entry(r.entry_json))
+
+    def _rows(self, query: Any, tx: Any = None) -> list[Any]:
+        if tx is not None:
+            return list(tx.execute(query))
+        with self._datastore.transaction(commit=False) as session:
+            return list(session.execute(query))
+
+    def get(self, store_id: str) -> KeyStoreRow | None:
+        def load() -> KeyStoreRow | None:
+            rows = self._rows(sa.select(custom_key_stores).where(custom_key_stores.c.store_id == store_id))
+            return self._row(rows[0]) if rows else None
+        return self._cache.get(store_id, load)
+
+    def forget(self, store_id: str) -> None:
+        self._cache.drop(store_id)
+
+    def list(self, account_id: str, region: str, limit: int, after: str | None) -> list[KeyStoreRow]:
+        query = sa.select(custom_key_stores).where(custom_key_stores.c.account_id == account_id,
+                                                   custom_key_stores.c.region == region)
+        if after is not None:
+            query = query.where(custom_key_stores.c.store_id > after)
+        return [self._row(r) for r in self._rows(query.order_by(custom_key_stores.c.store_id).limit(limit))]
+
+    def all(self) -> list[KeyStoreRow]:
+        return [self._row(r) for r in self._rows(sa.select(custom_key_stores).order_by(custom_key_stores.c.store_id))]
+
+    def by_name(self, tx: Any, account_id: str, region: str, name: str) -> KeyStoreRow | None:
+        rows = self._rows(sa.select(custom_key_stores).where(
+            custom_key_stores.c.account_id == account_id, custom_key_stores.c.region == region,
+            custom_key_stores.c.name == name), tx)
+        return self._row(rows[0]) if rows else None
+
+    def by_cluster(self, tx: Any, cluster_ids: list[str]) -> list[KeyStoreRow]:
+        return [self._row(r) for r in self._rows(
+            sa.select(custom_key_stores).where(custom_key_stores.c.cluster_id.in_(cluster_ids)), tx)]
+
+    def count(self, tx: Any, account_id: str, region: str) -> int:
+        return len(self._rows(sa.select(custom_key_stores.c.store_id).where(
+            custom_key_stores.c.account_id == account_id, custom_key_stores.c.region == region), tx))
+
+
+def keys_in_store(tx: Any, store_id: str) -> int:
+    """KMS keys of a store that still exist (pending deletion included): a store with any cannot be deleted."""
+    from projections.tables import key_state
+
+    pattern = f'%"CustomKeyStoreId": "{store_id}"%'
+    return len(list(tx.execute(sa.select(key_state.c.key_id).where(key_state.c.metadata_json.like(pattern)))))
