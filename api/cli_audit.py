@@ -141,7 +141,8 @@ def verify(checkpoints: Optional[Path] = typer.Option(
         elapsed = max(time.perf_counter() - started, 1e-9)
         problems: list[str] = []
         if result.ok:
-            problems = _coverage_problems(total, cps, runtime.now(), settings.audit_checkpoint_seconds)
+            uncovered = _record_time(runtime.ledger, cps[-1].seq + 1) if cps and total > cps[-1].seq else None
+            problems = _coverage_problems(total, cps, runtime.now(), settings.audit_checkpoint_seconds, uncovered)
             seal = runtime.ledger.row_seal
             if seal is not None:
                 problems += list(forged_rows(runtime.ledger, seal))
@@ -163,19 +164,37 @@ def verify(checkpoints: Optional[Path] = typer.Option(
     raise typer.Exit(1)
 
 
-def _coverage_problems(head: int, cps: list[Any], now: datetime, interval: float) -> list[str]:
+def _coverage_problems(head: int, cps: list[Any], now: datetime, interval: float,
+                       first_uncovered_time: Optional[str]) -> list[str]:
     """Records that no checkpoint covers are a window an attacker could truncate: a log with records and no
-    checkpoint fails; so does a tail behind a checkpoint older than twice the interval (docs/audit.md)."""
+    checkpoint fails; so does a tail whose first record is older than twice the interval, since a running server
+    signs one within an interval of the first record it does not cover (docs/audit.md). An idle log's newest
+    checkpoint may be old (idle servers sign only a heartbeat): with nothing after it, nothing is uncovered."""
     if head and not cps:
         return [f"the log holds {head} records but no checkpoint covers any of them: the checkpoints were removed"]
     if not cps or head <= cps[-1].seq:
         return []
-    newest = parse_time(cps[-1].time)
-    if (now - newest).total_seconds() <= 2 * interval:
+    try:
+        since = parse_time(first_uncovered_time) if first_uncovered_time else parse_time(cps[-1].time)
+    except ValueError:
+        since = parse_time(cps[-1].time)
+    if (now - since).total_seconds() <= 2 * interval:
         return []
-    return [f"records seq {cps[-1].seq + 1} to {head} are covered by no checkpoint, and the newest checkpoint "
-            f"({cps[-1].time}) is older than twice the {interval:g} s checkpoint interval: checkpoints were removed, "
-            "or the server stopped without its shutdown checkpoint (restart it: it verifies and signs one)"]
+    return [f"records seq {cps[-1].seq + 1} to {head} are covered by no checkpoint, and the first of them "
+            f"({_iso_text(since)}) is older than twice the {interval:g} s checkpoint interval: checkpoints were "
+            "removed, or the server stopped without its shutdown checkpoint (restart it: it verifies and signs one)"]
+
+
+def _iso_text(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _record_time(ledger: Any, seq: int) -> Optional[str]:
+    """The eventTime of record ``seq`` (one index lookup), or None."""
+    from application.audit.checkpoints import audit_records
+
+    record = next(audit_records(ledger, after_seq=seq - 1, limit=1), None)
+    return record.get("eventTime") if record and record.get("seq") == seq else None
 
 
 def _matches(record: dict[str, Any], start: Optional[datetime], end: Optional[datetime], key: Optional[str]) -> bool:

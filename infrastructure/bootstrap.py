@@ -239,7 +239,8 @@ def build_runtime(settings: Settings) -> Runtime:
         authorizer=authorizer,
         resolver=resolver,
         checkpointer=Checkpointer(ledger, clock, signing_key, CheckpointFile(settings.checkpoint_file),
-                                  settings.audit_checkpoint_records, settings.audit_checkpoint_seconds),
+                                  settings.audit_checkpoint_records, settings.audit_checkpoint_seconds,
+                                  settings.audit_checkpoint_heartbeat_seconds),
         audit_public_key=audit_public_key(signing_key),
         history=history,
         grants=GrantService(access, SqlGrantIndex(uow, seal), clock, token_key=grant_token_key),
@@ -276,6 +277,7 @@ def start_serving(runtime: Runtime) -> None:
         services.authorizer.authorize_call(call)
         runtime.audit.record(cloudtrail_record(call))
     runtime.serving = True
+    services.checkpointer.sync_file()  # a crash between saving a checkpoint and appending it, repaired
     services.checkpointer.checkpoint_if_behind()
 
 
