@@ -131,16 +131,26 @@ def keys_at(at: str = typer.Option(..., help="RFC 3339 or epoch seconds."),
 
 @history_cli.command()
 def timeline(key: str = typer.Argument(..., help="Key id, key ARN, or alias name (with --region)."),
+             limit: Optional[int] = typer.Option(None, min=1, max=1000, help="One page of this many events (default: "
+                                                 "every event, read a page at a time)."),
+             marker: Optional[str] = typer.Option(None, help="Start after this NextMarker (printed after a page)."),
              json_output: bool = Json, region: Optional[str] = Region, account: Optional[str] = Account,
              data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
-    """Every event of the key in order, with who made it (from the audit record of the same transaction)."""
+    """Every event of the key in order, with who made it (from the audit record that names the event)."""
     with _history(data_dir, database_url) as (runtime, history):
-        events = history.timeline(key, _scope(runtime, account, region))
+        scope = _scope(runtime, account, region)
+        if limit is None and marker is None:
+            page = {"Events": history.timeline(key, scope), "Truncated": False}
+        else:
+            page = history.timeline_page(key, scope, limit or 100, marker)
+    events = page["Events"]
     if json_output:
-        return _print_json(events)
+        return _print_json(page if limit is not None or marker is not None else events)
     rows = [[e["Version"], e["Time"], e["EventType"], e["Actor"], e["EventName"], e["RequestId"],
              json.dumps(_plain(e["Details"]))[:80]] for e in events]
     _print_table(f"timeline of {key}", ["Version", "Time", "Event", "Who", "Call", "Request id", "Details"], rows)
+    if page.get("Truncated"):
+        typer.echo(f"NextMarker: {page['NextMarker']}  (--marker {page['NextMarker']} for the next page)")
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from api.pipeline import HttpRequest, RequestPipeline
 from application.audit.checkpoints import audit_records
 from application.calls import Call
 from application.history.access_at import access_at
+from application.history.point_in_time import MAX_TIMELINE_PAGE, TIMELINE_PAGE
 from domain.errors import NotFoundError, ValidationError, shown
 from domain.identifiers import parse_key_reference
 from infrastructure.bootstrap import Runtime, Services
@@ -126,10 +127,13 @@ def query_router(runtime: Runtime, pipeline: RequestPipeline) -> APIRouter:
 
     # The sub-resources first: the key part of a path may itself contain slashes (alias names, ARNs).
     @router.get("/keys/{key:path}/timeline", summary="Every change of a key, when, and who made it")
-    async def timeline(request: Request, key: str) -> Response:
+    async def timeline(request: Request, key: str,
+                       limit: int = Query(TIMELINE_PAGE, ge=1, le=MAX_TIMELINE_PAGE, description="Events per page"),
+                       marker: str | None = Query(None, max_length=12, description="NextMarker of the previous page"),
+                       ) -> Response:
         return await serve(request, KeyQuery(
-            runtime, "GetKeyTimeline", {"keyId": key}, "kms:DescribeKey", key=key,
-            answer=lambda sv, call, key_id: {"Events": sv.history.timeline(key_id, call.scope)}))
+            runtime, "GetKeyTimeline", {"keyId": key, "limit": limit, "marker": marker}, "kms:DescribeKey", key=key,
+            answer=lambda sv, call, key_id: sv.history.timeline_page(key_id, call.scope, limit, marker)))
 
     @router.get("/keys/{key:path}/access", summary="Who could perform an operation on the key at an instant")
     async def access(request: Request, key: str, operation: str, at: str | None = _AT,

@@ -55,7 +55,8 @@ class AliasRow:
 
 
 class KeyStateView(Protocol):
-    def project(self, tx: Any, aggregates: Sequence[Aggregate], recordings: Sequence[Recording]) -> None: ...
+    def project(self, tx: Any, aggregates: Sequence[Aggregate], recordings: Sequence[Recording],
+                audit_seq: int | None = None) -> None: ...
 
     def forget(self, aggregates: Sequence[Aggregate]) -> None: ...
 

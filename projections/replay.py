@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from application.history.point_in_time import ALIAS_TOPICS, KEY_TOPICS, event_topics
+from domain.audit.log import AUDIT_LOG_ID
 from domain.audit.seals import RowSeal
 from domain.keys.key import Key
 from domain.principals.principal import Principal
@@ -33,7 +34,8 @@ PAGE = 1000
 PRINCIPAL_TOPICS = event_topics(Principal)
 DEFAULT_PREFIX = "replay_"
 PRIMARY_KEYS = {"key_state": ("key_id",), "key_aliases": ("account_id", "region", "alias_name"),
-                "key_event_index": ("key_id", "version"), "key_grants": ("grant_id",),
+                "key_event_index": ("key_id", "version"), "alias_event_index": ("alias_id", "version"),
+                "key_grants": ("grant_id",),
                 "principals": ("principal_id",), "principal_event_index": ("principal_id", "version")}
 # Every projection table by name: the key projections' and the principals read model's.
 TABLES = {**tables.metadata.tables, **principal_tables.metadata.tables}
@@ -116,14 +118,40 @@ def _replay(ledger: Any, staging: sa.Engine, until: datetime | None, stats: Repl
             recordings.append(Recording(domain_event=event, notification=notification))
             stats.events += 1
         principals = [a for a in touched.values() if isinstance(a, Principal)]
+        seqs = _record_seqs(ledger, [r.notification.id for r in recordings])
         with Session(staging) as tx, tx.begin():
-            view.project(tx, [a for a in touched.values() if not isinstance(a, Principal)], recordings)
+            view.project(tx, [a for a in touched.values() if not isinstance(a, Principal)], recordings, seqs)
             for principal in principals:
                 principal_view.project(tx, principal, [r.domain_event for r in recordings
                                                        if r.domain_event.originator_id == principal.id])
     stats.keys = sum(isinstance(a, Key) for a in aggregates.values())
     stats.principals = sum(isinstance(a, Principal) for a in aggregates.values())
     stats.aliases = len(aggregates) - stats.keys - stats.principals
+
+
+def _record_seqs(ledger: Any, positions: list[int]) -> dict[int, int]:
+    """The seq of the audit record stored right after each change's events, by event position: what the write
+    path put in key_event_index.audit_seq (a change's events and its record are stored together under the writers'
+    lock, the record last, at consecutive positions). One query per page, for the last event of each run of
+    consecutive positions; a run followed by no record (a ledger from before records named their events, or
+    the upgrade) gets none."""
+    if not positions:
+        return {}
+    ordered = sorted(positions)
+    ends = [p for i, p in enumerate(ordered) if i + 1 == len(ordered) or ordered[i + 1] != p + 1]
+    events = ledger.recorder.events_record_cls.__table__
+    with ledger.recorder.datastore.transaction(commit=False) as session:
+        found = dict(session.execute(sa.select(events.c.id, events.c.originator_version).where(
+            events.c.id.in_([end + 1 for end in ends]), events.c.originator_id == AUDIT_LOG_ID)).all())
+    out: dict[int, int] = {}
+    ending, run_end = set(ends), ordered[-1]
+    for position in reversed(ordered):  # each position belongs to the nearest run end at or after it
+        if position in ending:
+            run_end = position
+        version = found.get(run_end + 1)
+        if version is not None:
+            out[position] = version - 1  # the audit log's version is seq + 1
+    return out
 
 
 def _copy(staging: sa.Engine, engine: sa.Engine, prefix: str, stats: ReplayStats) -> None:

@@ -48,7 +48,28 @@ key_event_index = sa.Table(
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("timestamp", sa.Float, nullable=False),
     sa.Column("notification_id", sa.BigInteger, nullable=False),
+    # The seq of the audit record that names this event (the record its change committed with, stored right
+    # after its events): the timeline's actor in one index lookup, not a read of the log.
+    sa.Column("audit_seq", sa.BigInteger),
     sa.Index("key_event_index_time_idx", "timestamp"),
+)
+
+# Every alias event, one row each, written in the events' transaction: "what did alias/app name at T" and "which
+# aliases named key K at T" by index, not by reading the event store (issue 13). target_key_id is None once the
+# alias was deleted. Not tagged: what it points at is a key loaded (and checked) from the event store.
+alias_event_index = sa.Table(
+    "alias_event_index", metadata,
+    sa.Column("alias_id", sa.String(36), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),
+    sa.Column("alias_name", sa.String(256), nullable=False),
+    sa.Column("target_key_id", sa.String(36)),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("notification_id", sa.BigInteger, nullable=False),
+    sa.Index("alias_event_index_name_idx", "account_id", "region", "alias_name", "timestamp"),
+    sa.Index("alias_event_index_target_idx", "target_key_id", "timestamp"),
+    sa.Index("alias_event_index_time_idx", "timestamp"),
 )
 
 # Grants in force, one row each: ListGrants reads them by key, ListRetirableGrants by retiring principal

@@ -108,6 +108,11 @@ class RecordOfChange:
         self._trail._ledger.save(log)
         self.log = log
 
+    @property
+    def seq(self) -> int | None:
+        """The seq of the sealed record (the timeline finds a change's actor by it)."""
+        return self.log.seq if self.log is not None else None
+
 
 class AuditTrail:
     def __init__(self, ledger: KeyLedger, uow: UnitOfWork, clock: Clock, *, window_seconds: float = 0.0,
