@@ -207,6 +207,20 @@ def _matches(record: dict[str, Any], start: Optional[datetime], end: Optional[da
     return True
 
 
+def _indexed(runtime: Any, key: Optional[str], start: Optional[datetime], end: Optional[datetime]) -> Iterator[dict[str, Any]]:
+    from projections.audit_index import AuditFilter
+
+    index = runtime.audit_index
+    where = AuditFilter(key_id=key.rpartition("/")[2] if key else None, low=start, high=end)
+    chunk: list[int] = []
+    for seq in index.matching(where):
+        chunk.append(seq)
+        if len(chunk) == 1000:
+            yield from index.records(runtime.ledger, chunk)
+            chunk = []
+    yield from index.records(runtime.ledger, chunk)
+
+
 @audit_cli.command()
 def export(start: Optional[str] = typer.Option(None, "--from", help="RFC 3339 or epoch seconds."),
            end: Optional[str] = typer.Option(None, "--to", help="RFC 3339 or epoch seconds."),
@@ -221,7 +235,10 @@ def export(start: Optional[str] = typer.Option(None, "--from", help="RFC 3339 or
     runtime = _runtime(data_dir, database_url)
     s, e = (parse_time(start) if start else None), (parse_time(end) if end else None)
     try:
-        chosen: Iterator[dict[str, Any]] = (r for r in audit_records(runtime.ledger) if _matches(r, s, e, key))
+        source: Iterator[dict[str, Any]] = audit_records(runtime.ledger)
+        if (key or s or e) and runtime.audit_index is not None:
+            source = _indexed(runtime, key, s, e)  # seeks: reads only the records that match (issue 13)
+        chosen: Iterator[dict[str, Any]] = (r for r in source if _matches(r, s, e, key))
         if fmt == "jsonl":
             for record in chosen:
                 sys.stdout.write(json.dumps(record) + "\n")

@@ -99,3 +99,10 @@ class BackingKeyStore(Protocol):
 
     def compact(self) -> None:
         """Removes what deleted rows leave behind in the database files (WAL frames, dead tuples)."""
+
+
+class AuditIndex(Protocol):
+    """Rows that find audit records by key, principal, event name, error code and time (projections/audit_index.py),
+    written in the records' own transaction."""
+
+    def add(self, tx: Any, records: Sequence[dict[str, Any]], first_seq: int) -> None: ...

@@ -55,6 +55,7 @@ from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
 from infrastructure.tables import access_keys, add_missing_columns
 from infrastructure.tables import metadata as infrastructure_metadata
+from projections.audit_index import SqlAuditIndex
 from projections.grants_view import SqlGrantIndex
 from projections.key_event_index import SqlKeyEventIndex
 from projections.key_state_view import SqlKeyStateView
@@ -105,6 +106,7 @@ class Runtime:
     clock_service: ClockService
     quotas: RequestQuotas
     unauthenticated: UnauthenticatedFailures  # failed authentication: aggregated records, per-source limit
+    audit_index: SqlAuditIndex | None = None  # finds records by key, principal, event, error and time
     sealed_reason: str | None = None
     services: Services | None = None
     admin_created: bool = False
@@ -167,8 +169,10 @@ def build_runtime(settings: Settings) -> Runtime:
     uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__,  # type: ignore[attr-defined]
                         gate=writer_gate_for(datastore.engine))
     clock = DatabaseClock(uow)
+    audit_index = SqlAuditIndex(uow)
+    audit_index.backfill(ledger)  # records from before the index (once); later ones are indexed as written
     audit = AuditTrail(ledger, uow, clock, window_seconds=settings.audit_group_commit_window,
-                       max_batch=settings.audit_group_commit_max)
+                       max_batch=settings.audit_group_commit_max, index=audit_index)
     quotas = RequestQuotas(settings.quota_cryptographic_per_second, settings.quota_management_per_second,
                            settings.quota_account_overrides)
     unauthenticated = UnauthenticatedFailures(
@@ -178,6 +182,7 @@ def build_runtime(settings: Settings) -> Runtime:
     history = PointInTime(ledger, SqlKeyEventIndex(uow), clock)
     runtime = Runtime(
         settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit, quotas=quotas, unauthenticated=unauthenticated,
+        audit_index=audit_index,
         health=HealthService(lambda: runtime.sealed_reason, probe, audit.stats,
                              probe_timeout=settings.health_probe_timeout, cache_seconds=settings.health_cache_seconds,
                              on_close=probe.close),

@@ -37,11 +37,13 @@ class CheckpointSink(Protocol):
 
 
 def audit_records(ledger: KeyLedger, after_seq: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
-    """Every record in seq order (after ``after_seq``), streamed a page at a time. A stored event that no
-    longer decodes is yielded as a stub that can never verify, so `verify` names its seq instead of crashing."""
+    """Every record in seq order after ``after_seq`` (at most ``limit``), streamed a page at a time. A stored event
+    that no longer decodes is yielded as a stub that can never verify, so `verify` names its seq instead of
+    crashing."""
     version = after_seq + 1
-    while True:
-        page = ledger.recorder.select_events(AUDIT_LOG_ID, gt=version, limit=min(PAGE, limit or PAGE))
+    left = limit
+    while left is None or left > 0:
+        page = ledger.recorder.select_events(AUDIT_LOG_ID, gt=version, limit=min(PAGE, left or PAGE))
         if not page:
             return
         for stored in page:
@@ -51,6 +53,8 @@ def audit_records(ledger: KeyLedger, after_seq: int = 0, limit: int | None = Non
             except Exception:
                 yield {"seq": stored.originator_version - 1, "undecodable": True}
         version = page[-1].originator_version
+        if left is not None:
+            left -= len(page)
 
 
 def stored_checkpoints(ledger: KeyLedger) -> list[Checkpoint]:
