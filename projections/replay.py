@@ -143,6 +143,13 @@ def _record_seqs(ledger: Any, positions: list[int]) -> dict[int, int]:
     with ledger.recorder.datastore.transaction(commit=False) as session:
         found = dict(session.execute(sa.select(events.c.id, events.c.originator_version).where(
             events.c.id.in_([end + 1 for end in ends]), events.c.originator_id == AUDIT_LOG_ID)).all())
+        if ends[-1] + 1 not in found:
+            # The page may end inside a change (its remaining events open the next page): its record is the
+            # first audit row after it.
+            after = session.execute(sa.select(events.c.id, events.c.originator_version).where(
+                events.c.id > ends[-1], events.c.originator_id == AUDIT_LOG_ID).order_by(events.c.id).limit(1)).first()
+            if after is not None and _only_replayed_between(session, events, ends[-1], after[0]):
+                found[ends[-1] + 1] = after[1]
     out: dict[int, int] = {}
     ending, run_end = set(ends), ordered[-1]
     for position in reversed(ordered):  # each position belongs to the nearest run end at or after it
@@ -152,6 +159,15 @@ def _record_seqs(ledger: Any, positions: list[int]) -> dict[int, int]:
         if version is not None:
             out[position] = version - 1  # the audit log's version is seq + 1
     return out
+
+
+def _only_replayed_between(session: Any, events: sa.Table, start: int, stop: int) -> bool:
+    """Whether every event stored strictly between two positions is one the replay reads (the rest of a change
+    whose record is at ``stop``), not an audit or checkpoint row."""
+    topics = sorted(KEY_TOPICS | ALIAS_TOPICS | event_topics(Principal))
+    others = session.execute(sa.select(sa.func.count()).select_from(events).where(
+        events.c.id > start, events.c.id < stop, events.c.topic.not_in(topics))).scalar()
+    return not others
 
 
 def _copy(staging: sa.Engine, engine: sa.Engine, prefix: str, stats: ReplayStats) -> None:

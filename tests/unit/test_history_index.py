@@ -160,3 +160,16 @@ def test_a_database_from_before_the_indexes_is_rebuilt_at_start(ledger: Any) -> 
     ledger.restart()
     assert ledger.rt.history.timeline(key_id, SCOPE) == before
     assert ledger.rt.history.key_at(SCOPE, "alias/old", at)["KeyMetadata"]["KeyId"] == key_id
+
+
+def test_a_change_split_across_replay_pages_keeps_its_record(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.scale import grow_key
+
+    key_id = ledger.keys[0]
+    grow_key(ledger.rt, key_id, 7)  # one change of seven events, one record naming them
+    ledger.do("keys.tag_resource", key_id, {"after": "x"})
+    monkeypatch.setattr(replay, "PAGE", 3)  # the change's events span three pages of the replay
+    engine = ledger.rt.ledger.recorder.datastore.engine
+    replay.rebuild(ledger.rt.ledger, engine, "replay_")
+    assert replay.compare(engine, "", "replay_") == []
+    replay.drop_tables(engine, "replay_")
