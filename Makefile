@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.history
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) keyledger-data .pytest_cache .hypothesis

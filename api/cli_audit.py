@@ -151,7 +151,8 @@ def verify(checkpoints: Optional[Path] = typer.Option(
         elapsed = max(time.perf_counter() - started, 1e-9)
         problems: list[str] = []
         if result.ok:
-            problems = _coverage_problems(total, cps, runtime.now(), settings.audit_checkpoint_seconds)
+            uncovered = _record_time(runtime.ledger, cps[-1].seq + 1) if cps and total > cps[-1].seq else None
+            problems = _coverage_problems(total, cps, runtime.now(), settings.audit_checkpoint_seconds, uncovered)
             seal = runtime.ledger.row_seal
             if seal is not None:
                 problems += list(forged_rows(runtime.ledger, seal))
@@ -173,19 +174,37 @@ def verify(checkpoints: Optional[Path] = typer.Option(
     raise typer.Exit(1)
 
 
-def _coverage_problems(head: int, cps: list[Any], now: datetime, interval: float) -> list[str]:
+def _coverage_problems(head: int, cps: list[Any], now: datetime, interval: float,
+                       first_uncovered_time: Optional[str]) -> list[str]:
     """Records that no checkpoint covers are a window an attacker could truncate: a log with records and no
-    checkpoint fails; so does a tail behind a checkpoint older than twice the interval (docs/audit.md)."""
+    checkpoint fails; so does a tail whose first record is older than twice the interval, since a running server
+    signs one within an interval of the first record it does not cover (docs/audit.md). An idle log's newest
+    checkpoint may be old (idle servers sign only a heartbeat): with nothing after it, nothing is uncovered."""
     if head and not cps:
         return [f"the log holds {head} records but no checkpoint covers any of them: the checkpoints were removed"]
     if not cps or head <= cps[-1].seq:
         return []
-    newest = parse_time(cps[-1].time)
-    if (now - newest).total_seconds() <= 2 * interval:
+    try:
+        since = parse_time(first_uncovered_time) if first_uncovered_time else parse_time(cps[-1].time)
+    except ValueError:
+        since = parse_time(cps[-1].time)
+    if (now - since).total_seconds() <= 2 * interval:
         return []
-    return [f"records seq {cps[-1].seq + 1} to {head} are covered by no checkpoint, and the newest checkpoint "
-            f"({cps[-1].time}) is older than twice the {interval:g} s checkpoint interval: checkpoints were removed, "
-            "or the server stopped without its shutdown checkpoint (restart it: it verifies and signs one)"]
+    return [f"records seq {cps[-1].seq + 1} to {head} are covered by no checkpoint, and the first of them "
+            f"({_iso_text(since)}) is older than twice the {interval:g} s checkpoint interval: checkpoints were "
+            "removed, or the server stopped without its shutdown checkpoint (restart it: it verifies and signs one)"]
+
+
+def _iso_text(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _record_time(ledger: Any, seq: int) -> Optional[str]:
+    """The eventTime of record ``seq`` (one index lookup), or None."""
+    from application.audit.checkpoints import audit_records
+
+    record = next(audit_records(ledger, after_seq=seq - 1, limit=1), None)
+    return record.get("eventTime") if record and record.get("seq") == seq else None
 
 
 class RecordFilter:
@@ -238,6 +257,20 @@ def _alias_name(key: str) -> Optional[str]:
     return None
 
 
+def _indexed(runtime: Any, key: Optional[str], start: Optional[datetime], end: Optional[datetime]) -> Iterator[dict[str, Any]]:
+    from projections.audit_index import AuditFilter
+
+    index = runtime.audit_index
+    where = AuditFilter(key_id=key.rpartition("/")[2] if key else None, low=start, high=end)
+    chunk: list[int] = []
+    for seq in index.matching(where):
+        chunk.append(seq)
+        if len(chunk) == 1000:
+            yield from index.records(runtime.ledger, chunk)
+            chunk = []
+    yield from index.records(runtime.ledger, chunk)
+
+
 @audit_cli.command()
 def export(start: Optional[str] = moment_option(None, "From", "--from"),
            end: Optional[str] = moment_option(None, "To", "--to"),
@@ -255,13 +288,17 @@ def export(start: Optional[str] = moment_option(None, "From", "--from"),
     runtime = _runtime(data_dir, database_url)
     try:
         now = runtime.now()
+        s, e = (low.resolve(now) if low else None), (high.resolve(now) if high else None)
         try:
-            chosen_by = RecordFilter(runtime, low.resolve(now) if low else None, high.resolve(now) if high else None,
-                                     key, region, account)
+            chosen_by = RecordFilter(runtime, s, e, key, region, account)
         except KeyNotNamed as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
-        chosen: Iterator[dict[str, Any]] = (r for r in audit_records(runtime.ledger) if chosen_by(r))
+        source: Iterator[dict[str, Any]] = audit_records(runtime.ledger)
+        if (chosen_by.key_id or s or e) and runtime.audit_index is not None:
+            # Seeks: reads only the records the index names (issue 13). An alias is resolved per record's time.
+            source = _indexed(runtime, chosen_by.key_id, s, e)
+        chosen: Iterator[dict[str, Any]] = (r for r in source if chosen_by(r))
         if fmt == "jsonl":
             for record in chosen:
                 sys.stdout.write(json.dumps(record) + "\n")

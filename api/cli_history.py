@@ -134,17 +134,28 @@ def keys_at(at: str = moment_option("now"),
 
 @history_cli.command()
 def timeline(key: str = typer.Argument(..., help=KEY_HELP),
+             limit: Optional[int] = typer.Option(None, min=1, max=1000, help="One page of this many events (default: "
+                                                 "every event, read a page at a time)."),
+             marker: Optional[str] = typer.Option(None, help="Start after this NextMarker (printed after a page)."),
              output: Output = Out, json_output: bool = Json, region: Optional[str] = Region,
              account: Optional[str] = Account,
              data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
-    """Every event of the key in order, with who made it (from the audit record of the same transaction).
+    """Every event of the key in order, with who made it (from the audit record that names the event).
     An alias names the key it points to now."""
     with _history(data_dir, database_url) as (runtime, history):
-        events = history.timeline(key, key_scope(runtime, key, runtime.now(), region, account))
+        scope = key_scope(runtime, key, runtime.now(), region, account)
+        if limit is None and marker is None:
+            page = {"Events": history.timeline(key, scope), "Truncated": False}
+        else:
+            page = history.timeline_page(key, scope, limit or 100, marker)
+    events = page["Events"]
+    paged = limit is not None or marker is not None
     rows = [[e["Version"], e["Time"], e["EventType"], e["Actor"], e["EventName"], e["RequestId"],
              json.dumps(plain(e["Details"]), default=str)] for e in events]
     print_rows(f"timeline of {key}", ["Version", "Time", "Event", "Who", "Call", "Request id", "Details"], rows,
-               chosen_output(output, json_output), json_value=events)
+               chosen_output(output, json_output), json_value=page if paged else events)
+    if page.get("Truncated") and chosen_output(output, json_output) != Output.json:
+        typer.echo(f"NextMarker: {page['NextMarker']}  (--marker {page['NextMarker']} for the next page)")
 
 
 @contextmanager

@@ -56,7 +56,8 @@ class AliasRow:
 
 
 class KeyStateView(Protocol):
-    def project(self, tx: Any, aggregates: Sequence[Aggregate], recordings: Sequence[Recording]) -> None: ...
+    def project(self, tx: Any, aggregates: Sequence[Aggregate], recordings: Sequence[Recording],
+                audit_seq: int | None = None) -> None: ...
 
     def forget(self, aggregates: Sequence[Aggregate]) -> None: ...
 
@@ -140,3 +141,10 @@ class RootWrappedRows(Protocol):
         """In ``tx``: the value that proves a root key is version ``version`` of this database's root key."""
 
     def drop_check(self, tx: Any, version: int) -> None: ...
+
+
+class AuditIndex(Protocol):
+    """Rows that find audit records by key, principal, event name, error code and time (projections/audit_index.py),
+    written in the records' own transaction."""
+
+    def add(self, tx: Any, records: Sequence[dict[str, Any]], first_seq: int) -> None: ...

@@ -50,7 +50,7 @@ class LedgerWriter:
                     write(tx)
                 recordings = self.ledger.save(*aggregates)
                 record.seal(recordings)
-                self._view.project(tx, aggregates, recordings)
+                self._view.project(tx, aggregates, recordings, audit_seq=record.seq)
         self._view.forget(aggregates)
 
     def retrying(self, call: Call, attempt: Callable[[], Outcome[T]]) -> T:

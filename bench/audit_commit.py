@@ -62,11 +62,25 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile of the commits")
+    parser.add_argument("--compare-index", action="store_true",
+                        help="alternate batches with and without the audit index rows and print both (issue 13)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         runtime = build_runtime(Settings.load(data_dir=Path(tmp), database_url=os.environ.get("KEYLEDGER_DATABASE_URL")))
         try:
             measure(runtime, 10, args.batch_size)  # warm up: the head, the connection, caches
+            if args.compare_index:
+                index, by = runtime.audit._index, {"with the index": [], "without": []}
+                for _ in range(args.batches // 10):
+                    for name, chosen in (("with the index", index), ("without", None)):
+                        runtime.audit._index = chosen
+                        by[name] += measure(runtime, 10, args.batch_size)
+                runtime.audit._index = index
+                for name, found in by.items():
+                    found.sort()
+                    print(f"audit commit {name}: CPU per record median {statistics.median(found):.1f} µs, "
+                          f"p10 {found[len(found) // 10]:.1f}, p90 {found[len(found) * 9 // 10]:.1f}")
+                return
             if args.profile:
                 profiler = cProfile.Profile(time.thread_time)  # CPU, as measured: not the fsync's wait
                 profiler.enable()

@@ -10,7 +10,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,25 +27,25 @@ REPLAY_EVENTS = int(os.environ.get("KEYLEDGER_BENCH_REPLAY_EVENTS", "100000"))
 
 
 def grow(runtime, key_id: str, events: int) -> None:
-    """Adds ``events`` DescriptionUpdated events to the key, a thousand per transaction."""
-    writer = runtime.services.keys._access.writer  # the application's one write path
-    done = 0
-    while done < events:
-        key = runtime.ledger.repository.get(uuid.UUID(key_id))
-        for i in range(min(1000, events - done)):
-            key.update_description(f"d{done + i}", runtime.now())
-        writer.commit([key])
-        done += min(1000, events - done)
+    """Adds ``events`` DescriptionUpdated events to the key through the one write path (bench/scale.py)."""
+    from bench.scale import grow_key
+
+    grow_key(runtime, key_id, events)
+
+
+def create_key(runtime) -> str:
+    from bench.scale import _call
+
+    return runtime.services.keys.create_key(_call(runtime, "CreateKey"))["KeyMetadata"]["KeyId"]
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runtime = build_runtime(Settings.load(data_dir=Path(tmp)))
-        keys = runtime.services.keys
         history = PointInTime(runtime.ledger, SqlKeyEventIndex(runtime.uow), runtime.clock)
         sizes = {}
         for events in (10, 1000, 10000):
-            key_id = keys.create_key(SCOPE)["KeyMetadata"]["KeyId"]
+            key_id = create_key(runtime)
             grow(runtime, key_id, events - 1)
             sizes[events] = key_id
         midpoint = runtime.now() - timedelta(milliseconds=1)
@@ -64,7 +63,7 @@ def main() -> None:
 
         total = sum(sizes)
         while total < REPLAY_EVENTS:
-            key_id = keys.create_key(SCOPE)["KeyMetadata"]["KeyId"]
+            key_id = create_key(runtime)
             grow(runtime, key_id, 4999)
             total += 5000
         engine = runtime.ledger.recorder.datastore.engine

@@ -73,6 +73,7 @@ from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUni
 from infrastructure.tables import access_keys, add_missing_columns
 from infrastructure.tables import metadata as infrastructure_metadata
 from projections.custom_key_store_view import SqlCustomKeyStoreView, keys_in_store
+from projections.audit_index import SqlAuditIndex
 from projections.grants_view import SqlGrantIndex
 from projections.key_event_index import SqlKeyEventIndex
 from projections.key_state_view import SqlKeyStateView
@@ -131,6 +132,7 @@ class Runtime:
     clock_service: ClockService
     quotas: RequestQuotas
     unauthenticated: UnauthenticatedFailures  # failed authentication: aggregated records, per-source limit
+    audit_index: SqlAuditIndex | None = None  # finds records by key, principal, event, error and time
     sealed_reason: str | None = None
     services: Services | None = None
     admin_created: bool = False
@@ -220,8 +222,10 @@ def build_runtime(settings: Settings) -> Runtime:
     uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__,  # type: ignore[attr-defined]
                         gate=writer_gate_for(datastore.engine))
     clock = DatabaseClock(uow)
+    audit_index = SqlAuditIndex(uow)
+    audit_index.backfill(ledger)  # records from before the index (once); later ones are indexed as written
     audit = AuditTrail(ledger, uow, clock, window_seconds=settings.audit_group_commit_window,
-                       max_batch=settings.audit_group_commit_max)
+                       max_batch=settings.audit_group_commit_max, index=audit_index)
     quotas = RequestQuotas(settings.quota_cryptographic_per_second, settings.quota_management_per_second,
                            settings.quota_account_overrides)
     unauthenticated = UnauthenticatedFailures(
@@ -231,6 +235,7 @@ def build_runtime(settings: Settings) -> Runtime:
     history = PointInTime(ledger, SqlKeyEventIndex(uow), clock)
     runtime = Runtime(
         settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit, quotas=quotas, unauthenticated=unauthenticated,
+        audit_index=audit_index,
         health=HealthService(lambda: runtime.sealed_reason, probe, audit.stats,
                              probe_timeout=settings.health_probe_timeout, cache_seconds=settings.health_cache_seconds,
                              on_close=probe.close),
@@ -311,7 +316,8 @@ def build_runtime(settings: Settings) -> Runtime:
         authorizer=authorizer,
         resolver=resolver,
         checkpointer=Checkpointer(ledger, clock, signing_key, CheckpointFile(settings.checkpoint_file),
-                                  settings.audit_checkpoint_records, settings.audit_checkpoint_seconds),
+                                  settings.audit_checkpoint_records, settings.audit_checkpoint_seconds,
+                                  settings.audit_checkpoint_heartbeat_seconds),
         audit_public_key=audit_public_key(signing_key),
         history=history,
         grants=GrantService(access, SqlGrantIndex(uow, seal), clock, token_key=grant_token_key),
@@ -358,6 +364,7 @@ def start_serving(runtime: Runtime) -> None:
         services.authorizer.authorize_call(call)
         runtime.audit.record(cloudtrail_record(call))
     runtime.serving = True
+    services.checkpointer.sync_file()  # a crash between saving a checkpoint and appending it, repaired
     services.checkpointer.checkpoint_if_behind()
 
 

@@ -70,7 +70,8 @@ class Settings:
     audit_group_commit_window: float = 0.0  # extra seconds to gather audit records; 0 = whatever queued meanwhile
     audit_group_commit_max: int = 256  # most audit records committed in one transaction
     audit_checkpoint_records: int = 1000  # sign a checkpoint after this many records...
-    audit_checkpoint_seconds: float = 60.0  # ...or this many seconds, also when idle
+    audit_checkpoint_seconds: float = 60.0  # ...or this many seconds after the newest one, when records followed it
+    audit_checkpoint_heartbeat_seconds: float = 3600.0  # and this often when idle (nothing new to cover)
     audit_checkpoint_file: Path | None = None  # default: <data dir>/audit-checkpoints.jsonl
     # Serve although the ledger since the newest checkpoint does not verify: the operator's reason, recorded.
     accept_unverified_ledger: str | None = None
@@ -141,6 +142,7 @@ class Settings:
             "audit_group_commit_max": ("KEYLEDGER_AUDIT_GROUP_COMMIT_MAX", int),
             "audit_checkpoint_records": ("KEYLEDGER_AUDIT_CHECKPOINT_RECORDS", int),
             "audit_checkpoint_seconds": ("KEYLEDGER_AUDIT_CHECKPOINT_SECONDS", float),
+            "audit_checkpoint_heartbeat_seconds": ("KEYLEDGER_AUDIT_CHECKPOINT_HEARTBEAT_SECONDS", float),
             "audit_checkpoint_file": ("KEYLEDGER_AUDIT_CHECKPOINT_FILE", Path),
             "accept_unverified_ledger": ("KEYLEDGER_ACCEPT_UNVERIFIED_LEDGER", str),
             "sqlite_busy_timeout_ms": ("KEYLEDGER_SQLITE_BUSY_TIMEOUT_MS", int),

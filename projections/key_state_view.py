@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import sqlalchemy as sa
 from eventsourcing.application import Recording
@@ -22,7 +22,7 @@ from domain.keys.key import Key
 from domain.keys.states import KeyState
 from domain.policy.evaluation import Grant
 from projections.grants_view import project_grants
-from projections.tables import aliases, key_event_index, key_state
+from projections.tables import alias_event_index, aliases, key_event_index, key_state
 
 _TIMESTAMP_FIELDS = ("CreationDate", "DeletionDate", "ValidTo")
 
@@ -124,6 +124,15 @@ def checked(seal: RowSeal | None, table: sa.Table, row: Any, what: Callable[[], 
     return row
 
 
+def alias_event_row(alias: Alias, recording: Recording) -> dict[str, Any]:
+    """The alias_event_index row of one alias event: the alias's name and the key it names after the event."""
+    event = recording.domain_event
+    target = None if isinstance(event, Alias.Deleted) else getattr(event, "target_key_id", alias.target_key_id)
+    return {"alias_id": str(event.originator_id), "version": event.originator_version, "account_id": alias.account_id,
+            "region": alias.region, "alias_name": alias.alias_name, "target_key_id": target,
+            "timestamp": _epoch(event.timestamp), "notification_id": recording.notification.id}
+
+
 class SqlKeyStateView:
     def __init__(self, datastore: Any, cache_seconds: float = 1.0, seal: RowSeal | None = None) -> None:
         # eventsourcing_sqlalchemy's datastore: its transactions nest, so a read inside a write sees it.
@@ -145,8 +154,12 @@ class SqlKeyStateView:
 
     # -- writing (inside the caller's transaction) -----------------------------------------------
 
-    def project(self, tx: Session, aggregates: Sequence[Aggregate], recordings: Sequence[Recording]) -> None:
+    def project(self, tx: Session, aggregates: Sequence[Aggregate], recordings: Sequence[Recording],
+                audit_seq: int | Mapping[int, int] | None = None) -> None:
+        """``audit_seq``: the seq of the record that names these events, or (the replay) that seq by each
+        event's store position."""
         key_ids = {a.id for a in aggregates if isinstance(a, Key)}
+        alias_of = {a.id: a for a in aggregates if isinstance(a, Alias)}
         for aggregate in aggregates:
             if isinstance(aggregate, Key):
                 self._write_key(tx, aggregate)
@@ -155,11 +168,16 @@ class SqlKeyStateView:
         rows = [
             {"key_id": str(r.domain_event.originator_id), "version": r.domain_event.originator_version,
              "event_type": type(r.domain_event).__name__, "timestamp": _epoch(r.domain_event.timestamp),
-             "notification_id": r.notification.id}
+             "notification_id": r.notification.id,
+             "audit_seq": audit_seq.get(r.notification.id) if isinstance(audit_seq, Mapping) else audit_seq}
             for r in recordings if r.domain_event.originator_id in key_ids
         ]
         if rows:
             tx.execute(key_event_index.insert(), rows)
+        alias_rows = [alias_event_row(alias_of[r.domain_event.originator_id], r) for r in recordings
+                      if r.domain_event.originator_id in alias_of]
+        if alias_rows:
+            tx.execute(alias_event_index.insert(), alias_rows)
         project_grants(tx, aggregates, recordings, self._seal)
         from projections.custom_key_store_view import project_key_stores
 

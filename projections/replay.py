@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from application.history.point_in_time import ALIAS_TOPICS, KEY_TOPICS, event_topics
+from domain.audit.log import AUDIT_LOG_ID
 from domain.audit.seals import RowSeal
 from domain.keys.alias import Alias
 from domain.keys.key import Key
@@ -36,7 +37,8 @@ PRINCIPAL_TOPICS = event_topics(Principal)
 KEY_STORE_TOPICS = event_topics(CustomKeyStore)
 DEFAULT_PREFIX = "replay_"
 PRIMARY_KEYS = {"key_state": ("key_id",), "key_aliases": ("account_id", "region", "alias_name"),
-                "key_event_index": ("key_id", "version"), "key_grants": ("grant_id",),
+                "key_event_index": ("key_id", "version"), "alias_event_index": ("alias_id", "version"),
+                "key_grants": ("grant_id",),
                 "principals": ("principal_id",), "principal_event_index": ("principal_id", "version"),
                 "custom_key_stores": ("store_id",)}
 # Every projection table by name: the key projections' and the principals read model's.
@@ -120,14 +122,56 @@ def _replay(ledger: Any, staging: sa.Engine, until: datetime | None, stats: Repl
             recordings.append(Recording(domain_event=event, notification=notification))
             stats.events += 1
         principals = [a for a in touched.values() if isinstance(a, Principal)]
+        seqs = _record_seqs(ledger, [r.notification.id for r in recordings])
         with Session(staging) as tx, tx.begin():
-            view.project(tx, [a for a in touched.values() if not isinstance(a, Principal)], recordings)
+            view.project(tx, [a for a in touched.values() if not isinstance(a, Principal)], recordings, seqs)
             for principal in principals:
                 principal_view.project(tx, principal, [r.domain_event for r in recordings
                                                        if r.domain_event.originator_id == principal.id])
     stats.keys = sum(isinstance(a, Key) for a in aggregates.values())
     stats.principals = sum(isinstance(a, Principal) for a in aggregates.values())
     stats.aliases = sum(isinstance(a, Alias) for a in aggregates.values())
+
+
+def _record_seqs(ledger: Any, positions: list[int]) -> dict[int, int]:
+    """The seq of the audit record stored right after each change's events, by event position: what the write
+    path put in key_event_index.audit_seq (a change's events and its record are stored together under the writers'
+    lock, the record last, at consecutive positions). One query per page, for the last event of each run of
+    consecutive positions; a run followed by no record (a ledger from before records named their events, or
+    the upgrade) gets none."""
+    if not positions:
+        return {}
+    ordered = sorted(positions)
+    ends = [p for i, p in enumerate(ordered) if i + 1 == len(ordered) or ordered[i + 1] != p + 1]
+    events = ledger.recorder.events_record_cls.__table__
+    with ledger.recorder.datastore.transaction(commit=False) as session:
+        found = dict(session.execute(sa.select(events.c.id, events.c.originator_version).where(
+            events.c.id.in_([end + 1 for end in ends]), events.c.originator_id == AUDIT_LOG_ID)).all())
+        if ends[-1] + 1 not in found:
+            # The page may end inside a change (its remaining events open the next page): its record is the
+            # first audit row after it.
+            after = session.execute(sa.select(events.c.id, events.c.originator_version).where(
+                events.c.id > ends[-1], events.c.originator_id == AUDIT_LOG_ID).order_by(events.c.id).limit(1)).first()
+            if after is not None and _only_replayed_between(session, events, ends[-1], after[0]):
+                found[ends[-1] + 1] = after[1]
+    out: dict[int, int] = {}
+    ending, run_end = set(ends), ordered[-1]
+    for position in reversed(ordered):  # each position belongs to the nearest run end at or after it
+        if position in ending:
+            run_end = position
+        version = found.get(run_end + 1)
+        if version is not None:
+            out[position] = version - 1  # the audit log's version is seq + 1
+    return out
+
+
+def _only_replayed_between(session: Any, events: sa.Table, start: int, stop: int) -> bool:
+    """Whether every event stored strictly between two positions is one the replay reads (the rest of a change
+    whose record is at ``stop``), not an audit or checkpoint row."""
+    topics = sorted(KEY_TOPICS | ALIAS_TOPICS | event_topics(Principal))
+    others = session.execute(sa.select(sa.func.count()).select_from(events).where(
+        events.c.id > start, events.c.id < stop, events.c.topic.not_in(topics))).scalar()
+    return not others
 
 
 def _copy(staging: sa.Engine, engine: sa.Engine, prefix: str, stats: ReplayStats) -> None:

@@ -11,10 +11,15 @@ from projections.replay import PRIMARY_KEYS, TABLES, rebuild
 
 
 def stale_tables(engine: sa.Engine) -> list[str]:
+    """Projection tables written by an older version: a column missing, or (in a database that has projections
+    already) the whole table, which a release added and which must be filled from the events, not left empty."""
     inspector = sa.inspect(engine)
+    existing = inspector.has_table("key_state")
     stale = []
     for name in PRIMARY_KEYS:
         if not inspector.has_table(name):
+            if existing:
+                stale.append(name)
             continue
         present = {column["name"] for column in inspector.get_columns(name)}
         if set(TABLES[name].columns.keys()) - present:
@@ -25,8 +30,9 @@ def stale_tables(engine: sa.Engine) -> list[str]:
 def create_missing(engine: sa.Engine) -> None:
     """The projection tables that do not exist yet (empty); out-of-date ones are left for ensure_current."""
     inspector = sa.inspect(engine)
+    existing = inspector.has_table("key_state")
     for name, table in tables.metadata.tables.items():
-        if not inspector.has_table(name):
+        if not inspector.has_table(name) and not (existing and name in PRIMARY_KEYS):
             table.create(engine)
 
 

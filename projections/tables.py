@@ -48,7 +48,28 @@ key_event_index = sa.Table(
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("timestamp", sa.Float, nullable=False),
     sa.Column("notification_id", sa.BigInteger, nullable=False),
+    # The seq of the audit record that names this event (the record its change committed with, stored right
+    # after its events): the timeline's actor in one index lookup, not a read of the log.
+    sa.Column("audit_seq", sa.BigInteger),
     sa.Index("key_event_index_time_idx", "timestamp"),
+)
+
+# Every alias event, one row each, written in the events' transaction: "what did alias/app name at T" and "which
+# aliases named key K at T" by index, not by reading the event store (issue 13). target_key_id is None once the
+# alias was deleted. Not tagged: what it points at is a key loaded (and checked) from the event store.
+alias_event_index = sa.Table(
+    "alias_event_index", metadata,
+    sa.Column("alias_id", sa.String(36), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),
+    sa.Column("alias_name", sa.String(256), nullable=False),
+    sa.Column("target_key_id", sa.String(36)),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("notification_id", sa.BigInteger, nullable=False),
+    sa.Index("alias_event_index_name_idx", "account_id", "region", "alias_name", "timestamp"),
+    sa.Index("alias_event_index_target_idx", "target_key_id", "timestamp"),
+    sa.Index("alias_event_index_time_idx", "timestamp"),
 )
 
 # Grants in force, one row each: ListGrants reads them by key, ListRetirableGrants by retiring principal
@@ -87,4 +108,27 @@ custom_key_stores = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("row_tag", sa.String(64)),
     sa.Index("custom_key_stores_scope_idx", "account_id", "region", "store_id"),
+)
+
+# One row per audit record and key it names (a record naming no key has one row, key_id None): /v1/audit and
+# `audit export` find records by key, principal, event name, error code and time through these indexes and read
+# only the records of the page (issue 13). Written in the records' own transaction; derived from the records,
+# which the chain covers, so it is not tagged: a forged row can only point at a record, which is then read and
+# filtered again.
+audit_index = sa.Table(
+    "audit_index", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("slot", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.BigInteger, nullable=False),  # eventTime, epoch seconds
+    sa.Column("account_id", sa.String(12)),  # recipientAccountId
+    sa.Column("caller_account", sa.String(12)),  # userIdentity.accountId
+    sa.Column("principal", sa.String(256)),  # userIdentity.arn
+    sa.Column("event_name", sa.String(128)),
+    sa.Column("error_code", sa.String(128)),
+    sa.Column("key_id", sa.String(36)),
+    sa.Index("audit_index_key_idx", "key_id", "seq"),
+    sa.Index("audit_index_principal_idx", "principal", "seq"),
+    sa.Index("audit_index_event_idx", "event_name", "seq"),
+    sa.Index("audit_index_error_idx", "error_code", "seq"),
+    sa.Index("audit_index_time_idx", "at", "seq"),
 )

@@ -1,11 +1,16 @@
 """Reading the audit log back, and signing checkpoints of it.
 
-A checkpoint is due every N records or T seconds (also when idle, so a silent truncation of the tail is
-bounded in time). It is saved as an event of the AuditCheckpoints aggregate (its version makes the
+A checkpoint is due every N records, or T seconds after the newest one when records followed it, or after a
+heartbeat interval when nothing did (so an idle server does not pile up checkpoints that say nothing new, yet
+its signed time still moves). It is saved as an event of the AuditCheckpoints aggregate (its version makes the
 checkpoint sequence fork-free across processes) and appended to a file outside the database.
+
+Every step costs the same however many checkpoints exist (docs/audit.md): the newest checkpoint and the audit
+head are one index lookup each, and the file is only appended to after reading its last line.
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Iterator, Protocol
 
@@ -18,20 +23,27 @@ from domain.audit.chain import GENESIS, Checkpoint, checkpoint_from_json, checkp
 from domain.audit.log import AUDIT_CHECKPOINTS_ID, AUDIT_LOG_ID, AuditCheckpoints, AuditLog
 
 PAGE = 1000
+REPAIR_FIRST_PAGE = 8  # a missing suffix of the file is almost always one checkpoint (a crash between two steps)
 
 
 class CheckpointSink(Protocol):
-    def append(self, line: str) -> None: ...
+    def append_all(self, lines: list[str]) -> None: ...
+
+    def last_line(self) -> str | None: ...
 
     def lines(self) -> list[str]: ...
 
+    def exclusive(self) -> AbstractContextManager[None]: ...
 
-def audit_records(ledger: KeyLedger, after_seq: int = 0) -> Iterator[dict[str, Any]]:
-    """Every record in seq order, streamed a page at a time. A stored event that no longer decodes is
-    yielded as a stub that can never verify, so `verify` names its seq instead of crashing."""
+
+def audit_records(ledger: KeyLedger, after_seq: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every record in seq order after ``after_seq`` (at most ``limit``), streamed a page at a time. A stored event
+    that no longer decodes is yielded as a stub that can never verify, so `verify` names its seq instead of
+    crashing."""
     version = after_seq + 1
-    while True:
-        page = ledger.recorder.select_events(AUDIT_LOG_ID, gt=version, limit=PAGE)
+    left = limit
+    while left is None or left > 0:
+        page = ledger.recorder.select_events(AUDIT_LOG_ID, gt=version, limit=min(PAGE, left or PAGE))
         if not page:
             return
         for stored in page:
@@ -41,6 +53,8 @@ def audit_records(ledger: KeyLedger, after_seq: int = 0) -> Iterator[dict[str, A
             except Exception:
                 yield {"seq": stored.originator_version - 1, "undecodable": True}
         version = page[-1].originator_version
+        if left is not None:
+            left -= len(page)
 
 
 def stored_checkpoints(ledger: KeyLedger) -> list[Checkpoint]:
@@ -72,13 +86,14 @@ def audit_head(ledger: KeyLedger) -> tuple[int, str]:
 
 class Checkpointer:
     def __init__(self, ledger: KeyLedger, clock: Clock, signing_key: bytes, sink: CheckpointSink,
-                 every_records: int, every_seconds: float) -> None:
+                 every_records: int, every_seconds: float, heartbeat_seconds: float | None = None) -> None:
         self._ledger = ledger
         self._clock = clock
         self._signing_key = signing_key
         self._sink = sink
         self._every_records = every_records
         self._every = timedelta(seconds=every_seconds)
+        self._heartbeat = timedelta(seconds=max(heartbeat_seconds or every_seconds, every_seconds))
 
     def _last(self) -> tuple[int, Checkpoint | None]:
         stored = self._ledger.recorder.select_events(AUDIT_CHECKPOINTS_ID, desc=True, limit=1)
@@ -102,13 +117,19 @@ class Checkpointer:
         seq, _ = audit_head(self._ledger)
         return self.checkpoint_if_due(force=True) if last is None or seq > last.seq else None
 
+    def is_due(self, last: Checkpoint | None, seq: int, now: datetime) -> bool:
+        """Every N records; T seconds after the newest checkpoint when records followed it; and a heartbeat
+        when nothing did. `verify`'s uncovered-tail rule is the mirror of this (docs/audit.md)."""
+        if last is None or seq - last.seq >= self._every_records:
+            return True
+        age = now - parse_iso(last.time)
+        return (seq > last.seq and age >= self._every) or age >= self._heartbeat
+
     def checkpoint_if_due(self, force: bool = False) -> Checkpoint | None:
         version, last = self._last()
         seq, chain = audit_head(self._ledger)
         now = self._clock.now()
-        due = force or last is None or seq - last.seq >= self._every_records or (
-            now - datetime.fromisoformat(last.time.replace("Z", "+00:00")) >= self._every)
-        if not due:
+        if not force and not self.is_due(last, seq, now):
             return None
         checkpoint = make_checkpoint(self._signing_key, seq, chain, iso(now), last)
         holder = AuditCheckpoints.__new__(AuditCheckpoints)
@@ -122,16 +143,55 @@ class Checkpointer:
         self.sync_file()
         return checkpoint
 
-    def sync_file(self) -> None:
-        """Appends every stored checkpoint the file lacks, in order. A crash between saving a checkpoint
-        and appending it (or another process signing it) leaves a suffix missing; this restores it, so the
-        file stays a complete chain and an untouched log keeps verifying."""
+    def sync_file(self) -> int:
+        """Appends the stored checkpoints that follow the file's last line, in order; returns how many. A crash
+        between saving a checkpoint and appending it (or another process signing one) leaves a suffix missing;
+        this restores it, at start and with every checkpoint, so the file stays a complete chain and an untouched
+        log keeps verifying. Cost: the missing suffix, not the file. Only a file whose last line is not a stored
+        checkpoint (a damaged line, a file from elsewhere) falls back to comparing the whole file once; what it
+        appends then ends with the newest checkpoint, so the next call is cheap again."""
+        with self._sink.exclusive():
+            missing = self._missing_after(self._sink.last_line())
+            if missing is None:
+                missing = self._missing_in_whole_file()
+            self._sink.append_all([checkpoint_to_json(checkpoint) for checkpoint in missing])
+            return len(missing)
+
+    def _missing_after(self, last_line: str | None) -> list[Checkpoint] | None:
+        """The stored checkpoints after the one the file ends with, newest last; None if the file's last line
+        is no stored checkpoint."""
+        known = None
+        if last_line is not None:
+            try:
+                known = checkpoint_from_json(last_line).signature
+            except ValueError:
+                return None
+        newer: list[Checkpoint] = []
+        upper: int | None = None
+        limit = REPAIR_FIRST_PAGE
+        while True:
+            page = self._ledger.recorder.select_events(AUDIT_CHECKPOINTS_ID, desc=True, lte=upper, limit=limit)
+            for stored in page:
+                event = self._ledger.mapper.to_domain_event(stored)
+                if not isinstance(event, AuditCheckpoints.CheckpointSigned):
+                    continue  # the aggregate's Started event: every stored checkpoint is newer than the file
+                checkpoint = Checkpoint(**event.checkpoint)
+                if checkpoint.signature == known:
+                    return newer[::-1]
+                newer.append(checkpoint)
+            if len(page) < limit:
+                return newer[::-1] if known is None else None
+            upper, limit = page[-1].originator_version - 1, PAGE
+
+    def _missing_in_whole_file(self) -> list[Checkpoint]:
         in_file = set()
         for line in self._sink.lines():
             try:
                 in_file.add(checkpoint_from_json(line).signature)
             except ValueError:
                 continue  # a damaged line stays for `verify` to report; it must not stop the service
-        for checkpoint in stored_checkpoints(self._ledger):
-            if checkpoint.signature not in in_file:
-                self._sink.append(checkpoint_to_json(checkpoint))
+        return [checkpoint for checkpoint in stored_checkpoints(self._ledger) if checkpoint.signature not in in_file]
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

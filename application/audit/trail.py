@@ -28,7 +28,7 @@ from application.audit.records import cloudtrail_record
 from application.audit.rows import RecordRows
 from application.calls import Call
 from application.ledger import KeyLedger
-from application.ports import Clock, UnitOfWork
+from application.ports import AuditIndex, Clock, UnitOfWork
 from domain.audit.chain import GENESIS
 from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS, LEDGER_UPGRADE, AuditLog
 from domain.audit.seals import event_digest
@@ -87,6 +87,7 @@ class RecordOfChange:
     def begin(self, tx: Any) -> None:
         """First thing in the transaction: the writers' lock, then the head the record will follow. What the
         record says about the changed keys is taken now, while their new events are still pending."""
+        self._tx = tx
         self._head = self._trail._begin_append(tx)
         call = self._call
         for aggregate in self._aggregates:
@@ -107,13 +108,20 @@ class RecordOfChange:
         log = AuditLog.at_head(*self._head)
         log.append(record, self._trail._clock.now())
         self._trail._ledger.save(log)
+        self._trail._indexed(self._tx, [record], log.seq)
         self.log = log
+
+    @property
+    def seq(self) -> int | None:
+        """The seq of the sealed record (the timeline finds a change's actor by it)."""
+        return self.log.seq if self.log is not None else None
 
 
 class AuditTrail:
     def __init__(self, ledger: KeyLedger, uow: UnitOfWork, clock: Clock, *, window_seconds: float = 0.0,
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 256, index: AuditIndex | None = None) -> None:
         self._ledger = ledger
+        self._index = index  # rows that find records by key, principal, event, error and time; same transaction
         self._uow = uow
         self._clock = clock
         self._window = window_seconds
@@ -231,19 +239,25 @@ class AuditTrail:
                 batch.append(item)
             self._commit(batch)
 
-    def _append(self, head: tuple[int, str], records: list[dict[str, Any]]) -> tuple[int, str]:
+    def _indexed(self, tx: Any, records: list[dict[str, Any]], first_seq: int) -> None:
+        if self._index is not None:
+            self._index.add(tx, records, first_seq)
+
+    def _append(self, tx: Any, head: tuple[int, str], records: list[dict[str, Any]]) -> tuple[int, str]:
         """Inside the transaction that took the writers' lock: the records sealed after ``head`` and
-        inserted, all with one timestamp; returns the new head."""
+        inserted, all with one timestamp, and their index rows; returns the new head."""
         now = self._clock.now()
         if self._rows is not None:
-            rows, head = self._rows.rows(records, head, now)
+            rows, after = self._rows.rows(records, head, now)
             self._ledger.recorder.insert_rows(rows)  # type: ignore[attr-defined]
-            return head
-        log = AuditLog.at_head(*head)
-        for record in records:
-            log.append(record, now)
-        self._ledger.save(log)
-        return log.seq, log.chain
+        else:
+            log = AuditLog.at_head(*head)
+            for record in records:
+                log.append(record, now)
+            self._ledger.save(log)
+            after = (log.seq, log.chain)
+        self._indexed(tx, records, head[0] + 1)
+        return after
 
     def _commit(self, batch: list[_Pending]) -> None:
         error: BaseException | None = None
@@ -252,7 +266,7 @@ class AuditTrail:
                 with self._head_lock:
                     try:
                         with self._uow.transaction() as tx:
-                            head = self._append(self._begin_append(tx), [pending.record for pending in batch])
+                            head = self._append(tx, self._begin_append(tx), [pending.record for pending in batch])
                     except BaseException:
                         self._head = None  # reload next time
                         raise

@@ -2,17 +2,13 @@
 moment, every key at a moment, and a key's history with who made each change.
 
 "Key K at T" is the last version of K whose event timestamp is <= T (from key_event_index), loaded with
-``repository.get(id, version=v)``; snapshots keep that load short however long the history is.
-
-Aliases at T come from the Alias aggregates' own events, read from the event store by topic (no extra
-table: the projection schema belongs to projections/tables.py, and a whole-log scan would decode every
-audit record too). The alias events are read once and then incrementally by notification id, which is
-safe because the event table is written under a lock in commit order (SQLite: one writer; PostgreSQL:
-eventsourcing_sqlalchemy locks the table), so a later read never finds an older id appearing.
+``repository.get(id, version=v)``; snapshots keep that load short however long the history is. Aliases at T come
+from alias_event_index (one row per alias event), and a change's actor from the audit record whose seq the key
+event index holds: every answer costs what the key's (and its aliases') own history costs, never a read of the
+log, which is mostly audit records (issue 13).
 """
 from __future__ import annotations
 
-import threading
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -32,7 +28,9 @@ from domain.keys.key import Key
 
 ScopeLike = Scope | tuple[str, str] | None
 SCAN_PAGE = 32
-ALIAS_PAGE = 1000
+TIMELINE_PAGE = 100  # the default page of a timeline
+MAX_TIMELINE_PAGE = 1000
+AliasKey = tuple[str, str, str]  # account, region, alias name
 
 
 def event_topics(aggregate: type[Aggregate]) -> frozenset[str]:
@@ -68,16 +66,29 @@ class IndexedEvent:
     event_type: str
     timestamp: float  # epoch seconds
     notification_id: int
+    audit_seq: int | None = None  # the record that names the event, when the index knows it
 
 
 class KeyEventIndex(Protocol):
-    """The key event index (a projection, written with each event): read here, implemented beside it."""
+    """The key and alias event indexes (projections, written with each event): read here, implemented beside
+    them."""
 
     def version_at(self, key_id: str, at: datetime) -> int | None: ...
 
     def versions_at(self, at: datetime) -> list[tuple[str, int]]: ...
 
-    def events_of(self, key_id: str) -> list[IndexedEvent]: ...
+    def events_of(self, key_id: str, after_version: int = 0, limit: int | None = None) -> list[IndexedEvent]: ...
+
+    def alias_target_at(self, alias: AliasKey, at: datetime) -> str | None: ...
+
+    def aliases_of_key_at(self, key_id: str, at: datetime) -> list[AliasKey]: ...
+
+    def alias_targets_at(self, at: datetime, alias_name: str | None = None) -> dict[AliasKey, str]: ...
+
+    def alias_events(self, alias_name: str, account_id: str | None = None) -> list[Any]:
+        """Every indexed event of the aliases of this name (alias_id, version, account_id, region,
+        target_key_id, timestamp), by alias and version."""
+        ...
 
 
 def to_scope(scope: ScopeLike) -> Scope | None:
@@ -108,76 +119,11 @@ def key_view(key: Key, at: datetime, aliases: Iterable[str]) -> dict[str, Any]:
     }
 
 
-class AliasHistory:
-    """Every Alias aggregate's events, kept in memory and topped up from the event store on each use."""
-
-    def __init__(self, ledger: KeyLedger) -> None:
-        self._ledger = ledger
-        self._events: dict[uuid.UUID, list[Any]] = {}
-        self._seen = 0
-        self._lock = threading.Lock()
-
-    def _top_up(self) -> None:
-        while True:
-            page = self._ledger.recorder.select_notifications(
-                self._seen + 1, ALIAS_PAGE, topics=sorted(ALIAS_TOPICS))
-            for notification in page:
-                event = self._ledger.mapper.to_domain_event(notification)
-                self._events.setdefault(event.originator_id, []).append(event)
-            if page:
-                self._seen = page[-1].id
-            if len(page) < ALIAS_PAGE:
-                return
-
-    def periods(self, alias_name: str, account_id: str | None = None) -> list[AliasPeriod]:
-        """Every span of time during which an alias of this name pointed to a key, in any region (of
-        ``account_id``, if given): (account, region, key id, from, until; None while it still does)."""
-        with self._lock:
-            self._top_up()
-            histories = [list(events) for events in self._events.values()]
-        out: list[AliasPeriod] = []
-        for events in histories:
-            alias: Any = None
-            current: AliasPeriod | None = None
-            for event in sorted(events, key=lambda e: e.originator_version):
-                alias = event.mutate(alias)
-                if alias is None or alias.alias_name != alias_name or account_id not in (None, alias.account_id):
-                    break
-                target = None if alias.deleted else alias.target_key_id
-                if current is not None and current.key_id != target:
-                    out.append(replace(current, until=event.timestamp))
-                    current = None
-                if current is None and target is not None:
-                    current = AliasPeriod(alias.account_id, alias.region, target, event.timestamp, None)
-            if current is not None:
-                out.append(current)
-        return sorted(out, key=lambda p: p.since)
-
-    def targets_at(self, at: datetime) -> dict[tuple[str, str, str], str]:
-        """(account, region, alias name) -> key id, for every alias that existed at ``at``."""
-        with self._lock:
-            self._top_up()
-            histories = [list(events) for events in self._events.values()]
-        out = {}
-        for events in histories:
-            last = max((e.originator_version for e in events if e.timestamp <= at), default=None)
-            if last is None:
-                continue
-            alias: Any = None
-            for event in sorted(events, key=lambda e: e.originator_version):
-                if event.originator_version <= last:
-                    alias = event.mutate(alias)
-            if alias is not None and not alias.deleted:
-                out[(alias.account_id, alias.region, alias.alias_name)] = alias.target_key_id
-        return out
-
-
 class PointInTime:
     def __init__(self, ledger: KeyLedger, index: KeyEventIndex, clock: Clock) -> None:
         self._ledger = ledger
         self._index = index
         self._clock = clock
-        self._aliases = AliasHistory(ledger)
 
     # -- one key ---------------------------------------------------------------------------------
 
@@ -185,8 +131,7 @@ class PointInTime:
         """DescribeKey as it would have answered at ``at``; a key deleted by then reports "Deleted"."""
         at = self._checked(at)
         scope = to_scope(scope)
-        targets = self._aliases.targets_at(at)
-        key_id = self._key_id(scope, key_ref, at, targets)
+        key_id = self._key_id(scope, key_ref, at)
         version = self._index.version_at(key_id, at)
         if version is None:
             current = self._load(key_id, None)
@@ -196,25 +141,46 @@ class PointInTime:
         key = self._load(key_id, version)
         if key is None or not _in_scope(key, scope):
             raise NotFoundError(f"Key '{shown(_arn(scope, key_id))}' does not exist")
-        return key_view(key, at, _aliases_of(key, targets))
+        return key_view(key, at, self._aliases_of(key, at))
+
+    def _aliases_of(self, key: Key, at: datetime) -> list[str]:
+        return [name for acc, reg, name in self._index.aliases_of_key_at(key.key_id, at)
+                if (acc, reg) == (key.account_id, key.region)]
 
     def key_id_at(self, scope: Scope, key_ref: str, at: datetime) -> str:
         """The key a reference named at ``at``: a key id or key ARN names its key; an alias name or alias ARN
         the key the alias pointed to then (NotFound if it did not exist then)."""
         at = self._checked(at)
-        return self._key_id(scope, key_ref, at, self._aliases.targets_at(at))
+        return self._key_id(scope, key_ref, at)
 
     def alias_regions_at(self, alias_name: str, at: datetime, account_id: str | None = None) -> list[tuple[str, str]]:
         """The (account, region) pairs where an alias of this name existed at ``at``."""
         at = self._checked(at)
-        return sorted((acc, reg) for (acc, reg, name) in self._aliases.targets_at(at)
-                      if name == alias_name and account_id in (None, acc))
+        return sorted((acc, reg) for (acc, reg, _name) in self._index.alias_targets_at(at, alias_name)
+                      if account_id in (None, acc))
 
     def alias_periods(self, alias_name: str, account_id: str | None = None) -> list[AliasPeriod]:
-        return self._aliases.periods(alias_name, account_id)
+        """Every span of time during which an alias of this name pointed to a key, in any region (of
+        ``account_id``, if given): from the alias event index, in each alias's version order."""
+        out: list[AliasPeriod] = []
+        current: AliasPeriod | None = None
+        alias_id = None
+        for row in self._index.alias_events(alias_name, account_id):
+            if row.alias_id != alias_id:
+                if current is not None:
+                    out.append(current)
+                current, alias_id = None, row.alias_id
+            at = datetime.fromtimestamp(row.timestamp, timezone.utc)
+            if current is not None and current.key_id != row.target_key_id:
+                out.append(replace(current, until=at))
+                current = None
+            if current is None and row.target_key_id is not None:
+                current = AliasPeriod(row.account_id, row.region, row.target_key_id, at, None)
+        if current is not None:
+            out.append(current)
+        return sorted(out, key=lambda p: p.since)
 
-    def _key_id(self, scope: Scope | None, key_ref: str, at: datetime,
-                targets: dict[tuple[str, str, str], str]) -> str:
+    def _key_id(self, scope: Scope | None, key_ref: str, at: datetime) -> str:
         if scope is None:
             if key_ref.startswith("arn:"):
                 parts = key_ref.split(":")
@@ -224,7 +190,7 @@ class PointInTime:
         reference = parse_key_reference(key_ref, scope)
         if reference.key_id is not None:
             return reference.key_id
-        target = targets.get((scope.account_id, scope.region, reference.alias_name or ""))
+        target = self._index.alias_target_at((scope.account_id, scope.region, reference.alias_name or ""), at)
         if target is None:
             raise NotFoundError(f"Alias {shown(scope.alias_arn(reference.alias_name or ''))} did not exist at {_iso(at)}")
         return target
@@ -234,7 +200,7 @@ class PointInTime:
     def keys_at(self, at: datetime, account_id: str | None = None, region: str | None = None,
                 state: str | None = None, key_spec: str | None = None, alias: str | None = None) -> list[dict[str, Any]]:
         at = self._checked(at)
-        targets = self._aliases.targets_at(at)
+        targets = self._index.alias_targets_at(at)
         aliased = {k for (acc, reg, name), k in targets.items() if name == alias
                    and account_id in (None, acc) and region in (None, reg)} if alias else None
         out = []
@@ -246,24 +212,52 @@ class PointInTime:
                 continue
             if state not in (None, key.state) or key_spec not in (None, key.key_spec):
                 continue
-            out.append(key_view(key, at, _aliases_of(key, targets)))
+            out.append(key_view(key, at, _aliases_in(key, targets)))
         return out
 
     # -- history ---------------------------------------------------------------------------------
 
     def timeline(self, key_ref: str, scope: ScopeLike = None) -> list[dict[str, Any]]:
-        """Every event of the key in order, with the audit record of the call that made it."""
+        """Every event of the key in order, with the audit record of the call that made it (all pages)."""
+        out: list[dict[str, Any]] = []
+        marker: str | None = None
+        while True:
+            page = self.timeline_page(key_ref, scope, MAX_TIMELINE_PAGE, marker)
+            out.extend(page["Events"])
+            if not page["Truncated"]:
+                return out
+            marker = page["NextMarker"]
+
+    def timeline_page(self, key_ref: str, scope: ScopeLike = None, limit: int = TIMELINE_PAGE,
+                      marker: str | None = None) -> dict[str, Any]:
+        """One page of the key's events in order (``limit`` of them after ``marker``, the NextMarker of the page
+        before), each with the audit record of the call that made it: ``{"Events", "Truncated", "NextMarker"}``.
+        Cost: the page's index rows, its events and one record lookup per distinct record."""
+        if not 1 <= limit <= MAX_TIMELINE_PAGE:
+            raise ValidationError(f"Limit must be between 1 and {MAX_TIMELINE_PAGE}.")
+        after = _timeline_marker(marker)
         scope = to_scope(scope)
-        key_id = self._key_id(scope, key_ref, self._clock.now(), self._aliases.targets_at(self._clock.now()))
-        key = self._load(key_id, None)
+        key_id = self._key_id(scope, key_ref, self._clock.now())
+        key_uuid = uuid.UUID(key_id)
+        rows = self._index.events_of(key_id, after, limit + 1)
+        if not rows and after == 0:
+            raise NotFoundError(f"Key '{shown(_arn(scope, key_id))}' does not exist")
+        truncated, rows = len(rows) > limit, rows[:limit]
+        key = self._load(key_id, rows[-1].version if rows else after)
         if key is None or not _in_scope(key, scope):
             raise NotFoundError(f"Key '{shown(_arn(scope, key_id))}' does not exist")
-        rows = self._index.events_of(key_id)
-        events = {e.originator_version: e for e in self._ledger.events.get(uuid.UUID(key_id))}
+        events = {e.originator_version: e for e in self._ledger.events.get(
+            key_uuid, gt=rows[0].version - 1, lte=rows[-1].version)} if rows else {}
+        records: dict[int, dict[str, Any] | None] = {}
         out = []
         for row in rows:
             event = events.get(row.version)
-            record = self._record_of(uuid.UUID(key_id), row.version, key.arn, row.notification_id)
+            if row.audit_seq is not None:
+                if row.audit_seq not in records:
+                    records[row.audit_seq] = self._record_at(row.audit_seq)
+                record = _naming(records[row.audit_seq], key_uuid, row.version, key.arn)
+            else:  # an index row from before the index held the record's seq
+                record = self._record_of(key_uuid, row.version, key.arn, row.notification_id)
             identity = (record or {}).get("userIdentity") or {}
             out.append({
                 "Version": row.version, "EventType": row.event_type,
@@ -275,7 +269,18 @@ class PointInTime:
                 "RequestId": (record or {}).get("requestID"),
                 "AuditSeq": (record or {}).get("seq"),
             })
-        return out
+        page: dict[str, Any] = {"Events": out, "Truncated": truncated}
+        if truncated:
+            page["NextMarker"] = str(rows[-1].version)
+        return page
+
+    def _record_at(self, seq: int) -> dict[str, Any] | None:
+        """The audit record ``seq`` (one lookup in the event store's (aggregate, version) index)."""
+        stored = self._ledger.recorder.select_events(AUDIT_LOG_ID, gt=seq, lte=seq + 1)
+        if not stored:
+            return None
+        record = getattr(self._ledger.mapper.to_domain_event(stored[0]), "record", None)
+        return record if isinstance(record, dict) else None
 
     def _record_of(self, key_uuid: uuid.UUID, version: int, arn: str, notification_id: int) -> dict[str, Any] | None:
         """The audit record of the call that committed this event: the first record stored after it, when it
@@ -317,9 +322,30 @@ class PointInTime:
         return key if isinstance(key, Key) else None
 
 
-def _aliases_of(key: Key, targets: dict[tuple[str, str, str], str]) -> list[str]:
+def _aliases_in(key: Key, targets: dict[AliasKey, str]) -> list[str]:
     return [name for (acc, reg, name), target in targets.items()
             if target == key.key_id and (acc, reg) == (key.account_id, key.region)]
+
+
+def _naming(record: dict[str, Any] | None, key_uuid: uuid.UUID, version: int, arn: str) -> dict[str, Any] | None:
+    """``record`` if it is the one that made this event: it names it in ``ledgerEvents`` (or, from before records
+    named their events, it names the key)."""
+    if record is None:
+        return None
+    claims = record.get(LEDGER_EVENTS)
+    if claims is not None:
+        named = any(c.get("aggregate") == str(key_uuid) and c.get("version") == version
+                    for c in claims if isinstance(c, dict))
+        return record if named else None
+    return record if arn in {r.get("ARN") for r in record.get("resources") or []} else None
+
+
+def _timeline_marker(marker: str | None) -> int:
+    if marker is None or marker == "":
+        return 0
+    if not marker.isdigit() or len(marker) > 12:
+        raise ValidationError(f"Marker '{shown(marker)}' is not a NextMarker of this timeline.")
+    return int(marker)
 
 
 def _in_scope(key: Key, scope: Scope | None) -> bool:
@@ -347,4 +373,4 @@ def _details(event: Any) -> dict[str, Any]:
     return {k: v for k, v in event.__dict__.items() if k not in skip}
 
 
-__all__ = ["AliasPeriod", "PointInTime", "KeyEventIndex", "IndexedEvent", "AliasHistory", "key_view", "KEY_TOPICS", "ALIAS_TOPICS"]
+__all__ = ["AliasPeriod", "PointInTime", "KeyEventIndex", "IndexedEvent", "key_view", "KEY_TOPICS", "ALIAS_TOPICS"]

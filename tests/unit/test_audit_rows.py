@@ -154,7 +154,7 @@ def _written_in_a_rolled_back_transaction(rt: Runtime, batch: list[dict], use_ro
         with rt.uow.transaction() as tx:
             head = trail._begin_append(tx)
             before = rt.ledger.recorder.max_notification_id()
-            trail._append(head, batch)
+            trail._append(tx, head, batch)
             stored = rt.ledger.recorder.select_events(AUDIT_LOG_ID, gt=head[0] + 1)
             notes = rt.ledger.recorder.select_notifications(before + 1, 1000)
             seen = [[(s.originator_id, s.originator_version, s.topic, s.state) for s in stored],
