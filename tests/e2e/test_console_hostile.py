@@ -56,3 +56,15 @@ def test_hostile_console_requests_never_get_a_5xx(server: Server) -> None:
     assert anonymous.get("/console/keys").status_code == 303
     assert signed_in.get("/console/keys").status_code == 200
     assert not any("cli.py" in a.text and "def serve" in a.text for _, a in answers)
+
+
+def test_v1_audit_marker_beyond_64_bits_is_refused_not_a_500(server: Server) -> None:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{server.endpoint}/v1/audit?marker={'9' * 40}"
+    request = AWSRequest(method="GET", url=url)
+    SigV4Auth(Credentials(ADMIN_KEY_ID, ADMIN_SECRET), "kms", "us-east-1").add_auth(request)
+    answer = httpx.get(url, headers=dict(request.headers))
+    assert 400 <= answer.status_code < 500, answer.text
