@@ -179,7 +179,7 @@ def query_router(runtime: Runtime, pipeline: RequestPipeline) -> APIRouter:
                     event: str | None = None, error: str | None = Query(None, description="errorCode"),
                     start: str | None = Query(None, alias="from"),
                     end: str | None = Query(None, alias="to"), limit: int = Query(100, ge=1, le=MAX_AUDIT_PAGE),
-                    marker: int = Query(0, ge=0, description="NextMarker of the previous page")) -> Response:
+                    marker: int = Query(0, ge=0, le=2**63 - 1, description="NextMarker of the previous page")) -> Response:
         def answer(sv: Services, call: Call, _: str | None) -> dict[str, Any]:
             scope = call.in_scope()
             # Records of the caller's account name other accounts' keys too (cross-account calls): any key.

@@ -98,6 +98,15 @@ class ConsoleCall:
     key_id: str | None = None
     page: Page | None = None
     form_values: dict[str, str] = field(default_factory=dict)
+    refusal: KmsError | None = None  # an input refused before any work (raised once the caller is known)
+
+    def __post_init__(self) -> None:
+        values = {**self.parameters, "key": self.key}
+        too_long = [name for name, value in values.items() if isinstance(value, str) and len(value) > MAX_FIELD]
+        if too_long:
+            self.refusal = ValidationError(f"{too_long[0]} is longer than {MAX_FIELD} characters.")
+            self.parameters = {k: v[:MAX_FIELD] if isinstance(v, str) else v for k, v in self.parameters.items()}
+            self.key = None
 
     # -- the pipeline's stages ------------------------------------------------------------------
 
@@ -162,6 +171,8 @@ class ConsoleCall:
         call.authenticate(caller, Scope(credential.account_id, region))
 
     def prepare(self, call: Call, operation: str | None, body: bytes) -> None:
+        if self.refusal is not None:
+            raise self.refusal
         call.parameters = {k: v for k, v in self.parameters.items() if v is not None}
 
     async def authorize(self, call: Call, operation: str | None) -> None:
@@ -245,13 +256,6 @@ def _default_region(runtime: Runtime) -> str:
     return "us-east-1" if "us-east-1" in regions else regions[0]
 
 
-def _bounded(values: dict[str, str | None]) -> dict[str, str | None]:
-    for name, value in values.items():
-        if value is not None and len(value) > MAX_FIELD:
-            raise ValidationError(f"{name} is longer than {MAX_FIELD} characters.")
-    return values
-
-
 def _moment(value: str | None, now: datetime, name: str) -> datetime | None:
     if not value:
         return None
@@ -333,7 +337,9 @@ def audit_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services
         scope, now = call.in_scope(), runtime.now()
         key_id = services.resolver.key_id(call, q["key"]) if q["key"] else None
         low, high = _moment(q["from"], now, "from"), _moment(q["to"], now, "to")
-        marker = int(q["marker"]) if (q["marker"] or "").isdigit() else 0
+        if q["marker"] and not (q["marker"].isdigit() and len(q["marker"]) <= 18):  # a seq: fits 64 bits
+            raise ValidationError("marker is the seq of the page's last record, a number of at most 18 digits.")
+        marker = int(q["marker"]) if q["marker"] else 0
         error = q["error"] or ""
         found, next_marker = [], None
         for record in audit_records(runtime.ledger, after_seq=marker):
@@ -458,7 +464,7 @@ def install_console(app: FastAPI, runtime: Runtime, pipeline: RequestPipeline) -
         return response
 
     def query(request: Request, *names: str) -> dict[str, str | None]:
-        return _bounded({name: request.query_params.get(name) for name in names})
+        return {name: request.query_params.get(name) for name in names}  # bounded by ConsoleCall
 
     @app.get(PREFIX, include_in_schema=False)
     @app.get(PREFIX + "/", include_in_schema=False)
@@ -486,13 +492,13 @@ def install_console(app: FastAPI, runtime: Runtime, pipeline: RequestPipeline) -
     async def key_access(request: Request, key: str) -> Response:
         q = query(request, "operation", "at", "principal")
         return await serve(request, ConsoleCall(console, "ConsoleGetKeyAccess", {"keyId": key, **q}, "kms:DescribeKey",
-                                                access_page(runtime, q), key=_bounded({"key": key})["key"]))
+                                                access_page(runtime, q), key=key))
 
     @app.get(PREFIX + "/keys/{key:path}", include_in_schema=False)
     async def key(request: Request, key: str) -> Response:
         q = query(request, "at", "version")
         return await serve(request, ConsoleCall(console, "ConsoleGetKey", {"keyId": key, **q}, "kms:DescribeKey",
-                                                key_page(runtime, q), key=_bounded({"key": key})["key"]))
+                                                key_page(runtime, q), key=key))
 
     @app.get(PREFIX + "/audit", include_in_schema=False)
     async def audit(request: Request) -> Response:
