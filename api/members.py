@@ -38,6 +38,14 @@ _XKS_KEY_ID = Refusal(
     UnsupportedOperationError, "XksKeyId names a key in an external key store (Origin EXTERNAL_KEY_STORE); "
     "keyledger has no external key stores: call without XksKeyId.")
 
+_EXTERNAL_STORE = Refusal(
+    UnsupportedOperationError, "External key stores (XksProxy* settings) are not offered by keyledger yet; create an "
+    "AWS_CLOUDHSM custom key store without XksProxy members.")
+_XKS_PROXY = {name: _EXTERNAL_STORE for name in (
+    "XksProxyUriEndpoint", "XksProxyUriPath", "XksProxyVpcEndpointServiceName", "XksProxyVpcEndpointServiceOwner",
+    "XksProxyAuthenticationCredential", "XksProxyConnectivity")}
+_STORE = {"CustomKeyStoreId": HONOURED}
+
 _SERVICE_PRINCIPAL = Refusal(ValidationError, f"Service principals are not supported: {NO_SERVICE_PRINCIPALS}")
 _MULTI_REGION = Refusal(
     UnsupportedOperationError, "Multi-Region keys are not supported by keyledger yet; call with MultiRegion false.",
@@ -52,6 +60,15 @@ _PAGE = {"Limit": HONOURED, "Marker": HONOURED}
 
 MEMBERS: dict[str, dict[str, Refusal | None]] = {
     "CancelKeyDeletion": {**_KEY},
+    "ConnectCustomKeyStore": {**_STORE},
+    "CreateCustomKeyStore": {"CustomKeyStoreName": HONOURED, "CloudHsmClusterId": HONOURED,
+                             "TrustAnchorCertificate": HONOURED, "KeyStorePassword": HONOURED,
+                             "CustomKeyStoreType": HONOURED, **_XKS_PROXY},
+    "DeleteCustomKeyStore": {**_STORE},
+    "DescribeCustomKeyStores": {**_STORE, "CustomKeyStoreName": HONOURED, **_PAGE},
+    "DisconnectCustomKeyStore": {**_STORE},
+    "UpdateCustomKeyStore": {**_STORE, "NewCustomKeyStoreName": HONOURED, "KeyStorePassword": HONOURED,
+                             "CloudHsmClusterId": HONOURED, **_XKS_PROXY},
     "CreateAlias": {"AliasName": HONOURED, "TargetKeyId": HONOURED},
     "CreateGrant": {**_KEY, "GranteePrincipal": HONOURED, "RetiringPrincipal": HONOURED, "Operations": HONOURED,
                     "Constraints": HONOURED, **_GRANT_TOKENS, "Name": HONOURED, **_DRY_RUN,

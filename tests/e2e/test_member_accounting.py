@@ -26,6 +26,14 @@ E2E = Path(__file__).resolve().parent
 
 # operation -> honoured member -> "<file in tests/e2e>::<test function>" that exercises it.
 BEHAVIOUR: dict[str, dict[str, str]] = {
+    "ConnectCustomKeyStore": {"CustomKeyStoreId": "test_custom_key_stores.py::test_cloudhsm_store_life_cycle"},
+    "CreateCustomKeyStore": {name: "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update" for name in (
+        "CustomKeyStoreName", "CloudHsmClusterId", "TrustAnchorCertificate", "KeyStorePassword", "CustomKeyStoreType")},
+    "DeleteCustomKeyStore": {"CustomKeyStoreId": "test_custom_key_stores.py::test_cloudhsm_store_life_cycle"},
+    "DescribeCustomKeyStores": {name: "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update" for name in ("CustomKeyStoreId", "CustomKeyStoreName", "Limit", "Marker")},
+    "DisconnectCustomKeyStore": {"CustomKeyStoreId": "test_custom_key_stores.py::test_cloudhsm_store_life_cycle"},
+    "UpdateCustomKeyStore": {"CustomKeyStoreId": "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update", "NewCustomKeyStoreName": "test_custom_key_stores.py::test_cloudhsm_store_life_cycle", "KeyStorePassword": "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update",
+                             "CloudHsmClusterId": "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update"},
     "CancelKeyDeletion": {
         "KeyId": "test_audit_records.py::test_lifecycle_records_echo_their_response",
     },
@@ -362,7 +370,13 @@ _STRINGS = {"AliasNameType": "alias/member", "KeyIdType": "1234abcd-12ab-34cd-56
             "XksKeyIdType": "xks-key-1", "KeyMaterialDescriptionType": "described", "BackingKeyIdType": "0" * 64,
             "RegionType": "us-west-2", "PrincipalIdType": "arn:aws:iam::111122223333:root",
             "ServicePrincipalType": "service.amazonaws.com", "GrantNameType": "member", "PolicyNameType": "default",
-            "AccountIdType": "111122223333", "MarkerType": "m"}
+            "AccountIdType": "111122223333", "MarkerType": "m",
+            "XksProxyUriEndpointType": "https://xks.example.com", "XksProxyUriPathType": "/example/kms/xks/v1",
+            "XksProxyVpcEndpointServiceNameType": "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0",
+            "XksProxyAuthenticationAccessKeyIdType": "ABCDEFGHIJKLMNOPQRST",
+            "XksProxyAuthenticationRawSecretAccessKeyType": "a" * 43,
+            "CustomKeyStoreNameType": "member-store", "CloudHsmClusterIdType": "cluster-2a3b4c5d6e7",
+            "CustomKeyStoreIdType": "cks-1234567890abcdef0"}
 _TRIGGERS: dict[tuple[str, str], Any] = {("CreateKey", "MultiRegion"): True}
 
 
