@@ -11,12 +11,14 @@ from typing import Optional
 
 import typer
 
+from api.cli_common import data_dir_option, database_url_option
+
 from infrastructure.settings import Settings
 
 root_key_cli = typer.Typer(help="The root key: init (PKCS#11 token), status, rotate (online, resumable), retire.",
                            no_args_is_help=True)
-DataDir = typer.Option(None, help="Data directory [env KEYLEDGER_DATA_DIR].")
-DatabaseUrl = typer.Option(None, help="Database URL [env KEYLEDGER_DATABASE_URL].")
+DataDir = data_dir_option()
+DatabaseUrl = database_url_option()
 
 
 def _runtime(data_dir: Optional[Path], database_url: Optional[str]):
