@@ -12,7 +12,6 @@ from typing import Optional
 import typer
 
 from api.cli_common import data_dir_option, database_url_option
-
 from infrastructure.settings import Settings
 
 root_key_cli = typer.Typer(help="The root key: init (PKCS#11 token), status, rotate (online, resumable), retire.",
