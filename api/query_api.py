@@ -193,7 +193,7 @@ def query_router(runtime: Runtime, pipeline: RequestPipeline) -> APIRouter:
             seqs = index.seqs(where, marker, limit + 1)
             truncated, seqs = len(seqs) > limit, seqs[:limit]
             found = [r for r in index.records(runtime.ledger, seqs)
-                     if _matches(r, scope.account_id, key_id, principal, event, error, low, high)]
+                     if record_matches(r, scope.account_id, key_id, principal, event, error, low, high)]
             if truncated:
                 return {"Records": found, "NextMarker": seqs[-1], "Truncated": True}
             return {"Records": found, "Truncated": False}
@@ -206,8 +206,8 @@ def query_router(runtime: Runtime, pipeline: RequestPipeline) -> APIRouter:
     return router
 
 
-def _matches(record: dict[str, Any], account_id: str, key_id: str | None, principal: str | None, event: str | None,
-             error: str | None, low: datetime | None, high: datetime | None) -> bool:
+def record_matches(record: dict[str, Any], account_id: str, key_id: str | None, principal: str | None,
+                   event: str | None, error: str | None, low: datetime | None, high: datetime | None) -> bool:
     """Only the caller's own account's records; then the filters."""
     identity = record.get("userIdentity") or {}
     if account_id not in (identity.get("accountId"), record.get("recipientAccountId")):

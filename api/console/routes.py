@@ -331,7 +331,7 @@ def access_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Service
 
 def audit_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
     def render(services: Services, call: Call, _: ConsoleCall) -> Page:
-        from api.query_api import _matches
+        from api.query_api import record_matches
         from application.audit.checkpoints import audit_records
 
         scope, now = call.in_scope(), runtime.now()
@@ -343,7 +343,8 @@ def audit_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services
         error = q["error"] or ""
         found, next_marker = [], None
         for record in audit_records(runtime.ledger, after_seq=marker):
-            if not _matches(record, scope.account_id, key_id, q["principal"] or None, q["event"] or None, low, high):
+            if not record_matches(record, scope.account_id, key_id, q["principal"] or None, q["event"] or None, None,
+                                  low, high):
                 continue
             code = record.get("errorCode") or ""
             if (error == "any" and not code) or (error == "none" and code) or (error not in ("", "any", "none")
