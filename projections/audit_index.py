@@ -2,11 +2,13 @@
 `audit export` to find the records of a page without reading the others (issue 13)."""
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
+from eventsourcing.persistence import IntegrityError as PersistenceIntegrityError
 
 from application.ports import UnitOfWork
 from domain.audit.log import stored_at
@@ -102,8 +104,8 @@ class SqlAuditIndex:
             try:
                 with self._uow.transaction() as tx:
                     self.add(tx, records, first_seq)
-            except sa.exc.IntegrityError:
-                pass  # another process indexed them first
+            except (sa.exc.IntegrityError, PersistenceIntegrityError, sqlite3.IntegrityError):  # as each path raises it
+                pass  # another process indexed them first (a running server's committer, while this one starts)
 
     def indexed_up_to(self) -> int:
         with self._uow.read() as session:
