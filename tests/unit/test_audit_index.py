@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.query_api import _matches
+from api.query_api import record_matches
 from application.audit.checkpoints import audit_records
 from application.audit.records import cloudtrail_record
 from projections.audit_index import AuditFilter
@@ -60,7 +60,7 @@ def _paged(ledger: Any, where: AuditFilter, page: int) -> list[int]:
     while True:
         seqs = index.seqs(where, marker, page + 1)
         truncated, seqs = len(seqs) > page, seqs[:page]
-        out += [r["seq"] for r in index.records(ledger.rt.ledger, seqs) if _matches(
+        out += [r["seq"] for r in index.records(ledger.rt.ledger, seqs) if record_matches(
             r, where.account_id, where.key_id, where.principal, where.event_name, where.error_code, where.low, where.high)]
         if not truncated:
             return out
@@ -81,7 +81,7 @@ def test_index_backed_pages_equal_reading_every_record(ledger: Any, records: lis
             ERRORS[error] if error is not None else None,
             ledger.start + timedelta(seconds=low, microseconds=500_000 if low and low % 2 else 0) if low is not None else None,
             ledger.start + timedelta(seconds=high) if high is not None else None)
-        brute = [r["seq"] for r in audit_records(ledger.rt.ledger) if _matches(
+        brute = [r["seq"] for r in audit_records(ledger.rt.ledger) if record_matches(
             r, where.account_id, where.key_id, where.principal, where.event_name, where.error_code, where.low, where.high)]
         assert _paged(ledger, where, page) == brute, where
 
@@ -95,5 +95,5 @@ def test_a_database_from_before_the_index_is_indexed_once_at_start(ledger: Any) 
     ledger.restart()
     where = AuditFilter(SCOPE.account_id)
     assert _paged(ledger, where, 3) == [r["seq"] for r in audit_records(ledger.rt.ledger)
-                                        if _matches(r, SCOPE.account_id, None, None, None, None, None, None)]
+                                        if record_matches(r, SCOPE.account_id, None, None, None, None, None, None)]
     assert isinstance(ledger.start, datetime)
