@@ -42,20 +42,28 @@ def _first_region(settings: Settings) -> str:
 
 
 def _print_start_banner(settings: Settings, admin_created: bool, sealed_reason: str | None,
-                       tls: ServerTls | None = None) -> None:
+                       tls: ServerTls | None = None, admin_note: str | None = None) -> None:
     endpoint = f"{'https' if tls else 'http'}://{settings.host}:{settings.port}"
-    data_dir = settings.data_dir.resolve()
-    store = "PostgreSQL" if settings.resolved_database_url.startswith("postgresql") else "SQLite"
-    typer.echo(f"keyledger listening on {endpoint}  (data directory {data_dir}, {store} store)")
+    where = f"data directory {settings.data_dir.resolve()}" if settings.data_dir is not None else "no data directory"
+    store = "PostgreSQL" if settings.uses_postgres else "SQLite"
+    typer.echo(f"keyledger listening on {endpoint}  ({where}, {store} store)")
     if tls:
         _print_tls_banner(settings, tls, endpoint)
     if sealed_reason:
         typer.echo(f"SEALED: {sealed_reason}", err=True)
         return
-    credentials = settings.admin_credentials_file.resolve()
     if settings.root_key_provider == "file":
         typer.echo(f"root key: {settings.root_key_file.resolve()} (mode 0600; back it up, keep it apart from the database)")
-    if credentials.exists():
+    checkpoints = settings.checkpoint_file
+    typer.echo(f"audit checkpoints: {checkpoints.resolve()} and the database" if checkpoints else
+               "audit checkpoints: in the database only (ship them with 'keyledger audit checkpoints --follow')")
+    if admin_note:
+        typer.echo(f"NOTE: {admin_note}", err=True)
+    if admin_created and settings.admin_access_key_id and settings.admin_credentials_file is None:
+        typer.echo(f"administrator access key {settings.admin_access_key_id} created now (from "
+                   "KEYLEDGER_ADMIN_ACCESS_KEY_ID)")
+    credentials = settings.admin_credentials_file.resolve() if settings.admin_credentials_file else None
+    if credentials is not None and credentials.exists():
         note = "created now" if admin_created else "from the first start"
         typer.echo(f"administrator credentials ({note}): {credentials} (mode 0600)")
         typer.echo("Use them with the AWS CLI or boto3:")
@@ -146,7 +154,7 @@ def serve(
     except BaseException:
         sock.close()
         raise
-    _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason, tls)
+    _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason, tls, runtime.admin_note)
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-Proto/-For from any client on 127.0.0.1,
     # so a local caller could claim aws:SecureTransport over plain HTTP and forge its audit sourceIPAddress.
     options = dict(host=settings.host, port=settings.port, log_level=settings.log_level, access_log=access_log,

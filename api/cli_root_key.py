@@ -54,7 +54,7 @@ def init(data_dir: Optional[Path] = DataDir) -> None:
             provider.add_version(1)
             typer.echo(f"created root key version 1 in {settings.root_key} (AES-256, sensitive, not extractable)")
         elif settings.root_key_provider == "file":
-            ensure_data_dir(settings.data_dir)
+            ensure_data_dir(settings.node_dir)
             if settings.root_key_file.exists():
                 typer.echo(f"keyledger: {settings.root_key_file} exists; nothing created.", err=True)
                 raise typer.Exit(1)

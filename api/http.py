@@ -93,7 +93,9 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
     async def readiness() -> Response:
         state = await runtime.health.readiness()
         stores = await run_in_threadpool(runtime.key_store_state)  # a database read: off the event loop
-        return JSONResponse({**state.body(), "root_key": runtime.root_key_state(), "custom_key_stores": stores},
+        background = runtime.background_state()  # which node of a deployment runs checkpoints and maintenance
+        return JSONResponse({**state.body(), "root_key": runtime.root_key_state(), "custom_key_stores": stores,
+                             **({"background": background} if background is not None else {})},
                             status_code=200 if state.ready else 503)
 
     return KmsEndpoint(pipeline, KmsFront(runtime, wire), app)

@@ -47,6 +47,11 @@ class _RuntimeCollector(Collector):
                                 value=stats.largest)
         yield GaugeMetricFamily("keyledger_sealed", "1 while the service refuses key operations (root key "
                                 "unavailable), else 0.", value=1 if self._runtime.sealed_reason else 0)
+        background = self._runtime.background_state()
+        if background is not None:
+            yield GaugeMetricFamily("keyledger_background_leader", "1 while this process runs the background work "
+                                    "(checkpoint signing, maintenance) of the deployment, else 0.",
+                                    value=1 if background["leader"] else 0)
         root_key = self._runtime.root_key_state()
         provider = GaugeMetricFamily("keyledger_root_key_provider", "1 for the root-key provider in use (file, env or "
                                      "pkcs11).", labels=("provider",))

@@ -2,13 +2,13 @@
 database that does not exist yet is reported as such, not made."""
 from __future__ import annotations
 
-import fcntl
 import os
 import ssl
 import urllib.error
 import urllib.request
 from typing import Any
 
+from infrastructure.leadership import background_holder
 from infrastructure.settings import Settings
 
 
@@ -35,25 +35,6 @@ def _endpoint(settings: Settings) -> tuple[str, str]:
         return endpoint, "not answering"
 
 
-def _background_holder(settings: Settings) -> str:
-    from api.serve import BACKGROUND_LOCK
-
-    path = settings.data_dir / BACKGROUND_LOCK
-    if not path.exists():
-        return "none (no server has run background work from this data directory)"
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").split()
-            return f"process {holder[0]} on {holder[1]}" if len(holder) >= 2 else "a process (unnamed)"
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return "none (no running server holds the background lock)"
-    finally:
-        os.close(fd)
-
-
 def _initialized(settings: Settings) -> bool:
     """Whether a server has started on this database: looked at without creating the file or a table."""
     url = settings.resolved_database_url
@@ -72,7 +53,8 @@ def _initialized(settings: Settings) -> bool:
 def installation_status(settings: Settings) -> dict[str, Any]:
     endpoint, answering = _endpoint(settings)
     report: dict[str, Any] = {"endpoint": f"{endpoint} ({answering})", "backend": _backend(settings),
-                              "data directory": str(settings.data_dir.resolve()),
+                              "data directory": str(settings.data_dir.resolve()) if settings.data_dir is not None
+                              else "none (this node keeps nothing on its disk)",
                               "root key provider": settings.root_key_provider}
     if not _initialized(settings):
         report["initialized"] = False
@@ -99,7 +81,8 @@ def installation_status(settings: Settings) -> dict[str, Any]:
                                            "not yet covered by a signature)")
         else:
             report["newest checkpoint"] = "none yet"
-        report["background work"] = _background_holder(settings)
+        engine = runtime.ledger.recorder.datastore.engine  # type: ignore[attr-defined]
+        report["background work"] = background_holder(settings, engine)
     finally:
         runtime.close()
     return report

@@ -6,11 +6,9 @@ set, no services): health answers, every key operation refuses.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime
 from typing import Any, Callable
 
 from application.audit.checkpoints import Checkpointer, audit_records
@@ -57,6 +55,7 @@ from infrastructure.cloudhsm import ClusterMap, Pkcs11StoreTokens, SqlStorePassw
 from infrastructure.credentials import CredentialStore, new_access_key
 from infrastructure.health_probe import SqlStorageProbe
 from infrastructure.ledger_upgrade import untagged_events, upgrade_ledger
+from infrastructure.node_files import ensure_admin, ensure_data_dir, history_copy_url
 from infrastructure.persistence import assert_storage_settings
 from infrastructure.price_table import load_price_table
 from infrastructure.root_keys import (
@@ -72,15 +71,15 @@ from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
 from infrastructure.tables import access_keys, add_missing_columns
 from infrastructure.tables import metadata as infrastructure_metadata
-from projections.custom_key_store_view import SqlCustomKeyStoreView, keys_in_store
 from projections.audit_index import SqlAuditIndex
+from projections.custom_key_store_view import SqlCustomKeyStoreView, keys_in_store
 from projections.grants_view import SqlGrantIndex
 from projections.key_event_index import SqlKeyEventIndex
 from projections.key_state_view import SqlKeyStateView
-from projections.principal_tables import metadata as principal_metadata
-from projections.principal_view import SqlPrincipalView
 from projections.key_usage import SqlKeyUsageIndex
 from projections.key_usage import metadata as key_usage_metadata
+from projections.principal_tables import metadata as principal_metadata
+from projections.principal_view import SqlPrincipalView
 from projections.replay import SqlProjectionRebuilder
 from projections.schema import create_missing, ensure_current
 
@@ -136,10 +135,12 @@ class Runtime:
     sealed_reason: str | None = None
     services: Services | None = None
     admin_created: bool = False
+    admin_note: str | None = None  # why no administrator key was created or written (infrastructure/node_files.py)
     serving: bool = False  # a server process: it signed a checkpoint at start and signs one at shutdown
     root_key_provider: Any = None  # application/ports.py: RootKeyProvider, closed with the runtime
     root_version: CurrentRootVersion | None = None  # the rotation state, cached
     store_tokens: Any = None  # infrastructure/cloudhsm.py: Pkcs11StoreTokens, closed with the runtime
+    leadership: Any = None  # infrastructure/leadership.py: who runs background work; released with the runtime
 
     def key_store_state(self) -> list[dict[str, Any]]:
         """What /healthz and /metrics say about custom key stores: id, type and connection state (no secret)."""
@@ -152,6 +153,12 @@ class Runtime:
         return [{"id": r.store_id, "type": r.store_type, "connection_state": r.connection_state,
                  **({"connection_error_code": r.entry["ConnectionErrorCode"]} if "ConnectionErrorCode" in r.entry else {})}
                 for r in rows]
+
+    def background_state(self) -> dict[str, Any] | None:
+        """What /healthz and /metrics say about background work: whether this process leads it, by which lock."""
+        if self.leadership is None:
+            return None
+        return {"leader": self.leadership.holding, "lock": self.leadership.kind}
 
     def root_key_state(self) -> dict[str, Any]:
         """What /healthz and /metrics say about the root key: provider, sealed or not, version and rotation."""
@@ -183,6 +190,8 @@ class Runtime:
             self.store_tokens.close_all()
         if self.root_key_provider is not None:
             self.root_key_provider.close()
+        if self.leadership is not None:  # after the shutdown checkpoint: another node leads from here on
+            self.leadership.release()
         self.ledger.close()
         # Closing the last SQLite connection checkpoints the WAL into the database and removes it.
         self.ledger.recorder.datastore.engine.dispose()  # type: ignore[attr-defined]
@@ -193,11 +202,6 @@ def audit_public_key(signing_key: bytes) -> bytes:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     return Ed25519PrivateKey.from_private_bytes(signing_key).public_key().public_bytes_raw()
-
-
-def ensure_data_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
 
 
 def build_ledger(settings: Settings) -> KeyLedger:
@@ -244,7 +248,7 @@ def build_runtime(settings: Settings) -> Runtime:
                         directory=lambda: runtime.services.principals if runtime.services else None,
                         prices=lambda: load_price_table(settings.price_table)),
         replay=ProjectionReplay(SqlProjectionRebuilder(ledger), history,
-                                location_for=lambda moment: _history_copy_url(settings, moment)),
+                                location_for=lambda moment: history_copy_url(settings, moment)),
         clock_service=ClockService(SqlClockOffset(uow), clock.refresh),
     )
     current_version = runtime.root_version = CurrentRootVersion(ledger, settings.key_cache_seconds, time.monotonic)
@@ -315,7 +319,8 @@ def build_runtime(settings: Settings) -> Runtime:
         credentials=credentials,
         authorizer=authorizer,
         resolver=resolver,
-        checkpointer=Checkpointer(ledger, clock, signing_key, CheckpointFile(settings.checkpoint_file),
+        checkpointer=Checkpointer(ledger, clock, signing_key,
+                                  CheckpointFile(settings.checkpoint_file) if settings.checkpoint_file else None,
                                   settings.audit_checkpoint_records, settings.audit_checkpoint_seconds,
                                   settings.audit_checkpoint_heartbeat_seconds),
         audit_public_key=audit_public_key(signing_key),
@@ -335,7 +340,8 @@ def build_runtime(settings: Settings) -> Runtime:
     resolver.managed = AwsManagedKeys(access, materials, clock).ensure
     runtime.services.last_usage = KeyLastUsage(lambda position: audit_records(ledger, after_seq=position),
                                                SqlKeyUsageIndex(uow), resolver)
-    runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
+    admin_key = ensure_admin(settings, credentials, runtime.services.principal_admin, _first_region(settings))
+    runtime.admin_created, runtime.admin_note = admin_key.created, admin_key.note
     return runtime
 
 
@@ -363,19 +369,19 @@ def start_serving(runtime: Runtime) -> None:
         call.request_parameters = {"reason": accepted, "problem": reason}
         services.authorizer.authorize_call(call)
         runtime.audit.record(cloudtrail_record(call))
-    runtime.serving = True
     services.checkpointer.sync_file()  # a crash between saving a checkpoint and appending it, repaired
+    if services.checkpointer.file_problem is not None:  # another installation's file: not this node's to write
+        runtime.sealed_reason = (f"the checkpoint file {runtime.settings.checkpoint_file}: "
+                                 f"{services.checkpointer.file_problem}. Give this node its own data directory or "
+                                 "KEYLEDGER_AUDIT_CHECKPOINT_FILE.")
+        runtime.services = None
+        return
+    runtime.serving = True
     services.checkpointer.checkpoint_if_behind()
 
 
 def _first_region(settings: Settings) -> str:
     return "us-east-1" if "us-east-1" in settings.regions else settings.regions[0]
-
-
-def _history_copy_url(settings: Settings, moment: datetime) -> str:
-    """Where ``replay --until`` writes the world at a moment when no database is named: the data directory."""
-    stamp = moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    return f"sqlite:///{settings.data_dir.resolve() / ('history-at-' + stamp + '.db')}"
 
 
 def open_clock_service(settings: Settings) -> tuple[ClockService, Callable[[], None]]:
@@ -390,26 +396,3 @@ def open_clock_service(settings: Settings) -> tuple[ClockService, Callable[[], N
         ledger.close()
         raise
     return ClockService(SqlClockOffset(uow), DatabaseClock(uow).refresh), ledger.close
-
-
-def _ensure_admin(settings: Settings, credentials: CredentialStore, admin: PrincipalService) -> bool:
-    """First start: create the administrator access key and write it, mode 0600, to the data directory.
-    It is an access key of the account root, recorded as an event of the root principal."""
-    root = f"arn:aws:iam::{settings.account_id}:root"
-    if settings.admin_access_key_id:
-        if credentials.exists(settings.admin_access_key_id):
-            return False
-        key_id, secret = settings.admin_access_key_id, settings.admin_secret_access_key or ""
-    elif credentials.count() == 0 and not admin.has_history(root):  # not again after the keys were deleted
-        key_id, secret = new_access_key()
-    else:
-        return False
-    if not admin.bootstrap_access_key(root, key_id, secret, _first_region(settings)):
-        return False
-    path = settings.admin_credentials_file
-    if path.exists():
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f"[keyledger]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n")
-    return True

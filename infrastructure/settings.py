@@ -28,6 +28,7 @@ def _boolean(text: str) -> bool:
 
 
 QUOTA_CLASSES = ("cryptographic", "management")
+DEFAULT_DATA_DIR = Path("keyledger-data")
 
 
 def _quota_overrides(text: str) -> dict[str, dict[str, float]]:
@@ -51,7 +52,9 @@ def _quota_overrides(text: str) -> dict[str, dict[str, float]]:
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path("keyledger-data")
+    # The node's own directory. None: a node that keeps nothing on its disk (PostgreSQL with an env or pkcs11
+    # root key and no KEYLEDGER_DATA_DIR): no credentials file, no checkpoint file unless one is named.
+    data_dir: Path | None = DEFAULT_DATA_DIR
     database_url: str | None = None  # default: SQLite file in data_dir
     host: str = "127.0.0.1"
     port: int = 8080
@@ -102,20 +105,39 @@ class Settings:
     console_session_seconds: float = 900.0  # how long a web console sign-in lasts
 
     @property
+    def uses_postgres(self) -> bool:
+        return bool(self.database_url) and str(self.database_url).startswith("postgresql")
+
+    @property
+    def needs_data_dir(self) -> bool:
+        """SQLite keeps its database in the data directory, the file provider its root key; a PostgreSQL node
+        with an env or pkcs11 root key needs none (docs/settings.md, "Several nodes")."""
+        return not self.uses_postgres or self.root_key_provider == "file"
+
+    @property
+    def node_dir(self) -> Path:
+        """The data directory, for what cannot be without one (``check`` ensures it is set then)."""
+        assert self.data_dir is not None, "this node has no data directory"
+        return self.data_dir
+
+    @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'keyledger.db'}"
+        return self.database_url or f"sqlite:///{self.node_dir.resolve() / 'keyledger.db'}"
 
     @property
     def root_key_file(self) -> Path:
-        return self.data_dir / "root-key"
+        return self.node_dir / "root-key"
 
     @property
-    def checkpoint_file(self) -> Path:
-        return self.audit_checkpoint_file or self.data_dir / "audit-checkpoints.jsonl"
+    def checkpoint_file(self) -> Path | None:
+        """This node's copy of the signed checkpoints; None: the node keeps none (the database holds them all)."""
+        if self.audit_checkpoint_file is not None:
+            return self.audit_checkpoint_file
+        return self.data_dir / "audit-checkpoints.jsonl" if self.data_dir is not None else None
 
     @property
-    def admin_credentials_file(self) -> Path:
-        return self.data_dir / "admin-credentials"
+    def admin_credentials_file(self) -> Path | None:
+        return self.data_dir / "admin-credentials" if self.data_dir is not None else None
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **flags: Any) -> Settings:
@@ -174,6 +196,8 @@ class Settings:
         settings = replace(cls(), **values)
         overrides = {k: v for k, v in flags.items() if v is not None}
         settings = replace(settings, **overrides)
+        if "data_dir" not in values and "data_dir" not in overrides and not settings.needs_data_dir:
+            settings = replace(settings, data_dir=None)  # nothing on this node's disk unless a directory is named
         settings.check()
         return settings
 
@@ -182,6 +206,8 @@ class Settings:
             raise SystemExit("keyledger: KEYLEDGER_ACCOUNT_ID must be 12 digits.")
         if self.root_key_provider not in ("file", "env", "pkcs11"):
             raise SystemExit("keyledger: KEYLEDGER_ROOT_KEY_PROVIDER must be 'file', 'env' or 'pkcs11'.")
+        if self.data_dir is None and self.needs_data_dir:
+            raise SystemExit("keyledger: a SQLite database or a root key file needs a data directory (KEYLEDGER_DATA_DIR).")
         if self.workers < 1:
             raise SystemExit("keyledger: KEYLEDGER_WORKERS must be 1 or more.")
         if not (self.health_probe_timeout > 0 and self.health_cache_seconds >= 0):

@@ -3,7 +3,8 @@
 A checkpoint is due every N records, or T seconds after the newest one when records followed it, or after a
 heartbeat interval when nothing did (so an idle server does not pile up checkpoints that say nothing new, yet
 its signed time still moves). It is saved as an event of the AuditCheckpoints aggregate (its version makes the
-checkpoint sequence fork-free across processes) and appended to a file outside the database.
+checkpoint sequence fork-free across processes) and appended to a file outside the database, when the node keeps
+one: every node of a deployment may keep its own, each a complete copy written by that node alone.
 
 Every step costs the same however many checkpoints exist (docs/audit.md): the newest checkpoint and the audit
 head are one index lookup each, and the file is only appended to after reading its last line.
@@ -19,7 +20,15 @@ from eventsourcing.persistence import IntegrityError
 from application.audit.records import iso
 from application.ledger import KeyLedger
 from application.ports import Clock
-from domain.audit.chain import GENESIS, Checkpoint, checkpoint_from_json, checkpoint_to_json, make_checkpoint
+from domain.audit.chain import (
+    GENESIS,
+    Checkpoint,
+    checkpoint_from_json,
+    checkpoint_public_key,
+    checkpoint_to_json,
+    make_checkpoint,
+    verify_checkpoint_signature,
+)
 from domain.audit.log import AUDIT_CHECKPOINTS_ID, AUDIT_LOG_ID, AuditCheckpoints, AuditLog
 
 PAGE = 1000
@@ -85,12 +94,15 @@ def audit_head(ledger: KeyLedger) -> tuple[int, str]:
 
 
 class Checkpointer:
-    def __init__(self, ledger: KeyLedger, clock: Clock, signing_key: bytes, sink: CheckpointSink,
+    def __init__(self, ledger: KeyLedger, clock: Clock, signing_key: bytes, sink: CheckpointSink | None,
                  every_records: int, every_seconds: float, heartbeat_seconds: float | None = None) -> None:
+        """``sink``: this node's checkpoint file; None when it keeps none (the database holds every checkpoint)."""
         self._ledger = ledger
         self._clock = clock
         self._signing_key = signing_key
         self._sink = sink
+        # Why the file is left alone (it holds another database's checkpoints), or None.
+        self.file_problem: str | None = None
         self._every_records = every_records
         self._every = timedelta(seconds=every_seconds)
         self._heartbeat = timedelta(seconds=max(heartbeat_seconds or every_seconds, every_seconds))
@@ -148,14 +160,30 @@ class Checkpointer:
         between saving a checkpoint and appending it (or another process signing one) leaves a suffix missing;
         this restores it, at start and with every checkpoint, so the file stays a complete chain and an untouched
         log keeps verifying. Cost: the missing suffix, not the file. Only a file whose last line is not a stored
-        checkpoint (a damaged line, a file from elsewhere) falls back to comparing the whole file once; what it
-        appends then ends with the newest checkpoint, so the next call is cheap again."""
+        checkpoint (a damaged line) falls back to comparing the whole file once; what it appends then ends with
+        the newest checkpoint, so the next call is cheap again. A file whose last checkpoint another key signed is
+        another database's: it is never written to (``file_problem`` says why)."""
+        if self._sink is None or self.file_problem is not None:
+            return 0
         with self._sink.exclusive():
-            missing = self._missing_after(self._sink.last_line())
+            last_line = self._sink.last_line()
+            if self._signed_elsewhere(last_line):
+                self.file_problem = ("it holds checkpoints that this database's checkpoint key did not sign: it "
+                                     "belongs to another database, and this node will not write to it")
+                return 0
+            missing = self._missing_after(last_line)
             if missing is None:
                 missing = self._missing_in_whole_file()
             self._sink.append_all([checkpoint_to_json(checkpoint) for checkpoint in missing])
             return len(missing)
+
+    def _signed_elsewhere(self, last_line: str | None) -> bool:
+        try:
+            checkpoint = checkpoint_from_json(last_line) if last_line is not None else None
+        except ValueError:
+            return False  # a damaged line is repaired after (and `verify` reports it); it proves no other owner
+        return checkpoint is not None and not verify_checkpoint_signature(
+            checkpoint_public_key(self._signing_key), checkpoint)
 
     def _missing_after(self, last_line: str | None) -> list[Checkpoint] | None:
         """The stored checkpoints after the one the file ends with, newest last; None if the file's last line

@@ -120,6 +120,11 @@ def make_checkpoint(private_key_bytes_raw32: bytes, seq: int, chain_hex: str, ti
     return Checkpoint(seq, chain_hex, time_iso, unsigned.previous, signature.hex())
 
 
+def checkpoint_public_key(private_key_bytes_raw32: bytes) -> bytes:
+    """The raw 32-byte Ed25519 public key that verifies what ``make_checkpoint`` signs with this private key."""
+    return Ed25519PrivateKey.from_private_bytes(private_key_bytes_raw32).public_key().public_bytes_raw()
+
+
 def verify_checkpoint_signature(public_key_raw32: bytes, cp: Checkpoint) -> bool:
     try:
         Ed25519PublicKey.from_public_bytes(public_key_raw32).verify(bytes.fromhex(cp.signature), _body(cp))

@@ -28,8 +28,8 @@ def health(server: Server, path: str = "/healthz") -> httpx.Response:
 
 
 def readiness_of(response: httpx.Response) -> dict[str, Any]:
-    """The readiness part of a health body (status, reason), without the root key's state beside it."""
-    return {k: v for k, v in response.json().items() if k not in ("root_key", "custom_key_stores")}
+    """The readiness part of a health body (status, reason), without the root key's (and others') state beside it."""
+    return {k: v for k, v in response.json().items() if k not in ("root_key", "custom_key_stores", "background")}
 
 
 def until(server: Server, status: int, path: str = "/healthz") -> dict[str, Any]:

@@ -51,3 +51,26 @@ def test_limits_and_quotas_are_read_from_the_environment_and_flags() -> None:
 def test_limits_and_quotas_refuse_values_that_cannot_work(variable: str, text: str) -> None:
     with pytest.raises(SystemExit, match=variable.rsplit("_", 1)[0][:24]):
         Settings.load({variable: text})
+
+
+POSTGRES = "postgresql+psycopg://keyledger@db:5432/keyledger"
+
+
+def test_a_postgresql_node_with_an_env_or_pkcs11_root_key_needs_no_data_directory() -> None:
+    for provider in ("env", "pkcs11"):
+        settings = Settings.load({"KEYLEDGER_DATABASE_URL": POSTGRES, "KEYLEDGER_ROOT_KEY_PROVIDER": provider})
+        assert settings.data_dir is None and settings.checkpoint_file is None
+        assert settings.admin_credentials_file is None and settings.resolved_database_url == POSTGRES
+    named = Settings.load({"KEYLEDGER_DATABASE_URL": POSTGRES, "KEYLEDGER_ROOT_KEY_PROVIDER": "env",
+                           "KEYLEDGER_AUDIT_CHECKPOINT_FILE": "/var/log/keyledger/checkpoints.jsonl"})
+    assert named.data_dir is None and str(named.checkpoint_file) == "/var/log/keyledger/checkpoints.jsonl"
+    given = Settings.load({"KEYLEDGER_DATABASE_URL": POSTGRES, "KEYLEDGER_ROOT_KEY_PROVIDER": "env",
+                           "KEYLEDGER_DATA_DIR": "/srv/node-a"})
+    assert str(given.checkpoint_file) == "/srv/node-a/audit-checkpoints.jsonl"
+
+
+def test_sqlite_and_the_root_key_file_keep_the_default_data_directory() -> None:
+    assert str(Settings.load({}).data_dir) == "keyledger-data"
+    assert str(Settings.load({"KEYLEDGER_DATABASE_URL": POSTGRES}).root_key_file) == "keyledger-data/root-key"
+    assert str(Settings.load({"KEYLEDGER_ROOT_KEY_PROVIDER": "env"}).checkpoint_file) == \
+        "keyledger-data/audit-checkpoints.jsonl"
