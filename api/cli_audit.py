@@ -136,7 +136,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
         settings = runtime.settings
         if given is not None:
             cps, source = given, str(checkpoints)
-        elif settings.checkpoint_file.is_file():
+        elif settings.checkpoint_file is not None and settings.checkpoint_file.is_file():
             cps = [checkpoint_from_json(line) for line in settings.checkpoint_file.read_text().splitlines() if line.strip()]
             source = str(settings.checkpoint_file)
         else:
