@@ -27,7 +27,8 @@ def flag_help(text: str, variable: str | None = None, default: str | None = None
 
 
 def data_dir_option() -> Any:
-    return typer.Option(None, help=flag_help("Data directory.", "KEYLEDGER_DATA_DIR", "./keyledger-data"))
+    return typer.Option(None, help=flag_help("Data directory.", "KEYLEDGER_DATA_DIR", "./keyledger-data; none for "
+                                             "PostgreSQL with an env or pkcs11 root key"))
 
 
 def database_url_option() -> Any:
