@@ -71,15 +71,15 @@ from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
 from infrastructure.tables import access_keys, add_missing_columns
 from infrastructure.tables import metadata as infrastructure_metadata
-from projections.audit_index import SqlAuditIndex
 from projections.custom_key_store_view import SqlCustomKeyStoreView, keys_in_store
+from projections.audit_index import SqlAuditIndex
 from projections.grants_view import SqlGrantIndex
 from projections.key_event_index import SqlKeyEventIndex
 from projections.key_state_view import SqlKeyStateView
-from projections.key_usage import SqlKeyUsageIndex
-from projections.key_usage import metadata as key_usage_metadata
 from projections.principal_tables import metadata as principal_metadata
 from projections.principal_view import SqlPrincipalView
+from projections.key_usage import SqlKeyUsageIndex
+from projections.key_usage import metadata as key_usage_metadata
 from projections.replay import SqlProjectionRebuilder
 from projections.schema import create_missing, ensure_current
 

@@ -100,6 +100,7 @@ class Checkpointer:
         self._ledger = ledger
         self._clock = clock
         self._signing_key = signing_key
+        self._public_key = checkpoint_public_key(signing_key)
         self._sink = sink
         # Why the file is left alone (it holds another database's checkpoints), or None.
         self.file_problem: str | None = None
@@ -182,8 +183,7 @@ class Checkpointer:
             checkpoint = checkpoint_from_json(last_line) if last_line is not None else None
         except ValueError:
             return False  # a damaged line is repaired after (and `verify` reports it); it proves no other owner
-        return checkpoint is not None and not verify_checkpoint_signature(
-            checkpoint_public_key(self._signing_key), checkpoint)
+        return checkpoint is not None and not verify_checkpoint_signature(self._public_key, checkpoint)
 
     def _missing_after(self, last_line: str | None) -> list[Checkpoint] | None:
         """The stored checkpoints after the one the file ends with, newest last; None if the file's last line
