@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -9,6 +10,12 @@ import pytest
 from tests.servers import Server, drop_postgres_schema, new_postgres_schema, postgres_url
 
 BACKENDS = ["sqlite", "postgres"]
+
+# Every `keyledger serve` and CLI run a test starts imports the whole package (~160 modules of ours). With
+# PYTHONDONTWRITEBYTECODE set (CI sets it), each one compiled them all from source again: about a tenth of a
+# server's start. The bytecode goes to a cache outside the checkout instead, shared by the test workers.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), "keyledger-test-pycache"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

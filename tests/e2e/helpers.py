@@ -4,8 +4,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tests.cli import run_keyledger
 from tests.servers import ACCOUNT_ID, ADMIN_KEY_ID, ADMIN_SECRET, ROOT, Server
 
 REGION = "us-east-1"
@@ -80,8 +79,7 @@ def keyledger(server: Server, *args: str) -> str:
     env.update(PYTHONPATH=str(ROOT), KEYLEDGER_DATA_DIR=str(server.data_dir))
     if server.database_url:
         env["KEYLEDGER_DATABASE_URL"] = server.database_url
-    proc = subprocess.run([sys.executable, "-m", "api", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = run_keyledger(args, env, timeout=120)
     assert proc.returncode == 0, f"keyledger {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 

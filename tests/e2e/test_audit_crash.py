@@ -3,9 +3,8 @@ concurrent burst, restart it on the same data, and check that everything a clien
 and real, that nothing on record claims what did not happen, and that the chain still verifies."""
 from __future__ import annotations
 
+import os
 import signal
-import subprocess
-import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tests.cli import run_keyledger
 from tests.e2e.helpers import key_arn
 from tests.e2e.test_audit_support import (
     FIRST_START,
@@ -25,7 +25,7 @@ from tests.e2e.test_audit_support import (
     kms_client,
     verify,
 )
-from tests.servers import ROOT, Server
+from tests.servers import Server
 
 THREADS = 8
 CYCLES = 10  # each cycle: CreateKey, Encrypt, DisableKey -> 30 calls per thread
@@ -98,10 +98,15 @@ def describe(kms: Any, key_id: str) -> dict[str, Any] | None:
         return None
 
 
-@pytest.mark.parametrize("attempt", range(3))
+# One kill point per backend in `make test` (each attempt costs a burst and two starts); a deeper run kills at
+# several points: KEYLEDGER_CRASH_ATTEMPTS=3 kills after 70, 100 and 130 answers.
+ATTEMPTS = int(os.environ.get("KEYLEDGER_CRASH_ATTEMPTS", "1"))
+
+
+@pytest.mark.parametrize("attempt", range(ATTEMPTS))
 def test_sigkill_during_a_burst_loses_nothing_answered(servers, attempt: int) -> None:
     server = servers.start(name="crash", KEYLEDGER_AUDIT_CHECKPOINT_RECORDS="10")
-    burst = Burst(server, kill_after=40 + 30 * attempt)
+    burst = Burst(server, kill_after=70 + 30 * attempt)
     threads = [threading.Thread(target=burst.worker, args=(i,), daemon=True) for i in range(THREADS)]
     for thread in threads:
         thread.start()
@@ -193,8 +198,7 @@ def test_interrupted_checkpoint_append_does_not_break_verification(servers) -> N
     file_before = checkpoint_lines(server)
     env = cli_env(server)
     env["KEYLEDGER_AUDIT_CHECKPOINT_FILE"] = str(server.data_dir / "no-such-directory" / "audit-checkpoints.jsonl")
-    interrupted = subprocess.run([sys.executable, "-m", "api", "audit", "checkpoint"], cwd=ROOT, env=env,
-                                 capture_output=True, text=True, timeout=120, check=False)
+    interrupted = run_keyledger(["audit", "checkpoint"], env, timeout=120)
     assert interrupted.returncode != 0, "the emulated append failure did not happen"
     assert checkpoint_lines(server) == file_before
     verdict = verify(server)

@@ -11,7 +11,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
+from tests.cli import run_keyledger
 from tests.servers import ADMIN_KEY_ID, ADMIN_SECRET, ROOT, Server
 
 AUDIT_LOG_ID = uuid.UUID("5d1b8f4e-7a0c-4e55-9b2f-6f3a1c0d8e21")
@@ -55,8 +55,7 @@ def cli_env(server: Server) -> dict[str, str]:
 
 def run(server: Server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`python -m api <args>` against the server's data directory / database."""
-    proc = subprocess.run([sys.executable, "-m", "api", *args], cwd=ROOT, env=cli_env(server),
-                          capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
+    proc = run_keyledger(args, cli_env(server), timeout=CLI_TIMEOUT)
     if check:
         assert proc.returncode == 0, (f"keyledger {' '.join(args)} exited {proc.returncode}:\n"
                                       f"stdout: {proc.stdout}\nstderr: {proc.stderr}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tests.cli import run_keyledger
 from tests.conftest import ServerFactory
 from tests.e2e.helpers import keyledger
 from tests.servers import ACCOUNT_ID, ROOT, Server
@@ -23,18 +23,9 @@ ADMIN_ARN = f"arn:aws:iam::{ACCOUNT_ID}:root"
 TIMEOUT = 180
 
 
-def _registered() -> bool:
-    from api.cli import cli
-
-    return any(group.name == "history" for group in cli.registered_groups)
-
-
 def history(server: Server, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-    """`keyledger history <args>`; until the group is registered in api/cli.py, the same typer app is
-    started directly."""
-    command = ([sys.executable, "-m", "api", "history"] if _registered()
-               else [sys.executable, "-c", "from api.cli_history import history_cli; history_cli()"])
-    return run(server, command, *args, expect=expect)
+    """`keyledger history <args>`."""
+    return run(server, ["history"], *args, expect=expect)
 
 
 def run(server: Server, command: list[str], *args: str, expect: int = 0) -> subprocess.CompletedProcess:
@@ -42,7 +33,7 @@ def run(server: Server, command: list[str], *args: str, expect: int = 0) -> subp
     env.update(PYTHONPATH=str(ROOT), KEYLEDGER_DATA_DIR=str(server.data_dir), COLUMNS="200")
     if server.database_url:
         env["KEYLEDGER_DATABASE_URL"] = server.database_url
-    proc = subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    proc = run_keyledger([*command, *args], env, timeout=TIMEOUT)
     assert proc.returncode == expect, (f"{' '.join(args)} exited {proc.returncode}, expected {expect}:\n"
                                        f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
     return proc
@@ -61,8 +52,8 @@ def moment() -> str:
 
 
 def advance_and_maintain(server: Server, days: int) -> None:
-    run(server, [sys.executable, "-m", "api", "clock", "advance"], "--days", str(days))
-    run(server, [sys.executable, "-m", "api", "maintenance", "--json"])
+    run(server, ["clock", "advance"], "--days", str(days))
+    run(server, ["maintenance", "--json"])
 
 
 def test_key_at_keys_at_and_timeline(servers: ServerFactory) -> None:

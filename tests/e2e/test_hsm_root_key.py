@@ -12,6 +12,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.cli import run_keyledger
 from tests.e2e.helpers import postgres_tables, secret_forms
 from tests.servers import ROOT, Server
 from tests.softhsm import SoftHsm, softhsm  # noqa: F401
@@ -32,8 +33,7 @@ def keyledger(data_dir: Path, database_url: str | None, env: dict[str, str], *ar
     full.update(PYTHONPATH=str(ROOT), KEYLEDGER_DATA_DIR=str(data_dir), **env)
     if database_url:
         full["KEYLEDGER_DATABASE_URL"] = database_url
-    proc = subprocess.run([sys.executable, "-m", "api", *args], cwd=ROOT, env=full, capture_output=True, text=True,
-                          timeout=300)
+    proc = run_keyledger(args, full, timeout=300)
     assert proc.returncode == expect, f"keyledger {args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 

@@ -9,7 +9,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tests.cli import run_keyledger
 from tests.e2e.helpers import code, postgres_tables, secret_hits
 from tests.e2e.test_audit_support import export_jsonl, verify
 from tests.servers import ACCOUNT_ID, ADMIN_KEY_ID, ROOT, Server
@@ -37,8 +37,7 @@ def keyledger(server: Server, *args: str, expect: int = 0) -> subprocess.Complet
     env.update(PYTHONPATH=str(ROOT), KEYLEDGER_DATA_DIR=str(server.data_dir), COLUMNS="200")
     if server.database_url:
         env["KEYLEDGER_DATABASE_URL"] = server.database_url
-    proc = subprocess.run([sys.executable, "-m", "api", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = run_keyledger(args, env, timeout=120)
     assert proc.returncode == expect, (f"keyledger {' '.join(args)} exited {proc.returncode}, expected {expect}:\n"
                                        f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
     return proc
