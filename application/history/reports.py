@@ -14,7 +14,7 @@ from application.ports import Clock
 from application.pricing import PriceTable, estimate, key_life, request_class
 from domain.errors import KmsError
 from domain.keys.key import Key
-from domain.keys.operations import key_operations
+from domain.keys.operations import operations_of
 from domain.keys.specs import SYMMETRIC_DEFAULT
 
 DEFAULT_MAX_MATERIAL_AGE_DAYS = 365
@@ -165,7 +165,7 @@ class Reports:
             names = [operation]
         else:
             meta = self._history.key_at(scope, key, moment)["KeyMetadata"]
-            names = key_operations(meta["KeySpec"], meta["KeyUsage"], meta["Origin"])
+            names = operations_of(meta)
         for name in names:
             answer = access_at(self._history, scope, key, moment, name, directory=self._directory())
             if not answer["KeyStateAllows"]:
