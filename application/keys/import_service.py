@@ -12,8 +12,8 @@ from typing import Any
 from application.calls import Call
 from application.keys.access import KeyAccess
 from application.keys.materials import KeyMaterials
-from application.ports import Clock, ImportKeyStore
 from application.keys.multi_region_service import RelatedKeys
+from application.ports import Clock, ImportKeyStore
 from application.writer import Outcome
 from domain.errors import InvalidImportTokenError
 from domain.keys import byok as key_import

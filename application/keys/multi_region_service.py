@@ -12,10 +12,10 @@ from typing import Any, Mapping, Sequence
 
 from application.calls import Call
 from application.keys.access import KeyAccess
+from application.keys.key_service import check_key_policy
 from application.keys.materials import KeyMaterials
 from application.ports import Clock
 from application.writer import Outcome
-from application.keys.key_service import check_key_policy
 from domain.errors import NotFoundError, ValidationError, shown
 from domain.identifiers import Scope, key_storage_id
 from domain.keys.key import Key

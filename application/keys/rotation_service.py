@@ -6,9 +6,9 @@ from typing import Any
 from application.calls import Call
 from application.keys.access import KeyAccess
 from application.keys.materials import KeyMaterials
+from application.keys.multi_region_service import RelatedKeys
 from application.pagination import page
 from application.ports import Clock
-from application.keys.multi_region_service import RelatedKeys
 from application.writer import Outcome
 from domain.errors import InvalidStateError
 from domain.keys.key import Key

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from tests.e2e.helpers import advance_days, code, create_key, error_code, key_arn, maintenance
 from tests.e2e.test_lifecycle_import import import_material
-from tests.servers import Server
+from tests.servers import ACCOUNT_ID, Server
 
 US, EU, AP = "us-east-1", "eu-west-1", "ap-southeast-2"
 CONTEXT = {"purpose": "multi-region"}
@@ -135,7 +135,11 @@ def test_asymmetric_and_hmac_keys_replicated_with_the_aws_cli(shared_server: Ser
     mac = create_key(us, MultiRegion=True, KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyId"]
     made = aws_cli(shared_server, US, "replicate-key", "--key-id", signing, "--replica-region", EU)
     assert made["ReplicaKeyMetadata"]["MultiRegionConfiguration"]["MultiRegionKeyType"] == "REPLICA"
-    us.replicate_key(KeyId=mac, ReplicaRegion=EU)
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "Root", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"}, "Action": "kms:*",
+        "Resource": "*"}]})
+    us.replicate_key(KeyId=mac, ReplicaRegion=EU, Policy=policy, BypassPolicyLockoutSafetyCheck=False)
+    assert json.loads(eu.get_key_policy(KeyId=mac)["Policy"]) == json.loads(policy)
 
     signature = us.sign(KeyId=signing, Message=b"signed in us", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
     assert eu.verify(KeyId=signing, Message=b"signed in us", Signature=signature,
