@@ -16,7 +16,7 @@ from application.keys.key_service import check_key_policy
 from application.keys.materials import KeyMaterials
 from application.ports import Clock
 from application.writer import Outcome
-from domain.errors import NotFoundError, ValidationError, shown
+from domain.errors import AlreadyExistsError, NotFoundError, ValidationError, shown
 from domain.identifiers import Scope, key_storage_id
 from domain.keys.key import Key
 from domain.keys.material import Material
@@ -96,6 +96,8 @@ class MultiRegionService:
             storage_id = key_storage_id(primary.key_id, replica_region)
             chosen_policy = policy if policy is not None else default_key_policy(home.account_id, home.partition)
             earlier = self._access.load_any(storage_id)
+            if earlier is not None and earlier.key_state is not KeyState.DELETED:  # never overwrite a live key
+                raise AlreadyExistsError(f"{earlier.arn} already exists.")
             if earlier is not None:  # an earlier replica there was deleted: the same aggregate starts again
                 earlier.recreate_replica(primary, at=now, description=description or "", policy=chosen_policy,
                                          tags=tags or {})

@@ -28,11 +28,11 @@ __all__ = ["Key", "key_material_id"]
 
 _SHARED_FIELDS = ("primary_region", "replica_regions", "rotation_enabled", "rotation_period_days",
                   "next_rotation_date", "on_demand_rotations", "materials", "current_material_id",
-                  "lost_current_material_id")
+                  "lost_current_material_id", "rotation_anchor")
 
 
 def _shared_fields(event: Any) -> dict[str, Any]:
-    return {name: getattr(event, name) for name in _SHARED_FIELDS}
+    return {name: getattr(event, name, None) for name in _SHARED_FIELDS}
 
 
 class Key(MultiRegionKey, RotatableKey, ImportableKey, GrantableKey, Aggregate):
@@ -68,6 +68,7 @@ class Key(MultiRegionKey, RotatableKey, ImportableKey, GrantableKey, Aggregate):
         materials: list[dict[str, Any]]
         current_material_id: str | None
         lost_current_material_id: str | None
+        rotation_anchor: datetime | None
 
         def apply(self, key: Key) -> None:
             apply_shared(key, **_shared_fields(self))
@@ -88,6 +89,7 @@ class Key(MultiRegionKey, RotatableKey, ImportableKey, GrantableKey, Aggregate):
         materials: list[dict[str, Any]]
         current_material_id: str | None
         lost_current_material_id: str | None
+        rotation_anchor: datetime | None
 
         def apply(self, key: Key) -> None:
             vars(key).pop("_grants", None)

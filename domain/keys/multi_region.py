@@ -41,6 +41,7 @@ def shared_state(key: Any) -> dict[str, Any]:
     return {
         "rotation_enabled": key.rotation_enabled, "rotation_period_days": key.rotation_period_days,
         "next_rotation_date": key.next_rotation_date, "on_demand_rotations": key.on_demand_rotations,
+        "rotation_anchor": getattr(key, "rotation_anchor", None),
         "materials": materials,
         "current_material_id": None if external else key.current_material_id,
         "lost_current_material_id": key.designated_material_id if external else None,
@@ -50,14 +51,14 @@ def shared_state(key: Any) -> dict[str, Any]:
 def apply_shared(key: Any, *, primary_region: str, replica_regions: list[str], rotation_enabled: bool,
                  rotation_period_days: int | None, next_rotation_date: datetime | None, on_demand_rotations: int,
                  materials: list[dict[str, Any]], current_material_id: str | None,
-                 lost_current_material_id: str | None) -> None:
+                 lost_current_material_id: str | None, rotation_anchor: datetime | None = None) -> None:
     key.multi_region = True
     key.primary_region = primary_region
     key.replica_regions = sorted(replica_regions)
     key.rotation_enabled = rotation_enabled
     key.rotation_period_days = rotation_period_days
     key.next_rotation_date = next_rotation_date
-    key.rotation_anchor = None
+    key.rotation_anchor = rotation_anchor  # a replica made primary later counts its rotation period from it
     key.on_demand_rotations = on_demand_rotations
     key.materials = copy.deepcopy(materials)
     key.current_material_id = current_material_id
