@@ -52,16 +52,19 @@ class KeyFacts:
     policy: str
     grants: Sequence[Grant]
     storage_id: str = ""  # the key's aggregate id (a multi-Region key shares its key id with related keys)
+    multi_region_type: str | None = None  # PRIMARY or REPLICA: kms:MultiRegion, kms:MultiRegionKeyType
 
     @classmethod
     def of_row(cls, row: KeyRow) -> KeyFacts:
+        config = row.metadata.get("MultiRegionConfiguration") or {}
         return cls(row.arn, row.account_id, row.key_spec, row.key_usage, row.metadata.get("Origin", "AWS_KMS"),
-                   row.policy, row.grants, row.storage_id)
+                   row.policy, row.grants, row.storage_id, config.get("MultiRegionKeyType"))
 
     @classmethod
     def of_key(cls, key: Any) -> KeyFacts:
+        kind = None if not key.multi_region else "PRIMARY" if key.is_multi_region_primary else "REPLICA"
         return cls(key.arn, key.account_id, key.key_spec, key.key_usage, key.origin, key.policy,
-                   tuple(key.active_grants()), key.storage_id)
+                   tuple(key.active_grants()), key.storage_id, kind)
 
 
 @lru_cache(maxsize=4096)
@@ -210,6 +213,9 @@ class Authorizer:
         keys = condition_keys(action, call.parameters, source_ip=call.source_ip,
                               secure_transport=call.secure_transport, now=call.at, key_spec=facts.key_spec,
                               key_usage=facts.key_usage, key_origin=facts.origin)
+        keys["kms:MultiRegion"] = facts.multi_region_type is not None
+        if facts.multi_region_type is not None:
+            keys["kms:MultiRegionKeyType"] = facts.multi_region_type
         if call.via_service is not None:  # as AWS sets it for a call an AWS service makes (decision 91)
             keys["kms:ViaService"] = f"{call.via_service}.{call.in_scope().region}.amazonaws.com"
         if self._aliases_of is not None and _mentions(policies, "kms:resourcealiases"):

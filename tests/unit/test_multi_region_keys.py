@@ -3,6 +3,7 @@ through its commands; then the services on a real SQLite file (tests/unit/test_p
 time and replay of a replica, a replica made again after deletion, and ListAliases' predefined aliases."""
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import timedelta
@@ -12,6 +13,7 @@ from typing import Iterator
 import pytest
 
 from domain.errors import (
+    AccessDeniedError,
     AlreadyExistsError,
     DisabledError,
     IncorrectKeyMaterialError,
@@ -26,6 +28,7 @@ from domain.keys.material import Material, new_material_id, new_symmetric_materi
 from domain.keys.states import KeyState
 from domain.policy.default_policy import default_key_policy
 from projections import replay
+from tests.calls import api_call
 from tests.unit.test_domain_key import at, popo_app
 from tests.unit.test_point_in_time import SCOPE, World, fold
 
@@ -252,3 +255,25 @@ def test_list_aliases_shows_predefined_aliases_until_their_key_is_made(w: World)
     s3 = next(a for a in pages if a["AliasName"] == "alias/aws/s3")
     assert s3["TargetKeyId"] == key_id and "CreationDate" in s3
     assert w.do("aliases.list_aliases", key_id, None, None)["Aliases"][0]["AliasName"] == "alias/aws/s3"
+
+
+def test_condition_keys_of_multi_region_keys(w: World) -> None:
+    """kms:ReplicaRegion on ReplicateKey, kms:MultiRegion and kms:MultiRegionKeyType on every key operation."""
+    root = f"arn:aws:iam::{SCOPE.account_id}:root"
+
+    def policy(deny: dict) -> str:
+        return json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": root}, "Resource": "*", **deny}]})
+
+    key_id = w.create_key(multi_region=True, policy=policy({"Action": "kms:ReplicateKey", "Condition": {
+        "StringEquals": {"kms:ReplicaRegion": AP}}}))
+    replicate_to_ap = api_call("ReplicateKey", root, SCOPE, at=w.now(),
+                               parameters={"KeyId": key_id, "ReplicaRegion": AP})  # as the pipeline parses it
+    with pytest.raises(AccessDeniedError):
+        w.rt.services.multi_region.replicate_key(replicate_to_ap, key_id, AP)
+    w.do("multi_region.replicate_key", key_id, EU, policy=policy({"Action": "kms:Encrypt", "Condition": {
+        "StringEquals": {"kms:MultiRegionKeyType": "REPLICA"}, "Bool": {"kms:MultiRegion": "true"}}}))
+    w.do("crypto.encrypt", key_id, b"primary")
+    with pytest.raises(AccessDeniedError):
+        w.do("crypto.encrypt", key_id, b"replica", scope=EU_SCOPE)
