@@ -35,6 +35,9 @@ _ECHO_FROM_KEY: dict[str, Any] = {
     "ScheduleKeyDeletion": lambda key: {"KeyId": key.arn, "DeletionDate": key.deletion_date, "KeyState": key.state,
                                         "PendingWindowInDays": key.pending_window_days},
     "CancelKeyDeletion": lambda key: {"KeyId": key.arn},
+    # The replica is the last key its change names (application/keys/multi_region_service.py)
+    "ReplicateKey": lambda key: {"ReplicaKeyMetadata": key.metadata(),
+                                 "ReplicaTags": [{"TagKey": k, "TagValue": v} for k, v in sorted(key.tags.items())]},
     "CreateGrant": lambda key: {"GrantId": key.pending_grant_id()},  # never the token
 }
 

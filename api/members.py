@@ -47,9 +47,6 @@ _XKS_PROXY = {name: _EXTERNAL_STORE for name in (
 _STORE = {"CustomKeyStoreId": HONOURED}
 
 _SERVICE_PRINCIPAL = Refusal(ValidationError, f"Service principals are not supported: {NO_SERVICE_PRINCIPALS}")
-_MULTI_REGION = Refusal(
-    UnsupportedOperationError, "Multi-Region keys are not supported by keyledger yet; call with MultiRegion false.",
-    when=lambda value: value is True, partial=True)
 
 
 # The members that are honoured, per operation; any other member in the table is a Refusal.
@@ -75,7 +72,7 @@ MEMBERS: dict[str, dict[str, Refusal | None]] = {
                     "GranteeServicePrincipal": _SERVICE_PRINCIPAL, "RetiringServicePrincipal": _SERVICE_PRINCIPAL},
     "CreateKey": {"Policy": HONOURED, "Description": HONOURED, "KeyUsage": HONOURED, "CustomerMasterKeySpec": HONOURED,
                   "KeySpec": HONOURED, "Origin": HONOURED, "CustomKeyStoreId": HONOURED,
-                  "BypassPolicyLockoutSafetyCheck": HONOURED, "Tags": HONOURED, "MultiRegion": _MULTI_REGION,
+                  "BypassPolicyLockoutSafetyCheck": HONOURED, "Tags": HONOURED, "MultiRegion": HONOURED,
                   "XksKeyId": _XKS_KEY_ID},
     "Decapsulate": {**_KEY, "SharedSecretCiphertextBlob": HONOURED, "EncapsulationAlgorithm": HONOURED,
                     **_GRANT_TOKENS, **_DRY_RUN},
@@ -126,6 +123,8 @@ MEMBERS: dict[str, dict[str, Refusal | None]] = {
                   **_GRANT_TOKENS, **_DRY_RUN, "DryRunModifiers": HONOURED},
     "RetireGrant": {"GrantToken": HONOURED, **_KEY, "GrantId": HONOURED, **_DRY_RUN},
     "RevokeGrant": {**_KEY, "GrantId": HONOURED, **_DRY_RUN},
+    "ReplicateKey": {**_KEY, "ReplicaRegion": HONOURED, "Policy": HONOURED, "BypassPolicyLockoutSafetyCheck": HONOURED,
+                     "Description": HONOURED, "Tags": HONOURED},
     "RotateKeyOnDemand": {**_KEY},
     "ScheduleKeyDeletion": {**_KEY, "PendingWindowInDays": HONOURED},
     "Sign": {**_KEY, "Message": HONOURED, "MessageType": HONOURED, **_GRANT_TOKENS, "SigningAlgorithm": HONOURED,
@@ -134,6 +133,7 @@ MEMBERS: dict[str, dict[str, Refusal | None]] = {
     "UntagResource": {**_KEY, "TagKeys": HONOURED},
     "UpdateAlias": {"AliasName": HONOURED, "TargetKeyId": HONOURED},
     "UpdateKeyDescription": {**_KEY, "Description": HONOURED},
+    "UpdatePrimaryRegion": {**_KEY, "PrimaryRegion": HONOURED},
     "Verify": {**_KEY, "Message": HONOURED, "MessageType": HONOURED, "Signature": HONOURED,
                "SigningAlgorithm": HONOURED, **_GRANT_TOKENS, **_DRY_RUN},
     "VerifyMac": {"Message": HONOURED, **_KEY, "MacAlgorithm": HONOURED, "Mac": HONOURED, **_GRANT_TOKENS,

@@ -42,7 +42,8 @@ def _create_key(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:
     return sv.keys.create_key(
         c, key_spec=p.get("KeySpec") or p.get("CustomerMasterKeySpec"), key_usage=p.get("KeyUsage"),
         origin=p.get("Origin"), description=p.get("Description", ""), policy=p.get("Policy"), tags=_tags(p),
-        bypass_lockout_check=bool(p.get("BypassPolicyLockoutSafetyCheck")), custom_key_store_id=p.get("CustomKeyStoreId"))
+        bypass_lockout_check=bool(p.get("BypassPolicyLockoutSafetyCheck")), custom_key_store_id=p.get("CustomKeyStoreId"),
+        multi_region=bool(p.get("MultiRegion")))
 
 
 def _call(service: str, method: str, *positional: str, **members: str) -> Handler:
@@ -65,6 +66,11 @@ HANDLERS: dict[str, Handler] = {
     "UpdateKeyDescription": _call("keys", "update_key_description", "KeyId", "Description"),
     "ScheduleKeyDeletion": _call("keys", "schedule_key_deletion", "KeyId", "PendingWindowInDays"),
     "CancelKeyDeletion": _call("keys", "cancel_key_deletion", "KeyId"),
+    # multi-Region keys (application/keys/multi_region_service.py)
+    "ReplicateKey": lambda sv, c, p: sv.multi_region.replicate_key(
+        c, p["KeyId"], p["ReplicaRegion"], p.get("Policy"), bool(p.get("BypassPolicyLockoutSafetyCheck")),
+        p.get("Description"), _tags(p)),
+    "UpdatePrimaryRegion": _call("multi_region", "update_primary_region", "KeyId", "PrimaryRegion"),
     "TagResource": lambda sv, c, p: sv.keys.tag_resource(c, p["KeyId"], _tags(p)),
     "UntagResource": _call("keys", "untag_resource", "KeyId", "TagKeys"),
     "ListResourceTags": _call("keys", "list_resource_tags", "KeyId", "Limit", "Marker"),

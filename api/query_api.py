@@ -149,7 +149,7 @@ def query_router(runtime: Runtime, pipeline: RequestPipeline) -> APIRouter:
         def answer(sv: Services, call: Call, key_id: str | None) -> dict[str, Any]:
             assert key_id is not None and sv.last_usage is not None
             return {"KeyId": key_id, "At": parse_instant(at).isoformat(),
-                    "KeyLastUsage": sv.last_usage.last_usage_at(key_id, parse_instant(at))}
+                    "KeyLastUsage": sv.last_usage.last_usage_at(key_id, parse_instant(at), call.in_scope().region)}
 
         return await serve(request, KeyQuery(
             runtime, "GetKeyLastUsageAt", {"keyId": key, "at": at}, "kms:GetKeyLastUsage", key=key, at=at,

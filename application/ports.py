@@ -44,6 +44,13 @@ class KeyRow:
     policy: str = ""  # the key policy in force (authorization reads it on every call)
     grants: tuple[Any, ...] = ()  # domain.policy.evaluation.Grant of the grants in force
     absent_material_ids: frozenset[str] = frozenset()  # materials deleted or expired (their ciphertexts fail)
+    # The aggregate's id, which backing keys are stored under: key_id itself, except for a multi-Region key, whose
+    # related keys share key_id (domain.identifiers.key_storage_id). Filled from key_id when not given.
+    storage_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.storage_id:
+            object.__setattr__(self, "storage_id", self.key_id)
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,8 @@ class KeyStateView(Protocol):
 
     def forget(self, aggregates: Sequence[Aggregate]) -> None: ...
 
-    def get_key(self, key_id: str) -> KeyRow | None: ...
+    def get_key(self, storage_id: str) -> KeyRow | None:
+        """The row of the key stored as ``storage_id`` (domain.identifiers.key_storage_id)."""
 
     def list_keys(self, account_id: str, region: str, limit: int, after: str | None) -> list[KeyRow]: ...
 
@@ -70,9 +78,10 @@ class KeyStateView(Protocol):
     def list_aliases(self, account_id: str, region: str, key_id: str | None, limit: int,
                      after: str | None) -> list[AliasRow]: ...
 
-    def aliases_of(self, key_id: str) -> list[str]: ...
+    def aliases_of(self, account_id: str, region: str, key_id: str) -> list[str]: ...
 
-    def due_key_ids(self, now: datetime) -> list[str]: ...
+    def due_key_ids(self, now: datetime) -> list[str]:
+        """The storage ids of the keys with a rotation, deletion or expiry due."""
 
 
 class ImportKeyStore(Protocol):

@@ -10,11 +10,15 @@ from domain.errors import InvalidAliasNameError, NotFoundError, ValidationError,
 ALIAS_PREFIX = "alias/"
 RESERVED_ALIAS_PREFIX = "alias/aws/"
 _ALIAS_RE = re.compile(r"^alias/[a-zA-Z0-9/_-]+$")
-_KEY_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_KEY_ID_RE = re.compile(r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$")
+MULTI_REGION_PREFIX = "mrk-"  # AWS: a multi-Region key's id is mrk- and 32 hex digits, the same in every Region
 _ARN_RE = re.compile(r"^arn:(?P<partition>aws[a-z-]*):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<resource>.+)$")
 # Alias aggregates get deterministic ids so the event store's uniqueness constraint enforces one alias
 # per (account, region, name).
 _ALIAS_NAMESPACE = uuid.UUID("0f6e2c1e-8f5b-4c0e-9d7a-6b1f3c2a9e41")
+# Related multi-Region keys share one key id; each Region's key is its own aggregate, stored under an id derived
+# from (Region, key id), so a Region's keys could one day live in a deployment of their own (decision 155).
+_MULTI_REGION_NAMESPACE = uuid.UUID("6d0c3f4e-2b8a-4f0e-a1c5-9e7b3d2f8a14")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,27 @@ def parse_key_reference(value: str, scope: Scope) -> KeyReference:
     if value.startswith(ALIAS_PREFIX):
         return KeyReference(alias_name=value)
     return KeyReference(key_id=_checked_key_id(value, value))
+
+
+def is_multi_region_key_id(key_id: str) -> bool:
+    return key_id.startswith(MULTI_REGION_PREFIX)
+
+
+def new_multi_region_key_id() -> str:
+    return MULTI_REGION_PREFIX + uuid.uuid4().hex
+
+
+def key_storage_id(key_id: str, region: str) -> str:
+    """The id the event store and the key-state view know a key by: a single-Region key's own id (a UUID, unique
+    everywhere), or, for a multi-Region key, the id of its aggregate in ``region``."""
+    if not key_id.startswith(MULTI_REGION_PREFIX):
+        return key_id
+    return str(uuid.uuid5(_MULTI_REGION_NAMESPACE, f"{region}/{key_id}"))
+
+
+def arn_region(arn: str) -> str:
+    """The Region of a KMS ARN (arn:partition:kms:region:account:resource)."""
+    return arn.split(":", 4)[3]
 
 
 def _checked_key_id(key_id: str, original: str) -> str:

@@ -34,6 +34,7 @@ from application.keys.key_service import KeyService
 from application.keys.maintenance import Maintenance
 from application.keys.managed_keys import AwsManagedKeys
 from application.keys.materials import KeyMaterials
+from application.keys.multi_region_service import MultiRegionService
 from application.keys.resolver import KeyResolver
 from application.keys.rotation_service import RotationService
 from application.keystores.keys import StoreKeys
@@ -111,6 +112,7 @@ class Services:
     key_stores: CustomKeyStoreService  # custom key stores (AWS_CLOUDHSM on PKCS#11 tokens)
     store_keys: StoreKeys
     key_store_view: SqlCustomKeyStoreView
+    multi_region: MultiRegionService  # ReplicateKey, UpdatePrimaryRegion (decisions 155-164)
     last_usage: KeyLastUsage | None = None  # GetKeyLastUsage, from the audit log
     console_session_key: bytes = b""  # signs web console sessions (api/console/session.py); root-wrapped at rest
 
@@ -307,14 +309,16 @@ def build_runtime(settings: Settings) -> Runtime:
     resolver.overlay = store_keys.overlay
     maintenance = Maintenance(access, view, materials, import_keys, uow, clock)
     maintenance.store_keys = store_keys
+    multi_region = MultiRegionService(access, materials, clock, settings.regions)
+    maintenance.related = multi_region.related
     runtime.services = Services(
         keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS, store_keys),
         aliases=AliasService(access, view, clock),
         crypto=CryptoService(resolver, materials, asymmetric, store_keys),
         asymmetric=asymmetric,
-        rotation=RotationService(access, materials, clock),
+        rotation=RotationService(access, materials, clock, multi_region.related),
         imports=ImportService(access, materials, import_keys, clock,
-                              token_key=service_secret(uow, keyring, "import-token-key")),
+                              token_key=service_secret(uow, keyring, "import-token-key"), related=multi_region.related),
         maintenance=maintenance,
         credentials=credentials,
         authorizer=authorizer,
@@ -336,6 +340,7 @@ def build_runtime(settings: Settings) -> Runtime:
         key_stores=key_stores,
         store_keys=store_keys,
         key_store_view=key_store_view,
+        multi_region=multi_region,
     )
     resolver.managed = AwsManagedKeys(access, materials, clock).ensure
     runtime.services.last_usage = KeyLastUsage(lambda position: audit_records(ledger, after_seq=position),

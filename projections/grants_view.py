@@ -34,7 +34,7 @@ def project_grants(tx: Session, aggregates: Sequence[Aggregate], recordings: Seq
             continue
         if isinstance(event, Key.GrantCreated):
             values = dict(
-                grant_id=event.grant_id, key_id=key.key_id, account_id=key.account_id, region=key.region,
+                grant_id=event.grant_id, key_id=key.storage_id, account_id=key.account_id, region=key.region,
                 key_arn=key.arn, name=event.name, grantee_principal=event.grantee_principal,
                 retiring_principal=event.retiring_principal, operations_json=json.dumps(list(event.operations)),
                 constraints_json=json.dumps(event.constraints, sort_keys=True) if event.constraints else None,
@@ -43,7 +43,7 @@ def project_grants(tx: Session, aggregates: Sequence[Aggregate], recordings: Seq
         elif isinstance(event, _ENDED):
             tx.execute(key_grants.delete().where(key_grants.c.grant_id == event.grant_id))
         elif isinstance(event, Key.Deleted):  # a deleted key's grants end with it
-            tx.execute(key_grants.delete().where(key_grants.c.key_id == key.key_id))
+            tx.execute(key_grants.delete().where(key_grants.c.key_id == key.storage_id))
 
 
 def _entry(row: Any) -> dict[str, Any]:

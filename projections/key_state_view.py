@@ -148,7 +148,7 @@ class SqlKeyStateView:
         """Called after a write commits: this process must see its own writes at once."""
         for aggregate in aggregates:
             if isinstance(aggregate, Key):
-                self._keys.drop(aggregate.key_id)
+                self._keys.drop(aggregate.storage_id)
             elif isinstance(aggregate, Alias):
                 self._aliases.drop((aggregate.account_id, aggregate.region, aggregate.alias_name))
 
@@ -190,13 +190,16 @@ class SqlKeyStateView:
 
     def _write_key(self, tx: Session, key: Key) -> None:
         if key.key_state is KeyState.DELETED:
-            tx.execute(key_state.delete().where(key_state.c.key_id == key.key_id))
+            tx.execute(key_state.delete().where(key_state.c.storage_id == key.storage_id))
             return
-        self._upsert(tx, key_state, key_state.c.key_id == key.key_id, self._sealed(key_state, {
-            "key_id": key.key_id, "account_id": key.account_id, "region": key.region, "arn": key.arn,
+        # A replica rotates with its primary, never by itself: no date for maintenance to wake it on.
+        rotates = key.rotation_enabled and not key.is_replica
+        self._upsert(tx, key_state, key_state.c.storage_id == key.storage_id, self._sealed(key_state, {
+            "storage_id": key.storage_id, "key_id": key.key_id, "account_id": key.account_id, "region": key.region,
+            "arn": key.arn,
             "key_state": key.state, "key_spec": key.key_spec, "key_usage": key.key_usage,
             "current_material_id": key.current_material_id, "creation_date": _epoch(key.created_on),
-            "next_rotation_date": _maybe_epoch(key.next_rotation_date if key.rotation_enabled else None),
+            "next_rotation_date": _maybe_epoch(key.next_rotation_date if rotates else None),
             "deletion_date": _maybe_epoch(key.deletion_date),
             "material_valid_to": _maybe_epoch(_current_valid_to(key)),
             "version": key.version, "metadata_json": encode_metadata(_row_metadata(key)),
@@ -224,7 +227,7 @@ class SqlKeyStateView:
 
     def _key_row(self, r: Any) -> KeyRow:
         checked(self._seal, key_state, r, lambda: f"key {r.key_id}")
-        return KeyRow(key_id=r.key_id, arn=r.arn, account_id=r.account_id, region=r.region, key_state=r.key_state,
+        return KeyRow(key_id=r.key_id, storage_id=r.storage_id, arn=r.arn, account_id=r.account_id, region=r.region, key_state=r.key_state,
                       key_spec=r.key_spec, key_usage=r.key_usage, current_material_id=r.current_material_id,
                       metadata=_decode_metadata(r.metadata_json), policy=r.policy,
                       grants=decode_grants(r.grants_json), absent_material_ids=_absent(r.metadata_json))
@@ -234,11 +237,11 @@ class SqlKeyStateView:
         return AliasRow(alias_name=r.alias_name, alias_arn=r.alias_arn, target_key_id=r.target_key_id,
                         creation_date=_from_epoch(r.creation_date), last_updated_date=_from_epoch(r.last_updated_date))
 
-    def get_key(self, key_id: str) -> KeyRow | None:
+    def get_key(self, storage_id: str) -> KeyRow | None:
         def load() -> KeyRow | None:
-            rows = self._rows(sa.select(key_state).where(key_state.c.key_id == key_id))
+            rows = self._rows(sa.select(key_state).where(key_state.c.storage_id == storage_id))
             return self._key_row(rows[0]) if rows else None
-        return self._keys.get(key_id, load)
+        return self._keys.get(storage_id, load)
 
     def list_keys(self, account_id: str, region: str, limit: int, after: str | None) -> list[KeyRow]:
         query = sa.select(key_state).where(key_state.c.account_id == account_id, key_state.c.region == region)
@@ -265,11 +268,13 @@ class SqlKeyStateView:
     def due_key_ids(self, now: datetime) -> list[str]:
         """Keys the service may have to act on by itself: rotation, deletion or material expiry is due."""
         t = now.timestamp()
-        return [r.key_id for r in self._rows(sa.select(key_state.c.key_id).where(sa.or_(
+        return [r.storage_id for r in self._rows(sa.select(key_state.c.storage_id).where(sa.or_(
             key_state.c.next_rotation_date <= t, key_state.c.deletion_date <= t,
-            key_state.c.material_valid_to <= t)).order_by(key_state.c.key_id))]
+            key_state.c.material_valid_to <= t)).order_by(key_state.c.storage_id))]
 
-    def aliases_of(self, key_id: str) -> list[str]:
-        """The key's alias names (kms:ResourceAliases): authorization reads them, so whole rows, checked."""
+    def aliases_of(self, account_id: str, region: str, key_id: str) -> list[str]:
+        """The key's alias names (kms:ResourceAliases): authorization reads them, so whole rows, checked. By account
+        and Region too: related multi-Region keys share a key id, and each has aliases of its own."""
         return [self._alias_row(r).alias_name for r in self._rows(
-            sa.select(aliases).where(aliases.c.target_key_id == key_id).order_by(aliases.c.alias_name))]
+            sa.select(aliases).where(aliases.c.target_key_id == key_id, aliases.c.account_id == account_id,
+                                     aliases.c.region == region).order_by(aliases.c.alias_name))]

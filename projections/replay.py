@@ -24,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 from application.history.point_in_time import ALIAS_TOPICS, KEY_TOPICS, event_topics
 from domain.audit.log import AUDIT_LOG_ID
 from domain.audit.seals import RowSeal
+from domain.identifiers import key_storage_id
 from domain.keys.alias import Alias
 from domain.keys.key import Key
 from domain.keystores.store import CustomKeyStore
@@ -36,7 +37,7 @@ PAGE = 1000
 PRINCIPAL_TOPICS = event_topics(Principal)
 KEY_STORE_TOPICS = event_topics(CustomKeyStore)
 DEFAULT_PREFIX = "replay_"
-PRIMARY_KEYS = {"key_state": ("key_id",), "key_aliases": ("account_id", "region", "alias_name"),
+PRIMARY_KEYS = {"key_state": ("storage_id",), "key_aliases": ("account_id", "region", "alias_name"),
                 "key_event_index": ("key_id", "version"), "alias_event_index": ("alias_id", "version"),
                 "key_grants": ("grant_id",),
                 "principals": ("principal_id",), "principal_event_index": ("principal_id", "version"),
@@ -318,13 +319,14 @@ def differences_from_answers(engine: sa.Engine, answers: list[dict[str, Any]], p
 
     _, t = prefixed_tables(prefix)
     with engine.connect() as conn:
-        rows = {r.key_id: r for r in conn.execute(sa.select(t["key_state"]))}
+        rows = {r.storage_id: r for r in conn.execute(sa.select(t["key_state"]))}
         aliases = {(r.account_id, r.region, r.alias_name): r.target_key_id for r in conn.execute(sa.select(t["key_aliases"]))}
     out, expected_aliases = [], {}
     for answer in answers:
         meta = answer["KeyMetadata"]
-        key_id, region = meta["KeyId"], meta["Arn"].split(":")[3]
-        expected_aliases.update({(meta["AWSAccountId"], region, name): key_id for name in answer["Aliases"]})
+        public_id, region = meta["KeyId"], meta["Arn"].split(":")[3]
+        key_id = key_storage_id(public_id, region)  # related multi-Region keys share their public id
+        expected_aliases.update({(meta["AWSAccountId"], region, name): public_id for name in answer["Aliases"]})
         row = rows.pop(key_id, None)
         if meta["KeyState"] == "Deleted":
             if row is not None:

@@ -7,7 +7,10 @@ metadata = sa.MetaData()
 
 key_state = sa.Table(
     "key_state", metadata,
-    sa.Column("key_id", sa.String(36), primary_key=True),
+    # The key's aggregate id (domain.identifiers.key_storage_id): its own id, or for a multi-Region key the id of
+    # its aggregate in this Region, since related keys in several Regions share one key_id (decision 155).
+    sa.Column("storage_id", sa.String(36), primary_key=True),
+    sa.Column("key_id", sa.String(36), nullable=False),
     sa.Column("account_id", sa.String(12), nullable=False),
     sa.Column("region", sa.String(32), nullable=False),
     sa.Column("arn", sa.String(256), nullable=False),
@@ -77,7 +80,7 @@ alias_event_index = sa.Table(
 key_grants = sa.Table(
     "key_grants", metadata,
     sa.Column("grant_id", sa.String(64), primary_key=True),
-    sa.Column("key_id", sa.String(36), nullable=False),
+    sa.Column("key_id", sa.String(36), nullable=False),  # the key's storage id (domain.identifiers.key_storage_id)
     sa.Column("account_id", sa.String(12), nullable=False),
     sa.Column("region", sa.String(32), nullable=False),
     sa.Column("key_arn", sa.String(256), nullable=False),

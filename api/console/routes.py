@@ -37,7 +37,7 @@ from domain.errors import (
     shown,
 )
 from domain.identifiers import Scope
-from domain.keys.operations import key_operations
+from domain.keys.operations import operations_of
 from domain.policy.evaluation import Decision
 from infrastructure.bootstrap import Runtime, Services
 
@@ -308,7 +308,7 @@ def key_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, 
                                  "rotations": rotations, "policy": policy, "at": _full_iso(at),
                                  "as_of_now": at == now, "version": view["Version"],
                                  "versions": len(timeline), "key_id": key_id,
-                                 "operations": key_operations(meta["KeySpec"], meta["KeyUsage"], meta["Origin"]),
+                                 "operations": operations_of(meta),
                                  "iso": _full_iso})
     return render
 
@@ -320,7 +320,7 @@ def access_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Service
         scope, key_id, now = call.in_scope(), front.key_id or "", runtime.now()
         at = _moment(q["at"], now, "at") or now
         meta = services.history.key_at(scope, key_id, now)["KeyMetadata"]
-        operations = key_operations(meta["KeySpec"], meta["KeyUsage"], meta["Origin"])
+        operations = operations_of(meta)
         operation = q["operation"] or ("Decrypt" if "Decrypt" in operations else operations[0])
         answer = access_at(services.history, scope, key_id, at, operation, q["principal"] or None,
                            directory=services.principals)

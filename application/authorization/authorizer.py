@@ -51,16 +51,20 @@ class KeyFacts:
     origin: str
     policy: str
     grants: Sequence[Grant]
+    storage_id: str = ""  # the key's aggregate id (a multi-Region key shares its key id with related keys)
+    multi_region_type: str | None = None  # PRIMARY or REPLICA: kms:MultiRegion, kms:MultiRegionKeyType
 
     @classmethod
     def of_row(cls, row: KeyRow) -> KeyFacts:
+        config = row.metadata.get("MultiRegionConfiguration") or {}
         return cls(row.arn, row.account_id, row.key_spec, row.key_usage, row.metadata.get("Origin", "AWS_KMS"),
-                   row.policy, row.grants)
+                   row.policy, row.grants, row.storage_id, config.get("MultiRegionKeyType"))
 
     @classmethod
     def of_key(cls, key: Any) -> KeyFacts:
+        kind = None if not key.multi_region else "PRIMARY" if key.is_multi_region_primary else "REPLICA"
         return cls(key.arn, key.account_id, key.key_spec, key.key_usage, key.origin, key.policy,
-                   tuple(key.active_grants()))
+                   tuple(key.active_grants()), key.storage_id, kind)
 
 
 @lru_cache(maxsize=4096)
@@ -79,7 +83,7 @@ def _no_identity_policies(_: str) -> Sequence[PolicyDocument]:
 
 class Authorizer:
     def __init__(self, identity_policies: IdentityPolicies = _no_identity_policies,
-                 aliases_of: Callable[[str], list[str]] | None = None,
+                 aliases_of: Callable[[str, str, str], list[str]] | None = None,
                  grant_token: Callable[[str], tuple[str, str]] | None = None,
                  fresh_grants: Callable[[str], Sequence[Grant]] | None = None) -> None:
         """``grant_token``: (key id, grant id) a token names, or InvalidGrantTokenError. ``fresh_grants``: a
@@ -146,7 +150,7 @@ class Authorizer:
         tokens = call.parameters.get("GrantTokens") or ()
         if not tokens or self._grant_token is None:
             return facts.grants
-        key_id = facts.arn.rsplit("/", 1)[-1]
+        key_id = facts.storage_id or facts.arn.rsplit("/", 1)[-1]  # tokens name the key by its aggregate id
         named = {grant_id for token_key, grant_id in map(self._grant_token, tokens) if token_key == key_id}
         if named - {grant.grant_id for grant in facts.grants} and self._fresh_grants is not None:
             return self._fresh_grants(key_id)
@@ -158,6 +162,12 @@ class Authorizer:
         does not decide who may read a key's history (the key may be gone)."""
         if not self._by_rule(call):
             self._identity_check(call, action, resource, call.required_caller().account_id)
+
+    def authorize_identity(self, call: Call, action: str) -> None:
+        """An IAM-only permission a key operation needs besides the key policy's (ReplicateKey: kms:CreateKey and
+        kms:TagResource in the replica Region, resource "*")."""
+        if not self._by_rule(call):
+            self._identity_check(call, action, "*", call.required_caller().account_id)
 
     def authorize_alias(self, call: Call) -> None:
         """An alias operation whose alias points to no key any more: the alias permission alone decides."""
@@ -203,10 +213,14 @@ class Authorizer:
         keys = condition_keys(action, call.parameters, source_ip=call.source_ip,
                               secure_transport=call.secure_transport, now=call.at, key_spec=facts.key_spec,
                               key_usage=facts.key_usage, key_origin=facts.origin)
+        keys["kms:MultiRegion"] = facts.multi_region_type is not None
+        if facts.multi_region_type is not None:
+            keys["kms:MultiRegionKeyType"] = facts.multi_region_type
         if call.via_service is not None:  # as AWS sets it for a call an AWS service makes (decision 91)
             keys["kms:ViaService"] = f"{call.via_service}.{call.in_scope().region}.amazonaws.com"
         if self._aliases_of is not None and _mentions(policies, "kms:resourcealiases"):
-            keys["kms:ResourceAliases"] = self._aliases_of(facts.arn.rsplit("/", 1)[-1])
+            _, _, _, region, account, resource = facts.arn.split(":", 5)
+            keys["kms:ResourceAliases"] = self._aliases_of(account, region, resource.rsplit("/", 1)[-1])
         return keys
 
 

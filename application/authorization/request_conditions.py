@@ -24,6 +24,7 @@ _FROM_PARAMS = {
     "kms:WrappingKeySpec": "WrappingKeySpec", "kms:ExpirationModel": "ExpirationModel",
     "kms:BypassPolicyLockoutSafetyCheck": "BypassPolicyLockoutSafetyCheck",
     "kms:CustomerMasterKeySpec": "CustomerMasterKeySpec",
+    "kms:ReplicaRegion": "ReplicaRegion", "kms:PrimaryRegion": "PrimaryRegion",  # ReplicateKey, UpdatePrimaryRegion
 }
 
 
@@ -65,6 +66,8 @@ def condition_keys(action: str, params: Mapping[str, Any], *, source_ip: str | N
         keys.update({k: v for k, v in (("kms:KeySpec", params.get("KeySpec") or params.get("CustomerMasterKeySpec")),
                                        ("kms:KeyUsage", params.get("KeyUsage")),
                                        ("kms:KeyOrigin", params.get("Origin"))) if v})
+        if params.get("MultiRegion") is not None:
+            keys["kms:MultiRegion"] = bool(params["MultiRegion"])
     alias = request_alias(params, "SourceKeyId" if action == "kms:ReEncryptFrom" else
                           "DestinationKeyId" if action == "kms:ReEncryptTo" else "KeyId")
     if alias:

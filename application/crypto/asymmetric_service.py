@@ -56,7 +56,7 @@ class AsymmetricService:
             raise InvalidKeyUsageError(f"{row.arn} key usage is {row.key_usage} which is not valid for {operation}.")
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)
-        secret = self._materials.get(row.key_id, row.current_material_id) if row.current_material_id else None
+        secret = self._materials.get(row.storage_id, row.current_material_id) if row.current_material_id else None
         if secret is None:
             raise InvalidStateError(f"{row.arn} has no key material.")
         return secret

@@ -68,17 +68,18 @@ class CryptoService:
             blob = ciphertext.encrypt_in_store(lambda iv, data, aad: store_keys.seal(row, iv, data, aad),
                                                uuid.UUID(row.key_id), bytes.fromhex(material_id), plaintext, context)
             return blob, key_material_id(row.key_id, material_id)
-        backing = self._materials.get(row.key_id, material_id) if material_id else None
+        backing = self._materials.get(row.storage_id, material_id) if material_id else None
         if backing is None:
             raise InvalidStateError(f"{row.arn} has no key material to encrypt with.")
-        blob = ciphertext.encrypt(backing, uuid.UUID(row.key_id), bytes.fromhex(material_id), plaintext, context)
+        # The blob names the key by the id callers use: a multi-Region key's is the same in every Region.
+        blob = ciphertext.encrypt(backing, row.key_id, bytes.fromhex(material_id), plaintext, context)
         return blob, key_material_id(row.key_id, material_id)
 
     def _open(self, call: Call, blob: bytes, key_ref: str | None, context: Mapping[str, str] | None,
               operation: str, algorithm: str | None, dry_run: bool = False) -> tuple[KeyRow, bytes, str]:
         validate_encryption_context(context)
         header = ciphertext.parse_header(blob)
-        blob_key_id = str(header.key_id)
+        blob_key_id = header.public_key_id
         if key_ref is not None:
             named = self._resolve.row(call, key_ref, operation)
             if named.key_id != blob_key_id:
@@ -86,7 +87,8 @@ class CryptoService:
                     f"The key ID in the request does not identify the KMS key used to encrypt the ciphertext ({named.arn})."
                 )
         # Any account: a ciphertext of another account's key is a cross-account Decrypt, which its key
-        # policy may allow; the region must still match (key ids are global, keys are regional).
+        # policy may allow; the region must still match (key ids are global, keys are regional). A multi-Region
+        # key id names the related key of this region, whichever Region made the ciphertext.
         row = self._resolve.row_by_id(call, None, blob_key_id, operation)
         if row is None or row.region != call.in_scope().region:
             raise InvalidCiphertextError("The ciphertext refers to a key that does not exist in this region.")
@@ -103,7 +105,7 @@ class CryptoService:
             return row, plaintext, key_material_id(row.key_id, header.material_id.hex())
         material_id = header.material_id.hex()
         # The row, not the cache, says whether the material still exists: another process may have deleted it.
-        backing = None if material_id in row.absent_material_ids else self._materials.get(row.key_id, material_id)
+        backing = None if material_id in row.absent_material_ids else self._materials.get(row.storage_id, material_id)
         if backing is None:
             raise InvalidCiphertextError("The ciphertext was made with key material this key no longer has.")
         plaintext = ciphertext.decrypt(backing, blob, context)

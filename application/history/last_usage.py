@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 from application.calls import Call
 from application.keys.resolver import KeyResolver
 from domain.errors import NotFoundError
+from domain.identifiers import arn_region, key_storage_id
 
 # botocore's KeyLastUsageTrackingOperation
 TRACKED_OPERATIONS = frozenset({
@@ -45,7 +46,9 @@ def uses_in(record: dict[str, Any]) -> list[KeyUse]:
             or record.get("eventType") != "AwsApiCall" or not record.get("eventTime")):
         return []
     at = datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00"))
-    keys = [r["ARN"].rsplit("/", 1)[-1] for r in record.get("resources") or [] if ":key/" in (r.get("ARN") or "")]
+    # By storage id: related multi-Region keys share a key id, and each Region's key has its own last use.
+    keys = [key_storage_id(r["ARN"].rsplit("/", 1)[-1], arn_region(r["ARN"])) for r in record.get("resources") or []
+            if ":key/" in (r.get("ARN") or "")]
     return [KeyUse(key_id, at, record["eventName"], record.get("eventID") or "", record.get("requestID") or "")
             for key_id in dict.fromkeys(keys)]
 
@@ -86,10 +89,10 @@ class KeyLastUsage:
         self.catch_up()
         created = row.metadata["CreationDate"]
         # Every record since the key was made is in the audit log, so tracking starts at its creation.
-        return {"KeyId": row.key_id, "KeyLastUsage": _usage(self._index.last_use(row.key_id, None)),
+        return {"KeyId": row.key_id, "KeyLastUsage": _usage(self._index.last_use(row.storage_id, None)),
                 "TrackingStartDate": created, "KeyCreationDate": created}
 
-    def last_usage_at(self, key_id: str, at: datetime) -> dict[str, Any]:
-        """The last use at or before ``at`` (the caller checked who may ask)."""
+    def last_usage_at(self, key_id: str, at: datetime, region: str = "") -> dict[str, Any]:
+        """The last use at or before ``at`` of the key ``key_id`` of ``region`` (the caller checked who may ask)."""
         self.catch_up()
-        return _usage(self._index.last_use(key_id, at))
+        return _usage(self._index.last_use(key_storage_id(key_id, region), at))

@@ -22,7 +22,7 @@ from application.ledger import KeyLedger, with_moved_topics
 from application.ports import Clock
 from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS
 from domain.errors import NotFoundError, ValidationError, shown
-from domain.identifiers import Scope, parse_key_reference
+from domain.identifiers import Scope, is_multi_region_key_id, key_storage_id, parse_key_reference
 from domain.keys.alias import Alias
 from domain.keys.key import Key
 
@@ -132,13 +132,14 @@ class PointInTime:
         at = self._checked(at)
         scope = to_scope(scope)
         key_id = self._key_id(scope, key_ref, at)
-        version = self._index.version_at(key_id, at)
+        stored = _stored(scope, key_ref, key_id)
+        version = self._index.version_at(stored, at)
         if version is None:
-            current = self._load(key_id, None)
+            current = self._load(stored, None)
             if current is None or not _in_scope(current, scope):
                 raise NotFoundError(f"Key '{shown(_arn(scope, key_id))}' does not exist")
             raise NotFoundError(f"Key {current.arn} did not exist at {_iso(at)}")
-        key = self._load(key_id, version)
+        key = self._load(stored, version)
         if key is None or not _in_scope(key, scope):
             raise NotFoundError(f"Key '{shown(_arn(scope, key_id))}' does not exist")
         return key_view(key, at, self._aliases_of(key, at))
@@ -201,7 +202,7 @@ class PointInTime:
                 state: str | None = None, key_spec: str | None = None, alias: str | None = None) -> list[dict[str, Any]]:
         at = self._checked(at)
         targets = self._index.alias_targets_at(at)
-        aliased = {k for (acc, reg, name), k in targets.items() if name == alias
+        aliased = {key_storage_id(k, reg) for (acc, reg, name), k in targets.items() if name == alias
                    and account_id in (None, acc) and region in (None, reg)} if alias else None
         out = []
         for key_id, version in self._index.versions_at(at):
@@ -238,12 +239,13 @@ class PointInTime:
         after = _timeline_marker(marker)
         scope = to_scope(scope)
         key_id = self._key_id(scope, key_ref, self._clock.now())
-        key_uuid = uuid.UUID(key_id)
-        rows = self._index.events_of(key_id, after, limit + 1)
+        stored = _stored(scope, key_ref, key_id)
+        key_uuid = uuid.UUID(stored)
+        rows = self._index.events_of(stored, after, limit + 1)
         if not rows and after == 0:
             raise NotFoundError(f"Key '{shown(_arn(scope, key_id))}' does not exist")
         truncated, rows = len(rows) > limit, rows[:limit]
-        key = self._load(key_id, rows[-1].version if rows else after)
+        key = self._load(stored, rows[-1].version if rows else after)
         if key is None or not _in_scope(key, scope):
             raise NotFoundError(f"Key '{shown(_arn(scope, key_id))}' does not exist")
         events = {e.originator_version: e for e in self._ledger.events.get(
@@ -314,9 +316,9 @@ class PointInTime:
             raise ValidationError(f"{_iso(at)} is in the future: history is known only up to now.")
         return at
 
-    def _load(self, key_id: str, version: int | None) -> Key | None:
+    def _load(self, storage_id: str, version: int | None) -> Key | None:
         try:
-            key = self._ledger.repository.get(uuid.UUID(key_id), version=version)
+            key = self._ledger.repository.get(uuid.UUID(storage_id), version=version)
         except (AggregateNotFoundError, ValueError):
             return None
         return key if isinstance(key, Key) else None
@@ -348,6 +350,17 @@ def _timeline_marker(marker: str | None) -> int:
     return int(marker)
 
 
+def _stored(scope: Scope | None, key_ref: str, key_id: str) -> str:
+    """The storage id (domain.identifiers.key_storage_id) of ``key_id`` named by ``key_ref``: a multi-Region key's
+    needs the Region, from the scope or the ARN."""
+    if not is_multi_region_key_id(key_id):
+        return key_id
+    region = scope.region if scope is not None else (key_ref.split(":")[3] if key_ref.startswith("arn:") else None)
+    if region is None:
+        raise NotFoundError(f"Key '{shown(key_ref)}' is a multi-Region key: name it by its key ARN, or with a Region.")
+    return key_storage_id(key_id, region)
+
+
 def _in_scope(key: Key, scope: Scope | None) -> bool:
     return scope is None or (key.account_id, key.region) == (scope.account_id, scope.region)
 
@@ -357,6 +370,8 @@ def _arn(scope: Scope | None, key_id: str) -> str:
 
 
 def _checked_id(key_ref: str) -> str:
+    if is_multi_region_key_id(key_ref):
+        return key_ref
     try:
         return str(uuid.UUID(key_ref))
     except ValueError:

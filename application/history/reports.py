@@ -13,8 +13,9 @@ from application.ledger import KeyLedger
 from application.ports import Clock
 from application.pricing import PriceTable, estimate, key_life, request_class
 from domain.errors import KmsError
+from domain.identifiers import arn_region, key_storage_id
 from domain.keys.key import Key
-from domain.keys.operations import key_operations
+from domain.keys.operations import operations_of
 from domain.keys.specs import SYMMETRIC_DEFAULT
 
 DEFAULT_MAX_MATERIAL_AGE_DAYS = 365
@@ -134,7 +135,8 @@ class Reports:
             if _not_kms(record.get("eventName") or ""):
                 continue
             key_id = _key_id_of(record)
-            if key_id is None or (key_ids is not None and key_id not in key_ids):
+            if key_id is None or (key_ids is not None and key_id not in key_ids
+                                  and _public_key_id_of(record) not in key_ids):
                 continue
             at = datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00"))
             if (start and at < start) or (end and at > end):
@@ -165,7 +167,7 @@ class Reports:
             names = [operation]
         else:
             meta = self._history.key_at(scope, key, moment)["KeyMetadata"]
-            names = key_operations(meta["KeySpec"], meta["KeyUsage"], meta["Origin"])
+            names = operations_of(meta)
         for name in names:
             answer = access_at(self._history, scope, key, moment, name, directory=self._directory())
             if not answer["KeyStateAllows"]:
@@ -175,12 +177,22 @@ class Reports:
         return rows
 
 
-def _key_id_of(record: Mapping[str, Any]) -> str | None:
+def _public_key_id_of(record: Mapping[str, Any]) -> str | None:
     """The key a record is about: its first key resource (CloudTrail lists the key a call used)."""
     for resource in record.get("resources") or []:
         arn = resource.get("ARN") or ""
         if ":key/" in arn:
             return arn.rsplit("/", 1)[-1]
+    return None
+
+
+def _key_id_of(record: Mapping[str, Any]) -> str | None:
+    """The storage id of that key (domain.identifiers.key_storage_id): each Region's multi-Region key is a key of its
+    own, as AWS prices it."""
+    for resource in record.get("resources") or []:
+        arn = resource.get("ARN") or ""
+        if ":key/" in arn:
+            return key_storage_id(arn.rsplit("/", 1)[-1], arn_region(arn))
     return None
 
 

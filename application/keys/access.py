@@ -11,7 +11,7 @@ from application.calls import Call
 from application.keys.resolver import KeyResolver
 from application.writer import LedgerWriter, Outcome, T
 from domain.errors import NotFoundError, shown
-from domain.identifiers import Scope
+from domain.identifiers import Scope, key_storage_id
 from domain.keys.alias import Alias
 from domain.keys.key import Key
 
@@ -24,16 +24,17 @@ class KeyAccess:
 
     def load(self, call: Call, home: Scope, key_id: str, action: str | None = None) -> Key:
         """The key, if it lives in ``home``, with ``call`` authorized on it (see KeyResolver.row_by_id)."""
-        key = self.load_any(key_id)
+        key = self.load_any(key_storage_id(key_id, home.region))
         if key is None or key.account_id != home.account_id or key.region != home.region:
             raise NotFoundError(f"Key '{shown(home.key_arn(key_id))}' does not exist")
         call.add_resource(key.arn)  # named in the audit record even if the change is refused
         self.resolve.authorizer.authorize_key(call, KeyFacts.of_key(key), action)
         return key
 
-    def load_any(self, key_id: str) -> Key | None:
+    def load_any(self, storage_id: str) -> Key | None:
+        """The key stored as ``storage_id`` (domain.identifiers.key_storage_id), wherever it lives."""
         try:
-            key = self._repository.get(uuid.UUID(key_id))
+            key = self._repository.get(uuid.UUID(storage_id))
         except (AggregateNotFoundError, ValueError):
             return None
         return key if isinstance(key, Key) else None

@@ -9,9 +9,19 @@ from application.pagination import page
 from application.ports import AliasRow, Clock, KeyRow, KeyStateView
 from application.writer import Outcome
 from domain.errors import AlreadyExistsError, NotFoundError, ValidationError, shown
-from domain.identifiers import Scope, alias_aggregate_id, parse_key_reference, validate_alias_name
+from domain.identifiers import (
+    RESERVED_ALIAS_PREFIX,
+    Scope,
+    alias_aggregate_id,
+    parse_key_reference,
+    validate_alias_name,
+)
 from domain.keys.alias import Alias
+from domain.keys.managed import MANAGED_SERVICES
 from domain.keys.states import KeyState, require_state
+
+
+PREDEFINED_ALIASES = sorted(RESERVED_ALIAS_PREFIX + service for service in MANAGED_SERVICES)
 
 
 class AliasService:
@@ -98,11 +108,20 @@ class AliasService:
                 raise ValidationError("KeyId for ListAliases must be a key id or key ARN, not an alias.")
             key_id = self._access.resolve.row(call, key_ref).key_id
 
-        def render(a: AliasRow) -> dict[str, Any]:
+        def entry(a: AliasRow) -> dict[str, Any]:
             return {"AliasName": a.alias_name, "AliasArn": a.alias_arn, "TargetKeyId": a.target_key_id,
                     "CreationDate": a.creation_date, "LastUpdatedDate": a.last_updated_date}
 
-        return page(
-            lambda n, after: self._view.list_aliases(scope.account_id, scope.region, key_id, n, after),
-            limit, marker, sort_key=lambda a: a.alias_name, render=render, member="Aliases",
-        )
+        def fetch(n: int, after: str | None) -> list[dict[str, Any]]:
+            made = [entry(a) for a in self._view.list_aliases(scope.account_id, scope.region, key_id, n, after)]
+            if key_id is not None:
+                return made
+            # AWS lists the predefined aliases of AWS managed keys not made yet, with no TargetKeyId and no dates
+            # (decision 164); the first use of one makes its key (decision 91).
+            listed = {a["AliasName"] for a in made}
+            predefined = [{"AliasName": name, "AliasArn": scope.alias_arn(name)} for name in PREDEFINED_ALIASES
+                          if (after is None or name > after) and name not in listed
+                          and self._view.get_alias(scope.account_id, scope.region, name) is None]
+            return sorted(made + predefined, key=lambda a: a["AliasName"])[:n]
+
+        return page(fetch, limit, marker, sort_key=lambda a: a["AliasName"], render=lambda a: a, member="Aliases")

@@ -23,7 +23,7 @@ from domain.errors import (
     ValidationError,
     shown,
 )
-from domain.identifiers import Scope
+from domain.identifiers import Scope, key_storage_id
 from domain.keys import grant_tokens
 from domain.keys.grants import check_grant_id, check_principal, grant_of, new_grant_id, principal_account
 from domain.keys.key import Key
@@ -101,7 +101,8 @@ class GrantService:
             chosen[:] = [grant_id]
 
         key = self._access.change(call, key_ref, decide)
-        return {"GrantToken": self._token(key.key_id, chosen[0]), "GrantId": chosen[0]}
+        # The token names the key by its storage id: related multi-Region keys share key_id, not grants.
+        return {"GrantToken": self._token(key.storage_id, chosen[0]), "GrantId": chosen[0]}
 
     # -- list ------------------------------------------------------------------------------------
 
@@ -117,7 +118,7 @@ class GrantService:
         if grantee_service_principal is not None:
             raise ValidationError(f"The GranteeServicePrincipal filter is usable only by callers in a service "
                                   f"principal; {NO_SERVICE_PRINCIPALS}")
-        return page(lambda n, after: self._index.of_key(row.key_id, n, after, grant_id, grantee_principal),
+        return page(lambda n, after: self._index.of_key(row.storage_id, n, after, grant_id, grantee_principal),
                     _page_size(limit), marker, sort_key=lambda e: e["GrantId"], render=lambda e: e, member="Grants")
 
     def list_retirable_grants(self, call: Call, limit: int | None = None, marker: str | None = None,
@@ -152,7 +153,9 @@ class GrantService:
             key_arn, key_id, token_grant_id = self._key_of_token(call.in_scope(), grant_token)
             if grant_id is not None and grant_id != token_grant_id:
                 raise ValidationError("GrantId names a different grant than GrantToken; pass one or the other.")
-            if key_ref is not None and self._access.resolve.key_id(call, key_ref) != key_id:
+            named_id, named_home = (self._access.resolve.locate(call, key_ref) if key_ref is not None
+                                    else (None, call.in_scope()))
+            if named_id is not None and key_storage_id(named_id, named_home.region) != key_id:
                 raise ValidationError("KeyId names a different key than GrantToken; pass one or the other.")
             key_ref, grant_id = key_arn, token_grant_id  # by ARN: the key may be another account's
         elif key_ref is None or grant_id is None:
@@ -183,7 +186,7 @@ class GrantService:
         self._access.change(call, key_ref, decide)
 
     def _key_of_token(self, scope: Scope, token: str) -> tuple[str, str, str]:
-        """(key ARN, key id, grant id) a token names. A token may name a grant on another account's key
+        """(key ARN, key storage id, grant id) a token names. A token may name a grant on another account's key
         (RetireGrant is cross-account), not another region's."""
         key_id, grant_id = self.grant_for_token(token)
         key = self._access.load_any(key_id)

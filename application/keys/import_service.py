@@ -12,6 +12,7 @@ from typing import Any
 from application.calls import Call
 from application.keys.access import KeyAccess
 from application.keys.materials import KeyMaterials
+from application.keys.multi_region_service import RelatedKeys
 from application.ports import Clock, ImportKeyStore
 from application.writer import Outcome
 from domain.errors import InvalidImportTokenError
@@ -40,7 +41,8 @@ def validate_imported_material(key_spec: str, material: bytes) -> bytes:
 
 class ImportService:
     def __init__(self, access: KeyAccess, materials: KeyMaterials, import_keys: ImportKeyStore, clock: Clock,
-                 token_key: bytes) -> None:
+                 token_key: bytes, related: RelatedKeys) -> None:
+        self._related = related
         self._access = access
         self._materials = materials
         self._import_keys = import_keys
@@ -59,14 +61,16 @@ class ImportService:
             import_id = os.urandom(16).hex()
             private_der, public_der = key_import.new_wrapping_key(wrapping_key_spec)
             key.issue_import_parameters(import_id, wrapping_algorithm, wrapping_key_spec, valid_to, now)
-            wrapped = self._materials.seal(private_der, purpose=IMPORT_KEY_PURPOSE, key_id=key.key_id,
+            # The token and the wrapping key are bound to this key's storage id: a multi-Region key's related keys
+            # share key_id, and each takes its own import.
+            wrapped = self._materials.seal(private_der, purpose=IMPORT_KEY_PURPOSE, key_id=key.storage_id,
                                            material_id=import_id)
             issued.update(
                 ImportToken=key_import.issue_import_token(
-                    token_key=self._token_key, key_id=key.key_id, import_id=import_id,
+                    token_key=self._token_key, key_id=key.storage_id, import_id=import_id,
                     wrapping_algorithm=wrapping_algorithm, wrapping_key_spec=wrapping_key_spec, issued_at=now),
                 PublicKey=public_der, ParametersValidTo=valid_to)
-            return Outcome([], also=[lambda tx: self._import_keys.put(tx, import_id, key.key_id, wrapped, valid_to)])
+            return Outcome([], also=[lambda tx: self._import_keys.put(tx, import_id, key.storage_id, wrapped, valid_to)])
 
         key = self._access.change(call, key_ref, decide)
         return {"KeyId": key.arn, **issued}
@@ -75,7 +79,7 @@ class ImportService:
                             valid_to: datetime | None = None, expiration_model: str | None = None,
                             import_type: str | None = None, key_material_id: str | None = None,
                             description: str | None = None) -> dict[str, Any]:
-        key_id = self._access.resolve.row(call, key_ref).key_id  # authorized before the token is read
+        key_id = self._access.resolve.row(call, key_ref).storage_id  # authorized before the token is read
         now = self._clock.now()
         ticket = key_import.read_import_token(self._token_key, import_token, key_id=key_id, now=now)
         model = key_import.validate_expiration(expiration_model, valid_to, now)
@@ -96,8 +100,9 @@ class ImportService:
                                               public_id=key_material_id, description=description)
             used["material_id"] = material_id
             material = Material(material_id, secret)
-            return Outcome([], also=[lambda tx: self._materials.replace(tx, key.key_id, material),
-                                     lambda tx: self._import_keys.delete(tx, ticket.import_id)])
+            return Outcome(self._expected_by_replicas(key, material_id),
+                           also=[lambda tx: self._materials.replace(tx, key.storage_id, material),
+                                 lambda tx: self._import_keys.delete(tx, ticket.import_id)])
 
         key = self._access.change(call, key_ref, decide)
         return {"KeyId": key.arn, "KeyMaterialId": public_material_id(key.key_id, used["material_id"])}
@@ -108,13 +113,38 @@ class ImportService:
         named: list[str | None] = []
 
         def decide(key: Key) -> Outcome[None]:
+            pending = self._pending_rotation(key, key_material_id)
             material_id, deleted = key.delete_imported_material(self._clock.now(), key_material_id)
             named[:] = [material_id]
             if deleted:
                 assert material_id is not None
-                return Outcome([], also=[lambda tx: self._materials.destroy_material(tx, key.key_id, material_id)],
-                               after=[self._materials.compact])
+                # AWS: deleting the primary's material that awaits rotation deletes the replicas' too.
+                replicas = self._related.of(key) if pending and key.is_multi_region_primary else []
+                changed = [r for r in replicas if r.material(material_id) is not None]
+                for replica in changed:
+                    replica.delete_imported_material(self._clock.now(), public_material_id(key.key_id, material_id))
+                return Outcome(changed, also=[
+                    lambda tx, k=k: self._materials.destroy_material(tx, k, material_id)
+                    for k in (key.storage_id, *(r.storage_id for r in changed))], after=[self._materials.compact])
             return Outcome([])
 
         key = self._access.change(call, key_ref, decide)
         return {"KeyId": key.arn, "KeyMaterialId": public_material_id(key.key_id, named[0]) if named[0] else None}
+
+    def _expected_by_replicas(self, key: Key, material_id: str) -> list[Key]:
+        """Material new to a multi-Region primary with imported material: every replica learns it (id and
+        commitment) and takes it when the same material is imported into it (decision 159)."""
+        if not key.is_multi_region_primary:
+            return []
+        record = key.material(material_id)
+        assert record is not None
+        replicas = [r for r in self._related.of(key) if r.material(material_id) is None]
+        for replica in replicas:
+            replica.expect_material(material_id, record["commitment"], bool(record.get("pending_rotation")),
+                                    self._clock.now())
+        return replicas
+
+    @staticmethod
+    def _pending_rotation(key: Key, public_id: str | None) -> bool:
+        record = key.material_by_public_id(public_id) if public_id else key.material(key.designated_material_id or "")
+        return bool(record and record.get("pending_rotation"))

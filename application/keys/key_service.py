@@ -12,6 +12,7 @@ from application.pagination import page
 from application.ports import Clock, KeyStateView
 from application.writer import Outcome
 from domain.errors import MalformedPolicyDocumentError, NotFoundError, UnsupportedOperationError, ValidationError, shown
+from domain.identifiers import key_storage_id, new_multi_region_key_id
 from domain.keys.key import Key
 from domain.keys.material import new_material
 from domain.keys.specs import ENCRYPT_DECRYPT, ORIGIN_AWS_CLOUDHSM, ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, resolve_key_spec
@@ -19,6 +20,22 @@ from domain.keys.states import KeyState, require_state
 from domain.policy.default_policy import DEFAULT_POLICY_NAME, default_key_policy
 from domain.policy.document import parse_policy
 from domain.policy.evaluation import could_perform
+
+
+def check_key_policy(policy: str, call: Call, key_arn: str, bypass_lockout_check: bool) -> None:
+    """AWS's validation, then its lockout safety check: the caller must still be able to PutKeyPolicy
+    under the new policy (judged by the evaluator requests will use), unless told to bypass it. An
+    operator or service call has no AWS caller to lock out."""
+    document = parse_policy(policy)
+    if bypass_lockout_check or call.caller is None:
+        return
+    account = call.in_scope().account_id
+    decision = could_perform(call.caller.principal_arn, account, "kms:PutKeyPolicy", key_arn, account,
+                             document, [], [])
+    if not decision.allowed:
+        raise MalformedPolicyDocumentError(
+            "The new key policy will not allow you to update the key policy in the future. "
+            "Name yourself (or the account root) with kms:PutKeyPolicy, or set BypassPolicyLockoutSafetyCheck.")
 
 
 class KeyService:
@@ -34,8 +51,10 @@ class KeyService:
     def create_key(self, call: Call, *, key_spec: str | None = None, key_usage: str | None = None,
                    origin: str | None = None, description: str = "", policy: str | None = None,
                    tags: Mapping[str, str] | None = None, bypass_lockout_check: bool = False,
-                   custom_key_store_id: str | None = None) -> dict[str, Any]:
+                   custom_key_store_id: str | None = None, multi_region: bool = False) -> dict[str, Any]:
         scope = call.in_scope()
+        if multi_region and (custom_key_store_id or origin == ORIGIN_AWS_CLOUDHSM):
+            raise UnsupportedOperationError("You cannot create a multi-Region key in a custom key store.")
         spec = resolve_key_spec(key_spec, key_usage, self._unsupported)
         origin = origin or (ORIGIN_AWS_CLOUDHSM if custom_key_store_id else ORIGIN_AWS_KMS)
         if origin not in (ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, ORIGIN_AWS_CLOUDHSM):
@@ -51,20 +70,22 @@ class KeyService:
         if origin == ORIGIN_EXTERNAL and spec.name.startswith("ML_"):
             raise UnsupportedOperationError(f"Key material for {spec.name} keys cannot be imported.")
         # A retry below only ever follows a conflict on the audit log's head, so the id can stay.
-        key_id = str(uuid.uuid4())
+        key_id = new_multi_region_key_id() if multi_region else str(uuid.uuid4())
+        storage_id = key_storage_id(key_id, scope.region)
         if policy is not None:
-            self._check_policy(policy, call, scope.key_arn(key_id), bypass_lockout_check)
+            check_key_policy(policy, call, scope.key_arn(key_id), bypass_lockout_check)
         material = new_material(spec.name) if origin == ORIGIN_AWS_KMS else None
 
         def attempt() -> Outcome[Key]:
             key = Key.create(
-                key_id=uuid.UUID(key_id), scope=scope, at=self._clock.now(), key_spec=spec.name,
+                key_id=uuid.UUID(storage_id), scope=scope, at=self._clock.now(), key_spec=spec.name,
                 key_usage=key_usage or ENCRYPT_DECRYPT, origin=origin, description=description,
                 policy=policy if policy is not None else default_key_policy(scope.account_id, scope.partition),
                 tags=tags or {}, material_id=material.material_id if material else None,
                 commitment=material.commitment(key_id) if material else None,
+                multi_region_key_id=key_id if multi_region else None,
             )
-            also = [lambda tx: self._materials.save(tx, key_id, material)] if material else []
+            also = [lambda tx: self._materials.save(tx, storage_id, material)] if material else []
             return Outcome([key], key, also)
 
         return {"KeyMetadata": self._access.writer.retrying(call, attempt).metadata()}
@@ -78,7 +99,7 @@ class KeyService:
             raise UnsupportedOperationError("Custom key stores are not available in this process.")
         key_id = str(uuid.uuid4())
         if policy is not None:
-            self._check_policy(policy, call, scope.key_arn(key_id), bypass_lockout_check)
+            check_key_policy(policy, call, scope.key_arn(key_id), bypass_lockout_check)
         material_id, cluster_id = self._store_keys.new_key(call, store_id, key_id, spec, key_usage)
 
         def attempt() -> Outcome[Key]:
@@ -152,22 +173,6 @@ class KeyService:
             sort_key=lambda t: t[0], render=lambda t: {"TagKey": t[0], "TagValue": t[1]}, member="Tags",
         )
 
-    @staticmethod
-    def _check_policy(policy: str, call: Call, key_arn: str, bypass_lockout_check: bool) -> None:
-        """AWS's validation, then its lockout safety check: the caller must still be able to PutKeyPolicy
-        under the new policy (judged by the evaluator requests will use), unless told to bypass it. An
-        operator or service call has no AWS caller to lock out."""
-        document = parse_policy(policy)
-        if bypass_lockout_check or call.caller is None:
-            return
-        account = call.in_scope().account_id
-        decision = could_perform(call.caller.principal_arn, account, "kms:PutKeyPolicy", key_arn, account,
-                                 document, [], [])
-        if not decision.allowed:
-            raise MalformedPolicyDocumentError(
-                "The new key policy will not allow you to update the key policy in the future. "
-                "Name yourself (or the account root) with kms:PutKeyPolicy, or set BypassPolicyLockoutSafetyCheck.")
-
     def put_key_policy(self, call: Call, key_ref: str, policy: str, policy_name: str | None,
                        bypass_lockout_check: bool = False) -> None:
         name = policy_name or DEFAULT_POLICY_NAME
@@ -175,7 +180,7 @@ class KeyService:
             raise ValidationError(f"PolicyName '{shown(name)}' is not valid: a KMS key has one policy, named 'default'.")
 
         def change(key: Key) -> None:
-            self._check_policy(policy, call, key.arn, bypass_lockout_check)
+            check_key_policy(policy, call, key.arn, bypass_lockout_check)
             key.put_policy(name, policy, self._clock.now())
 
         self._access.change(call, key_ref, change)

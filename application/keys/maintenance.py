@@ -43,6 +43,7 @@ class Maintenance:
         self._uow = uow
         self._clock = clock
         self.store_keys: Any = None  # application/keystores/keys.py: StoreKeys, for keys in custom key stores
+        self.related: Any = None  # application/keys/multi_region_service.py: RelatedKeys, for multi-Region keys
 
     def run_once(self) -> MaintenanceReport:
         report = MaintenanceReport()
@@ -53,6 +54,7 @@ class Maintenance:
         return report
 
     def _act_on(self, key_id: str, report: MaintenanceReport) -> None:
+        """``key_id``: the key's storage id (domain.identifiers.key_storage_id)."""
         done: list[str] = []
         # Each action is a service call, recorded as an AwsServiceEvent in the action's own transaction.
         request_id, event_id = new_ids(2)
@@ -85,7 +87,12 @@ class Maintenance:
             # A token object is destroyed inside the transaction, before the event commits: a failure after it
             # leaves the key pending deletion and due, and the next run records the deletion (destroying is idempotent).
             shred = [lambda tx: store_keys.destroy(key)] if in_store else []  # type: ignore[union-attr]
-            return Outcome([key, *aliases], also=[lambda tx: self._materials.destroy(tx, key_id), *shred],
+            # The related keys of a deleted replica forget it; a primary pending replica deletion whose last
+            # replica this was starts its waiting period (decision 161).
+            related = self.related.of(key) if key.multi_region and self.related is not None else []
+            for other in related:
+                other.forget_replica(key.region, now)
+            return Outcome([key, *aliases, *related], also=[lambda tx: self._materials.destroy(tx, key_id), *shred],
                            after=[self._materials.compact])
         expired = key.expire_material_if_due(now)
         if expired:
@@ -96,16 +103,19 @@ class Maintenance:
         if key.is_due_for_rotation(now):
             call.operation = "RotateKey"
             material = new_material(key.key_spec)
-            key.rotate_if_due(material.material_id, material.commitment(key_id), now)
+            key.rotate_if_due(material.material_id, material.commitment(key.key_id), now)
             done.append("rotated")
-            return Outcome([key], also=[lambda tx: self._materials.save(tx, key_id, material)])
+            # A multi-Region primary's rotation rotates every replica to the same material (decision 158).
+            shared = self.related.share(key, [material]) if self.related is not None else Outcome([])
+            return Outcome([key, *shared.aggregates],
+                           also=[lambda tx: self._materials.save(tx, key_id, material), *shared.also])
         return Outcome([key])
 
     def _aliases_of(self, key: Key, now: Any) -> list[Alias]:
         """AWS deletes a key's aliases with the key; so do we, in the same transaction."""
         scope = Scope(key.account_id, key.region, key.partition)
         aliases = []
-        for name in self._view.aliases_of(key.key_id):
+        for name in self._view.aliases_of(key.account_id, key.region, key.key_id):
             alias = self._access.load_alias(alias_aggregate_id(scope, name))
             if alias is not None and not alias.deleted:
                 alias.delete(now)

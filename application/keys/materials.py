@@ -51,6 +51,14 @@ class KeyMaterials:
                 self._cache.popitem(last=False)
         return secret
 
+    def share(self, tx: Any, from_key_id: str, to_key_id: str, material_id: str) -> None:
+        """Stores one key's material for another key too (a multi-Region replica's copy, wrapped for it: each
+        Region's key holds, and on deletion shreds, its own copy)."""
+        secret = self.get(from_key_id, material_id)
+        if secret is None:
+            raise InternalError(f"The key material {material_id} to share with a related key is missing.")
+        self.save(tx, to_key_id, Material(material_id, secret))
+
     def replace(self, tx: Any, key_id: str, material: Material) -> None:
         """Stores material whose row may already exist (the same material imported again)."""
         self._store.delete_material(tx, key_id, material.material_id)

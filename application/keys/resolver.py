@@ -10,7 +10,7 @@ from application.authorization.authorizer import Authorizer, KeyFacts
 from application.calls import Call
 from application.ports import KeyRow, KeyStateView
 from domain.errors import NotFoundError, shown
-from domain.identifiers import Scope, parse_key_reference
+from domain.identifiers import Scope, key_storage_id, parse_key_reference
 
 
 class KeyResolver:
@@ -51,8 +51,9 @@ class KeyResolver:
 
     def row_by_id(self, call: Call, home: Scope | None, key_id: str, action: str | None = None) -> KeyRow | None:
         """The key's row if it is in ``home`` (None: any account of any region, for a key id read from a
-        ciphertext), with ``call`` authorized on it for ``action`` (default: the call's operation)."""
-        row = self._view.get_key(key_id)
+        ciphertext; a multi-Region key id names the related key in the call's Region), with ``call`` authorized on
+        it for ``action`` (default: the call's operation)."""
+        row = self._view.get_key(key_storage_id(key_id, (home or call.in_scope()).region))
         if row is None or (home is not None and (row.account_id, row.region) != (home.account_id, home.region)):
             return None
         if self.overlay is not None:

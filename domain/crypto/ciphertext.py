@@ -2,6 +2,9 @@
 
     version(1) | key id(16) | material id(16) | kdf nonce(16) | iv(12) | ciphertext | tag(16)
 
+Version 1 names a single-Region key by its UUID; version 3, the same layout, names a multi-Region key by the 16
+bytes its mrk- id spells in hex: the id every related key shares, so a blob made in one Region decrypts under the
+related key of any other (decision 156).
 The whole header is AAD, followed by the canonical encryption context, so no header byte can change
 without the tag failing. The per-call key is SP 800-108 KDF in counter mode (HMAC-SHA256) over the
 backing key and the random KDF nonce: a backing key never encrypts more than one message directly.
@@ -21,6 +24,8 @@ from domain.crypto.primitives import aes_gcm_decrypt, aes_gcm_encrypt, random_by
 from domain.errors import InvalidCiphertextError
 
 VERSION = 1
+MULTI_REGION_VERSION = 3
+_MRK = "mrk-"
 _KEY_ID, _MATERIAL_ID, _NONCE, _IV, _TAG = 16, 16, 16, 12, 16
 HEADER_LEN = 1 + _KEY_ID + _MATERIAL_ID + _NONCE + _IV
 OVERHEAD = HEADER_LEN + _TAG
@@ -50,6 +55,18 @@ class BlobHeader:
     def in_store(self) -> bool:
         return self.version == STORE_VERSION
 
+    @property
+    def public_key_id(self) -> str:
+        """The key id as callers write it: a UUID, or mrk- and 32 hex digits."""
+        return _MRK + self.key_id.hex if self.version == MULTI_REGION_VERSION else str(self.key_id)
+
+
+def _key_field(key_id: uuid.UUID | str) -> tuple[int, bytes]:
+    """(blob version, the 16 key-id bytes) for a key id."""
+    if isinstance(key_id, str) and key_id.startswith(_MRK):
+        return MULTI_REGION_VERSION, bytes.fromhex(key_id[len(_MRK):])
+    return VERSION, (key_id if isinstance(key_id, uuid.UUID) else uuid.UUID(key_id)).bytes
+
 
 def derive_call_key(backing_key: bytes, nonce: bytes) -> bytes:
     """SP 800-108 counter mode, HMAC-SHA256, 32 bytes: one PRF block, so the KDF is exactly
@@ -61,18 +78,20 @@ def derive_call_key(backing_key: bytes, nonce: bytes) -> bytes:
     return hmac.new(backing_key, _KDF_PREFIX + nonce + _KDF_SUFFIX, hashlib.sha256).digest()
 
 
-def encrypt(backing_key: bytes, key_id: uuid.UUID, material_id: bytes, plaintext: bytes,
+def encrypt(backing_key: bytes, key_id: uuid.UUID | str, material_id: bytes, plaintext: bytes,
             context: Mapping[str, str] | None) -> bytes:
     fresh = random_bytes(_NONCE + _IV)
     nonce, iv = fresh[:_NONCE], fresh[_NONCE:]
-    header = bytes([VERSION]) + key_id.bytes + material_id + nonce + iv
+    version, key_bytes = _key_field(key_id)
+    header = bytes([version]) + key_bytes + material_id + nonce + iv
     aad = header + canonical_encryption_context(context)
     return header + aes_gcm_encrypt(derive_call_key(backing_key, nonce), iv, plaintext, aad)
 
 
 def parse_header(blob: bytes) -> BlobHeader:
     version = blob[0] if blob else None
-    if not ((version == VERSION and len(blob) >= OVERHEAD) or (version == STORE_VERSION and len(blob) >= STORE_OVERHEAD)):
+    if not ((version in (VERSION, MULTI_REGION_VERSION) and len(blob) >= OVERHEAD)
+            or (version == STORE_VERSION and len(blob) >= STORE_OVERHEAD)):
         raise InvalidCiphertextError("The ciphertext is not a keyledger symmetric ciphertext, or it is truncated.")
     return BlobHeader(key_id=uuid.UUID(bytes=blob[1:17]), material_id=blob[17:33], version=version)
 

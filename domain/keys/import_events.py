@@ -234,6 +234,12 @@ class ImportableKey:
                                   f"{self.arn} is {self.key_spec}.")
         ever = any(m.get("imported") for m in self.materials)
         import_type = import_type or (EXISTING_KEY_MATERIAL if ever else NEW_KEY_MATERIAL)
+        if self.is_replica and import_type == NEW_KEY_MATERIAL:
+            # A replica takes only the material of its primary (decision 159): the same bytes, known by commitment.
+            raise UnsupportedOperationError(
+                f"{self.arn} is a multi-Region replica key: you cannot import new key material into it. Import the "
+                f"key material into its primary key {self.arn_in(self.primary_region)}, then the same key material "
+                "into this key with ImportType EXISTING_KEY_MATERIAL.")
         known = self.matching_material_id(material.secret)
         pending = False
         if import_type == NEW_KEY_MATERIAL:

@@ -16,6 +16,7 @@ from domain.identifiers import Scope
 from domain.keys.grants import GrantableKey
 from domain.keys.import_events import ImportableKey
 from domain.keys.material import key_material_id, material_record
+from domain.keys.multi_region import MultiRegionKey, apply_shared
 from domain.keys.rotation import RotatableKey
 from domain.keys.specs import ORIGIN_AWS_CLOUDHSM, ORIGIN_AWS_KMS
 from domain.keys.states import KeyState, require_state
@@ -25,8 +26,16 @@ MIN_PENDING_WINDOW_DAYS, MAX_PENDING_WINDOW_DAYS, DEFAULT_PENDING_WINDOW_DAYS = 
 
 __all__ = ["Key", "key_material_id"]
 
+_SHARED_FIELDS = ("primary_region", "replica_regions", "rotation_enabled", "rotation_period_days",
+                  "next_rotation_date", "on_demand_rotations", "materials", "current_material_id",
+                  "lost_current_material_id", "rotation_anchor")
 
-class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
+
+def _shared_fields(event: Any) -> dict[str, Any]:
+    return {name: getattr(event, name, None) for name in _SHARED_FIELDS}
+
+
+class Key(MultiRegionKey, RotatableKey, ImportableKey, GrantableKey, Aggregate):
     class Created(Aggregate.Created):
         account_id: str
         region: str
@@ -42,6 +51,53 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
         multi_region: bool
         custom_key_store_id: str | None  # origin AWS_CLOUDHSM: the store whose token holds the material
         cloud_hsm_cluster_id: str | None
+        # A multi-Region key's mrk- id (its aggregate id is derived from it and the Region); absent: the id is the
+        # aggregate's (events stored before multi-Region keys have neither this nor the replica fields).
+        public_key_id: str | None
+
+    class ReplicaCreated(Created):
+        """ReplicateKey made this key, a replica, from the primary in ``primary_region``: the shared properties it
+        starts from. The materials are named by id and commitment; their bytes were copied with this event."""
+
+        primary_region: str
+        replica_regions: list[str]
+        rotation_enabled: bool
+        rotation_period_days: int | None
+        next_rotation_date: datetime | None
+        on_demand_rotations: int
+        materials: list[dict[str, Any]]
+        current_material_id: str | None
+        lost_current_material_id: str | None
+        rotation_anchor: datetime | None
+
+        def apply(self, key: Key) -> None:
+            apply_shared(key, **_shared_fields(self))
+
+    class ReplicaRecreated(Aggregate.Event):
+        """ReplicateKey into a Region whose earlier replica of this key was deleted: the same aggregate starts a
+        new life with the fields of a ReplicaCreated (AWS lets a deleted replica be made again)."""
+
+        description: str
+        policy: str
+        tags: dict[str, str]
+        primary_region: str
+        replica_regions: list[str]
+        rotation_enabled: bool
+        rotation_period_days: int | None
+        next_rotation_date: datetime | None
+        on_demand_rotations: int
+        materials: list[dict[str, Any]]
+        current_material_id: str | None
+        lost_current_material_id: str | None
+        rotation_anchor: datetime | None
+
+        def apply(self, key: Key) -> None:
+            vars(key).pop("_grants", None)
+            key.description, key.policy, key.tags = self.description, self.policy, dict(self.tags)
+            key.state = KeyState.ENABLED.value
+            key.state_before_deletion = key.deletion_date = key.pending_window_days = None
+            key.import_parameters = key.imported_expiration_model = None
+            apply_shared(key, **_shared_fields(self))
 
     class Enabled(Aggregate.Event):
         def apply(self, key: Key) -> None:
@@ -81,7 +137,8 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
         pending_window_days: int
 
         def apply(self, key: Key) -> None:
-            key.state_before_deletion = key.state
+            if key.state != KeyState.PENDING_REPLICA_DELETION.value:  # else: kept from ReplicaDeletionAwaited
+                key.state_before_deletion = key.state
             key.state = KeyState.PENDING_DELETION.value
             key.deletion_date = self.deletion_date
             key.pending_window_days = self.pending_window_days
@@ -115,7 +172,7 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
     def __init__(self, *, account_id: str, region: str, partition: str, key_spec: str, key_usage: str,
                  origin: str, description: str, policy: str, tags: dict[str, str], material_id: str | None,
                  commitment: str | None, multi_region: bool, custom_key_store_id: str | None = None,
-                 cloud_hsm_cluster_id: str | None = None) -> None:
+                 cloud_hsm_cluster_id: str | None = None, public_key_id: str | None = None) -> None:
         self.account_id = account_id
         self.region = region
         self.partition = partition
@@ -126,6 +183,11 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
         self.policy = policy
         self.tags = dict(tags)
         self.multi_region = multi_region
+        self.public_key_id = public_key_id
+        # A multi-Region key's primary Region and its replicas' Regions (decision 155); a replica's are set by
+        # ReplicaCreated. Absent from snapshots taken before multi-Region keys: read with getattr.
+        self.primary_region: str | None = region if multi_region else None
+        self.replica_regions: list[str] = []
         self.key_manager = "CUSTOMER"  # snapshots from before AWS managed keys lack it: read with getattr
         # Events stored before custom key stores lack these two: the defaults above apply to them.
         self.custom_key_store_id = custom_key_store_id
@@ -152,20 +214,53 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
     def create(cls, *, key_id: UUID, scope: Scope, at: datetime, key_spec: str, key_usage: str, origin: str,
                description: str, policy: str, tags: Mapping[str, str], material_id: str | None,
                commitment: str | None, custom_key_store_id: str | None = None,
-               cloud_hsm_cluster_id: str | None = None) -> Key:
+               cloud_hsm_cluster_id: str | None = None, multi_region_key_id: str | None = None) -> Key:
+        """``multi_region_key_id`` (mrk-...): a multi-Region primary key, stored as ``key_id`` (its id in this
+        Region, domain.identifiers.key_storage_id)."""
         merged_tags({}, tags)
         return cls._create(
             cls.Created, id=key_id, timestamp=at, account_id=scope.account_id, region=scope.region,
             partition=scope.partition, key_spec=key_spec, key_usage=key_usage, origin=origin,
             description=description, policy=policy, tags=dict(tags), material_id=material_id,
-            commitment=commitment, multi_region=False, custom_key_store_id=custom_key_store_id,
-            cloud_hsm_cluster_id=cloud_hsm_cluster_id,
+            commitment=commitment, multi_region=multi_region_key_id is not None,
+            custom_key_store_id=custom_key_store_id, cloud_hsm_cluster_id=cloud_hsm_cluster_id,
+            public_key_id=multi_region_key_id,
         )
+
+    @classmethod
+    def replicate_from(cls, primary: Key, *, storage_id: UUID, region: str, at: datetime, description: str,
+                       policy: str, tags: Mapping[str, str]) -> Key:
+        """The replica of ``primary`` in ``region`` (ReplicateKey), with its own description, policy and tags."""
+        from domain.keys.multi_region import shared_state
+
+        merged_tags({}, tags)
+        return cls._create(
+            cls.ReplicaCreated, id=storage_id, timestamp=at, account_id=primary.account_id, region=region,
+            partition=primary.partition, key_spec=primary.key_spec, key_usage=primary.key_usage,
+            origin=primary.origin, description=description, policy=policy, tags=dict(tags), material_id=None,
+            commitment=None, multi_region=True, custom_key_store_id=None, cloud_hsm_cluster_id=None,
+            public_key_id=primary.key_id, primary_region=primary.region,
+            replica_regions=sorted({*primary.replica_regions, region}), **shared_state(primary))
+
+    def recreate_replica(self, primary: Key, *, at: datetime, description: str, policy: str,
+                         tags: Mapping[str, str]) -> None:
+        from domain.keys.multi_region import shared_state
+
+        merged_tags({}, tags)
+        self.trigger_event(self.ReplicaRecreated, timestamp=at, description=description, policy=policy,
+                           tags=dict(tags), primary_region=primary.region,
+                           replica_regions=sorted({*primary.replica_regions, self.region}), **shared_state(primary))
 
     # -- reading ---------------------------------------------------------------------------------
 
     @property
     def key_id(self) -> str:
+        """The id callers use: the aggregate's, or a multi-Region key's mrk- id."""
+        return getattr(self, "public_key_id", None) or str(self.id)
+
+    @property
+    def storage_id(self) -> str:
+        """The aggregate's id: what the event store, the key-state view and the backing keys know this key by."""
         return str(self.id)
 
     @property
@@ -228,6 +323,9 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
             raise ValidationError(
                 f"PendingWindowInDays must be between {MIN_PENDING_WINDOW_DAYS} and {MAX_PENDING_WINDOW_DAYS} days; got {days}."
             )
+        if self.is_multi_region_primary and self.replica_regions:
+            self.trigger_event(self.ReplicaDeletionAwaited, timestamp=at, pending_window_days=days)
+            return
         self.trigger_event(self.DeletionScheduled, timestamp=at, deletion_date=at + timedelta(days=days),
                            pending_window_days=days)
 

@@ -27,6 +27,8 @@ def key_metadata(key: Key) -> dict[str, Any]:
         "KeySpec": key.key_spec,
         "MultiRegion": key.multi_region,
     }
+    if key.multi_region and getattr(key, "primary_region", None):
+        meta["MultiRegionConfiguration"] = key.multi_region_configuration()
     if getattr(key, "custom_key_store_id", None):
         meta["CustomKeyStoreId"] = key.custom_key_store_id
         meta["CloudHsmClusterId"] = key.cloud_hsm_cluster_id
@@ -36,7 +38,10 @@ def key_metadata(key: Key) -> dict[str, Any]:
     if algorithms:
         meta[algorithms[0]] = list(algorithms[1])
     if key.deletion_date is not None:
-        meta["DeletionDate"] = key.deletion_date  # PendingDeletionWindowInDays is for multi-Region replicas only
+        meta["DeletionDate"] = key.deletion_date
+    elif key.key_state is KeyState.PENDING_REPLICA_DELETION:
+        # AWS: present only in PendingReplicaDeletion, whose deletion date is not known until the last replica goes
+        meta["PendingDeletionWindowInDays"] = key.pending_window_days
     current = key.material(key.current_material_id) if key.current_material_id else None
     if current is not None:
         if key.key_spec == "SYMMETRIC_DEFAULT":

@@ -31,9 +31,10 @@ _BY_USAGE = {
 }
 _ROTATION = frozenset({"EnableKeyRotation", "DisableKeyRotation", "RotateKeyOnDemand"})  # symmetric keys only
 _IMPORT = frozenset({"GetParametersForImport", "ImportKeyMaterial", "DeleteImportedKeyMaterial"})  # EXTERNAL only
+_MULTI_REGION = frozenset({"ReplicateKey", "UpdatePrimaryRegion"})  # multi-Region keys only
 
 
-def key_operations(key_spec: str, key_usage: str, origin: str) -> list[str]:
+def key_operations(key_spec: str, key_usage: str, origin: str, multi_region: bool = False) -> list[str]:
     """The operations of the key-state matrix that this key supports, sorted."""
     symmetric = key_spec == SYMMETRIC_DEFAULT
     crypto = _SYMMETRIC_ENCRYPTION if symmetric else _BY_USAGE.get(key_usage, frozenset())
@@ -45,5 +46,12 @@ def key_operations(key_spec: str, key_usage: str, origin: str) -> list[str]:
             continue
         if operation in _IMPORT and origin != "EXTERNAL":
             continue
+        if operation in _MULTI_REGION and not multi_region:
+            continue
         chosen.append(operation)
     return sorted(chosen)
+
+
+def operations_of(meta: dict) -> list[str]:
+    """key_operations for a key's KeyMetadata."""
+    return key_operations(meta["KeySpec"], meta["KeyUsage"], meta["Origin"], bool(meta.get("MultiRegion")))

@@ -57,6 +57,7 @@ class RotatableKey:
 
     def _require_rotatable(self: Key, operation: str, imported_too: bool = False) -> None:
         self.require(operation)
+        self.refuse_on_replica("automatic and on-demand rotation are managed")
         if self.key_spec != SYMMETRIC_DEFAULT:
             raise UnsupportedOperationError(
                 f"{self.arn} is a {self.key_spec} key: key rotation is supported only for symmetric encryption keys.")
@@ -105,8 +106,9 @@ class RotatableKey:
                            rotation_type=ON_DEMAND, next_rotation_date=None)
 
     def is_due_for_rotation(self: Key, now: datetime) -> bool:
+        """A replica is never due by itself: its primary's rotation rotates it (decision 158)."""
         return (self.rotation_enabled and self.key_state is KeyState.ENABLED and self.next_rotation_date is not None
-                and self.next_rotation_date <= now)
+                and self.next_rotation_date <= now and not self.is_replica)
 
     def rotate_if_due(self: Key, material_id: str, commitment: str, at: datetime) -> bool:
         """Automatic rotation, exactly once per due date: after it, the key is no longer due."""

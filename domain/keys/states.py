@@ -16,6 +16,10 @@ class KeyState(str, Enum):
     DISABLED = "Disabled"
     PENDING_DELETION = "PendingDeletion"
     PENDING_IMPORT = "PendingImport"
+    # A multi-Region primary key scheduled for deletion while replicas exist: its waiting period starts when the
+    # last replica is deleted. Refused and allowed exactly where PendingDeletion is (AWS's key-state table puts
+    # them in one column), with its own message.
+    PENDING_REPLICA_DELETION = "PendingReplicaDeletion"
     DELETED = "Deleted"  # not an AWS state on the wire: a deleted key is NotFound everywhere
     # A key in a custom key store that is not connected. Never an aggregate's own state: the key-store overlay
     # (application/keystores/overlay.py) shows it in place of Enabled or Disabled while the store is not connected.
@@ -36,6 +40,11 @@ def _pending_deletion(arn: str) -> KmsError:
     # AWS answers either DisabledException or KMSInvalidStateException here; we always use the latter
     # (docs/decisions.md): the key is not merely disabled, and retrying after EnableKey cannot work.
     return InvalidStateError(f"{arn} is pending deletion.")
+
+
+def _pending_replica_deletion(arn: str) -> KmsError:
+    return InvalidStateError(f"{arn} is pending replica deletion: it is scheduled for deletion and waits until "
+                             "its replica keys are deleted.")
 
 
 def _pending_import(arn: str) -> KmsError:
@@ -107,6 +116,9 @@ MATRIX: dict[str, dict[KeyState, _Refusal]] = {
     "GenerateDataKeyPair": _CRYPTO,
     "GenerateDataKeyPairWithoutPlaintext": _CRYPTO,
     "CreateGrant": _CRYPTO,
+    # Multi-Region keys: ReplicateKey on the primary; UpdatePrimaryRegion on the primary and the replica it promotes
+    "ReplicateKey": _CRYPTO,
+    "UpdatePrimaryRegion": _CRYPTO,
     "ListGrants": _ANY,
     "RetireGrant": _ANY,
     "RevokeGrant": _ANY,
@@ -116,6 +128,11 @@ MATRIX: dict[str, dict[KeyState, _Refusal]] = {
 def require_state(operation: str, state: KeyState, arn: str) -> None:
     if state is KeyState.DELETED:
         raise _deleted(arn)
+    if state is KeyState.PENDING_REPLICA_DELETION:
+        refusal = MATRIX[operation].get(PD)
+        if refusal is not None:
+            raise (_pending_replica_deletion if refusal is _pending_deletion else refusal)(arn)
+        return
     refusal = MATRIX[operation].get(state)
     if refusal is not None:
         raise refusal(arn)

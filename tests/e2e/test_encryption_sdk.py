@@ -16,6 +16,8 @@ from aws_encryption_sdk.exceptions import DecryptKeyError, GenerateKeyError, Mas
 from aws_encryption_sdk.key_providers.kms import (
     DiscoveryAwsKmsMasterKeyProvider,
     DiscoveryFilter,
+    MRKAwareDiscoveryAwsKmsMasterKeyProvider,
+    MRKAwareStrictAwsKmsMasterKeyProvider,
     StrictAwsKmsMasterKeyProvider,
 )
 
@@ -113,6 +115,27 @@ def test_sdk_calls_under_a_key_it_may_not_use_are_refused(sdk_env: Server, sdk: 
                            BypassPolicyLockoutSafetyCheck=True)["KeyMetadata"]["Arn"]
     with pytest.raises(GenerateKeyError):
         sdk.encrypt(source=b"x", key_provider=StrictAwsKmsMasterKeyProvider(key_ids=[key]))
+
+
+def test_mrk_aware_providers_encrypt_in_one_region_and_decrypt_in_another(sdk_env: Server, sdk: Any) -> None:
+    """The SDK's multi-Region-aware providers (decisions 155-164): a message made with the primary in us-east-1
+    decrypts with the replica in eu-west-1, strict or discovery; the SDK calls Decrypt in eu-west-1 itself."""
+    admin = sdk_env.client()
+    primary = admin.create_key(MultiRegion=True, Description="sdk mrk")["KeyMetadata"]["Arn"]
+    replica = admin.replicate_key(KeyId=primary, ReplicaRegion="eu-west-1")["ReplicaKeyMetadata"]["Arn"]
+    message, header = sdk.encrypt(source=b"across regions", key_provider=MRKAwareStrictAwsKmsMasterKeyProvider(
+        key_ids=[primary]), encryption_context=CONTEXT)
+    assert [k.key_provider.key_info.decode() for k in header.encrypted_data_keys] == [primary]
+    strict = MRKAwareStrictAwsKmsMasterKeyProvider(key_ids=[replica])
+    assert sdk.decrypt(source=message, key_provider=strict)[0] == b"across regions"
+    discovery = MRKAwareDiscoveryAwsKmsMasterKeyProvider(discovery_region="eu-west-1", discovery_filter=DiscoveryFilter(
+        account_ids=[ACCOUNT_ID], partition="aws"))
+    assert sdk.decrypt(source=message, key_provider=discovery)[0] == b"across regions"
+    decrypts = [r for r in export_jsonl(sdk_env) if r["eventName"] == "Decrypt" and not r["errorCode"]
+                and replica in [x["ARN"] for x in r["resources"]]]
+    assert [r["awsRegion"] for r in decrypts] == ["eu-west-1", "eu-west-1"]
+    with pytest.raises(DecryptKeyError):  # a single-Region provider holds the replica's ARN, not the message's
+        sdk.decrypt(source=message, key_provider=StrictAwsKmsMasterKeyProvider(key_ids=[replica]))
 
 
 def _policy_for(principal: str) -> str:

@@ -61,7 +61,7 @@ BEHAVIOUR: dict[str, dict[str, str]] = {
         "CustomKeyStoreId": "test_member_behaviour.py::test_create_key_multi_region_false_and_custom_key_store_id",
         "BypassPolicyLockoutSafetyCheck": "test_authorization_scenarios.py::test_scenario",
         "Tags": "test_audit_bounds.py::test_a_record_of_the_largest_valid_create_key_is_bounded_and_marked",
-        "MultiRegion": "test_member_behaviour.py::test_create_key_multi_region_false_and_custom_key_store_id",
+        "MultiRegion": "test_multi_region_keys.py::test_multi_region_life_cycle_across_three_regions",
     },
     "Decapsulate": {
         "KeyId": "test_lifecycle_asymmetric.py::test_ml_kem_encapsulate_then_decapsulate",
@@ -261,6 +261,14 @@ BEHAVIOUR: dict[str, dict[str, str]] = {
         "GrantId": "test_grants.py::test_retire_by_key_and_grant_id_and_revoke",
         "DryRun": "test_grants.py::test_dry_run_checks_everything_and_changes_nothing",
     },
+    "ReplicateKey": {
+        "KeyId": "test_multi_region_keys.py::test_multi_region_life_cycle_across_three_regions",
+        "ReplicaRegion": "test_multi_region_keys.py::test_multi_region_life_cycle_across_three_regions",
+        "Description": "test_multi_region_keys.py::test_multi_region_life_cycle_across_three_regions",
+        "Tags": "test_multi_region_keys.py::test_multi_region_life_cycle_across_three_regions",
+        "Policy": "test_multi_region_keys.py::test_asymmetric_and_hmac_keys_replicated_with_the_aws_cli",
+        "BypassPolicyLockoutSafetyCheck": "test_multi_region_keys.py::test_asymmetric_and_hmac_keys_replicated_with_the_aws_cli",
+    },
     "RotateKeyOnDemand": {
         "KeyId": "test_lifecycle_deletion.py::test_deletion_after_the_window_shreds_the_key",
     },
@@ -291,6 +299,10 @@ BEHAVIOUR: dict[str, dict[str, str]] = {
     "UpdateKeyDescription": {
         "KeyId": "test_keys_lifecycle.py::test_update_key_description",
         "Description": "test_keys_lifecycle.py::test_update_key_description",
+    },
+    "UpdatePrimaryRegion": {
+        "KeyId": "test_multi_region_keys.py::test_multi_region_life_cycle_across_three_regions",
+        "PrimaryRegion": "test_multi_region_keys.py::test_multi_region_life_cycle_across_three_regions",
     },
     "Verify": {
         "KeyId": "test_lifecycle_asymmetric.py::test_ml_dsa_65",
@@ -377,7 +389,7 @@ _STRINGS = {"AliasNameType": "alias/member", "KeyIdType": "1234abcd-12ab-34cd-56
             "XksProxyAuthenticationRawSecretAccessKeyType": "a" * 43,
             "CustomKeyStoreNameType": "member-store", "CloudHsmClusterIdType": "cluster-2a3b4c5d6e7",
             "CustomKeyStoreIdType": "cks-1234567890abcdef0"}
-_TRIGGERS: dict[tuple[str, str], Any] = {("CreateKey", "MultiRegion"): True}
+_TRIGGERS: dict[tuple[str, str], Any] = {}
 
 
 def _value(shape: Any) -> Any:

@@ -107,7 +107,18 @@ def test_version_2_is_a_custom_key_store_blob_that_software_decrypt_refuses(blob
         decrypt(BACKING_KEY, changed, CONTEXT)
 
 
-@pytest.mark.parametrize("version", [0, 3, 0x7F, 0xFF])
+def test_version_3_names_a_multi_region_key_and_the_version_byte_is_authenticated(blob):
+    # Version 3 is version 1's layout naming a multi-Region key by its mrk- id (decision 156): it parses, and
+    # the version byte, part of the AAD, cannot be changed without the tag failing.
+    mrk_blob = encrypt(BACKING_KEY, "mrk-" + "ab" * 16, b"\x01" * 16, b"data", CONTEXT)
+    assert mrk_blob[0] == 3 and parse_header(mrk_blob).public_key_id == "mrk-" + "ab" * 16
+    assert decrypt(BACKING_KEY, mrk_blob, CONTEXT) == b"data"
+    for changed in (bytes([1]) + mrk_blob[1:], bytes([3]) + blob[1:]):
+        with pytest.raises(InvalidCiphertextError):
+            decrypt(BACKING_KEY, changed, CONTEXT)
+
+
+@pytest.mark.parametrize("version", [0, 4, 0x7F, 0xFF])
 def test_other_version_byte_is_refused_by_parse_header_and_decrypt(blob, version):
     changed = bytes([version]) + blob[1:]
     with pytest.raises(InvalidCiphertextError):

@@ -169,7 +169,25 @@ def test_cancel_key_deletion_is_allowed_only_in_pending_deletion():
         except KmsError:
             continue
         allowed.append(state)
-    assert allowed == [KeyState.PENDING_DELETION]
+    assert allowed == [KeyState.PENDING_DELETION, KeyState.PENDING_REPLICA_DELETION]
+
+
+@pytest.mark.parametrize("operation", sorted(MATRIX))
+def test_pending_replica_deletion_refuses_and_allows_what_pending_deletion_does(operation: str):
+    """AWS's key-state table gives PendingDeletion and PendingReplicaDeletion one column; the refusal names the
+    state the key is in."""
+    def outcome(state: KeyState) -> tuple[type, str] | None:
+        try:
+            require_state(operation, state, ARN)
+        except KmsError as error:
+            return type(error), error.message
+        return None
+
+    pending, replica = outcome(KeyState.PENDING_DELETION), outcome(KeyState.PENDING_REPLICA_DELETION)
+    assert (pending is None) == (replica is None)
+    if pending is not None and replica is not None:
+        assert pending[0] is replica[0]
+        assert "pending replica deletion" in replica[1] if "pending deletion" in pending[1] else replica == pending
 
 
 def test_disabled_is_only_for_crypto_operations():
