@@ -237,6 +237,12 @@ class IncorrectTrustAnchorError(KmsError):
     code = "IncorrectTrustAnchorException"
 
 
+# The XKS proxy API (keyledger serving it): a request to a path under /kms/xks/ that names no XKS operation.
+class InvalidUriPathError(KmsError):
+    code = "InvalidUriPathException"
+    status = 404
+
+
 # Grants.
 class InvalidGrantTokenError(KmsError):
     code = "InvalidGrantTokenException"

@@ -46,11 +46,14 @@ from application.principals.service import PrincipalService
 from application.quotas import RequestQuotas
 from application.root_key.service import CurrentRootVersion, RootKeyService
 from application.writer import LedgerWriter
+from application.xks.credentials import XksCredentialService
+from application.xks.proxy import XksProxyService
 from domain.crypto.asymmetric import POST_QUANTUM_SUPPORTED
 from domain.crypto.wrapping import RootKeyring
 from domain.keys import grant_tokens
 from domain.keystores.store import store_uuid
 from domain.policy.evaluation import Grant
+from domain.xks.credential import new_credential
 from infrastructure.checkpoint_file import CheckpointFile
 from infrastructure.clock import DatabaseClock, SqlClockOffset
 from infrastructure.cloudhsm import ClusterMap, Pkcs11StoreTokens, SqlStorePasswords, related_clusters
@@ -72,6 +75,7 @@ from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
 from infrastructure.tables import access_keys, add_missing_columns
 from infrastructure.tables import metadata as infrastructure_metadata
+from infrastructure.xks_credentials import SqlXksCredentialStore
 from projections.custom_key_store_view import SqlCustomKeyStoreView, keys_in_store
 from projections.audit_index import SqlAuditIndex
 from projections.grants_view import SqlGrantIndex
@@ -113,6 +117,9 @@ class Services:
     store_keys: StoreKeys
     key_store_view: SqlCustomKeyStoreView
     last_usage: KeyLastUsage | None = None  # GetKeyLastUsage, from the audit log
+    xks_proxy: XksProxyService | None = None  # keyledger serving the XKS proxy API (api/xks_front.py)
+    xks_credentials: SqlXksCredentialStore | None = None  # the credentials XKS proxy requests are signed with
+    xks_credential_admin: XksCredentialService | None = None  # `keyledger xks credentials ...`
     console_session_key: bytes = b""  # signs web console sessions (api/console/session.py); root-wrapped at rest
 
 
@@ -335,6 +342,12 @@ def build_runtime(settings: Settings) -> Runtime:
     resolver.managed = AwsManagedKeys(access, materials, clock).ensure
     runtime.services.last_usage = KeyLastUsage(lambda position: audit_records(ledger, after_seq=position),
                                                SqlKeyUsageIndex(uow), resolver)
+    services = runtime.services
+    services.xks_credentials = SqlXksCredentialStore(uow, keyring, seal, settings.key_cache_seconds)
+    services.xks_proxy = XksProxyService(resolver, materials, _package_version())
+    services.xks_credential_admin = XksCredentialService(
+        access.writer, audit, clock, services.xks_credentials, principals, authorizer, new_credential,
+        _first_region(settings))
     runtime.admin_created = _ensure_admin(settings, credentials, runtime.services.principal_admin)
     return runtime
 
@@ -366,6 +379,15 @@ def start_serving(runtime: Runtime) -> None:
     runtime.serving = True
     services.checkpointer.sync_file()  # a crash between saving a checkpoint and appending it, repaired
     services.checkpointer.checkpoint_if_behind()
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keyledger")
+    except PackageNotFoundError:
+        return ""
 
 
 def _first_region(settings: Settings) -> str:
