@@ -243,6 +243,39 @@ class InvalidUriPathError(KmsError):
     status = 404
 
 
+# External key stores (keyledger calling an XKS proxy): the codes AWS KMS answers.
+class XksProxyUriUnreachableError(KmsError):
+    code = "XksProxyUriUnreachableException"
+
+
+class XksProxyIncorrectAuthenticationCredentialError(KmsError):
+    code = "XksProxyIncorrectAuthenticationCredentialException"
+
+
+class XksProxyInvalidConfigurationError(KmsError):
+    code = "XksProxyInvalidConfigurationException"
+
+
+class XksProxyInvalidResponseError(KmsError):
+    code = "XksProxyInvalidResponseException"
+
+
+class XksProxyUriInUseError(KmsError):
+    code = "XksProxyUriInUseException"
+
+
+class XksKeyNotFoundError(KmsError):
+    code = "XksKeyNotFoundException"
+
+
+class XksKeyInvalidConfigurationError(KmsError):
+    code = "XksKeyInvalidConfigurationException"
+
+
+class XksKeyAlreadyInUseError(KmsError):
+    code = "XksKeyAlreadyInUseException"
+
+
 # Grants.
 class InvalidGrantTokenError(KmsError):
     code = "InvalidGrantTokenException"

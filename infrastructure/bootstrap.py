@@ -38,6 +38,8 @@ from application.keys.managed_keys import AwsManagedKeys
 from application.keys.materials import KeyMaterials
 from application.keys.resolver import KeyResolver
 from application.keys.rotation_service import RotationService
+from application.keys.external_keys import ExternalStoreKeys
+from application.keystores.external import ExternalKeyStores
 from application.keystores.keys import StoreKeys
 from application.keystores.service import CustomKeyStoreService
 from application.ledger import KeyLedger
@@ -76,7 +78,8 @@ from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUni
 from infrastructure.tables import access_keys, add_missing_columns
 from infrastructure.tables import metadata as infrastructure_metadata
 from infrastructure.xks_credentials import SqlXksCredentialStore
-from projections.custom_key_store_view import SqlCustomKeyStoreView, keys_in_store
+from infrastructure.xks_proxy_client import HttpXksProxyClient
+from projections.custom_key_store_view import SqlCustomKeyStoreView, keys_in_store, xks_key_in_use
 from projections.audit_index import SqlAuditIndex
 from projections.grants_view import SqlGrantIndex
 from projections.key_event_index import SqlKeyEventIndex
@@ -147,6 +150,7 @@ class Runtime:
     root_key_provider: Any = None  # application/ports.py: RootKeyProvider, closed with the runtime
     root_version: CurrentRootVersion | None = None  # the rotation state, cached
     store_tokens: Any = None  # infrastructure/cloudhsm.py: Pkcs11StoreTokens, closed with the runtime
+    xks_client: Any = None  # infrastructure/xks_proxy_client.py: HttpXksProxyClient, closed with the runtime
 
     def key_store_state(self) -> list[dict[str, Any]]:
         """What /healthz and /metrics say about custom key stores: id, type and connection state (no secret)."""
@@ -188,6 +192,8 @@ class Runtime:
                 logging.getLogger("keyledger").exception("the shutdown checkpoint could not be signed")
         if self.store_tokens is not None:
             self.store_tokens.close_all()
+        if self.xks_client is not None:
+            self.xks_client.close()
         if self.root_key_provider is not None:
             self.root_key_provider.close()
         self.ledger.close()
@@ -301,19 +307,25 @@ def build_runtime(settings: Settings) -> Runtime:
     key_store_view = SqlCustomKeyStoreView(datastore, settings.key_cache_seconds, seal)
     cluster_map = ClusterMap(settings.cloudhsm_clusters)
     store_tokens = runtime.store_tokens = Pkcs11StoreTokens(cluster_map)
+    store_passwords = SqlStorePasswords(uow)
+    xks_client = runtime.xks_client = HttpXksProxyClient(
+        settings.xks_proxy_timeout, settings.xks_proxy_port, settings.xks_proxy_ca_bundle,
+        user_agent=f"keyledger/{_package_version() or 'unknown'}")
+    external = ExternalKeyStores(key_store_view, store_passwords, xks_client, materials.unseal, settings.key_cache_seconds)
     key_stores = CustomKeyStoreService(
-        ledger, access.writer, key_store_view, SqlStorePasswords(uow), store_tokens, clock,
+        ledger, access.writer, key_store_view, store_passwords, store_tokens, clock,
         seal=materials.seal, unseal=materials.unseal, related_clusters=lambda c: related_clusters(cluster_map, c),
-        keys_in_store=keys_in_store, authorize=authorizer.authorize_call)
+        keys_in_store=keys_in_store, authorize=authorizer.authorize_call, external=external)
     store_keys = StoreKeys(key_store_view, store_tokens, key_stores.open_token,
                            load_store=lambda store_id: ledger.repository.get(store_uuid(store_id)))
     resolver.overlay = store_keys.overlay
     maintenance = Maintenance(access, view, materials, import_keys, uow, clock)
     maintenance.store_keys = store_keys
     runtime.services = Services(
-        keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS, store_keys),
+        keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS, store_keys, ExternalStoreKeys(
+            access, materials, clock, store_keys, external, xks_key_in_use, KeyService.check_policy)),
         aliases=AliasService(access, view, clock),
-        crypto=CryptoService(resolver, materials, asymmetric, store_keys),
+        crypto=CryptoService(resolver, materials, asymmetric, store_keys, external),
         asymmetric=asymmetric,
         rotation=RotationService(access, materials, clock),
         imports=ImportService(access, materials, import_keys, clock,

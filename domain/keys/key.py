@@ -17,7 +17,7 @@ from domain.keys.grants import GrantableKey
 from domain.keys.import_events import ImportableKey
 from domain.keys.material import key_material_id, material_record
 from domain.keys.rotation import RotatableKey
-from domain.keys.specs import ORIGIN_AWS_CLOUDHSM, ORIGIN_AWS_KMS
+from domain.keys.specs import ORIGIN_AWS_CLOUDHSM, ORIGIN_AWS_KMS, ORIGIN_EXTERNAL_KEY_STORE
 from domain.keys.states import KeyState, require_state
 from domain.keys.tags import merged_tags, validate_tag_keys
 
@@ -42,6 +42,7 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
         multi_region: bool
         custom_key_store_id: str | None  # origin AWS_CLOUDHSM: the store whose token holds the material
         cloud_hsm_cluster_id: str | None
+        xks_key_id: str | None  # origin EXTERNAL_KEY_STORE: the external key in the store's XKS proxy
 
     class Enabled(Aggregate.Event):
         def apply(self, key: Key) -> None:
@@ -115,7 +116,7 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
     def __init__(self, *, account_id: str, region: str, partition: str, key_spec: str, key_usage: str,
                  origin: str, description: str, policy: str, tags: dict[str, str], material_id: str | None,
                  commitment: str | None, multi_region: bool, custom_key_store_id: str | None = None,
-                 cloud_hsm_cluster_id: str | None = None) -> None:
+                 cloud_hsm_cluster_id: str | None = None, xks_key_id: str | None = None) -> None:
         self.account_id = account_id
         self.region = region
         self.partition = partition
@@ -127,10 +128,11 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
         self.tags = dict(tags)
         self.multi_region = multi_region
         self.key_manager = "CUSTOMER"  # snapshots from before AWS managed keys lack it: read with getattr
-        # Events stored before custom key stores lack these two: the defaults above apply to them.
+        # Events stored before custom key stores lack these: the defaults above apply to them.
         self.custom_key_store_id = custom_key_store_id
         self.cloud_hsm_cluster_id = cloud_hsm_cluster_id
-        self.state = (KeyState.ENABLED if origin in (ORIGIN_AWS_KMS, ORIGIN_AWS_CLOUDHSM)
+        self.xks_key_id = xks_key_id
+        self.state = (KeyState.ENABLED if origin in (ORIGIN_AWS_KMS, ORIGIN_AWS_CLOUDHSM, ORIGIN_EXTERNAL_KEY_STORE)
                       else KeyState.PENDING_IMPORT).value
         self.state_before_deletion: str | None = None
         self.current_material_id = material_id
@@ -152,14 +154,14 @@ class Key(RotatableKey, ImportableKey, GrantableKey, Aggregate):
     def create(cls, *, key_id: UUID, scope: Scope, at: datetime, key_spec: str, key_usage: str, origin: str,
                description: str, policy: str, tags: Mapping[str, str], material_id: str | None,
                commitment: str | None, custom_key_store_id: str | None = None,
-               cloud_hsm_cluster_id: str | None = None) -> Key:
+               cloud_hsm_cluster_id: str | None = None, xks_key_id: str | None = None) -> Key:
         merged_tags({}, tags)
         return cls._create(
             cls.Created, id=key_id, timestamp=at, account_id=scope.account_id, region=scope.region,
             partition=scope.partition, key_spec=key_spec, key_usage=key_usage, origin=origin,
             description=description, policy=policy, tags=dict(tags), material_id=material_id,
             commitment=commitment, multi_region=False, custom_key_store_id=custom_key_store_id,
-            cloud_hsm_cluster_id=cloud_hsm_cluster_id,
+            cloud_hsm_cluster_id=cloud_hsm_cluster_id, xks_key_id=xks_key_id,
         )
 
     # -- reading ---------------------------------------------------------------------------------
