@@ -51,3 +51,14 @@ def test_limits_and_quotas_are_read_from_the_environment_and_flags() -> None:
 def test_limits_and_quotas_refuse_values_that_cannot_work(variable: str, text: str) -> None:
     with pytest.raises(SystemExit, match=variable.rsplit("_", 1)[0][:24]):
         Settings.load({variable: text})
+
+
+def test_xks_settings_defaults_and_refusals() -> None:
+    settings = Settings.load({})
+    assert (settings.xks_uri_prefix, settings.xks_proxy_timeout, settings.xks_proxy_port) == ("xks", 1.0, 443)
+    assert Settings.load({"KEYLEDGER_XKS_URI_PREFIX": "/tenant-1/xks/"}).xks_uri_prefix == "tenant-1/xks"
+    assert Settings.load({"KEYLEDGER_XKS_URI_PREFIX": "/"}).xks_uri_prefix == ""  # /kms/xks/v1 itself
+    for variable, text in (("KEYLEDGER_XKS_URI_PREFIX", "a.b"), ("KEYLEDGER_XKS_URI_PREFIX", "a//b"),
+                           ("KEYLEDGER_XKS_PROXY_TIMEOUT", "0"), ("KEYLEDGER_XKS_PROXY_PORT", "70000")):
+        with pytest.raises(SystemExit, match="KEYLEDGER_XKS"):
+            Settings.load({variable: text})
