@@ -242,6 +242,10 @@ from api.cli_root_key import root_key_cli  # noqa: E402
 
 cli.add_typer(root_key_cli, name="root-key")
 cli.add_typer(access_keys_cli, name="access-keys")
+
+from api.cli_xks import xks_cli  # noqa: E402
+
+cli.add_typer(xks_cli, name="xks")
 cli.command("replay", help="Rebuild every projection from the event log and compare it with the live one.")(history_replay)
 
 clock_cli = typer.Typer(help="The service clock (operators with direct database access only).", rich_markup_mode=MARKUP)

@@ -30,6 +30,8 @@ from api.operations import HANDLERS
 from api.pipeline import HttpRequest, RequestPipeline
 from api.query_api import QUERY_OPERATIONS, query_router
 from api.wire_model import WireModel
+from api.xks_front import XksFront, is_xks_path
+from api.xks_wire import OPERATIONS as XKS_OPERATIONS
 from domain.errors import RequestHeaderFieldsTooLargeError
 from infrastructure.bootstrap import Runtime
 
@@ -47,6 +49,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 # What FastAPI answered for another method on a POST-only route.
 _METHOD_NOT_ALLOWED = b'{"detail":"Method Not Allowed"}'
+_XKS_METHOD_NOT_ALLOWED = b'{"errorName":"ValidationException","errorMessage":"The XKS proxy API accepts POST only."}'
 
 
 def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
@@ -67,7 +70,7 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
 
     app = FastAPI(title="keyledger", description="An event-sourced key management service that speaks AWS KMS.",
                   lifespan=lifespan, docs_url=None, redoc_url=None, version=package_version())
-    metrics = Metrics(runtime, [*HANDLERS, *QUERY_OPERATIONS, *CONSOLE_OPERATIONS])
+    metrics = Metrics(runtime, [*HANDLERS, *QUERY_OPERATIONS, *CONSOLE_OPERATIONS, *XKS_OPERATIONS])
     wire = WireModel()
     settings = runtime.settings
     limits = RequestLimits(wire.service_model, settings.max_header_bytes, settings.max_body_bytes,
@@ -98,16 +101,18 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
                              **({"background": background} if background is not None else {})},
                             status_code=200 if state.ready else 503)
 
-    return KmsEndpoint(pipeline, KmsFront(runtime, wire), app)
+    return KmsEndpoint(pipeline, KmsFront(runtime, wire), app,
+                       XksFront(runtime, settings.xks_uri_prefix, limits.max_body_bytes))
 
 
 class KmsEndpoint:
-    """The ASGI application uvicorn runs: answers ``/`` itself (``POST``: a KMS call; any other method: 405),
-    hands everything else to FastAPI."""
+    """The ASGI application uvicorn runs: answers ``/`` itself (``POST``: a KMS call; any other method: 405) and
+    the XKS proxy API's paths (api/xks_front.py), hands everything else to FastAPI."""
 
-    def __init__(self, pipeline: RequestPipeline, kms: KmsFront, app: FastAPI) -> None:
+    def __init__(self, pipeline: RequestPipeline, kms: KmsFront, app: FastAPI, xks: XksFront | None = None) -> None:
         self.pipeline = pipeline
         self.kms = kms
+        self.xks = xks
         self.app = app  # FastAPI: lifespan, /healthz, /metrics, /v1, /docs
         self.limits = pipeline.limits
         self.max_head_bytes = self.limits.max_head_bytes  # read by api/http_protocol.py's connection guard
@@ -116,19 +121,24 @@ class KmsEndpoint:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        front: KmsFront | XksFront = self.kms
         if scope["path"] != "/":
-            if scope["path"].startswith("/v1/"):  # the pipeline's limits stage bounds /v1 requests
+            if self.xks is not None and is_xks_path(scope["path"]):
+                front = self.xks
+            elif scope["path"].startswith("/v1/"):  # the pipeline's limits stage bounds /v1 requests
                 await self.app(scope, receive, send)
+                return
             else:
                 await self._bounded_other(scope, receive, send)
-            return
-        if scope["method"] != "POST":
+                return
+        if scope["method"] != "POST":  # the XKS proxy API too: "it MUST reject the request with a 405"
+            body = _METHOD_NOT_ALLOWED if front is self.kms else _XKS_METHOD_NOT_ALLOWED
             await send({"type": "http.response.start", "status": 405, "headers": [
-                (b"allow", b"POST"), (b"content-length", str(len(_METHOD_NOT_ALLOWED)).encode("latin-1")),
+                (b"allow", b"POST"), (b"content-length", str(len(body)).encode("latin-1")),
                 (b"content-type", b"application/json")]})
-            await send({"type": "http.response.body", "body": _METHOD_NOT_ALLOWED})
+            await send({"type": "http.response.body", "body": body})
             return
-        answer = await self.pipeline.serve(self.kms, HttpRequest.of(scope, receive))
+        answer = await self.pipeline.serve(front, HttpRequest.of(scope, receive))
         if answer is None:
             return  # the client went away before sending its request: nothing was done, nothing to answer
         status, headers, payload = answer

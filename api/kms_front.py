@@ -15,6 +15,7 @@ from api.operations import HANDLERS
 from api.pipeline import HttpRequest
 from api.wire_model import WireModel
 from application.calls import Call
+from application.keystores.ports import MustRunInThread
 from domain.errors import UnknownOperationError, ValidationError, shown
 from domain.keys.managed import valid_service_name
 from infrastructure.bootstrap import Runtime
@@ -99,7 +100,10 @@ class KmsFront:
         assert operation is not None and services is not None  # prepare refused the rest; authentication, a seal
         handler = HANDLERS[operation]
         if operation in INLINE_OPERATIONS:
-            output = handler(services, call, call.parameters)
+            try:
+                output = handler(services, call, call.parameters)
+            except MustRunInThread:  # a key in an external key store: its XKS proxy is called, off the event loop
+                output = await run_in_threadpool(handler, services, call, call.parameters)
         else:
             output = await run_in_threadpool(handler, services, call, call.parameters)
         return self.wire.response_body(operation, output or {})

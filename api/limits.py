@@ -83,6 +83,10 @@ class RequestLimits:
 
     def check_other(self, headers: Sequence[tuple[bytes, bytes]]) -> tuple[KmsError | None, int]:
         """For every other path: the same checks with the fixed body limit."""
+        return self.check_fixed(headers, self._other)
+
+    def check_fixed(self, headers: Sequence[tuple[bytes, bytes]], limit: int) -> tuple[KmsError | None, int]:
+        """Header bytes, then the declared length against ``limit``."""
         total, length = 0, None
         for name, value in headers:
             total += len(name) + len(value)
@@ -90,9 +94,9 @@ class RequestLimits:
                 length = value
         if total > self.max_header_bytes:
             return self._headers_too_large(total), 0
-        if length is not None and length.isdigit() and int(length) > self._other:
-            return self._body_too_large(int(length), self._other, exact=True), self._other
-        return None, self._other
+        if length is not None and length.isdigit() and int(length) > limit:
+            return self._body_too_large(int(length), limit, exact=True), limit
+        return None, limit
 
     def _headers_too_large(self, total: int) -> KmsError:
         return RequestHeaderFieldsTooLargeError(
@@ -107,9 +111,10 @@ class RequestLimits:
 
     # -- the pipeline's stages -------------------------------------------------------------------
 
-    def check_headers(self, call: Call, raw_headers: Sequence[tuple[bytes, bytes]]) -> int:
-        """The body limit of this request, or the refusal raised (431, or 413 from Content-Length)."""
-        refusal, limit = self.check_kms(raw_headers)
+    def check_headers(self, call: Call, raw_headers: Sequence[tuple[bytes, bytes]], fixed: int | None = None) -> int:
+        """The body limit of this request, or the refusal raised (431, or 413 from Content-Length). ``fixed``: a
+        front's own limit (the XKS proxy API's), in place of the KMS operation's."""
+        refusal, limit = self.check_kms(raw_headers) if fixed is None else self.check_fixed(raw_headers, fixed)
         if refusal is not None:
             raise refusal
         return limit

@@ -34,16 +34,14 @@ HONOURED = None  # the member's value reaches a handler or the authorizer, which
 _RECIPIENT = Refusal(
     ValidationError, "Recipient (an AWS Nitro Enclaves attestation document) is not supported by keyledger; "
     "call without Recipient.")
-_XKS_KEY_ID = Refusal(
-    UnsupportedOperationError, "XksKeyId names a key in an external key store (Origin EXTERNAL_KEY_STORE); "
-    "keyledger has no external key stores: call without XksKeyId.")
-
-_EXTERNAL_STORE = Refusal(
-    UnsupportedOperationError, "External key stores (XksProxy* settings) are not offered by keyledger yet; create an "
-    "AWS_CLOUDHSM custom key store without XksProxy members.")
-_XKS_PROXY = {name: _EXTERNAL_STORE for name in (
-    "XksProxyUriEndpoint", "XksProxyUriPath", "XksProxyVpcEndpointServiceName", "XksProxyVpcEndpointServiceOwner",
-    "XksProxyAuthenticationCredential", "XksProxyConnectivity")}
+# External key stores: keyledger reaches XKS proxies at public endpoints only (it has no VPC endpoint services).
+_VPC = Refusal(
+    UnsupportedOperationError, "keyledger reaches XKS proxies at public endpoints only: use XksProxyConnectivity "
+    "PUBLIC_ENDPOINT, without XksProxyVpcEndpointServiceName and XksProxyVpcEndpointServiceOwner.")
+_VPC_CONNECTIVITY = Refusal(_VPC.error, _VPC.message, when=lambda value: value == "VPC_ENDPOINT_SERVICE", partial=True)
+_XKS_PROXY = {"XksProxyUriEndpoint": HONOURED, "XksProxyUriPath": HONOURED, "XksProxyVpcEndpointServiceName": _VPC,
+              "XksProxyVpcEndpointServiceOwner": _VPC, "XksProxyAuthenticationCredential": HONOURED,
+              "XksProxyConnectivity": _VPC_CONNECTIVITY}
 _STORE = {"CustomKeyStoreId": HONOURED}
 
 _SERVICE_PRINCIPAL = Refusal(ValidationError, f"Service principals are not supported: {NO_SERVICE_PRINCIPALS}")
@@ -73,7 +71,7 @@ MEMBERS: dict[str, dict[str, Refusal | None]] = {
     "CreateKey": {"Policy": HONOURED, "Description": HONOURED, "KeyUsage": HONOURED, "CustomerMasterKeySpec": HONOURED,
                   "KeySpec": HONOURED, "Origin": HONOURED, "CustomKeyStoreId": HONOURED,
                   "BypassPolicyLockoutSafetyCheck": HONOURED, "Tags": HONOURED, "MultiRegion": HONOURED,
-                  "XksKeyId": _XKS_KEY_ID},
+                  "XksKeyId": HONOURED},
     "Decapsulate": {**_KEY, "SharedSecretCiphertextBlob": HONOURED, "EncapsulationAlgorithm": HONOURED,
                     **_GRANT_TOKENS, **_DRY_RUN},
     "Decrypt": {"CiphertextBlob": HONOURED, "EncryptionContext": HONOURED, **_GRANT_TOKENS, **_KEY,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from application.calls import Call
-from domain.errors import TagError, UnsupportedOperationError, shown
+from domain.errors import TagError, shown
 from infrastructure.bootstrap import Services
 
 # (services, the call, its parsed parameters) -> the response members
@@ -37,13 +37,11 @@ def _create_grant(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def _create_key(sv: Services, c: Call, p: dict[str, Any]) -> dict[str, Any]:
-    if p.get("XksKeyId"):
-        raise UnsupportedOperationError("XksKeyId is for external key stores, which keyledger does not offer yet.")
     return sv.keys.create_key(
         c, key_spec=p.get("KeySpec") or p.get("CustomerMasterKeySpec"), key_usage=p.get("KeyUsage"),
         origin=p.get("Origin"), description=p.get("Description", ""), policy=p.get("Policy"), tags=_tags(p),
         bypass_lockout_check=bool(p.get("BypassPolicyLockoutSafetyCheck")), custom_key_store_id=p.get("CustomKeyStoreId"),
-        multi_region=bool(p.get("MultiRegion")))
+        multi_region=bool(p.get("MultiRegion")), xks_key_id=p.get("XksKeyId"))
 
 
 def _call(service: str, method: str, *positional: str, **members: str) -> Handler:

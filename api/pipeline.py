@@ -74,6 +74,13 @@ class Front(Protocol):
         ...
 
 
+def _kms_error(error: KmsError) -> tuple[int, str, str, bytes]:
+    """(status, code, message, body) of a refusal in AWS KMS's shape."""
+    if error.code == InternalError.code and error.message == INTERNAL_MESSAGE:
+        return error.status, error.code, error.message, INTERNAL_ERROR_BODY
+    return error.status, error.code, error.message, error_body(error)
+
+
 class RequestPipeline:
     def __init__(self, runtime: Runtime, metrics: Metrics, limits: RequestLimits) -> None:
         self.runtime = runtime
@@ -88,8 +95,11 @@ class RequestPipeline:
         request_id, event_id = new_ids(2)
         call, operation = front.open(request, runtime.now(), request_id, event_id)
         own_record, close = True, False
+        # A front with its own wire shape for refusals (the XKS proxy API) words them itself.
+        render = getattr(front, "error_answer", None) or _kms_error
+        error_type = getattr(front, "error_content_type", _ERROR_CONTENT_TYPE)
         try:
-            body_limit = limits.check_headers(call, request.raw_headers)
+            body_limit = limits.check_headers(call, request.raw_headers, getattr(front, "body_limit", None))
             body = await limits.read_body(call, request.receive, body_limit)
             if body is None:
                 return None
@@ -117,20 +127,22 @@ class RequestPipeline:
                     call, error, call.operation if self.metrics.knows(call.operation) else None)
             # A refused head or body was not read to its end: the connection cannot carry another request.
             close = isinstance(error, (RequestEntityTooLargeError, RequestHeaderFieldsTooLargeError))
-            call.fail(error.code, error.message)
-            status, payload, content_type = error.status, error_body(error), _ERROR_CONTENT_TYPE
+            status, code, message, payload = render(error)
+            call.fail(code, message)
+            content_type = error_type
         except Exception:
             log.exception("request %s failed", request_id)
-            call.fail(InternalError.code, INTERNAL_MESSAGE)
-            status, payload, content_type = InternalError.status, INTERNAL_ERROR_BODY, _ERROR_CONTENT_TYPE
+            status, code, message, payload = render(InternalError(INTERNAL_MESSAGE))
+            call.fail(code, message)
+            content_type = error_type
         answered_code = call.error_code
         if not call.committed and own_record:  # otherwise counted in the failed-authentication summary
             try:
                 await runtime.audit.record_async(cloudtrail_record(call))
             except AuditUnavailable:
-                log.error("request %s: audit record could not be written; answering KMSInternalException", request_id)
-                status, payload, content_type = InternalError.status, INTERNAL_ERROR_BODY, _ERROR_CONTENT_TYPE
-                answered_code = InternalError.code
+                log.error("request %s: audit record could not be written; answering an internal error", request_id)
+                status, answered_code, _, payload = render(InternalError(INTERNAL_MESSAGE))
+                content_type = error_type
         self.metrics.observe(call.operation, answered_code, time.perf_counter() - started)
         # The headers (and their order) Starlette's Response(body, media_type=..., headers={...}) sends.
         headers = [(b"x-amzn-requestid", request_id.encode("latin-1")),

@@ -98,6 +98,8 @@ class Call:
     authorized_by_rule: bool = False  # an operator or service call: allowed because of what it is
     committed: bool = False  # its record is durable already (it committed with the call's key change)
     via_service: str | None = None  # the AWS service the caller says it acts through (kms:ViaService, decision 91)
+    # Condition keys the entry point knows beyond KMS's own (the XKS proxy's request metadata as xks:*)
+    extra_condition_keys: dict[str, Any] | None = None
 
     @classmethod
     def api(cls, operation: str, *, at: datetime, request_id: str, event_id: str, source_ip: str | None,

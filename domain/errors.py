@@ -237,6 +237,45 @@ class IncorrectTrustAnchorError(KmsError):
     code = "IncorrectTrustAnchorException"
 
 
+# The XKS proxy API (keyledger serving it): a request to a path under /kms/xks/ that names no XKS operation.
+class InvalidUriPathError(KmsError):
+    code = "InvalidUriPathException"
+    status = 404
+
+
+# External key stores (keyledger calling an XKS proxy): the codes AWS KMS answers.
+class XksProxyUriUnreachableError(KmsError):
+    code = "XksProxyUriUnreachableException"
+
+
+class XksProxyIncorrectAuthenticationCredentialError(KmsError):
+    code = "XksProxyIncorrectAuthenticationCredentialException"
+
+
+class XksProxyInvalidConfigurationError(KmsError):
+    code = "XksProxyInvalidConfigurationException"
+
+
+class XksProxyInvalidResponseError(KmsError):
+    code = "XksProxyInvalidResponseException"
+
+
+class XksProxyUriInUseError(KmsError):
+    code = "XksProxyUriInUseException"
+
+
+class XksKeyNotFoundError(KmsError):
+    code = "XksKeyNotFoundException"
+
+
+class XksKeyInvalidConfigurationError(KmsError):
+    code = "XksKeyInvalidConfigurationException"
+
+
+class XksKeyAlreadyInUseError(KmsError):
+    code = "XksKeyAlreadyInUseException"
+
+
 # Grants.
 class InvalidGrantTokenError(KmsError):
     code = "InvalidGrantTokenException"

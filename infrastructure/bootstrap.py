@@ -28,15 +28,17 @@ from application.history.replay import ProjectionReplay
 from application.history.reports import Reports
 from application.keys.access import KeyAccess
 from application.keys.alias_service import AliasService
+from application.keys.external_keys import ExternalStoreKeys
 from application.keys.grant_service import GrantService
 from application.keys.import_service import ImportService
-from application.keys.key_service import KeyService
+from application.keys.key_service import KeyService, check_key_policy
 from application.keys.maintenance import Maintenance
 from application.keys.managed_keys import AwsManagedKeys
 from application.keys.materials import KeyMaterials
 from application.keys.multi_region_service import MultiRegionService
 from application.keys.resolver import KeyResolver
 from application.keys.rotation_service import RotationService
+from application.keystores.external import ExternalKeyStores
 from application.keystores.keys import StoreKeys
 from application.keystores.service import CustomKeyStoreService
 from application.ledger import KeyLedger
@@ -45,11 +47,14 @@ from application.principals.service import PrincipalService
 from application.quotas import RequestQuotas
 from application.root_key.service import CurrentRootVersion, RootKeyService
 from application.writer import LedgerWriter
+from application.xks.credentials import XksCredentialService
+from application.xks.proxy import XksProxyService
 from domain.crypto.asymmetric import POST_QUANTUM_SUPPORTED
 from domain.crypto.wrapping import RootKeyring
 from domain.keys import grant_tokens
 from domain.keystores.store import store_uuid
 from domain.policy.evaluation import Grant
+from domain.xks.credential import new_credential
 from infrastructure.checkpoint_file import CheckpointFile
 from infrastructure.clock import DatabaseClock, SqlClockOffset
 from infrastructure.cloudhsm import ClusterMap, Pkcs11StoreTokens, SqlStorePasswords, related_clusters
@@ -72,15 +77,17 @@ from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
 from infrastructure.tables import access_keys, add_missing_columns
 from infrastructure.tables import metadata as infrastructure_metadata
-from projections.custom_key_store_view import SqlCustomKeyStoreView, keys_in_store
+from infrastructure.xks_credentials import SqlXksCredentialStore
+from infrastructure.xks_proxy_client import HttpXksProxyClient
 from projections.audit_index import SqlAuditIndex
+from projections.custom_key_store_view import SqlCustomKeyStoreView, keys_in_store, xks_key_in_use
 from projections.grants_view import SqlGrantIndex
 from projections.key_event_index import SqlKeyEventIndex
 from projections.key_state_view import SqlKeyStateView
-from projections.principal_tables import metadata as principal_metadata
-from projections.principal_view import SqlPrincipalView
 from projections.key_usage import SqlKeyUsageIndex
 from projections.key_usage import metadata as key_usage_metadata
+from projections.principal_tables import metadata as principal_metadata
+from projections.principal_view import SqlPrincipalView
 from projections.replay import SqlProjectionRebuilder
 from projections.schema import create_missing, ensure_current
 
@@ -114,6 +121,9 @@ class Services:
     key_store_view: SqlCustomKeyStoreView
     multi_region: MultiRegionService  # ReplicateKey, UpdatePrimaryRegion (decisions 155-164)
     last_usage: KeyLastUsage | None = None  # GetKeyLastUsage, from the audit log
+    xks_proxy: XksProxyService | None = None  # keyledger serving the XKS proxy API (api/xks_front.py)
+    xks_credentials: SqlXksCredentialStore | None = None  # the credentials XKS proxy requests are signed with
+    xks_credential_admin: XksCredentialService | None = None  # `keyledger xks credentials ...`
     console_session_key: bytes = b""  # signs web console sessions (api/console/session.py); root-wrapped at rest
 
 
@@ -143,6 +153,7 @@ class Runtime:
     root_version: CurrentRootVersion | None = None  # the rotation state, cached
     store_tokens: Any = None  # infrastructure/cloudhsm.py: Pkcs11StoreTokens, closed with the runtime
     leadership: Any = None  # infrastructure/leadership.py: who runs background work; released with the runtime
+    xks_client: Any = None  # infrastructure/xks_proxy_client.py: HttpXksProxyClient, closed with the runtime
 
     def key_store_state(self) -> list[dict[str, Any]]:
         """What /healthz and /metrics say about custom key stores: id, type and connection state (no secret)."""
@@ -190,6 +201,8 @@ class Runtime:
                 logging.getLogger("keyledger").exception("the shutdown checkpoint could not be signed")
         if self.store_tokens is not None:
             self.store_tokens.close_all()
+        if self.xks_client is not None:
+            self.xks_client.close()
         if self.root_key_provider is not None:
             self.root_key_provider.close()
         if self.leadership is not None:  # after the shutdown checkpoint: another node leads from here on
@@ -300,10 +313,15 @@ def build_runtime(settings: Settings) -> Runtime:
     key_store_view = SqlCustomKeyStoreView(datastore, settings.key_cache_seconds, seal)
     cluster_map = ClusterMap(settings.cloudhsm_clusters)
     store_tokens = runtime.store_tokens = Pkcs11StoreTokens(cluster_map)
+    store_passwords = SqlStorePasswords(uow)
+    xks_client = runtime.xks_client = HttpXksProxyClient(
+        settings.xks_proxy_timeout, settings.xks_proxy_port, settings.xks_proxy_ca_bundle,
+        user_agent=f"keyledger/{_package_version() or 'unknown'}")
+    external = ExternalKeyStores(key_store_view, store_passwords, xks_client, materials.unseal, settings.key_cache_seconds)
     key_stores = CustomKeyStoreService(
-        ledger, access.writer, key_store_view, SqlStorePasswords(uow), store_tokens, clock,
+        ledger, access.writer, key_store_view, store_passwords, store_tokens, clock,
         seal=materials.seal, unseal=materials.unseal, related_clusters=lambda c: related_clusters(cluster_map, c),
-        keys_in_store=keys_in_store, authorize=authorizer.authorize_call)
+        keys_in_store=keys_in_store, authorize=authorizer.authorize_call, external=external)
     store_keys = StoreKeys(key_store_view, store_tokens, key_stores.open_token,
                            load_store=lambda store_id: ledger.repository.get(store_uuid(store_id)))
     resolver.overlay = store_keys.overlay
@@ -312,9 +330,10 @@ def build_runtime(settings: Settings) -> Runtime:
     multi_region = MultiRegionService(access, materials, clock, settings.regions)
     maintenance.related = multi_region.related
     runtime.services = Services(
-        keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS, store_keys),
+        keys=KeyService(access, view, materials, clock, UNSUPPORTED_SPECS, store_keys, ExternalStoreKeys(
+            access, materials, clock, store_keys, external, xks_key_in_use, check_key_policy)),
         aliases=AliasService(access, view, clock),
-        crypto=CryptoService(resolver, materials, asymmetric, store_keys),
+        crypto=CryptoService(resolver, materials, asymmetric, store_keys, external),
         asymmetric=asymmetric,
         rotation=RotationService(access, materials, clock, multi_region.related),
         imports=ImportService(access, materials, import_keys, clock,
@@ -345,6 +364,12 @@ def build_runtime(settings: Settings) -> Runtime:
     resolver.managed = AwsManagedKeys(access, materials, clock).ensure
     runtime.services.last_usage = KeyLastUsage(lambda position: audit_records(ledger, after_seq=position),
                                                SqlKeyUsageIndex(uow), resolver)
+    services = runtime.services
+    services.xks_credentials = SqlXksCredentialStore(uow, keyring, seal, settings.key_cache_seconds)
+    services.xks_proxy = XksProxyService(resolver, materials, _package_version())
+    services.xks_credential_admin = XksCredentialService(
+        access.writer, audit, clock, services.xks_credentials, principals, authorizer, new_credential,
+        _first_region(settings))
     admin_key = ensure_admin(settings, credentials, runtime.services.principal_admin, _first_region(settings))
     runtime.admin_created, runtime.admin_note = admin_key.created, admin_key.note
     return runtime
@@ -383,6 +408,15 @@ def start_serving(runtime: Runtime) -> None:
         return
     runtime.serving = True
     services.checkpointer.checkpoint_if_behind()
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keyledger")
+    except PackageNotFoundError:
+        return ""
 
 
 def _first_region(settings: Settings) -> str:

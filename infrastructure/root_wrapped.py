@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from application.keys.import_service import IMPORT_KEY_PURPOSE
 from application.keystores.ports import KEY_STORE_PASSWORD_PURPOSE
+from application.xks.ports import XKS_SECRET_PURPOSE
 from domain.crypto.wrapping import RootKeyring, UnwrapError
 from domain.keys.material import BACKING_KEY_PURPOSE
 from infrastructure.credentials import SECRET_PURPOSE
@@ -26,6 +27,7 @@ from infrastructure.tables import (
     import_keys,
     root_key_checks,
     service_secrets,
+    xks_credentials,
 )
 
 
@@ -46,6 +48,7 @@ REGISTRY: list[RootWrappedColumn] = [
     RootWrappedColumn(service_secrets, "wrapped", lambda r: (SERVICE_SECRET_PURPOSE, r.name, "")),
     RootWrappedColumn(import_keys, "wrapped", lambda r: (IMPORT_KEY_PURPOSE, r.key_id, r.import_id)),
     RootWrappedColumn(custom_key_store_secrets, "wrapped", lambda r: (KEY_STORE_PASSWORD_PURPOSE, r.store_id, "")),
+    RootWrappedColumn(xks_credentials, "wrapped_secret", lambda r: (XKS_SECRET_PURPOSE, r.access_key_id, "")),
 ]
 # Binary columns that hold no root-wrapped value, or one per version on purpose (the checks are never re-wrapped).
 NOT_ROOT_WRAPPED = {("root_key_checks", "check_value")}

@@ -9,11 +9,11 @@ from eventsourcing.persistence import StoredEvent
 
 from application.ledger import KeyLedger, LedgerTagError
 from domain.audit.seals import RowSeal
-from infrastructure.tables import access_keys
+from infrastructure.tables import access_keys, xks_credentials
 from projections.principal_tables import principals
 from projections.tables import aliases, key_grants, key_state
 
-TAGGED_TABLES = (key_state, aliases, key_grants, principals, access_keys)
+TAGGED_TABLES = (key_state, aliases, key_grants, principals, access_keys, xks_credentials)
 PAGE = 1000
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -103,6 +104,13 @@ class Settings:
     audit_unauthenticated_total: int = 100
     price_table: Path | None = None  # AWS KMS prices for usage estimates (default: the table shipped)
     console_session_seconds: float = 900.0  # how long a web console sign-in lasts
+    # keyledger as an XKS proxy: its API at /<prefix>/kms/xks/v1/... ("" for /kms/xks/v1/...)
+    xks_uri_prefix: str = "xks"
+    # keyledger calling XKS proxies (external key stores): how long one call may take in all (AWS KMS: 250 ms), the
+    # port (AWS: 443, and XksProxyUriEndpoint names none), and the CAs a proxy's certificate must chain to
+    xks_proxy_timeout: float = 1.0
+    xks_proxy_port: int = 443
+    xks_proxy_ca_bundle: Path | None = None
 
     @property
     def uses_postgres(self) -> bool:
@@ -186,6 +194,10 @@ class Settings:
             "audit_unauthenticated_total": ("KEYLEDGER_AUDIT_UNAUTHENTICATED_TOTAL", int),
             "price_table": ("KEYLEDGER_PRICE_TABLE", Path),
             "console_session_seconds": ("KEYLEDGER_CONSOLE_SESSION_SECONDS", float),
+            "xks_uri_prefix": ("KEYLEDGER_XKS_URI_PREFIX", lambda v: v.strip("/")),
+            "xks_proxy_timeout": ("KEYLEDGER_XKS_PROXY_TIMEOUT", float),
+            "xks_proxy_port": ("KEYLEDGER_XKS_PROXY_PORT", int),
+            "xks_proxy_ca_bundle": ("KEYLEDGER_XKS_PROXY_CA_BUNDLE", Path),
         }
         for name, (variable, convert) in readers.items():
             if env.get(variable):
@@ -236,6 +248,12 @@ class Settings:
                              "KEYLEDGER_AUDIT_UNAUTHENTICATED_PER_SOURCE and _TOTAL 0 or more.")
         if not 0 < self.console_session_seconds <= 86400:
             raise SystemExit("keyledger: KEYLEDGER_CONSOLE_SESSION_SECONDS must be above 0 and at most 86400 (a day).")
+        if not re.fullmatch(r"[a-zA-Z0-9/_-]{0,115}", self.xks_uri_prefix) or "//" in self.xks_uri_prefix:
+            raise SystemExit("keyledger: KEYLEDGER_XKS_URI_PREFIX must be letters, digits, '/', '-' and '_' (AWS's "
+                             "XksProxyUriPath allows no others) and leave /<prefix>/kms/xks/v1 at most 128 characters.")
+        if not 0 < self.xks_proxy_timeout <= 60 or not 0 < self.xks_proxy_port < 65536:
+            raise SystemExit("keyledger: KEYLEDGER_XKS_PROXY_TIMEOUT must be above 0 and at most 60 seconds, and "
+                             "KEYLEDGER_XKS_PROXY_PORT a TCP port.")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SystemExit("keyledger: HTTPS needs both a certificate and a private key: set KEYLEDGER_TLS_CERT and "
                              "KEYLEDGER_TLS_KEY (or --tls-cert and --tls-key), or neither for plain HTTP.")

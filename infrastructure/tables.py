@@ -56,6 +56,20 @@ access_keys = sa.Table(
     sa.Column("row_tag", sa.String(64)),
 )
 
+# XKS proxy credentials (keyledger serving the XKS proxy API): the secret root-wrapped, the row tagged like
+# access_keys (account, principal and successor cannot be changed in place); deleted with the credential.
+xks_credentials = sa.Table(
+    "xks_credentials", metadata,
+    sa.Column("access_key_id", sa.String(32), primary_key=True),
+    sa.Column("account_id", sa.String(12), nullable=False),
+    sa.Column("principal_arn", sa.String(2048), nullable=False),
+    sa.Column("wrapped_secret", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("replaces", sa.String(32)),
+    sa.Column("replaced_by", sa.String(32)),
+    sa.Column("row_tag", sa.String(64), nullable=False),
+)
+
 # One row per root-key version: a known value wrapped under it. A root key that cannot unwrap its row
 # is the wrong key for this database, and the service starts sealed instead of writing under it.
 root_key_checks = sa.Table(

@@ -94,6 +94,10 @@ class SqlCustomKeyStoreView:
         return [self._row(r) for r in self._rows(
             sa.select(custom_key_stores).where(custom_key_stores.c.cluster_id.in_(cluster_ids)), tx)]
 
+    def in_region(self, tx: Any, account_id: str, region: str) -> list[KeyStoreRow]:
+        return [self._row(r) for r in self._rows(sa.select(custom_key_stores).where(
+            custom_key_stores.c.account_id == account_id, custom_key_stores.c.region == region), tx)]
+
     def count(self, tx: Any, account_id: str, region: str) -> int:
         return len(self._rows(sa.select(custom_key_stores.c.store_id).where(
             custom_key_stores.c.account_id == account_id, custom_key_stores.c.region == region), tx))
@@ -105,3 +109,14 @@ def keys_in_store(tx: Any, store_id: str) -> int:
 
     pattern = f'%"CustomKeyStoreId": "{store_id}"%'
     return len(list(tx.execute(sa.select(key_state.c.key_id).where(key_state.c.metadata_json.like(pattern)))))
+
+
+def xks_key_in_use(tx: Any, store_id: str, xks_key_id: str) -> bool:
+    """Whether a KMS key of this external key store (pending deletion included) already uses this external key."""
+    from projections.tables import key_state
+
+    pattern = f'%"CustomKeyStoreId": "{store_id}"%'
+    for (text,) in tx.execute(sa.select(key_state.c.metadata_json).where(key_state.c.metadata_json.like(pattern))):
+        if (json.loads(text).get("XksKeyConfiguration") or {}).get("Id") == xks_key_id:
+            return True
+    return False

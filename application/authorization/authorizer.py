@@ -30,6 +30,9 @@ from domain.policy.evaluation import Decision, Grant, RequestContext, denial_mes
 ACCOUNT_LEVEL = frozenset({"CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants",
                            "CreateCustomKeyStore", "DescribeCustomKeyStores", "UpdateCustomKeyStore",
                            "DeleteCustomKeyStore", "ConnectCustomKeyStore", "DisconnectCustomKeyStore"})
+# Any authenticated caller may make these: the XKS proxy's GetHealthStatus, which the XKS proxy API specification
+# excludes from authorization (it names no key; AWS KMS calls it to check the endpoint and the credential).
+AUTHENTICATED_ONLY = frozenset({"XksGetHealthStatus"})
 # Alias operations need permission on the alias (IAM only) and on each key involved (key policy).
 ALIAS_OPERATIONS = frozenset({"CreateAlias", "UpdateAlias", "DeleteAlias"})
 # The grant itself says who may retire it (domain.policy.evaluation.can_retire); GrantService decides.
@@ -98,6 +101,9 @@ class Authorizer:
         """The pipeline's one entry before a call runs: decides IAM-only operations on the spot (the rest
         are decided on their key, where it is looked up)."""
         if self._by_rule(call):
+            return
+        if call.operation in AUTHENTICATED_ONLY:
+            call.authorized = True
             return
         if call.operation in ACCOUNT_LEVEL:
             self._identity_check(call, f"kms:{call.operation}", "*", call.required_caller().account_id)
@@ -216,6 +222,8 @@ class Authorizer:
         keys["kms:MultiRegion"] = facts.multi_region_type is not None
         if facts.multi_region_type is not None:
             keys["kms:MultiRegionKeyType"] = facts.multi_region_type
+        if call.extra_condition_keys:
+            keys.update(call.extra_condition_keys)
         if call.via_service is not None:  # as AWS sets it for a call an AWS service makes (decision 91)
             keys["kms:ViaService"] = f"{call.via_service}.{call.in_scope().region}.amazonaws.com"
         if self._aliases_of is not None and _mentions(policies, "kms:resourcealiases"):

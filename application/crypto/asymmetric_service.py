@@ -43,7 +43,7 @@ class AsymmetricService:
         self._resolve = resolver
         self._materials = materials
         # (row, plaintext, context) -> (blob, KeyMaterialId): CryptoService's sealing, set when it is built.
-        self.seal_symmetric: Callable[[KeyRow, bytes, Mapping[str, str] | None], tuple[bytes, str]] | None = None
+        self.seal_symmetric: Callable[[Call, KeyRow, bytes, Mapping[str, str] | None], tuple[bytes, str]] | None = None
 
     def _key(self, call: Call, key_ref: str, operation: str, usage: str, dry_run: bool = False) -> tuple[KeyRow, bytes]:
         row = self._resolve.row(call, key_ref)
@@ -164,7 +164,7 @@ class AsymmetricService:
             raise DryRunOperationError(_DRY_RUN)
         private, public = asymmetric.generate_data_key_pair(key_pair_spec)
         assert self.seal_symmetric is not None  # set by CryptoService: the same sealing as Encrypt, token keys too
-        blob, material = self.seal_symmetric(row, private, context)
+        blob, material = self.seal_symmetric(call, row, private, context)
         out: dict[str, Any] = {"PrivateKeyCiphertextBlob": blob, "PublicKey": public, "KeyId": row.arn,
                                "KeyPairSpec": key_pair_spec, "KeyMaterialId": material}
         if with_plaintext:

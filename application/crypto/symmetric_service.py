@@ -9,9 +9,10 @@ from application.calls import Call
 from application.crypto.asymmetric_service import AsymmetricService
 from application.keys.materials import KeyMaterials
 from application.keys.resolver import KeyResolver
+from application.keystores.external import ExternalKeyStores
 from application.keystores.keys import StoreKeys
 from application.ports import KeyRow
-from domain.crypto import ciphertext
+from domain.crypto import ciphertext, external_blob
 from domain.crypto.encryption_context import validate_encryption_context
 from domain.crypto.primitives import random_bytes
 from domain.errors import (
@@ -23,7 +24,13 @@ from domain.errors import (
     ValidationError,
 )
 from domain.keys.key import key_material_id
-from domain.keys.specs import DATA_KEY_SPECS, ENCRYPT_DECRYPT, ORIGIN_AWS_CLOUDHSM, SYMMETRIC_DEFAULT
+from domain.keys.specs import (
+    DATA_KEY_SPECS,
+    ENCRYPT_DECRYPT,
+    ORIGIN_AWS_CLOUDHSM,
+    ORIGIN_EXTERNAL_KEY_STORE,
+    SYMMETRIC_DEFAULT,
+)
 from domain.keys.states import KeyState, require_state
 
 SYMMETRIC_ALGORITHM = "SYMMETRIC_DEFAULT"
@@ -45,11 +52,12 @@ def _ignores_ciphertext(dry_run: bool, modifiers: list[str] | None) -> bool:
 
 class CryptoService:
     def __init__(self, resolver: KeyResolver, materials: KeyMaterials, asymmetric: AsymmetricService,
-                 store_keys: StoreKeys | None = None) -> None:
+                 store_keys: StoreKeys | None = None, external: ExternalKeyStores | None = None) -> None:
         self._resolve = resolver
         self._materials = materials
         self._asymmetric = asymmetric
         self._store_keys = store_keys  # keys in custom key stores: AES-GCM inside their token
+        self._external = external  # keys in external key stores: the outer layer in their XKS proxy
         asymmetric.seal_symmetric = self._seal  # data key pairs are sealed as Encrypt seals
 
     def _usable(self, row: KeyRow, operation: str, algorithm: str | None) -> None:
@@ -61,9 +69,10 @@ class CryptoService:
         if algorithm not in (None, SYMMETRIC_ALGORITHM):
             raise InvalidKeyUsageError(f"The encryption algorithm {algorithm} is not supported for {row.arn}; use SYMMETRIC_DEFAULT.")
 
-    def _seal(self, row: KeyRow, plaintext: bytes, context: Mapping[str, str] | None) -> tuple[bytes, str]:
+    def _seal(self, call: Call, row: KeyRow, plaintext: bytes, context: Mapping[str, str] | None) -> tuple[bytes, str]:
         material_id = row.current_material_id
-        if row.metadata.get("Origin") == ORIGIN_AWS_CLOUDHSM and material_id and self._store_keys is not None:
+        origin = row.metadata.get("Origin")
+        if origin == ORIGIN_AWS_CLOUDHSM and material_id and self._store_keys is not None:
             store_keys = self._store_keys
             blob = ciphertext.encrypt_in_store(lambda iv, data, aad: store_keys.seal(row, iv, data, aad),
                                                uuid.UUID(row.key_id), bytes.fromhex(material_id), plaintext, context)
@@ -71,9 +80,19 @@ class CryptoService:
         backing = self._materials.get(row.storage_id, material_id) if material_id else None
         if backing is None:
             raise InvalidStateError(f"{row.arn} has no key material to encrypt with.")
+        if origin == ORIGIN_EXTERNAL_KEY_STORE:  # double encryption: this backing key, then the external key
+            external = self._require_external()
+            blob = external_blob.encrypt(backing, uuid.UUID(row.key_id), bytes.fromhex(material_id), plaintext,
+                                         context, lambda inner, aad: external.encrypt(call, row, inner, aad))
+            return blob, key_material_id(row.key_id, material_id)
         # The blob names the key by the id callers use: a multi-Region key's is the same in every Region.
         blob = ciphertext.encrypt(backing, row.key_id, bytes.fromhex(material_id), plaintext, context)
         return blob, key_material_id(row.key_id, material_id)
+
+    def _require_external(self) -> ExternalKeyStores:
+        if self._external is None:
+            raise InvalidStateError("External key stores are not available in this process.")
+        return self._external
 
     def _open(self, call: Call, blob: bytes, key_ref: str | None, context: Mapping[str, str] | None,
               operation: str, algorithm: str | None, dry_run: bool = False) -> tuple[KeyRow, bytes, str]:
@@ -96,8 +115,21 @@ class CryptoService:
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)
         in_store = row.metadata.get("Origin") == ORIGIN_AWS_CLOUDHSM
-        if in_store != header.in_store:
+        external = row.metadata.get("Origin") == ORIGIN_EXTERNAL_KEY_STORE
+        if in_store != header.in_store or external != header.external:
             raise InvalidCiphertextError("The ciphertext was not made by this key.")
+        if external:
+            proxy = self._require_external()
+
+            def backing_for(material: bytes) -> bytes:
+                found = (None if material.hex() in row.absent_material_ids
+                         else self._materials.get(row.storage_id, material.hex()))
+                if found is None:
+                    raise InvalidCiphertextError("The ciphertext was made with key material this key no longer has.")
+                return found
+            plaintext = external_blob.decrypt(backing_for, blob, context,
+                                              lambda sealed, aad: proxy.decrypt(call, row, sealed, aad))
+            return row, plaintext, key_material_id(row.key_id, header.material_id.hex())
         if in_store and self._store_keys is not None:
             store_keys = self._store_keys
             plaintext = ciphertext.decrypt_in_store(
@@ -123,7 +155,7 @@ class CryptoService:
         self._usable(row, "Encrypt", algorithm)
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)
-        blob, _ = self._seal(row, plaintext, context)
+        blob, _ = self._seal(call, row, plaintext, context)
         return {"CiphertextBlob": blob, "KeyId": row.arn, "EncryptionAlgorithm": SYMMETRIC_ALGORITHM}
 
     def _authorized_only(self, call: Call, key_ref: str | None, member: str, operation: str,
@@ -180,7 +212,7 @@ class CryptoService:
             self._authorized_only(call, source_key_ref, "SourceKeyId", "ReEncryptFrom", source_algorithm)
         source, plaintext, source_material = self._open(
             call, blob, source_key_ref, source_context, "ReEncryptFrom", source_algorithm, dry_run)
-        new_blob, destination_material = self._seal(destination, plaintext, destination_context)
+        new_blob, destination_material = self._seal(call, destination, plaintext, destination_context)
         return {
             "CiphertextBlob": new_blob, "SourceKeyId": source.arn, "KeyId": destination.arn,
             "SourceEncryptionAlgorithm": SYMMETRIC_ALGORITHM, "DestinationEncryptionAlgorithm": SYMMETRIC_ALGORITHM,
@@ -200,7 +232,7 @@ class CryptoService:
         if dry_run:
             raise DryRunOperationError(_DRY_RUN)
         data_key = random_bytes(length)
-        blob, material = self._seal(row, data_key, context)
+        blob, material = self._seal(call, row, data_key, context)
         out: dict[str, Any] = {"CiphertextBlob": blob, "KeyId": row.arn, "KeyMaterialId": material}
         if with_plaintext:
             out["Plaintext"] = data_key

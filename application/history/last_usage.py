@@ -40,16 +40,23 @@ class KeyUsageIndex(Protocol):
     def last_use(self, key_id: str, at: datetime | None) -> KeyUse | None: ...
 
 
+# keyledger's XKS proxy API encrypting or decrypting with a key for AWS KMS (application/xks/proxy.py): a use of
+# that key, reported as the KMS operation it performs.
+XKS_USES = {"XksEncrypt": "Encrypt", "XksDecrypt": "Decrypt"}
+
+
 def uses_in(record: dict[str, Any]) -> list[KeyUse]:
     """The key uses one audit record shows: a successful API call of a tracked operation, per key it names."""
-    if (record.get("eventName") not in TRACKED_OPERATIONS or record.get("errorCode")
+    operation = record.get("eventName")
+    operation = XKS_USES.get(operation, operation)  # type: ignore[arg-type]
+    if (operation not in TRACKED_OPERATIONS or record.get("errorCode")
             or record.get("eventType") != "AwsApiCall" or not record.get("eventTime")):
         return []
     at = datetime.fromisoformat(record["eventTime"].replace("Z", "+00:00"))
     # By storage id: related multi-Region keys share a key id, and each Region's key has its own last use.
     keys = [key_storage_id(r["ARN"].rsplit("/", 1)[-1], arn_region(r["ARN"])) for r in record.get("resources") or []
             if ":key/" in (r.get("ARN") or "")]
-    return [KeyUse(key_id, at, record["eventName"], record.get("eventID") or "", record.get("requestID") or "")
+    return [KeyUse(key_id, at, operation, record.get("eventID") or "", record.get("requestID") or "")
             for key_id in dict.fromkeys(keys)]
 
 

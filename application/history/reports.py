@@ -202,4 +202,5 @@ KEYLEDGER_READS = frozenset({"GetKeyStateAt", "ListKeysAt", "GetKeyTimeline", "G
 
 
 def _not_kms(event_name: str) -> bool:
-    return event_name in KEYLEDGER_READS or event_name.startswith("Console")
+    """keyledger's own reads, the web console, and the XKS proxy API it serves (calls AWS KMS makes to it)."""
+    return event_name in KEYLEDGER_READS or event_name.startswith(("Console", "Xks"))

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from application.calls import Call
 from application.keys.access import KeyAccess
+from application.keys.external_keys import ExternalStoreKeys
 from application.keys.materials import KeyMaterials
 from application.keystores.keys import StoreKeys
 from application.pagination import page
@@ -15,7 +16,14 @@ from domain.errors import MalformedPolicyDocumentError, NotFoundError, Unsupport
 from domain.identifiers import key_storage_id, new_multi_region_key_id
 from domain.keys.key import Key
 from domain.keys.material import new_material
-from domain.keys.specs import ENCRYPT_DECRYPT, ORIGIN_AWS_CLOUDHSM, ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, resolve_key_spec
+from domain.keys.specs import (
+    ENCRYPT_DECRYPT,
+    ORIGIN_AWS_CLOUDHSM,
+    ORIGIN_AWS_KMS,
+    ORIGIN_EXTERNAL,
+    ORIGIN_EXTERNAL_KEY_STORE,
+    resolve_key_spec,
+)
 from domain.keys.states import KeyState, require_state
 from domain.policy.default_policy import DEFAULT_POLICY_NAME, default_key_policy
 from domain.policy.document import parse_policy
@@ -40,30 +48,40 @@ def check_key_policy(policy: str, call: Call, key_arn: str, bypass_lockout_check
 
 class KeyService:
     def __init__(self, access: KeyAccess, view: KeyStateView, materials: KeyMaterials, clock: Clock,
-                 unsupported_specs: Mapping[str, str], store_keys: StoreKeys | None = None) -> None:
+                 unsupported_specs: Mapping[str, str], store_keys: StoreKeys | None = None,
+                 external_keys: ExternalStoreKeys | None = None) -> None:
         self._access = access
         self._view = view
         self._materials = materials
         self._clock = clock
         self._unsupported = dict(unsupported_specs)
         self._store_keys = store_keys
+        self._external_keys = external_keys  # keys in external key stores (application/keys/external_keys.py)
 
     def create_key(self, call: Call, *, key_spec: str | None = None, key_usage: str | None = None,
                    origin: str | None = None, description: str = "", policy: str | None = None,
                    tags: Mapping[str, str] | None = None, bypass_lockout_check: bool = False,
-                   custom_key_store_id: str | None = None, multi_region: bool = False) -> dict[str, Any]:
+                   custom_key_store_id: str | None = None, multi_region: bool = False,
+                   xks_key_id: str | None = None) -> dict[str, Any]:
         scope = call.in_scope()
         if multi_region and (custom_key_store_id or origin == ORIGIN_AWS_CLOUDHSM):
             raise UnsupportedOperationError("You cannot create a multi-Region key in a custom key store.")
         spec = resolve_key_spec(key_spec, key_usage, self._unsupported)
-        origin = origin or (ORIGIN_AWS_CLOUDHSM if custom_key_store_id else ORIGIN_AWS_KMS)
-        if origin not in (ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, ORIGIN_AWS_CLOUDHSM):
-            raise UnsupportedOperationError(f"Origin {origin} needs an external key store, which keyledger does not offer "
-                                            "yet; use AWS_KMS, EXTERNAL or AWS_CLOUDHSM.")
-        if (origin == ORIGIN_AWS_CLOUDHSM) != bool(custom_key_store_id):
-            raise (ValidationError("Origin AWS_CLOUDHSM needs the CustomKeyStoreId of a connected custom key store.")
+        origin = origin or (self._store_origin(custom_key_store_id) if custom_key_store_id else ORIGIN_AWS_KMS)
+        in_store = (ORIGIN_AWS_CLOUDHSM, ORIGIN_EXTERNAL_KEY_STORE)
+        if (origin in in_store) != bool(custom_key_store_id):
+            raise (ValidationError(f"Origin {origin} needs the CustomKeyStoreId of a connected custom key store.")
                    if custom_key_store_id is None else
-                   UnsupportedOperationError(f"A key in a custom key store has Origin AWS_CLOUDHSM, not {origin}."))
+                   UnsupportedOperationError(f"A key in a custom key store has Origin AWS_CLOUDHSM or "
+                                             f"EXTERNAL_KEY_STORE, not {origin}."))
+        if (origin == ORIGIN_EXTERNAL_KEY_STORE) != bool(xks_key_id):
+            raise ValidationError("Origin EXTERNAL_KEY_STORE needs XksKeyId (the external key's id in the store's XKS "
+                                  "proxy)." if xks_key_id is None else "XksKeyId is for Origin EXTERNAL_KEY_STORE only.")
+        if origin == ORIGIN_EXTERNAL_KEY_STORE:
+            if self._external_keys is None:
+                raise UnsupportedOperationError("External key stores are not available in this process.")
+            return self._external_keys.create(call, scope, custom_key_store_id or "", xks_key_id or "", spec.name,
+                                              key_usage, description, policy, tags, bypass_lockout_check)
         if origin == ORIGIN_AWS_CLOUDHSM:
             return self._create_in_store(call, scope, custom_key_store_id or "", spec.name, key_usage, description,
                                          policy, tags, bypass_lockout_check)
@@ -89,6 +107,11 @@ class KeyService:
             return Outcome([key], key, also)
 
         return {"KeyMetadata": self._access.writer.retrying(call, attempt).metadata()}
+
+    def _store_origin(self, store_id: str) -> str:
+        """CreateKey with a CustomKeyStoreId and no Origin: the store's type says which."""
+        row = self._store_keys.store_row(store_id) if self._store_keys is not None else None
+        return ORIGIN_EXTERNAL_KEY_STORE if row is not None and row.store_type == "EXTERNAL_KEY_STORE" else ORIGIN_AWS_CLOUDHSM
 
     def _create_in_store(self, call: Call, scope: Any, store_id: str, spec: str, key_usage: str | None,
                          description: str, policy: str | None, tags: Mapping[str, str] | None,

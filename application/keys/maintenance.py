@@ -19,6 +19,7 @@ from domain.identifiers import Scope, alias_aggregate_id
 from domain.keys.alias import Alias
 from domain.keys.key import Key
 from domain.keys.material import new_material
+from domain.keys.specs import ORIGIN_AWS_CLOUDHSM
 
 
 @dataclass
@@ -74,7 +75,9 @@ class Maintenance:
         call.request_parameters = {"keyId": key.key_id}
         if key.is_due_for_deletion(now):
             store_keys = self.store_keys
-            in_store = bool(getattr(key, "custom_key_store_id", None)) and store_keys is not None
+            # A key in a CloudHSM key store has a token object to destroy; a key in an external key store has only
+            # keyledger's own layer to shred (AWS KMS never deletes the external key).
+            in_store = key.origin == ORIGIN_AWS_CLOUDHSM and store_keys is not None
             if in_store and not store_keys.can_destroy(key):  # type: ignore[union-attr]
                 # The token object cannot be destroyed while its store is disconnected: the key waits, pending
                 # deletion, until the store is connected again (docs/custom-key-stores.md), never deleted with

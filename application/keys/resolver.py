@@ -49,6 +49,14 @@ class KeyResolver:
             raise NotFoundError(f"Key '{shown(home.key_arn(key_id))}' does not exist")
         return row
 
+    def row_in_account(self, call: Call, account_id: str, key_id: str, action: str | None = None) -> KeyRow | None:
+        """The key with this id if it belongs to ``account_id`` (in any of its regions), authorized as
+        ``row_by_id`` does; None otherwise, before any authorization (the XKS proxy's external keys)."""
+        found = self._view.get_key(key_id)
+        if found is None or found.account_id != account_id:
+            return None
+        return self.row_by_id(call, Scope(account_id, found.region), key_id, action)
+
     def row_by_id(self, call: Call, home: Scope | None, key_id: str, action: str | None = None) -> KeyRow | None:
         """The key's row if it is in ``home`` (None: any account of any region, for a key id read from a
         ciphertext; a multi-Region key id names the related key in the call's Region), with ``call`` authorized on

@@ -60,6 +60,9 @@ class StoreKeys:
             meta["Enabled"] = False
         return dataclasses.replace(row, key_state=state, metadata=meta)
 
+    def store_row(self, store_id: str) -> KeyStoreRow | None:
+        return self._view.get(store_id)
+
     def connected_store(self, call: Call, store_id: str) -> KeyStoreRow:
         """The caller's store by id, which must be CONNECTED (CreateKey, GenerateRandom)."""
         scope = call.in_scope()
@@ -135,6 +138,10 @@ class StoreKeys:
             raise
 
     def random(self, call: Call, store_id: str, length: int) -> bytes:
+        row = self._view.get(store_id)
+        if row is not None and row.store_type != "AWS_CLOUDHSM":  # AWS: external key store ids are not valid here
+            raise UnsupportedOperationError(f"Custom key store {store_id} is an external key store; GenerateRandom "
+                                            "draws from AWS_CLOUDHSM key stores only.")
         self.connected_store(call, store_id)
         self._ensure_open(store_id)
         return self._tokens.random(store_id, length)

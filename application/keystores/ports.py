@@ -2,7 +2,7 @@
 the tokens (PKCS#11) that hold the stores' keys."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 KEY_STORE_PASSWORD_PURPOSE = "custom-key-store-password"  # AAD purpose of a root-wrapped key store password
@@ -35,6 +35,8 @@ class KeyStoreView(Protocol):
     def by_name(self, tx: Any, account_id: str, region: str, name: str) -> KeyStoreRow | None: ...
 
     def by_cluster(self, tx: Any, cluster_ids: list[str]) -> list[KeyStoreRow]: ...
+
+    def in_region(self, tx: Any, account_id: str, region: str) -> list[KeyStoreRow]: ...
 
     def count(self, tx: Any, account_id: str, region: str) -> int: ...
 
@@ -85,3 +87,41 @@ class StoreTokens(Protocol):
     def random(self, store_id: str, length: int) -> bytes: ...
 
     def objects(self, store_id: str) -> list[tuple[str, bytes]]: ...
+
+
+# -- external key stores (keyledger calling an XKS proxy) -------------------------------------------------------
+
+@dataclass(frozen=True)
+class XksConnection:
+    """Where and how to reach an external key store's proxy (the secret only ever in memory)."""
+
+    uri_endpoint: str  # https://<host>
+    uri_path: str  # [/<prefix>]/kms/xks/v1
+    access_key_id: str
+    secret: str = field(repr=False)
+    region: str = "us-east-1"  # the SigV4 scope's: the store's region, as AWS KMS signs with its own
+
+
+class XksProxyFailure(Exception):
+    """A call to an XKS proxy that did not succeed. ``kind``: "unreachable" (no TCP connection, or it broke),
+    "tls" (no TLS connection), "timeout" (no answer in the time allowed), "malformed" (an answer that is not the
+    specification's), or "refused" (the proxy answered ``error_name``)."""
+
+    def __init__(self, kind: str, detail: str, error_name: str | None = None) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+        self.error_name = error_name
+
+
+class XksProxyClient(Protocol):
+    def post(self, connection: XksConnection, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POSTs ``body`` to ``<endpoint><uri path><path>`` signed with the connection's credential and answers
+        the JSON object of a 200, within the configured time; raises XksProxyFailure otherwise."""
+
+    def close(self) -> None: ...
+
+
+class MustRunInThread(Exception):
+    """Raised before a call that waits on the network would start on the event loop: the caller runs the
+    operation again in a worker thread (api/kms_front.py). Nothing was done yet."""

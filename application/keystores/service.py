@@ -17,6 +17,8 @@ from eventsourcing.application import AggregateNotFoundError
 
 from application.audit.records import new_ids
 from application.calls import Call
+from application.keystores.external import ExternalKeyStores
+from application.keystores.external_settings import XKS_MEMBERS, ExternalStoreChanges
 from application.keystores.ports import (
     KEY_STORE_PASSWORD_PURPOSE,
     KeyStoreView,
@@ -36,7 +38,6 @@ from domain.errors import (
     CustomKeyStoreNotFoundError,
     IncorrectTrustAnchorError,
     LimitExceededError,
-    UnsupportedOperationError,
     ValidationError,
     shown,
 )
@@ -48,9 +49,6 @@ from domain.keystores.store import (
     new_store_id,
     store_uuid,
 )
-
-XKS_MEMBERS = ("XksProxyUriEndpoint", "XksProxyUriPath", "XksProxyVpcEndpointServiceName",
-               "XksProxyVpcEndpointServiceOwner", "XksProxyAuthenticationCredential", "XksProxyConnectivity")
 
 
 def _pem_certificate(text: str) -> bytes:
@@ -64,11 +62,11 @@ def _pem_certificate(text: str) -> bytes:
                                         "(the content of the cluster's customerCA.crt).") from None
 
 
-class CustomKeyStoreService:
+class CustomKeyStoreService(ExternalStoreChanges):
     def __init__(self, ledger: KeyLedger, writer: LedgerWriter, view: KeyStoreView, passwords: StorePasswords,
                  tokens: StoreTokens, clock: Clock, *, seal: Callable[..., bytes], unseal: Callable[..., bytes],
                  related_clusters: Callable[[str], list[str]], keys_in_store: Callable[[Any, str], int],
-                 authorize: Callable[[Call], None]) -> None:
+                 authorize: Callable[[Call], None], external: ExternalKeyStores | None = None) -> None:
         self._ledger = ledger
         self._writer = writer
         self._view = view
@@ -80,6 +78,7 @@ class CustomKeyStoreService:
         self._related = related_clusters  # cluster ids mapped to the same token, this one included
         self._keys_in_store = keys_in_store
         self._authorize = authorize
+        self._external = external  # external key stores: their XKS proxies (application/keystores/external.py)
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -101,9 +100,11 @@ class CustomKeyStoreService:
     def create(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
         scope = call.in_scope()
         store_type = p.get("CustomKeyStoreType") or AWS_CLOUDHSM
-        if store_type == EXTERNAL_KEY_STORE or any(p.get(m) is not None for m in XKS_MEMBERS):
-            raise UnsupportedOperationError("External key stores (EXTERNAL_KEY_STORE) are not offered by keyledger yet; "
-                                            "create an AWS_CLOUDHSM key store.")
+        if store_type == EXTERNAL_KEY_STORE:
+            return self._create_external(call, p)
+        if any(p.get(m) is not None for m in XKS_MEMBERS):
+            raise ValidationError("XksProxy* settings apply to EXTERNAL_KEY_STORE key stores only; set "
+                                  "CustomKeyStoreType EXTERNAL_KEY_STORE.")
         missing = [m for m in ("CloudHsmClusterId", "TrustAnchorCertificate", "KeyStorePassword") if not p.get(m)]
         if missing:
             raise ValidationError(f"An AWS_CLOUDHSM key store needs {', '.join(missing)}.")
@@ -118,15 +119,12 @@ class CustomKeyStoreService:
         related = self._related(cluster_id)
 
         def checks(tx: Any) -> None:
-            if self._view.by_name(tx, scope.account_id, scope.region, name) is not None:
-                raise CustomKeyStoreNameInUseError(f"A custom key store named '{shown(name)}' already exists.")
+            self._new_store_checks(tx, scope, name)
             users = self._view.by_cluster(tx, related)
             if users:
                 raise CloudHsmClusterInUseError(
                     f"Cluster {cluster_id} (or a cluster on the same token) is already the cluster of custom key "
                     f"store {users[0].store_id}.")
-            if self._view.count(tx, scope.account_id, scope.region) >= MAX_STORES_PER_REGION:
-                raise LimitExceededError(f"An account may have at most {MAX_STORES_PER_REGION} custom key stores in a Region.")
             self._passwords.put(tx, store_id, wrapped)
 
         def attempt() -> Outcome[None]:
@@ -137,6 +135,13 @@ class CustomKeyStoreService:
 
         self._writer.retrying(call, attempt)
         return {"CustomKeyStoreId": store_id}
+
+    def _new_store_checks(self, tx: Any, scope: Any, name: str) -> None:
+        """In the creating transaction, after the writers' lock: the name is free and the quota not spent."""
+        if self._view.by_name(tx, scope.account_id, scope.region, name) is not None:
+            raise CustomKeyStoreNameInUseError(f"A custom key store named '{shown(name)}' already exists.")
+        if self._view.count(tx, scope.account_id, scope.region) >= MAX_STORES_PER_REGION:
+            raise LimitExceededError(f"An account may have at most {MAX_STORES_PER_REGION} custom key stores in a Region.")
 
     def describe(self, call: Call, store_id: str | None, name: str | None, limit: int | None,
                  marker: str | None) -> dict[str, Any]:
@@ -158,6 +163,8 @@ class CustomKeyStoreService:
 
     def update(self, call: Call, p: dict[str, Any]) -> dict[str, Any]:
         store_id = p["CustomKeyStoreId"]
+        if self.load(call, store_id).store_type == EXTERNAL_KEY_STORE:
+            return self._update_external(call, p)
         if any(p.get(m) is not None for m in XKS_MEMBERS):
             raise ValidationError("XksProxy* settings apply to EXTERNAL_KEY_STORE key stores only.")
         new_name, password, cluster_id = p.get("NewCustomKeyStoreName"), p.get("KeyStorePassword"), p.get("CloudHsmClusterId")
@@ -184,17 +191,17 @@ class CustomKeyStoreService:
                 also.append(lambda tx: self._passwords.put(tx, store_id, wrapped))
             if new_name is not None and new_name != store.name:
                 store.rename(new_name, now)
-
-                def name_free(tx: Any) -> None:
-                    other = self._view.by_name(tx, scope.account_id, scope.region, new_name)
-                    if other is not None and other.store_id != store_id:
-                        raise CustomKeyStoreNameInUseError(f"A custom key store named '{shown(new_name)}' already exists.")
-                also.append(name_free)
+                also.append(lambda tx: self._name_free(tx, scope, new_name, store_id))
             return Outcome([store], also=also)
 
         self._writer.retrying(call, attempt)
         self._view.forget(store_id)
         return {}
+
+    def _name_free(self, tx: Any, scope: Any, name: str, store_id: str) -> None:
+        other = self._view.by_name(tx, scope.account_id, scope.region, name)
+        if other is not None and other.store_id != store_id:
+            raise CustomKeyStoreNameInUseError(f"A custom key store named '{shown(name)}' already exists.")
 
     def delete(self, call: Call, store_id: str) -> dict[str, Any]:
         def attempt() -> Outcome[None]:
@@ -233,11 +240,15 @@ class CustomKeyStoreService:
         """Logs in to the store's token and records the outcome (a service call of its own)."""
         store: CustomKeyStore = self._ledger.repository.get(store_uuid(store_id))  # type: ignore[assignment]
         error: str | None = None
-        try:
-            self.open_token(store)
-        except StoreConnectionError as exc:
-            error = exc.code
         request_id, event_id = new_ids(2)
+        if store.store_type == EXTERNAL_KEY_STORE:  # the proxy answers GetHealthStatus, with a healthy key manager
+            self._view.forget(store_id)
+            error = self._require_external().connection_error(store_id, request_id)
+        else:
+            try:
+                self.open_token(store)
+            except StoreConnectionError as exc:
+                error = exc.code
         service = Call.service("ConnectCustomKeyStore", at=self._clock.now(), request_id=request_id,
                                event_id=event_id, scope=scope)
         self._authorize(service)  # a service call: allowed by rule, and its record says so

@@ -45,6 +45,15 @@ STORE_OVERHEAD = STORE_HEADER_LEN + _TAG
 TokenSeal = Callable[[bytes, bytes, bytes], bytes]
 
 
+# Keys in an external key store (origin EXTERNAL_KEY_STORE): double encryption, as AWS KMS does it. The inner layer
+# is a version-1 blob under the key's own backing key; the XKS proxy encrypts that whole blob with the external
+# key, and what it returns is kept (domain/crypto/external_blob.py):
+#     version 4 (1) | key id (16) | material id (16) | iv length (1) | iv | metadata length (1) | metadata
+#     | tag (16) | the proxy's ciphertext of the inner blob
+EXTERNAL_VERSION = 4
+EXTERNAL_MIN_LEN = 1 + _KEY_ID + _MATERIAL_ID + 1 + 12 + 1 + _TAG + OVERHEAD
+
+
 @dataclass(frozen=True)
 class BlobHeader:
     key_id: uuid.UUID
@@ -59,6 +68,10 @@ class BlobHeader:
     def public_key_id(self) -> str:
         """The key id as callers write it: a UUID, or mrk- and 32 hex digits."""
         return _MRK + self.key_id.hex if self.version == MULTI_REGION_VERSION else str(self.key_id)
+
+    @property
+    def external(self) -> bool:
+        return self.version == EXTERNAL_VERSION
 
 
 def _key_field(key_id: uuid.UUID | str) -> tuple[int, bytes]:
@@ -91,7 +104,8 @@ def encrypt(backing_key: bytes, key_id: uuid.UUID | str, material_id: bytes, pla
 def parse_header(blob: bytes) -> BlobHeader:
     version = blob[0] if blob else None
     if not ((version in (VERSION, MULTI_REGION_VERSION) and len(blob) >= OVERHEAD)
-            or (version == STORE_VERSION and len(blob) >= STORE_OVERHEAD)):
+            or (version == STORE_VERSION and len(blob) >= STORE_OVERHEAD)
+            or (version == EXTERNAL_VERSION and len(blob) >= EXTERNAL_MIN_LEN)):
         raise InvalidCiphertextError("The ciphertext is not a keyledger symmetric ciphertext, or it is truncated.")
     return BlobHeader(key_id=uuid.UUID(bytes=blob[1:17]), material_id=blob[17:33], version=version)
 
@@ -112,7 +126,7 @@ def decrypt_in_store(open_: TokenSeal, blob: bytes, context: Mapping[str, str] |
 
 
 def decrypt(backing_key: bytes, blob: bytes, context: Mapping[str, str] | None) -> bytes:
-    if parse_header(blob).in_store:
+    if parse_header(blob).version != VERSION:
         raise InvalidCiphertextError("The ciphertext was made by a key in a custom key store.")
     header = blob[:HEADER_LEN]
     nonce, iv = header[33:49], header[49:61]

@@ -18,7 +18,7 @@ from domain.keys.import_events import ImportableKey
 from domain.keys.material import key_material_id, material_record
 from domain.keys.multi_region import MultiRegionKey, apply_shared
 from domain.keys.rotation import RotatableKey
-from domain.keys.specs import ORIGIN_AWS_CLOUDHSM, ORIGIN_AWS_KMS
+from domain.keys.specs import ORIGIN_AWS_CLOUDHSM, ORIGIN_AWS_KMS, ORIGIN_EXTERNAL_KEY_STORE
 from domain.keys.states import KeyState, require_state
 from domain.keys.tags import merged_tags, validate_tag_keys
 
@@ -51,6 +51,7 @@ class Key(MultiRegionKey, RotatableKey, ImportableKey, GrantableKey, Aggregate):
         multi_region: bool
         custom_key_store_id: str | None  # origin AWS_CLOUDHSM: the store whose token holds the material
         cloud_hsm_cluster_id: str | None
+        xks_key_id: str | None  # origin EXTERNAL_KEY_STORE: the external key in the store's XKS proxy
         # A multi-Region key's mrk- id (its aggregate id is derived from it and the Region); absent: the id is the
         # aggregate's (events stored before multi-Region keys have neither this nor the replica fields).
         public_key_id: str | None
@@ -172,7 +173,8 @@ class Key(MultiRegionKey, RotatableKey, ImportableKey, GrantableKey, Aggregate):
     def __init__(self, *, account_id: str, region: str, partition: str, key_spec: str, key_usage: str,
                  origin: str, description: str, policy: str, tags: dict[str, str], material_id: str | None,
                  commitment: str | None, multi_region: bool, custom_key_store_id: str | None = None,
-                 cloud_hsm_cluster_id: str | None = None, public_key_id: str | None = None) -> None:
+                 cloud_hsm_cluster_id: str | None = None, public_key_id: str | None = None,
+                 xks_key_id: str | None = None) -> None:
         self.account_id = account_id
         self.region = region
         self.partition = partition
@@ -189,10 +191,11 @@ class Key(MultiRegionKey, RotatableKey, ImportableKey, GrantableKey, Aggregate):
         self.primary_region: str | None = region if multi_region else None
         self.replica_regions: list[str] = []
         self.key_manager = "CUSTOMER"  # snapshots from before AWS managed keys lack it: read with getattr
-        # Events stored before custom key stores lack these two: the defaults above apply to them.
+        # Events stored before custom key stores lack these: the defaults above apply to them.
         self.custom_key_store_id = custom_key_store_id
         self.cloud_hsm_cluster_id = cloud_hsm_cluster_id
-        self.state = (KeyState.ENABLED if origin in (ORIGIN_AWS_KMS, ORIGIN_AWS_CLOUDHSM)
+        self.xks_key_id = xks_key_id
+        self.state = (KeyState.ENABLED if origin in (ORIGIN_AWS_KMS, ORIGIN_AWS_CLOUDHSM, ORIGIN_EXTERNAL_KEY_STORE)
                       else KeyState.PENDING_IMPORT).value
         self.state_before_deletion: str | None = None
         self.current_material_id = material_id
@@ -214,7 +217,8 @@ class Key(MultiRegionKey, RotatableKey, ImportableKey, GrantableKey, Aggregate):
     def create(cls, *, key_id: UUID, scope: Scope, at: datetime, key_spec: str, key_usage: str, origin: str,
                description: str, policy: str, tags: Mapping[str, str], material_id: str | None,
                commitment: str | None, custom_key_store_id: str | None = None,
-               cloud_hsm_cluster_id: str | None = None, multi_region_key_id: str | None = None) -> Key:
+               cloud_hsm_cluster_id: str | None = None, multi_region_key_id: str | None = None,
+               xks_key_id: str | None = None) -> Key:
         """``multi_region_key_id`` (mrk-...): a multi-Region primary key, stored as ``key_id`` (its id in this
         Region, domain.identifiers.key_storage_id)."""
         merged_tags({}, tags)
@@ -224,7 +228,7 @@ class Key(MultiRegionKey, RotatableKey, ImportableKey, GrantableKey, Aggregate):
             description=description, policy=policy, tags=dict(tags), material_id=material_id,
             commitment=commitment, multi_region=multi_region_key_id is not None,
             custom_key_store_id=custom_key_store_id, cloud_hsm_cluster_id=cloud_hsm_cluster_id,
-            public_key_id=multi_region_key_id,
+            public_key_id=multi_region_key_id, xks_key_id=xks_key_id,
         )
 
     @classmethod
@@ -239,7 +243,7 @@ class Key(MultiRegionKey, RotatableKey, ImportableKey, GrantableKey, Aggregate):
             partition=primary.partition, key_spec=primary.key_spec, key_usage=primary.key_usage,
             origin=primary.origin, description=description, policy=policy, tags=dict(tags), material_id=None,
             commitment=None, multi_region=True, custom_key_store_id=None, cloud_hsm_cluster_id=None,
-            public_key_id=primary.key_id, primary_region=primary.region,
+            xks_key_id=None, public_key_id=primary.key_id, primary_region=primary.region,
             replica_regions=sorted({*primary.replica_regions, region}), **shared_state(primary))
 
     def recreate_replica(self, primary: Key, *, at: datetime, description: str, policy: str,

@@ -31,7 +31,10 @@ def key_metadata(key: Key) -> dict[str, Any]:
         meta["MultiRegionConfiguration"] = key.multi_region_configuration()
     if getattr(key, "custom_key_store_id", None):
         meta["CustomKeyStoreId"] = key.custom_key_store_id
-        meta["CloudHsmClusterId"] = key.cloud_hsm_cluster_id
+        if getattr(key, "xks_key_id", None):
+            meta["XksKeyConfiguration"] = {"Id": key.xks_key_id}
+        else:
+            meta["CloudHsmClusterId"] = key.cloud_hsm_cluster_id
     if key.key_spec in LEGACY_CUSTOMER_MASTER_KEY_SPECS:
         meta["CustomerMasterKeySpec"] = key.key_spec
     algorithms = spec.algorithms_for(key.key_usage)

@@ -9,7 +9,13 @@ from eventsourcing.domain import Aggregate
 
 from domain.errors import LimitExceededError, UnsupportedOperationError
 from domain.keys.material import material_record
-from domain.keys.specs import ORIGIN_AWS_CLOUDHSM, ORIGIN_AWS_KMS, ORIGIN_EXTERNAL, SYMMETRIC_DEFAULT
+from domain.keys.specs import (
+    ORIGIN_AWS_CLOUDHSM,
+    ORIGIN_AWS_KMS,
+    ORIGIN_EXTERNAL,
+    ORIGIN_EXTERNAL_KEY_STORE,
+    SYMMETRIC_DEFAULT,
+)
 from domain.keys.states import KeyState
 
 if TYPE_CHECKING:
@@ -80,7 +86,7 @@ class RotatableKey:
 
     def rotation_status(self: Key) -> dict[str, Any]:
         self.require("GetKeyRotationStatus")
-        if self.origin == ORIGIN_AWS_CLOUDHSM:
+        if self.origin in (ORIGIN_AWS_CLOUDHSM, ORIGIN_EXTERNAL_KEY_STORE):
             raise UnsupportedOperationError(f"{self.arn} is in a custom key store: AWS KMS does not rotate those keys.")
         if self.key_spec != SYMMETRIC_DEFAULT:
             raise UnsupportedOperationError(

@@ -15,6 +15,7 @@ ENCAPSULATE_DECAPSULATE = "ENCAPSULATE_DECAPSULATE"
 ORIGIN_AWS_KMS = "AWS_KMS"
 ORIGIN_EXTERNAL = "EXTERNAL"
 ORIGIN_AWS_CLOUDHSM = "AWS_CLOUDHSM"  # the material is an object in a custom key store's token
+ORIGIN_EXTERNAL_KEY_STORE = "EXTERNAL_KEY_STORE"  # double encryption: keyledger's layer, then an XKS proxy's
 
 # KeyMetadata member that lists a usage's algorithms.
 ALGORITHM_MEMBERS = {

@@ -1,10 +1,12 @@
 """The CustomKeyStore aggregate: a custom key store's life (created, renamed, reconfigured, connected,
 disconnected, deleted) as events, so "which store held key K on date D, and was it connected" is a replay.
 
-One aggregate for every store type: ``store_type`` says which (AWS_CLOUDHSM now; EXTERNAL_KEY_STORE later) and
-``settings`` holds that type's own fields (AWS_CLOUDHSM: cluster_id, trust_anchor_certificate). The connection
-rules, which state allows which operation, are AWS KMS's and the same for both types. No secret is in any
-event: the key store password lives root-wrapped in its own table; ``PasswordChanged`` only says it changed.
+One aggregate for every store type: ``store_type`` says which and ``settings`` holds that type's own fields
+(AWS_CLOUDHSM: cluster_id, trust_anchor_certificate; EXTERNAL_KEY_STORE: uri_endpoint, uri_path, connectivity,
+access_key_id). The connection rules, which state allows which operation, are AWS KMS's and the same for both
+types, except that an external key store's credential and path may change while it is CONNECTED. No secret is in
+any event: the key store password (an XKS proxy credential's secret access key) lives root-wrapped in its own
+table; ``PasswordChanged`` only says it changed.
 """
 from __future__ import annotations
 
@@ -36,6 +38,12 @@ class ConnectionState(str, Enum):
 # ConnectionErrorCode values a CloudHSM key store may show (botocore's ConnectionErrorCodeType).
 INVALID_CREDENTIALS, CLUSTER_NOT_FOUND, NETWORK_ERRORS = "INVALID_CREDENTIALS", "CLUSTER_NOT_FOUND", "NETWORK_ERRORS"
 INTERNAL_ERROR, USER_LOCKED_OUT, INSUFFICIENT_CLOUDHSM_HSMS = "INTERNAL_ERROR", "USER_LOCKED_OUT", "INSUFFICIENT_CLOUDHSM_HSMS"
+# ...and an external key store (INVALID_CREDENTIALS and INTERNAL_ERROR too).
+XKS_PROXY_ACCESS_DENIED, XKS_PROXY_NOT_REACHABLE = "XKS_PROXY_ACCESS_DENIED", "XKS_PROXY_NOT_REACHABLE"
+XKS_PROXY_INVALID_RESPONSE, XKS_PROXY_INVALID_CONFIGURATION = "XKS_PROXY_INVALID_RESPONSE", "XKS_PROXY_INVALID_CONFIGURATION"
+XKS_PROXY_TIMED_OUT, XKS_PROXY_INVALID_TLS_CONFIGURATION = "XKS_PROXY_TIMED_OUT", "XKS_PROXY_INVALID_TLS_CONFIGURATION"
+# External key store settings that may change while the store is CONNECTED (AWS: the credential and the path).
+XKS_CHANGEABLE_CONNECTED = frozenset({"uri_path", "access_key_id"})
 
 
 def new_store_id() -> str:
@@ -152,6 +160,10 @@ class CustomKeyStore(Aggregate):
         if self.store_type == AWS_CLOUDHSM:
             entry["CloudHsmClusterId"] = self.settings.get("cluster_id")
             entry["TrustAnchorCertificate"] = self.settings.get("trust_anchor_certificate")
+        else:
+            entry["XksProxyConfiguration"] = {
+                "Connectivity": self.settings.get("connectivity"), "AccessKeyId": self.settings.get("access_key_id"),
+                "UriEndpoint": self.settings.get("uri_endpoint"), "UriPath": self.settings.get("uri_path")}
         if self.state is ConnectionState.FAILED and self.error_code:
             entry["ConnectionErrorCode"] = self.error_code  # AWS shows it only while FAILED
         return entry
@@ -169,14 +181,20 @@ class CustomKeyStore(Aggregate):
         if self.state is not ConnectionState.DISCONNECTED:
             raise _invalid(self.store_id, self.connection_state, f"disconnect it before you {doing}")
 
+    def _changeable_connected(self) -> frozenset[str]:
+        return XKS_CHANGEABLE_CONNECTED if self.store_type == EXTERNAL_KEY_STORE else frozenset()
+
     def change_settings(self, settings: Mapping[str, Any], at: datetime) -> None:
-        self.require_disconnected("change its settings")
         changed = {k: v for k, v in settings.items() if self.settings.get(k) != v}
+        if not set(changed) <= self._changeable_connected() or self.state is not ConnectionState.CONNECTED:
+            self.require_disconnected("change its settings" if self.store_type == AWS_CLOUDHSM else
+                                      "change its XksProxyUriEndpoint or XksProxyConnectivity")
         if changed:
             self.trigger_event(self.SettingsChanged, settings=changed, timestamp=at)
 
     def change_password(self, at: datetime) -> None:
-        self.require_disconnected("change its password")
+        if not (self.store_type == EXTERNAL_KEY_STORE and self.state is ConnectionState.CONNECTED):
+            self.require_disconnected("change its password")
         self.trigger_event(self.PasswordChanged, timestamp=at)
 
     def request_connection(self, at: datetime) -> bool:

@@ -226,7 +226,7 @@ def test_store_errors_wrong_pin_and_password_update(servers, softhsm, tmp_path):
     assert error_code(create, CloudHsmClusterId="cluster-4bcdefghjkmn") == "CloudHsmClusterNotFoundException"
     assert error_code(create, CloudHsmClusterId="cluster-3bcdefghjkmn") == "CloudHsmClusterNotActiveException"
     assert error_code(create, TrustAnchorCertificate="not a certificate") == "IncorrectTrustAnchorException"
-    assert error_code(create, CustomKeyStoreType="EXTERNAL_KEY_STORE") == "UnsupportedOperationException"
+    assert error_code(create, CustomKeyStoreType="EXTERNAL_KEY_STORE") == "ValidationException"  # CloudHSM members
     store_id = create()
     assert error_code(create) == "CustomKeyStoreNameInUseException"
     # Another cluster id on the same token is the same hardware: in use.

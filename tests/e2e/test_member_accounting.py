@@ -27,13 +27,18 @@ E2E = Path(__file__).resolve().parent
 # operation -> honoured member -> "<file in tests/e2e>::<test function>" that exercises it.
 BEHAVIOUR: dict[str, dict[str, str]] = {
     "ConnectCustomKeyStore": {"CustomKeyStoreId": "test_custom_key_stores.py::test_cloudhsm_store_life_cycle"},
-    "CreateCustomKeyStore": {name: "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update" for name in (
+    "CreateCustomKeyStore": {**{name: "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update" for name in (
         "CustomKeyStoreName", "CloudHsmClusterId", "TrustAnchorCertificate", "KeyStorePassword", "CustomKeyStoreType")},
+        **{name: "test_external_key_stores.py::test_external_key_store_through_another_keyledger" for name in (
+            "XksProxyUriEndpoint", "XksProxyUriPath", "XksProxyAuthenticationCredential", "XksProxyConnectivity")}},
     "DeleteCustomKeyStore": {"CustomKeyStoreId": "test_custom_key_stores.py::test_cloudhsm_store_life_cycle"},
     "DescribeCustomKeyStores": {name: "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update" for name in ("CustomKeyStoreId", "CustomKeyStoreName", "Limit", "Marker")},
     "DisconnectCustomKeyStore": {"CustomKeyStoreId": "test_custom_key_stores.py::test_cloudhsm_store_life_cycle"},
     "UpdateCustomKeyStore": {"CustomKeyStoreId": "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update", "NewCustomKeyStoreName": "test_custom_key_stores.py::test_cloudhsm_store_life_cycle", "KeyStorePassword": "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update",
-                             "CloudHsmClusterId": "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update"},
+                             "CloudHsmClusterId": "test_custom_key_stores.py::test_store_errors_wrong_pin_and_password_update",
+                             **{name: "test_external_key_stores.py::test_external_key_store_through_another_keyledger" for name in (
+                                 "XksProxyUriEndpoint", "XksProxyUriPath", "XksProxyAuthenticationCredential",
+                                 "XksProxyConnectivity")}},
     "CancelKeyDeletion": {
         "KeyId": "test_audit_records.py::test_lifecycle_records_echo_their_response",
     },
@@ -62,6 +67,7 @@ BEHAVIOUR: dict[str, dict[str, str]] = {
         "BypassPolicyLockoutSafetyCheck": "test_authorization_scenarios.py::test_scenario",
         "Tags": "test_audit_bounds.py::test_a_record_of_the_largest_valid_create_key_is_bounded_and_marked",
         "MultiRegion": "test_multi_region_keys.py::test_multi_region_life_cycle_across_three_regions",
+        "XksKeyId": "test_external_key_stores.py::test_external_key_store_through_another_keyledger",
     },
     "Decapsulate": {
         "KeyId": "test_lifecycle_asymmetric.py::test_ml_kem_encapsulate_then_decapsulate",
@@ -389,7 +395,8 @@ _STRINGS = {"AliasNameType": "alias/member", "KeyIdType": "1234abcd-12ab-34cd-56
             "XksProxyAuthenticationRawSecretAccessKeyType": "a" * 43,
             "CustomKeyStoreNameType": "member-store", "CloudHsmClusterIdType": "cluster-2a3b4c5d6e7",
             "CustomKeyStoreIdType": "cks-1234567890abcdef0"}
-_TRIGGERS: dict[tuple[str, str], Any] = {}
+_TRIGGERS: dict[tuple[str, str], Any] = {("CreateCustomKeyStore", "XksProxyConnectivity"): "VPC_ENDPOINT_SERVICE",
+                                         ("UpdateCustomKeyStore", "XksProxyConnectivity"): "VPC_ENDPOINT_SERVICE"}
 
 
 def _value(shape: Any) -> Any:

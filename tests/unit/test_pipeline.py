@@ -92,10 +92,10 @@ class Recording(RequestLimits):
         super().__init__(WIRE.service_model, 16384, None)
         self.stages = stages
 
-    def check_headers(self, call: Call, raw_headers: Sequence[tuple[bytes, bytes]]) -> int:
+    def check_headers(self, call: Call, raw_headers: Sequence[tuple[bytes, bytes]], fixed: int | None = None) -> int:
         assert any(name == b"authorization" for name, _ in raw_headers)
         self.stages.append(f"check_headers caller={call.caller is not None}")
-        return super().check_headers(call, raw_headers)
+        return super().check_headers(call, raw_headers, fixed)
 
     async def read_body(self, call: Call, receive: Receive, limit: int) -> bytes | None:
         self.stages.append(f"read_body caller={call.caller is not None}")

@@ -74,3 +74,14 @@ def test_sqlite_and_the_root_key_file_keep_the_default_data_directory() -> None:
     assert str(Settings.load({"KEYLEDGER_DATABASE_URL": POSTGRES}).root_key_file) == "keyledger-data/root-key"
     assert str(Settings.load({"KEYLEDGER_ROOT_KEY_PROVIDER": "env"}).checkpoint_file) == \
         "keyledger-data/audit-checkpoints.jsonl"
+
+
+def test_xks_settings_defaults_and_refusals() -> None:
+    settings = Settings.load({})
+    assert (settings.xks_uri_prefix, settings.xks_proxy_timeout, settings.xks_proxy_port) == ("xks", 1.0, 443)
+    assert Settings.load({"KEYLEDGER_XKS_URI_PREFIX": "/tenant-1/xks/"}).xks_uri_prefix == "tenant-1/xks"
+    assert Settings.load({"KEYLEDGER_XKS_URI_PREFIX": "/"}).xks_uri_prefix == ""  # /kms/xks/v1 itself
+    for variable, text in (("KEYLEDGER_XKS_URI_PREFIX", "a.b"), ("KEYLEDGER_XKS_URI_PREFIX", "a//b"),
+                           ("KEYLEDGER_XKS_PROXY_TIMEOUT", "0"), ("KEYLEDGER_XKS_PROXY_PORT", "70000")):
+        with pytest.raises(SystemExit, match="KEYLEDGER_XKS"):
+            Settings.load({variable: text})
