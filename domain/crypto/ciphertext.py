@@ -126,7 +126,7 @@ def decrypt_in_store(open_: TokenSeal, blob: bytes, context: Mapping[str, str] |
 
 
 def decrypt(backing_key: bytes, blob: bytes, context: Mapping[str, str] | None) -> bytes:
-    if parse_header(blob).version != VERSION:
+    if parse_header(blob).version not in (VERSION, MULTI_REGION_VERSION):
         raise InvalidCiphertextError("The ciphertext was made by a key in a custom key store.")
     header = blob[:HEADER_LEN]
     nonce, iv = header[33:49], header[49:61]
