@@ -7,6 +7,7 @@ import os
 import select
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +15,7 @@ from typing import Iterator
 import pytest
 from typer.testing import CliRunner
 
+from tests.cli import run_keyledger
 from tests.conftest import ServerFactory
 from tests.servers import ACCOUNT_ID, ROOT, Server, free_port
 
@@ -21,8 +23,10 @@ ROOT_ARN = f"arn:aws:iam::{ACCOUNT_ID}:root"
 
 
 def run(server: Server | None, *args: str, expect: int = 0, columns: int = 80, env: dict | None = None,
-        data_dir: Path | None = None) -> subprocess.CompletedProcess:
-    """``keyledger <args>`` in a terminal ``columns`` wide (80: where truncation used to happen)."""
+        data_dir: Path | None = None, process: bool = False) -> subprocess.CompletedProcess:
+    """``keyledger <args>`` in a terminal ``columns`` wide (80: where truncation used to happen); in a process of
+    its own for ``serve`` and when ``process`` (the entry point itself is what is tested), else in this one
+    (tests/cli.py)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("KEYLEDGER_", "AWS_"))}
     environment.update(PYTHONPATH=str(ROOT), COLUMNS=str(columns))
     if server is not None:
@@ -32,8 +36,7 @@ def run(server: Server | None, *args: str, expect: int = 0, columns: int = 80, e
     if data_dir is not None:
         environment["KEYLEDGER_DATA_DIR"] = str(data_dir)
     environment.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "api", *args], cwd=ROOT, env=environment, capture_output=True,
-                          text=True, timeout=120)
+    proc = run_keyledger(args, environment, timeout=120, subprocess_only=process or args[:1] == ("serve",))
     assert proc.returncode == expect, (f"keyledger {' '.join(args)} exited {proc.returncode}, expected {expect}:\n"
                                        f"{proc.stdout}\n{proc.stderr}")
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -84,7 +87,7 @@ def test_help_keeps_every_flags_variable_and_default() -> None:
 
 
 def test_version() -> None:
-    assert run(None, "--version").stdout.startswith("keyledger ")
+    assert run(None, "--version", process=True).stdout.startswith("keyledger ")
 
 
 # -- time arguments -----------------------------------------------------------------------------------
@@ -255,7 +258,15 @@ def test_audit_tail_shows_the_last_n_and_follow_streams(server: Server) -> None:
 # -- status and serve -----------------------------------------------------------------------------------
 
 def test_status(server: Server) -> None:
-    report = json.loads(run(server, "status", "--json", env={"KEYLEDGER_PORT": str(server.port)}).stdout)
+    def status() -> dict:
+        return json.loads(run(server, "status", "--json", env={"KEYLEDGER_PORT": str(server.port)}).stdout)
+
+    # The server takes the background lock on its first background pass, within a second of answering.
+    deadline = time.monotonic() + 30  # a hang guard, not a timing assertion
+    report = status()
+    while report["background work"].startswith("none") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        report = status()
     assert report["endpoint"] == f"http://127.0.0.1:{server.port} (answering (200 ready))"
     assert report["backend"].startswith("SQLite ") and report["sealed"] == "no"
     assert report["root key provider"] == "file" and report["audit head"].startswith("seq ")
