@@ -11,7 +11,7 @@ from api.sigv4 import verify_sigv4
 from application.calls import Call, Caller
 from domain.errors import InvalidSignatureError, SealedError, UnrecognizedClientError, shown
 from domain.identifiers import Scope
-from infrastructure.bootstrap import Runtime
+from infrastructure.runtime import Runtime
 
 _CREDENTIAL = re.compile(r"Credential=(?P<key>[A-Za-z0-9]{1,128})/\d{8}/(?P<region>[a-z0-9-]{1,32})/")
 

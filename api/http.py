@@ -33,7 +33,7 @@ from api.wire_model import WireModel
 from api.xks_front import XksFront, is_xks_path
 from api.xks_wire import OPERATIONS as XKS_OPERATIONS
 from domain.errors import RequestHeaderFieldsTooLargeError
-from infrastructure.bootstrap import Runtime
+from infrastructure.runtime import Runtime
 
 
 def package_version() -> str:

@@ -18,7 +18,7 @@ from application.calls import Call
 from application.keystores.ports import MustRunInThread
 from domain.errors import UnknownOperationError, ValidationError, shown
 from domain.keys.managed import valid_service_name
-from infrastructure.bootstrap import Runtime
+from infrastructure.runtime import Runtime
 
 TARGET_PREFIX = "TrentService."
 # The AWS service a caller acts through, which keyledger cannot observe: the caller declares it (decision 91).

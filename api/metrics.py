@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from domain.keystores.store import ConnectionState
-from infrastructure.bootstrap import Runtime
+from infrastructure.runtime import Runtime
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # From a cached Encrypt (under a millisecond) to a call that waited out a slow disk.

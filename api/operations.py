@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from application.calls import Call
 from domain.errors import TagError, shown
-from infrastructure.bootstrap import Services
+from infrastructure.runtime import Services
 
 # (services, the call, its parsed parameters) -> the response members
 Handler = Callable[[Services, Call, dict[str, Any]], dict[str, Any] | None]

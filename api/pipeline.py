@@ -25,7 +25,7 @@ from application.audit.records import cloudtrail_record, new_ids
 from application.audit.trail import AuditUnavailable
 from application.calls import Call
 from domain.errors import InternalError, KmsError, RequestEntityTooLargeError, RequestHeaderFieldsTooLargeError
-from infrastructure.bootstrap import Runtime
+from infrastructure.runtime import Runtime
 
 log = logging.getLogger("keyledger.api")
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

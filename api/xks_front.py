@@ -21,7 +21,7 @@ from application.xks.ports import XKS_SOURCE
 from domain.errors import InvalidUriPathError, KmsError, SealedError, UnrecognizedClientError
 from domain.identifiers import Scope
 from domain.principals.arns import acting_arn
-from infrastructure.bootstrap import Runtime
+from infrastructure.runtime import Runtime
 
 SIGV4_SERVICE = "kms-xks-proxy"  # the spec's Appendix A: Credential=<id>/<date>/<region>/kms-xks-proxy/aws4_request
 UNROUTED = "XksProxyRequest"  # eventName of a request whose path names no XKS operation

@@ -5,16 +5,13 @@ set, no services): health answers, every key operation refuses.
 """
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Callable
+from typing import Callable
 
 from application.audit.checkpoints import Checkpointer, audit_records
 from application.audit.ledger_verify import verify_since
 from application.audit.records import cloudtrail_record, new_ids
-from application.audit.trail import AuditTrail, AuditUnavailable
+from application.audit.trail import AuditTrail
 from application.audit.unauthenticated import UnauthenticatedFailures
 from application.authorization.authorizer import Authorizer
 from application.calls import Call
@@ -72,6 +69,7 @@ from infrastructure.root_keys import (
     root_key_provider,
 )
 from infrastructure.root_wrapped import SqlRootWrappedRows
+from infrastructure.runtime import Runtime, Services
 from infrastructure.service_secrets import ROW_KEY, has_service_secret, service_secret
 from infrastructure.settings import Settings
 from infrastructure.storage import SqlBackingKeyStore, SqlImportKeyStore, SqlUnitOfWork, writer_gate_for
@@ -95,121 +93,6 @@ UNSUPPORTED_SPECS = {
     spec: f"{spec} needs post-quantum support that the installed 'cryptography' library does not have."
     for spec, supported in POST_QUANTUM_SUPPORTED.items() if not supported
 }
-
-
-@dataclass
-class Services:
-    keys: KeyService
-    aliases: AliasService
-    crypto: CryptoService
-    asymmetric: AsymmetricService
-    rotation: RotationService
-    imports: ImportService
-    maintenance: Maintenance
-    credentials: CredentialStore
-    authorizer: Authorizer
-    resolver: KeyResolver  # any KeyId form to the key it names now, as the KMS API resolves it
-    checkpointer: Checkpointer
-    audit_public_key: bytes
-    history: PointInTime
-    grants: GrantService
-    principals: PrincipalDirectory  # who callers are: existence and identity policies, now and at a moment
-    principal_admin: PrincipalService  # the operator's principal and access-key commands
-    root_key: RootKeyService  # root-key rotation and retirement
-    key_stores: CustomKeyStoreService  # custom key stores (AWS_CLOUDHSM on PKCS#11 tokens)
-    store_keys: StoreKeys
-    key_store_view: SqlCustomKeyStoreView
-    multi_region: MultiRegionService  # ReplicateKey, UpdatePrimaryRegion (decisions 155-164)
-    last_usage: KeyLastUsage | None = None  # GetKeyLastUsage, from the audit log
-    xks_proxy: XksProxyService | None = None  # keyledger serving the XKS proxy API (api/xks_front.py)
-    xks_credentials: SqlXksCredentialStore | None = None  # the credentials XKS proxy requests are signed with
-    xks_credential_admin: XksCredentialService | None = None  # `keyledger xks credentials ...`
-    console_session_key: bytes = b""  # signs web console sessions (api/console/session.py); root-wrapped at rest
-
-
-@dataclass
-class Runtime:
-    settings: Settings
-    ledger: KeyLedger
-    uow: SqlUnitOfWork
-    clock: DatabaseClock
-    audit: AuditTrail
-    health: HealthService
-    # Operator services that read the event log and need no root key (they work on a sealed service, and
-    # on an auditor's copy of the database): point in time, reports, replay, the service clock.
-    history: PointInTime
-    reports: Reports
-    replay: ProjectionReplay
-    clock_service: ClockService
-    quotas: RequestQuotas
-    unauthenticated: UnauthenticatedFailures  # failed authentication: aggregated records, per-source limit
-    audit_index: SqlAuditIndex | None = None  # finds records by key, principal, event, error and time
-    sealed_reason: str | None = None
-    services: Services | None = None
-    admin_created: bool = False
-    admin_note: str | None = None  # why no administrator key was created or written (infrastructure/node_files.py)
-    serving: bool = False  # a server process: it signed a checkpoint at start and signs one at shutdown
-    root_key_provider: Any = None  # application/ports.py: RootKeyProvider, closed with the runtime
-    root_version: CurrentRootVersion | None = None  # the rotation state, cached
-    store_tokens: Any = None  # infrastructure/cloudhsm.py: Pkcs11StoreTokens, closed with the runtime
-    leadership: Any = None  # infrastructure/leadership.py: who runs background work; released with the runtime
-    xks_client: Any = None  # infrastructure/xks_proxy_client.py: HttpXksProxyClient, closed with the runtime
-
-    def key_store_state(self) -> list[dict[str, Any]]:
-        """What /healthz and /metrics say about custom key stores: id, type and connection state (no secret)."""
-        if self.services is None or self.sealed_reason is not None:
-            return []
-        try:
-            rows = self.services.key_store_view.all()
-        except Exception:  # noqa: BLE001 - health answers whatever the database does (readiness says why)
-            return []
-        return [{"id": r.store_id, "type": r.store_type, "connection_state": r.connection_state,
-                 **({"connection_error_code": r.entry["ConnectionErrorCode"]} if "ConnectionErrorCode" in r.entry else {})}
-                for r in rows]
-
-    def background_state(self) -> dict[str, Any] | None:
-        """What /healthz and /metrics say about background work: whether this process leads it, by which lock."""
-        if self.leadership is None:
-            return None
-        return {"leader": self.leadership.holding, "lock": self.leadership.kind}
-
-    def root_key_state(self) -> dict[str, Any]:
-        """What /healthz and /metrics say about the root key: provider, sealed or not, version and rotation."""
-        state: dict[str, Any] = {"provider": self.settings.root_key_provider, "sealed": self.sealed_reason is not None}
-        if self.root_version is not None and self.sealed_reason is None:
-            state.update(self.root_version.state())
-        return state
-
-    def now(self) -> datetime:
-        return self.clock.now()
-
-    def flush_unauthenticated(self, force: bool = False) -> int:
-        """Writes the summary records of the failed-authentication windows that ended (all, if ``force``)."""
-        return self.unauthenticated.flush(self.audit.record, force)
-
-    def close(self) -> None:
-        try:  # graceful shutdown: the window under way gets its summary while the committer still runs
-            self.flush_unauthenticated(force=True)
-        except AuditUnavailable:
-            pass  # the store is gone: nothing more can be recorded, and stopping must go on
-        self.health.close()
-        self.audit.stop()
-        if self.services is not None and (self.serving or self.audit.appended):
-            try:  # what this process recorded leaves covered by a checkpoint (docs/audit.md)
-                self.services.checkpointer.checkpoint_if_behind()
-            except Exception:  # the store is gone: `verify` will report the uncovered tail
-                logging.getLogger("keyledger").exception("the shutdown checkpoint could not be signed")
-        if self.store_tokens is not None:
-            self.store_tokens.close_all()
-        if self.xks_client is not None:
-            self.xks_client.close()
-        if self.root_key_provider is not None:
-            self.root_key_provider.close()
-        if self.leadership is not None:  # after the shutdown checkpoint: another node leads from here on
-            self.leadership.release()
-        self.ledger.close()
-        # Closing the last SQLite connection checkpoints the WAL into the database and removes it.
-        self.ledger.recorder.datastore.engine.dispose()  # type: ignore[attr-defined]
 
 
 def audit_public_key(signing_key: bytes) -> bytes:
