@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from http.cookies import CookieError, SimpleCookie
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from fastapi import FastAPI, Request
@@ -17,16 +16,28 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from api.console.chart import bucket_count, usage_svg
+from api.console.pages import (
+    Page,
+    access_page,
+    audit_page,
+    integrity_page,
+    iso,
+    key_page,
+    keys_page,
+    sign_out,
+    usage_page,
+)
 from api.console.session import (
+    PREFIX,
     SESSION_COOKIE,
     SIGNIN_CSRF_COOKIE,
     Session,
     SessionCodec,
     SessionRefused,
+    request_cookies,
+    set_cookie,
     signin_csrf_ok,
 )
-from api.moments import MomentError, parse_moment
 from api.pipeline import HttpRequest, RequestPipeline
 from application.calls import Call, Caller
 from domain.errors import (
@@ -37,14 +48,11 @@ from domain.errors import (
     shown,
 )
 from domain.identifiers import Scope
-from domain.keys.operations import operations_of
 from domain.policy.evaluation import Decision
 from infrastructure.bootstrap import Runtime, Services
 
-PREFIX = "/console"
 CONSOLE_OPERATIONS = ("ConsoleLogin", "ConsoleLogout", "ConsoleListKeys", "ConsoleGetKey", "ConsoleGetKeyAccess",
                       "ConsoleLookupAuditEvents", "ConsoleGetIntegrity", "ConsoleVerifyIntegrity", "ConsoleGetUsage")
-AUDIT_PAGE = 50
 MAX_FIELD = 256  # any query or form value; longer ones are refused before any work
 MAX_FORM_BYTES = 4096
 SECURITY_HEADERS = {
@@ -68,16 +76,6 @@ class Console:
             assert services is not None
             self.codec = SessionCodec(services.console_session_key, self.runtime.settings.console_session_seconds)
         return self.codec
-
-
-@dataclass
-class Page:
-    """What a page's render function returns: a template and its values, or a redirect."""
-
-    template: str | None = None
-    values: dict[str, Any] = field(default_factory=dict)
-    redirect: str | None = None
-    cookies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -114,7 +112,7 @@ class ConsoleCall:
         call = Call.api(self.name, at=at, request_id=request_id, event_id=event_id, source_ip=request.client,
                         user_agent=_header(request, b"user-agent"), secure_transport=request.secure)
         call.request_parameters = {k: v for k, v in self.parameters.items() if v not in (None, "")} or None
-        self.cookies = _cookies(request)
+        self.cookies = request_cookies(request.raw_headers)
         return call, self.name
 
     def authenticate(self, call: Call, request: HttpRequest, body: bytes) -> None:
@@ -145,8 +143,8 @@ class ConsoleCall:
                 raise UnrecognizedClientError("The access key id, secret access key or region is not valid.")
             self._sign_in_as(call, credential, region)
             token, self.session = codec.issue(credential.access_key_id, region, runtime.now())
-            cookie = _cookie(SESSION_COOKIE, token, codec.ttl_seconds, request.secure)
-            self.page = Page(redirect=f"{PREFIX}/keys", cookies=[cookie, _cookie(SIGNIN_CSRF_COOKIE, "", 0, request.secure)])
+            cookie = set_cookie(SESSION_COOKIE, token, codec.ttl_seconds, request.secure)
+            self.page = Page(redirect=f"{PREFIX}/keys", cookies=[cookie, set_cookie(SIGNIN_CSRF_COOKIE, "", 0, request.secure)])
             return
         try:
             session = codec.open(self.cookies.get(SESSION_COOKIE), runtime.now())
@@ -206,8 +204,8 @@ class ConsoleCall:
         session = self.session
         return {"prefix": PREFIX, "signed_in": call.caller.principal_arn if call.caller else None,
                 "region": session.region if session else None,
-                "expires": _iso(datetime.fromtimestamp(session.expires, timezone.utc)) if session else None,
-                "csrf": codec.csrf_token(session) if session else None, "now": _iso(self.console.runtime.now())}
+                "expires": iso(datetime.fromtimestamp(session.expires, timezone.utc)) if session else None,
+                "csrf": codec.csrf_token(session) if session else None, "now": iso(self.console.runtime.now())}
 
     def _services(self) -> Services:
         assert self.console.runtime.services is not None
@@ -226,194 +224,9 @@ def _header(request: HttpRequest, name: bytes) -> str | None:
     return next((v.decode("latin-1") for k, v in request.raw_headers if k.lower() == name), None)
 
 
-def _cookies(request: HttpRequest) -> dict[str, str]:
-    jar: dict[str, str] = {}
-    for name, value in request.raw_headers:
-        if name.lower() == b"cookie" and len(value) <= 4096:
-            try:
-                parsed = SimpleCookie(value.decode("latin-1"))
-            except CookieError:
-                continue
-            jar.update({k: m.value for k, m in parsed.items()})
-    return jar
-
-
-def _cookie(name: str, value: str, max_age: float, secure: bool) -> str:
-    return (f"{name}={value}; Path={PREFIX}; Max-Age={int(max_age)}; HttpOnly; SameSite=Strict"
-            + ("; Secure" if secure else ""))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _full_iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def _default_region(runtime: Runtime) -> str:
     regions = runtime.settings.regions
     return "us-east-1" if "us-east-1" in regions else regions[0]
-
-
-def _moment(value: str | None, now: datetime, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = parse_moment(value).resolve(now)
-    except MomentError as exc:
-        raise ValidationError(f"{name}: {exc}") from None
-    return min(moment, now)
-
-
-def _key_id_of(record: dict[str, Any]) -> str | None:
-    for resource in record.get("resources") or []:
-        arn = resource.get("ARN") or ""
-        if ":key/" in arn:
-            return arn.rsplit("/", 1)[-1]
-    return None
-
-
-# -- pages -------------------------------------------------------------------------------------------
-
-def keys_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
-    def render(services: Services, call: Call, _: ConsoleCall) -> Page:
-        scope = call.in_scope()
-        now = runtime.now()
-        keys = services.history.keys_at(now, scope.account_id, scope.region, q["state"] or None, q["spec"] or None,
-                                        q["alias"] or None)
-        if q["tag"]:
-            name, _, value = q["tag"].partition("=")
-            keys = [k for k in keys if any(t["TagKey"] == name and (not value or t["TagValue"] == value)
-                                           for t in k["Tags"])]
-        states = ["Enabled", "Disabled", "PendingDeletion", "PendingImport", "Deleted"]
-        return Page("keys.html", {"keys": keys, "q": q, "states": states, "title": "Keys"})
-    return render
-
-
-def key_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
-    def render(services: Services, call: Call, front: ConsoleCall) -> Page:
-        scope, key_id, now = call.in_scope(), front.key_id or "", runtime.now()
-        timeline = services.history.timeline(key_id, scope)
-        at = _moment(q["at"], now, "at") or now
-        if q["version"] and q["version"].isdigit():
-            chosen = [e for e in timeline if e["Version"] == int(q["version"])]
-            if chosen:
-                at = chosen[0]["Time"]
-        view = services.history.key_at(scope, key_id, at)
-        meta = view["KeyMetadata"]
-        rotations = [e for e in timeline if e["EventType"] == "MaterialRotated"]
-        policy = json.dumps(json.loads(view["Policy"]), indent=2) if view.get("Policy") else ""
-        return Page("key.html", {"title": meta["KeyId"], "view": view, "meta": meta, "timeline": timeline,
-                                 "rotations": rotations, "policy": policy, "at": _full_iso(at),
-                                 "as_of_now": at == now, "version": view["Version"],
-                                 "versions": len(timeline), "key_id": key_id,
-                                 "operations": operations_of(meta),
-                                 "iso": _full_iso})
-    return render
-
-
-def access_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
-    def render(services: Services, call: Call, front: ConsoleCall) -> Page:
-        from application.history.access_at import access_at
-
-        scope, key_id, now = call.in_scope(), front.key_id or "", runtime.now()
-        at = _moment(q["at"], now, "at") or now
-        meta = services.history.key_at(scope, key_id, now)["KeyMetadata"]
-        operations = operations_of(meta)
-        operation = q["operation"] or ("Decrypt" if "Decrypt" in operations else operations[0])
-        answer = access_at(services.history, scope, key_id, at, operation, q["principal"] or None,
-                           directory=services.principals)
-        return Page("access.html", {"title": f"Access to {key_id}", "answer": answer, "key_id": key_id,
-                                    "operations": operations, "operation": operation, "at": _full_iso(at), "q": q})
-    return render
-
-
-def audit_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
-    def render(services: Services, call: Call, _: ConsoleCall) -> Page:
-        from api.query_api import record_matches
-        from application.audit.checkpoints import audit_records
-
-        scope, now = call.in_scope(), runtime.now()
-        key_id = services.resolver.key_id(call, q["key"]) if q["key"] else None
-        low, high = _moment(q["from"], now, "from"), _moment(q["to"], now, "to")
-        if q["marker"] and not (q["marker"].isdigit() and len(q["marker"]) <= 18):  # a seq: fits 64 bits
-            raise ValidationError("marker is the seq of the page's last record, a number of at most 18 digits.")
-        marker = int(q["marker"]) if q["marker"] else 0
-        error = q["error"] or ""
-        found, next_marker = [], None
-        for record in audit_records(runtime.ledger, after_seq=marker):
-            if not record_matches(record, scope.account_id, key_id, q["principal"] or None, q["event"] or None, None,
-                                  low, high):
-                continue
-            code = record.get("errorCode") or ""
-            if (error == "any" and not code) or (error == "none" and code) or (error not in ("", "any", "none")
-                                                                                and code != error):
-                continue
-            found.append(record)
-            if len(found) == AUDIT_PAGE:
-                next_marker = record["seq"]
-                break
-        rows = [{"record": r, "key_id": _key_id_of(r), "json": json.dumps(r, indent=2, sort_keys=True)} for r in found]
-        return Page("audit.html", {"title": "Audit log", "rows": rows, "q": q, "next_marker": next_marker})
-    return render
-
-
-def integrity_page(console: Console, verify: bool) -> Callable[[Services, Call, ConsoleCall], Page]:
-    def render(services: Services, call: Call, _: ConsoleCall) -> Page:
-        from application.audit.checkpoints import (
-            audit_head,
-            audit_records,
-            stored_checkpoints,
-        )
-
-        runtime = console.runtime
-        if verify:
-            from domain.audit.chain import verify_log
-
-            result = verify_log(audit_records(runtime.ledger), stored_checkpoints(runtime.ledger),
-                                services.audit_public_key)
-            console.verified = {"at": _iso(runtime.now()), "ok": result.ok, "records": result.records,
-                                "checkpoints": result.checkpoints_checked, "problem": result.problem,
-                                "first_bad_seq": result.first_bad_seq}
-            return Page(redirect=f"{PREFIX}/integrity")
-        seq, chain = audit_head(runtime.ledger)
-        checkpoints = stored_checkpoints(runtime.ledger)
-        newest = checkpoints[-1] if checkpoints else None
-        return Page("integrity.html", {"title": "Integrity", "head": seq, "chain": chain, "newest": newest,
-                                       "tail": seq - (newest.seq if newest else 0), "verified": console.verified,
-                                       "checkpoints": len(checkpoints)})
-    return render
-
-
-def usage_page(runtime: Runtime, q: dict[str, str | None]) -> Callable[[Services, Call, ConsoleCall], Page]:
-    def render(services: Services, call: Call, front: ConsoleCall) -> Page:
-        scope, now = call.in_scope(), runtime.now()
-        start = _moment(q["from"], now, "from") or now - timedelta(days=7)
-        end = _moment(q["to"], now, "to") or now
-        if end <= start:
-            raise ValidationError("from must be before to.")
-        keys = {front.key_id} if front.key_id else None
-        series = runtime.reports.usage_series(keys, start, end, scope.account_id, bucket_count(start, end))
-        what = f"key {front.key_id}" if front.key_id else f"account {scope.account_id}"
-        svg = usage_svg(series, start, end, f"Calls per operation, {what}")
-        try:
-            estimate, problem = runtime.reports.priced(keys, start, end, scope.account_id), None
-        except ValueError as exc:  # a price table the operator broke: the chart still helps
-            estimate, problem = None, str(exc)
-        return Page("usage.html", {"title": "Usage", "svg": svg, "estimate": estimate, "problem": problem,
-                                   "q": q, "what": what,
-                                   "from": _iso(start), "to": _iso(end),
-                                   "rows": runtime.reports.usage_of(keys, start, end, scope.account_id)})
-    return render
-
-
-def sign_out(console: Console) -> Callable[[Services, Call, ConsoleCall], Page]:
-    def render(services: Services, call: Call, front: ConsoleCall) -> Page:
-        assert front.session is not None
-        console.session_codec().revoke(front.session, console.runtime.now())
-        return Page(redirect=f"{PREFIX}/signin?signed_out=1", cookies=[_cookie(SESSION_COOKIE, "", 0, False)])
-    return render
 
 
 # -- routes --------------------------------------------------------------------------------------------
@@ -461,7 +274,7 @@ def install_console(app: FastAPI, runtime: Runtime, pipeline: RequestPipeline) -
             signed_out=request.query_params.get("signed_out"), regions=runtime.settings.regions,
             default_region=_default_region(runtime), title="Sign in", signed_in=None)
         response = HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
-        response.headers.append("set-cookie", _cookie(SIGNIN_CSRF_COOKIE, token, 600, request.url.scheme == "https"))
+        response.headers.append("set-cookie", set_cookie(SIGNIN_CSRF_COOKIE, token, 600, request.url.scheme == "https"))
         return response
 
     def query(request: Request, *names: str) -> dict[str, str | None]:

@@ -22,7 +22,10 @@ import secrets
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from http.cookies import CookieError, SimpleCookie
+from typing import Iterable
 
+PREFIX = "/console"  # where the console is served; its cookies are scoped to it
 SESSION_COOKIE = "keyledger_console"
 SIGNIN_CSRF_COOKIE = "keyledger_console_signin"
 MAX_TOKEN = 512
@@ -101,3 +104,22 @@ class SessionCodec:
 def signin_csrf_ok(cookie: str | None, given: str | None) -> bool:
     return bool(cookie) and bool(given) and len(cookie or "") <= 128 and hmac.compare_digest(
         (cookie or "").encode(), (given or "").encode())
+
+
+def set_cookie(name: str, value: str, max_age: float, secure: bool) -> str:
+    """A Set-Cookie value: scoped to the console, never readable by a script, never sent cross-site."""
+    return (f"{name}={value}; Path={PREFIX}; Max-Age={int(max_age)}; HttpOnly; SameSite=Strict"
+            + ("; Secure" if secure else ""))
+
+
+def request_cookies(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The cookies a request carries; a Cookie header that is too long or does not parse is ignored."""
+    jar: dict[str, str] = {}
+    for name, value in raw_headers:
+        if name.lower() == b"cookie" and len(value) <= 4096:
+            try:
+                parsed = SimpleCookie(value.decode("latin-1"))
+            except CookieError:
+                continue
+            jar.update({k: m.value for k, m in parsed.items()})
+    return jar
