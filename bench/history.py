@@ -20,7 +20,9 @@ from domain.identifiers import Scope  # noqa: E402
 from infrastructure.bootstrap import build_runtime  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
 from projections.key_event_index import SqlKeyEventIndex  # noqa: E402
-from projections.replay import compare, drop_tables, rebuild  # noqa: E402
+from projections.replay import rebuild  # noqa: E402
+from projections.replay_compare import compare  # noqa: E402
+from projections.replay_tables import drop_tables  # noqa: E402
 
 SCOPE = Scope("111122223333", "us-east-1")
 REPLAY_EVENTS = int(os.environ.get("KEYLEDGER_BENCH_REPLAY_EVENTS", "100000"))

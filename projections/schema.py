@@ -7,7 +7,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from projections import tables
-from projections.replay import PRIMARY_KEYS, TABLES, rebuild
+from projections.replay import rebuild
+from projections.replay_tables import PRIMARY_KEYS, TABLES
 
 
 def stale_tables(engine: sa.Engine) -> list[str]:
