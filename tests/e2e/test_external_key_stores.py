@@ -178,9 +178,12 @@ def test_external_key_store_through_another_keyledger(servers, backend, tmp_path
         prober.join()
     finally:
         os.kill(proxy.process.pid, signal.SIGCONT)
+    # The answer names the proxy's timeout (not a hang: boto3's 30 s read timeout would fail the call), and A's
+    # liveness answered meanwhile (httpx's 5 s timeout would have failed the probe). How long each took is
+    # printed, not asserted: bounds in seconds belong to `make bench` on a quiet machine.
     assert error == "KMSInvalidStateException" and "did not respond in time" in message
-    assert TIMEOUT * 0.9 <= elapsed < TIMEOUT + 2.0, elapsed
-    assert health and health[0] < 1.0, health
+    assert health, "A's liveness probe did not answer while the proxy was frozen"
+    print(f"frozen proxy: A answered in {elapsed:.2f} s (timeout {TIMEOUT} s); liveness in {health[0]:.3f} s")
 
     # Both logs show the calls: B's XKS records name A's principal, key ARN and request id.
     a_records = [r for r in records(kms_side) if r.get("resources") and r["resources"][0]["ARN"] == key["Arn"]]
@@ -200,10 +203,8 @@ def test_external_key_store_through_another_keyledger(servers, backend, tmp_path
     # B going away (SIGTERM: it closes its listener at once): A answers at once that it cannot reach the proxy.
     proxy.process.send_signal(signal.SIGTERM)
     assert refusing(proxy.port)
-    started = time.monotonic()
     error, message = refusal(kms.decrypt, CiphertextBlob=blob, EncryptionContext={"app": "e2e"})
-    assert error == "KMSInvalidStateException" and "cannot communicate" in message
-    assert time.monotonic() - started < TIMEOUT
+    assert error == "KMSInvalidStateException" and "cannot communicate" in message  # refused, not timed out
     # Open TLS connections hold a graceful shutdown until their peer answers the close: clients close first, then
     # A (whose pool of connections to B closes with it), then B finishes.
     kms.close()
