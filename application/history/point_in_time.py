@@ -18,16 +18,15 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate, CanMutateAggregate
 from eventsourcing.utils import get_topic
 
+from application.history.call_records import CallRecords, naming
 from application.ledger import KeyLedger, with_moved_topics
 from application.ports import Clock
-from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS
 from domain.errors import NotFoundError, ValidationError, shown
 from domain.identifiers import Scope, is_multi_region_key_id, key_storage_id, parse_key_reference
 from domain.keys.alias import Alias
 from domain.keys.key import Key
 
 ScopeLike = Scope | tuple[str, str] | None
-SCAN_PAGE = 32
 TIMELINE_PAGE = 100  # the default page of a timeline
 MAX_TIMELINE_PAGE = 1000
 AliasKey = tuple[str, str, str]  # account, region, alias name
@@ -124,6 +123,7 @@ class PointInTime:
         self._ledger = ledger
         self._index = index
         self._clock = clock
+        self._records = CallRecords(ledger, KEY_TOPICS | ALIAS_TOPICS)
 
     # -- one key ---------------------------------------------------------------------------------
 
@@ -256,10 +256,10 @@ class PointInTime:
             event = events.get(row.version)
             if row.audit_seq is not None:
                 if row.audit_seq not in records:
-                    records[row.audit_seq] = self._record_at(row.audit_seq)
-                record = _naming(records[row.audit_seq], key_uuid, row.version, key.arn)
+                    records[row.audit_seq] = self._records.at(row.audit_seq)
+                record = naming(records[row.audit_seq], key_uuid, row.version, key.arn)
             else:  # an index row from before the index held the record's seq
-                record = self._record_of(key_uuid, row.version, key.arn, row.notification_id)
+                record = self._records.of_event(key_uuid, row.version, key.arn, row.notification_id)
             identity = (record or {}).get("userIdentity") or {}
             out.append({
                 "Version": row.version, "EventType": row.event_type,
@@ -275,38 +275,6 @@ class PointInTime:
         if truncated:
             page["NextMarker"] = str(rows[-1].version)
         return page
-
-    def _record_at(self, seq: int) -> dict[str, Any] | None:
-        """The audit record ``seq`` (one lookup in the event store's (aggregate, version) index)."""
-        stored = self._ledger.recorder.select_events(AUDIT_LOG_ID, gt=seq, lte=seq + 1)
-        if not stored:
-            return None
-        record = getattr(self._ledger.mapper.to_domain_event(stored[0]), "record", None)
-        return record if isinstance(record, dict) else None
-
-    def _record_of(self, key_uuid: uuid.UUID, version: int, arn: str, notification_id: int) -> dict[str, Any] | None:
-        """The audit record of the call that committed this event: the first record stored after it, when it
-        names the event in its ``ledgerEvents`` (a change's events and its record are stored together, the
-        record last; docs/audit.md, "One ledger"). A record from before records named their events is taken
-        when it names the key and no later event of the key comes first."""
-        start = notification_id + 1
-        while True:
-            page = self._ledger.recorder.select_notifications(start, SCAN_PAGE)
-            for n in page:
-                if n.originator_id == AUDIT_LOG_ID:
-                    record = getattr(self._ledger.mapper.to_domain_event(n), "record", None) or {}
-                    claims = record.get(LEDGER_EVENTS)
-                    if claims is not None:
-                        named = any(c.get("aggregate") == str(key_uuid) and c.get("version") == version
-                                    for c in claims if isinstance(c, dict))
-                        return record if named else None
-                    arns = {r.get("ARN") for r in record.get("resources") or []}
-                    return record if arn in arns else None
-                if n.originator_id == key_uuid or (n.topic not in KEY_TOPICS and n.topic not in ALIAS_TOPICS):
-                    return None
-            if len(page) < SCAN_PAGE:
-                return None
-            start = page[-1].id + 1
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -327,19 +295,6 @@ class PointInTime:
 def _aliases_in(key: Key, targets: dict[AliasKey, str]) -> list[str]:
     return [name for (acc, reg, name), target in targets.items()
             if target == key.key_id and (acc, reg) == (key.account_id, key.region)]
-
-
-def _naming(record: dict[str, Any] | None, key_uuid: uuid.UUID, version: int, arn: str) -> dict[str, Any] | None:
-    """``record`` if it is the one that made this event: it names it in ``ledgerEvents`` (or, from before records
-    named their events, it names the key)."""
-    if record is None:
-        return None
-    claims = record.get(LEDGER_EVENTS)
-    if claims is not None:
-        named = any(c.get("aggregate") == str(key_uuid) and c.get("version") == version
-                    for c in claims if isinstance(c, dict))
-        return record if named else None
-    return record if arn in {r.get("ARN") for r in record.get("resources") or []} else None
 
 
 def _timeline_marker(marker: str | None) -> int:
