@@ -283,12 +283,12 @@ def test_deletion_after_the_window_shreds_the_key(servers, backend):
     assert secret_hits(stored, {"survivor": survivor_wrapped})
 
 
+# SQLite's write-ahead log only; PostgreSQL is checked in test_deletion_after_the_window_shreds_the_key.
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_stopped_server_leaves_no_shredded_material_in_the_wal(servers, backend):
     """After the key is deleted and the server stopped (SIGTERM, as an operator would), the SQLite files as
     the server left them -- no checkpoint by anyone else -- must not hold the deleted key's backing key,
     not even root-wrapped: whoever holds the root key could otherwise recover the shredded material."""
-    if backend != "sqlite":
-        pytest.skip("SQLite write-ahead log only; PostgreSQL is checked in test_deletion_after_the_window_shreds_the_key")
     server = servers.start(name="wal", KEYLEDGER_MAINTENANCE_INTERVAL="0")
     kms = server.client()
     key = create_key(kms)["KeyId"]
