@@ -47,7 +47,7 @@ class LedgerVerifyResult:
     checkpoints_checked: int
     position: int | None = None  # the store position of the event at fault, when one is
     aggregate: str | None = None  # and the aggregate it belongs to
-    legacy_era_over: bool = True  # records name their events from here on (what an incremental verify resumes)
+    era_end_seq: int | None = None  # the record from which on records name their events (None: not yet)
 
     @classmethod
     def of_chain(cls, chain: VerifyResult, events: int) -> LedgerVerifyResult:
@@ -60,6 +60,7 @@ class _Binding:
 
     legacy_allowed: bool
     in_legacy_era: bool = True
+    era_end_seq: int | None = None  # the seq of the record that ended the legacy era
     pending: list[StoredFact] = field(default_factory=list)
     legacy: list[str] = field(default_factory=list)
     events: int = 0
@@ -85,7 +86,7 @@ class _Binding:
                 return self._fail(seq, f"{self.pending[0].named()} is named by no audit record: it was inserted "
                                   f"(record seq {seq}, the next record, names no events)", self.pending[0])
             return True
-        self.in_legacy_era = False
+        self._end_era(seq)
         if not isinstance(claimed, list):
             return self._fail(seq, f"record seq {seq} names its events in a malformed list", None)
         return self._match(seq, claimed)
@@ -95,12 +96,16 @@ class _Binding:
         self.pending.clear()
         if not self.in_legacy_era or not isinstance(upgrade, dict):
             return self._fail(seq, f"record seq {seq} is an upgrade record where none can be", None)
-        self.in_legacy_era = False
+        self._end_era(seq)
         if upgrade.get("events") != len(self.legacy) or upgrade.get("digest") != legacy_digest(self.legacy):
             return self._fail(seq, f"the events stored before the upgrade record seq {seq} are not the ones it "
                               f"covered ({upgrade.get('events')} then, {len(self.legacy)} now): an event from before "
                               "the upgrade was changed, inserted or deleted", None)
         return True
+
+    def _end_era(self, seq: Any) -> None:
+        if self.in_legacy_era:
+            self.in_legacy_era, self.era_end_seq = False, seq if isinstance(seq, int) else None
 
     def _match(self, seq: Any, claimed: list[Any]) -> bool:
         stored = {(fact.aggregate, fact.version): fact for fact in self.pending}
@@ -157,7 +162,8 @@ def verify_tail(ledger: KeyLedger, after: Checkpoint, start_position: int, check
     events from store position ``start_position`` (just after the record it covers) on; ``checkpoints``: those
     signed after it, in order, each matched against the log as it passes their seq. ``records`` in the result
     counts the records after ``after``."""
-    binding = _Binding(legacy_allowed=False, in_legacy_era=not legacy_era_over)
+    binding = _Binding(legacy_allowed=False, in_legacy_era=not legacy_era_over,
+                       era_end_seq=after.seq if legacy_era_over else None)
     entries = ledger_entries(ledger, binding, rows or NotificationRows(ledger), start_position, after.seq)
     chain = verify_leaves(entries, checkpoints, public_key_raw32, progress, after_seq=after.seq,
                           after_chain=bytes.fromhex(after.chain), after_checkpoint=after if checkpoints else None)
@@ -171,9 +177,9 @@ def anchor_problem(ledger: KeyLedger, checkpoint: Checkpoint, public_key_raw32: 
     chain follows the record before and is the checkpoint's), or its signature fails; None when it holds."""
     if public_key_raw32 is not None and not verify_checkpoint_signature(public_key_raw32, checkpoint):
         return f"the checkpoint at seq {checkpoint.seq} ({checkpoint.time}) is forged: its signature does not verify"
-    anchor = [getattr(ledger.mapper.to_domain_event(n), "record", None) for n in ledger.recorder.select_events(
+    anchor = [_record_of(ledger, n) for n in ledger.recorder.select_events(
         AUDIT_LOG_ID, gt=checkpoint.seq - 1, lte=checkpoint.seq + 1)]  # the records at seq - 1 and seq
-    previous = anchor[0]["chain"] if len(anchor) == 2 and anchor[0] else GENESIS.hex()
+    previous = anchor[0].get("chain") if len(anchor) == 2 and anchor[0] else GENESIS.hex()
     covered = anchor[-1] if anchor else None
     if covered is None or covered.get("seq") != checkpoint.seq:
         return (f"record seq {checkpoint.seq}, which the checkpoint of {checkpoint.time} covers, is missing: the log "
@@ -186,6 +192,14 @@ def anchor_problem(ledger: KeyLedger, checkpoint: Checkpoint, public_key_raw32: 
     if leaf is None or covered.get("leaf") != leaf.hex() or covered.get("chain") != chain or chain != checkpoint.chain:
         return f"record seq {checkpoint.seq} does not match the checkpoint of {checkpoint.time}: the log was rewritten"
     return None
+
+
+def _record_of(ledger: KeyLedger, stored: Any) -> dict[str, Any] | None:
+    try:
+        record = getattr(ledger.mapper.to_domain_event(stored), "record", None)
+    except Exception:  # a row that no longer decodes vouches for nothing; the caller names the seq
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def verify_since(ledger: KeyLedger, checkpoint: Checkpoint | None, public_key_raw32: bytes | None,
@@ -219,7 +233,7 @@ def _combined(chain: VerifyResult, binding: _Binding) -> LedgerVerifyResult:
         return LedgerVerifyResult(False, chain.records, binding.events, seq, problem, chain.checkpoints_checked,
                                   fact.position if fact else None, fact.aggregate if fact else None)
     result = LedgerVerifyResult.of_chain(chain, binding.events)
-    result.legacy_era_over = not binding.in_legacy_era
+    result.era_end_seq = binding.era_end_seq
     return result
 
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from cryptography.exceptions import InvalidSignature
