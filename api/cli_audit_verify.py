@@ -114,7 +114,8 @@ def verify(checkpoints: Optional[Path] = typer.Option(
                                      "database's administrators cannot write, beside your shipped checkpoints."),
            data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Prove the whole ledger: every record's hashes, every event against the record that names it, every
-    checkpoint, and (with the root key) every read-model row's tag. Exit 1 naming the first bad position."""
+    checkpoint, and (with the root key) every read-model row's tag. Exit 1 naming the first bad position.
+    With --incremental, only what was stored since the checkpoint the previous verify proved."""
     from rich.progress import Progress
 
     from application.audit.checkpoints import audit_head, stored_checkpoints

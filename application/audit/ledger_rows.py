@@ -87,7 +87,7 @@ def _fast_record(state: bytes) -> tuple[dict[str, Any], datetime] | None:
         if timestamp.get("_type_") != "datetime_iso" or type(timestamp.get("_data_")) is not str:
             return None
         return record, datetime.fromisoformat(timestamp["_data_"])
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included; the mapper decides
         return None
 
 
@@ -109,6 +109,7 @@ def ledger_entries(ledger: KeyLedger, binding: Binding, rows: EventRows, start: 
     ``binding``. Stops at the first record whose claims do not match (the binding says why)."""
     mapper, expected = ledger.mapper, after_seq + 1
     cipher, compressor = getattr(mapper, "cipher", None), getattr(mapper, "compressor", None)
+    transformed = cipher is not None or compressor is not None
     names: dict[uuid.UUID, str] = {}
     audit_id = AUDIT_LOG_ID
     while True:
@@ -129,12 +130,14 @@ def ledger_entries(ledger: KeyLedger, binding: Binding, rows: EventRows, start: 
                 audit_id = originator_id
             decoded = None
             if topic in RECORD_TOPICS:
-                try:
-                    plain = compressor.decompress(cipher.decrypt(state) if cipher else state) if compressor else (
-                        cipher.decrypt(state) if cipher else state)
-                    decoded = _fast_record(plain)
-                except Exception:
-                    decoded = None
+                if transformed:
+                    try:
+                        plain = cipher.decrypt(state) if cipher else state
+                        decoded = _fast_record(compressor.decompress(plain) if compressor else plain)
+                    except Exception:  # the mapper below fails the same way, or decodes what this could not
+                        decoded = None
+                else:
+                    decoded = _fast_record(state)
             if decoded is not None:
                 record, when = decoded
                 claimed_leaf, chain_hex = record.pop("leaf", _NO_KEY), record.pop("chain", _NO_KEY)

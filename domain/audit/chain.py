@@ -67,7 +67,7 @@ def body_leaf(body: dict) -> bytes | None:
             return hashlib.sha256(_LEAF_PREFIX + canonical(body)).digest()
         encode = c_make_encoder(None, _one_shot, encode_basestring, None, ":", ",", True, False, False)
         return hashlib.sha256(_LEAF_PREFIX + "".join(encode(body, 0)).encode("utf-8")).digest()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
 
 
@@ -258,7 +258,7 @@ def verify_leaves(entries: Iterable[tuple[Mapping, bytes | None]], checkpoints: 
     stream: Iterator[tuple[Mapping, bytes | None]] = iter(entries)
     for record, leaf in stream:
         expected = last + 1
-        seq = record.get("seq") if isinstance(record, Mapping) else None
+        seq = record.get("seq") if type(record) is dict or isinstance(record, Mapping) else None
         if isinstance(seq, bool) or not isinstance(seq, int):
             return bad(expected, f"the record after seq {last} has no valid seq", last)
         if leaf is None or record.get("leaf") != leaf.hex():
