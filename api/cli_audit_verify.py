@@ -92,12 +92,15 @@ def _read_state(path: Path) -> Any:
 def _write_state(path: Path, anchor: Any) -> None:
     """Atomically, readable by its owner only: a crash leaves the previous state or the new one."""
     temporary = path.with_name(path.name + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as f:
-        f.write(anchor.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+            f.write(anchor.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        _fail(f"the ledger verified, but the verify state {path} could not be written: {exc}")
 
 
 @audit_cli.command()
