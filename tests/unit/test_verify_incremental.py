@@ -208,3 +208,19 @@ def test_the_command_remembers_what_it_proved_in_the_operators_state_file(tmp_pa
         assert json.loads(state.read_text())["checkpoint"]["signature"] == "ab" * 64  # a failure changes nothing
     finally:
         ledger.close()
+
+
+def test_the_checkpoint_file_is_read_backwards_across_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api import cli_audit_verify
+    from domain.audit.chain import checkpoint_to_json, make_checkpoint
+
+    private, checkpoints, previous = bytes(range(32)), [], None
+    for seq in range(40):
+        previous = make_checkpoint(private, seq, f"{seq:064x}", f"2026-12-06T00:00:{seq % 60:02d}Z", previous)
+        checkpoints.append(previous)
+    path = tmp_path / "checkpoints.jsonl"
+    path.write_text("".join(checkpoint_to_json(c) + "\n" + ("\n" if c.seq % 7 == 0 else "") for c in checkpoints))
+    for block in (16, 97, 1 << 16):  # lines split across blocks, blank lines, the whole file in one block
+        monkeypatch.setattr(cli_audit_verify, "_BLOCK", block)
+        assert list(cli_audit_verify._file_newest_first(path)) == checkpoints[::-1]
+        assert checkpoints_after(cli_audit_verify._file_newest_first(path), checkpoints[30]) == checkpoints[31:]
