@@ -22,6 +22,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.verify
 
 clean:
 	rm -rf $(VENV) keyledger-data .pytest_cache .hypothesis

@@ -13,11 +13,11 @@ A log written before records named their events ends its "legacy era" with the u
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
-from application.ledger import CHAIN_COVERED_TOPICS, KeyLedger
+from application.audit.ledger_rows import EventRows, NotificationRows, StoredFact, ledger_entries
+from application.ledger import KeyLedger
 from domain.audit.chain import (
     GENESIS,
     Checkpoint,
@@ -25,28 +25,9 @@ from domain.audit.chain import (
     leaf_hash,
     next_chain,
     verify_checkpoint_signature,
-    verify_log,
+    verify_leaves,
 )
-from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS, LEDGER_UPGRADE, AuditLog, stored_at
-from domain.audit.seals import event_digest
-
-PAGE = 1000
-_SECOND = timedelta(seconds=1)
-
-
-@dataclass(frozen=True)
-class StoredFact:
-    """One non-audit event as stored: where it is, whose it is, and its digest."""
-
-    position: int  # the event store's notification id
-    aggregate: str
-    version: int
-    topic: str
-    digest: str
-
-    def named(self) -> str:
-        kind = self.topic.rpartition(":")[2] or self.topic
-        return f"event {kind} of aggregate {self.aggregate} version {self.version} (store position {self.position})"
+from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS, LEDGER_UPGRADE
 
 
 def legacy_digest(digests: Sequence[str]) -> str:
@@ -66,6 +47,7 @@ class LedgerVerifyResult:
     checkpoints_checked: int
     position: int | None = None  # the store position of the event at fault, when one is
     aggregate: str | None = None  # and the aggregate it belongs to
+    era_end_seq: int | None = None  # the record from which on records name their events (None: not yet)
 
     @classmethod
     def of_chain(cls, chain: VerifyResult, events: int) -> LedgerVerifyResult:
@@ -77,9 +59,10 @@ class _Binding:
     """The records as the chain sees them, with the events between them matched against their claims."""
 
     legacy_allowed: bool
+    in_legacy_era: bool = True
+    era_end_seq: int | None = None  # the seq of the record that ended the legacy era
     pending: list[StoredFact] = field(default_factory=list)
     legacy: list[str] = field(default_factory=list)
-    in_legacy_era: bool = True
     events: int = 0
     failure: tuple[int | None, str, StoredFact | None] | None = None  # (seq, problem, event at fault)
 
@@ -103,7 +86,7 @@ class _Binding:
                 return self._fail(seq, f"{self.pending[0].named()} is named by no audit record: it was inserted "
                                   f"(record seq {seq}, the next record, names no events)", self.pending[0])
             return True
-        self.in_legacy_era = False
+        self._end_era(seq)
         if not isinstance(claimed, list):
             return self._fail(seq, f"record seq {seq} names its events in a malformed list", None)
         return self._match(seq, claimed)
@@ -113,12 +96,16 @@ class _Binding:
         self.pending.clear()
         if not self.in_legacy_era or not isinstance(upgrade, dict):
             return self._fail(seq, f"record seq {seq} is an upgrade record where none can be", None)
-        self.in_legacy_era = False
+        self._end_era(seq)
         if upgrade.get("events") != len(self.legacy) or upgrade.get("digest") != legacy_digest(self.legacy):
             return self._fail(seq, f"the events stored before the upgrade record seq {seq} are not the ones it "
                               f"covered ({upgrade.get('events')} then, {len(self.legacy)} now): an event from before "
                               "the upgrade was changed, inserted or deleted", None)
         return True
+
+    def _end_era(self, seq: Any) -> None:
+        if self.in_legacy_era:
+            self.in_legacy_era, self.era_end_seq = False, seq if isinstance(seq, int) else None
 
     def _match(self, seq: Any, claimed: list[Any]) -> bool:
         stored = {(fact.aggregate, fact.version): fact for fact in self.pending}
@@ -158,59 +145,61 @@ class _Binding:
         return False
 
 
-def _stream(ledger: KeyLedger, binding: _Binding, start: int, after_seq: int = 0) -> Iterator[dict[str, Any]]:
-    """The audit records in store order; every other event handed to ``binding``. Stops at the first
-    record whose claims do not match (``binding.failure`` says why)."""
-    mapper, expected = ledger.mapper, after_seq + 1
-    while True:
-        page = ledger.recorder.select_notifications(start, PAGE)
-        if not page:
-            return
-        for n in page:
-            if n.topic not in CHAIN_COVERED_TOPICS:
-                binding.event(StoredFact(n.id, str(n.originator_id), n.originator_version, n.topic,
-                                         event_digest(n.originator_id, n.originator_version, n.topic, n.state)))
-                continue
-            if n.originator_id != AUDIT_LOG_ID:
-                continue  # the checkpoints' own events: checked as the checkpoint list
-            try:
-                event = mapper.to_domain_event(n)
-                record = event.record if isinstance(event, AuditLog.RecordAppended) else None
-            except Exception:
-                event, record = None, {"seq": n.originator_version - 1, "undecodable": True}  # names its seq
-            if record is None:
-                continue  # the log's Started event
-            if event is None or not isinstance(record, dict):
-                yield record
-                continue
-            # A record out of sequence (deleted, swapped, inserted) is the chain's to name; the events
-            # around it are then judged no further.
-            if record.get("seq") == expected and not binding.record(record):
-                return
-            when = getattr(event, "timestamp", None)
-            if not binding.in_legacy_era and (not isinstance(when, datetime) or when != stored_at(record, when - _SECOND)):
-                # The row's one field outside the record is fixed by it: a changed one fails as the record.
-                record = {**record, "storedTimeChanged": True}
-            expected = record["seq"] + 1 if isinstance(record.get("seq"), int) else expected
-            yield record
-        start = page[-1].id + 1
-
-
 def verify_ledger(ledger: KeyLedger, checkpoints: Sequence[Checkpoint] = (), public_key_raw32: bytes | None = None,
-                  progress: Callable[[int], None] | None = None) -> LedgerVerifyResult:
-    """The whole ledger from its first stored event."""
+                  progress: Callable[[int], None] | None = None, rows: EventRows | None = None) -> LedgerVerifyResult:
+    """The whole ledger from its first stored event. ``rows``: how the event store is read (default: the event
+    library's notification reader)."""
     binding = _Binding(legacy_allowed=True)
-    chain = verify_log(_stream(ledger, binding, 1), checkpoints, public_key_raw32, progress=progress)
+    entries = ledger_entries(ledger, binding, rows or NotificationRows(ledger), 1)
+    chain = verify_leaves(entries, checkpoints, public_key_raw32, progress=progress)
     return _combined(chain, binding)
 
 
-def verify_tail(ledger: KeyLedger, after: Checkpoint, start_position: int) -> LedgerVerifyResult:
+def verify_tail(ledger: KeyLedger, after: Checkpoint, start_position: int, checkpoints: Sequence[Checkpoint] = (),
+                public_key_raw32: bytes | None = None, rows: EventRows | None = None, legacy_era_over: bool = False,
+                progress: Callable[[int], None] | None = None) -> LedgerVerifyResult:
     """What was stored after a checkpoint: records from ``after.seq`` on, chained from its chain, and the
-    events from store position ``start_position`` (just after the record it covers) on."""
-    binding = _Binding(legacy_allowed=False)
-    chain = verify_log(_stream(ledger, binding, start_position, after.seq), (), None,
-                       after_seq=after.seq, after_chain=bytes.fromhex(after.chain))
-    return _combined(chain, binding)
+    events from store position ``start_position`` (just after the record it covers) on; ``checkpoints``: those
+    signed after it, in order, each matched against the log as it passes their seq. ``records`` in the result
+    counts the records after ``after``."""
+    binding = _Binding(legacy_allowed=False, in_legacy_era=not legacy_era_over,
+                       era_end_seq=after.seq if legacy_era_over else None)
+    entries = ledger_entries(ledger, binding, rows or NotificationRows(ledger), start_position, after.seq)
+    chain = verify_leaves(entries, checkpoints, public_key_raw32, progress, after_seq=after.seq,
+                          after_chain=bytes.fromhex(after.chain), after_checkpoint=after if checkpoints else None)
+    result = _combined(chain, binding)
+    result.records = max(0, result.records - after.seq)
+    return result
+
+
+def anchor_problem(ledger: KeyLedger, checkpoint: Checkpoint, public_key_raw32: bytes | None) -> str | None:
+    """Why the log no longer holds what ``checkpoint`` covers (its record, whose content gives its leaf, whose
+    chain follows the record before and is the checkpoint's), or its signature fails; None when it holds."""
+    if public_key_raw32 is not None and not verify_checkpoint_signature(public_key_raw32, checkpoint):
+        return f"the checkpoint at seq {checkpoint.seq} ({checkpoint.time}) is forged: its signature does not verify"
+    anchor = [_record_of(ledger, n) for n in ledger.recorder.select_events(
+        AUDIT_LOG_ID, gt=checkpoint.seq - 1, lte=checkpoint.seq + 1)]  # the records at seq - 1 and seq
+    previous = anchor[0].get("chain") if len(anchor) == 2 and anchor[0] else GENESIS.hex()
+    covered = anchor[-1] if anchor else None
+    if covered is None or covered.get("seq") != checkpoint.seq:
+        return (f"record seq {checkpoint.seq}, which the checkpoint of {checkpoint.time} covers, is missing: the log "
+                "was truncated or rolled back")
+    try:
+        leaf = leaf_hash(covered)
+        chain = next_chain(bytes.fromhex(previous), leaf).hex()
+    except (TypeError, ValueError):
+        leaf, chain = None, None
+    if leaf is None or covered.get("leaf") != leaf.hex() or covered.get("chain") != chain or chain != checkpoint.chain:
+        return f"record seq {checkpoint.seq} does not match the checkpoint of {checkpoint.time}: the log was rewritten"
+    return None
+
+
+def _record_of(ledger: KeyLedger, stored: Any) -> dict[str, Any] | None:
+    try:
+        record = getattr(ledger.mapper.to_domain_event(stored), "record", None)
+    except Exception:  # a row that no longer decodes vouches for nothing; the caller names the seq
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def verify_since(ledger: KeyLedger, checkpoint: Checkpoint | None, public_key_raw32: bytes | None,
@@ -223,29 +212,13 @@ def verify_since(ledger: KeyLedger, checkpoint: Checkpoint | None, public_key_ra
     def failed(problem: str) -> LedgerVerifyResult:
         return LedgerVerifyResult(False, 0, 0, checkpoint.seq, problem, 0)
 
-    if public_key_raw32 is not None and not verify_checkpoint_signature(public_key_raw32, checkpoint):
-        return failed(f"the newest checkpoint (seq {checkpoint.seq}, {checkpoint.time}) is forged: its signature "
-                      "does not verify")
-    anchor = [getattr(ledger.mapper.to_domain_event(n), "record", None) for n in ledger.recorder.select_events(
-        AUDIT_LOG_ID, gt=checkpoint.seq - 1, lte=checkpoint.seq + 1)]  # the records at seq - 1 and seq
-    previous = anchor[0]["chain"] if len(anchor) == 2 and anchor[0] else GENESIS.hex()
-    covered = anchor[-1] if anchor else None
-    if covered is None or covered.get("seq") != checkpoint.seq:
-        return failed(f"record seq {checkpoint.seq}, which the newest checkpoint covers, is missing: the log was "
-                      "truncated or rolled back")
-    try:
-        leaf = leaf_hash(covered)
-        chain = next_chain(bytes.fromhex(previous), leaf).hex()
-    except (TypeError, ValueError):
-        leaf, chain = None, None
-    if leaf is None or covered.get("leaf") != leaf.hex() or covered.get("chain") != chain or chain != checkpoint.chain:
-        return failed(f"record seq {checkpoint.seq} does not match the newest checkpoint: the log was rewritten")
+    problem = anchor_problem(ledger, checkpoint, public_key_raw32)
+    if problem is not None:
+        return failed(problem.replace("the checkpoint", "the newest checkpoint", 1))
     position = position_of(AUDIT_LOG_ID, checkpoint.seq + 1)
     if position is None:
         return failed(f"record seq {checkpoint.seq} has no place in the event store")
-    result = verify_tail(ledger, checkpoint, position + 1)
-    result.records = max(0, result.records - checkpoint.seq)
-    return result
+    return verify_tail(ledger, checkpoint, position + 1)
 
 
 def _combined(chain: VerifyResult, binding: _Binding) -> LedgerVerifyResult:
@@ -259,8 +232,10 @@ def _combined(chain: VerifyResult, binding: _Binding) -> LedgerVerifyResult:
         # The stream stopped at the record at fault, so every record before it passed the chain's checks.
         return LedgerVerifyResult(False, chain.records, binding.events, seq, problem, chain.checkpoints_checked,
                                   fact.position if fact else None, fact.aggregate if fact else None)
-    return LedgerVerifyResult.of_chain(chain, binding.events)
+    result = LedgerVerifyResult.of_chain(chain, binding.events)
+    result.era_end_seq = binding.era_end_seq
+    return result
 
 
-__all__ = ["LedgerVerifyResult", "StoredFact", "verify_ledger", "verify_tail", "legacy_digest", "GENESIS",
-           "LEDGER_UPGRADE"]
+__all__ = ["LedgerVerifyResult", "StoredFact", "verify_ledger", "verify_tail", "verify_since", "anchor_problem",
+           "legacy_digest", "GENESIS", "LEDGER_UPGRADE"]

@@ -28,6 +28,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from cryptography.exceptions import InvalidSignature
@@ -51,6 +52,23 @@ def canonical(obj) -> bytes:
 def leaf_hash(record: Mapping) -> bytes:
     body = {k: v for k, v in record.items() if k not in ("leaf", "chain")}
     return hashlib.sha256(_LEAF_PREFIX + canonical(body)).digest()
+
+
+def _one_shot(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} has no JSON spelling")
+
+
+def body_leaf(body: dict) -> bytes | None:
+    """``leaf_hash`` of a record already split from its leaf and chain, decoded from JSON (so without cycles),
+    or None when no verifier could canonicalise it. The same bytes as ``canonical``, from the C encoder called
+    directly without its cycle check: about 2 µs less per record than ``JSONEncoder.encode`` (verify's loop)."""
+    try:
+        if c_make_encoder is None:  # an interpreter without the C accelerator
+            return hashlib.sha256(_LEAF_PREFIX + canonical(body)).digest()
+        encode = c_make_encoder(None, _one_shot, encode_basestring, None, ":", ",", True, False, False)
+        return hashlib.sha256(_LEAF_PREFIX + "".join(encode(body, 0)).encode("utf-8")).digest()
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 def next_chain(previous: bytes, leaf: bytes) -> bytes:
@@ -159,39 +177,63 @@ class VerifyResult:
     checkpoints_checked: int    # checkpoints whose chain was matched against the log
 
 
-def _checkpoint_file_problem(checkpoints: Sequence[Checkpoint], public_key: bytes | None) -> str | None:
+def _checkpoint_file_problem(checkpoints: Sequence[Checkpoint], public_key: bytes | None,
+                             after: Checkpoint | None = None) -> str | None:
+    """``after``: the checkpoints continue the file after this one, which an earlier verify proved."""
     for i, cp in enumerate(checkpoints):
         where = f"checkpoint #{i + 1} (seq {cp.seq}, {cp.time})"
+        before = checkpoints[i - 1] if i else after
         seq_ok = not isinstance(cp.seq, bool) and isinstance(cp.seq, int) and cp.seq >= 0
         if not seq_ok or not isinstance(cp.chain, str) or not _HEX64.fullmatch(cp.chain):
             return f"{where} is malformed"
         if public_key is not None and not verify_checkpoint_signature(public_key, cp):
             return f"{where} is forged: its signature does not verify with the checkpoint public key"
-        expected_prev = checkpoint_hash(checkpoints[i - 1]) if i else None
-        if cp.previous != expected_prev and i:
+        expected_prev = checkpoint_hash(before) if before is not None else None
+        if cp.previous != expected_prev and before is not None:
             return f"{where} is not linked to the checkpoint before it: checkpoints were removed, inserted or replaced"
         if cp.previous != expected_prev:
             return f"{where} names a previous checkpoint, so the checkpoint file is not complete"
-        if i and cp.seq < checkpoints[i - 1].seq:
-            return f"{where} goes backwards: the checkpoint before it covers seq {checkpoints[i - 1].seq}"
+        if before is not None and cp.seq < before.seq:
+            return f"{where} goes backwards: the checkpoint before it covers seq {before.seq}"
     return None
+
+
+def _with_leaves(records: Iterable[Mapping]) -> Iterator[tuple[Mapping, bytes | None]]:
+    for record in records:
+        try:
+            leaf = leaf_hash(record) if isinstance(record, Mapping) else None
+        except (TypeError, ValueError):  # content no verifier could canonicalise cannot match any leaf
+            leaf = None
+        yield record, leaf
 
 
 def verify_log(records: Iterable[Mapping], checkpoints: Sequence[Checkpoint] = (),
                public_key_raw32: bytes | None = None,
                progress: Callable[[int], None] | None = None, *, after_seq: int = 0,
-               after_chain: bytes = GENESIS) -> VerifyResult:
+               after_chain: bytes = GENESIS, after_checkpoint: Checkpoint | None = None) -> VerifyResult:
     """Stream ``records`` (expected in seq order) and stop at the first problem; see the module docstring.
 
     Without ``public_key_raw32`` checkpoint signatures are not checked, only their links and chains.
     ``after_seq``/``after_chain``: the records follow a position already proved (a signed checkpoint's).
+    ``after_checkpoint``: ``checkpoints`` continue the file after this one (already proved), so the first of
+    them links to it instead of starting the file.
     """
+    return verify_leaves(_with_leaves(records), checkpoints, public_key_raw32, progress, after_seq=after_seq,
+                         after_chain=after_chain, after_checkpoint=after_checkpoint)
+
+
+def verify_leaves(entries: Iterable[tuple[Mapping, bytes | None]], checkpoints: Sequence[Checkpoint] = (),
+                  public_key_raw32: bytes | None = None,
+                  progress: Callable[[int], None] | None = None, *, after_seq: int = 0,
+                  after_chain: bytes = GENESIS, after_checkpoint: Checkpoint | None = None) -> VerifyResult:
+    """``verify_log`` of (record, the leaf of its content or None when it has none) pairs: the leaf computed
+    by whoever decoded the record, as ``leaf_hash`` would (``body_leaf``)."""
     checked = 0
 
     def bad(seq: int | None, problem: str, good: int) -> VerifyResult:
         return VerifyResult(False, good, seq, problem, checked)
 
-    problem = _checkpoint_file_problem(checkpoints, public_key_raw32)
+    problem = _checkpoint_file_problem(checkpoints, public_key_raw32, after_checkpoint)
     if problem:
         return bad(None, problem, 0)
     chain, last, vouched, cp_index = after_chain, after_seq, after_seq, 0
@@ -210,37 +252,38 @@ def verify_log(records: Iterable[Mapping], checkpoints: Sequence[Checkpoint] = (
     failure = match_checkpoints()  # checkpoints taken while the log was still empty
     if failure:
         return failure
-    stream: Iterator[Mapping] = iter(records)
-    for record in stream:
+    if len(chain) != 32:
+        raise ValueError("chain hashes are 32-byte SHA-256 digests")
+    sha256, due = hashlib.sha256, checkpoints[cp_index].seq if cp_index < len(checkpoints) else -1
+    stream: Iterator[tuple[Mapping, bytes | None]] = iter(entries)
+    for record, leaf in stream:
         expected = last + 1
-        seq = record.get("seq") if isinstance(record, Mapping) else None
+        seq = record.get("seq") if type(record) is dict or isinstance(record, Mapping) else None
         if isinstance(seq, bool) or not isinstance(seq, int):
             return bad(expected, f"the record after seq {last} has no valid seq", last)
-        try:
-            leaf = leaf_hash(record)
-        except (TypeError, ValueError):  # content no verifier could canonicalise cannot match any leaf
-            leaf = None
         if leaf is None or record.get("leaf") != leaf.hex():
             who = f"record seq {seq}" if seq == expected else f"the record after seq {last} (claiming seq {seq})"
             return bad(expected, f"{who} was modified: its leaf does not match its content", last)
         if seq > expected:
             # One record of lookahead tells a swap from a deletion; the stream stops here either way.
-            following = next(stream, None)
+            following = next(stream, (None, None))[0]
             if isinstance(following, Mapping) and following.get("seq") == expected:
                 return bad(expected, f"records seq {expected} and {seq} are out of order: seq {seq} comes first", last)
             return bad(expected, f"record seq {expected} is missing (deleted): seq {seq} follows seq {last}", last)
         if seq < expected:
             return bad(seq, f"record seq {seq} appears again after seq {last}: a record was inserted or replayed", last)
-        chain = next_chain(chain, leaf)
+        chain = sha256(chain + leaf).digest()  # next_chain: both are 32-byte digests here
         if record.get("chain") != chain.hex():
             return bad(seq, f"record seq {seq} does not follow seq {last}: its chain hash does not derive from the "
                        f"previous chain (its chain was altered, or records before it were changed)", last)
         last = seq
         if progress is not None and last % _PROGRESS_EVERY == 0:
             progress(last)
-        failure = match_checkpoints()
-        if failure:
-            return failure
+        if last == due:
+            failure = match_checkpoints()
+            if failure:
+                return failure
+            due = checkpoints[cp_index].seq if cp_index < len(checkpoints) else -1
     if progress is not None and (last == 0 or last % _PROGRESS_EVERY):
         progress(last)  # the final count, unless the loop just reported it
     if checkpoints and checkpoints[-1].seq > last:

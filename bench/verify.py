@@ -1,0 +1,140 @@
+"""`make bench`, verify (issue 13): events per second of a full `keyledger audit verify`, and what an incremental
+one reads. Printed, never asserted.
+
+    python -m bench.verify [--records N] [--key-events N] [--before TREE] [--keep DIR]
+
+Builds a store through the real write path (the group committer's batches of Encrypt records, a key changed
+``--key-events`` times through LedgerWriter.commit, a checkpoint every 1,000 records as a server signs them), then
+times, on that one store:
+  * the command, `python -m api audit verify`, of this tree and (``--before``, a checkout of another commit, e.g.
+    ``git archive main | tar -x -C /tmp/before``) of that one, alternated, best of ``--runs``;
+  * `verify_ledger` in process through the event library's reader and through the plain SELECT (infrastructure/
+    event_rows.py);
+  * an incremental verify after 1 % more records: the rows it read against the rows in the store.
+``KEYLEDGER_BENCH_SCALE_URL=postgresql+psycopg://...`` builds the store on PostgreSQL."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from application.audit.checkpoints import stored_checkpoints  # noqa: E402
+from application.audit.ledger_rows import NotificationRows  # noqa: E402
+from application.audit.ledger_verify import verify_ledger  # noqa: E402
+from application.audit.verify_anchor import (  # noqa: E402
+    checkpoints_after,
+    proved_anchor,
+    stored_newest_first,
+    verify_incremental,
+)
+from bench.scale import _call, add_records, fresh_runtime, grow_key  # noqa: E402
+from infrastructure.bootstrap import Runtime, build_runtime  # noqa: E402
+from infrastructure.event_rows import SqlEventRows  # noqa: E402
+from infrastructure.settings import Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build(runtime: Runtime, records: int, key_events: int) -> None:
+    services = runtime.services
+    assert services is not None
+    keys = [services.keys.create_key(_call(runtime, "CreateKey"))["KeyMetadata"]["KeyId"] for _ in range(10)]
+    grow_key(runtime, keys[0], key_events)
+    grow(runtime, records, keys)
+
+
+def grow(runtime: Runtime, records: int, keys: list[str] | None = None) -> None:
+    services = runtime.services
+    assert services is not None
+    keys = keys or ["1234abcd-12ab-34cd-56ef-1234567890ab"]
+    done = 0
+    while done < records:
+        step = min(1000, records - done)
+        add_records(runtime, step, keys)
+        services.checkpointer.checkpoint_if_due(force=True)
+        done += step
+
+
+def reopen(data_dir: Path, database_url: str | None) -> Runtime:
+    return build_runtime(Settings.load(environ={}, data_dir=data_dir, database_url=database_url))
+
+
+def command(tree: Path, data_dir: Path, database_url: str | None) -> tuple[float, str]:
+    """Seconds of one `audit verify` by the tree's code, and its output line."""
+    args = [sys.executable, "-m", "api", "audit", "verify", "--data-dir", str(data_dir)]
+    if database_url:
+        args += ["--database-url", database_url]
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    return elapsed, (done.stdout or done.stderr).strip().splitlines()[-1]
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=int(os.environ.get("KEYLEDGER_BENCH_RECORDS", "100000")))
+    parser.add_argument("--key-events", type=int, default=10_000)
+    parser.add_argument("--before", type=Path, help="another tree whose `audit verify` to time on the same store")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="build the store here (or reuse the one there) and keep it")
+    options = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = options.keep or Path(tmp) / "data"
+        reuse = (data_dir / "keyledger.db").is_file()
+        runtime = fresh_runtime(data_dir) if not reuse else reopen(data_dir, None)
+        database_url = runtime.settings.database_url if os.environ.get("KEYLEDGER_BENCH_SCALE_URL") else None
+        if not reuse:
+            started = time.perf_counter()
+            build(runtime, options.records, options.key_events)
+            print(f"built {options.records:,} records and a key with {options.key_events:,} events in "
+                  f"{time.perf_counter() - started:.0f} s")
+        checkpoints = stored_checkpoints(runtime.ledger)
+        key = runtime.services.audit_public_key if runtime.services else None
+        runtime.close()
+        trees = [("this tree", ROOT)] + ([("before", options.before.resolve())] if options.before else [])
+        best: dict[str, tuple[float, str]] = {}
+        for _ in range(options.runs):
+            for name, tree in trees:
+                elapsed, line = command(tree, data_dir, database_url)
+                if name not in best or elapsed < best[name][0]:
+                    best[name] = (elapsed, line)
+        for name, (elapsed, line) in best.items():
+            print(f"  `audit verify`, {name}: best {elapsed:.2f} s (whole process)  | {line}")
+
+        runtime = reopen(data_dir, database_url)
+        try:
+            for name, rows in (("event library's reader", lambda: NotificationRows(runtime.ledger)),
+                               ("plain SELECT", lambda: SqlEventRows(runtime.uow))):
+                times = []
+                for _ in range(options.runs):
+                    started = time.perf_counter()
+                    result = verify_ledger(runtime.ledger, checkpoints, key, rows=rows())
+                    times.append(time.perf_counter() - started)
+                assert result.ok, result.problem
+                events = result.records + result.events
+                print(f"  verify_ledger, {name}: {events:,} events ({result.records:,} records) in {min(times):.2f} s, "
+                      f"{events / min(times):,.0f} events/s")
+            anchor = proved_anchor(result, checkpoints, runtime.uow.position_of, "bench")
+            assert anchor is not None
+            grow(runtime, max(1, options.records // 100))
+            newer = checkpoints_after(stored_newest_first(runtime.ledger), anchor.checkpoint)
+            assert newer is not None
+            rows = SqlEventRows(runtime.uow)
+            started = time.perf_counter()
+            result = verify_incremental(runtime.ledger, anchor, newer, key, runtime.uow.position_of, rows)
+            elapsed = time.perf_counter() - started
+            assert result.ok, result.problem
+            print(f"  incremental verify after {result.records:,} more records: read {rows.read:,} rows "
+                  f"(the store holds {anchor.position + rows.read:,}), {elapsed * 1000:.0f} ms")
+        finally:
+            runtime.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
