@@ -72,6 +72,9 @@ def request_metadata(operation: str, body: dict[str, Any]) -> dict[str, str]:
         if len(value) > MAX_METADATA_CHARS or len(name) > 64:
             raise ValidationError(f"requestMetadata.{shown(name, 64)} is longer than {MAX_METADATA_CHARS} characters.")
         fields[name] = value
+    if fields.keys() == {"_type_", "_data_"}:  # the event store reads that form as a typed value (decision 184)
+        raise ValidationError("requestMetadata's fields are exactly '_type_' and '_data_', a form keyledger's event "
+                              "store reserves.")
     missing = [name for name in _REQUIRED.get(operation, ()) if not fields.get(name)]
     if missing:
         raise ValidationError(f"requestMetadata lacks {', '.join(missing)}.")
