@@ -54,3 +54,18 @@ def test_xks_request_metadata_of_the_reserved_form_is_refused() -> None:
     body = json.dumps({"requestMetadata": RESERVED}).encode()
     with pytest.raises(ValidationError, match="_type_"):
         xks_wire.parse("XksGetHealthStatus", body)
+
+
+def test_why_the_event_store_transcoder_reads_that_form_as_another_value(tmp_path) -> None:
+    """The premise of decision 184, on the ledger's own mapper: the map does not come back as it went in."""
+    from infrastructure.bootstrap import build_ledger
+    from infrastructure.settings import Settings
+
+    ledger = build_ledger(Settings.load(environ={}, data_dir=tmp_path))
+    try:
+        transcoder = ledger.mapper.transcoder
+        assert transcoder.decode(transcoder.encode({"context": RESERVED}))["context"] != RESERVED
+        with pytest.raises(Exception, match="not deserializable"):
+            transcoder.decode(transcoder.encode({"context": {"_type_": "nope", "_data_": "x"}}))
+    finally:
+        ledger.close()
