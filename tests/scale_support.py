@@ -67,3 +67,14 @@ def ledger_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[t
         yield tmp_path / "data", url
     finally:
         drop_postgres_schema(base, schema)
+
+
+@pytest.fixture
+def ledger(ledger_backend: tuple[Path, str | None]) -> Iterator[Ledger]:
+    """A runtime on each backend, with nothing in it yet."""
+    data_dir, url = ledger_backend
+    instance = Ledger(data_dir, url)
+    try:
+        yield instance
+    finally:
+        instance.close()

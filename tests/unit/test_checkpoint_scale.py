@@ -4,7 +4,6 @@ idle server signs only a heartbeat. Both backends, the real file and the real da
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -16,7 +15,7 @@ from domain.audit.chain import checkpoint_from_json
 from infrastructure.bootstrap import start_serving
 from infrastructure.checkpoint_file import CheckpointFile
 from tests.calls import api_call
-from tests.scale_support import ROOT, SCOPE, Ledger, ledger_backend  # noqa: F401 (a fixture)
+from tests.scale_support import ROOT, SCOPE, Ledger, ledger, ledger_backend  # noqa: F401 (fixtures)
 
 
 class WatchedFile(CheckpointFile):
@@ -37,16 +36,6 @@ class WatchedFile(CheckpointFile):
             self.crash = False
             raise OSError("killed before the append")
         super().append_all(lines)
-
-
-@pytest.fixture
-def ledger(ledger_backend: tuple[Path, str | None]) -> Iterator[Ledger]:  # noqa: F811
-    data_dir, url = ledger_backend
-    instance = Ledger(data_dir, url)
-    try:
-        yield instance
-    finally:
-        instance.close()
 
 
 def _checkpointer(ledger: Ledger, sink: CheckpointFile, every: float = 60, heartbeat: float = 3600) -> Checkpointer:

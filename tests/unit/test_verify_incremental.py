@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -25,19 +25,9 @@ from application.audit.verify_anchor import (
 )
 from bench.scale import add_records
 from infrastructure.event_rows import SqlEventRows
-from tests.scale_support import Ledger, ledger_backend  # noqa: F401 (a fixture)
+from tests.scale_support import Ledger, ledger, ledger_backend  # noqa: F401 (fixtures)
 
 NOW = "2026-12-06T00:00:00Z"
-
-
-@pytest.fixture
-def ledger(ledger_backend: tuple[Path, str | None]) -> Iterator[Ledger]:  # noqa: F811
-    data_dir, url = ledger_backend
-    instance = Ledger(data_dir, url)
-    try:
-        yield instance
-    finally:
-        instance.close()
 
 
 def _grow(ledger: Ledger, key_id: str, records: int, description: str) -> None:
