@@ -18,12 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from application.audit.checkpoints import Checkpointer, stored_checkpoints  # noqa: E402
 from application.audit.records import iso  # noqa: E402
+from bench.query_load import ADMIN_ENV, encrypt_under_queries  # noqa: E402
 from domain.audit.chain import checkpoint_from_json, checkpoint_to_json, make_checkpoint  # noqa: E402
 from domain.audit.log import AUDIT_CHECKPOINTS_ID, AuditCheckpoints  # noqa: E402
+from domain.identifiers import Scope  # noqa: E402
 from infrastructure.bootstrap import Runtime, build_runtime  # noqa: E402
 from infrastructure.checkpoint_file import CheckpointFile  # noqa: E402
 from infrastructure.settings import Settings  # noqa: E402
-from domain.identifiers import Scope  # noqa: E402
 
 SCOPE = Scope("111122223333", "us-east-1")
 
@@ -32,12 +33,19 @@ DATABASE_URL = os.environ.get("KEYLEDGER_BENCH_SCALE_URL") or None
 
 
 def median_ms(fn: Callable[[], Any], runs: int) -> float:
-    samples = []
+    return median_cost(fn, runs)[0]
+
+
+def median_cost(fn: Callable[[], Any], runs: int) -> tuple[float, float]:
+    """Median wall milliseconds and median CPU milliseconds of this process (SQLite runs in it). The CPU figure
+    is the one other load on a shared machine barely moves, so the ratios below are printed for both."""
+    wall, cpu = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
 
 
 def fresh_runtime(directory: Path) -> Runtime:
@@ -46,7 +54,8 @@ def fresh_runtime(directory: Path) -> Runtime:
         from tests.servers import new_postgres_schema
 
         url, _ = new_postgres_schema(DATABASE_URL)
-    return build_runtime(Settings.load(environ={}, data_dir=directory, database_url=url))
+    # The administrator's access key, so that bench.query_load can serve the store afterwards.
+    return build_runtime(Settings.load(environ=dict(ADMIN_ENV), data_dir=directory / "data", database_url=url))
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------------
@@ -161,7 +170,8 @@ def bench_history() -> None:
 
     print(f"history ({'PostgreSQL' if DATABASE_URL else 'SQLite'}): 10,000 vs {RECORDS:,} audit records, "
           f"a key with {KEY_EVENTS:,} events; medians")
-    results: dict[int, dict[str, float]] = {}
+    results: dict[int, dict[str, tuple[float, float]]] = {}
+    served: dict[int, dict[str, float]] = {}
     for count in (10_000, RECORDS):
         with tempfile.TemporaryDirectory() as tmp:
             runtime = fresh_runtime(Path(tmp))
@@ -183,20 +193,26 @@ def bench_history() -> None:
                 assert index is not None
                 where = AuditFilter(SCOPE.account_id, call_keys[3])
                 marker = index.seqs(where, 0, count // 20)[-1]
-                row = {
-                    "key-at": median_ms(lambda: history.key_at(SCOPE, "alias/big", middle), 20),
-                    "keys-at": median_ms(lambda: history.keys_at(runtime.now(), SCOPE.account_id, SCOPE.region), 10),
-                    "timeline page": median_ms(lambda: history.timeline_page(big, SCOPE, 100, str(KEY_EVENTS // 2)), 20),
-                    "audit page (key)": median_ms(lambda: index.records(runtime.ledger, index.seqs(where, marker, 100)), 20),
-                    "checkpoint": median_ms(lambda: services.checkpointer.checkpoint_if_due(force=True), 10),
+                costs = {
+                    "key-at": median_cost(lambda: history.key_at(SCOPE, "alias/big", middle), 20),
+                    "keys-at": median_cost(lambda: history.keys_at(runtime.now(), SCOPE.account_id, SCOPE.region), 10),
+                    "timeline page": median_cost(lambda: history.timeline_page(big, SCOPE, 100, str(KEY_EVENTS // 2)), 20),
+                    "audit page (key)": median_cost(lambda: index.records(runtime.ledger, index.seqs(where, marker, 100)), 20),
+                    "checkpoint": median_cost(lambda: services.checkpointer.checkpoint_if_due(force=True), 10),
                 }
-                results[count] = row
-                print(f"  {count:>9,} records (built in {built:.0f} s): " +
-                      ", ".join(f"{name} {value:.2f} ms" for name, value in row.items()))
+                results[count] = costs
+                print(f"  {count:>9,} records (built in {built:.0f} s), wall / cpu: " +
+                      ", ".join(f"{name} {wall:.2f} / {cpu:.2f} ms" for name, (wall, cpu) in costs.items()))
             finally:
                 runtime.close()
+            served[count] = encrypt_under_queries(Path(tmp) / "data", runtime.settings.database_url, call_keys[0],
+                                                  call_keys[3])
     small, large = results[10_000], results[RECORDS]
-    print(f"  ratio {RECORDS:,} / 10,000: " + ", ".join(f"{name} {large[name] / small[name]:.2f}" for name in small))
+    for position, what in ((0, "wall"), (1, "cpu")):
+        print(f"  ratio {RECORDS:,} / 10,000 ({what}): " +
+              ", ".join(f"{name} {large[name][position] / max(small[name][position], 1e-3):.2f}" for name in small))
+    print(f"  ratio {RECORDS:,} / 10,000 (served): " +
+          ", ".join(f"{name} {served[RECORDS][name] / served[10_000][name]:.2f}" for name in served[10_000]))
 
 
 def _call(runtime: Runtime, operation: str) -> Any:
