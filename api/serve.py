@@ -43,6 +43,9 @@ def background_passes(runtime: Runtime) -> list[Periodic]:
         *([Periodic("keyledger-key-usage", only_leader(leadership, services.last_usage.catch_up),
                     settings.maintenance_interval, lambda exc: log.exception("key usage index pass failed", exc_info=exc))]
           if services.last_usage is not None else []),
+        *([Periodic("keyledger-audit-index-statistics", only_leader(leadership, runtime.audit_index.refresh_statistics),
+                    settings.maintenance_interval, lambda exc: log.exception("audit index statistics failed", exc_info=exc))]
+          if runtime.audit_index is not None else []),
     ]
 
 

@@ -126,6 +126,7 @@ def build_runtime(settings: Settings) -> Runtime:
     clock = DatabaseClock(uow)
     audit_index = SqlAuditIndex(uow)
     audit_index.backfill(ledger)  # records from before the index (once); later ones are indexed as written
+    audit_index.refresh_statistics()
     audit = AuditTrail(ledger, uow, clock, window_seconds=settings.audit_group_commit_window,
                        max_batch=settings.audit_group_commit_max, index=audit_index)
     quotas = RequestQuotas(settings.quota_cryptographic_per_second, settings.quota_management_per_second,

@@ -107,6 +107,25 @@ class SqlAuditIndex:
             except (sa.exc.IntegrityError, PersistenceIntegrityError, sqlite3.IntegrityError):  # as each path raises it
                 pass  # another process indexed them first (a running server's committer, while this one starts)
 
+    def refresh_statistics(self) -> bool:
+        """PostgreSQL plans a filtered page from the table's statistics. Right after many rows arrive (a bulk
+        load, a backfill, a busy hour before autovacuum's next pass) they still say the table is small, and the
+        planner reads every row of the key and sorts them instead of walking the (key, seq) index for one page:
+        measured at 1M records, 1.6 pages/s instead of ~10. So when more than a tenth of the rows (and at least
+        10,000) changed since the last ANALYZE, run it: it samples, so it costs the same at any size. Returns
+        whether it ran. SQLite needs none: its planner takes an equality-and-range index without statistics."""
+        with self._uow.read() as session:
+            if session.get_bind().dialect.name != "postgresql":
+                return False
+            row = session.execute(sa.text(
+                "SELECT n_mod_since_analyze, n_live_tup FROM pg_stat_user_tables "
+                "WHERE relname = 'audit_index' AND schemaname = current_schema()")).first()
+        if row is None or row[0] < max(10_000, row[1] // 10):
+            return False
+        with self._uow.transaction() as tx:
+            tx.execute(sa.text("ANALYZE audit_index"))
+        return True
+
     def indexed_up_to(self) -> int:
         with self._uow.read() as session:
             return session.execute(sa.select(sa.func.max(audit_index.c.seq))).scalar() or 0
