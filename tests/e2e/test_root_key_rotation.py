@@ -369,3 +369,17 @@ def test_env_provider_rotation_needs_the_new_version_in_every_environment_first(
     exported = keyledger(data, again.database_url, only_new, "audit", "export").stdout
     assert "RetireRootKeyVersion" in exported and old not in exported and new not in exported
     keyledger(data, again.database_url, only_new, "audit", "verify")
+
+    # A database administrator corrupts one wrapped backing key: the next rotation stops on it, names its table,
+    # and exits as a refusal (no traceback, no value printed); retiring around it is impossible (decision 107).
+    engine = sa.create_engine(f"sqlite:///{again.sqlite_file}")
+    with engine.begin() as conn:
+        material_id, wrapped = conn.execute(sa.text("SELECT material_id, wrapped FROM backing_keys WHERE key_id = :k"),
+                                            {"k": key_1}).one()
+        conn.execute(sa.text("UPDATE backing_keys SET wrapped = :w WHERE key_id = :k"),
+                     {"w": bytes(wrapped)[:-1] + bytes([wrapped[-1] ^ 1]), "k": key_1})
+    engine.dispose()
+    newer = base64.b64encode(os.urandom(32)).decode()
+    three = {**only_old, "KEYLEDGER_ROOT_KEY": json.dumps({"current": 2, "keys": {"2": new, "3": newer}})}
+    stopped = keyledger(data, again.database_url, three, "root-key", "rotate", expect=1)
+    assert "backing_keys does not unwrap" in stopped.stderr and "Traceback" not in stopped.stderr, stopped.stderr
