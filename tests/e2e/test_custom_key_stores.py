@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
 from tests.certificates import self_signed
-from tests.e2e.helpers import code, error_code, postgres_tables, secret_forms
+from tests.e2e.helpers import code, error_code, postgres_tables, secret_hits
 from tests.e2e.test_hsm_root_key import keyledger
 from tests.servers import Server
 from tests.softhsm import SoftHsm, softhsm  # noqa: F401
@@ -202,15 +202,20 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
     trail = keyledger(server.data_dir, server.database_url, {}, "audit", "export", "--format", "cloudtrail").stdout
     stored["audit export"] = trail.encode()
     assert "CreateCustomKeyStore" in trail and "ConnectCustomKeyStore" in trail
-    hits = [f"{form[:12]!r} in {where}" for where, data in stored.items() for form in secret_forms(PIN.encode())
-            if form in data]
-    assert hits == []
+    # Nor any key material or plaintext the token-backed key protected: the data key, the key pair's private key,
+    # the encrypted plaintext (its key's material never left the token, so there is none of it to look for).
+    secrets = {"PIN": PIN.encode(), "data key": data_key["Plaintext"], "private key": pair["PrivateKeyPlaintext"],
+               "plaintext": b"hardware secret"}
+    assert secret_hits(stored, secrets) == []
 
 
 def test_store_errors_wrong_pin_and_password_update(servers, softhsm, tmp_path):
     softhsm.init_token(TOKEN, PIN)
     softhsm.init_token("store-2", PIN)
-    env = store_env(softhsm, tmp_path, {CLUSTER: {"module": softhsm.module, "token_label": TOKEN},
+    spare = {f"cluster-limitstore{c}": {"module": softhsm.module, "token_label": f"spare-{c}"} for c in "abcdefghi"}
+    for cluster in spare.values():
+        softhsm.init_token(cluster["token_label"], PIN)
+    env = store_env(softhsm, tmp_path, {**spare, CLUSTER: {"module": softhsm.module, "token_label": TOKEN},
                                         "cluster-2bcdefghjkmn": {"module": softhsm.module, "token_label": TOKEN},
                                         OTHER_CLUSTER: {"module": softhsm.module, "token_label": "store-2"},
                                         "cluster-3bcdefghjkmn": {"module": softhsm.module, "token_label": "absent"}})
@@ -258,11 +263,19 @@ def test_store_errors_wrong_pin_and_password_update(servers, softhsm, tmp_path):
                       Origin="AWS_CLOUDHSM") == "UnsupportedOperationException"
     assert error_code(kms.describe_custom_key_stores, CustomKeyStoreId=store_id, CustomKeyStoreName="s") == \
         "ValidationException"
+    # AWS's quota: 10 custom key stores per account and Region (9 more on their own tokens), then LimitExceeded.
+    for n, cluster in enumerate(spare):
+        create(CustomKeyStoreName=f"spare-{n}", CloudHsmClusterId=cluster)
+    assert error_code(create, CustomKeyStoreName="eleventh", CloudHsmClusterId=OTHER_CLUSTER) == "LimitExceededException"
+    assert error_code(kms.describe_custom_key_stores, Marker="not-a-marker") == "InvalidMarkerException"
     first = kms.describe_custom_key_stores(Limit=1)
-    assert len(first["CustomKeyStores"]) == 1
-    if first.get("Truncated"):
-        rest = kms.describe_custom_key_stores(Limit=1, Marker=first["NextMarker"])["CustomKeyStores"]
-        assert rest and rest[0]["CustomKeyStoreId"] != first["CustomKeyStores"][0]["CustomKeyStoreId"]
+    assert len(first["CustomKeyStores"]) == 1 and first["Truncated"]
+    seen, marker = [first["CustomKeyStores"][0]["CustomKeyStoreId"]], first["NextMarker"]
+    while marker:
+        page = kms.describe_custom_key_stores(Limit=4, Marker=marker)
+        seen += [entry["CustomKeyStoreId"] for entry in page["CustomKeyStores"]]
+        marker = page.get("NextMarker")
+    assert len(seen) == len(set(seen)) == 10
 
     # A database administrator marks a disconnected store CONNECTED in the read model: the row's tag no longer
     # matches, and the key's calls fail closed instead of using the token.
