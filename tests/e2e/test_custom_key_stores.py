@@ -277,6 +277,22 @@ def test_store_errors_wrong_pin_and_password_update(servers, softhsm, tmp_path):
         marker = page.get("NextMarker")
     assert len(seen) == len(set(seen)) == 10
 
+    # A hostile caller: another account's root, and this account's administrator in another Region, find no such
+    # store, cannot list, use, connect, disconnect, rename or delete it, nor make or use keys in it.
+    other = json.loads(keyledger(server.data_dir, server.database_url, {}, "access-keys", "create", "--principal",
+                                 "arn:aws:iam::444455556666:root", "--json").stdout)["AccessKey"]
+    for outsider in (server.client(key_id=other["AccessKeyId"], secret=other["SecretAccessKey"]),
+                     server.client("eu-west-1")):
+        assert outsider.describe_custom_key_stores()["CustomKeyStores"] == []
+        for call, extra in ((outsider.describe_custom_key_stores, {}), (outsider.connect_custom_key_store, {}),
+                            (outsider.disconnect_custom_key_store, {}), (outsider.delete_custom_key_store, {}),
+                            (outsider.update_custom_key_store, {"NewCustomKeyStoreName": "mine"}),
+                            (outsider.generate_random, {"NumberOfBytes": 8}),
+                            (outsider.create_key, {"Origin": "AWS_CLOUDHSM"})):
+            assert error_code(call, CustomKeyStoreId=store_id, **extra) == "CustomKeyStoreNotFoundException", call
+        assert error_code(outsider.encrypt, KeyId=key_id, Plaintext=b"x") == "NotFoundException"
+    assert kms.describe_custom_key_stores(CustomKeyStoreId=store_id)["CustomKeyStores"][0]["CustomKeyStoreName"] == "s"
+
     # A database administrator marks a disconnected store CONNECTED in the read model: the row's tag no longer
     # matches, and the key's calls fail closed instead of using the token.
     blob = kms.encrypt(KeyId=key_id, Plaintext=b"p")["CiphertextBlob"]

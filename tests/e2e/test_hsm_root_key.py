@@ -41,6 +41,9 @@ def keyledger(data_dir: Path, database_url: str | None, env: dict[str, str], *ar
 def sealed_reason(server: Server) -> str:
     health = httpx.get(server.endpoint + "/healthz", timeout=5)
     assert health.status_code == 503 and health.json()["status"] == "sealed", health.text
+    assert health.json()["root_key"]["sealed"] is True and health.json()["root_key"]["provider"] == "pkcs11"
+    metrics = httpx.get(server.endpoint + "/metrics", timeout=5).text
+    assert "keyledger_sealed 1.0" in metrics and 'keyledger_root_key_provider{provider="pkcs11"} 1.0' in metrics
     with pytest.raises(ClientError) as info:
         server.client().list_keys()
     assert info.value.response["Error"]["Code"] == "KMSInternalException"
