@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import struct
+import subprocess
 import threading
 import time
 from typing import Any
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tests.e2e.test_custom_key_stores import CLUSTER, store_env, trust_anchor
 from tests.e2e.test_custom_key_stores import PIN as STORE_PIN
 from tests.e2e.test_custom_key_stores import TOKEN as STORE_TOKEN
-from tests.e2e.test_hsm_root_key import PIN, TOKEN, hsm_env, keyledger
+from tests.e2e.test_hsm_root_key import AWS, PIN, TOKEN, hsm_env, keyledger
 from tests.e2e.test_lifecycle_import import wrap
 from tests.servers import Server
 from tests.softhsm import softhsm  # noqa: F401
@@ -141,6 +142,11 @@ def test_rotation_under_load_then_retirement_bounds_backups(provider, servers, r
 
     for key_id, blob in blobs.items():
         assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == key_id.encode()
+    (tmp_path / "old.bin").write_bytes(blobs[keys[2]])  # and with the AWS CLI
+    out = subprocess.run([str(AWS), "kms", "decrypt", "--endpoint-url", server.endpoint, "--ciphertext-blob",
+                          f"fileb://{tmp_path / 'old.bin'}", "--query", "Plaintext", "--output", "text"],
+                         env=server.cli_env(), capture_output=True, text=True, timeout=120, check=True)
+    assert base64.b64decode(out.stdout.strip()) == keys[2].encode()
     assert kms.decrypt(CiphertextBlob=kms.encrypt(KeyId=made_during, Plaintext=b"new")["CiphertextBlob"])["Plaintext"] == b"new"
     with pytest.raises(Exception):
         kms.decrypt(CiphertextBlob=doomed_blob)
@@ -193,6 +199,19 @@ class CrashAfter:
 
     def __getattr__(self, name):
         return getattr(self._rows, name)
+
+
+class DiesBeforeDestroying:
+    """The provider of a process that dies after recording a retirement, before destroying the version."""
+
+    def __init__(self, provider) -> None:
+        self._provider = provider
+
+    def destroy_version(self, version: int) -> None:
+        raise Crash()
+
+    def __getattr__(self, name):
+        return getattr(self._provider, name)
 
 
 def every_kind_of_root_wrapped_value(server: Server, tmp_path) -> dict[str, Any]:
@@ -297,7 +316,18 @@ def test_rotation_crashed_halfway_is_finished_by_the_next_run(servers, request, 
     assert "finished the rotation to root key version 2" in finished.stdout
     status = json.loads(keyledger(data, server.database_url, {}, "root-key", "status").stdout)
     assert status["rotation"] == "complete" and set(status["wrapped_values_by_version"]) == {"2"}
-    keyledger(data, server.database_url, {}, "root-key", "retire", "1")
+    # Crash 3: the retirement is recorded, the process dies before destroying version 1 in the provider.
+    runtime = build_runtime(Settings.load(environ=environ))
+    try:
+        service = runtime.services.root_key
+        service._provider = DiesBeforeDestroying(service._provider)
+        with pytest.raises(Crash):
+            service.retire(1, Operator(user="test", host="test"))
+    finally:
+        runtime.close()
+    assert set(json.loads((data / "root-key").read_text())["keys"]) == {"1", "2"}
+    assert json.loads(keyledger(data, server.database_url, {}, "root-key", "status").stdout)["retired"] == [1]
+    keyledger(data, server.database_url, {}, "root-key", "retire", "1")  # again: it destroys what the crash left
     for key_id, blob in blobs.items():
         assert kms.decrypt(CiphertextBlob=blob)["KeyId"].endswith(key_id)
 
