@@ -162,6 +162,22 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
         assert then["Store"]["CustomKeyStore"]["CustomKeyStoreId"] == store_id
         assert then["Store"]["CustomKeyStore"]["ConnectionState"] == state
 
+    # Replay rebuilds the stores' read model from their events and finds it equal to the live one; a row changed
+    # in the database is a difference it names.
+    replayed = keyledger(server.data_dir, server.database_url, {}, "history", "replay")
+    assert "OK:" in replayed.stdout, replayed.stdout
+    engine = sa.create_engine(server.database_url or f"sqlite:///{server.sqlite_file}")
+    update = sa.text("UPDATE custom_key_stores SET name = :n WHERE store_id = :s")
+    try:
+        with engine.begin() as conn:
+            conn.execute(update, {"n": "forged", "s": store_id})
+        tampered = keyledger(server.data_dir, server.database_url, {}, "history", "replay", expect=1)
+        assert "custom_key_stores[" in tampered.stdout + tampered.stderr, tampered.stdout + tampered.stderr
+    finally:
+        with engine.begin() as conn:
+            conn.execute(update, {"n": "hsm-store-renamed", "s": store_id})
+        engine.dispose()
+
     # A store with keys (even pending deletion) cannot be deleted.
     kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
     kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
@@ -209,7 +225,7 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
     assert secret_hits(stored, secrets) == []
 
 
-def test_store_errors_wrong_pin_and_password_update(servers, softhsm, tmp_path):
+def test_store_errors_wrong_pin_and_password_update(servers, backend, softhsm, tmp_path):
     softhsm.init_token(TOKEN, PIN)
     softhsm.init_token("store-2", PIN)
     spare = {f"cluster-limitstore{c}": {"module": softhsm.module, "token_label": f"spare-{c}"} for c in "abcdefghi"}
@@ -307,3 +323,9 @@ def test_store_errors_wrong_pin_and_password_update(servers, softhsm, tmp_path):
     assert error_code(kms.describe_custom_key_stores) == "KMSInternalException"
     server.stop()
     assert "wrong-pin-1" not in server.log() and PIN not in server.log()
+    # The passwords given to CreateCustomKeyStore and UpdateCustomKeyStore are in no database file or audit record.
+    stored = stored_bytes(server, backend)
+    stored["audit export"] = keyledger(server.data_dir, server.database_url, {}, "audit", "export", "--format",
+                                       "cloudtrail").stdout.encode()
+    assert b"UpdateCustomKeyStore" in stored["audit export"]
+    assert secret_hits(stored, {"PIN": PIN.encode(), "wrong PIN": b"wrong-pin-1"}) == []
