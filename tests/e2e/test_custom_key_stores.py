@@ -126,6 +126,9 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
     assert len(kms.decrypt(CiphertextBlob=sealed_only["CiphertextBlob"])["Plaintext"]) == 24
     pair = kms.generate_data_key_pair(KeyId=key_id, KeyPairSpec="ECC_NIST_P256")
     assert kms.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"])["Plaintext"] == pair["PrivateKeyPlaintext"]
+    sealed_pair = kms.generate_data_key_pair_without_plaintext(KeyId=key_id, KeyPairSpec="RSA_2048")
+    assert sealed_pair["PrivateKeyCiphertextBlob"][0] == 2 and "PrivateKeyPlaintext" not in sealed_pair
+    assert kms.decrypt(CiphertextBlob=sealed_pair["PrivateKeyCiphertextBlob"])["KeyId"].endswith(key_id)
     assert len(kms.generate_random(NumberOfBytes=32, CustomKeyStoreId=store_id)["Plaintext"]) == 32
     (tmp_path / "plain.txt").write_bytes(b"cli")
     cli_blob = aws_cli(server, "encrypt", "--key-id", key_id, "--plaintext", f"fileb://{tmp_path / 'plain.txt'}")["CiphertextBlob"]
@@ -201,6 +204,10 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
 
     wait_for(deleted, f"the server's maintenance did not delete the key\n{server.log()}")
     assert [o for o in softhsm.objects(TOKEN, PIN) if o["label"] == key_id] == [], "the token object is gone"
+    # The history stays: at a moment before the deletion, the key was in this store and the store was connected.
+    then = json.loads(keyledger(server.data_dir, server.database_url, {}, "history", "key-store-at", key_id,
+                                "--at", str(moment), "--json").stdout)
+    assert then["Store"]["CustomKeyStore"]["CustomKeyStoreId"] == store_id
 
     # Now the store can be deleted (disconnected first).
     kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
@@ -275,6 +282,8 @@ def test_store_errors_wrong_pin_and_password_update(servers, backend, softhsm, t
     assert error_code(kms.create_key, CustomKeyStoreId="cks-00000000000000000", Origin="AWS_CLOUDHSM") == \
         "CustomKeyStoreNotFoundException"
     assert error_code(kms.create_key, Origin="AWS_CLOUDHSM") == "ValidationException"
+    assert error_code(kms.create_key, CustomKeyStoreId=store_id, Origin="AWS_CLOUDHSM", MultiRegion=True) == \
+        "UnsupportedOperationException"
     assert error_code(kms.create_key, CustomKeyStoreId=store_id, KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY",
                       Origin="AWS_CLOUDHSM") == "UnsupportedOperationException"
     assert error_code(kms.describe_custom_key_stores, CustomKeyStoreId=store_id, CustomKeyStoreName="s") == \
