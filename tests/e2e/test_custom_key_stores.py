@@ -289,8 +289,8 @@ def test_store_errors_wrong_pin_and_password_update(servers, backend, softhsm, t
     assert error_code(kms.describe_custom_key_stores, CustomKeyStoreId=store_id, CustomKeyStoreName="s") == \
         "ValidationException"
     # AWS's quota: 10 custom key stores per account and Region (9 more on their own tokens), then LimitExceeded.
-    for n, cluster in enumerate(spare):
-        create(CustomKeyStoreName=f"spare-{n}", CloudHsmClusterId=cluster)
+    spares = [create(CustomKeyStoreName=f"spare-{n}", CloudHsmClusterId=cluster, KeyStorePassword=PIN)
+              for n, cluster in enumerate(spare)]
     assert error_code(create, CustomKeyStoreName="eleventh", CloudHsmClusterId=OTHER_CLUSTER) == "LimitExceededException"
     assert error_code(kms.describe_custom_key_stores, Marker="not-a-marker") == "InvalidMarkerException"
     first = kms.describe_custom_key_stores(Limit=1)
@@ -301,6 +301,20 @@ def test_store_errors_wrong_pin_and_password_update(servers, backend, softhsm, t
         seen += [entry["CustomKeyStoreId"] for entry in page["CustomKeyStores"]]
         marker = page.get("NextMarker")
     assert len(seen) == len(set(seen)) == 10
+
+    # Connection failures with AWS's codes: the cluster taken out of the map; its token no longer in the module
+    # (the map now names a label the module does not hold: SoftHSM2 answers a token deleted under a loaded module
+    # with a general error, INTERNAL_ERROR, where an HSM answers "not present").
+    clusters = json.loads((tmp_path / "clusters.json").read_text())
+    del clusters["cluster-limitstorea"]
+    clusters["cluster-limitstoreb"]["token_label"] = "spare-gone"
+    (tmp_path / "clusters.json").write_text(json.dumps(clusters))
+    for spare_id, expected in ((spares[0], "CLUSTER_NOT_FOUND"), (spares[1], "INSUFFICIENT_CLOUDHSM_HSMS"),
+                               (spares[2], None)):
+        kms.connect_custom_key_store(CustomKeyStoreId=spare_id)
+        [entry] = kms.describe_custom_key_stores(CustomKeyStoreId=spare_id)["CustomKeyStores"]
+        assert (entry["ConnectionState"], entry.get("ConnectionErrorCode")) == \
+            ("FAILED" if expected else "CONNECTED", expected), entry
 
     # A hostile caller: another account's root, and this account's administrator in another Region, find no such
     # store, cannot list, use, connect, disconnect, rename or delete it, nor make or use keys in it.
