@@ -21,7 +21,7 @@ from tests.certificates import self_signed
 from tests.e2e.helpers import code, error_code, postgres_tables, secret_hits
 from tests.e2e.test_hsm_root_key import keyledger
 from tests.servers import Server
-from tests.softhsm import SoftHsm, softhsm  # noqa: F401
+from tests.softhsm import SoftHsm, softhsm  # noqa: F401 - the fixture, used by name (hence F811 below)
 
 PIN = "store-pin-48213"
 TOKEN = "store-1"
@@ -65,7 +65,7 @@ def wait_for(what: Any, message: str, deadline_seconds: float = 30.0) -> Any:
     raise AssertionError(message)
 
 
-def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
+def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):  # noqa: F811
     softhsm.init_token(TOKEN, PIN)
     env = store_env(softhsm, tmp_path, {CLUSTER: {"module": softhsm.module, "token_label": TOKEN}})
     server = servers.start("data", **env)
@@ -232,7 +232,7 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
     assert secret_hits(stored, secrets) == []
 
 
-def test_store_errors_wrong_pin_and_password_update(servers, backend, softhsm, tmp_path):
+def test_store_errors_wrong_pin_and_password_update(servers, backend, softhsm, tmp_path):  # noqa: F811
     softhsm.init_token(TOKEN, PIN)
     softhsm.init_token("store-2", PIN)
     spare = {f"cluster-limitstore{c}": {"module": softhsm.module, "token_label": f"spare-{c}"} for c in "abcdefghi"}

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from tests.cli import run_keyledger
 from tests.e2e.helpers import postgres_tables, secret_forms
 from tests.servers import ROOT, Server
-from tests.softhsm import SoftHsm, softhsm  # noqa: F401
+from tests.softhsm import SoftHsm, softhsm  # noqa: F401 - the fixture, used by name (hence F811 below)
 
 PIN = "user-pin-7391"
 TOKEN = "keyledger-root"
@@ -56,7 +56,7 @@ def stored_bytes(server: Server, backend: str) -> bytes:
     return b"\n".join(postgres_tables(server).values())
 
 
-def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backend, softhsm, tmp_path):
+def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backend, softhsm, tmp_path):  # noqa: F811
     softhsm.init_token(TOKEN, PIN)
     data = tmp_path / "data"
     env = hsm_env(softhsm)
@@ -119,7 +119,7 @@ def _write(path: Path, base64_text: str) -> Path:
     return path
 
 
-def test_token_key_cannot_be_read_out_and_wrong_token_key_is_the_wrong_key(servers, softhsm, tmp_path):
+def test_token_key_cannot_be_read_out_and_wrong_token_key_is_the_wrong_key(servers, softhsm, tmp_path):  # noqa: F811
     """A different token key under the same label (another token's, a restored wrong one) is refused as the wrong
     key: the database's check value does not authenticate under it."""
     softhsm.init_token(TOKEN, PIN)
