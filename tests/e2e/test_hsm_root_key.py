@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.cli import run_keyledger
-from tests.e2e.helpers import postgres_tables, secret_forms
+from tests.e2e.helpers import postgres_tables, secret_hits
 from tests.servers import ROOT, Server
 from tests.softhsm import SoftHsm, softhsm  # noqa: F401 - the fixture, used by name (hence F811 below)
 
@@ -75,6 +75,7 @@ def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backen
     kms = server.client()
     key_id = kms.create_key(Description="wrapped in the token")["KeyMetadata"]["KeyId"]
     blob = kms.encrypt(KeyId=key_id, Plaintext=b"in hardware")["CiphertextBlob"]
+    data_key = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")["Plaintext"]
     assert not (data / "root-key").exists(), "no root key file next to the database"
     # The AWS CLI, same server.
     cli_env = server.cli_env()
@@ -103,13 +104,14 @@ def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backen
     assert "holds no root key labelled 'other'" in sealed_reason(no_key)
     no_key.stop()
 
-    # The PIN and the token's files are nowhere in the database; the log never shows the PIN.
-    stored = stored_bytes(again, backend)
-    assert key_id.encode() in stored, "positive control"
-    for form in secret_forms(PIN.encode()):
-        assert form not in stored
-    for started in (server, again, wrong_pin, no_token, no_key):
-        assert PIN not in started.log()
+    # Neither the PIN nor a data key is in the database, any server's log or the audit records.
+    stored = {"database": stored_bytes(again, backend),
+              "audit export": keyledger(data, servers.database_url(), {}, "audit", "export").stdout.encode()}
+    assert key_id.encode() in stored["database"] and key_id.encode() in stored["audit export"], "positive control"
+    for n, started in enumerate((server, again, wrong_pin, no_token, no_key)):
+        stored[f"log of server {n}"] = started.log().encode()
+    assert secret_hits(stored, {"PIN": PIN.encode(), "wrong PIN": b"0000-wrong", "data key": data_key,
+                                "plaintext": b"in hardware"}) == []
 
 
 def _write(path: Path, base64_text: str) -> Path:
