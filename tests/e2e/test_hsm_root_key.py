@@ -86,7 +86,12 @@ def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backen
     cli_blob = out.stdout.strip()
     server.stop()
 
-    again = servers.start("data", **env)
+    # Restarted with the PIN in a mode-0600 file instead of the environment.
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(PIN + "\n")
+    pin_file.chmod(0o600)
+    from_file = {k: v for k, v in env.items() if k != "KEYLEDGER_PKCS11_PIN"}
+    again = servers.start("data", **from_file, KEYLEDGER_PKCS11_PIN_FILE=str(pin_file))
     assert again.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"in hardware"
     out = subprocess.run([str(AWS), "kms", "decrypt", "--endpoint-url", again.endpoint, "--ciphertext-blob",
                           "fileb://" + str(_write(tmp_path / "cli.bin", cli_blob)), "--query", "Plaintext",
@@ -94,7 +99,12 @@ def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backen
     assert out.stdout.strip() == "aGVsbG8="
     again.stop()
 
-    wrong_pin = servers.start("data", **hsm_env(softhsm, pin="0000-wrong"))
+    # A wrong PIN, read from the file the URI's pin-source names (RFC 7512).
+    wrong_file = tmp_path / "wrong-pin"
+    wrong_file.write_text("0000-wrong")
+    wrong_file.chmod(0o600)
+    wrong_pin = servers.start("data", **{**from_file, "KEYLEDGER_ROOT_KEY": f"pkcs11:token={TOKEN};object=root"
+                                                                           f"?pin-source=file:{wrong_file}"})
     assert "PIN" in sealed_reason(wrong_pin) and "0000-wrong" not in wrong_pin.log()
     wrong_pin.stop()
     no_token = servers.start("data", **hsm_env(softhsm, token="absent-token"))
