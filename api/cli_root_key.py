@@ -87,15 +87,17 @@ def rotate(data_dir: Optional[Path] = DataDir, database_url: Optional[str] = Dat
     Run it again after a crash: it finishes the rotation under way instead of starting another."""
     from api.cli_principals import _operator
     from application.principals.audit import Operator
+    from domain.crypto.wrapping import UnwrapError
     from domain.errors import KmsError
+    from infrastructure.pkcs11_token import TokenUnavailable
     from infrastructure.root_keys import RootKeyUnavailable
 
     runtime = _runtime(data_dir, database_url)
     try:
         operator: Operator = _operator()
         result = runtime.services.root_key.rotate(operator, batch=batch)
-    except (KmsError, RootKeyUnavailable) as exc:
-        _refused(exc)
+    except (KmsError, RootKeyUnavailable, TokenUnavailable, UnwrapError) as exc:
+        _refused(exc)  # a value that does not unwrap (tampered, or under a lost version) or a token gone mid-way
     finally:
         runtime.close()
     verb = "finished the rotation to" if result["resumed"] else "rotated to"
@@ -108,13 +110,15 @@ def retire(version: int = typer.Argument(..., min=1, help="The root key version 
     """Destroy an old root key version once nothing is wrapped under it. Backups of the database made while it was
     in use can no longer be unwrapped with this provider's keys (docs/key-hierarchy.md: the backup horizon)."""
     from api.cli_principals import _operator
+    from domain.crypto.wrapping import UnwrapError
     from domain.errors import KmsError
+    from infrastructure.pkcs11_token import TokenUnavailable
     from infrastructure.root_keys import RootKeyUnavailable
 
     runtime = _runtime(data_dir, database_url)
     try:
         result = runtime.services.root_key.retire(version, _operator())
-    except (KmsError, RootKeyUnavailable) as exc:
+    except (KmsError, RootKeyUnavailable, TokenUnavailable, UnwrapError) as exc:
         _refused(exc)
     finally:
         runtime.close()

@@ -152,6 +152,10 @@ class Token:
             raise TokenUnavailable(f"The PIN for PKCS#11 token {self.label!r} is wrong.", "pin") from None
         except pkcs11.PinLocked:
             raise TokenUnavailable(f"The user PIN of PKCS#11 token {self.label!r} is locked.", "pin-locked") from None
+        except (pkcs11.TokenNotPresent, pkcs11.DeviceRemoved, pkcs11.SlotIDInvalid) as exc:
+            # The token was there when the module listed it and is gone now (pulled out, an HSM gone offline).
+            raise TokenUnavailable(f"PKCS#11 token {self.label!r} is no longer present ({type(exc).__name__}).",
+                                   "no-token") from None
         except pkcs11.PKCS11Error as exc:
             raise TokenUnavailable(f"PKCS#11 token {self.label!r} refused a session ({type(exc).__name__}).",
                                    "session") from None

@@ -18,6 +18,7 @@ provider's keys: that bounds how long deleted (shredded) key material can be rec
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any, Callable
 
@@ -39,7 +40,8 @@ REWRAP_BATCH = 200
 class RootKeyService:
     def __init__(self, ledger: KeyLedger, writer: LedgerWriter, clock: Clock, keyring: RootKeyring,
                  provider: RootKeyProvider, rows: RootWrappedRows, new_check: Callable[[RootKeyring, int], bytes],
-                 *, account_id: str, region: str) -> None:
+                 *, account_id: str, region: str, settle_seconds: float = 0.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._ledger = ledger
         self._writer = writer
         self._clock = clock
@@ -49,6 +51,10 @@ class RootKeyService:
         self._new_check = new_check
         self._account_id = account_id
         self._region = region
+        # How long a serving process may still wrap under the version it last read (KEYLEDGER_KEY_CACHE_SECONDS):
+        # retirement waits that long before its last straggler pass, so no value lands under a destroyed version.
+        self._settle_seconds = settle_seconds
+        self._sleep = sleep
 
     def history(self) -> RootKeyHistory | None:
         try:
@@ -80,6 +86,12 @@ class RootKeyService:
             # The versions that wrap values now, not every version the provider holds: one a crashed rotation
             # made before recording it is reused by this rotation instead of being skipped.
             in_use = set(self._rows.count_by_version()) or {self._keyring.current}
+            # The provider's newest version is this first rotation's target when older ones still wrap values:
+            # the env provider's operator put it in KEYLEDGER_ROOT_KEY (JSON, maybe already "current", so
+            # restarted servers wrap new values under it), or a crashed run made it and a restart began using it.
+            newest = max(self._provider.held_versions(), default=None)
+            if newest is not None and newest in in_use and len(in_use) > 1:
+                in_use.discard(newest)
             history = RootKeyHistory.start(self._provider.name, sorted(in_use), self._clock.now())
         return history
 
@@ -123,6 +135,9 @@ class RootKeyService:
             return {"version": version, "retired": True, "rewrapped": 0}
         if version == history.current or not history.rewrapped:
             history.retire(version, self._clock.now())  # raises with the reason
+        if version not in history.known():
+            history.retire(version, self._clock.now())  # raises: no such version
+        self._sleep(self._settle_seconds)  # every process has read the current version by now
         straggling = 0
         while True:  # values a process wrapped under an older version while its cache still named it
             done = self._rows.rewrap(self._keyring, history.current, REWRAP_BATCH)

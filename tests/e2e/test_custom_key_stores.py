@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
 from tests.certificates import self_signed
-from tests.e2e.helpers import code, error_code, postgres_tables, secret_forms
+from tests.e2e.helpers import code, error_code, postgres_tables, secret_hits
 from tests.e2e.test_hsm_root_key import keyledger
 from tests.servers import Server
-from tests.softhsm import SoftHsm, softhsm  # noqa: F401
+from tests.softhsm import SoftHsm, softhsm  # noqa: F401 - the fixture, used by name (hence F811 below)
 
 PIN = "store-pin-48213"
 TOKEN = "store-1"
@@ -65,7 +65,7 @@ def wait_for(what: Any, message: str, deadline_seconds: float = 30.0) -> Any:
     raise AssertionError(message)
 
 
-def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
+def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):  # noqa: F811
     softhsm.init_token(TOKEN, PIN)
     env = store_env(softhsm, tmp_path, {CLUSTER: {"module": softhsm.module, "token_label": TOKEN}})
     server = servers.start("data", **env)
@@ -126,6 +126,9 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
     assert len(kms.decrypt(CiphertextBlob=sealed_only["CiphertextBlob"])["Plaintext"]) == 24
     pair = kms.generate_data_key_pair(KeyId=key_id, KeyPairSpec="ECC_NIST_P256")
     assert kms.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"])["Plaintext"] == pair["PrivateKeyPlaintext"]
+    sealed_pair = kms.generate_data_key_pair_without_plaintext(KeyId=key_id, KeyPairSpec="RSA_2048")
+    assert sealed_pair["PrivateKeyCiphertextBlob"][0] == 2 and "PrivateKeyPlaintext" not in sealed_pair
+    assert kms.decrypt(CiphertextBlob=sealed_pair["PrivateKeyCiphertextBlob"])["KeyId"].endswith(key_id)
     assert len(kms.generate_random(NumberOfBytes=32, CustomKeyStoreId=store_id)["Plaintext"]) == 32
     (tmp_path / "plain.txt").write_bytes(b"cli")
     cli_blob = aws_cli(server, "encrypt", "--key-id", key_id, "--plaintext", f"fileb://{tmp_path / 'plain.txt'}")["CiphertextBlob"]
@@ -162,6 +165,22 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
         assert then["Store"]["CustomKeyStore"]["CustomKeyStoreId"] == store_id
         assert then["Store"]["CustomKeyStore"]["ConnectionState"] == state
 
+    # Replay rebuilds the stores' read model from their events and finds it equal to the live one; a row changed
+    # in the database is a difference it names.
+    replayed = keyledger(server.data_dir, server.database_url, {}, "history", "replay")
+    assert "OK:" in replayed.stdout, replayed.stdout
+    engine = sa.create_engine(server.database_url or f"sqlite:///{server.sqlite_file}")
+    update = sa.text("UPDATE custom_key_stores SET name = :n WHERE store_id = :s")
+    try:
+        with engine.begin() as conn:
+            conn.execute(update, {"n": "forged", "s": store_id})
+        tampered = keyledger(server.data_dir, server.database_url, {}, "history", "replay", expect=1)
+        assert "custom_key_stores[" in tampered.stdout + tampered.stderr, tampered.stdout + tampered.stderr
+    finally:
+        with engine.begin() as conn:
+            conn.execute(update, {"n": "hsm-store-renamed", "s": store_id})
+        engine.dispose()
+
     # A store with keys (even pending deletion) cannot be deleted.
     kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
     kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
@@ -185,6 +204,10 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
 
     wait_for(deleted, f"the server's maintenance did not delete the key\n{server.log()}")
     assert [o for o in softhsm.objects(TOKEN, PIN) if o["label"] == key_id] == [], "the token object is gone"
+    # The history stays: at a moment before the deletion, the key was in this store and the store was connected.
+    then = json.loads(keyledger(server.data_dir, server.database_url, {}, "history", "key-store-at", key_id,
+                                "--at", str(moment), "--json").stdout)
+    assert then["Store"]["CustomKeyStore"]["CustomKeyStoreId"] == store_id
 
     # Now the store can be deleted (disconnected first).
     kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
@@ -202,15 +225,20 @@ def test_cloudhsm_store_life_cycle(servers, backend, softhsm, tmp_path):
     trail = keyledger(server.data_dir, server.database_url, {}, "audit", "export", "--format", "cloudtrail").stdout
     stored["audit export"] = trail.encode()
     assert "CreateCustomKeyStore" in trail and "ConnectCustomKeyStore" in trail
-    hits = [f"{form[:12]!r} in {where}" for where, data in stored.items() for form in secret_forms(PIN.encode())
-            if form in data]
-    assert hits == []
+    # Nor any key material or plaintext the token-backed key protected: the data key, the key pair's private key,
+    # the encrypted plaintext (its key's material never left the token, so there is none of it to look for).
+    secrets = {"PIN": PIN.encode(), "data key": data_key["Plaintext"], "private key": pair["PrivateKeyPlaintext"],
+               "plaintext": b"hardware secret"}
+    assert secret_hits(stored, secrets) == []
 
 
-def test_store_errors_wrong_pin_and_password_update(servers, softhsm, tmp_path):
+def test_store_errors_wrong_pin_and_password_update(servers, backend, softhsm, tmp_path):  # noqa: F811
     softhsm.init_token(TOKEN, PIN)
     softhsm.init_token("store-2", PIN)
-    env = store_env(softhsm, tmp_path, {CLUSTER: {"module": softhsm.module, "token_label": TOKEN},
+    spare = {f"cluster-limitstore{c}": {"module": softhsm.module, "token_label": f"spare-{c}"} for c in "abcdefghi"}
+    for cluster in spare.values():
+        softhsm.init_token(cluster["token_label"], PIN)
+    env = store_env(softhsm, tmp_path, {**spare, CLUSTER: {"module": softhsm.module, "token_label": TOKEN},
                                         "cluster-2bcdefghjkmn": {"module": softhsm.module, "token_label": TOKEN},
                                         OTHER_CLUSTER: {"module": softhsm.module, "token_label": "store-2"},
                                         "cluster-3bcdefghjkmn": {"module": softhsm.module, "token_label": "absent"}})
@@ -254,15 +282,55 @@ def test_store_errors_wrong_pin_and_password_update(servers, softhsm, tmp_path):
     assert error_code(kms.create_key, CustomKeyStoreId="cks-00000000000000000", Origin="AWS_CLOUDHSM") == \
         "CustomKeyStoreNotFoundException"
     assert error_code(kms.create_key, Origin="AWS_CLOUDHSM") == "ValidationException"
+    assert error_code(kms.create_key, CustomKeyStoreId=store_id, Origin="AWS_CLOUDHSM", MultiRegion=True) == \
+        "UnsupportedOperationException"
     assert error_code(kms.create_key, CustomKeyStoreId=store_id, KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY",
                       Origin="AWS_CLOUDHSM") == "UnsupportedOperationException"
     assert error_code(kms.describe_custom_key_stores, CustomKeyStoreId=store_id, CustomKeyStoreName="s") == \
         "ValidationException"
+    # AWS's quota: 10 custom key stores per account and Region (9 more on their own tokens), then LimitExceeded.
+    spares = [create(CustomKeyStoreName=f"spare-{n}", CloudHsmClusterId=cluster, KeyStorePassword=PIN)
+              for n, cluster in enumerate(spare)]
+    assert error_code(create, CustomKeyStoreName="eleventh", CloudHsmClusterId=OTHER_CLUSTER) == "LimitExceededException"
+    assert error_code(kms.describe_custom_key_stores, Marker="not-a-marker") == "InvalidMarkerException"
     first = kms.describe_custom_key_stores(Limit=1)
-    assert len(first["CustomKeyStores"]) == 1
-    if first.get("Truncated"):
-        rest = kms.describe_custom_key_stores(Limit=1, Marker=first["NextMarker"])["CustomKeyStores"]
-        assert rest and rest[0]["CustomKeyStoreId"] != first["CustomKeyStores"][0]["CustomKeyStoreId"]
+    assert len(first["CustomKeyStores"]) == 1 and first["Truncated"]
+    seen, marker = [first["CustomKeyStores"][0]["CustomKeyStoreId"]], first["NextMarker"]
+    while marker:
+        page = kms.describe_custom_key_stores(Limit=4, Marker=marker)
+        seen += [entry["CustomKeyStoreId"] for entry in page["CustomKeyStores"]]
+        marker = page.get("NextMarker")
+    assert len(seen) == len(set(seen)) == 10
+
+    # Connection failures with AWS's codes: the cluster taken out of the map; its token no longer in the module
+    # (the map now names a label the module does not hold: SoftHSM2 answers a token deleted under a loaded module
+    # with a general error, INTERNAL_ERROR, where an HSM answers "not present").
+    clusters = json.loads((tmp_path / "clusters.json").read_text())
+    del clusters["cluster-limitstorea"]
+    clusters["cluster-limitstoreb"]["token_label"] = "spare-gone"
+    (tmp_path / "clusters.json").write_text(json.dumps(clusters))
+    for spare_id, expected in ((spares[0], "CLUSTER_NOT_FOUND"), (spares[1], "INSUFFICIENT_CLOUDHSM_HSMS"),
+                               (spares[2], None)):
+        kms.connect_custom_key_store(CustomKeyStoreId=spare_id)
+        [entry] = kms.describe_custom_key_stores(CustomKeyStoreId=spare_id)["CustomKeyStores"]
+        assert (entry["ConnectionState"], entry.get("ConnectionErrorCode")) == \
+            ("FAILED" if expected else "CONNECTED", expected), entry
+
+    # A hostile caller: another account's root, and this account's administrator in another Region, find no such
+    # store, cannot list, use, connect, disconnect, rename or delete it, nor make or use keys in it.
+    other = json.loads(keyledger(server.data_dir, server.database_url, {}, "access-keys", "create", "--principal",
+                                 "arn:aws:iam::444455556666:root", "--json").stdout)["AccessKey"]
+    for outsider in (server.client(key_id=other["AccessKeyId"], secret=other["SecretAccessKey"]),
+                     server.client("eu-west-1")):
+        assert outsider.describe_custom_key_stores()["CustomKeyStores"] == []
+        for call, extra in ((outsider.describe_custom_key_stores, {}), (outsider.connect_custom_key_store, {}),
+                            (outsider.disconnect_custom_key_store, {}), (outsider.delete_custom_key_store, {}),
+                            (outsider.update_custom_key_store, {"NewCustomKeyStoreName": "mine"}),
+                            (outsider.generate_random, {"NumberOfBytes": 8}),
+                            (outsider.create_key, {"Origin": "AWS_CLOUDHSM"})):
+            assert error_code(call, CustomKeyStoreId=store_id, **extra) == "CustomKeyStoreNotFoundException", call
+        assert error_code(outsider.encrypt, KeyId=key_id, Plaintext=b"x") == "NotFoundException"
+    assert kms.describe_custom_key_stores(CustomKeyStoreId=store_id)["CustomKeyStores"][0]["CustomKeyStoreName"] == "s"
 
     # A database administrator marks a disconnected store CONNECTED in the read model: the row's tag no longer
     # matches, and the key's calls fail closed instead of using the token.
@@ -278,3 +346,9 @@ def test_store_errors_wrong_pin_and_password_update(servers, softhsm, tmp_path):
     assert error_code(kms.describe_custom_key_stores) == "KMSInternalException"
     server.stop()
     assert "wrong-pin-1" not in server.log() and PIN not in server.log()
+    # The passwords given to CreateCustomKeyStore and UpdateCustomKeyStore are in no database file or audit record.
+    stored = stored_bytes(server, backend)
+    stored["audit export"] = keyledger(server.data_dir, server.database_url, {}, "audit", "export", "--format",
+                                       "cloudtrail").stdout.encode()
+    assert b"UpdateCustomKeyStore" in stored["audit export"]
+    assert secret_hits(stored, {"PIN": PIN.encode(), "wrong PIN": b"wrong-pin-1"}) == []

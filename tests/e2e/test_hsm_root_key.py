@@ -13,9 +13,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.cli import run_keyledger
-from tests.e2e.helpers import postgres_tables, secret_forms
+from tests.e2e.helpers import postgres_tables, secret_hits
 from tests.servers import ROOT, Server
-from tests.softhsm import SoftHsm, softhsm  # noqa: F401
+from tests.softhsm import SoftHsm, softhsm  # noqa: F401 - the fixture, used by name (hence F811 below)
 
 PIN = "user-pin-7391"
 TOKEN = "keyledger-root"
@@ -41,6 +41,9 @@ def keyledger(data_dir: Path, database_url: str | None, env: dict[str, str], *ar
 def sealed_reason(server: Server) -> str:
     health = httpx.get(server.endpoint + "/healthz", timeout=5)
     assert health.status_code == 503 and health.json()["status"] == "sealed", health.text
+    assert health.json()["root_key"]["sealed"] is True and health.json()["root_key"]["provider"] == "pkcs11"
+    metrics = httpx.get(server.endpoint + "/metrics", timeout=5).text
+    assert "keyledger_sealed 1.0" in metrics and 'keyledger_root_key_provider{provider="pkcs11"} 1.0' in metrics
     with pytest.raises(ClientError) as info:
         server.client().list_keys()
     assert info.value.response["Error"]["Code"] == "KMSInternalException"
@@ -53,7 +56,7 @@ def stored_bytes(server: Server, backend: str) -> bytes:
     return b"\n".join(postgres_tables(server).values())
 
 
-def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backend, softhsm, tmp_path):
+def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backend, softhsm, tmp_path):  # noqa: F811
     softhsm.init_token(TOKEN, PIN)
     data = tmp_path / "data"
     env = hsm_env(softhsm)
@@ -72,6 +75,7 @@ def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backen
     kms = server.client()
     key_id = kms.create_key(Description="wrapped in the token")["KeyMetadata"]["KeyId"]
     blob = kms.encrypt(KeyId=key_id, Plaintext=b"in hardware")["CiphertextBlob"]
+    data_key = kms.generate_data_key(KeyId=key_id, KeySpec="AES_256")["Plaintext"]
     assert not (data / "root-key").exists(), "no root key file next to the database"
     # The AWS CLI, same server.
     cli_env = server.cli_env()
@@ -82,7 +86,12 @@ def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backen
     cli_blob = out.stdout.strip()
     server.stop()
 
-    again = servers.start("data", **env)
+    # Restarted with the PIN in a mode-0600 file instead of the environment.
+    pin_file = tmp_path / "pin"
+    pin_file.write_text(PIN + "\n")
+    pin_file.chmod(0o600)
+    from_file = {k: v for k, v in env.items() if k != "KEYLEDGER_PKCS11_PIN"}
+    again = servers.start("data", **from_file, KEYLEDGER_PKCS11_PIN_FILE=str(pin_file))
     assert again.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"in hardware"
     out = subprocess.run([str(AWS), "kms", "decrypt", "--endpoint-url", again.endpoint, "--ciphertext-blob",
                           "fileb://" + str(_write(tmp_path / "cli.bin", cli_blob)), "--query", "Plaintext",
@@ -90,7 +99,12 @@ def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backen
     assert out.stdout.strip() == "aGVsbG8="
     again.stop()
 
-    wrong_pin = servers.start("data", **hsm_env(softhsm, pin="0000-wrong"))
+    # A wrong PIN, read from the file the URI's pin-source names (RFC 7512).
+    wrong_file = tmp_path / "wrong-pin"
+    wrong_file.write_text("0000-wrong")
+    wrong_file.chmod(0o600)
+    wrong_pin = servers.start("data", **{**from_file, "KEYLEDGER_ROOT_KEY": f"pkcs11:token={TOKEN};object=root"
+                                                                           f"?pin-source=file:{wrong_file}"})
     assert "PIN" in sealed_reason(wrong_pin) and "0000-wrong" not in wrong_pin.log()
     wrong_pin.stop()
     no_token = servers.start("data", **hsm_env(softhsm, token="absent-token"))
@@ -100,13 +114,14 @@ def test_root_key_in_token_round_trip_restart_and_sealed_reasons(servers, backen
     assert "holds no root key labelled 'other'" in sealed_reason(no_key)
     no_key.stop()
 
-    # The PIN and the token's files are nowhere in the database; the log never shows the PIN.
-    stored = stored_bytes(again, backend)
-    assert key_id.encode() in stored, "positive control"
-    for form in secret_forms(PIN.encode()):
-        assert form not in stored
-    for started in (server, again, wrong_pin, no_token, no_key):
-        assert PIN not in started.log()
+    # Neither the PIN nor a data key is in the database, any server's log or the audit records.
+    stored = {"database": stored_bytes(again, backend),
+              "audit export": keyledger(data, servers.database_url(), {}, "audit", "export").stdout.encode()}
+    assert key_id.encode() in stored["database"] and key_id.encode() in stored["audit export"], "positive control"
+    for n, started in enumerate((server, again, wrong_pin, no_token, no_key)):
+        stored[f"log of server {n}"] = started.log().encode()
+    assert secret_hits(stored, {"PIN": PIN.encode(), "wrong PIN": b"0000-wrong", "data key": data_key,
+                                "plaintext": b"in hardware"}) == []
 
 
 def _write(path: Path, base64_text: str) -> Path:
@@ -116,7 +131,7 @@ def _write(path: Path, base64_text: str) -> Path:
     return path
 
 
-def test_token_key_cannot_be_read_out_and_wrong_token_key_is_the_wrong_key(servers, softhsm, tmp_path):
+def test_token_key_cannot_be_read_out_and_wrong_token_key_is_the_wrong_key(servers, softhsm, tmp_path):  # noqa: F811
     """A different token key under the same label (another token's, a restored wrong one) is refused as the wrong
     key: the database's check value does not authenticate under it."""
     softhsm.init_token(TOKEN, PIN)

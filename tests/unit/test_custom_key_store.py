@@ -74,3 +74,21 @@ def test_any_command_sequence_replays_to_the_same_store(commands):
         replayed = event.mutate(replayed)
     assert replayed is not None and replayed.describe() == store.describe()
     assert all("PEM" not in repr(e) or isinstance(e, CustomKeyStore.Created) for e in events)
+
+
+def test_a_crash_while_connecting_is_finished_by_connecting_again():
+    """ConnectionRequested committed, the process died before Connected/ConnectionFailed: the store stays CONNECTING
+    (its keys Unavailable), cannot be deleted or reconfigured, and ConnectCustomKeyStore tries again."""
+    store = new_store()
+    assert store.request_connection(AT) is True
+    replayed = None  # the stored events are all a restarted process has
+    for event in store.collect_events():
+        replayed = event.mutate(replayed)
+    assert isinstance(replayed, CustomKeyStore) and replayed.connection_state == "CONNECTING"
+    for refused in (lambda: replayed.delete(AT), lambda: replayed.change_password(AT)):
+        with pytest.raises(CustomKeyStoreInvalidStateError):
+            refused()
+    assert replayed.request_connection(AT) is True and replayed.connection_state == "CONNECTING"
+    assert replayed.collect_events() == []  # no second ConnectionRequested: the attempt is made again
+    replayed.finish_connection(None, AT)
+    assert replayed.describe()["ConnectionState"] == "CONNECTED"
