@@ -36,6 +36,24 @@ def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
     return out
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and its live descendants (worker processes)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for tid in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{tid}/children") as f:
+                    pending.extend(int(child) for child in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a process that ended meanwhile
+    return total
+
+
 def main() -> None:
     operation = sys.argv[1] if len(sys.argv) > 1 and "=" not in sys.argv[1] else "Encrypt"
     env = {"KEYLEDGER_MAINTENANCE_INTERVAL": "0"}
