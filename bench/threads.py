@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.servers import Server  # noqa: E402
 
-CALLS, SECONDS, CONCURRENCY = "20000", "8", "64"
+CALLS, SECONDS = "20000", "8"
+CONCURRENCY = os.environ.get("KEYLEDGER_BENCH_THREADS_CONCURRENCY", "64")
 
 
 def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
