@@ -66,7 +66,7 @@ def test_lock_writers_holds_the_lock_and_the_mark_ends_with_its_transaction(pg: 
             assert events_locked(tx) and exclusive_holders(observer) == 1
             raise Undo
     assert exclusive_holders(observer) == 0
-    with runtime.uow.transaction() as tx:  # a later transaction is not taken for locked by an earlier mark
+    with runtime.uow.transaction() as tx:  # a later transaction is not taken for locked by an earlier one's mark
         assert not events_locked(tx)
         tx.execute(sa.text("SELECT 1"))
         assert not events_locked(tx)
