@@ -1,8 +1,8 @@
 """Where a real server's CPU goes, per thread: `python -m bench.threads [OPERATION] [KEYLEDGER_X=value ...]`.
 
-Starts a keyledger server (SQLite, durable audit), drives it from a separate load process (bench.load, c=64,
-20,000 calls or 8 s of Encrypt 4 KiB unless told otherwise; KEYLEDGER_BENCH_THREADS_CONCURRENCY for another c) and prints each server thread's CPU per call,
-read from /proc before and after, with the load process's. Settings given as arguments go to the server.
+Starts a keyledger server (SQLite, durable audit), drives it from a separate load process (bench.load, c=64 or
+KEYLEDGER_BENCH_THREADS_CONCURRENCY, 20,000 calls or 8 s of Encrypt 4 KiB unless told otherwise) and prints each
+server thread's CPU per call, read from /proc before and after, with the load process's. Settings given as arguments go to the server.
 Used for the per-thread numbers in docs/performance.md: the event loop and the audit committer share one
 GIL, so CPU per call per thread says more than req/s on a noisy machine."""
 from __future__ import annotations
