@@ -2,9 +2,9 @@
 
 Starts a keyledger server (SQLite, durable audit), drives it from a separate load process (bench.load, c=64 or
 KEYLEDGER_BENCH_THREADS_CONCURRENCY, 20,000 calls or 8 s of Encrypt 4 KiB unless told otherwise) and prints each
-server thread's CPU per call, read from /proc before and after, with the load process's. Settings given as arguments go to the server.
-Used for the per-thread numbers in docs/performance.md: the event loop and the audit committer share one
-GIL, so CPU per call per thread says more than req/s on a noisy machine."""
+server thread's CPU per call, read from /proc before and after, with the load process's. Settings given as
+arguments go to the server. Used for the per-thread numbers in docs/performance.md: the event loop and the audit
+committer share one GIL, so CPU per call per thread says more than req/s on a noisy machine."""
 from __future__ import annotations
 
 import base64
