@@ -1,7 +1,12 @@
 """`make bench`: a real keyledger server (SQLite, durable audit on) and the floor app, each driven by a
 separate load process over loopback with signed requests, at concurrency 1, 16 and 64. Prints requests/s
 and p50/p99 latency, and each keyledger result as a ratio to the floor measured in the same run.
-Bounded: KEYLEDGER_BENCH_REQUESTS per measurement, KEYLEDGER_BENCH_SECONDS at most each."""
+Bounded: KEYLEDGER_BENCH_REQUESTS per measurement, KEYLEDGER_BENCH_SECONDS at most each.
+
+Next to each rate: the server's CPU seconds per 1,000 calls (every process of the server, from /proc, as
+bench.threads reads them), the machine-independent figure. KEYLEDGER_BENCH_POSTGRES_URL=postgresql+psycopg://...
+puts the server's database on PostgreSQL (a fresh schema); KEYLEDGER_BENCH_CASES=Encrypt 4 KiB,... runs only
+those rows."""
 from __future__ import annotations
 
 import base64
@@ -20,18 +25,26 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import Server, free_port  # noqa: E402
+from bench.threads import tree_cpu  # noqa: E402
+from tests.servers import Server, drop_postgres_schema, free_port, new_postgres_schema  # noqa: E402
 
 REQUESTS = os.environ.get("KEYLEDGER_BENCH_REQUESTS", "10000")
 SECONDS = os.environ.get("KEYLEDGER_BENCH_SECONDS", "10")
 CONCURRENCY = [int(c) for c in os.environ.get("KEYLEDGER_BENCH_CONCURRENCY", "1,16,64").split(",")]
+CASES = [c.strip() for c in os.environ.get("KEYLEDGER_BENCH_CASES", "").split(",") if c.strip()]
+POSTGRES_URL = os.environ.get("KEYLEDGER_BENCH_POSTGRES_URL") or None
 
 
-def load(url: str, operation: str, body: dict, concurrency: int) -> dict:
+def load(url: str, operation: str, body: dict, concurrency: int, pid: int) -> dict:
+    """One measurement; `cpu_ms`: CPU milliseconds per call of process `pid` and its children (server CPU
+    seconds per 1,000 calls)."""
+    before = tree_cpu(pid)
     out = subprocess.run([sys.executable, "-m", "bench.load", url, operation, json.dumps(body), str(concurrency),
                           REQUESTS, SECONDS], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    return json.loads(out.stdout)
+    result = json.loads(out.stdout)
+    result["cpu_ms"] = 1000 * (tree_cpu(pid) - before) / max(1, result["requests"])
+    return result
 
 
 def start_floor() -> tuple[subprocess.Popen, str]:
@@ -88,14 +101,17 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{REQUESTS} requests or {SECONDS} s per measurement")
     env = {k[len("BENCH_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_KEYLEDGER_")}
+    database_url, schema = new_postgres_schema(POSTGRES_URL) if POSTGRES_URL else (None, None)
+    print("database: " + ("PostgreSQL (" + POSTGRES_URL.rsplit("@", 1)[-1] + ")" if POSTGRES_URL else "SQLite"))
     with tempfile.TemporaryDirectory() as tmp:
         hsm_env = token_environment(Path(tmp))
         # BENCH_KEYLEDGER_WORKERS=2 etc. pass settings to the server; worker processes take longer to start.
-        server = Server(data_dir=Path(tmp) / "data",
+        server = Server(data_dir=Path(tmp) / "data", database_url=database_url,
                         env={"KEYLEDGER_MAINTENANCE_INTERVAL": "0", **hsm_env, **env}).start(timeout=120)
         if env:
             print("keyledger settings: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())))
         floor, floor_url = start_floor()
+        assert server.process is not None
         try:
             kms = server.client()
             key_id = kms.create_key()["KeyMetadata"]["KeyId"]
@@ -114,18 +130,24 @@ def main() -> None:
                     ("Encrypt", "Encrypt 4 KiB hsm", {"KeyId": token_key, "Plaintext": base64.b64encode(b"x" * 4096).decode()}),
                     ("Encrypt", "Encrypt 64 B hsm", {"KeyId": token_key, "Plaintext": base64.b64encode(b"x" * 64).decode()}),
                 ]
-            print(f"{'operation':<18}{'c':>4}{'keyledger req/s':>17}{'p50 ms':>8}{'p99 ms':>8}"
-                  f"{'floor req/s':>13}{'p50 ms':>8}{'ratio':>7}")
+            if CASES:
+                cases = [case for case in cases if case[1] in CASES]
+            # cpu s/1k: server CPU seconds per 1,000 calls, all its processes (keyledger's workers included)
+            print(f"{'operation':<18}{'c':>4}{'keyledger req/s':>17}{'p50 ms':>8}{'p99 ms':>8}{'cpu s/1k':>9}"
+                  f"{'floor req/s':>13}{'p50 ms':>8}{'p99 ms':>8}{'cpu s/1k':>9}{'ratio':>7}")
             for operation, label, body in cases:
                 for concurrency in CONCURRENCY:
-                    ours = load(server.endpoint, operation, body, concurrency)
-                    base = load(floor_url, operation, body, concurrency)
+                    ours = load(server.endpoint, operation, body, concurrency, server.process.pid)
+                    base = load(floor_url, operation, body, concurrency, floor.pid)
                     errors = f"  ({ours['errors']} errors)" if ours["errors"] else ""
                     print(f"{label:<18}{concurrency:>4}{ours['rps']:>17.0f}{ours['p50_ms']:>8.1f}{ours['p99_ms']:>8.1f}"
-                          f"{base['rps']:>13.0f}{base['p50_ms']:>8.1f}{ours['rps'] / base['rps']:>7.2f}{errors}")
+                          f"{ours['cpu_ms']:>9.3f}{base['rps']:>13.0f}{base['p50_ms']:>8.1f}{base['p99_ms']:>8.1f}"
+                          f"{base['cpu_ms']:>9.3f}{ours['rps'] / base['rps']:>7.2f}{errors}", flush=True)
         finally:
             floor.terminate()
             server.stop()
+            if POSTGRES_URL and schema:
+                drop_postgres_schema(POSTGRES_URL, schema)
 
 
 if __name__ == "__main__":

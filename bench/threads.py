@@ -1,10 +1,10 @@
 """Where a real server's CPU goes, per thread: `python -m bench.threads [OPERATION] [KEYLEDGER_X=value ...]`.
 
-Starts a keyledger server (SQLite, durable audit), drives it from a separate load process (bench.load, c=64,
-20,000 calls or 8 s of Encrypt 4 KiB unless told otherwise) and prints each server thread's CPU per call,
-read from /proc before and after, with the load process's. Settings given as arguments go to the server.
-Used for the per-thread numbers in docs/performance.md: the event loop and the audit committer share one
-GIL, so CPU per call per thread says more than req/s on a noisy machine."""
+Starts a keyledger server (SQLite, durable audit), drives it from a separate load process (bench.load, c=64 or
+KEYLEDGER_BENCH_THREADS_CONCURRENCY, 20,000 calls or 8 s of Encrypt 4 KiB unless told otherwise) and prints each
+server thread's CPU per call, read from /proc before and after, with the load process's. Settings given as
+arguments go to the server. Used for the per-thread numbers in docs/performance.md: the event loop and the audit
+committer share one GIL, so CPU per call per thread says more than req/s on a noisy machine."""
 from __future__ import annotations
 
 import base64
@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.servers import Server  # noqa: E402
 
-CALLS, SECONDS, CONCURRENCY = "20000", "8", "64"
+CALLS, SECONDS = "20000", "8"
+CONCURRENCY = os.environ.get("KEYLEDGER_BENCH_THREADS_CONCURRENCY", "64")
 
 
 def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
@@ -34,6 +35,24 @@ def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
         fields = stat[stat.rindex(")") + 2:].split()
         out[(tid, name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` and its live descendants (worker processes)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/stat") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for tid in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{tid}/children") as f:
+                    pending.extend(int(child) for child in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a process that ended meanwhile
+    return total
 
 
 def main() -> None:

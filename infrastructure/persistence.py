@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
+from infrastructure.storage import events_locked
+
 POSTGRES_LOCK_TIMEOUT = "5s"
 Row = tuple[UUID, int, str, bytes]  # originator_id, originator_version, topic, state: a StoredEvent's fields
 SQLITE_BUSY_TIMEOUT_MS = 10000
@@ -71,7 +73,8 @@ class BulkInsertApplicationRecorder(SQLAlchemyApplicationRecorder):
         if not rows:
             return []
         table = self.events_record_cls.__table__
-        self._lock_table(session)
+        if not events_locked(session):  # the audit committer's and key changes' transactions took it already
+            self._lock_table(session)
         if session.get_bind().dialect.name == "sqlite":
             ids = self._sqlite_insert(session, table, rows)
         else:

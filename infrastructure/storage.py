@@ -58,6 +58,21 @@ class WriterGate:
             fcntl.flock(local.fd, fcntl.LOCK_UN)
 
 
+_EVENTS_LOCKED = "keyledger.events_locked"
+
+
+def mark_events_locked(session: Session) -> None:
+    """Notes that ``session``'s current transaction holds the events table's EXCLUSIVE lock (PostgreSQL): the
+    event store's insert then skips taking it a second time, a round trip per audit batch (issue #18)."""
+    session.info[_EVENTS_LOCKED] = session.get_transaction()
+
+
+def events_locked(session: Session) -> bool:
+    """Whether ``session``'s current transaction (this one, not an earlier one of the session) took the lock."""
+    transaction = session.get_transaction()
+    return transaction is not None and session.info.get(_EVENTS_LOCKED) is transaction
+
+
 def writer_gate_for(engine: Any) -> WriterGate | None:
     """A file-backed SQLite database's gate; None for PostgreSQL (LOCK TABLE queues waiters itself)."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
@@ -106,6 +121,7 @@ class SqlUnitOfWork:
                 dbapi.execute("BEGIN IMMEDIATE")  # the driver's own cursor: this runs once per audit batch
         elif connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")
+            mark_events_locked(tx)
 
     def last_version(self, tx: Session, originator_id: Any) -> int | None:
         """The highest stored version of one aggregate (one lookup in the (id, version) index)."""
@@ -120,6 +136,11 @@ class SqlUnitOfWork:
                                           f"WHERE originator_id = ?")
             row = connection.connection.dbapi_connection.execute(
                 self._last_version_sql, (self._bind_id(originator_id),)).fetchone()
+            return row[0] if row else None
+        if connection.dialect.name == "postgresql":  # once per audit batch: the driver's cursor, as on SQLite
+            row = connection.connection.dbapi_connection.execute(
+                f"SELECT max(originator_version) FROM {events.name} WHERE originator_id = %s",
+                (originator_id,)).fetchone()
             return row[0] if row else None
         return tx.execute(sa.select(sa.func.max(events.c.originator_version))
                           .where(events.c.originator_id == originator_id)).scalar()
