@@ -165,8 +165,8 @@ def verify(checkpoints: Optional[Path] = typer.Option(
         archived_head = (archived[-1]["last_seq"], archived[-1]["chain_out"]) if archived else None
         if anchor is not None and archived_head is not None and anchor.checkpoint.seq <= archived_head[0]:
             _fail(f"the checkpoint the verify of {anchor.verified_at} proved (seq {anchor.checkpoint.seq}) covers "
-                  f"records archived since (up to seq {archived_head[0]}): verify without --incremental, with "
-                  "--segments DIR, to prove the ledger again and renew the state")
+                  f"records archived since (up to seq {archived_head[0]}): run 'audit verify --segments DIR --state "
+                  f"{state}' to prove the whole ledger again and renew the state")
         partial = bool(archived) and segments is None and not (anchor is not None and anchor.checkpoint.seq)
         started = time.perf_counter()
         with Progress(transient=True, disable=total < 10_000 or not sys.stderr.isatty()) as progress:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from domain.audit.log import AUDIT_LOG_ID
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import audit_archive
-from projections.tables import audit_index
+from projections.tables import archived_claims, audit_index
 
 PAGE = 5000
 
@@ -55,7 +55,7 @@ class SqlArchiveStore:
             yield from ((row[0], row[1], row[2], bytes(row[3])) for row in page)
             version += PAGE
 
-    def remove(self, tx: Any, manifest: dict[str, Any], name: str) -> None:
+    def remove(self, tx: Any, manifest: dict[str, Any], name: str, claims: list[tuple[int, int]]) -> None:
         """Inside the transaction that records the archive call (it holds the writers' lock): delete the records
         the segment holds and their index rows, and register the segment. Refuses if another run got there first
         or the rows are not all there (nothing is then deleted: the transaction rolls back)."""
@@ -69,6 +69,8 @@ class SqlArchiveStore:
             c.originator_version <= last + 1)).rowcount
         if deleted != manifest["records"]:
             raise ArchiveRaced(f"{deleted} of the {manifest['records']} records {first}-{last} were stored")
+        if claims:
+            tx.execute(archived_claims.insert(), [{"position": p, "seq": seq} for p, seq in claims])
         tx.execute(sa.delete(audit_index).where(audit_index.c.seq >= first, audit_index.c.seq <= last))
         tx.execute(audit_archive.insert().values(
             first_seq=first, last_seq=last, last_position=manifest["last_position"], name=name,

@@ -57,7 +57,7 @@ class ArchiveStore(Protocol):
     def first_seq_at_or_after(self, before: datetime) -> int | None: ...
     def head_seq(self) -> int: ...
     def audit_rows(self, first_seq: int, last_seq: int) -> Iterator[Row]: ...
-    def remove(self, tx: Any, manifest: dict[str, Any], name: str) -> None: ...
+    def remove(self, tx: Any, manifest: dict[str, Any], name: str, claims: list[tuple[int, int]]) -> None: ...
 
 
 class SegmentFiles(Protocol):
@@ -109,8 +109,9 @@ class AuditArchive:
                 return None
             checkpoint = found
         rows = list(self._store.audit_rows(first, checkpoint.seq))
+        claims: list[tuple[int, int]] = []
         era_over = self._check_chain(rows, first, done["chain_out"] if done else GENESIS.hex(), checkpoint,
-                                     bool(done and done["era_over"]))
+                                     bool(done and done["era_over"]), claims)
         body = self._files.encode(rows)
         manifest = sign_manifest(self._signing_key, {
             "format": SEGMENT_FORMAT, "first_seq": first, "last_seq": checkpoint.seq,
@@ -131,7 +132,7 @@ class AuditArchive:
             path = self._files.write(directory, manifest, body)
         if self.before_remove is not None:
             self.before_remove(path)
-        self._commit(operator, manifest, path, before)
+        self._commit(operator, manifest, path, before, claims)
         return ArchiveResult(first, checkpoint.seq, len(rows), path, path.stat().st_size, resumed)
 
     def _last_archivable(self, before: datetime, first: int, max_records: int) -> int:
@@ -148,10 +149,11 @@ class AuditArchive:
                 return checkpoint
         return None
 
-    def _check_chain(self, rows: list[Row], first: int, chain_hex: str, checkpoint: Checkpoint,
-                     era_over: bool) -> bool:
+    def _check_chain(self, rows: list[Row], first: int, chain_hex: str, checkpoint: Checkpoint, era_over: bool,
+                     claims: list[tuple[int, int]]) -> bool:
         """Refuses to archive records that do not verify up to the checkpoint (archiving must not turn damage into
-        a segment that looks like a faithful copy); whether records name their events by the last one."""
+        a segment that looks like a faithful copy); whether records name their events by the last one. Adds to
+        ``claims`` (store position, seq) of each record that names events (replay finds their seqs there)."""
         chain = bytes.fromhex(chain_hex)
         mapper = self._ledger.mapper
         for expected, (position, version, topic, state) in enumerate(rows, start=first):
@@ -167,6 +169,8 @@ class AuditArchive:
                 raise ValidationError(f"Record seq {expected} (store position {position}) does not verify: nothing "
                                       "was archived. Run 'keyledger audit verify'.")
             era_over = era_over or LEDGER_EVENTS in record or LEDGER_UPGRADE in record
+            if record.get(LEDGER_EVENTS) or LEDGER_UPGRADE in record:
+                claims.append((position, expected))
         if not rows or chain.hex() != checkpoint.chain:
             raise ValidationError(f"The records up to seq {checkpoint.seq} do not match its signed checkpoint: "
                                   "nothing was archived. Run 'keyledger audit verify'.")
@@ -175,7 +179,8 @@ class AuditArchive:
                                   "cannot be archived: archive up to a later time.")
         return era_over
 
-    def _commit(self, operator: Operator, manifest: dict[str, Any], path: Path, before: datetime) -> None:
+    def _commit(self, operator: Operator, manifest: dict[str, Any], path: Path, before: datetime,
+                claims: list[tuple[int, int]]) -> None:
         request_id, event_id = new_ids(2)
         call = Call.operator_call(EVENT_NAME, operator=operator, at=self._now(), request_id=request_id,
                                   event_id=event_id, source=KMS_SOURCE, region=self._region,
@@ -185,4 +190,4 @@ class AuditArchive:
                                       "records": manifest["records"], "segment": path.name,
                                       "manifestHash": manifest_hash(manifest), "chainOut": manifest["chain_out"]})
         call.authorized = call.authorized_by_rule = True  # an operator call, allowed by rule (the authorizer's)
-        self._writer.commit(call, [], also=[lambda tx: self._store.remove(tx, manifest, path.name)])
+        self._writer.commit(call, [], also=[lambda tx: self._store.remove(tx, manifest, path.name, claims)])

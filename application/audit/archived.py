@@ -14,7 +14,7 @@ from eventsourcing.persistence import StoredEvent
 from application.audit.ledger_rows import EventRows, StoredRow
 from application.audit.ledger_verify import LedgerVerifyResult, verify_tail
 from application.ledger import KeyLedger
-from domain.audit.chain import Checkpoint, verify_checkpoint_signature
+from domain.audit.chain import GENESIS, Checkpoint, verify_checkpoint_signature
 from domain.audit.log import AuditLog
 from domain.audit.segments import checkpoint_of, manifest_hash, run_problem
 
@@ -86,6 +86,17 @@ def segment_records(ledger: KeyLedger, rows: Iterable[StoredRow], up_to_seq: int
             continue
         if isinstance(event, AuditLog.RecordAppended):
             yield event.record
+
+
+def chain_start(archived: Sequence[dict[str, Any]], checkpoints: Sequence[Checkpoint]
+                ) -> tuple[int, bytes, Checkpoint | None, list[Checkpoint]]:
+    """Where a chain check of the database's own records starts: (seq, chain) after the newest archived segment,
+    its checkpoint, and the checkpoints after it (all of them, from the genesis, when nothing is archived)."""
+    if not archived:
+        return 0, GENESIS, None, list(checkpoints)
+    start = checkpoint_of(archived[-1])
+    newer = list(checkpoints[checkpoints.index(start) + 1:]) if start in checkpoints else list(checkpoints)
+    return start.seq, bytes.fromhex(start.chain), start, newer
 
 
 def verify_after_archive(ledger: KeyLedger, archived: Sequence[dict[str, Any]], checkpoints: Sequence[Checkpoint],

@@ -206,3 +206,69 @@ def _at(seconds: float) -> Any:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def test_the_binding_across_the_boundary_the_incremental_state_and_a_hidden_archive(ledger: Ledger,
+                                                                                    tmp_path: Path) -> None:
+    key_id = ledger.create_key()
+    _grow(ledger, key_id, 120, "old one")
+    _grow(ledger, key_id, 80, "old two")
+    state, segments = tmp_path / "verified.json", tmp_path / "segments"
+    assert _cli(ledger, "audit", "verify", "--incremental", "--state", str(state)).exit_code == 0
+    ledger.advance(2 * DAY)
+    _grow(ledger, key_id, 40, "new")
+    archived = _cli(ledger, "audit", "archive", "--before", "1d ago", "--segments", str(segments))
+    assert archived.exit_code == 0, archived.output
+    last_position = read_manifest(segment_files(segments)[-1])[0]["last_position"]
+
+    # The operator's state names a checkpoint whose records are archived now: said, never a silent full run.
+    stale = _cli(ledger, "audit", "verify", "--incremental", "--state", str(state))
+    assert stale.exit_code == 2 and "archived since" in stale.output, stale.output
+    renewed = _cli(ledger, "audit", "verify", "--segments", str(segments), "--state", str(state))
+    assert renewed.exit_code == 0, renewed.output
+    assert _cli(ledger, "audit", "verify", "--incremental", "--state", str(state)).exit_code == 0
+
+    # A key event stored among the archived records, changed: only the records in the segment can tell.
+    engine = ledger.rt.ledger.recorder.datastore.engine  # type: ignore[attr-defined]
+    events = ledger.rt.ledger.recorder.events_record_cls.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        position = _first_key_event(conn, events, last_position)
+        state_bytes = conn.execute(sa.select(events.c.state).where(events.c.id == position)).scalar_one()
+        conn.execute(events.update().where(events.c.id == position).values(state=bytes(state_bytes).replace(
+            b"old two", b"old 2!!")))
+    caught = _cli(ledger, "audit", "verify", "--segments", str(segments))
+    assert caught.exit_code == 1 and f"store position {position}" in caught.output, caught.output
+    partial = _cli(ledger, "audit", "verify")
+    assert partial.exit_code == 3 and "NOT verified" in partial.output, partial.output
+
+    # The database's administrator hides the archive (its row): the records are simply missing, and that fails.
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM audit_archive"))
+    hidden = _cli(ledger, "audit", "verify")
+    assert hidden.exit_code == 1 and "seq 1" in hidden.output, hidden.output
+
+
+def _first_key_event(conn: Any, events: sa.Table, last_position: int) -> int:
+    """The store position of the key's "old two" description change (archived with its record)."""
+    rows = conn.execute(sa.select(events.c.id, events.c.state).where(
+        events.c.id <= last_position, events.c.topic.like("%DescriptionUpdated%"))).all()
+    return next(p for p, state in rows if b"old two" in bytes(state))
+
+
+def test_an_idle_log_archived_to_its_head_starts_after_a_crash_and_after_a_clean_stop(ledger: Ledger,
+                                                                                      tmp_path: Path) -> None:
+    """The newest checkpoint may cover the archived head itself (a crash before the command's closing checkpoint)
+    or the archive's own record right after it: start-up proves its tail from the archive either way."""
+    key_id = ledger.create_key()
+    _grow(ledger, key_id, 30, "old")
+    ledger.advance(2 * DAY)
+    services = ledger.rt.services
+    result = services.archive.archive(_operator(), _at(ledger.now().timestamp() - DAY), tmp_path / "segments")
+    assert result is not None and result.last_seq == services.checkpointer.newest().seq
+    ledger.rt.audit.appended = False  # killed before its closing checkpoint
+    ledger.restart(serve=True)
+    assert ledger.rt.sealed_reason is None
+    assert ledger.rt.services.checkpointer.newest().seq == result.last_seq + 1  # start-up signed the archive record
+    ledger.restart(serve=True)  # now the newest checkpoint's record follows the archived head
+    assert ledger.rt.sealed_reason is None
+    assert _cli(ledger, "audit", "verify", "--segments", str(tmp_path / "segments")).exit_code == 0
