@@ -15,12 +15,14 @@ import io
 import json
 import os
 import uuid
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from domain.audit.log import AUDIT_LOG_ID
 
 SUFFIX = ".seg"
+COMPRESSION = 6
 MAX_MANIFEST_BYTES = 8192
 
 
@@ -35,14 +37,18 @@ def segment_name(first_seq: int, last_seq: int) -> str:
 def encode_rows(rows: Iterable[tuple[int, int, str, bytes]]) -> bytes:
     """The gzip body of ``rows`` (position, version, topic, state). Deterministic (no timestamp in the gzip
     header), so the same rows always give the same body and a resumed archive can compare bodies."""
+    lines = []
+    topics: dict[str, str] = {}
+    for position, version, topic, state in rows:
+        quoted = topics.get(topic) or topics.setdefault(topic, encode_basestring(topic))
+        try:  # the JSON string of the state, by the encoder's C escaper (a third of json.dumps's cost here)
+            field = f'"s":{encode_basestring(state.decode("utf-8"))}'
+        except UnicodeDecodeError:
+            field = f'"b":"{base64.b64encode(state).decode("ascii")}"'
+        lines.append(f'{{"p":{int(position)},"v":{int(version)},"t":{quoted},{field}}}\n')
     buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=6, mtime=0) as out:
-        for position, version, topic, state in rows:
-            try:
-                row = {"p": position, "v": version, "t": topic, "s": state.decode("utf-8")}
-            except UnicodeDecodeError:
-                row = {"p": position, "v": version, "t": topic, "b": base64.b64encode(state).decode("ascii")}
-            out.write(json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=COMPRESSION, mtime=0) as out:
+        out.write("".join(lines).encode("utf-8"))
     return buffer.getvalue()
 
 
