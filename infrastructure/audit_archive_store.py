@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 
 from domain.audit.log import AUDIT_LOG_ID
+from domain.errors import ValidationError
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import audit_archive
 from projections.tables import archived_claims, audit_index
@@ -17,7 +18,7 @@ from projections.tables import archived_claims, audit_index
 PAGE = 5000
 
 
-class ArchiveRaced(Exception):
+class ArchiveRaced(ValidationError):
     """Another archive run removed records first."""
 
 

@@ -40,7 +40,6 @@ from domain.audit.segments import (
     SEGMENT_FORMAT,
     checkpoint_of,
     manifest_hash,
-    manifest_problem,
     sign_manifest,
 )
 from domain.errors import ValidationError
@@ -118,12 +117,11 @@ class AuditArchive:
             "chain_in": done["chain_out"] if done else GENESIS.hex(), "chain_out": checkpoint.chain,
             "checkpoint": json.loads(checkpoint_to_json(checkpoint)),
             "previous": manifest_hash(done) if done else None, "body_sha256": hashlib.sha256(body).hexdigest(),
-            "body_bytes": len(body), "created": self._now().strftime("%Y-%m-%dT%H:%M:%SZ"), "era_over": era_over})
+            "body_bytes": len(body), "era_over": era_over})
         if resumed:
             assert orphan is not None
             path, kept = orphan
-            same = all(kept.get(k) == v for k, v in manifest.items() if k not in ("created", "signature"))
-            if not same or manifest_problem(kept, self._public_key):
+            if kept != manifest:
                 raise ValidationError(f"The segment file {path} does not hold the stored records {first}-"
                                       f"{checkpoint.seq}: move it aside and archive again.")
             manifest = kept

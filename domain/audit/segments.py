@@ -6,10 +6,11 @@ their store positions), so `verify` reads them as if they had never left. The ma
 
     {format, first_seq, last_seq, first_position, last_position, records, chain_in, chain_out,
      checkpoint (the signed checkpoint at last_seq), previous (manifest_hash of the segment before, or null),
-     body_sha256, body_bytes, created, era_over}  + signature = Ed25519 over canonical(manifest without signature)
+     body_sha256, body_bytes, era_over}  + signature = Ed25519 over canonical(manifest without signature)
 
 ``manifest_hash`` links each segment to the one before, as checkpoints are linked, so a dropped, reordered or
-replaced segment breaks the run even before any record is read.
+replaced segment breaks the run even before any record is read. Nothing in it depends on when it was made (Ed25519
+signatures are deterministic too), so two runs over the same records write the same bytes.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from domain.audit.chain import GENESIS, Checkpoint, canonical, verify_checkpoint
 SEGMENT_FORMAT = "keyledger-audit-segment/1"
 _MANIFEST_PREFIX = b"\x03"  # keeps a manifest from hashing like a record (0x00), checkpoint (0x01) or event (0x02)
 FIELDS = frozenset({"format", "first_seq", "last_seq", "first_position", "last_position", "records", "chain_in",
-                    "chain_out", "checkpoint", "previous", "body_sha256", "body_bytes", "created", "era_over"})
+                    "chain_out", "checkpoint", "previous", "body_sha256", "body_bytes", "era_over"})
 
 
 def _unsigned(manifest: Mapping[str, Any]) -> bytes:

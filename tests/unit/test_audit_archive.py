@@ -18,7 +18,10 @@ from typer.testing import CliRunner
 from api.cli import cli as app
 from bench.scale import add_records
 from infrastructure.audit_segments import read_manifest, segment_files
-from tests.scale_support import Ledger, ledger, ledger_backend  # noqa: F401 (fixtures)
+from tests import scale_support
+from tests.scale_support import Ledger
+
+ledger_backend, ledger = scale_support.ledger_backend, scale_support.ledger  # the fixtures, on both backends
 
 DAY = 86_400.0
 
@@ -114,8 +117,7 @@ def test_archive_round_trip_and_every_way_to_break_a_segment(ledger: Ledger, tmp
     assert result.exit_code == 1 and "altered" in result.output, result.output
     resigned = _copy(segments, tmp_path / "resigned")
     manifest, offset = read_manifest(files[0])
-    manifest["records"] += 0
-    manifest["created"] = "2000-01-01T00:00:00Z"
+    manifest["era_over"] = not manifest["era_over"]
     (resigned / files[0].name).write_bytes(json.dumps(manifest).encode() + b"\n" + files[0].read_bytes()[offset:])
     result = verdict(resigned)
     assert result.exit_code == 1 and "signature" in result.output, result.output
@@ -272,3 +274,26 @@ def test_an_idle_log_archived_to_its_head_starts_after_a_crash_and_after_a_clean
     ledger.restart(serve=True)  # now the newest checkpoint's record follows the archived head
     assert ledger.rt.sealed_reason is None
     assert _cli(ledger, "audit", "verify", "--segments", str(tmp_path / "segments")).exit_code == 0
+
+
+def test_two_archive_runs_at_once_archive_the_records_once(ledger: Ledger, tmp_path: Path) -> None:
+    """The second to commit finds the first's segment registered and refuses; both wrote the same bytes (nothing in a
+    segment depends on when it was made), so the file the database registered is the one on disk."""
+    from domain.errors import ValidationError
+
+    _history(ledger)
+    everything = _export(ledger)
+    segments, archive = tmp_path / "segments", ledger.rt.services.archive
+    before = _at(ledger.now().timestamp() - DAY)
+
+    def other_run(path: Path) -> None:
+        archive.before_remove = None
+        archive.archive(_operator(), before, segments)
+
+    archive.before_remove = other_run
+    with pytest.raises(ValidationError, match="another archive ran"):
+        archive.archive(_operator(), before, segments)
+    assert len(segment_files(segments)) == 1
+    assert _cli(ledger, "audit", "verify", "--segments", str(segments)).exit_code == 0
+    after = _export(ledger, "--segments", str(segments))
+    assert after[:len(everything)] == everything and [r["seq"] for r in after] == list(range(1, len(after) + 1))
