@@ -16,7 +16,7 @@ from application.audit.ledger_verify import LedgerVerifyResult, verify_tail
 from application.ledger import KeyLedger
 from domain.audit.chain import GENESIS, Checkpoint, verify_checkpoint_signature
 from domain.audit.log import AuditLog
-from domain.audit.segments import checkpoint_of, manifest_hash, run_problem
+from domain.audit.segments import checkpoint_of, manifest_hash, manifest_problem, run_problem
 
 
 class SegmentMismatch(ValueError):
@@ -110,6 +110,16 @@ def verify_after_archive(ledger: KeyLedger, archived: Sequence[dict[str, Any]], 
     def failed(problem: str) -> LedgerVerifyResult:
         return LedgerVerifyResult(False, 0, 0, newest["last_seq"], problem, 0)
 
+    # The database's record of the archive is signed (each manifest) and one unbroken run: without the signing key,
+    # nobody who can write the database can pass off deleted records as archived ones.
+    for manifest in archived:
+        problem = manifest_problem(manifest, public_key_raw32)
+        if problem is not None:
+            return failed(f"the database's record of the segment of records {manifest.get('first_seq')}-"
+                          f"{manifest.get('last_seq')} {problem}")
+    problem = run_problem(archived)
+    if problem is not None:
+        return failed(f"the database's record of its archive: {problem}")
     if public_key_raw32 is not None and not verify_checkpoint_signature(public_key_raw32, start):
         return failed(f"the checkpoint the archive of records up to seq {start.seq} ends at is forged")
     if start not in checkpoints:

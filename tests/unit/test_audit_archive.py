@@ -243,6 +243,15 @@ def test_the_binding_across_the_boundary_the_incremental_state_and_a_hidden_arch
     partial = _cli(ledger, "audit", "verify")
     assert partial.exit_code == 3 and "NOT verified" in partial.output, partial.output
 
+    # The database's administrator changes the archive's row (a forged manifest): its signature fails.
+    with engine.begin() as conn:
+        row = conn.execute(sa.text("SELECT first_seq, manifest FROM audit_archive")).one()
+        forged = {**json.loads(row[1]), "last_position": last_position + 1}
+        conn.execute(sa.text("UPDATE audit_archive SET manifest = :m WHERE first_seq = :f"),
+                     {"m": json.dumps(forged), "f": row[0]})
+    forged_row = _cli(ledger, "audit", "verify")
+    assert forged_row.exit_code == 1 and "signature" in forged_row.output, forged_row.output
+
     # The database's administrator hides the archive (its row): the records are simply missing, and that fails.
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM audit_archive"))
