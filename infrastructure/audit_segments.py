@@ -34,22 +34,42 @@ def segment_name(first_seq: int, last_seq: int) -> str:
     return f"audit-{first_seq:012d}-{last_seq:012d}{SUFFIX}"
 
 
-def encode_rows(rows: Iterable[tuple[int, int, str, bytes]]) -> bytes:
-    """The gzip body of ``rows`` (position, version, topic, state). Deterministic (no timestamp in the gzip
-    header), so the same rows always give the same body and a resumed archive can compare bodies."""
-    lines = []
-    topics: dict[str, str] = {}
-    for position, version, topic, state in rows:
-        quoted = topics.get(topic) or topics.setdefault(topic, encode_basestring(topic))
+class RowEncoder:
+    """The gzip body of rows (position, version, topic, state), a row at a time. Deterministic (no timestamp in the
+    gzip header), so the same rows always give the same body and a resumed archive can compare bodies."""
+
+    def __init__(self) -> None:
+        self._buffer = io.BytesIO()
+        self._out = gzip.GzipFile(fileobj=self._buffer, mode="wb", compresslevel=COMPRESSION, mtime=0)
+        self._lines: list[str] = []
+        self._topics: dict[str, str] = {}
+
+    def add(self, row: tuple[int, int, str, bytes]) -> None:
+        position, version, topic, state = row
+        quoted = self._topics.get(topic) or self._topics.setdefault(topic, encode_basestring(topic))
         try:  # the JSON string of the state, by the encoder's C escaper (a third of json.dumps's cost here)
             field = f'"s":{encode_basestring(state.decode("utf-8"))}'
         except UnicodeDecodeError:
             field = f'"b":"{base64.b64encode(state).decode("ascii")}"'
-        lines.append(f'{{"p":{int(position)},"v":{int(version)},"t":{quoted},{field}}}\n')
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=COMPRESSION, mtime=0) as out:
-        out.write("".join(lines).encode("utf-8"))
-    return buffer.getvalue()
+        self._lines.append(f'{{"p":{int(position)},"v":{int(version)},"t":{quoted},{field}}}\n')
+        if len(self._lines) == 1000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._out.write("".join(self._lines).encode("utf-8"))
+        self._lines.clear()
+
+    def finish(self) -> bytes:
+        self._flush()
+        self._out.close()
+        return self._buffer.getvalue()
+
+
+def encode_rows(rows: Iterable[tuple[int, int, str, bytes]]) -> bytes:
+    encoder = RowEncoder()
+    for row in rows:
+        encoder.add(row)
+    return encoder.finish()
 
 
 def write_segment(directory: Path, manifest: dict[str, Any], body: bytes) -> Path:
@@ -117,8 +137,8 @@ def segment_files(directory: Path) -> list[Path]:
 class SegmentDirectory:
     """``SegmentFiles`` of application/audit/archive.py: where `keyledger audit archive` writes."""
 
-    def encode(self, rows: list[tuple[int, int, str, bytes]]) -> bytes:
-        return encode_rows(rows)
+    def encoder(self) -> RowEncoder:
+        return RowEncoder()
 
     def write(self, directory: Path, manifest: dict[str, Any], body: bytes) -> Path:
         return write_segment(directory, manifest, body)

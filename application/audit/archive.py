@@ -15,9 +15,9 @@ finds it and finishes it (the same rows give the same body), so records are neve
 """
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +25,6 @@ from typing import Any, Callable, Iterator, Protocol
 
 from application.audit.ledger_rows import StoredRow, ledger_entries
 from application.audit.records import new_ids
-from application.audit.verify_anchor import stored_newest_first
 from application.calls import KMS_SOURCE, Call, Operator
 from application.ledger import KeyLedger
 from application.writer import LedgerWriter
@@ -35,7 +34,7 @@ from domain.audit.chain import (
     checkpoint_to_json,
     next_chain,
 )
-from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS, LEDGER_UPGRADE
+from domain.audit.log import AUDIT_CHECKPOINTS_ID, AUDIT_LOG_ID, LEDGER_EVENTS, LEDGER_UPGRADE, AuditCheckpoints
 from domain.audit.segments import (
     SEGMENT_FORMAT,
     checkpoint_of,
@@ -44,7 +43,7 @@ from domain.audit.segments import (
 )
 from domain.errors import ValidationError
 
-MAX_RECORDS = 200_000  # per run: the segment's body is built in memory (about 0.25 kB per record compressed)
+MAX_RECORDS = 200_000  # per run: one transaction deletes them; the compressed body (~150 B a record) is in memory
 EVENT_NAME = "ArchiveAuditRecords"
 
 Row = tuple[int, int, str, bytes]  # position, version, topic, state
@@ -58,8 +57,13 @@ class ArchiveStore(Protocol):
     def remove(self, tx: Any, manifest: dict[str, Any], name: str, claims: list[tuple[int, int]]) -> None: ...
 
 
+class SegmentEncoder(Protocol):
+    def add(self, row: Row) -> None: ...
+    def finish(self) -> bytes: ...
+
+
 class SegmentFiles(Protocol):
-    def encode(self, rows: list[Row]) -> bytes: ...
+    def encoder(self) -> SegmentEncoder: ...
     def write(self, directory: Path, manifest: dict[str, Any], body: bytes) -> Path: ...
     def orphan(self, directory: Path, first_seq: int) -> tuple[Path, dict[str, Any]] | None: ...
 
@@ -106,14 +110,15 @@ class AuditArchive:
             if found is None or found.seq < first:
                 return None
             checkpoint = found
-        rows = list(self._store.audit_rows(first, checkpoint.seq))
+        encoder = self._files.encoder()
+        rows = _StreamedRows(self._store.audit_rows(first, checkpoint.seq), encoder.add)
         claims: list[tuple[int, int]] = []
         era_over = self._check_chain(rows, first, done["chain_out"] if done else GENESIS.hex(), checkpoint,
                                      bool(done and done["era_over"]), claims)
-        body = self._files.encode(rows)
+        body = encoder.finish()
         manifest = sign_manifest(self._signing_key, {
             "format": SEGMENT_FORMAT, "first_seq": first, "last_seq": checkpoint.seq,
-            "first_position": rows[0][0], "last_position": rows[-1][0], "records": len(rows),
+            "first_position": rows.first_position, "last_position": rows.last_position, "records": rows.count,
             "chain_in": done["chain_out"] if done else GENESIS.hex(), "chain_out": checkpoint.chain,
             "checkpoint": json.loads(checkpoint_to_json(checkpoint)),
             "previous": manifest_hash(done) if done else None, "body_sha256": hashlib.sha256(body).hexdigest(),
@@ -130,7 +135,7 @@ class AuditArchive:
         if self.before_remove is not None:
             self.before_remove(path)
         self._commit(operator, manifest, path, before, claims)
-        return ArchiveResult(first, checkpoint.seq, len(rows), path, path.stat().st_size, resumed)
+        return ArchiveResult(first, checkpoint.seq, rows.count, path, path.stat().st_size, resumed)
 
     def _last_archivable(self, before: datetime, first: int, max_records: int) -> int:
         """The last seq that may go: every record up to it is older than ``before`` (records are archived as a
@@ -140,22 +145,33 @@ class AuditArchive:
         return min(last, first + max_records - 1)
 
     def _checkpoint_at_or_below(self, seq: int) -> Checkpoint | None:
-        """The newest signed checkpoint at or below ``seq`` (cost: the checkpoints signed after it)."""
-        for checkpoint in stored_newest_first(self._ledger):
-            if checkpoint.seq <= seq:
-                return checkpoint
-        return None
+        """The newest signed checkpoint at or below ``seq``: a binary search over the checkpoints' versions (their
+        seqs never go down), so a run costs a few lookups however many checkpoints were signed since."""
+        newest = self._ledger.recorder.select_events(AUDIT_CHECKPOINTS_ID, desc=True, limit=1)
+        low, high, found = 2, newest[0].originator_version if newest else 1, None  # version 1: the aggregate's start
+        while low <= high:
+            middle = (low + high) // 2
+            checkpoint = self._checkpoint_version(middle)
+            if checkpoint is not None and checkpoint.seq <= seq:
+                found, low = checkpoint, middle + 1
+            else:
+                high = middle - 1
+        return found
 
-    def _check_chain(self, rows: list[Row], first: int, chain_hex: str, checkpoint: Checkpoint, era_over: bool,
+    def _checkpoint_version(self, version: int) -> Checkpoint | None:
+        stored = self._ledger.recorder.select_events(AUDIT_CHECKPOINTS_ID, gt=version - 1, lte=version)
+        event = self._ledger.mapper.to_domain_event(stored[0]) if stored else None
+        return Checkpoint(**event.checkpoint) if isinstance(event, AuditCheckpoints.CheckpointSigned) else None
+
+    def _check_chain(self, rows: _StreamedRows, first: int, chain_hex: str, checkpoint: Checkpoint, era_over: bool,
                      claims: list[tuple[int, int]]) -> bool:
         """Refuses to archive records that do not verify up to the checkpoint (archiving must not turn damage into
         a segment that looks like a faithful copy); whether records name their events by the last one. Adds to
         ``claims`` (store position, seq) of each record that names events (replay finds their seqs there)."""
         chain = bytes.fromhex(chain_hex)
-        entries = ledger_entries(self._ledger, _NoBinding(), _ListedRows(rows), rows[0][0] if rows else 1, first - 1)
-        positions = iter(rows)
+        entries = ledger_entries(self._ledger, _NoBinding(), rows, 1, first - 1)
         for expected, (record, leaf) in enumerate(entries, start=first):
-            position = next(positions)[0]
+            position = rows.positions.popleft() if rows.positions else 0
             chain = next_chain(chain, leaf) if leaf else chain
             if record.get("seq") != expected or not leaf or record.get("leaf") != leaf.hex() or \
                     record.get("chain") != chain.hex():
@@ -164,7 +180,7 @@ class AuditArchive:
             era_over = era_over or LEDGER_EVENTS in record or LEDGER_UPGRADE in record
             if record.get(LEDGER_EVENTS) or LEDGER_UPGRADE in record:
                 claims.append((position, expected))
-        if not rows or next(positions, None) is not None or chain.hex() != checkpoint.chain:
+        if not rows.count or rows.positions or chain.hex() != checkpoint.chain:
             raise ValidationError(f"The records up to seq {checkpoint.seq} do not match its signed checkpoint: "
                                   "nothing was archived. Run 'keyledger audit verify'.")
         if not era_over:
@@ -186,16 +202,28 @@ class AuditArchive:
         self._writer.commit(call, [], also=[lambda tx: self._store.remove(tx, manifest, path.name, claims)])
 
 
-class _ListedRows:
-    """``EventRows`` over rows already read (the audit log's, in position order)."""
+class _StreamedRows:
+    """``EventRows`` over the rows being archived as the store hands them out, a page at a time: each row goes to
+    the segment's encoder as the chain check reads it, so a run holds one page and the compressed body in memory."""
 
-    def __init__(self, rows: list[Row]) -> None:
-        self._rows = rows
-        self._positions = [row[0] for row in rows]
+    def __init__(self, rows: Iterator[Row], sink: Callable[[Row], None]) -> None:
+        self._rows, self._sink = rows, sink
+        self.positions: deque[int] = deque()  # of the rows handed out whose records were not checked yet
+        self.count, self.first_position, self.last_position = 0, 0, 0
 
     def page(self, start: int, limit: int) -> list[StoredRow]:
-        at = bisect.bisect_left(self._positions, start)
-        return [(p, AUDIT_LOG_ID, v, t, state) for p, v, t, state in self._rows[at:at + limit]]
+        out: list[StoredRow] = []
+        for row in self._rows:
+            position, version, topic, state = row
+            self._sink(row)
+            self.positions.append(position)
+            self.count += 1
+            self.first_position = self.first_position or position
+            self.last_position = position
+            out.append((position, AUDIT_LOG_ID, version, topic, state))
+            if len(out) == limit:
+                break
+        return out
 
 
 class _NoBinding:
