@@ -282,6 +282,13 @@ def test_an_idle_log_archived_to_its_head_starts_after_a_crash_and_after_a_clean
     assert ledger.rt.services.checkpointer.newest().seq == result.last_seq + 1  # start-up signed the archive record
     ledger.restart(serve=True)  # now the newest checkpoint's record follows the archived head
     assert ledger.rt.sealed_reason is None
+    # The web console's integrity check starts after the archive too (the page's own code, without HTTP).
+    from api.console.pages import integrity_page
+    from api.console.routes import Console
+
+    console = Console(ledger.rt, None)  # type: ignore[arg-type]
+    integrity_page(console, verify=True)(ledger.rt.services, _call(ledger), None)  # type: ignore[arg-type]
+    assert console.verified["ok"] and console.verified["problem"] is None, console.verified
     assert _cli(ledger, "audit", "verify", "--segments", str(tmp_path / "segments")).exit_code == 0
 
 
