@@ -143,6 +143,12 @@ class SegmentDirectory:
     def write(self, directory: Path, manifest: dict[str, Any], body: bytes) -> Path:
         return write_segment(directory, manifest, body)
 
+    def set_aside(self, path: Path) -> Path:
+        """Renamed so that no reader takes it for a segment (``.seg`` files only); kept for the operator."""
+        target = path.with_name(path.name + ".set-aside")
+        os.replace(path, target)
+        return target
+
     def orphan(self, directory: Path, first_seq: int) -> tuple[Path, dict[str, Any]] | None:
         """A segment an interrupted run wrote for records from ``first_seq`` (the first not archived)."""
         if not directory.is_dir():

@@ -39,6 +39,7 @@ from domain.audit.segments import (
     SEGMENT_FORMAT,
     checkpoint_of,
     manifest_hash,
+    manifest_problem,
     sign_manifest,
 )
 from domain.errors import ValidationError
@@ -66,6 +67,7 @@ class SegmentFiles(Protocol):
     def encoder(self) -> SegmentEncoder: ...
     def write(self, directory: Path, manifest: dict[str, Any], body: bytes) -> Path: ...
     def orphan(self, directory: Path, first_seq: int) -> tuple[Path, dict[str, Any]] | None: ...
+    def set_aside(self, path: Path) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,14 @@ class AuditArchive:
         first = done["last_seq"] + 1 if done else 1
         limit = self._last_archivable(before, first, max_records)
         orphan = self._files.orphan(directory, first)
+        unsound = manifest_problem(orphan[1], self._public_key) if orphan is not None else None
+        if orphan is not None and unsound is not None:
+            raise ValidationError(f"The segment file {orphan[0]} {unsound}: move it aside and archive again.")
         resumed = orphan is not None and orphan[1]["last_seq"] <= limit
         if orphan is not None and not resumed:
-            orphan[0].unlink()  # an interrupted run's segment for more than may go now: its rows are all still stored
+            # An interrupted run's segment reaching past what may go now. Set aside, never deleted: should the
+            # database's record of the archive have been removed, it could be the only copy of its records.
+            self._files.set_aside(orphan[0])
         if resumed:
             assert orphan is not None
             checkpoint = checkpoint_of(orphan[1])

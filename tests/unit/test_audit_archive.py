@@ -160,6 +160,13 @@ def test_a_crash_between_the_segment_and_the_deletion_is_finished_by_the_next_ru
     assert _export(ledger) == everything  # nothing deleted
     assert _cli(ledger, "audit", "verify", "--segments", str(segments)).exit_code == 0  # the overlap is the same rows
 
+    # A segment file put there in its place, not one this ledger signed, is refused, not resumed.
+    manifest, offset = read_manifest(orphan)
+    orphan.write_bytes(json.dumps({**manifest, "era_over": False}).encode() + b"\n" + orphan_bytes[offset:])
+    planted = _cli(ledger, "audit", "archive", "--before", "1d ago", "--segments", str(segments))
+    assert planted.exit_code == 1 and "signature" in planted.output and "move it aside" in planted.output
+    orphan.write_bytes(orphan_bytes)
+
     resumed = _cli(ledger, "audit", "archive", "--before", "1d ago", "--segments", str(segments))
     assert resumed.exit_code == 0 and "finishing an interrupted run" in resumed.stdout, resumed.output
     assert segment_files(segments) == [orphan] and orphan.read_bytes() == orphan_bytes
@@ -313,3 +320,28 @@ def test_two_archive_runs_at_once_archive_the_records_once(ledger: Ledger, tmp_p
     assert _cli(ledger, "audit", "verify", "--segments", str(segments)).exit_code == 0
     after = _export(ledger, "--segments", str(segments))
     assert after[:len(everything)] == everything and [r["seq"] for r in after] == list(range(1, len(after) + 1))
+
+
+def test_an_interrupted_segment_reaching_past_the_new_limit_is_set_aside_never_deleted(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "data", None)
+    try:
+        _history(ledger)
+        segments, archive = tmp_path / "segments", ledger.rt.services.archive
+        before = _at(ledger.now().timestamp() - DAY)
+
+        def crash(path: Path) -> None:
+            raise KeyboardInterrupt("killed after writing the segment")
+
+        archive.before_remove = crash
+        with pytest.raises(KeyboardInterrupt):
+            archive.archive(_operator(), before, segments)
+        [orphan] = segment_files(segments)
+        archive.before_remove = None
+        smaller = archive.archive(_operator(), before, segments, max_records=150)  # stops at an earlier checkpoint
+        assert smaller is not None and smaller.last_seq < read_manifest(orphan.with_name(orphan.name + ".set-aside"))[
+            0]["last_seq"]
+        assert archive.archive(_operator(), before, segments) is not None
+        assert len(segment_files(segments)) == 2
+        assert _cli(ledger, "audit", "verify", "--segments", str(segments)).exit_code == 0
+    finally:
+        ledger.close()
