@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.verify
+	$(BIN)/python -m bench.archive
 
 clean:
 	rm -rf $(VENV) keyledger-data .pytest_cache .hypothesis

@@ -146,8 +146,13 @@ def export(start: Optional[str] = moment_option(None, "From", "--from"),
            region: Optional[str] = region_option(), account: Optional[str] = account_option(),
            fmt: str = typer.Option("cloudtrail", "--format", help=flag_help("cloudtrail ({\"Records\": [...]}) or "
                                                                              "jsonl.", default="cloudtrail")),
+           segments: Optional[Path] = typer.Option(None, "--segments", file_okay=False, help=flag_help(
+               "The directory of archived audit segments: include the records archived there.")),
            data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Write records as CloudTrail JSON or JSON lines to standard output."""
+    import itertools
+
+    from api.cli_audit_archive import archived_records
     from application.audit.checkpoints import audit_records
 
     if fmt not in ("cloudtrail", "jsonl"):
@@ -166,6 +171,8 @@ def export(start: Optional[str] = moment_option(None, "From", "--from"),
         if (chosen_by.key_id or s or e) and runtime.audit_index is not None:
             # Seeks: reads only the records the index names (issue 13). An alias is resolved per record's time.
             source = _indexed(runtime, chosen_by.key_id, s, e)
+        key = runtime.services.audit_public_key if runtime.services is not None else None
+        source = itertools.chain(archived_records(runtime, segments, key), source)  # older: not in the index
         chosen: Iterator[dict[str, Any]] = (r for r in source if chosen_by(r))
         if fmt == "jsonl":
             for record in chosen:
@@ -244,4 +251,5 @@ def checkpoints_command(follow: bool = typer.Option(False, "--follow", "-f", hel
         runtime.close()
 
 
+import api.cli_audit_archive  # noqa: E402,F401  (registers `audit archive` on audit_cli)
 import api.cli_audit_verify  # noqa: E402,F401  (registers `audit verify` on audit_cli)

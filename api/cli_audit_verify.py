@@ -12,6 +12,7 @@ from typing import Any, Iterator, Optional
 import typer
 
 from api.cli_audit import DatabaseUrl, DataDir, _runtime, audit_cli, parse_time
+from api.cli_audit_archive import segments_option
 
 _BLOCK = 1 << 16
 
@@ -115,12 +116,17 @@ def verify(checkpoints: Optional[Path] = typer.Option(
                None, "--state", help="Where this operator's verifies remember what they proved (default with "
                                      "--incremental: the checkpoint file's path + '.verified'). Keep it where the "
                                      "database's administrators cannot write, beside your shipped checkpoints."),
+           segments: Optional[Path] = segments_option("The directory of archived audit segments: verify the "
+                                                      "records archived there too (without it, a ledger with "
+                                                      "archived records verifies only what follows them: exit 3)."),
            data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Prove the whole ledger: every record's hashes, every event against the record that names it, every
     checkpoint, and (with the root key) every read-model row's tag. Exit 1 naming the first bad position.
     With --incremental, only what was stored since the checkpoint the previous verify proved."""
     from rich.progress import Progress
 
+    from api.cli_audit_archive import archived_rows, load_or_fail, partial_note
+    from application.audit.archived import MergedRows, SegmentMismatch, verify_after_archive
     from application.audit.checkpoints import audit_head, stored_checkpoints
     from application.audit.ledger_verify import verify_ledger
     from application.audit.verify_anchor import (
@@ -130,6 +136,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
         verify_incremental,
     )
     from domain.audit.chain import checkpoint_from_json
+    from infrastructure.audit_segments import SegmentError
     from infrastructure.event_rows import SqlEventRows
     from infrastructure.row_audit import forged_rows
 
@@ -154,6 +161,13 @@ def verify(checkpoints: Optional[Path] = typer.Option(
             key = runtime.services.audit_public_key
         total, _ = audit_head(runtime.ledger)
         rows = SqlEventRows(runtime.uow)
+        archived = runtime.archive_store.archived()
+        archived_head = (archived[-1]["last_seq"], archived[-1]["chain_out"]) if archived else None
+        if anchor is not None and archived_head is not None and anchor.checkpoint.seq <= archived_head[0]:
+            _fail(f"the checkpoint the verify of {anchor.verified_at} proved (seq {anchor.checkpoint.seq}) covers "
+                  f"records archived since (up to seq {archived_head[0]}): run 'audit verify --segments DIR --state "
+                  f"{state}' to prove the whole ledger again and renew the state")
+        partial = bool(archived) and segments is None and not (anchor is not None and anchor.checkpoint.seq)
         started = time.perf_counter()
         with Progress(transient=True, disable=total < 10_000 or not sys.stderr.isatty()) as progress:
             task = progress.add_task("verifying", total=total)
@@ -167,7 +181,8 @@ def verify(checkpoints: Optional[Path] = typer.Option(
                     raise typer.Exit(1)
                 cps = [anchor.checkpoint, *newer]
                 result = verify_incremental(runtime.ledger, anchor, newer, key, runtime.uow.position_of, rows,
-                                            progress=lambda n: progress.update(task, completed=n))
+                                            progress=lambda n: progress.update(task, completed=n),
+                                            archived_head=archived_head)
             else:
                 if file is None:
                     cps = stored_checkpoints(runtime.ledger)
@@ -175,8 +190,19 @@ def verify(checkpoints: Optional[Path] = typer.Option(
                     cps = [checkpoint_from_json(line) for line in file.read_text().splitlines() if line.strip()]
                 else:
                     cps = given if not incremental else _checkpoint_file(file)
-                result = verify_ledger(runtime.ledger, cps, key, progress=lambda n: progress.update(task, completed=n),
-                                       rows=rows)
+                if partial:
+                    result = verify_after_archive(runtime.ledger, archived, cps, key, rows)
+                elif segments is not None:
+                    merged = MergedRows(rows, archived_rows(load_or_fail(segments, key, archived, "verify")))
+                    try:
+                        result = verify_ledger(runtime.ledger, cps, key, rows=merged,
+                                               progress=lambda n: progress.update(task, completed=n))
+                    except (SegmentMismatch, SegmentError) as exc:
+                        typer.echo(f"FAILED (verify --segments {segments}): {exc}", err=True)
+                        raise typer.Exit(1) from None
+                else:
+                    result = verify_ledger(runtime.ledger, cps, key, rows=rows,
+                                           progress=lambda n: progress.update(task, completed=n))
         elapsed = max(time.perf_counter() - started, 1e-9)
         problems: list[str] = []
         if result.ok:
@@ -186,7 +212,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
             if seal is not None:
                 problems += list(forged_rows(runtime.ledger, seal))
         proved = proved_anchor(result, cps, runtime.uow.position_of, _iso_text(datetime.now(tz=timezone.utc)))
-        if state is not None and proved is not None and not problems:
+        if state is not None and proved is not None and not problems and not partial:
             _write_state(state, proved)
     finally:
         runtime.close()
@@ -199,9 +225,15 @@ def verify(checkpoints: Optional[Path] = typer.Option(
                        f"{signatures} ({rate}, {rows.read} rows read). Records up to seq {anchor.checkpoint.seq} were "
                        f"proved by the verify of {anchor.verified_at} and not read again: verify without "
                        "--incremental to prove them again")
+        elif partial:
+            typer.echo(f"PARTIAL: {result.records} records after seq {archived[-1]['last_seq']}, {result.events} "
+                       f"events, {result.checkpoints_checked} checkpoints verified from {source}, {signatures} "
+                       f"({rate}); {partial_note(archived)}", err=True)
+            raise typer.Exit(3)
         else:
             typer.echo(f"OK: {result.records} records, {result.events} events, {result.checkpoints_checked} "
-                       f"checkpoints verified from {source}, {signatures} ({rate})")
+                       f"checkpoints verified from {source}, {signatures} ({rate})"
+                       f"{f'; archived records from {segments} included' if segments is not None else ''}")
         return
     if not result.ok:
         where = f"first bad seq {result.first_bad_seq}" if result.first_bad_seq is not None else "checkpoint file"

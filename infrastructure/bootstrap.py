@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from application.audit.archive import AuditArchive
 from application.audit.checkpoints import Checkpointer, audit_records
 from application.audit.ledger_verify import verify_since
 from application.audit.records import cloudtrail_record, new_ids
@@ -46,12 +47,15 @@ from application.root_key.service import CurrentRootVersion, RootKeyService
 from application.writer import LedgerWriter
 from application.xks.credentials import XksCredentialService
 from application.xks.proxy import XksProxyService
+from domain.audit.segments import checkpoint_of
 from domain.crypto.asymmetric import POST_QUANTUM_SUPPORTED
 from domain.crypto.wrapping import RootKeyring
 from domain.keys import grant_tokens
 from domain.keystores.store import store_uuid
 from domain.policy.evaluation import Grant
 from domain.xks.credential import new_credential
+from infrastructure.audit_archive_store import SqlArchiveStore
+from infrastructure.audit_segments import SegmentDirectory
 from infrastructure.checkpoint_file import CheckpointFile
 from infrastructure.clock import DatabaseClock, SqlClockOffset
 from infrastructure.cloudhsm import ClusterMap, Pkcs11StoreTokens, SqlStorePasswords, related_clusters
@@ -139,6 +143,7 @@ def build_runtime(settings: Settings) -> Runtime:
     runtime = Runtime(
         settings=settings, ledger=ledger, uow=uow, clock=clock, audit=audit, quotas=quotas, unauthenticated=unauthenticated,
         audit_index=audit_index,
+        archive_store=SqlArchiveStore(uow, ledger.recorder.events_record_cls.__table__),  # type: ignore[attr-defined]
         health=HealthService(lambda: runtime.sealed_reason, probe, audit.stats,
                              probe_timeout=settings.health_probe_timeout, cache_seconds=settings.health_cache_seconds,
                              on_close=probe.close),
@@ -247,6 +252,9 @@ def build_runtime(settings: Settings) -> Runtime:
         multi_region=multi_region,
     )
     resolver.managed = AwsManagedKeys(access, materials, clock).ensure
+    runtime.services.archive = AuditArchive(
+        ledger, access.writer, runtime.archive_store, SegmentDirectory(), signing_key, audit_public_key(signing_key),
+        clock.now, region=_first_region(settings), account_id=settings.account_id)
     runtime.services.last_usage = KeyLastUsage(lambda position: audit_records(ledger, after_seq=position),
                                                SqlKeyUsageIndex(uow), resolver)
     services = runtime.services
@@ -267,8 +275,10 @@ def start_serving(runtime: Runtime) -> None:
     services = runtime.services
     if services is None:
         return
+    archived = runtime.archive_store.archived()
     result = verify_since(runtime.ledger, services.checkpointer.newest(), services.audit_public_key,
-                          runtime.uow.position_of)
+                          runtime.uow.position_of,
+                          (checkpoint_of(archived[-1]), archived[-1]["last_position"]) if archived else None)
     if not result.ok:
         where = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
         reason = f"the ledger since its newest checkpoint does not verify{where}: {result.problem}"

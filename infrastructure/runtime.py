@@ -73,6 +73,7 @@ class Services:
     xks_proxy: XksProxyService | None = None  # keyledger serving the XKS proxy API (api/xks_front.py)
     xks_credentials: SqlXksCredentialStore | None = None  # the credentials XKS proxy requests are signed with
     xks_credential_admin: XksCredentialService | None = None  # `keyledger xks credentials ...`
+    archive: Any = None  # application/audit/archive.py: `keyledger audit archive`
     console_session_key: bytes = b""  # signs web console sessions (api/console/session.py); root-wrapped at rest
 
 
@@ -93,6 +94,7 @@ class Runtime:
     quotas: RequestQuotas
     unauthenticated: UnauthenticatedFailures  # failed authentication: aggregated records, per-source limit
     audit_index: SqlAuditIndex | None = None  # finds records by key, principal, event, error and time
+    archive_store: Any = None  # infrastructure/audit_archive_store.py: which records were archived (docs/audit.md)
     sealed_reason: str | None = None
     services: Services | None = None
     admin_created: bool = False

@@ -101,3 +101,17 @@ def add_missing_columns(engine: sa.Engine, table: sa.Table) -> list[str]:
                 conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}'))
                 added.append(column.name)
     return added
+
+# One row per archived audit segment (`keyledger audit archive`, docs/audit.md "Retention"): the records it holds
+# were deleted from the event store in the transaction that wrote this row. The signed manifest says what the
+# segment is; what vouches for it is the chain and the checkpoints, so this row only says where the database's own
+# records begin and which segments an auditor needs.
+audit_archive = sa.Table(
+    "audit_archive", metadata,
+    sa.Column("first_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("last_position", sa.BigInteger, nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("manifest", sa.Text, nullable=False),  # the signed manifest, as in the file
+    sa.Column("archived_at", sa.Float, nullable=False),
+)

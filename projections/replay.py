@@ -120,6 +120,10 @@ def _record_seqs(ledger: Any, positions: list[int]) -> dict[int, int]:
     with ledger.recorder.datastore.transaction(commit=False) as session:
         found = dict(session.execute(sa.select(events.c.id, events.c.originator_version).where(
             events.c.id.in_([end + 1 for end in ends]), events.c.originator_id == AUDIT_LOG_ID)).all())
+        missing = [end + 1 for end in ends if end + 1 not in found]
+        if missing:  # records archived since (`keyledger audit archive`): their positions and seqs stay
+            found.update((p, seq + 1) for p, seq in session.execute(sa.select(
+                tables.archived_claims.c.position, tables.archived_claims.c.seq).where(tables.archived_claims.c.position.in_(missing))))
         if ends[-1] + 1 not in found:
             # The page may end inside a change (its remaining events open the next page): its record is the
             # first audit row after it.

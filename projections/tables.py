@@ -135,3 +135,13 @@ audit_index = sa.Table(
     sa.Index("audit_index_error_idx", "error_code", "seq"),
     sa.Index("audit_index_time_idx", "at", "seq"),
 )
+
+# Where the archived records that named events were (`keyledger audit archive`, docs/audit.md "Retention"): the
+# store position each had and its seq. Key events stay when their records are archived; replay finds the seq of
+# the record that committed them (key_event_index.audit_seq) here, since the record's row is gone. Written in the
+# archive's transaction; one row per archived key change, not per record.
+archived_claims = sa.Table(
+    "audit_archived_claims", metadata,
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)

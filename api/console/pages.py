@@ -151,10 +151,15 @@ def integrity_page(console: Console, verify: bool) -> Callable[[Services, Call, 
 
         runtime = console.runtime
         if verify:
+            from application.audit.archived import chain_start
             from domain.audit.chain import verify_log
 
-            result = verify_log(audit_records(runtime.ledger), stored_checkpoints(runtime.ledger),
-                                services.audit_public_key)
+            checkpoints = stored_checkpoints(runtime.ledger)
+            after_seq, after_chain, after, checkpoints = chain_start(runtime.archive_store.archived(), checkpoints)
+            # Records archived (`keyledger audit archive`) are not read here: `audit verify --segments` reads them.
+            result = verify_log(audit_records(runtime.ledger, after_seq=after_seq), checkpoints,
+                                services.audit_public_key, after_seq=after_seq, after_chain=after_chain,
+                                after_checkpoint=after)
             console.verified = {"at": iso(runtime.now()), "ok": result.ok, "records": result.records,
                                 "checkpoints": result.checkpoints_checked, "problem": result.problem,
                                 "first_bad_seq": result.first_bad_seq}

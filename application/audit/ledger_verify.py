@@ -172,14 +172,19 @@ def verify_tail(ledger: KeyLedger, after: Checkpoint, start_position: int, check
     return result
 
 
-def anchor_problem(ledger: KeyLedger, checkpoint: Checkpoint, public_key_raw32: bytes | None) -> str | None:
+def anchor_problem(ledger: KeyLedger, checkpoint: Checkpoint, public_key_raw32: bytes | None,
+                   archived_head: tuple[int, str] | None = None) -> str | None:
     """Why the log no longer holds what ``checkpoint`` covers (its record, whose content gives its leaf, whose
-    chain follows the record before and is the checkpoint's), or its signature fails; None when it holds."""
+    chain follows the record before and is the checkpoint's), or its signature fails; None when it holds.
+    ``archived_head``: (seq, chain) of the newest archived record, when records were archived (the record before
+    the checkpoint's may be it)."""
     if public_key_raw32 is not None and not verify_checkpoint_signature(public_key_raw32, checkpoint):
         return f"the checkpoint at seq {checkpoint.seq} ({checkpoint.time}) is forged: its signature does not verify"
     anchor = [_record_of(ledger, n) for n in ledger.recorder.select_events(
         AUDIT_LOG_ID, gt=checkpoint.seq - 1, lte=checkpoint.seq + 1)]  # the records at seq - 1 and seq
     previous = anchor[0].get("chain") if len(anchor) == 2 and anchor[0] else GENESIS.hex()
+    if len(anchor) == 1 and archived_head is not None and archived_head[0] == checkpoint.seq - 1:
+        previous = archived_head[1]
     covered = anchor[-1] if anchor else None
     if covered is None or covered.get("seq") != checkpoint.seq:
         return (f"record seq {checkpoint.seq}, which the checkpoint of {checkpoint.time} covers, is missing: the log "
@@ -203,16 +208,26 @@ def _record_of(ledger: KeyLedger, stored: Any) -> dict[str, Any] | None:
 
 
 def verify_since(ledger: KeyLedger, checkpoint: Checkpoint | None, public_key_raw32: bytes | None,
-                 position_of: Callable[[Any, int], int | None]) -> LedgerVerifyResult:
+                 position_of: Callable[[Any, int], int | None],
+                 archived: tuple[Checkpoint, int] | None = None) -> LedgerVerifyResult:
     """What start-up proves before serving: everything stored since the newest signed checkpoint (the whole
-    ledger when there is none). Cost: the records and events since that checkpoint."""
+    ledger when there is none). Cost: the records and events since that checkpoint. ``archived``: the signed
+    checkpoint the newest archived segment ends at and the store position of its last record; when the newest
+    checkpoint is not after it, the tail is proved from it (the records it covers are gone from the store)."""
+    if archived is not None and (checkpoint is None or checkpoint.seq <= archived[0].seq):
+        start, position = archived
+        if public_key_raw32 is not None and not verify_checkpoint_signature(public_key_raw32, start):
+            return LedgerVerifyResult(False, 0, 0, start.seq, "the checkpoint the newest archived segment ends at "
+                                      "is forged", 0)
+        return verify_tail(ledger, start, position + 1, legacy_era_over=True)
     if checkpoint is None or checkpoint.seq == 0:
         return verify_ledger(ledger, [checkpoint] if checkpoint else [], public_key_raw32)
 
     def failed(problem: str) -> LedgerVerifyResult:
         return LedgerVerifyResult(False, 0, 0, checkpoint.seq, problem, 0)
 
-    problem = anchor_problem(ledger, checkpoint, public_key_raw32)
+    problem = anchor_problem(ledger, checkpoint, public_key_raw32,
+                             (archived[0].seq, archived[0].chain) if archived is not None else None)
     if problem is not None:
         return failed(problem.replace("the checkpoint", "the newest checkpoint", 1))
     position = position_of(AUDIT_LOG_ID, checkpoint.seq + 1)

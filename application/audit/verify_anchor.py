@@ -94,8 +94,8 @@ def stored_newest_first(ledger: KeyLedger) -> Iterator[Checkpoint]:
 
 def verify_incremental(ledger: KeyLedger, anchor: VerifiedAnchor, newer: Sequence[Checkpoint],
                        public_key_raw32: bytes | None, position_of: Callable[[Any, int], int | None],
-                       rows: EventRows | None = None,
-                       progress: Callable[[int], None] | None = None) -> LedgerVerifyResult:
+                       rows: EventRows | None = None, progress: Callable[[int], None] | None = None,
+                       archived_head: tuple[int, str] | None = None) -> LedgerVerifyResult:
     """What was stored after ``anchor``, and the checkpoints ``newer`` than it; see the module docstring. Cost:
     the rows after the anchor record and those checkpoints, whatever the log's length before."""
     checkpoint = anchor.checkpoint
@@ -103,7 +103,7 @@ def verify_incremental(ledger: KeyLedger, anchor: VerifiedAnchor, newer: Sequenc
     def failed(problem: str) -> LedgerVerifyResult:
         return LedgerVerifyResult(False, 0, 0, checkpoint.seq, problem, 0)
 
-    problem = anchor_problem(ledger, checkpoint, public_key_raw32)
+    problem = anchor_problem(ledger, checkpoint, public_key_raw32, archived_head)
     if problem is not None:
         return failed(f"{problem} (the checkpoint an earlier verify proved, on {anchor.verified_at})")
     position = position_of(AUDIT_LOG_ID, checkpoint.seq + 1)
