@@ -132,6 +132,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
     from domain.audit.chain import checkpoint_from_json
     from infrastructure.event_rows import SqlEventRows
     from infrastructure.row_audit import forged_rows
+    from infrastructure.row_freshness import stale_rows
 
     key = _public_key_file(public_key_file) if public_key_file else None
     given: list[Any] = []
@@ -184,7 +185,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
             problems = _coverage_problems(total, cps, runtime.now(), settings.audit_checkpoint_seconds, uncovered)
             seal = runtime.ledger.row_seal
             if seal is not None:
-                problems += list(forged_rows(runtime.ledger, seal))
+                problems += list(forged_rows(runtime.ledger, seal)) + list(stale_rows(runtime.ledger, seal))
         proved = proved_anchor(result, cps, runtime.uow.position_of, _iso_text(datetime.now(tz=timezone.utc)))
         if state is not None and proved is not None and not problems:
             _write_state(state, proved)
