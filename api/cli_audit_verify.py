@@ -121,7 +121,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
     With --incremental, only what was stored since the checkpoint the previous verify proved."""
     from rich.progress import Progress
 
-    from application.audit.checkpoints import audit_head, stored_checkpoints
+    from application.audit.checkpoints import audit_head, stored_checkpoints, stored_copy_problems
     from application.audit.ledger_verify import verify_ledger
     from application.audit.verify_anchor import (
         checkpoints_after,
@@ -183,6 +183,8 @@ def verify(checkpoints: Optional[Path] = typer.Option(
         if result.ok:
             uncovered = _record_time(runtime.ledger, cps[-1].seq + 1) if cps and total > cps[-1].seq else None
             problems = _coverage_problems(total, cps, runtime.now(), settings.audit_checkpoint_seconds, uncovered)
+            if file is not None and not (anchor is not None and anchor.checkpoint.seq):
+                problems += stored_copy_problems(stored_checkpoints(runtime.ledger), cps, key)
             seal = runtime.ledger.row_seal
             if seal is not None:
                 problems += list(forged_rows(runtime.ledger, seal)) + list(stale_rows(runtime.ledger, seal))

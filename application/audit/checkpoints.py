@@ -223,3 +223,28 @@ class Checkpointer:
 
 def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def stored_copy_problems(stored: list[Checkpoint], judged: list[Checkpoint], public_key_raw32: bytes | None) -> list[str]:
+    """When `verify` judged the log against a checkpoint file, the database's own copy of the checkpoints is still
+    a stored fact (issue 12): each must be the file's checkpoint of the same seq and time, or, signed after the
+    file's newest (a file that lags by a second), carry a valid signature. The first that is neither is named."""
+    if not judged:
+        return []
+    by_place = {(cp.seq, cp.time): cp for cp in judged}
+    newest = judged[-1]
+    for cp in stored:
+        same = by_place.pop((cp.seq, cp.time), None)
+        if same is not None:
+            if same != cp:
+                return [f"the database's checkpoint at seq {cp.seq} ({cp.time}) differs from the checkpoint file's: "
+                        "it was changed in the database"]
+            continue
+        later = cp.seq >= newest.seq and cp.time > newest.time
+        if not later or (public_key_raw32 is not None and not verify_checkpoint_signature(public_key_raw32, cp)):
+            return [f"the database's checkpoint at seq {cp.seq} ({cp.time}) is not in the checkpoint file: it was "
+                    "inserted or changed in the database"]
+    if by_place:
+        seq, time = min(by_place)
+        return [f"the database holds no copy of the checkpoint at seq {seq} ({time}): it was deleted from the database"]
+    return []

@@ -17,9 +17,10 @@ from typing import Any, Callable, Iterator
 import pytest
 import sqlalchemy as sa
 
-from application.audit.checkpoints import stored_checkpoints
+from application.audit.checkpoints import stored_checkpoints, stored_copy_problems
 from application.audit.ledger_verify import LedgerVerifyResult, verify_ledger
 from application.calls import Operator
+from domain.audit.chain import checkpoint_from_json
 from domain.errors import TamperedStateError
 from domain.keystores.store import store_uuid
 from infrastructure.bootstrap import Runtime, build_runtime
@@ -218,11 +219,19 @@ def test_truncation_behind_a_checkpoint_and_a_changed_stored_checkpoint_fail(wor
     chain = state["checkpoint"]["chain"]
     state["checkpoint"]["chain"] = ("0" if chain[0] != "0" else "1") + chain[1:]
     world.sql("UPDATE keyledger_events SET state = :s WHERE id = :i", s=json.dumps(state).encode(), i=newest.id)
+    file = [checkpoint_from_json(line) for line in world.rt.settings.checkpoint_file.read_text().splitlines()]
+    key = world.rt.services.audit_public_key
     try:
         assert not world.verify().ok
+        # Judged against the checkpoint file, the database's changed copy is named too (decision 191).
+        assert "changed in the database" in " ".join(stored_copy_problems(stored_checkpoints(world.rt.ledger), file,
+                                                                          key))
+        world.sql("DELETE FROM keyledger_events WHERE id = :i", i=newest.id)
+        assert "deleted from the database" in " ".join(stored_copy_problems(stored_checkpoints(world.rt.ledger),
+                                                                            file, key))
     finally:
         world.put([newest])
-    assert world.verify().ok
+    assert world.verify().ok and not stored_copy_problems(stored_checkpoints(world.rt.ledger), file, key)
 
 
 def _put_row(w: World, table: str, row: dict[str, Any], where: str, **params: Any) -> None:
