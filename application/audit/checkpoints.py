@@ -66,6 +66,24 @@ def audit_records(ledger: KeyLedger, after_seq: int = 0, limit: int | None = Non
             left -= len(page)
 
 
+def decoded_checkpoint(ledger: KeyLedger, stored: Any) -> Checkpoint | None:
+    """The checkpoint a stored row of the checkpoints' aggregate holds (None for its Started event). A row changed
+    in the database so that it no longer decodes is a checkpoint that nothing can verify (seq -1: "malformed"), so
+    `verify`, start-up and `status` name it instead of failing with a traceback (issue 12)."""
+    try:
+        event = ledger.mapper.to_domain_event(stored)
+        if not isinstance(event, AuditCheckpoints.CheckpointSigned):
+            return None if stored.originator_version == 1 else _undecodable(stored)
+        return Checkpoint(**event.checkpoint)
+    except Exception:  # any way a changed row can fail to decode
+        return None if stored.originator_version == 1 else _undecodable(stored)
+
+
+def _undecodable(stored: Any) -> Checkpoint:
+    return Checkpoint(seq=-1, chain="", time=f"stored checkpoint version {stored.originator_version} does not decode",
+                      previous=None, signature="")
+
+
 def stored_checkpoints(ledger: KeyLedger) -> list[Checkpoint]:
     return [checkpoint for _, checkpoint in signed_checkpoints_after(ledger, 1)]
 
@@ -76,9 +94,9 @@ def signed_checkpoints_after(ledger: KeyLedger, version: int) -> Iterator[tuple[
     while True:
         page = ledger.recorder.select_events(AUDIT_CHECKPOINTS_ID, gt=version, limit=PAGE)
         for stored in page:
-            event = ledger.mapper.to_domain_event(stored)
-            if isinstance(event, AuditCheckpoints.CheckpointSigned):
-                yield stored.originator_version, Checkpoint(**event.checkpoint)
+            checkpoint = decoded_checkpoint(ledger, stored)
+            if checkpoint is not None:
+                yield stored.originator_version, checkpoint
         if len(page) < PAGE:
             return
         version = page[-1].originator_version
@@ -116,9 +134,7 @@ class Checkpointer:
             except IntegrityError:
                 pass
             return 1, None
-        event = self._ledger.mapper.to_domain_event(stored[0])
-        last = Checkpoint(**event.checkpoint) if isinstance(event, AuditCheckpoints.CheckpointSigned) else None
-        return stored[0].originator_version, last
+        return stored[0].originator_version, decoded_checkpoint(self._ledger, stored[0])
 
     def newest(self) -> Checkpoint | None:
         """The newest signed checkpoint (one index lookup)."""
