@@ -436,6 +436,8 @@ def test_a_tail_that_does_not_verify_seals_the_server_until_accepted(servers) ->
     health = httpx.get(server.endpoint + "/healthz", timeout=10)
     assert health.status_code == 503 and health.json()["status"] == "sealed", health.text
     assert "does not verify" in health.text, health.text
+    banner = [line for line in server.log().splitlines() if line.startswith("SEALED:")]
+    assert banner and "does not verify" in banner[0], server.log()[-2000:]  # the start banner says so too
     assert _code(lambda: server.client().list_keys()) == "KMSInternalException"
     server.stop()
 
