@@ -1,7 +1,7 @@
 """One ledger, as a property (docs/audit.md): for random histories built through the services on a real SQLite
-file, `verify` passes the untouched ledger and fails after any single-byte change (state, topic or version) to any stored row the chain
-covers (every event but the two audit aggregates' empty Started events; checkpoints are judged as their file
-in tests/e2e/test_audit_tamper.py)."""
+file, `verify` passes the untouched ledger and fails after any single-byte change (of its state, topic or version)
+to any stored row the chain covers (every event but the two audit aggregates' empty Started events; checkpoints are
+judged as their file in tests/e2e/test_audit_tamper.py, their database copy in test_ledger_every_aggregate.py)."""
 from __future__ import annotations
 
 import tempfile
