@@ -24,6 +24,7 @@ from domain.audit.chain import (
     GENESIS,
     Checkpoint,
     checkpoint_from_json,
+    checkpoint_hash,
     checkpoint_public_key,
     checkpoint_to_json,
     make_checkpoint,
@@ -242,25 +243,25 @@ def parse_iso(text: str) -> datetime:
 
 
 def stored_copy_problems(stored: list[Checkpoint], judged: list[Checkpoint], public_key_raw32: bytes | None) -> list[str]:
-    """When `verify` judged the log against a checkpoint file, the database's own copy of the checkpoints is still
-    a stored fact (issue 12): each must be the file's checkpoint of the same seq and time, or, signed after the
-    file's newest (a file that lags by a second), carry a valid signature. The first that is neither is named."""
+    """When `verify` judged the log against a checkpoint file (which must hold every checkpoint from the first), the
+    database's own copy of the checkpoints is still a stored fact (issue 12). Position by position, each must be the
+    file's; one signed after the file's newest (a file that lags by a second) must carry a valid signature and
+    follow the one before it. The first that is neither is named (decision 191)."""
     if not judged:
         return []
-    by_place = {(cp.seq, cp.time): cp for cp in judged}
-    newest = judged[-1]
-    for cp in stored:
-        same = by_place.pop((cp.seq, cp.time), None)
-        if same is not None:
-            if same != cp:
-                return [f"the database's checkpoint at seq {cp.seq} ({cp.time}) differs from the checkpoint file's: "
-                        "it was changed in the database"]
+    for i, cp in enumerate(stored):
+        where = f"checkpoint #{i + 1} (seq {cp.seq}, {cp.time})"
+        if i < len(judged):
+            if cp != judged[i]:
+                return [f"the database's copy of {where} is not the checkpoint file's #{i + 1}: a checkpoint was "
+                        "changed, inserted or deleted in the database"]
             continue
-        later = cp.seq >= newest.seq and cp.time > newest.time
-        if not later or (public_key_raw32 is not None and not verify_checkpoint_signature(public_key_raw32, cp)):
-            return [f"the database's checkpoint at seq {cp.seq} ({cp.time}) is not in the checkpoint file: it was "
-                    "inserted or changed in the database"]
-    if by_place:
-        seq, time = min(by_place)
-        return [f"the database holds no copy of the checkpoint at seq {seq} ({time}): it was deleted from the database"]
+        follows = cp.previous == checkpoint_hash(stored[i - 1]) and cp.seq >= stored[i - 1].seq
+        if not follows or (public_key_raw32 is not None and not verify_checkpoint_signature(public_key_raw32, cp)):
+            return [f"the database's {where}, newer than the checkpoint file, is not signed or does not follow the "
+                    "checkpoint before it: it was changed or inserted in the database"]
+    if len(stored) < len(judged):
+        cp = judged[len(stored)]
+        return [f"the database holds no copy of checkpoint #{len(stored) + 1} (seq {cp.seq}, {cp.time}): it was "
+                "deleted from the database"]
     return []

@@ -211,12 +211,12 @@ def checkpoint_row_modified(store: Store, h: History) -> list[str]:
     chain = state["checkpoint"]["chain"]
     state["checkpoint"]["chain"] = ("0" if chain[0] != "0" else "1") + chain[1:]
     store.set_state(signed.id, json.dumps(state).encode())
-    return ["checkpoint", "changed in the database"]
+    return ["checkpoint #1", "in the database"]
 
 
 def checkpoint_row_deleted(store: Store, h: History) -> list[str]:
     store.delete(store.events("AuditCheckpoints.CheckpointSigned")[0].id)
-    return ["checkpoint", "deleted from the database"]
+    return ["checkpoint #1", "in the database"]
 
 
 def audit_record_modified(store: Store, h: History) -> list[str]:
