@@ -158,7 +158,8 @@ def grant_event_deleted(store: Store, h: History) -> list[str]:  # K5
 
 def aggregate(row: Any) -> str:
     """An event row's aggregate as verify names it."""
-    return str(uuid.UUID(str(row.originator_id)))
+    stored = row.originator_id  # SQLite keeps the 16 bytes, PostgreSQL a uuid
+    return str(uuid.UUID(bytes=bytes(stored)) if isinstance(stored, (bytes, memoryview)) else uuid.UUID(str(stored)))
 
 
 def alias_event_modified(store: Store, h: History) -> list[str]:
