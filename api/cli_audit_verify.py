@@ -127,7 +127,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
 
     from api.cli_audit_archive import archived_rows, load_or_fail, partial_note
     from application.audit.archived import MergedRows, SegmentMismatch, verify_after_archive
-    from application.audit.checkpoints import audit_head, stored_checkpoints
+    from application.audit.checkpoints import audit_head, stored_checkpoints, stored_copy_problems
     from application.audit.ledger_verify import verify_ledger
     from application.audit.verify_anchor import (
         checkpoints_after,
@@ -139,6 +139,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
     from infrastructure.audit_segments import SegmentError
     from infrastructure.event_rows import SqlEventRows
     from infrastructure.row_audit import forged_rows
+    from infrastructure.row_freshness import stale_rows
 
     key = _public_key_file(public_key_file) if public_key_file else None
     given: list[Any] = []
@@ -208,9 +209,11 @@ def verify(checkpoints: Optional[Path] = typer.Option(
         if result.ok:
             uncovered = _record_time(runtime.ledger, cps[-1].seq + 1) if cps and total > cps[-1].seq else None
             problems = _coverage_problems(total, cps, runtime.now(), settings.audit_checkpoint_seconds, uncovered)
+            if file is not None and not (anchor is not None and anchor.checkpoint.seq):
+                problems += stored_copy_problems(stored_checkpoints(runtime.ledger), cps, key)
             seal = runtime.ledger.row_seal
             if seal is not None:
-                problems += list(forged_rows(runtime.ledger, seal))
+                problems += list(forged_rows(runtime.ledger, seal)) + list(stale_rows(runtime.ledger, seal))
         proved = proved_anchor(result, cps, runtime.uow.position_of, _iso_text(datetime.now(tz=timezone.utc)))
         if state is not None and proved is not None and not problems and not partial:
             _write_state(state, proved)

@@ -26,6 +26,7 @@ from projections.replay_tables import drop_tables  # noqa: E402
 
 SCOPE = Scope("111122223333", "us-east-1")
 REPLAY_EVENTS = int(os.environ.get("KEYLEDGER_BENCH_REPLAY_EVENTS", "100000"))
+REPLAY_RECORDS_PER_EVENT = int(os.environ.get("KEYLEDGER_BENCH_REPLAY_RECORDS_PER_EVENT", "3"))
 
 
 def grow(runtime, key_id: str, events: int) -> None:
@@ -74,7 +75,29 @@ def main() -> None:
         drop_tables(engine, "bench_")
         print(f"replay: {stats.events:,} events in {stats.seconds:.1f} s = {stats.events / stats.seconds:,.0f} events/s; "
               f"{len(differences)} differences from the live projections")
+        replay_among_records(runtime, engine, total)
         runtime.close()
+
+
+def replay_among_records(runtime, engine, events: int) -> None:
+    """Issue 13: replay costs the events it replays, not the log. The same store with audit records among the
+    key events (REPLAY_RECORDS_PER_EVENT per event, Encrypt records through the group committer), replayed by the
+    event library's topic filter (before) and by the index of non-audit events (after), interleaved, in one run."""
+    from bench.scale import add_records
+
+    records = events * REPLAY_RECORDS_PER_EVENT
+    add_records(runtime, records, [create_key(runtime)])
+    rates: dict[str, list[float]] = {"topic": [], "index": []}
+    for _ in range(2):
+        for reader in ("topic", "index"):
+            stats = rebuild(runtime.ledger, engine, "bench_", reader=reader)
+            rates[reader].append(stats.events / stats.seconds)
+            drop_tables(engine, "bench_")
+    best = {reader: max(values) for reader, values in rates.items()}
+    print(f"replay among {records:,} audit records ({events:,} key events, SQLite, best of 2, interleaved):")
+    for reader, label in (("topic", "by topic (before)"), ("index", "by index (after)")):
+        print(f"  {label:<18} {best[reader]:>10,.0f} events/s")
+    print(f"  ratio after / before: {best['index'] / best['topic']:.2f}")
 
 
 if __name__ == "__main__":

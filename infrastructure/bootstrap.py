@@ -178,7 +178,7 @@ def build_runtime(settings: Settings) -> Runtime:
     if first_row_key and untagged_events(ledger, uow):
         upgrade_ledger(ledger, uow, audit, clock, _first_region(settings))
     ensure_current(ledger, engine)
-    view = SqlKeyStateView(datastore, settings.key_cache_seconds, seal)
+    view = SqlKeyStateView(datastore, settings.key_cache_seconds, seal, head_version=uow.last_version)
     materials = KeyMaterials(SqlBackingKeyStore(uow, engine), keyring)
     grant_token_key = service_secret(uow, keyring, "grant-token-key")
     access: KeyAccess | None = None
@@ -199,7 +199,7 @@ def build_runtime(settings: Settings) -> Runtime:
     credentials.seal_untagged()
     signing_key = service_secret(uow, keyring, "audit-signing-key")
     # Custom key stores: the stores' view, their root-wrapped passwords, and their tokens (docs/custom-key-stores.md).
-    key_store_view = SqlCustomKeyStoreView(datastore, settings.key_cache_seconds, seal)
+    key_store_view = SqlCustomKeyStoreView(datastore, settings.key_cache_seconds, seal, head_version=uow.last_version)
     cluster_map = ClusterMap(settings.cloudhsm_clusters)
     store_tokens = runtime.store_tokens = Pkcs11StoreTokens(cluster_map)
     store_passwords = SqlStorePasswords(uow)

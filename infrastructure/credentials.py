@@ -6,6 +6,7 @@ only). ``lookup`` caches for ``cache_seconds``, so a key disabled or deleted by 
 working within that time, and at once in the process that changed it (``forget``)."""
 from __future__ import annotations
 
+import json
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -18,10 +19,12 @@ from application.principals.ports import AccessKeyRow
 from application.ttl_cache import TtlCache
 from domain.audit.seals import RowSeal
 from domain.crypto.wrapping import RootKeyring
-from domain.errors import TamperedStateError
-from domain.principals.arns import acting_arn
+from domain.errors import IamValidationError, TamperedStateError
+from domain.principals.arns import acting_arn, parse_principal_arn
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import access_keys
+from projections.key_state_view import at_head
+from projections.principal_tables import principals
 
 SECRET_PURPOSE = "access-key-secret"
 _ID_ALPHABET = string.ascii_uppercase + "234567"
@@ -81,6 +84,22 @@ class CredentialStore:
             raise TamperedStateError(f"access key {row.access_key_id}")
         return row
 
+    def _owner_agrees(self, session: Any, row: Any) -> None:
+        """The row's tag proves the service wrote it, not that it is still true: an older copy put back (a key
+        made Inactive, or deleted, brought back Active) matches its tag too. So the owner's principal, as its
+        newest stored event left it (projections/principal_view.py: at_head), must hold this key, Active
+        (decision 190). Once per cache fill."""
+        what = f"access key {row.access_key_id}"
+        try:
+            owner = parse_principal_arn(row.principal_arn).aggregate_id
+        except IamValidationError:
+            raise TamperedStateError(what) from None
+        found = at_head(session, sa.select(principals).where(principals.c.principal_id == str(owner)),
+                        self._uow.last_version, lambda r: owner, lambda r: what)
+        if found is None or not self._seal.matches(principals.name, found._mapping) or \
+                json.loads(found.access_keys_json).get(row.access_key_id) != "Active":
+            raise TamperedStateError(what)
+
     def delete(self, tx: Any, access_key_id: str) -> None:
         tx.execute(access_keys.delete().where(access_keys.c.access_key_id == access_key_id))
 
@@ -122,8 +141,9 @@ class CredentialStore:
         with self._uow.read() as session:
             row = session.execute(sa.select(access_keys).where(
                 access_keys.c.access_key_id == access_key_id, access_keys.c.status == "Active")).first()
-        if row is None:
-            return None
-        self._checked(row)
+            if row is None:
+                return None
+            self._checked(row)
+            self._owner_agrees(session, row)
         secret = self._keyring.unwrap(bytes(row.wrapped_secret), purpose=SECRET_PURPOSE, key_id=access_key_id).decode()
         return Credential(access_key_id, acting_arn(row.principal_arn, access_key_id), row.account_id, secret)

@@ -11,9 +11,9 @@ from application.ledger import KeyLedger, LedgerTagError
 from domain.audit.seals import RowSeal
 from infrastructure.tables import access_keys, xks_credentials
 from projections.principal_tables import principals
-from projections.tables import aliases, key_grants, key_state
+from projections.tables import aliases, custom_key_stores, key_grants, key_state
 
-TAGGED_TABLES = (key_state, aliases, key_grants, principals, access_keys, xks_credentials)
+TAGGED_TABLES = (key_state, aliases, key_grants, principals, access_keys, xks_credentials, custom_key_stores)
 PAGE = 1000
 
 

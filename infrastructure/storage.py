@@ -146,6 +146,13 @@ class SqlUnitOfWork:
                           .where(events.c.originator_id == originator_id)).scalar()
 
 
+    def last_topic(self, tx: Session, originator_id: Any) -> str | None:
+        """The topic of one aggregate's newest stored event (None: it has none)."""
+        assert self._events is not None, "built without the event store's table"
+        events = self._events
+        return tx.execute(sa.select(events.c.topic).where(events.c.originator_id == originator_id)
+                          .order_by(events.c.originator_version.desc()).limit(1)).scalar()
+
     def position_of(self, originator_id: Any, version: int) -> int | None:
         """The event store position (notification id) of one stored event."""
         assert self._events is not None, "built without the event store's table"

@@ -9,14 +9,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
+from eventsourcing.utils import get_topic
 
 from application.ttl_cache import TtlCache
 from application.xks.ports import XKS_SECRET_PURPOSE, XksCredentialRow, XksSigningCredential
 from domain.audit.seals import RowSeal
 from domain.crypto.wrapping import RootKeyring
 from domain.errors import TamperedStateError
+from domain.xks.credential import XksCredential, credential_uuid
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import xks_credentials
+
+_DELETED = get_topic(XksCredential.Deleted)
 
 
 class SqlXksCredentialStore:
@@ -67,9 +71,13 @@ class SqlXksCredentialStore:
         with self._uow.read() as session:
             row = session.execute(sa.select(xks_credentials).where(
                 xks_credentials.c.access_key_id == access_key_id)).first()
-        if row is None:
-            return None
-        self._checked(row)
+            if row is None:
+                return None
+            self._checked(row)
+            # A deleted credential's row put back still matches its tag: its aggregate's newest event says it is
+            # gone (decision 190). The row is deleted in the Deleted event's own transaction.
+            if self._uow.last_topic(session, credential_uuid(access_key_id)) in (None, _DELETED):
+                raise TamperedStateError(f"XKS proxy credential {access_key_id}")
         secret = self._keyring.unwrap(bytes(row.wrapped_secret), purpose=XKS_SECRET_PURPOSE,
                                       key_id=access_key_id).decode("utf-8")
         return XksSigningCredential(access_key_id, row.account_id, row.principal_arn, secret)

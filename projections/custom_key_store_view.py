@@ -10,8 +10,8 @@ from eventsourcing.domain import Aggregate
 
 from application.keystores.ports import KeyStoreRow
 from domain.audit.seals import RowSeal
-from domain.keystores.store import CustomKeyStore
-from projections.key_state_view import _TtlCache, checked
+from domain.keystores.store import CustomKeyStore, store_uuid
+from projections.key_state_view import HeadVersion, _TtlCache, at_head, checked
 from projections.tables import custom_key_stores
 
 
@@ -48,8 +48,10 @@ def project_key_stores(tx: Any, aggregates: Sequence[Aggregate], seal: RowSeal |
 class SqlCustomKeyStoreView:
     """application/keystores/ports.py: KeyStoreView. Rows are checked against their tag on every read."""
 
-    def __init__(self, datastore: Any, cache_seconds: float = 1.0, seal: RowSeal | None = None) -> None:
+    def __init__(self, datastore: Any, cache_seconds: float = 1.0, seal: RowSeal | None = None,
+                 head_version: HeadVersion | None = None) -> None:
         self._datastore = datastore
+        self._head = head_version
         self._cache = _TtlCache(cache_seconds)
         self._seal = seal
 
@@ -67,8 +69,10 @@ class SqlCustomKeyStoreView:
 
     def get(self, store_id: str) -> KeyStoreRow | None:
         def load() -> KeyStoreRow | None:
-            rows = self._rows(sa.select(custom_key_stores).where(custom_key_stores.c.store_id == store_id))
-            return self._row(rows[0]) if rows else None
+            with self._datastore.transaction(commit=False) as session:
+                row = at_head(session, sa.select(custom_key_stores).where(custom_key_stores.c.store_id == store_id),
+                              self._head, lambda r: store_uuid(r.store_id), lambda r: f"custom key store {r.store_id}")
+            return self._row(row) if row is not None else None
         return self._cache.get(store_id, load)
 
     def forget(self, store_id: str) -> None:

@@ -117,6 +117,32 @@ class _TtlCache:
             self._rows.pop(key, None)
 
 
+HeadVersion = Callable[[Any, Any], "int | None"]  # (session, aggregate id) -> its newest stored event's version
+
+
+def at_head(session: Any, query: Any, head_version: HeadVersion | None, aggregate_of: Callable[[Any], Any],
+            what: Callable[[Any], str]) -> Any:
+    """The one row ``query`` finds (or None), if it is as new as its aggregate's newest stored event. A row's tag
+    proves the service wrote it, not that it is the newest: an older copy put back (a key re-enabled, a deleted
+    grant or alias or access key brought back) still matches its tag, so it fails closed here (decision 190).
+    A change commits its events and its rows together, so a row seen older than a head read after it is read once
+    more: only a row still older is refused."""
+    for _ in range(2):
+        row = session.execute(query).first()
+        if row is None or head_version is None:
+            return row
+        head = head_version(session, aggregate_of(row))
+        if head is not None and isinstance(row.version, int) and row.version >= head:
+            return row
+    raise TamperedStateError(what(row))
+
+
+def aggregate_uuid(text: str) -> Any:
+    import uuid
+
+    return uuid.UUID(text)
+
+
 def checked(seal: RowSeal | None, table: sa.Table, row: Any, what: Callable[[], str]) -> Any:
     """``row`` if its tag proves the service wrote it as it is (rows are only checked with the row key)."""
     if seal is not None and not seal.matches(table.name, row._mapping):
@@ -134,9 +160,11 @@ def alias_event_row(alias: Alias, recording: Recording) -> dict[str, Any]:
 
 
 class SqlKeyStateView:
-    def __init__(self, datastore: Any, cache_seconds: float = 1.0, seal: RowSeal | None = None) -> None:
+    def __init__(self, datastore: Any, cache_seconds: float = 1.0, seal: RowSeal | None = None,
+                 head_version: HeadVersion | None = None) -> None:
         # eventsourcing_sqlalchemy's datastore: its transactions nest, so a read inside a write sees it.
         self._datastore = datastore
+        self._head = head_version  # None: rows are not compared with their events (replay's and auditors' readers)
         self._keys = _TtlCache(cache_seconds)
         self._aliases = _TtlCache(cache_seconds)
         self._seal = seal  # None: a sealed service's or an auditor's reader, which writes nothing
@@ -217,6 +245,7 @@ class SqlKeyStateView:
             "account_id": alias.account_id, "region": alias.region, "alias_name": alias.alias_name,
             "alias_arn": scope.alias_arn(alias.alias_name), "target_key_id": alias.target_key_id,
             "creation_date": _epoch(alias.creation_date), "last_updated_date": _epoch(alias.modified_on),
+            "alias_id": str(alias.id), "version": alias.version,
         }))
 
     # -- reading ---------------------------------------------------------------------------------
@@ -237,10 +266,15 @@ class SqlKeyStateView:
         return AliasRow(alias_name=r.alias_name, alias_arn=r.alias_arn, target_key_id=r.target_key_id,
                         creation_date=_from_epoch(r.creation_date), last_updated_date=_from_epoch(r.last_updated_date))
 
+    def _row_at_head(self, query: Any, aggregate_of: Callable[[Any], Any], what: Callable[[Any], str]) -> Any:
+        with self._datastore.transaction(commit=False) as session:
+            return at_head(session, query, self._head, aggregate_of, what)
+
     def get_key(self, storage_id: str) -> KeyRow | None:
         def load() -> KeyRow | None:
-            rows = self._rows(sa.select(key_state).where(key_state.c.storage_id == storage_id))
-            return self._key_row(rows[0]) if rows else None
+            row = self._row_at_head(sa.select(key_state).where(key_state.c.storage_id == storage_id),
+                                    lambda r: aggregate_uuid(r.storage_id), lambda r: f"key {r.key_id}")
+            return self._key_row(row) if row is not None else None
         return self._keys.get(storage_id, load)
 
     def list_keys(self, account_id: str, region: str, limit: int, after: str | None) -> list[KeyRow]:
@@ -251,9 +285,10 @@ class SqlKeyStateView:
 
     def get_alias(self, account_id: str, region: str, alias_name: str) -> AliasRow | None:
         def load() -> AliasRow | None:
-            rows = self._rows(sa.select(aliases).where(
-                aliases.c.account_id == account_id, aliases.c.region == region, aliases.c.alias_name == alias_name))
-            return self._alias_row(rows[0]) if rows else None
+            row = self._row_at_head(sa.select(aliases).where(
+                aliases.c.account_id == account_id, aliases.c.region == region, aliases.c.alias_name == alias_name),
+                lambda r: aggregate_uuid(r.alias_id), lambda r: f"alias {r.alias_name} in {r.account_id}/{r.region}")
+            return self._alias_row(row) if row is not None else None
         return self._aliases.get((account_id, region, alias_name), load)
 
     def list_aliases(self, account_id: str, region: str, key_id: str | None, limit: int,

@@ -14,6 +14,7 @@ from application.principals.ports import PrincipalRow
 from domain.audit.seals import RowSeal
 from domain.errors import TamperedStateError
 from domain.principals.principal import Principal
+from projections.key_state_view import aggregate_uuid, at_head
 from projections.principal_tables import principal_event_index, principals
 
 
@@ -60,8 +61,13 @@ class SqlPrincipalView:
                             policies=json.loads(r.policies_json), access_keys=json.loads(r.access_keys_json))
 
     def row(self, principal_id: str) -> PrincipalRow | None:
-        found = self._all(sa.select(principals).where(principals.c.principal_id == principal_id))
-        return self._row(found[0]) if found else None
+        """The principal as it is now: its row, checked against its tag and against its newest stored event
+        (an older copy of the row put back, with a wider policy or a deleted principal's, fails closed)."""
+        query = sa.select(principals).where(principals.c.principal_id == principal_id)
+        with self._uow.read() as session:  # type: ignore[attr-defined]
+            found = at_head(session, query, getattr(self._uow, "last_version", None),
+                            lambda r: aggregate_uuid(r.principal_id), lambda r: f"principal {r.arn}")
+        return self._row(found) if found is not None else None
 
     def rows(self, account_id: str | None = None) -> list[PrincipalRow]:
         query = sa.select(principals)

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from projections import tables
+from projections.ledger_events import ensure_index
 from projections.replay import rebuild
 from projections.replay_tables import PRIMARY_KEYS, TABLES
 
@@ -40,6 +41,7 @@ def create_missing(engine: sa.Engine) -> None:
 def ensure_current(ledger: Any, engine: sa.Engine) -> list[str]:
     """Creates missing projection tables; rebuilds them all from the events if any is out of date.
     Returns the names that were out of date."""
+    ensure_index(engine, ledger.recorder.events_record_cls.__table__.name)
     stale = stale_tables(engine)
     if stale:
         rebuild(ledger, engine, target_prefix="")

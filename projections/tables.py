@@ -41,6 +41,10 @@ aliases = sa.Table(
     sa.Column("target_key_id", sa.String(36), nullable=False, index=True),
     sa.Column("creation_date", sa.Float, nullable=False),
     sa.Column("last_updated_date", sa.Float, nullable=False),
+    # The alias aggregate and its version when the row was written: a read compares them with the newest stored
+    # event of that aggregate, so an older (validly tagged) copy of the row put back fails closed (decision 190).
+    sa.Column("alias_id", sa.String(36), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("row_tag", sa.String(64)),
 )
 

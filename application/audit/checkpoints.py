@@ -24,6 +24,7 @@ from domain.audit.chain import (
     GENESIS,
     Checkpoint,
     checkpoint_from_json,
+    checkpoint_hash,
     checkpoint_public_key,
     checkpoint_to_json,
     make_checkpoint,
@@ -66,6 +67,24 @@ def audit_records(ledger: KeyLedger, after_seq: int = 0, limit: int | None = Non
             left -= len(page)
 
 
+def decoded_checkpoint(ledger: KeyLedger, stored: Any) -> Checkpoint | None:
+    """The checkpoint a stored row of the checkpoints' aggregate holds (None for its Started event). A row changed
+    in the database so that it no longer decodes is a checkpoint that nothing can verify (seq -1: "malformed"), so
+    `verify`, start-up and `status` name it instead of failing with a traceback (issue 12)."""
+    try:
+        event = ledger.mapper.to_domain_event(stored)
+        if not isinstance(event, AuditCheckpoints.CheckpointSigned):
+            return None if stored.originator_version == 1 else _undecodable(stored)
+        return Checkpoint(**event.checkpoint)
+    except Exception:  # any way a changed row can fail to decode
+        return None if stored.originator_version == 1 else _undecodable(stored)
+
+
+def _undecodable(stored: Any) -> Checkpoint:
+    return Checkpoint(seq=-1, chain="", time=f"stored checkpoint version {stored.originator_version} does not decode",
+                      previous=None, signature="")
+
+
 def stored_checkpoints(ledger: KeyLedger) -> list[Checkpoint]:
     return [checkpoint for _, checkpoint in signed_checkpoints_after(ledger, 1)]
 
@@ -76,9 +95,9 @@ def signed_checkpoints_after(ledger: KeyLedger, version: int) -> Iterator[tuple[
     while True:
         page = ledger.recorder.select_events(AUDIT_CHECKPOINTS_ID, gt=version, limit=PAGE)
         for stored in page:
-            event = ledger.mapper.to_domain_event(stored)
-            if isinstance(event, AuditCheckpoints.CheckpointSigned):
-                yield stored.originator_version, Checkpoint(**event.checkpoint)
+            checkpoint = decoded_checkpoint(ledger, stored)
+            if checkpoint is not None:
+                yield stored.originator_version, checkpoint
         if len(page) < PAGE:
             return
         version = page[-1].originator_version
@@ -116,9 +135,7 @@ class Checkpointer:
             except IntegrityError:
                 pass
             return 1, None
-        event = self._ledger.mapper.to_domain_event(stored[0])
-        last = Checkpoint(**event.checkpoint) if isinstance(event, AuditCheckpoints.CheckpointSigned) else None
-        return stored[0].originator_version, last
+        return stored[0].originator_version, decoded_checkpoint(self._ledger, stored[0])
 
     def newest(self) -> Checkpoint | None:
         """The newest signed checkpoint (one index lookup)."""
@@ -223,3 +240,28 @@ class Checkpointer:
 
 def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def stored_copy_problems(stored: list[Checkpoint], judged: list[Checkpoint], public_key_raw32: bytes | None) -> list[str]:
+    """When `verify` judged the log against a checkpoint file (which must hold every checkpoint from the first), the
+    database's own copy of the checkpoints is still a stored fact (issue 12). Position by position, each must be the
+    file's; one signed after the file's newest (a file that lags by a second) must carry a valid signature and
+    follow the one before it. The first that is neither is named (decision 191)."""
+    if not judged:
+        return []
+    for i, cp in enumerate(stored):
+        where = f"checkpoint #{i + 1} (seq {cp.seq}, {cp.time})"
+        if i < len(judged):
+            if cp != judged[i]:
+                return [f"the database's copy of {where} is not the checkpoint file's #{i + 1}: a checkpoint was "
+                        "changed, inserted or deleted in the database"]
+            continue
+        follows = cp.previous == checkpoint_hash(stored[i - 1]) and cp.seq >= stored[i - 1].seq
+        if not follows or (public_key_raw32 is not None and not verify_checkpoint_signature(public_key_raw32, cp)):
+            return [f"the database's {where}, newer than the checkpoint file, is not signed or does not follow the "
+                    "checkpoint before it: it was changed or inserted in the database"]
+    if len(stored) < len(judged):
+        cp = judged[len(stored)]
+        return [f"the database holds no copy of checkpoint #{len(stored) + 1} (seq {cp.seq}, {cp.time}): it was "
+                "deleted from the database"]
+    return []

@@ -169,6 +169,9 @@ def ledger_entries(ledger: KeyLedger, binding: Binding, rows: EventRows, start: 
             if not binding.in_legacy_era and not _stored_time_matches(record, when):
                 # The row's one field outside the record is fixed by it: a changed one fails as the record.
                 record, leaf = {**record, "storedTimeChanged": True}, None
+            if type(record.get("seq")) is int and version != record["seq"] + 1:
+                # So is its version (seq + 1), by which readers find a record (the actor of an event, a page).
+                record, leaf = {**record, "storedVersionChanged": True}, None
             expected = record["seq"] + 1 if isinstance(record.get("seq"), int) else expected
             yield record, leaf
         start = page[-1][0] + 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -155,10 +156,28 @@ def grant_event_deleted(store: Store, h: History) -> list[str]:  # K5
     return ["deleted", h.key_id]
 
 
+def aggregate(row: Any) -> str:
+    """An event row's aggregate as verify names it."""
+    stored = row.originator_id  # SQLite keeps the 16 bytes, PostgreSQL a uuid
+    return str(uuid.UUID(bytes=bytes(stored)) if isinstance(stored, (bytes, memoryview)) else uuid.UUID(str(stored)))
+
+
 def alias_event_modified(store: Store, h: History) -> list[str]:
     created = store.events("Alias.Created")[0]
     store.set_state(created.id, flipped(bytes(created.state), b"payroll", b"paywall"))
-    return ["modified"]
+    return ["modified", aggregate(created)]
+
+
+def alias_event_deleted(store: Store, h: History) -> list[str]:
+    created = store.events("Alias.Created")[0]
+    store.delete(created.id)
+    return ["deleted", aggregate(created)]
+
+
+def grant_event_modified(store: Store, h: History) -> list[str]:
+    created = store.events("Key.GrantCreated")[0]
+    store.set_state(created.id, flipped(bytes(created.state), b"DescribeKey", b"Decrypt"))
+    return ["modified", h.key_id]
 
 
 def one_digit_changed(state: bytes) -> bytes:
@@ -169,12 +188,36 @@ def one_digit_changed(state: bytes) -> bytes:
 def principal_event_modified(store: Store, h: History) -> list[str]:
     added = store.events("Principal.AccessKeyCreated")[-1]
     store.set_state(added.id, one_digit_changed(bytes(added.state)))
-    return ["modified"]
+    return ["modified", aggregate(added)]
 
 
 def principal_event_deleted(store: Store, h: History) -> list[str]:
-    store.delete(store.events("Principal.Created")[-1].id)
-    return ["deleted"]
+    created = store.events("Principal.Created")[-1]
+    store.delete(created.id)
+    return ["deleted", aggregate(created)]
+
+
+def principal_event_inserted(store: Store, h: History) -> list[str]:
+    added = store.events("Principal.AccessKeyCreated")[-1]
+    last = store.rows("SELECT max(originator_version) FROM keyledger_events WHERE originator_id = :o",
+                      o=added.originator_id)[0][0]
+    store.insert_copy(added, last + 1)
+    return ["inserted", aggregate(added)]
+
+
+def checkpoint_row_modified(store: Store, h: History) -> list[str]:
+    """The database's own copy of a checkpoint (verify judges the log against the data directory's file)."""
+    signed = store.events("AuditCheckpoints.CheckpointSigned")[0]
+    state = json.loads(bytes(signed.state))
+    chain = state["checkpoint"]["chain"]
+    state["checkpoint"]["chain"] = ("0" if chain[0] != "0" else "1") + chain[1:]
+    store.set_state(signed.id, json.dumps(state).encode())
+    return ["checkpoint #1", "in the database"]
+
+
+def checkpoint_row_deleted(store: Store, h: History) -> list[str]:
+    store.delete(store.events("AuditCheckpoints.CheckpointSigned")[0].id)
+    return ["checkpoint #1", "in the database"]
 
 
 def audit_record_modified(store: Store, h: History) -> list[str]:
@@ -224,8 +267,9 @@ def principal_row_forged(store: Store, h: History) -> list[str]:
 
 MATRIX: list[Tamper] = [
     key_event_modified, key_event_deleted, key_event_inserted, key_events_reordered, grant_event_deleted,
-    alias_event_modified, principal_event_modified, principal_event_deleted, audit_record_modified,
-    audit_record_time_changed, key_state_row_forged, access_key_row_forged, grant_row_forged, alias_row_forged,
+    grant_event_modified, alias_event_modified, alias_event_deleted, principal_event_modified, principal_event_deleted,
+    principal_event_inserted, audit_record_modified, audit_record_time_changed, checkpoint_row_modified,
+    checkpoint_row_deleted, key_state_row_forged, access_key_row_forged, grant_row_forged, alias_row_forged,
     principal_row_forged,
 ]
 
@@ -393,6 +437,8 @@ def test_a_tail_that_does_not_verify_seals_the_server_until_accepted(servers) ->
     health = httpx.get(server.endpoint + "/healthz", timeout=10)
     assert health.status_code == 503 and health.json()["status"] == "sealed", health.text
     assert "does not verify" in health.text, health.text
+    banner = [line for line in server.log().splitlines() if line.startswith("SEALED:")]
+    assert banner and "does not verify" in banner[0], server.log()[-2000:]  # the start banner says so too
     assert _code(lambda: server.client().list_keys()) == "KMSInternalException"
     server.stop()
 

@@ -1,7 +1,7 @@
 """One ledger, as a property (docs/audit.md): for random histories built through the services on a real SQLite
-file, `verify` passes the untouched ledger and fails after any single-byte change to any stored row the chain
-covers (every event but the two audit aggregates' empty Started events; checkpoints are judged as their file
-in tests/e2e/test_audit_tamper.py)."""
+file, `verify` passes the untouched ledger and fails after any single-byte change (of its state, topic or version)
+to any stored row the chain covers (every event but the two audit aggregates' empty Started events; checkpoints are
+judged as their file in tests/e2e/test_audit_tamper.py, their database copy in test_ledger_every_aggregate.py)."""
 from __future__ import annotations
 
 import tempfile
@@ -54,9 +54,9 @@ def _verify(w: World) -> bool:
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations=st.lists(st.sampled_from(OPERATIONS), min_size=1, max_size=6),
        row_pick=st.integers(min_value=0, max_value=10**6), byte_pick=st.integers(min_value=0, max_value=10**6),
-       bit=st.integers(min_value=0, max_value=7))
+       bit=st.integers(min_value=0, max_value=6), column=st.sampled_from(["state"] * 4 + ["topic", "version"]))
 def test_verify_passes_untouched_and_fails_after_any_single_byte_change(operations: list[str], row_pick: int,
-                                                                        byte_pick: int, bit: int) -> None:
+                                                                        byte_pick: int, bit: int, column: str) -> None:
     with tempfile.TemporaryDirectory() as directory, World(Path(directory)) as w:
         key_id = w.create_key()
         for n, operation in enumerate(operations):
@@ -68,11 +68,20 @@ def test_verify_passes_untouched_and_fails_after_any_single_byte_change(operatio
         assert _verify(w)
         with w.engine.begin() as conn:
             rows = conn.execute(sa.text(
-                "SELECT id, state FROM keyledger_events WHERE topic NOT LIKE '%AuditCheckpoints%' "
+                "SELECT id, topic, state FROM keyledger_events WHERE topic NOT LIKE '%AuditCheckpoints%' "
                 "AND topic NOT LIKE '%.Started' ORDER BY id")).all()
             row = rows[row_pick % len(rows)]
-            state = bytearray(row.state)
-            state[byte_pick % len(state)] ^= 1 << bit
-            conn.execute(sa.text("UPDATE keyledger_events SET state = :s WHERE id = :i"),
-                         {"s": bytes(state), "i": row.id})
+            if column == "state":
+                state = bytearray(row.state)
+                state[byte_pick % len(state)] ^= 1 << bit
+                conn.execute(sa.text("UPDATE keyledger_events SET state = :s WHERE id = :i"),
+                             {"s": bytes(state), "i": row.id})
+            elif column == "topic":  # a bit below 0x80 of an ASCII character: still text, another topic
+                topic = bytearray(row.topic.encode())
+                topic[byte_pick % len(topic)] ^= 1 << bit
+                conn.execute(sa.text("UPDATE keyledger_events SET topic = :t WHERE id = :i"),
+                             {"t": topic.decode(), "i": row.id})
+            else:  # the version, moved where no other event of the aggregate is
+                conn.execute(sa.text("UPDATE keyledger_events SET originator_version = originator_version + :d "
+                                     "WHERE id = :i"), {"d": 1 << (8 + bit), "i": row.id})
         assert not _verify(w), f"a change at store position {row.id} went unnoticed"

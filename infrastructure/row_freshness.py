@@ -1,0 +1,104 @@
+"""`keyledger audit verify`'s check that every tagged read-model and credential row is still what the events say
+now (decision 190). A row's tag (domain/audit/seals.py: RowSeal) proves the service wrote it, not when: an older
+copy put back by someone with write access to the database (a disabled key's Enabled row, a revoked grant, a
+deleted alias, principal or credential, an Inactive access key's Active row) still matches its tag. The service
+refuses such rows when it reads them (projections/key_state_view.py: at_head); this names them.
+
+Versioned rows (key state, aliases, principals, custom key stores) must carry their aggregate's newest stored
+version; access keys must be held, with that status, by their owner's current principal row; grants must be in
+their key's current row; an XKS proxy credential's aggregate must not end deleted. Rows whose tag fails are
+forged_rows' to name (infrastructure/row_audit.py), not repeated here."""
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Callable, Iterator
+
+import sqlalchemy as sa
+
+from application.ledger import KeyLedger
+from domain.audit.seals import RowSeal
+from domain.errors import IamValidationError
+from domain.keystores.store import store_uuid
+from domain.principals.arns import parse_principal_arn
+from domain.xks.credential import credential_uuid
+from infrastructure.tables import access_keys, xks_credentials
+from projections.principal_tables import principals
+from projections.tables import aliases, custom_key_stores, key_grants, key_state
+
+_STALE = "is not what its events say now ({}): an older copy of the row was put back"
+
+
+def _key(table: sa.Table, row: Any) -> str:
+    return ", ".join(str(row._mapping[c.name]) for c in table.primary_key.columns)
+
+
+def _owner(arn: str) -> str | None:
+    try:
+        return str(parse_principal_arn(arn).aggregate_id)
+    except IamValidationError:
+        return None
+
+
+VERSIONED: tuple[tuple[sa.Table, Callable[[Any], str]], ...] = (
+    (key_state, lambda r: r.storage_id), (aliases, lambda r: r.alias_id), (principals, lambda r: r.principal_id),
+    (custom_key_stores, lambda r: str(store_uuid(r.store_id))))
+
+
+def stale_rows(ledger: KeyLedger, seal: RowSeal, limit: int = 100) -> Iterator[str]:
+    engine = ledger.recorder.datastore.engine  # type: ignore[attr-defined]
+    events = ledger.recorder.events_record_cls.__table__  # type: ignore[attr-defined]
+    found = 0
+    with engine.connect() as conn:
+        heads: dict[str, int] = {}
+        for originator, version in conn.execute(sa.select(events.c.originator_id, sa.func.max(
+                events.c.originator_version)).group_by(events.c.originator_id)):
+            heads[str(uuid.UUID(str(originator)))] = version
+        current: dict[str, dict[str, Any]] = {table.name: {} for table, _ in VERSIONED}
+        for table, aggregate_of in VERSIONED:
+            for row in conn.execute(sa.select(table)):
+                if not seal.matches(table.name, row._mapping):
+                    continue
+                head = heads.get(aggregate_of(row))
+                if head != row.version:
+                    yield f"{table.name}[{_key(table, row)}] " + _STALE.format(
+                        f"row version {row.version}, its aggregate's newest event {head}")
+                    found += 1
+                else:
+                    current[table.name][aggregate_of(row)] = row
+                if found >= limit:
+                    return
+        for row in conn.execute(sa.select(access_keys)):
+            if not seal.matches(access_keys.name, row._mapping):
+                continue
+            owner = current[principals.name].get(_owner(row.principal_arn) or "")
+            held = json.loads(owner.access_keys_json).get(row.access_key_id) if owner is not None else None
+            if held != row.status:
+                yield f"access_keys[{row.access_key_id}] " + _STALE.format(
+                    f"status {row.status}, its owner's events say {held or 'no such key'}")
+                found += 1
+                if found >= limit:
+                    return
+        for row in conn.execute(sa.select(key_grants)):
+            if not seal.matches(key_grants.name, row._mapping):
+                continue
+            key = current[key_state.name].get(row.key_id)
+            held = key is not None and any(g.get("grant_id") == row.grant_id for g in json.loads(key.grants_json))
+            if not held:
+                yield f"key_grants[{row.grant_id}] " + _STALE.format("its key's events hold no such grant in force")
+                found += 1
+                if found >= limit:
+                    return
+        credentials = list(conn.execute(sa.select(xks_credentials)))
+        for row in credentials:
+            if not seal.matches(xks_credentials.name, row._mapping):
+                continue
+            aggregate = credential_uuid(row.access_key_id)
+            topic = conn.execute(
+                sa.select(events.c.topic).where(events.c.originator_id == aggregate)
+                .order_by(events.c.originator_version.desc()).limit(1)).scalar()
+            if topic is None or topic.endswith(".Deleted"):
+                yield f"xks_credentials[{row.access_key_id}] " + _STALE.format("its events say it was deleted")
+                found += 1
+                if found >= limit:
+                    return

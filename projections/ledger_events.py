@@ -1,0 +1,60 @@
+"""The events a replay reads, by index (issue 13): every stored event but the audit log's and the checkpoints'.
+
+Audit records are most of the event store (one per API call) and project to nothing. Replay used to ask the event
+library for notifications filtered by topic, which SQLite and PostgreSQL answer by reading every row, records
+included, since no index covers the topic. A partial index on the position of every other event
+(``keyledger_events_ledger_idx``) lets replay read only the events it replays, a page at a time in store order. It
+costs nothing on the crypto path: an audit record is not in it, so appending one does not touch it.
+
+The index's condition names the two audit aggregates by literal id; a query uses a partial index only when its
+own WHERE clause holds the same terms, so ``CONDITION`` is the one spelling of both."""
+from __future__ import annotations
+
+import uuid
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+from eventsourcing.persistence import Notification
+
+from domain.audit.log import AUDIT_CHECKPOINTS_ID, AUDIT_LOG_ID
+
+INDEX = "keyledger_events_ledger_idx"
+
+
+def _condition(dialect: str) -> str:
+    if dialect == "sqlite":  # the library stores the id as 16 bytes
+        ids = ", ".join(f"X'{a.hex}'" for a in (AUDIT_LOG_ID, AUDIT_CHECKPOINTS_ID))
+    else:
+        ids = ", ".join(f"'{a}'::uuid" for a in (AUDIT_LOG_ID, AUDIT_CHECKPOINTS_ID))
+    return f"originator_id NOT IN ({ids})"
+
+
+def ensure_index(engine: sa.Engine, events_table: str) -> None:
+    """Creates the partial index once (a database from before it gets it at its next start)."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {INDEX} ON {events_table} (id) "
+                             f"WHERE {_condition(engine.dialect.name)}")
+
+
+def ledger_events_page(ledger: Any, start: int, limit: int) -> Sequence[Notification]:
+    """The events after the audit aggregates' at positions from ``start`` on, in store order, at most ``limit``."""
+    recorder = ledger.recorder
+    table = recorder.events_record_cls.__table__
+    with recorder.datastore.transaction(commit=False) as session:
+        connection = session.connection()
+        dialect = connection.dialect.name
+        marker = "?" if dialect == "sqlite" else "%s"
+        sql = (f"SELECT id, originator_id, originator_version, topic, state FROM {table.name} "
+               f"WHERE {_condition(dialect)} AND id >= {marker} ORDER BY id LIMIT {int(limit)}")
+        rows = connection.exec_driver_sql(sql, (start,)).fetchall()
+    ids: dict[Any, uuid.UUID] = {}  # a page holds a few aggregates' runs of events
+    out = []
+    for position, aggregate, version, topic, state in rows:
+        known = ids.get(aggregate)
+        if known is None:
+            known = ids[aggregate] = aggregate if isinstance(aggregate, uuid.UUID) else (
+                uuid.UUID(bytes=bytes(aggregate)) if isinstance(aggregate, (bytes, bytearray, memoryview))
+                else uuid.UUID(str(aggregate)))
+        out.append(Notification(id=position, originator_id=known, originator_version=version, topic=topic,
+                                state=bytes(state)))
+    return out
