@@ -23,7 +23,10 @@ from eventsourcing.compressor import Compressor
 VERSION_1 = b"\x01"
 LEGACY_JSON = b"{"
 MAX_STATE_BYTES = 64 * 1024 * 1024  # a stored state decompresses to at most this: a forged row cannot exhaust memory
-_LEVEL, _WBITS, _MEMLEVEL = 6, -15, 8
+_WBITS = -15  # raw DEFLATE; read with the largest window, so any window a writer used decompresses
+# Written with a 4 KB window and small hash tables: the same size for a record as zlib's defaults, and a primed
+# compressor about a fifth of theirs to copy (the committer copies one per record; docs/performance.md, "Session 7").
+_LEVEL, _WRITE_WBITS, _MEMLEVEL = 6, -12, 4
 
 # Typical states, least common first (DEFLATE reaches the end of the dictionary with the shortest distances).
 # Values that are random in every row (ids, hashes, signatures) are placeholders: only their frame is shared.
@@ -74,8 +77,14 @@ DICTIONARY_V1 = b"".join((
 class LedgerCompressor(Compressor):
     """zlib with ``DICTIONARY_V1``, one state at a time; reads states stored before compression as they are."""
 
+    def __init__(self) -> None:
+        # The dictionary is hashed into a compressor once; each state is compressed by a copy of it (thread-safe:
+        # zlib's copy holds the object's lock), instead of hashing the dictionary again for every state.
+        self._primed = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WRITE_WBITS, _MEMLEVEL, zlib.Z_DEFAULT_STRATEGY,
+                                        DICTIONARY_V1)
+
     def compress(self, data: bytes) -> bytes:
-        deflate = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, _MEMLEVEL, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_V1)
+        deflate = self._primed.copy()
         framed = VERSION_1 + deflate.compress(data) + deflate.flush()
         return framed + zlib.crc32(framed).to_bytes(4, "big")
 

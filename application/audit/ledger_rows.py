@@ -125,7 +125,7 @@ def _orjson_record(state: bytes) -> tuple[dict[str, Any], datetime, bytes | None
         body = _dumps(record, option=_SORT_KEYS)
     except _EncodeError:  # nested deeper than orjson goes
         return None
-    if b"e+" in body or b"0.0000" in body or (b"e-" in body and _SHORT_EXPONENT.search(body)):
+    if (b"+" in body and b"e+" in body) or b"0.0000" in body or (b"e-" in body and _SHORT_EXPONENT.search(body)):
         return None
     if claimed_leaf is not _NO_KEY:
         record["leaf"] = claimed_leaf
