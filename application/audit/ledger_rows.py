@@ -5,8 +5,9 @@ Reading is a port (``EventRows``): pages of rows as stored (position, aggregate 
 event library's own notification reader serves (``NotificationRows``); infrastructure/event_rows.py reads the same
 columns with one plain SELECT, without an ORM object per row.
 
-A record row is decoded the way the event library's mapper decodes it, only faster for the usual row (plain
-``json.loads`` and the timestamp by hand). Any row that fast path is not certain to decode identically (another
+A record row is decoded the way the event library's mapper decodes it (after the mapper's decompression,
+infrastructure/compression.py), only faster for the usual row: orjson where that provably gives what the standard
+library gives (decision 221), else plain ``json.loads``, and the timestamp by hand. Any row that fast path is not certain to decode identically (another
 topic, other fields, a ``_type_`` object besides the timestamp, an escape that could spell one, a cipher or
 compressor that fails) goes through the mapper itself, so what is checked never depends on the path taken.
 """
