@@ -111,6 +111,8 @@ def build_ledger(settings: Settings) -> KeyLedger:
         "PERSISTENCE_MODULE": "infrastructure.persistence:KeyledgerFactory",
         "SQLALCHEMY_URL": settings.resolved_database_url,
         "SQLITE_BUSY_TIMEOUT_MS": str(settings.sqlite_busy_timeout_ms),
+        # Every state stored from now on is compressed; states stored before are read as they are.
+        "COMPRESSOR_TOPIC": "infrastructure.compression:LedgerCompressor",
     })
 
 

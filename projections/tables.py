@@ -136,8 +136,11 @@ audit_index = sa.Table(
     sa.Index("audit_index_key_idx", "key_id", "seq"),
     sa.Index("audit_index_principal_idx", "principal", "seq"),
     sa.Index("audit_index_event_idx", "event_name", "seq"),
-    sa.Index("audit_index_error_idx", "error_code", "seq"),
+    # Only records that failed: nearly every record has none, and a search by error code names one (decision 225).
+    sa.Index("audit_index_error_idx", "error_code", "seq", sqlite_where=sa.text("error_code IS NOT NULL"),
+             postgresql_where=sa.text("error_code IS NOT NULL")),
     sa.Index("audit_index_time_idx", "at", "seq"),
+    sqlite_with_rowid=False,  # the primary key is the table's order: no rowid and no second copy of (seq, slot)
 )
 
 # Where the archived records that named events were (`keyledger audit archive`, docs/audit.md "Retention"): the

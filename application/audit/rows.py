@@ -13,9 +13,10 @@ made by the transcoder itself, once per batch (one timestamp per batch, as befor
 transcoder: ``seal`` has already encoded it as canonical JSON, which refuses every value that is not plain
 JSON, and the transcoder's JSON of plain JSON is the one a json encoder with its settings gives.
 
-``RecordRows.exact`` compares the rows with the library's own mapping of the same events once, at start: a
-mapper configured otherwise (a compressor, a cipher, another transcoder) makes it False, and the committer
-then keeps to the library path.
+The mapper's compressor, when it has one (infrastructure/compression.py), is applied to each state as the mapper
+applies it. ``RecordRows.exact`` compares the rows with the library's own mapping of the same events once, at
+start: a mapper configured otherwise (a cipher, another transcoder) makes it False, and the committer then keeps
+to the library path.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class RecordRows:
     def __init__(self, mapper: Mapper) -> None:
         self.topic = get_topic(AuditLog.RecordAppended)
         self._transcoder = mapper.transcoder
+        self._compress = mapper.compressor.compress if mapper.compressor is not None else None
         # The transcoder's JSON settings (eventsourcing.persistence.JSONTranscoder). No circular-reference
         # check: a sealed record went through canonical JSON, which would have raised on one.
         self._encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
@@ -56,7 +58,7 @@ class RecordRows:
         """``records`` sealed after ``head`` (seq, chain) at ``at``, as rows; and the head after them."""
         seq, chain = head
         sealed = seal_run(records, bytes.fromhex(chain), seq + 1)
-        encode, topic, transcoder = self._encode, self.topic, self._transcoder
+        encode, topic, transcoder, compress = self._encode, self.topic, self._transcoder, self._compress
         prefixes: dict[Any, bytes] = {}  # a batch's records share a few eventTimes: one encoding each
         rows = []
         for record in sealed:
@@ -65,7 +67,8 @@ class RecordRows:
             if prefix is None:
                 # {"timestamp":{...}} without its closing brace: the transcoder's own spelling of the timestamp.
                 prefix = prefixes[when] = transcoder.encode({"timestamp": stored_at(record, at)})[:-1] + b',"record":'
-            rows.append((AUDIT_LOG_ID, record["seq"] + 1, topic, prefix + encode(record).encode("utf-8") + b"}"))
+            state = prefix + encode(record).encode("utf-8") + b"}"
+            rows.append((AUDIT_LOG_ID, record["seq"] + 1, topic, compress(state) if compress else state))
         return rows, ((sealed[-1]["seq"], sealed[-1]["chain"]) if sealed else head)
 
     def _agrees_with(self, mapper: Mapper) -> bool:

@@ -126,6 +126,8 @@ def postgres_tables(server: Server) -> dict[str, bytes]:
     """Every value of every table in the server's PostgreSQL schema, as bytes, per table."""
     import sqlalchemy as sa
 
+    from tests.stored_states import plain
+
     schema = server.postgres_schema
     engine = sa.create_engine(server.database_url)
     out: dict[str, bytes] = {}
@@ -142,6 +144,8 @@ def postgres_tables(server: Server) -> dict[str, bytes]:
                             value = value.tobytes()
                         if value is not None:
                             chunks.append(value if isinstance(value, bytes) else str(value).encode("utf-8"))
+                        if isinstance(value, bytes) and table in ("keyledger_events", "keyledger_snapshots"):
+                            chunks.append(plain(value))  # a compressed state's JSON (tests/stored_states.py)
                 out[table] = b"\n".join(chunks)
     finally:
         engine.dispose()

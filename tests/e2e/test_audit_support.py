@@ -26,6 +26,7 @@ from botocore.credentials import Credentials
 
 from tests.cli import run_keyledger
 from tests.servers import ADMIN_KEY_ID, ADMIN_SECRET, ROOT, Server
+from tests.stored_states import plain, stored
 
 AUDIT_LOG_ID = uuid.UUID("5d1b8f4e-7a0c-4e55-9b2f-6f3a1c0d8e21")
 AUDIT_CHECKPOINTS_ID = uuid.UUID("9a4c2e71-3b8d-4f06-a1e5-0c7d9b2f4a63")
@@ -165,7 +166,7 @@ class AuditTable:
 
     # both ----------------------------------------------------------------------------------------------
     def states(self) -> dict[int, bytes]:
-        """seq -> stored state bytes of every audit record."""
+        """seq -> the state of every audit record, as JSON (tests/stored_states.py)."""
         if self.postgres:
             engine = sa.create_engine(self.server.database_url)
             try:
@@ -185,12 +186,12 @@ class AuditTable:
                                     (log_id, f"%{RECORD_TOPIC_SUFFIX}")).fetchall()
             finally:
                 conn.close()
-        return {version - 1: bytes(state) for version, state in rows}
+        return {version - 1: plain(state) for version, state in rows}
 
     def set_states(self, states: dict[int, bytes]) -> None:
-        """Overwrites the stored state of records (by seq) in one transaction."""
+        """Overwrites the stored state of records (by seq, given as JSON, stored compressed) in one transaction."""
         sql = "UPDATE keyledger_events SET state = {state} WHERE originator_id = {id} AND originator_version = {version}"
-        self._write([(sql, seq + 1, state) for seq, state in states.items()])
+        self._write([(sql, seq + 1, stored(state)) for seq, state in states.items()])
 
     def delete(self, seqs: Iterable[int]) -> None:
         self._write([("DELETE FROM keyledger_events WHERE originator_id = {id} AND originator_version = {version}",

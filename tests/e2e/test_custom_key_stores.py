@@ -22,6 +22,7 @@ from tests.e2e.helpers import code, error_code, postgres_tables, secret_hits
 from tests.e2e.test_hsm_root_key import keyledger
 from tests.servers import Server
 from tests.softhsm import SoftHsm, softhsm  # noqa: F401 - the fixture, used by name (hence F811 below)
+from tests.stored_states import sqlite_states
 
 PIN = "store-pin-48213"
 TOKEN = "store-1"
@@ -50,7 +51,8 @@ def aws_cli(server: Server, *args: str) -> Any:
 
 def stored_bytes(server: Server, backend: str) -> dict[str, bytes]:
     if backend == "sqlite":
-        return {p.name: p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*"))}
+        return {**{p.name: p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*"))},
+                "states": sqlite_states(server.data_dir / "keyledger.db")}
     return postgres_tables(server)
 
 

@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from tests.certificates import self_signed
 from tests.e2e.helpers import code, keyledger, postgres_tables, secret_hits
 from tests.servers import ROOT, Server
+from tests.stored_states import sqlite_states
 
 AWS = Path(sys.executable).parent / "aws"
 TIMEOUT = 2.0  # KEYLEDGER_XKS_PROXY_TIMEOUT on A: loose enough for a loaded CI machine, the bound that is tested
@@ -92,7 +93,8 @@ def refusal(action: Any, **params: Any) -> tuple[str, str]:
 def stored(server: Server, backend: str) -> dict[str, bytes]:
     if backend == "postgres":
         return postgres_tables(server)
-    return {p.name: p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*"))}
+    return {**{p.name: p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*"))},
+                "states": sqlite_states(server.data_dir / "keyledger.db")}
 
 
 def test_external_key_store_through_another_keyledger(servers, backend, tmp_path):

@@ -35,6 +35,7 @@ from tests.e2e.helpers import (
 )
 from tests.e2e.test_audit_support import export_jsonl
 from tests.servers import ACCOUNT_ID, ADMIN_KEY_ID, ADMIN_SECRET, Server
+from tests.stored_states import sqlite_states
 
 ROOT = f"arn:aws:iam::{ACCOUNT_ID}:root"
 GRANT_ID = re.compile(r"[0-9a-f]{64}")
@@ -328,7 +329,8 @@ def test_grants_survive_a_restart_and_replay(servers: ServerFactory):
 def _stored(server: Server, backend: str) -> dict[str, bytes]:
     if backend == "postgres":
         return postgres_tables(server)
-    return {p.name: p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*"))}
+    return {**{p.name: p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*"))},
+                "states": sqlite_states(server.data_dir / "keyledger.db")}
 
 
 def test_audit_records_never_hold_a_grant_token(servers: ServerFactory, backend: str):

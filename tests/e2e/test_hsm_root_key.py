@@ -16,6 +16,7 @@ from tests.cli import run_keyledger
 from tests.e2e.helpers import postgres_tables, secret_hits
 from tests.servers import ROOT, Server
 from tests.softhsm import SoftHsm, softhsm  # noqa: F401 - the fixture, used by name (hence F811 below)
+from tests.stored_states import sqlite_states
 
 PIN = "user-pin-7391"
 TOKEN = "keyledger-root"
@@ -52,7 +53,8 @@ def sealed_reason(server: Server) -> str:
 
 def stored_bytes(server: Server, backend: str) -> bytes:
     if backend == "sqlite":
-        return b"\n".join(p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*")))
+        return b"\n".join([p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*"))]
+                          + [sqlite_states(server.data_dir / "keyledger.db")])
     return b"\n".join(postgres_tables(server).values())
 
 

@@ -10,7 +10,7 @@ import signal
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from tests.e2e.test_audit_support import audit, checkpoint_lines, verify
 from tests.e2e.test_principals_cli import as_json, keyledger
 from tests.servers import ACCOUNT_ID, Server
+from tests.stored_states import plain, stored
 
 MALLORY = f"arn:aws:iam::{ACCOUNT_ID}:user/mallory"
 ROOT_ARN = f"arn:aws:iam::{ACCOUNT_ID}:root"
@@ -32,6 +33,15 @@ class History:
     mallory_key: str
     mallory_secret: str
     shipped: str  # the checkpoints as `audit checkpoints` printed them (a copy kept off the machine)
+
+
+class StoredRow(NamedTuple):
+    id: int
+    originator_id: Any
+    originator_version: int
+    topic: str
+    state: bytes  # as JSON
+    stored: bytes  # as stored
 
 
 class Store:
@@ -53,18 +63,21 @@ class Store:
             return conn.execute(sa.text(sql), params).rowcount
 
     def events(self, topic_suffix: str) -> list[Any]:
-        return self.rows("SELECT id, originator_id, originator_version, topic, state FROM keyledger_events "
-                         "WHERE topic LIKE :t ORDER BY id", t=f"%{topic_suffix}")
+        """The rows, each state as its JSON (tests/stored_states.py); ``stored``: the bytes as stored."""
+        return [StoredRow(r.id, r.originator_id, r.originator_version, r.topic, plain(r.state), bytes(r.state))
+                for r in self.rows("SELECT id, originator_id, originator_version, topic, state FROM keyledger_events "
+                                   "WHERE topic LIKE :t ORDER BY id", t=f"%{topic_suffix}")]
 
     def set_state(self, position: int, state: bytes) -> None:
-        assert self.run("UPDATE keyledger_events SET state = :s WHERE id = :i", s=state, i=position) == 1
+        """``state`` given as JSON, stored as the service stores it."""
+        assert self.run("UPDATE keyledger_events SET state = :s WHERE id = :i", s=stored(state), i=position) == 1
 
     def delete(self, position: int) -> None:
         assert self.run("DELETE FROM keyledger_events WHERE id = :i", i=position) == 1
 
     def insert_copy(self, row: Any, version: int) -> None:
         self.run("INSERT INTO keyledger_events (originator_id, originator_version, topic, state) "
-                 "VALUES (:o, :v, :t, :s)", o=row.originator_id, v=version, t=row.topic, s=bytes(row.state))
+                 "VALUES (:o, :v, :t, :s)", o=row.originator_id, v=version, t=row.topic, s=row.stored)
 
     def snapshot(self) -> dict[str, list[Any]]:
         return {table: self.rows(f"SELECT * FROM {table}") for table in (

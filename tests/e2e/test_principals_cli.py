@@ -22,6 +22,7 @@ from tests.cli import run_keyledger
 from tests.e2e.helpers import code, postgres_tables, secret_hits
 from tests.e2e.test_audit_support import export_jsonl, verify
 from tests.servers import ACCOUNT_ID, ADMIN_KEY_ID, ROOT, Server
+from tests.stored_states import sqlite_states
 
 ALICE = f"arn:aws:iam::{ACCOUNT_ID}:user/alice"
 DEPLOY = f"arn:aws:iam::{ACCOUNT_ID}:role/apps/deploy"
@@ -82,7 +83,8 @@ def accepted_eventually(call: Any) -> None:
 def stored_bytes(server: Server, backend: str) -> bytes:
     if backend == "postgres":
         return b"\n".join(postgres_tables(server).values())
-    return b"\n".join(p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*")))
+    return b"\n".join([p.read_bytes() for p in sorted(server.data_dir.glob("keyledger.db*"))]
+                      + [sqlite_states(server.data_dir / "keyledger.db")])
 
 
 def assert_secret_nowhere(server: Server, backend: str, secrets: dict[str, bytes], key_id: str) -> None:

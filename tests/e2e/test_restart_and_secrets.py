@@ -18,6 +18,7 @@ import pytest
 
 from tests.e2e.helpers import create_key, key_arn, postgres_tables, secret_forms, secret_hits, unique_alias
 from tests.servers import ADMIN_SECRET, Server
+from tests.stored_states import sqlite_states
 
 
 def _aliases(kms) -> list[dict[str, Any]]:
@@ -126,6 +127,7 @@ def _sqlite_bytes(server: Server) -> bytes:
     parts = []
     for path in sorted(server.data_dir.glob("keyledger.db*")):
         parts.append(path.read_bytes())
+    parts.append(sqlite_states(server.data_dir / "keyledger.db"))  # the JSON of compressed states
     return b"\n".join(parts)
 
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from tests.e2e.test_audit_support import AUDIT_LOG_ID
 from tests.servers import Server
+from tests.stored_states import plain
 
 RECORD_LIMIT = 16 * 1024  # bytes of one record's JSON (the constant lives in application/audit/)
 STORED_OVERHEAD = 1024  # the row's envelope around a record: timestamp, topic spelling, seq and hashes
@@ -52,7 +53,7 @@ def records_after(server: Server, version: int) -> list[StoredRecord]:
                                                "ORDER BY originator_version", version):
         state = bytes(state)
         try:
-            record = json.loads(state)["record"]
+            record = json.loads(plain(state))["record"]
         except (ValueError, KeyError, TypeError):
             record = {}
         out.append(StoredRecord(stored_version - 1, len(state), record_bytes(record) if record else len(state),

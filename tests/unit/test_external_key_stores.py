@@ -21,6 +21,7 @@ from domain.errors import KmsError
 from infrastructure.bootstrap import Runtime, build_runtime
 from infrastructure.settings import Settings
 from tests.servers import ACCOUNT_ID, ADMIN_KEY_ID, ADMIN_SECRET
+from tests.stored_states import sqlite_states
 
 SECRET = "S" * 43 + "="
 CREDENTIAL = {"AccessKeyId": "ABCDEFGHIJKLMNOPQRSTUVWX", "RawSecretAccessKey": SECRET}
@@ -188,6 +189,7 @@ def test_store_life_and_every_failure_per_operation(world: tuple[Runtime, Proxy]
     log = json.dumps(list(audit_records(runtime.ledger)), default=str)
     assert SECRET not in log and "N" * 44 not in log and SECRET not in json.dumps(entry(runtime, store_id), default=str)
     stored = b"".join(p.read_bytes() for p in Path(runtime.settings.data_dir).glob("keyledger.db*"))
+    stored += sqlite_states(Path(runtime.settings.data_dir) / "keyledger.db")
     assert SECRET.encode() not in stored and b"N" * 44 not in stored
 
 

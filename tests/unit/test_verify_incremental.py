@@ -26,6 +26,7 @@ from application.audit.verify_anchor import (
 from bench.scale import add_records
 from infrastructure.event_rows import SqlEventRows
 from tests.scale_support import Ledger, ledger, ledger_backend  # noqa: F401 (fixtures)
+from tests.stored_states import plain, stored
 
 NOW = "2026-12-06T00:00:00Z"
 
@@ -88,13 +89,15 @@ def test_incremental_verify_costs_the_rows_since_the_proved_checkpoint_whatever_
 
 
 def _flip(ledger: Ledger, position: int, after: bytes = b'"eventName":"') -> bytes:
-    """Changes one letter of the state stored at ``position``: the first after ``after`` (still valid JSON, so
-    the record decodes and is judged by its hashes); returns the old state."""
+    """Changes one letter of the state stored at ``position``: the first after ``after`` in its JSON (still valid
+    JSON, stored compressed as the service stores it, so the record decodes and is judged by its hashes); returns
+    the old state."""
     with ledger.rt.ledger.recorder.datastore.engine.begin() as conn:  # type: ignore[attr-defined]
         state = bytes(conn.execute(sa.text("SELECT state FROM keyledger_events WHERE id = :i"), {"i": position}).scalar())
-        changed = bytearray(state)
-        changed[state.index(after) + len(after)] ^= 1
-        conn.execute(sa.text("UPDATE keyledger_events SET state = :s WHERE id = :i"), {"s": bytes(changed), "i": position})
+        changed = bytearray(plain(state))
+        changed[changed.index(after) + len(after)] ^= 1
+        conn.execute(sa.text("UPDATE keyledger_events SET state = :s WHERE id = :i"),
+                     {"s": stored(bytes(changed)), "i": position})
     return state
 
 

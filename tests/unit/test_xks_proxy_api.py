@@ -28,6 +28,7 @@ from domain.crypto.wrapping import RootKeyring
 from infrastructure.bootstrap import Runtime, build_runtime
 from infrastructure.settings import Settings
 from tests.servers import ACCOUNT_ID, ADMIN_KEY_ID, ADMIN_SECRET
+from tests.stored_states import sqlite_states
 
 ROOT = f"arn:aws:iam::{ACCOUNT_ID}:root"
 OPERATOR = Operator("tester", "test-host")
@@ -259,6 +260,7 @@ def test_credential_rotation_deletion_audit_and_no_secret_at_rest(proxy: Proxy) 
     result = verify_ledger(proxy.runtime.ledger)
     assert result.ok, result.problem
     stored = b"".join(p.read_bytes() for p in proxy.runtime.settings.data_dir.glob("keyledger.db*"))
+    stored += sqlite_states(proxy.runtime.settings.data_dir / "keyledger.db")
     log = json.dumps(list(audit_records(proxy.runtime.ledger)))
     for secret in (old_secret, new.secret):
         assert secret.encode() not in stored and secret not in log

@@ -1,0 +1,182 @@
+"""How states are stored since issue 13's storage work (docs/audit.md "Stored form", decisions 220-222): compressed
+one by one with a preset dictionary (infrastructure/compression.py), states stored before that still read and
+verify, and verify's orjson reading agrees with the standard library's wherever it is used."""
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from application.audit.checkpoints import audit_records, stored_checkpoints
+from application.audit.ledger_rows import _orjson_record, _stdlib_record
+from application.audit.ledger_verify import verify_ledger
+from bench.scale import add_records
+from domain.audit.log import AuditLog
+from infrastructure import compression
+from infrastructure.compression import _WBITS, DICTIONARY_V1, LedgerCompressor
+from infrastructure.event_rows import SqlEventRows
+from tests.scale_support import Ledger, ledger_backend  # noqa: F401 (fixtures)
+from tests.stored_states import plain, stored
+
+COMPRESSOR = LedgerCompressor()
+AT = datetime(2026, 12, 7, 1, 2, 3, tzinfo=timezone.utc)
+
+
+# -- the compressor -----------------------------------------------------------------------------------------
+
+def test_a_state_round_trips_and_a_state_stored_before_compression_reads_as_it_is() -> None:
+    state = b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-12-07T01:02:03+00:00"},"description":"d"}'
+    packed = COMPRESSOR.compress(state)
+    assert packed[:1] == b"\x01" and COMPRESSOR.decompress(packed) == state
+    assert COMPRESSOR.decompress(state) == state  # JSON as stored before: no marker, read unchanged
+
+
+def test_every_single_bit_change_of_a_compressed_state_fails_to_decompress_or_changes_it() -> None:
+    """DEFLATE ignores the padding bits after its last block; the CRC makes those changes fail too."""
+    state = json.dumps({"record": {"eventName": "Encrypt", "seq": 7, "x": "é" * 20}}).encode()
+    packed = COMPRESSOR.compress(state)
+    for index in range(len(packed)):
+        for bit in range(8):
+            changed = bytearray(packed)
+            changed[index] ^= 1 << bit
+            try:
+                assert COMPRESSOR.decompress(bytes(changed)) != state, (index, bit)
+            except (ValueError, zlib.error):
+                pass
+
+
+@pytest.mark.parametrize("forged", [b"\x02abc\x00\x00\x00\x00", b"\x01", b"", b"[1]", b"\x01\x00\x00\x00\x00\x00"])
+def test_what_is_not_a_stored_state_is_refused(forged: bytes) -> None:
+    with pytest.raises((ValueError, zlib.error)):
+        COMPRESSOR.decompress(forged)
+
+
+def test_a_forged_state_cannot_expand_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert compression.MAX_STATE_BYTES == 64 * 1024 * 1024
+    monkeypatch.setattr(compression, "MAX_STATE_BYTES", 1024 * 1024)  # the same check, on a smaller forged state
+    deflate = zlib.compressobj(9, zlib.DEFLATED, _WBITS, 9, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_V1)
+    framed = b"\x01" + deflate.compress(b"{" + b" " * compression.MAX_STATE_BYTES) + deflate.flush()
+    with pytest.raises(ValueError, match="too large"):
+        COMPRESSOR.decompress(framed + zlib.crc32(framed).to_bytes(4, "big"))
+
+
+# -- a store written before compression ------------------------------------------------------------------------
+
+def _verdicts(ledger: Ledger) -> list[tuple[Any, ...]]:
+    checkpoints = stored_checkpoints(ledger.rt.ledger)
+    key = ledger.rt.services.audit_public_key if ledger.rt.services else None
+    return [(r.ok, r.first_bad_seq, r.problem, r.position)
+            for r in (verify_ledger(ledger.rt.ledger, checkpoints, key),
+                      verify_ledger(ledger.rt.ledger, checkpoints, key, rows=SqlEventRows(ledger.rt.uow)))]
+
+
+def _states(ledger: Ledger) -> list[tuple[int, str, bytes]]:
+    with ledger.rt.ledger.recorder.datastore.engine.connect() as conn:  # type: ignore[attr-defined]
+        return [(i, t, bytes(s)) for i, t, s in conn.execute(sa.text(
+            "SELECT id, topic, state FROM keyledger_events ORDER BY id"))]
+
+
+def _set_state(ledger: Ledger, position: int, state: bytes) -> None:
+    with ledger.rt.ledger.recorder.datastore.engine.begin() as conn:  # type: ignore[attr-defined]
+        conn.execute(sa.text("UPDATE keyledger_events SET state = :s WHERE id = :i"), {"s": state, "i": position})
+
+
+def test_a_store_written_before_compression_keeps_working_beside_compressed_rows(
+        ledger_backend: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LedgerCompressor, "compress", lambda self, data: data)  # the service as it was
+    ledger = Ledger(*ledger_backend)
+    try:
+        _old_and_new_rows(ledger, monkeypatch)
+    finally:
+        ledger.close()
+
+
+def _old_and_new_rows(ledger: Ledger, before: pytest.MonkeyPatch) -> None:
+    old_key = ledger.create_key(description="written before")
+    add_records(ledger.rt, 40, [old_key])
+    ledger.do("keys.update_key_description", old_key, "still before")
+    ledger.rt.services.checkpointer.checkpoint_if_due(force=True)
+    old = _states(ledger)
+    assert all(state[:1] == b"{" for _, _, state in old)
+
+    before.undo()
+    ledger.restart()  # the service as it is now: what it writes is compressed
+    new_key = ledger.create_key(description="written after")
+    add_records(ledger.rt, 40, [old_key, new_key])
+    ledger.do("keys.update_key_description", old_key, "after")
+    ledger.rt.services.checkpointer.checkpoint_if_due(force=True)
+    new = _states(ledger)[len(old):]
+    assert new and all(state[:1] == b"\x01" for _, _, state in new)
+    records = [(s, plain(s)) for _, topic, s in new if topic.endswith("RecordAppended")]
+    assert all(len(s) * 2 < len(p) for s, p in records)  # an Encrypt record takes less than half its JSON
+
+    assert _verdicts(ledger) == [(True, None, None, None)] * 2
+    assert len(list(audit_records(ledger.rt.ledger))) == 80 + 5  # records of both kinds read back
+    assert ledger.do("keys.describe_key", old_key)["KeyMetadata"]["Description"] == "after"
+    ledger.restart()  # loading the key replays old and new events
+    assert ledger.do("keys.describe_key", old_key)["KeyMetadata"]["Description"] == "after"
+
+    # One changed letter in an old row and in a new one, record and key event alike, is found by both readers.
+    targets = [next(r for r in old if r[1].endswith(topic)) for topic in ("RecordAppended", "DescriptionUpdated")]
+    targets += [next(r for r in new if r[1].endswith(topic)) for topic in ("RecordAppended", "DescriptionUpdated")]
+    for position, topic, state in targets:
+        json_text = plain(state)
+        at = json_text.index(b'"description":"' if topic.endswith("Updated") else b'"eventName":"') + 15
+        changed = bytearray(json_text)
+        changed[at] ^= 1
+        _set_state(ledger, position, bytes(changed) if state[:1] == b"{" else stored(bytes(changed)))
+        verdicts = _verdicts(ledger)
+        assert not verdicts[0][0] and verdicts[0] == verdicts[1], (topic, verdicts)
+        _set_state(ledger, position, state)
+    assert _verdicts(ledger) == [(True, None, None, None)] * 2
+
+
+# -- verify's orjson reading ----------------------------------------------------------------------------------
+
+text = st.text(st.characters(codec="utf-8"), max_size=8)
+scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | text | st.floats(allow_nan=False, allow_infinity=False)
+           | st.sampled_from([1e-5, 1.5e-7, 1e-9, 1e16, 1e22, 0.0001, -0.0, 2**64, -2**63 - 1, 2**63, 10**19]))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+                      max_leaves=10)
+records = st.dictionaries(text | st.sampled_from(["seq", "leaf", "chain", "eventTime"]), values, max_size=6)
+
+
+@pytest.fixture(scope="module")
+def mapper(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from infrastructure.bootstrap import build_ledger
+    from infrastructure.settings import Settings
+
+    built = build_ledger(Settings.load(environ={}, data_dir=tmp_path_factory.mktemp("mapper")))
+    yield built.mapper
+    built.close()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(record=records)
+@example(record={"x": 1e-5})
+@example(record={"x": [1e-7]})
+@example(record={"x": 2**64})
+@example(record={"x": {"y": -2**63 - 1}})
+def test_orjson_reading_gives_what_the_standard_library_gives_or_steps_aside(mapper: Any, record: dict) -> None:
+    log = AuditLog.at_head(0, "00" * 32)
+    try:
+        log.append(record, AT)
+    except (TypeError, ValueError):  # no canonical form: nothing is stored
+        return
+    state = mapper.compressor.decompress(mapper.to_stored_event(log.collect_events()[0]).state)
+    fast = _orjson_record(state)
+    exact = _stdlib_record(state)
+    assert exact is not None
+    if fast is not None:
+        assert fast[1:] == exact[1:] and fast[0] == exact[0]
+        assert json.dumps(fast[0], sort_keys=True) == json.dumps(exact[0], sort_keys=True)
+    floats = [v for v in json.loads(state)["record"].values() if isinstance(v, float) and not math.isnan(v)]
+    if any(abs(v) and (abs(v) < 1e-4 or abs(v) >= 1e16) for v in floats):
+        assert fast is None or fast[2] == exact[2]
