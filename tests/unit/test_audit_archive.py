@@ -20,6 +20,7 @@ from bench.scale import add_records
 from infrastructure.audit_segments import read_manifest, segment_files
 from tests import scale_support
 from tests.scale_support import Ledger
+from tests.stored_states import plain, stored
 
 ledger_backend, ledger = scale_support.ledger_backend, scale_support.ledger  # the fixtures, on both backends
 
@@ -243,8 +244,8 @@ def test_the_binding_across_the_boundary_the_incremental_state_and_a_hidden_arch
     with engine.begin() as conn:
         position = _first_key_event(conn, events, last_position)
         state_bytes = conn.execute(sa.select(events.c.state).where(events.c.id == position)).scalar_one()
-        conn.execute(events.update().where(events.c.id == position).values(state=bytes(state_bytes).replace(
-            b"old two", b"old 2!!")))
+        conn.execute(events.update().where(events.c.id == position).values(state=stored(plain(state_bytes).replace(
+            b"old two", b"old 2!!"))))
     caught = _cli(ledger, "audit", "verify", "--segments", str(segments))
     assert caught.exit_code == 1 and f"store position {position}" in caught.output, caught.output
     partial = _cli(ledger, "audit", "verify")
@@ -270,7 +271,7 @@ def _first_key_event(conn: Any, events: sa.Table, last_position: int) -> int:
     """The store position of the key's "old two" description change (archived with its record)."""
     rows = conn.execute(sa.select(events.c.id, events.c.state).where(
         events.c.id <= last_position, events.c.topic.like("%DescriptionUpdated%"))).all()
-    return next(p for p, state in rows if b"old two" in bytes(state))
+    return next(p for p, state in rows if b"old two" in plain(state))
 
 
 def test_an_idle_log_archived_to_its_head_starts_after_a_crash_and_after_a_clean_stop(ledger: Ledger,
