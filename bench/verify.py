@@ -135,9 +135,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--keep", type=Path, help="build the store here (or reuse the one there) and keep it")
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = options.keep or Path(tmp) / "data"
-        reuse = (data_dir / "keyledger.db").is_file()
-        runtime = fresh_runtime(data_dir) if not reuse else reopen(data_dir, None)
+        store = options.keep or Path(tmp) / "store"
+        reuse = (store / "data" / "keyledger.db").is_file()
+        runtime = fresh_runtime(store) if not reuse else reopen(store / "data", None)
+        data_dir = runtime.settings.data_dir  # fresh_runtime keeps the data in the store's "data" directory
         database_url = runtime.settings.database_url if os.environ.get("KEYLEDGER_BENCH_SCALE_URL") else None
         if not reuse:
             started = time.perf_counter()

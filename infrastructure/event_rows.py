@@ -28,7 +28,9 @@ class SqlEventRows:
                 cursor = connection.exec_driver_sql(_COLUMNS.format("%s", "%s"), (start, limit))
             rows = cursor.fetchall()
         self.read += len(rows)
-        return [(position, self._uuid(aggregate), version, topic, bytes(state))
+        ids, uuid_of = self._ids, self._uuid  # the known id by one dict lookup; a UUID is never falsy
+        return [(position, ids.get(aggregate) or uuid_of(aggregate), version, topic,
+                 state if type(state) is bytes else bytes(state))
                 for position, aggregate, version, topic, state in rows]
 
     def _uuid(self, stored: Any) -> uuid.UUID:

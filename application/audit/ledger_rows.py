@@ -82,7 +82,9 @@ def _fast_record(state: bytes) -> tuple[dict[str, Any], datetime, bytes | None] 
     """(record, stored timestamp, leaf of the record's content) of a RecordAppended row's state, when plain JSON
     decoding is certain to give what the mapper's transcoder gives: the timestamp is the one ``_type_`` object and
     no escape could spell another. None: the mapper decides."""
-    if state[:1] != b"{" or state.count(b"_type_") != 1 or b"\\u" in state:
+    # ``b"\\" in`` first: a one-byte search is a memchr, several times cheaper than the two-byte one, and a record
+    # rarely holds a backslash (docs/performance.md, "Session 7: verify, second pass").
+    if state[:1] != b"{" or state.count(b"_type_") != 1 or (b"\\" in state and b"\\u" in state):
         return None
     try:
         return _orjson_record(state) or _stdlib_record(state)
@@ -115,24 +117,31 @@ def _orjson_record(state: bytes) -> tuple[dict[str, Any], datetime, bytes | None
     ``1e-07``) and every float from a too-large integer (``...e+19``) show in its output as ``0.0000``, an
     exponent of one digit after ``e-``, or ``e+``: then None, and the standard library decides."""
     try:
-        split = _split(_loads(state))
+        obj = _loads(state)
     except _DecodeError:
         return None
-    if split is None:
+    # _split, inlined: this runs once per record of a full verify.
+    if type(obj) is not dict or len(obj) != 2:
         return None
-    record = split[0]
+    record, timestamp = obj.get("record"), obj.get("timestamp")
+    if type(record) is not dict or type(timestamp) is not dict or len(timestamp) != 2:
+        return None
+    text = timestamp.get("_data_")
+    if timestamp.get("_type_") != "datetime_iso" or type(text) is not str:
+        return None
     claimed_leaf, chain_hex = record.pop("leaf", _NO_KEY), record.pop("chain", _NO_KEY)
     try:
         body = _dumps(record, option=_SORT_KEYS)
     except _EncodeError:  # nested deeper than orjson goes
         return None
-    if (b"+" in body and b"e+" in body) or b"0.0000" in body or (b"e-" in body and _SHORT_EXPONENT.search(body)):
+    # The regex alone, not behind ``b"e-" in body``: most bodies hold "e-" (in ids), so the guard only added a scan.
+    if (b"+" in body and b"e+" in body) or b"0.0000" in body or _SHORT_EXPONENT.search(body):
         return None
     if claimed_leaf is not _NO_KEY:
         record["leaf"] = claimed_leaf
     if chain_hex is not _NO_KEY:
         record["chain"] = chain_hex
-    return record, split[1], _sha256(LEAF_PREFIX + body).digest()
+    return record, _stored_time(text), _sha256(LEAF_PREFIX + body).digest()
 
 
 def _stdlib_record(state: bytes) -> tuple[dict[str, Any], datetime, bytes | None] | None:
@@ -154,13 +163,6 @@ def _event_time(text: str) -> datetime | None:
     return stored_at({"eventTime": text}, None)  # type: ignore[arg-type]
 
 
-def _stored_time_matches(record: dict[str, Any], when: Any) -> bool:
-    """Whether the row's stored time is ``stored_at(record)``: its eventTime in whole seconds. A record without
-    a valid eventTime matches no stored time (``stored_at`` would give its default, which no row can hold)."""
-    text = record.get("eventTime")
-    return isinstance(when, datetime) and type(text) is str and when == _event_time(text)
-
-
 def ledger_entries(ledger: KeyLedger, binding: Binding, rows: EventRows, start: int,
                    after_seq: int = 0) -> Iterator[tuple[Any, bytes | None]]:
     """(record, leaf of its content) for the audit records in store order; every other event handed to
@@ -170,16 +172,21 @@ def ledger_entries(ledger: KeyLedger, binding: Binding, rows: EventRows, start: 
     transformed = cipher is not None or compressor is not None
     names: dict[uuid.UUID, str] = {}
     audit_id = AUDIT_LOG_ID
+    # Bound once: the loop below runs once per stored event (docs/performance.md, "Session 7: verify, second pass").
+    decrypt = cipher.decrypt if cipher is not None else None
+    decompress = compressor.decompress if compressor is not None else None
+    covered, record_topics, fast, event_time = CHAIN_COVERED_TOPICS, RECORD_TOPICS, _fast_record, _event_time
+    bind_record, add_event = binding.record, binding.event
     while True:
         page = rows.page(start, PAGE)
         if not page:
             return
         for position, originator_id, version, topic, state in page:
-            if topic not in CHAIN_COVERED_TOPICS:
+            if topic not in covered:
                 name = names.get(originator_id)
                 if name is None:
                     name = names[originator_id] = str(originator_id)
-                binding.event(StoredFact(position, name, version, topic,
+                add_event(StoredFact(position, name, version, topic,
                                          event_digest(originator_id, version, topic, state)))
                 continue
             if originator_id is not audit_id:  # the readers hand out one UUID object per aggregate: skip __eq__
@@ -187,15 +194,15 @@ def ledger_entries(ledger: KeyLedger, binding: Binding, rows: EventRows, start: 
                     continue  # the checkpoints' own events: checked as the checkpoint list
                 audit_id = originator_id
             decoded = None
-            if topic in RECORD_TOPICS:
+            if topic in record_topics:
                 if transformed:
                     try:
-                        plain = cipher.decrypt(state) if cipher else state
-                        decoded = _fast_record(compressor.decompress(plain) if compressor else plain)
+                        plain = decrypt(state) if decrypt is not None else state
+                        decoded = fast(decompress(plain) if decompress is not None else plain)
                     except Exception:  # the mapper below fails the same way, or decodes what this could not
                         decoded = None
                 else:
-                    decoded = _fast_record(state)
+                    decoded = fast(state)
             if decoded is not None:
                 record, when, leaf = decoded
             else:
@@ -216,14 +223,20 @@ def ledger_entries(ledger: KeyLedger, binding: Binding, rows: EventRows, start: 
                     leaf = None
             # A record out of sequence (deleted, swapped, inserted) is the chain's to name; the events
             # around it are then judged no further.
-            if record.get("seq") == expected and not binding.record(record):
+            seq = record.get("seq")
+            if seq == expected and not bind_record(record):
                 return
-            if not binding.in_legacy_era and not _stored_time_matches(record, when):
-                # The row's one field outside the record is fixed by it: a changed one fails as the record.
-                record, leaf = {**record, "storedTimeChanged": True}, None
-            if type(record.get("seq")) is int and version != record["seq"] + 1:
+            if not binding.in_legacy_era:
+                # The row's one field outside the record is fixed by it: its stored time must be stored_at(record),
+                # the eventTime in whole seconds; a changed one fails as the record. A record without a valid
+                # eventTime matches no stored time (stored_at would give its default, which no row can hold).
+                text = record.get("eventTime")
+                if not (isinstance(when, datetime) and type(text) is str and when == event_time(text)):
+                    record, leaf = {**record, "storedTimeChanged": True}, None
+            if type(seq) is int and version != seq + 1:
                 # So is its version (seq + 1), by which readers find a record (the actor of an event, a page).
                 record, leaf = {**record, "storedVersionChanged": True}, None
-            expected = record["seq"] + 1 if isinstance(record.get("seq"), int) else expected
+            if isinstance(seq, int):
+                expected = seq + 1
             yield record, leaf
         start = page[-1][0] + 1

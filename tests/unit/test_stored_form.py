@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from application.audit.checkpoints import audit_records, stored_checkpoints
-from application.audit.ledger_rows import _orjson_record, _stdlib_record
+from application.audit.ledger_rows import _fast_record, _orjson_record, _stdlib_record
 from application.audit.ledger_verify import verify_ledger
 from bench.scale import add_records
 from domain.audit.log import AuditLog
@@ -177,6 +177,30 @@ def test_orjson_reading_gives_what_the_standard_library_gives_or_steps_aside(map
     if fast is not None:
         assert fast[1:] == exact[1:] and fast[0] == exact[0]
         assert json.dumps(fast[0], sort_keys=True) == json.dumps(exact[0], sort_keys=True)
+    whole = _fast_record(state)  # what verify calls: its checks on the state, then either reading
+    if whole is not None:
+        assert whole[1:] == exact[1:] and whole[0] == exact[0]
     floats = [v for v in json.loads(state)["record"].values() if isinstance(v, float) and not math.isnan(v)]
     if any(abs(v) and (abs(v) < 1e-4 or abs(v) >= 1e16) for v in floats):
         assert fast is None or fast[2] == exact[2]
+
+
+_RECORD_STATE = (b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-12-07T01:02:03+00:00"},"record":{"seq":1,'
+                 b'"x":%s}}')
+
+
+@pytest.mark.parametrize("spelled", [b'"\\u005ftype_"', b'"_typ\\u0065_"', b'"\\u005f\\u0074ype_"'])
+def test_an_escape_that_spells_a_typed_object_leaves_the_record_to_the_mapper(spelled: bytes) -> None:
+    # The mapper's transcoder would turn {"_type_": "datetime_iso", "_data_": ...} into a datetime: plain JSON reading
+    # would not, so the fast reading must step aside (None) however the key is spelled.
+    state = _RECORD_STATE % (b"{" + spelled + b':"datetime_iso","_data_":"2026-12-07T01:02:03+00:00"}')
+    assert json.loads(state)["record"]["x"]["_type_"] == "datetime_iso"
+    assert _fast_record(state) is None
+
+
+@pytest.mark.parametrize("value", [b'"a\\nb\\"c\\\\d\\/e"', b'["\\t", 1.5, {"k": "\\r"}]'])
+def test_a_backslash_escape_other_than_u_is_read_as_the_standard_library_reads_it(value: bytes) -> None:
+    state = _RECORD_STATE % value
+    fast, exact = _fast_record(state), _stdlib_record(state)
+    assert fast is not None and exact is not None
+    assert fast[0] == exact[0] and fast[1:] == exact[1:]
