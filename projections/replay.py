@@ -30,6 +30,7 @@ from projections.key_state_view import SqlKeyStateView
 from projections.ledger_events import ledger_events_page
 from projections.principal_view import SqlPrincipalView
 from projections.replay_compare import compare, differences_from_answers
+from projections.replay_decode import ReplayDecoder
 from projections.replay_tables import DEFAULT_PREFIX, TABLES, drop_tables, prefixed_tables
 from projections.row_inserts import insert_tuples
 
@@ -53,6 +54,7 @@ class ReplayStats:
     seconds: float = 0.0
     as_of: Optional[datetime] = None
     skipped_after: int = 0  # events later than as_of
+    decoded_fast: int = 0  # events decoded without the mapper (projections/replay_decode.py)
 
     @property
     def events_per_second(self) -> float:
@@ -106,13 +108,14 @@ def _replay(ledger: Any, staging: sa.Engine, until: datetime | None, stats: Repl
     # The rows are tagged as the live service tags them, so a live row whose tag differs is reported.
     view = SqlKeyStateView(None, cache_seconds=0, seal=ledger.row_seal)
     principal_view = SqlPrincipalView(None, ledger.row_seal)  # type: ignore[arg-type]  # writes only, into the staging tx
+    decoder = ReplayDecoder(ledger.mapper)
     aggregates: dict[Any, Any] = {}
     frozen: set[Any] = set()  # aggregates whose history passed ``until``: nothing later applies
     for page in _notifications(ledger, stats, progress, read):
         touched: dict[Any, Any] = {}
         recordings = []
         for notification in page:
-            event = ledger.mapper.to_domain_event(notification)
+            event = decoder.event(notification)
             oid = event.originator_id
             if oid in frozen or (until is not None and event.timestamp > until):
                 frozen.add(oid)
@@ -128,6 +131,7 @@ def _replay(ledger: Any, staging: sa.Engine, until: datetime | None, stats: Repl
             for principal in principals:
                 principal_view.project(tx, principal, [r.domain_event for r in recordings
                                                        if r.domain_event.originator_id == principal.id])
+    stats.decoded_fast = decoder.fast
     stats.keys = sum(isinstance(a, Key) for a in aggregates.values())
     stats.principals = sum(isinstance(a, Principal) for a in aggregates.values())
     stats.aliases = sum(isinstance(a, Alias) for a in aggregates.values())
