@@ -187,7 +187,7 @@ class SqlKeyStateView:
                 audit_seq: int | Mapping[int, int] | None = None) -> None:
         """``audit_seq``: the seq of the record that names these events, or (the replay) that seq by each
         event's store position."""
-        key_ids = {a.id for a in aggregates if isinstance(a, Key)}
+        key_ids = {a.id: str(a.id) for a in aggregates if isinstance(a, Key)}  # each id's text once, not per row
         alias_of = {a.id: a for a in aggregates if isinstance(a, Alias)}
         for aggregate in aggregates:
             if isinstance(aggregate, Key):
@@ -197,10 +197,10 @@ class SqlKeyStateView:
         # One seq for all, or one by position; decided once, not per row (isinstance of a typing ABC is slow).
         seq_of = audit_seq.get if isinstance(audit_seq, Mapping) else (lambda _position: audit_seq)
         rows = [
-            {"key_id": str(r.domain_event.originator_id), "version": r.domain_event.originator_version,
+            {"key_id": key_id, "version": r.domain_event.originator_version,
              "event_type": type(r.domain_event).__name__, "timestamp": _epoch(r.domain_event.timestamp),
              "notification_id": r.notification.id, "audit_seq": seq_of(r.notification.id)}
-            for r in recordings if r.domain_event.originator_id in key_ids
+            for r in recordings if (key_id := key_ids.get(r.domain_event.originator_id)) is not None
         ] if key_ids else []
         insert_rows(tx, key_event_index, rows)
         alias_rows = [alias_event_row(alias_of[r.domain_event.originator_id], r) for r in recordings

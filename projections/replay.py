@@ -32,7 +32,7 @@ from projections.principal_view import SqlPrincipalView
 from projections.replay_compare import compare, differences_from_answers
 from projections.replay_decode import ReplayDecoder
 from projections.replay_tables import DEFAULT_PREFIX, TABLES, drop_tables, prefixed_tables
-from projections.row_inserts import insert_tuples
+from projections.row_inserts import insert_tuples, plain
 
 PAGE = 1000
 PRINCIPAL_TOPICS = event_topics(Principal)
@@ -198,7 +198,10 @@ def _copy(staging: sa.Engine, engine: sa.Engine, prefix: str, stats: ReplayStats
                 f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(name)}")
             counts[name] = 0
             while chunk := cursor.fetchmany(PAGE):
-                insert_tuples(target, table.name, columns, chunk)
+                if plain(table):
+                    insert_tuples(target, table.name, columns, chunk)
+                else:  # a column the driver may not take as SQLite returned it: SQLAlchemy converts it
+                    target.execute(table.insert(), [dict(zip(columns, row)) for row in chunk])
                 counts[name] += len(chunk)
     stats.key_state_rows, stats.alias_rows = counts["key_state"], counts["key_aliases"]
     stats.index_rows = counts["key_event_index"]

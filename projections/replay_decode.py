@@ -36,6 +36,7 @@ class ReplayDecoder:
                       and isinstance(transcoder, JSONTranscoder) and type(transcoder).decode is JSONTranscoder.decode
                       and type(transcoder.names.get("datetime_iso")) is DatetimeAsISO)
         self._classes: dict[str, Any] = {}  # topic -> event class, or None: always through the mapper
+        self._convertors: dict[tuple[Any, type], Any] = {}  # the library's, looked up once per class
         self.fast = 0  # events decoded here, not by the mapper (for tests and the bench)
 
     def _class(self, topic: str) -> Any:
@@ -79,7 +80,11 @@ class ReplayDecoder:
                 or not isinstance(stamp.get("_data_"), str) or "class_version" in values):
             return None
         values["timestamp"] = datetime.fromisoformat(stamp["_data_"])
-        values["originator_id"] = find_id_convertor(cls, type(notification.originator_id))(notification.originator_id)
+        convert = self._convertors.get((cls, type(notification.originator_id)))
+        if convert is None:
+            convert = self._convertors[cls, type(notification.originator_id)] = find_id_convertor(
+                cls, type(notification.originator_id))
+        values["originator_id"] = convert(notification.originator_id)
         values["originator_version"] = notification.originator_version
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", values)

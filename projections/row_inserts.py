@@ -4,12 +4,21 @@ The event indexes get a row per event, and a replay writes every event's row aga
 SQLAlchemy's ``insert()`` each row's parameters are processed one by one (about 5 µs a row, more than the insert
 itself). Every column of the projection tables is a string, an integer or a float (projections/tables.py), which
 SQLite's and PostgreSQL's drivers take as they are, so the driver can be handed the tuples directly: the same
-statement, the same values."""
+statement, the same values. A table with a column of any other type (a boolean, a date, JSON) goes through
+SQLAlchemy as before (``plain``)."""
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+_PLAIN_TYPES = (sa.String, sa.Integer, sa.Float)  # Text and BigInteger included
+
+
+def plain(table: sa.Table) -> bool:
+    """Whether every column of ``table`` is one the drivers take as it is (no SQLAlchemy conversion on the way)."""
+    return all(isinstance(c.type, _PLAIN_TYPES) and not getattr(c.type, "asdecimal", False) for c in table.c)
 
 
 def insert_statement(connection: sa.Connection, table_name: str, columns: Sequence[str]) -> str:
@@ -35,5 +44,8 @@ def insert_rows(tx: Any, table: sa.Table, rows: Iterable[Mapping[str, Any]]) -> 
     unknown = [c for c in columns if c not in table.c]
     if unknown:
         raise ValueError(f"{table.name} has no column {unknown[0]!r}")
-    connection = tx.connection() if isinstance(tx, sa.orm.Session) else tx
+    if not plain(table):
+        tx.execute(table.insert(), rows)
+        return
+    connection = tx.connection() if isinstance(tx, Session) else tx
     insert_tuples(connection, table.name, columns, [tuple(row[c] for c in columns) for row in rows])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,26 @@ def test_a_damaged_or_forged_row_fails_as_it_did(tmp_path: Path, damage: str) ->
         outcome = _outcome(decoder.event, forged)
         assert outcome == _outcome(mapper.to_domain_event, forged)
         assert isinstance(outcome[0], type) and issubclass(outcome[0], Exception) and decoder.fast == 0
+
+
+def test_rows_go_to_the_driver_as_tuples_only_for_plain_tables(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from projections.row_inserts import insert_rows, plain
+    from projections.tables import key_event_index
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'rows.db'}")
+    md = sa.MetaData()
+    flags = sa.Table("flags", md, sa.Column("name", sa.String(8), primary_key=True), sa.Column("on", sa.Boolean),
+                     sa.Column("at", sa.DateTime))
+    md.create_all(engine)
+    assert plain(key_event_index) and not plain(flags)
+    moment = datetime(2026, 1, 2, 3, 4, 5)
+    with engine.begin() as conn:
+        insert_rows(conn, flags, [{"name": "a", "on": True, "at": moment}, {"name": "b", "on": False, "at": None}])
+        with pytest.raises(ValueError):
+            insert_rows(conn, flags, [{"name": "c", "nope": 1}])
+    with engine.connect() as conn:
+        assert [tuple(r) for r in conn.execute(sa.select(flags).order_by(flags.c.name))] == [
+            ("a", True, moment), ("b", False, None)]
+    engine.dispose()
