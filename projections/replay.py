@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Optional
@@ -62,6 +63,8 @@ class ReplayStats:
 
 
 REPLAYED_TOPICS = frozenset(KEY_TOPICS | ALIAS_TOPICS | PRINCIPAL_TOPICS | KEY_STORE_TOPICS)
+# The events a change stores before its record (what may lie between a page's last event and that record).
+_CHANGE_TOPICS = sorted(KEY_TOPICS | ALIAS_TOPICS | PRINCIPAL_TOPICS)
 
 
 def _by_topic(ledger: Any, start: int) -> list[Any]:
@@ -149,19 +152,24 @@ def _record_seqs(ledger: Any, positions: list[int]) -> dict[int, int]:
     ends = [p for i, p in enumerate(ordered) if i + 1 == len(ordered) or ordered[i + 1] != p + 1]
     events = ledger.recorder.events_record_cls.__table__
     with ledger.recorder.datastore.transaction(commit=False) as session:
-        found = dict(session.execute(sa.select(events.c.id, events.c.originator_version).where(
-            events.c.id.in_([end + 1 for end in ends]), events.c.originator_id == AUDIT_LOG_ID)).all())
+        # By position only, the aggregate compared here: with the aggregate in the WHERE clause SQLite chose the
+        # index on (aggregate, version) and read every audit record of the log, on every page.
+        found = {position: version for position, aggregate, version in session.execute(
+            sa.select(events.c.id, events.c.originator_id, events.c.originator_version).where(
+                events.c.id.in_([end + 1 for end in ends]))) if _uuid(aggregate) == AUDIT_LOG_ID}
         missing = [end + 1 for end in ends if end + 1 not in found]
         if missing:  # records archived since (`keyledger audit archive`): their positions and seqs stay
             found.update((p, seq + 1) for p, seq in session.execute(sa.select(
                 tables.archived_claims.c.position, tables.archived_claims.c.seq).where(tables.archived_claims.c.position.in_(missing))))
         if ends[-1] + 1 not in found:
             # The page may end inside a change (its remaining events open the next page): its record is the
-            # first audit row after it.
-            after = session.execute(sa.select(events.c.id, events.c.originator_version).where(
-                events.c.id > ends[-1], events.c.originator_id == AUDIT_LOG_ID).order_by(events.c.id).limit(1)).first()
-            if after is not None and _only_replayed_between(session, events, ends[-1], after[0]):
-                found[ends[-1] + 1] = after[1]
+            # first row after it that is not a replayed event, if that row is the audit log's. Asked in store
+            # order, so the database walks the change's remaining events, not every audit record (which it did
+            # when asked for the audit log's first row after the page: an index on the aggregate, then a sort).
+            after = session.execute(sa.select(events.c.id, events.c.originator_id, events.c.originator_version).where(
+                events.c.id > ends[-1], events.c.topic.not_in(_CHANGE_TOPICS)).order_by(events.c.id).limit(1)).first()
+            if after is not None and _uuid(after[1]) == AUDIT_LOG_ID:
+                found[ends[-1] + 1] = after[2]
     out: dict[int, int] = {}
     ending, run_end = set(ends), ordered[-1]
     for position in reversed(ordered):  # each position belongs to the nearest run end at or after it
@@ -173,13 +181,10 @@ def _record_seqs(ledger: Any, positions: list[int]) -> dict[int, int]:
     return out
 
 
-def _only_replayed_between(session: Any, events: sa.Table, start: int, stop: int) -> bool:
-    """Whether every event stored strictly between two positions is one the replay reads (the rest of a change
-    whose record is at ``stop``), not an audit or checkpoint row."""
-    topics = sorted(KEY_TOPICS | ALIAS_TOPICS | event_topics(Principal))
-    others = session.execute(sa.select(sa.func.count()).select_from(events).where(
-        events.c.id > start, events.c.id < stop, events.c.topic.not_in(topics))).scalar()
-    return not others
+def _uuid(stored: Any) -> uuid.UUID:
+    if isinstance(stored, uuid.UUID):
+        return stored
+    return uuid.UUID(bytes=bytes(stored)) if isinstance(stored, (bytes, bytearray, memoryview)) else uuid.UUID(str(stored))
 
 
 def _copy(staging: sa.Engine, engine: sa.Engine, prefix: str, stats: ReplayStats) -> None:
