@@ -22,6 +22,7 @@ from domain.keys.key import Key
 from domain.keys.states import KeyState
 from domain.policy.evaluation import Grant
 from projections.grants_view import project_grants
+from projections.row_inserts import insert_rows
 from projections.tables import alias_event_index, aliases, key_event_index, key_state
 
 _TIMESTAMP_FIELDS = ("CreationDate", "DeletionDate", "ValidTo")
@@ -186,26 +187,25 @@ class SqlKeyStateView:
                 audit_seq: int | Mapping[int, int] | None = None) -> None:
         """``audit_seq``: the seq of the record that names these events, or (the replay) that seq by each
         event's store position."""
-        key_ids = {a.id for a in aggregates if isinstance(a, Key)}
+        key_ids = {a.id: str(a.id) for a in aggregates if isinstance(a, Key)}  # each id's text once, not per row
         alias_of = {a.id: a for a in aggregates if isinstance(a, Alias)}
         for aggregate in aggregates:
             if isinstance(aggregate, Key):
                 self._write_key(tx, aggregate)
             elif isinstance(aggregate, Alias):
                 self._write_alias(tx, aggregate)
+        # One seq for all, or one by position; decided once, not per row (isinstance of a typing ABC is slow).
+        seq_of = audit_seq.get if isinstance(audit_seq, Mapping) else (lambda _position: audit_seq)
         rows = [
-            {"key_id": str(r.domain_event.originator_id), "version": r.domain_event.originator_version,
+            {"key_id": key_id, "version": r.domain_event.originator_version,
              "event_type": type(r.domain_event).__name__, "timestamp": _epoch(r.domain_event.timestamp),
-             "notification_id": r.notification.id,
-             "audit_seq": audit_seq.get(r.notification.id) if isinstance(audit_seq, Mapping) else audit_seq}
-            for r in recordings if r.domain_event.originator_id in key_ids
-        ]
-        if rows:
-            tx.execute(key_event_index.insert(), rows)
+             "notification_id": r.notification.id, "audit_seq": seq_of(r.notification.id)}
+            for r in recordings if (key_id := key_ids.get(r.domain_event.originator_id)) is not None
+        ] if key_ids else []
+        insert_rows(tx, key_event_index, rows)
         alias_rows = [alias_event_row(alias_of[r.domain_event.originator_id], r) for r in recordings
                       if r.domain_event.originator_id in alias_of]
-        if alias_rows:
-            tx.execute(alias_event_index.insert(), alias_rows)
+        insert_rows(tx, alias_event_index, alias_rows)
         project_grants(tx, aggregates, recordings, self._seal)
         from projections.custom_key_store_view import project_key_stores
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Optional
@@ -30,7 +31,9 @@ from projections.key_state_view import SqlKeyStateView
 from projections.ledger_events import ledger_events_page
 from projections.principal_view import SqlPrincipalView
 from projections.replay_compare import compare, differences_from_answers
+from projections.replay_decode import ReplayDecoder
 from projections.replay_tables import DEFAULT_PREFIX, TABLES, drop_tables, prefixed_tables
+from projections.row_inserts import insert_tuples, plain
 
 PAGE = 1000
 PRINCIPAL_TOPICS = event_topics(Principal)
@@ -52,6 +55,7 @@ class ReplayStats:
     seconds: float = 0.0
     as_of: Optional[datetime] = None
     skipped_after: int = 0  # events later than as_of
+    decoded_fast: int = 0  # events decoded without the mapper (projections/replay_decode.py)
 
     @property
     def events_per_second(self) -> float:
@@ -59,6 +63,8 @@ class ReplayStats:
 
 
 REPLAYED_TOPICS = frozenset(KEY_TOPICS | ALIAS_TOPICS | PRINCIPAL_TOPICS | KEY_STORE_TOPICS)
+# The events a change stores before its record (what may lie between a page's last event and that record).
+_CHANGE_TOPICS = sorted(KEY_TOPICS | ALIAS_TOPICS | PRINCIPAL_TOPICS)
 
 
 def _by_topic(ledger: Any, start: int) -> list[Any]:
@@ -105,13 +111,14 @@ def _replay(ledger: Any, staging: sa.Engine, until: datetime | None, stats: Repl
     # The rows are tagged as the live service tags them, so a live row whose tag differs is reported.
     view = SqlKeyStateView(None, cache_seconds=0, seal=ledger.row_seal)
     principal_view = SqlPrincipalView(None, ledger.row_seal)  # type: ignore[arg-type]  # writes only, into the staging tx
+    decoder = ReplayDecoder(ledger.mapper)
     aggregates: dict[Any, Any] = {}
     frozen: set[Any] = set()  # aggregates whose history passed ``until``: nothing later applies
     for page in _notifications(ledger, stats, progress, read):
         touched: dict[Any, Any] = {}
         recordings = []
         for notification in page:
-            event = ledger.mapper.to_domain_event(notification)
+            event = decoder.event(notification)
             oid = event.originator_id
             if oid in frozen or (until is not None and event.timestamp > until):
                 frozen.add(oid)
@@ -127,6 +134,7 @@ def _replay(ledger: Any, staging: sa.Engine, until: datetime | None, stats: Repl
             for principal in principals:
                 principal_view.project(tx, principal, [r.domain_event for r in recordings
                                                        if r.domain_event.originator_id == principal.id])
+    stats.decoded_fast = decoder.fast
     stats.keys = sum(isinstance(a, Key) for a in aggregates.values())
     stats.principals = sum(isinstance(a, Principal) for a in aggregates.values())
     stats.aliases = sum(isinstance(a, Alias) for a in aggregates.values())
@@ -144,19 +152,24 @@ def _record_seqs(ledger: Any, positions: list[int]) -> dict[int, int]:
     ends = [p for i, p in enumerate(ordered) if i + 1 == len(ordered) or ordered[i + 1] != p + 1]
     events = ledger.recorder.events_record_cls.__table__
     with ledger.recorder.datastore.transaction(commit=False) as session:
-        found = dict(session.execute(sa.select(events.c.id, events.c.originator_version).where(
-            events.c.id.in_([end + 1 for end in ends]), events.c.originator_id == AUDIT_LOG_ID)).all())
+        # By position only, the aggregate compared here: with the aggregate in the WHERE clause SQLite chose the
+        # index on (aggregate, version) and read every audit record of the log, on every page.
+        found = {position: version for position, aggregate, version in session.execute(
+            sa.select(events.c.id, events.c.originator_id, events.c.originator_version).where(
+                events.c.id.in_([end + 1 for end in ends]))) if _uuid(aggregate) == AUDIT_LOG_ID}
         missing = [end + 1 for end in ends if end + 1 not in found]
         if missing:  # records archived since (`keyledger audit archive`): their positions and seqs stay
             found.update((p, seq + 1) for p, seq in session.execute(sa.select(
                 tables.archived_claims.c.position, tables.archived_claims.c.seq).where(tables.archived_claims.c.position.in_(missing))))
         if ends[-1] + 1 not in found:
             # The page may end inside a change (its remaining events open the next page): its record is the
-            # first audit row after it.
-            after = session.execute(sa.select(events.c.id, events.c.originator_version).where(
-                events.c.id > ends[-1], events.c.originator_id == AUDIT_LOG_ID).order_by(events.c.id).limit(1)).first()
-            if after is not None and _only_replayed_between(session, events, ends[-1], after[0]):
-                found[ends[-1] + 1] = after[1]
+            # first row after it that is not a replayed event, if that row is the audit log's. Asked in store
+            # order, so the database walks the change's remaining events, not every audit record (which it did
+            # when asked for the audit log's first row after the page: an index on the aggregate, then a sort).
+            after = session.execute(sa.select(events.c.id, events.c.originator_id, events.c.originator_version).where(
+                events.c.id > ends[-1], events.c.topic.not_in(_CHANGE_TOPICS)).order_by(events.c.id).limit(1)).first()
+            if after is not None and _uuid(after[1]) == AUDIT_LOG_ID:
+                found[ends[-1] + 1] = after[2]
     out: dict[int, int] = {}
     ending, run_end = set(ends), ordered[-1]
     for position in reversed(ordered):  # each position belongs to the nearest run end at or after it
@@ -168,25 +181,32 @@ def _record_seqs(ledger: Any, positions: list[int]) -> dict[int, int]:
     return out
 
 
-def _only_replayed_between(session: Any, events: sa.Table, start: int, stop: int) -> bool:
-    """Whether every event stored strictly between two positions is one the replay reads (the rest of a change
-    whose record is at ``stop``), not an audit or checkpoint row."""
-    topics = sorted(KEY_TOPICS | ALIAS_TOPICS | event_topics(Principal))
-    others = session.execute(sa.select(sa.func.count()).select_from(events).where(
-        events.c.id > start, events.c.id < stop, events.c.topic.not_in(topics))).scalar()
-    return not others
+def _uuid(stored: Any) -> uuid.UUID:
+    if isinstance(stored, uuid.UUID):
+        return stored
+    return uuid.UUID(bytes=bytes(stored)) if isinstance(stored, (bytes, bytearray, memoryview)) else uuid.UUID(str(stored))
 
 
 def _copy(staging: sa.Engine, engine: sa.Engine, prefix: str, stats: ReplayStats) -> None:
+    """Copies the staging tables into the target, a page of rows per driver ``executemany`` with plain tuples:
+    every column is a string, an integer or a float (projections/tables.py), which both drivers take as they are,
+    so SQLAlchemy's per-row parameter processing (about half of the copy's cost) adds nothing."""
     md, targets = prefixed_tables(prefix)
     md.drop_all(engine)
     md.create_all(engine)
     counts = {}
     with staging.connect() as source, engine.begin() as target:
         for name, table in targets.items():
+            columns = [c.name for c in TABLES[name].c]
+            quote = source.dialect.identifier_preparer.quote
+            cursor = source.connection.dbapi_connection.execute(
+                f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(name)}")
             counts[name] = 0
-            for chunk in source.execute(sa.select(TABLES[name])).partitions(PAGE):
-                target.execute(table.insert(), [dict(r._mapping) for r in chunk])
+            while chunk := cursor.fetchmany(PAGE):
+                if plain(table):
+                    insert_tuples(target, table.name, columns, chunk)
+                else:  # a column the driver may not take as SQLite returned it: SQLAlchemy converts it
+                    target.execute(table.insert(), [dict(zip(columns, row)) for row in chunk])
                 counts[name] += len(chunk)
     stats.key_state_rows, stats.alias_rows = counts["key_state"], counts["key_aliases"]
     stats.index_rows = counts["key_event_index"]

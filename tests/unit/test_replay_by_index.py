@@ -49,3 +49,32 @@ def test_the_index_is_used_and_holds_no_audit_record(tmp_path: Path) -> None:
         page = ledger_events_page(w.rt.ledger, 1, 1000)
         assert audit and page and not any("Audit" in n.topic for n in page)
         assert [n.id for n in page] == sorted(n.id for n in page)
+
+
+def test_no_query_of_a_replay_reads_the_audit_log_by_aggregate(tmp_path: Path) -> None:
+    """Each query a replay sends to the event table walks positions (or the partial index), never the index on
+    (aggregate, version): through it, finding the record after a page read every audit record of the log, on
+    every page (docs/performance.md, "Session 8")."""
+    import sqlalchemy as sa
+
+    with World(tmp_path) as w:
+        keys = [w.create_key(), w.create_key()]
+        for n in range(4):
+            _apply(w, keys[n % 2], "describe", n)
+        sent: list[tuple[str, object]] = []
+
+        def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+            if statement.lstrip().upper().startswith("SELECT") and "keyledger_events" in statement:
+                sent.append((statement, parameters))
+
+        sa.event.listen(w.engine, "before_cursor_execute", capture)
+        try:
+            rebuild(w.rt.ledger, w.engine, "plan_")
+        finally:
+            sa.event.remove(w.engine, "before_cursor_execute", capture)
+        drop_tables(w.engine, "plan_")
+        assert any("IN (" in s for s, _ in sent)  # the seqs by position were asked
+        with w.engine.connect() as conn:
+            for statement, parameters in sent:
+                plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+                assert "keyledger_events_aggregate_idx" not in str(plan), (statement, plan)
