@@ -54,6 +54,17 @@ class Ledger:
         self.rt.close()
 
 
+def grow_history(ledger: Ledger, key_id: str, records: int, description: str) -> None:
+    """``records`` Encrypt records (group-committed batches), one key change with its events, one checkpoint."""
+    from bench.scale import add_records
+
+    add_records(ledger.rt, records, [key_id])
+    ledger.do("keys.update_key_description", key_id, description)
+    services = ledger.rt.services
+    assert services is not None
+    services.checkpointer.checkpoint_if_due(force=True)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def ledger_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, str | None]]:
     if request.param == "sqlite":

@@ -120,15 +120,10 @@ def _orjson_record(state: bytes) -> tuple[dict[str, Any], datetime, bytes | None
         obj = _loads(state)
     except _DecodeError:
         return None
-    # _split, inlined: this runs once per record of a full verify.
-    if type(obj) is not dict or len(obj) != 2:
+    split = _split(obj)
+    if split is None:
         return None
-    record, timestamp = obj.get("record"), obj.get("timestamp")
-    if type(record) is not dict or type(timestamp) is not dict or len(timestamp) != 2:
-        return None
-    text = timestamp.get("_data_")
-    if timestamp.get("_type_") != "datetime_iso" or type(text) is not str:
-        return None
+    record, when = split
     claimed_leaf, chain_hex = record.pop("leaf", _NO_KEY), record.pop("chain", _NO_KEY)
     try:
         body = _dumps(record, option=_SORT_KEYS)
@@ -141,7 +136,7 @@ def _orjson_record(state: bytes) -> tuple[dict[str, Any], datetime, bytes | None
         record["leaf"] = claimed_leaf
     if chain_hex is not _NO_KEY:
         record["chain"] = chain_hex
-    return record, _stored_time(text), _sha256(LEAF_PREFIX + body).digest()
+    return record, when, _sha256(LEAF_PREFIX + body).digest()
 
 
 def _stdlib_record(state: bytes) -> tuple[dict[str, Any], datetime, bytes | None] | None:

@@ -16,10 +16,9 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from api.cli import cli as app
-from bench.scale import add_records
 from infrastructure.audit_segments import read_manifest, segment_files
 from tests import scale_support
-from tests.scale_support import Ledger
+from tests.scale_support import Ledger, grow_history
 from tests.stored_states import plain, stored
 
 ledger_backend, ledger = scale_support.ledger_backend, scale_support.ledger  # the fixtures, on both backends
@@ -36,21 +35,13 @@ def _cli(ledger: Ledger, *args: str) -> Any:
     return result
 
 
-def _grow(ledger: Ledger, key_id: str, records: int, description: str) -> None:
-    add_records(ledger.rt, records, [key_id])
-    ledger.do("keys.update_key_description", key_id, description)
-    services = ledger.rt.services
-    assert services is not None
-    services.checkpointer.checkpoint_if_due(force=True)
-
-
 def _history(ledger: Ledger) -> str:
     """Old records (two checkpoints), then two days later newer ones; returns the key."""
     key_id = ledger.create_key()
-    _grow(ledger, key_id, 120, "old one")
-    _grow(ledger, key_id, 80, "old two")
+    grow_history(ledger, key_id, 120, "old one")
+    grow_history(ledger, key_id, 80, "old two")
     ledger.advance(2 * DAY)
-    _grow(ledger, key_id, 40, "new")
+    grow_history(ledger, key_id, 40, "new")
     return key_id
 
 
@@ -221,12 +212,12 @@ def _at(seconds: float) -> Any:
 def test_the_binding_across_the_boundary_the_incremental_state_and_a_hidden_archive(ledger: Ledger,
                                                                                     tmp_path: Path) -> None:
     key_id = ledger.create_key()
-    _grow(ledger, key_id, 120, "old one")
-    _grow(ledger, key_id, 80, "old two")
+    grow_history(ledger, key_id, 120, "old one")
+    grow_history(ledger, key_id, 80, "old two")
     state, segments = tmp_path / "verified.json", tmp_path / "segments"
     assert _cli(ledger, "audit", "verify", "--incremental", "--state", str(state)).exit_code == 0
     ledger.advance(2 * DAY)
-    _grow(ledger, key_id, 40, "new")
+    grow_history(ledger, key_id, 40, "new")
     archived = _cli(ledger, "audit", "archive", "--before", "1d ago", "--segments", str(segments))
     assert archived.exit_code == 0, archived.output
     last_position = read_manifest(segment_files(segments)[-1])[0]["last_position"]
@@ -279,7 +270,7 @@ def test_an_idle_log_archived_to_its_head_starts_after_a_crash_and_after_a_clean
     """The newest checkpoint may cover the archived head itself (a crash before the command's closing checkpoint)
     or the archive's own record right after it: start-up proves its tail from the archive either way."""
     key_id = ledger.create_key()
-    _grow(ledger, key_id, 30, "old")
+    grow_history(ledger, key_id, 30, "old")
     ledger.advance(2 * DAY)
     services = ledger.rt.services
     result = services.archive.archive(_operator(), _at(ledger.now().timestamp() - DAY), tmp_path / "segments")

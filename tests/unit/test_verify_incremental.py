@@ -23,21 +23,11 @@ from application.audit.verify_anchor import (
     stored_newest_first,
     verify_incremental,
 )
-from bench.scale import add_records
 from infrastructure.event_rows import SqlEventRows
-from tests.scale_support import Ledger, ledger, ledger_backend  # noqa: F401 (fixtures)
+from tests.scale_support import Ledger, grow_history, ledger, ledger_backend  # noqa: F401 (fixtures)
 from tests.stored_states import plain, stored
 
 NOW = "2026-12-06T00:00:00Z"
-
-
-def _grow(ledger: Ledger, key_id: str, records: int, description: str) -> None:
-    """``records`` Encrypt records (group-committed batches), one key change with its events, one checkpoint."""
-    add_records(ledger.rt, records, [key_id])
-    ledger.do("keys.update_key_description", key_id, description)
-    services = ledger.rt.services
-    assert services is not None
-    services.checkpointer.checkpoint_if_due(force=True)
 
 
 def _full(ledger: Ledger) -> tuple[LedgerVerifyResult, VerifiedAnchor | None]:
@@ -67,16 +57,16 @@ def _rows_after(ledger: Ledger, position: int) -> int:
 
 def test_incremental_verify_costs_the_rows_since_the_proved_checkpoint_whatever_came_before(ledger: Ledger) -> None:
     key_id = ledger.create_key()
-    _grow(ledger, key_id, 300, "first")
+    grow_history(ledger, key_id, 300, "first")
     result, anchor = _full(ledger)
     assert result.ok and anchor is not None, result.problem
     costs = []
     for history in (0, 1500):  # the same 40 new records after a short and after a long proved history
         if history:
-            _grow(ledger, key_id, history, "long history")
+            grow_history(ledger, key_id, history, "long history")
             result, _, anchor = _incremental(ledger, anchor)
             assert result.ok and anchor is not None, result.problem
-        _grow(ledger, key_id, 40, f"after {history}")
+        grow_history(ledger, key_id, 40, f"after {history}")
         expected = _rows_after(ledger, anchor.position)
         result, read, proved = _incremental(ledger, anchor)
         assert result.ok, result.problem
@@ -115,10 +105,10 @@ def _positions(ledger: Ledger, after: int, topic: str) -> list[int]:
 def test_incremental_verify_finds_tampering_after_the_anchor_and_leaves_before_it_to_the_full_verify(
         ledger: Ledger) -> None:
     key_id = ledger.create_key()
-    _grow(ledger, key_id, 50, "before")
+    grow_history(ledger, key_id, 50, "before")
     _, anchor = _full(ledger)
     assert anchor is not None
-    _grow(ledger, key_id, 20, "after")
+    grow_history(ledger, key_id, 20, "after")
     assert _incremental(ledger, anchor)[0].ok
 
     record_after = _positions(ledger, anchor.position, "RecordAppended")[3]
@@ -170,7 +160,7 @@ def test_the_command_remembers_what_it_proved_in_the_operators_state_file(tmp_pa
     ledger = Ledger(tmp_path / "data", None)
     try:
         key_id = ledger.create_key()
-        _grow(ledger, key_id, 30, "one")
+        grow_history(ledger, key_id, 30, "one")
         ledger.rt.close()
         state = tmp_path / "operator" / "verified.json"
         state.parent.mkdir()
@@ -179,7 +169,7 @@ def test_the_command_remembers_what_it_proved_in_the_operators_state_file(tmp_pa
         remembered = VerifiedAnchor.from_json(state.read_text())
         ledger.rt = ledger._build()
         assert remembered.checkpoint == stored_checkpoints(ledger.rt.ledger)[-1]
-        _grow(ledger, key_id, 10, "two")
+        grow_history(ledger, key_id, 10, "two")
         ledger.rt.close()
         second = _verify(["--incremental", "--state", str(state)], ledger)
         assert second.exit_code == 0 and second.output.startswith("OK (incremental): 11 records after seq "), second.output
