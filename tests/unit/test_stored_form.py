@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import zstandard
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,7 @@ from application.audit.ledger_verify import verify_ledger
 from bench.scale import add_records
 from domain.audit.log import AuditLog
 from infrastructure import compression
-from infrastructure.compression import _WBITS, DICTIONARY_V1, LedgerCompressor
+from infrastructure.compression import _LEVEL, _MEMLEVEL, _WBITS, _WRITE_WBITS, _ZSTD_FORMAT, DICTIONARY_V1, LedgerCompressor
 from infrastructure.event_rows import SqlEventRows
 from tests.scale_support import Ledger, ledger_backend  # noqa: F401 (fixtures)
 from tests.stored_states import plain, stored
@@ -31,17 +32,31 @@ AT = datetime(2026, 12, 7, 1, 2, 3, tzinfo=timezone.utc)
 
 # -- the compressor -----------------------------------------------------------------------------------------
 
-def test_a_state_round_trips_and_a_state_stored_before_compression_reads_as_it_is() -> None:
+def version_1(data: bytes) -> bytes:
+    """A state as session 7 stored it: zlib with dictionary version 1 (read, no longer written)."""
+    deflate = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WRITE_WBITS, _MEMLEVEL, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_V1)
+    framed = b"\x01" + deflate.compress(data) + deflate.flush()
+    return framed + zlib.crc32(framed).to_bytes(4, "big")
+
+
+def _with_crc(framed: bytes) -> bytes:
+    return framed + zlib.crc32(framed).to_bytes(4, "big")
+
+
+def test_a_state_round_trips_and_states_stored_before_read_as_they_were() -> None:
     state = b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-12-07T01:02:03+00:00"},"description":"d"}'
     packed = COMPRESSOR.compress(state)
-    assert packed[:1] == b"\x01" and COMPRESSOR.decompress(packed) == state
+    assert packed[:1] == b"\x02" and COMPRESSOR.decompress(packed) == state
+    assert COMPRESSOR.decompress(version_1(state)) == state  # session 7's form
     assert COMPRESSOR.decompress(state) == state  # JSON as stored before: no marker, read unchanged
 
 
-def test_every_single_bit_change_of_a_compressed_state_fails_to_decompress_or_changes_it() -> None:
-    """DEFLATE ignores the padding bits after its last block; the CRC makes those changes fail too."""
+@pytest.mark.parametrize("writer", ["version 2", "version 1"])
+def test_every_single_bit_change_of_a_compressed_state_fails_to_decompress_or_changes_it(writer: str) -> None:
+    """DEFLATE ignores the padding bits after its last block, a Zstandard header has fields the content does not
+    depend on; the CRC makes those changes fail too."""
     state = json.dumps({"record": {"eventName": "Encrypt", "seq": 7, "x": "é" * 20}}).encode()
-    packed = COMPRESSOR.compress(state)
+    packed = COMPRESSOR.compress(state) if writer == "version 2" else version_1(state)
     for index in range(len(packed)):
         for bit in range(8):
             changed = bytearray(packed)
@@ -52,7 +67,16 @@ def test_every_single_bit_change_of_a_compressed_state_fails_to_decompress_or_ch
                 pass
 
 
-@pytest.mark.parametrize("forged", [b"\x02abc\x00\x00\x00\x00", b"\x01", b"", b"[1]", b"\x01\x00\x00\x00\x00\x00"])
+_FRAME = COMPRESSOR.compress(b'{"a":1}')[1:-4]
+
+
+@pytest.mark.parametrize("forged", [
+    b"\x02abc\x00\x00\x00\x00", b"\x01", b"", b"[1]", b"\x01\x00\x00\x00\x00\x00", b"\x03" + _FRAME + b"\x00" * 4,
+    _with_crc(b"\x02" + b"\x00" * 12),  # the CRC matches, the frame is not one
+    _with_crc(b"\x02" + _FRAME + b"\x00"),  # a valid frame with a byte after it
+    _with_crc(b"\x02" + _FRAME[:-1]),  # a truncated frame
+    _with_crc(b"\x02" + _FRAME + _FRAME),  # two frames
+])
 def test_what_is_not_a_stored_state_is_refused(forged: bytes) -> None:
     with pytest.raises((ValueError, zlib.error)):
         COMPRESSOR.decompress(forged)
@@ -65,6 +89,31 @@ def test_a_forged_state_cannot_expand_past_the_bound(monkeypatch: pytest.MonkeyP
     framed = b"\x01" + deflate.compress(b"{" + b" " * compression.MAX_STATE_BYTES) + deflate.flush()
     with pytest.raises(ValueError, match="too large"):
         COMPRESSOR.decompress(framed + zlib.crc32(framed).to_bytes(4, "big"))
+    # Version 2: a frame whose header declares more than the bound is refused before anything is allocated ...
+    params = zstandard.ZstdCompressionParameters.from_level(1, format=_ZSTD_FORMAT, write_content_size=True)
+    big = zstandard.ZstdCompressor(compression_params=params).compress(b"{" + b" " * compression.MAX_STATE_BYTES)
+    with pytest.raises(ValueError, match="too large"):
+        COMPRESSOR.decompress(_with_crc(b"\x02" + big))
+    # ... and a frame that declares no size is not one keyledger writes.
+    params = zstandard.ZstdCompressionParameters.from_level(1, format=_ZSTD_FORMAT, write_content_size=False)
+    unsized = zstandard.ZstdCompressor(compression_params=params).compress(b'{"a":1}')
+    with pytest.raises(ValueError):
+        COMPRESSOR.decompress(_with_crc(b"\x02" + unsized))
+
+
+def test_the_dictionary_file_is_pinned(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows written with version 2 read back only with exactly its dictionary: another file stops the service."""
+    changed = tmp_path / "state-dictionary-v2.zdict"
+    changed.write_bytes(compression.DICTIONARY_V2_FILE.read_bytes()[:-1] + b"\x00")
+    monkeypatch.setattr(compression, "DICTIONARY_V2_FILE", changed)
+    compression.dictionary_v2.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="reinstall keyledger"):
+            LedgerCompressor()
+    finally:
+        monkeypatch.undo()
+        compression.dictionary_v2.cache_clear()
+    assert LedgerCompressor().decompress(COMPRESSOR.compress(b'{"a":1}')) == b'{"a":1}'
 
 
 # -- a store written before compression ------------------------------------------------------------------------
@@ -88,23 +137,26 @@ def _set_state(ledger: Ledger, position: int, state: bytes) -> None:
         conn.execute(sa.text("UPDATE keyledger_events SET state = :s WHERE id = :i"), {"s": state, "i": position})
 
 
-def test_a_store_written_before_compression_keeps_working_beside_compressed_rows(
-        ledger_backend: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(LedgerCompressor, "compress", lambda self, data: data)  # the service as it was
+@pytest.mark.parametrize("before", ["before compression", "version 1"])
+def test_a_store_written_before_keeps_working_beside_rows_written_now(
+        ledger_backend: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, before: str) -> None:
+    # The service as it was: states stored as JSON (before session 7), or compressed with zlib (session 7).
+    monkeypatch.setattr(LedgerCompressor, "compress",
+                        (lambda self, data: data) if before == "before compression" else (lambda self, data: version_1(data)))
     ledger = Ledger(*ledger_backend)
     try:
-        _old_and_new_rows(ledger, monkeypatch)
+        _old_and_new_rows(ledger, monkeypatch, b"{" if before == "before compression" else b"\x01")
     finally:
         ledger.close()
 
 
-def _old_and_new_rows(ledger: Ledger, before: pytest.MonkeyPatch) -> None:
+def _old_and_new_rows(ledger: Ledger, before: pytest.MonkeyPatch, old_marker: bytes) -> None:
     old_key = ledger.create_key(description="written before")
     add_records(ledger.rt, 40, [old_key])
     ledger.do("keys.update_key_description", old_key, "still before")
     ledger.rt.services.checkpointer.checkpoint_if_due(force=True)
     old = _states(ledger)
-    assert all(state[:1] == b"{" for _, _, state in old)
+    assert all(state[:1] == old_marker for _, _, state in old)
 
     before.undo()
     ledger.restart()  # the service as it is now: what it writes is compressed
@@ -113,7 +165,7 @@ def _old_and_new_rows(ledger: Ledger, before: pytest.MonkeyPatch) -> None:
     ledger.do("keys.update_key_description", old_key, "after")
     ledger.rt.services.checkpointer.checkpoint_if_due(force=True)
     new = _states(ledger)[len(old):]
-    assert new and all(state[:1] == b"\x01" for _, _, state in new)
+    assert new and all(state[:1] == b"\x02" for _, _, state in new)
     records = [(s, plain(s)) for _, topic, s in new if topic.endswith("RecordAppended")]
     assert all(len(s) * 2 < len(p) for s, p in records)  # an Encrypt record takes less than half its JSON
 
@@ -131,7 +183,8 @@ def _old_and_new_rows(ledger: Ledger, before: pytest.MonkeyPatch) -> None:
         at = json_text.index(b'"description":"' if topic.endswith("Updated") else b'"eventName":"') + 15
         changed = bytearray(json_text)
         changed[at] ^= 1
-        _set_state(ledger, position, bytes(changed) if state[:1] == b"{" else stored(bytes(changed)))
+        rewritten = {b"{": bytes, b"\x01": version_1}.get(state[:1], stored)(bytes(changed))
+        _set_state(ledger, position, rewritten)
         verdicts = _verdicts(ledger)
         assert not verdicts[0][0] and verdicts[0] == verdicts[1], (topic, verdicts)
         _set_state(ledger, position, state)
