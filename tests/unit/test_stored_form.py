@@ -21,7 +21,15 @@ from application.audit.ledger_verify import verify_ledger
 from bench.scale import add_records
 from domain.audit.log import AuditLog
 from infrastructure import compression
-from infrastructure.compression import _LEVEL, _MEMLEVEL, _WBITS, _WRITE_WBITS, _ZSTD_FORMAT, DICTIONARY_V1, LedgerCompressor
+from infrastructure.compression import (
+    _LEVEL,
+    _MEMLEVEL,
+    _WBITS,
+    _WRITE_WBITS,
+    _ZSTD_FORMAT,
+    DICTIONARY_V1,
+    LedgerCompressor,
+)
 from infrastructure.event_rows import SqlEventRows
 from tests.scale_support import Ledger, ledger_backend  # noqa: F401 (fixtures)
 from tests.stored_states import plain, stored
