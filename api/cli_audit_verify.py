@@ -15,6 +15,9 @@ from api.cli_audit import DatabaseUrl, DataDir, _runtime, audit_cli, parse_time
 from api.cli_audit_archive import segments_option
 
 _BLOCK = 1 << 16
+# Below this many records a verify in parts saves less than starting its processes costs (docs/performance.md).
+PARTS_FROM_RECORDS = 10_000
+MAX_JOBS = 8
 
 
 def _raw_from_pem(path: Path) -> bytes:
@@ -119,6 +122,11 @@ def verify(checkpoints: Optional[Path] = typer.Option(
            segments: Optional[Path] = segments_option("The directory of archived audit segments: verify the "
                                                       "records archived there too (without it, a ledger with "
                                                       "archived records verifies only what follows them: exit 3)."),
+           jobs: int = typer.Option(
+               0, "--jobs", min=0, max=MAX_JOBS,
+               help="Processes that prove the ledger's parts at once (0: one per usable core, at most 8; 1: one "
+                    "pass). The verdict is the same; a part that fails is verified again in one pass to name the "
+                    "first problem."),
            data_dir: Optional[Path] = DataDir, database_url: Optional[str] = DatabaseUrl) -> None:
     """Prove the whole ledger: every record's hashes, every event against the record that names it, every
     checkpoint, and (with the root key) every read-model row's tag. Exit 1 naming the first bad position.
@@ -128,7 +136,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
     from api.cli_audit_archive import archived_rows, load_or_fail, partial_note
     from application.audit.archived import MergedRows, SegmentMismatch, verify_after_archive
     from application.audit.checkpoints import audit_head, stored_checkpoints, stored_copy_problems
-    from application.audit.ledger_verify import verify_ledger
+    from application.audit.ledger_verify import joined_parts, ledger_parts, verify_ledger
     from application.audit.verify_anchor import (
         checkpoints_after,
         proved_anchor,
@@ -140,6 +148,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
     from infrastructure.event_rows import SqlEventRows
     from infrastructure.row_audit import forged_rows
     from infrastructure.row_freshness import stale_rows
+    from infrastructure.verify_workers import usable_cores, verify_parts
 
     key = _public_key_file(public_key_file) if public_key_file else None
     given: list[Any] = []
@@ -169,7 +178,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
                   f"records archived since (up to seq {archived_head[0]}): run 'audit verify --segments DIR --state "
                   f"{state}' to prove the whole ledger again and renew the state")
         partial = bool(archived) and segments is None and not (anchor is not None and anchor.checkpoint.seq)
-        started = time.perf_counter()
+        started, processes = time.perf_counter(), 1
         with Progress(transient=True, disable=total < 10_000 or not sys.stderr.isatty()) as progress:
             task = progress.add_task("verifying", total=total)
             if anchor is not None and anchor.checkpoint.seq:
@@ -202,8 +211,16 @@ def verify(checkpoints: Optional[Path] = typer.Option(
                         typer.echo(f"FAILED (verify --segments {segments}): {exc}", err=True)
                         raise typer.Exit(1) from None
                 else:
-                    result = verify_ledger(runtime.ledger, cps, key, rows=rows,
-                                           progress=lambda n: progress.update(task, completed=n))
+                    count = jobs or min(usable_cores(), MAX_JOBS)
+                    parts = ledger_parts(cps, total, runtime.uow.position_of, count) \
+                        if count > 1 and total >= PARTS_FROM_RECORDS else None
+                    results = verify_parts(runtime.ledger, parts, key, lambda: SqlEventRows(runtime.uow),
+                                           lambda n: progress.update(task, completed=n)) if parts else None
+                    result = joined_parts(parts, results) if parts and results else None
+                    processes = len(parts) if result is not None and parts else 1
+                    if result is None:  # one pass: no parts, or a part did not prove OK (the one pass names why)
+                        result = verify_ledger(runtime.ledger, cps, key, rows=rows,
+                                               progress=lambda n: progress.update(task, completed=n))
         elapsed = max(time.perf_counter() - started, 1e-9)
         problems: list[str] = []
         if result.ok:
@@ -219,7 +236,8 @@ def verify(checkpoints: Optional[Path] = typer.Option(
             _write_state(state, proved)
     finally:
         runtime.close()
-    rate = f"{(result.records + result.events) / elapsed:,.0f} events/s"
+    rate = f"{(result.records + result.events) / elapsed:,.0f} events/s" + \
+        (f" in {processes} processes" if processes > 1 else "")
     signatures = "signatures checked" if key else "signatures NOT checked (no public key: pass --public-key)"
     if result.ok and not problems:
         if anchor is not None and anchor.checkpoint.seq:

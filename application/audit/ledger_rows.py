@@ -56,6 +56,25 @@ class NotificationRows:
                 for n in self._ledger.recorder.select_notifications(start, limit)]
 
 
+class RowsUntil:
+    """``rows`` up to and including store position ``until`` (one part of a verify in parts)."""
+
+    def __init__(self, rows: EventRows, until: int) -> None:
+        self._rows, self._until = rows, until
+
+    @property
+    def read(self) -> int:
+        return getattr(self._rows, "read", 0)
+
+    def page(self, start: int, limit: int) -> Sequence[StoredRow]:
+        if start > self._until:
+            return []
+        page = self._rows.page(start, limit)
+        if page and page[-1][0] > self._until:  # only the part's last page reaches past its end
+            page = [row for row in page if row[0] <= self._until]
+        return page
+
+
 class StoredFact(NamedTuple):
     """One non-audit event as stored: where it is, whose it is, and its digest."""
 
