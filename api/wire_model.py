@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any, Callable
 
 import botocore.session
+import pybase64
 
 from api.limits import MAX_JSON_DEPTH
 from api.wire_errors import MISSING, deeper_than, render_path, too_deep, type_error, validation_error
@@ -104,7 +105,9 @@ class WireModel:
         out = parse(data, None, errs)
         if errs:
             raise validation_error(errs)
-        if b"_type_" in body or b"_data_" in body or b"\\u" in body:  # the common body is not walked
+        # The common body is not walked, and not searched for the names either: a one-byte search is a memchr
+        # (0.2 us on a 4 KiB Encrypt), the three searches for the names and the escape 12 us (decision 253).
+        if (b"_" in body and (b"_type_" in body or b"_data_" in body)) or (b"\\" in body and b"\\u" in body):
             refuse_storage_reserved(out)
         return out
 
@@ -202,7 +205,9 @@ class WireModel:
                 try:  # Python tolerates excess '=' ("YWJj=") where Jackson would not
                     if len(v) % 4 or v.find("=", 0, len(v) - 2) != -1:
                         raise ValueError
-                    b = binascii.a2b_base64(v, strict_mode=True)
+                    # SIMD base64 (pybase64): a 4 KiB blob in about 1 us against binascii's 12-24 (decision 253);
+                    # with the two checks above it accepts exactly what a2b_base64(strict_mode=True) accepts.
+                    b = _b64decode(v, validate=True)
                 except (binascii.Error, ValueError):
                     raise SerializationError(f"Member '{render_path(path, False)}' is not valid base64") from None
                 check(b, len(b), path, errs)
@@ -245,7 +250,7 @@ class WireModel:
             value = self._compiled("out", shape.value)
             return lambda v: {k: value(x) for k, x in v.items()}
         if t == "blob":
-            return lambda v: _Base64(binascii.b2a_base64(v, newline=False))
+            return lambda v: _Base64(_b64encode(v))
         if t == "timestamp":
             return _ser_time
         return _ser_string if t == "string" else lambda v: v
@@ -256,6 +261,9 @@ def _no_output(v: dict) -> dict:
     if extra:
         raise AssertionError(f"operation has no output shape, got members {extra}")
     return {}
+
+
+_b64decode, _b64encode = pybase64.b64decode, pybase64.b64encode
 
 
 class _Base64(bytes):

@@ -365,3 +365,40 @@ def test_response_body_of_a_blob_is_its_base64(wm) -> None:
     blob = bytes(range(256)) * 17
     out = wm.response_body("Encrypt", {"CiphertextBlob": blob, "KeyId": KEY_ID})
     assert json.loads(out) == {"CiphertextBlob": b64(blob), "KeyId": KEY_ID}
+
+
+# -- blobs: the SIMD decoder accepts exactly what the standard library's strict decoder did (decision 253) ----------
+
+def _strict_binascii(text: str) -> bytes | None:
+    """What the parser accepted before decision 253: the two shape checks, then a2b_base64 in strict mode."""
+    import binascii
+
+    try:
+        if len(text) % 4 or text.find("=", 0, len(text) - 2) != -1:
+            return None
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+_BASE64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.one_of(st.text(alphabet=_BASE64_CHARS, max_size=24),
+                      st.text(alphabet=_BASE64_CHARS + " \n\r\t-_.:é\x00\u2028", max_size=12),
+                      st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode())))
+def test_a_blob_is_read_exactly_as_the_strict_standard_decoder_reads_it(wm, text):
+    expected = _strict_binascii(text)
+    raw = json.dumps({"CiphertextBlob": text}).encode()
+    if expected is None or not expected:  # refused, or empty (the shape's minimum length refuses it)
+        with pytest.raises((SerializationError, ValidationError)):
+            wm.parse_request("Decrypt", raw)
+    else:
+        assert wm.parse_request("Decrypt", raw)["CiphertextBlob"] == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.binary(min_size=1, max_size=5000))
+def test_a_blob_in_a_response_is_the_standard_base64(wm, data):
+    assert json.loads(wm.response_body("GenerateRandom", {"Plaintext": data})) == {"Plaintext": b64(data)}
