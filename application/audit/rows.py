@@ -20,7 +20,6 @@ to the library path.
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any, Sequence
 from uuid import UUID
@@ -28,6 +27,7 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper
 from eventsourcing.utils import get_topic
 
+from application.audit.record_json import canonical_json, stored_json
 from domain.audit.chain import seal_run
 from domain.audit.log import AUDIT_LOG_ID, AuditLog, stored_at
 
@@ -48,17 +48,16 @@ class RecordRows:
         self.topic = get_topic(AuditLog.RecordAppended)
         self._transcoder = mapper.transcoder
         self._compress = mapper.compressor.compress if mapper.compressor is not None else None
-        # The transcoder's JSON settings (eventsourcing.persistence.JSONTranscoder). No circular-reference
-        # check: a sealed record went through canonical JSON, which would have raised on one.
-        self._encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
         self.exact = self._agrees_with(mapper)
 
     def rows(self, records: Sequence[dict[str, Any]], head: tuple[int, str], at: datetime) \
             -> tuple[list[Row], tuple[int, str]]:
         """``records`` sealed after ``head`` (seq, chain) at ``at``, as rows; and the head after them."""
         seq, chain = head
-        sealed = seal_run(records, bytes.fromhex(chain), seq + 1)
-        encode, topic, transcoder, compress = self._encode, self.topic, self._transcoder, self._compress
+        sealed = seal_run(records, bytes.fromhex(chain), seq + 1, canonical_json)
+        # The transcoder's JSON settings (eventsourcing.persistence.JSONTranscoder), spelled by stored_json. No
+        # circular-reference check is needed: a sealed record went through canonical JSON, which raises on one.
+        encode, topic, transcoder, compress = stored_json, self.topic, self._transcoder, self._compress
         prefixes: dict[Any, bytes] = {}  # a batch's records share a few eventTimes: one encoding each
         rows = []
         for record in sealed:
@@ -67,7 +66,7 @@ class RecordRows:
             if prefix is None:
                 # {"timestamp":{...}} without its closing brace: the transcoder's own spelling of the timestamp.
                 prefix = prefixes[when] = transcoder.encode({"timestamp": stored_at(record, at)})[:-1] + b',"record":'
-            state = prefix + encode(record).encode("utf-8") + b"}"
+            state = prefix + encode(record) + b"}"
             rows.append((AUDIT_LOG_ID, record["seq"] + 1, topic, compress(state) if compress else state))
         return rows, ((sealed[-1]["seq"], sealed[-1]["chain"]) if sealed else head)
 

@@ -82,18 +82,22 @@ def seal(record: dict, previous_chain: bytes, seq: int) -> dict:
     return _seal(record, previous_chain, seq)[0]
 
 
-def seal_run(records: Iterable[dict], previous_chain: bytes, first_seq: int) -> list[dict]:
+def seal_run(records: Iterable[dict], previous_chain: bytes, first_seq: int,
+             canonical_of: Callable[[dict], bytes] | None = None) -> list[dict]:
     """``seal`` of each record in turn, each on the chain of the one before, the first on ``previous_chain``
-    as ``first_seq``: what appending them one by one gives, without a hex round trip of the chain between."""
+    as ``first_seq``: what appending them one by one gives, without a hex round trip of the chain between.
+    ``canonical_of``: another encoder giving exactly ``canonical``'s bytes, or raising as it raises (the
+    committer's, application/audit/record_json.py)."""
     sealed, chain, seq = [], previous_chain, first_seq
     for record in records:
-        one, chain = _seal(record, chain, seq)
+        one, chain = _seal(record, chain, seq, canonical_of or canonical)
         sealed.append(one)
         seq += 1
     return sealed
 
 
-def _seal(record: dict, previous_chain: bytes, seq: int) -> tuple[dict, bytes]:
+def _seal(record: dict, previous_chain: bytes, seq: int,
+          canonical_of: Callable[[dict], bytes] = canonical) -> tuple[dict, bytes]:
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise ValueError(f"seq must be an integer from 1, not {seq!r}")
     # dict() then pop leaves the keys in the order leaf_hash's comprehension would, for one C-level copy.
@@ -101,7 +105,7 @@ def _seal(record: dict, previous_chain: bytes, seq: int) -> tuple[dict, bytes]:
     sealed.pop("leaf", None)
     sealed.pop("chain", None)
     sealed["seq"] = seq
-    leaf = hashlib.sha256(LEAF_PREFIX + canonical(sealed)).digest()  # leaf_hash(sealed), which copies it again
+    leaf = hashlib.sha256(LEAF_PREFIX + canonical_of(sealed)).digest()  # leaf_hash(sealed), which copies it again
     chain = next_chain(previous_chain, leaf)
     sealed["leaf"], sealed["chain"] = leaf.hex(), chain.hex()
     return sealed, chain
