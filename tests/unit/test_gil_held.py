@@ -101,3 +101,31 @@ def test_the_request_path_keeps_the_gil() -> None:
     big = os.urandom(1 << 20)
     assert _switches_while(lambda: hashlib.sha256(big).digest(), times=500, until_switch=True) > 0
     assert _switches_while(lambda: AESGCM(KEY).encrypt(IV, big, b"aad"), times=500, until_switch=True) > 0
+
+
+def test_the_wire_model_the_stored_form_and_the_record_json_keep_the_gil() -> None:
+    """What else runs per call on the event loop (parsing and writing a 4 KiB blob) and on the committer (the record's
+    two JSON spellings, compressing its state), decision 47. zlib's compress and SIMD base64 (pybase64) let go of the
+    GIL: the first is one more reason stored states moved to Zstandard (decision 250), the second why blobs keep
+    binascii (decision 253)."""
+    import base64
+    import json
+
+    from api.wire_model import WireModel
+    from application.audit.record_json import canonical_json, stored_json
+    from infrastructure.compression import LedgerCompressor
+
+    wire = WireModel()
+    body = json.dumps({"KeyId": "alias/gil", "Plaintext": base64.b64encode(os.urandom(4096)).decode()}).encode()
+    assert _switches_while(lambda: wire.parse_request("Encrypt", body)) == 0
+    output = {"CiphertextBlob": os.urandom(4200), "KeyId": "k", "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}
+    assert _switches_while(lambda: wire.response_body("Encrypt", output)) == 0
+    record = {"eventName": "Encrypt", "seq": 7, "readOnly": True, "errorCode": None, "userAgent": "x" * 300,
+              "requestParameters": {"keyId": "arn:aws:kms:us-east-1:111122223333:key/k", "encryptionContext": {"a": "b"}},
+              "resources": [{"ARN": "arn:aws:kms:us-east-1:111122223333:key/k", "type": "AWS::KMS::Key"}]}
+    assert _switches_while(lambda: canonical_json(record)) == 0
+    assert _switches_while(lambda: stored_json(record)) == 0
+    compressor = LedgerCompressor()
+    state = b'{"timestamp":{"_type_":"datetime_iso","_data_":"2026-12-07T00:00:00+00:00"},"record":' + stored_json(record) + b"}"
+    assert _switches_while(lambda: compressor.compress(state)) == 0  # per record on the committer
+    # (Decompressing lets go of the GIL: it runs when an aggregate is loaded, verify and replay, not per call.)

@@ -367,7 +367,7 @@ def test_response_body_of_a_blob_is_its_base64(wm) -> None:
     assert json.loads(out) == {"CiphertextBlob": b64(blob), "KeyId": KEY_ID}
 
 
-# -- blobs: the SIMD decoder accepts exactly what the standard library's strict decoder did (decision 253) ----------
+# -- blobs: read exactly as the strict standard decoder reads them, written as standard base64 ----------------------
 
 def _strict_binascii(text: str) -> bytes | None:
     """What the parser accepted before decision 253: the two shape checks, then a2b_base64 in strict mode."""
