@@ -16,7 +16,7 @@ refuses them). tests/unit/test_record_json.py holds both to the standard library
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 import orjson
 
@@ -47,6 +47,12 @@ def plain(value: Any) -> bool:
     return kind is _str or kind is _int or kind is _bool or kind is _none
 
 
+def plain_records(records: Sequence[dict[str, Any]]) -> list[bool]:
+    """``plain`` of each record, said once for both spellings: a plain record stays plain once sealed (an int seq
+    and str leaf and chain added)."""
+    return [_plain(record) for record in records]
+
+
 def _plain(record: Any) -> bool:
     try:
         return plain(record)
@@ -54,9 +60,9 @@ def _plain(record: Any) -> bool:
         return False
 
 
-def canonical_json(record: dict[str, Any]) -> bytes:
-    """``canonical(record)``: the same bytes, or the same exception."""
-    if _plain(record):
+def canonical_json(record: dict[str, Any], known_plain: bool | None = None) -> bytes:
+    """``canonical(record)``: the same bytes, or the same exception. ``known_plain``: what ``plain`` said of it."""
+    if _plain(record) if known_plain is None else known_plain:
         try:
             return _dumps(record, option=_SORT_KEYS)
         except _EncodeError:  # an integer beyond 64 bits, a lone surrogate: the standard library decides
@@ -64,9 +70,9 @@ def canonical_json(record: dict[str, Any]) -> bytes:
     return canonical(record)
 
 
-def stored_json(record: dict[str, Any]) -> bytes:
+def stored_json(record: dict[str, Any], known_plain: bool | None = None) -> bytes:
     """The transcoder's JSON of ``record`` as UTF-8: the same bytes, or the same exception."""
-    if _plain(record):
+    if _plain(record) if known_plain is None else known_plain:
         try:
             return _dumps(record)
         except _EncodeError:

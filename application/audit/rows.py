@@ -27,7 +27,7 @@ from uuid import UUID
 from eventsourcing.persistence import Mapper
 from eventsourcing.utils import get_topic
 
-from application.audit.record_json import canonical_json, stored_json
+from application.audit.record_json import canonical_json, plain_records, stored_json
 from domain.audit.chain import seal_run
 from domain.audit.log import AUDIT_LOG_ID, AuditLog, stored_at
 
@@ -54,19 +54,21 @@ class RecordRows:
             -> tuple[list[Row], tuple[int, str]]:
         """``records`` sealed after ``head`` (seq, chain) at ``at``, as rows; and the head after them."""
         seq, chain = head
-        sealed = seal_run(records, bytes.fromhex(chain), seq + 1, canonical_json)
+        plain = plain_records(records)
+        said = iter(plain)  # seal_run spells each record once, in order
+        sealed = seal_run(records, bytes.fromhex(chain), seq + 1, lambda one: canonical_json(one, next(said)))
         # The transcoder's JSON settings (eventsourcing.persistence.JSONTranscoder), spelled by stored_json. No
         # circular-reference check is needed: a sealed record went through canonical JSON, which raises on one.
         encode, topic, transcoder, compress = stored_json, self.topic, self._transcoder, self._compress
         prefixes: dict[Any, bytes] = {}  # a batch's records share a few eventTimes: one encoding each
         rows = []
-        for record in sealed:
+        for record, known_plain in zip(sealed, plain):
             when = record.get("eventTime")
             prefix = prefixes.get(when)
             if prefix is None:
                 # {"timestamp":{...}} without its closing brace: the transcoder's own spelling of the timestamp.
                 prefix = prefixes[when] = transcoder.encode({"timestamp": stored_at(record, at)})[:-1] + b',"record":'
-            state = prefix + encode(record) + b"}"
+            state = prefix + encode(record, known_plain) + b"}"
             rows.append((AUDIT_LOG_ID, record["seq"] + 1, topic, compress(state) if compress else state))
         return rows, ((sealed[-1]["seq"], sealed[-1]["chain"]) if sealed else head)
 

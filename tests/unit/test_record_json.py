@@ -8,7 +8,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from hypothesis import example, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from application.audit.record_json import canonical_json, plain, stored_json
@@ -72,3 +73,40 @@ def test_a_usual_record_takes_the_fast_path() -> None:
     record = {"eventName": "Encrypt", "seq": 4, "readOnly": True, "errorCode": None,
               "requestParameters": {"encryptionContext": {"é": "日本"}}, "resources": [{"ARN": "arn:aws:kms:x"}]}
     assert plain(record) and not plain({**record, "f": 1.5}) and not plain({**record, "t": (1, 2)})
+
+
+@pytest.fixture(scope="module")
+def mapper(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from infrastructure.bootstrap import build_ledger
+    from infrastructure.settings import Settings
+
+    built = build_ledger(Settings.load(environ={}, data_dir=tmp_path_factory.mktemp("mapper")))
+    yield built.mapper
+    built.close()
+
+
+json_records = st.dictionaries(text, st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | text | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3), max_leaves=10), max_size=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(json_records, min_size=1, max_size=4))
+def test_the_committers_rows_are_the_event_librarys_rows(mapper: Any, batch: list[dict]) -> None:
+    """Byte for byte what saving the records' events through the library stores (application/audit/rows.py), for
+    batches mixing records the fast spellings take and records they leave to the standard library."""
+    from application.audit.rows import RecordRows
+    from domain.audit.log import AuditLog
+
+    at = datetime(2026, 12, 7, 4, 40, tzinfo=timezone.utc)
+    log = AuditLog.at_head(9, "cd" * 32)
+    try:
+        for record in batch:
+            log.append(record, at)
+    except (TypeError, ValueError, UnicodeEncodeError):  # no canonical form: the committer refuses it too
+        with pytest.raises((TypeError, ValueError, UnicodeEncodeError)):
+            RecordRows(mapper).rows(batch, (9, "cd" * 32), at)
+        return
+    library = [(e.originator_id, e.originator_version, e.topic, e.state)
+               for e in map(mapper.to_stored_event, log.collect_events())]
+    assert RecordRows(mapper).rows(batch, (9, "cd" * 32), at)[0] == library
