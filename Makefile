@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.verify
 	$(BIN)/python -m bench.archive
+	$(BIN)/python -m bench.instructions
 
 clean:
 	rm -rf $(VENV) keyledger-data .pytest_cache .hypothesis

@@ -1,0 +1,123 @@
+"""Instructions per Encrypt, counted by valgrind's callgrind: what a change costs or saves on the request path and
+the committer, whatever else the machine is doing (docs/performance.md, "Session 8").
+
+    python -m bench.instructions [TREE ...] [--calls 32,160] [--group 1]
+
+For each tree (a checkout, e.g. `git archive COMMIT | tar -x -C /tmp/tree`; default: this one) a store is made by
+that tree's own server (a key, a signed Encrypt 4 KiB request), then the tree's app is driven in process, without
+an HTTP server, under callgrind, twice: once with the first count of calls and once with the second. The
+difference over the extra calls is the instructions per call, start-up cancelling out. ``--group 1`` (the default)
+sends one call at a time, so every call is its own audit batch and two runs do the same work; larger groups let
+the committer batch, which depends on timing. Counts are of user-space instructions in every thread; a context
+switch or a wait for the GIL costs none, so this complements the CPU seconds of `make bench`, it does not replace
+them. Takes one to two minutes per run; valgrind must be installed (`apt-get install valgrind`)."""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_INIT = """
+import base64, json, sys
+from pathlib import Path
+from tests.servers import Server
+from bench.load import signed_request
+d = Path(sys.argv[1])
+server = Server(data_dir=d / "data", env={"KEYLEDGER_MAINTENANCE_INTERVAL": "0"}).start(timeout=120)
+try:
+    key_id = server.client().create_key()["KeyMetadata"]["KeyId"]
+    body = json.dumps({"KeyId": key_id, "Plaintext": base64.b64encode(b"x" * 4096).decode()}).encode()
+    (d / "request").write_bytes(signed_request(server.endpoint, "Encrypt", body))
+finally:
+    server.stop()
+"""
+
+_RUN = """
+import asyncio, os, sys
+from pathlib import Path
+from tests.servers import ADMIN_KEY_ID, ADMIN_SECRET
+d, calls, group = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+os.environ.update({"KEYLEDGER_DATA_DIR": str(d / "data"), "KEYLEDGER_ADMIN_ACCESS_KEY_ID": ADMIN_KEY_ID,
+                   "KEYLEDGER_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET, "KEYLEDGER_MAINTENANCE_INTERVAL": "0",
+                   "KEYLEDGER_LOG_LEVEL": "warning"})
+from api.serve import worker_app
+app = worker_app()
+head, _, payload = (d / "request").read_bytes().partition(b"\\r\\n\\r\\n")
+headers = [(k.strip().lower(), v.strip()) for k, v in (line.split(b":", 1) for line in head.split(b"\\r\\n")[1:])]
+scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+         "path": "/", "raw_path": b"/", "query_string": b"", "headers": headers, "client": ("127.0.0.1", 5000),
+         "server": ("127.0.0.1", 8000), "root_path": ""}
+
+async def one():
+    sent, read = [], False
+    async def receive():
+        nonlocal read
+        if read:
+            await asyncio.sleep(3600)
+        read = True
+        return {"type": "http.request", "body": payload, "more_body": False}
+    async def send(message):
+        sent.append(message)
+    await app(dict(scope), receive, send)
+    assert sent[0]["status"] == 200, sent
+
+async def main():
+    inbox, outbox = asyncio.Queue(), asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    async def send(message):
+        await outbox.put(message)
+    lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, send))
+    await outbox.get()
+    for _ in range(calls // group):
+        await asyncio.gather(*(one() for _ in range(group)))
+    await inbox.put({"type": "lifespan.shutdown"})
+    await outbox.get()
+    await lifespan
+
+asyncio.run(main())
+"""
+
+
+def instructions(tree: Path, calls: int, group: int, work: Path) -> int:
+    store = Path(tempfile.mkdtemp(dir=work))
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    subprocess.run([sys.executable, "-c", _INIT, str(store)], cwd=tree, env=env, check=True, capture_output=True)
+    log = store / "callgrind.log"
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={store / 'callgrind.out'}",
+                    f"--log-file={log}", sys.executable, "-c", _RUN, str(store), str(calls), str(group)],
+                   cwd=tree, env=env, check=True, capture_output=True)
+    found = re.search(r"Collected : (\d+)", log.read_text())
+    assert found, log.read_text()
+    return int(found.group(1))
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trees", nargs="*", type=Path, default=[ROOT])
+    parser.add_argument("--calls", default="32,160", help="the two counts of calls, fewer first")
+    parser.add_argument("--group", type=int, default=1, help="calls sent at once (1: each its own audit batch)")
+    options = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("instructions per call: skipped (valgrind is not installed: apt-get install -y valgrind)")
+        return
+    low, high = (int(n) for n in options.calls.split(","))
+    print(f"instructions per Encrypt 4 KiB (callgrind, in process, {options.group} call(s) at a time, "
+          f"{high - low} calls counted)")
+    first = None
+    with tempfile.TemporaryDirectory() as work:
+        for tree in options.trees:
+            per_call = (instructions(tree.resolve(), high, options.group, Path(work))
+                        - instructions(tree.resolve(), low, options.group, Path(work))) / (high - low)
+            first = first or per_call
+            print(f"  {str(tree):40} {per_call:12,.0f}   ratio to the first {per_call / first:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
