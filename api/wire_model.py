@@ -95,8 +95,9 @@ class WireModel:
                 raise too_deep() from None
             except ValueError as e:  # NaN or an infinity: its message names which
                 raise SerializationError(f"Request body is not valid JSON: {e}") from None
-            # Fewer brackets than the bound cannot nest past it: the common body is not walked.
-            if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH and deeper_than(data, MAX_JSON_DEPTH):
+            # A walk of the parsed containers: about 1 us for a usual body, where counting the body's brackets to skip
+            # it cost 3 (two scans of every byte of a 4 KiB Plaintext); a hostile body's walk costs what parsing it did.
+            if type(data) in (dict, list) and deeper_than(data, MAX_JSON_DEPTH):
                 raise too_deep()
         if type(data) is not dict:
             raise type_error(None, "", data)
