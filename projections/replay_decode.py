@@ -3,9 +3,9 @@
 Replay decodes every key, alias and principal event of the log, and under the profiler decoding was half its time.
 The tag check is the mapper's check (``AuthenticatedMapper.checked_payload``) and the decompression the mapper's
 compressor. What is left out is the library's generic work around them: a second ``StoredEvent`` per event, the
-JSON object hook called on every object of the state, the topic resolved per event. The tag's fixed fields
-(aggregate id, topic) are encoded once per aggregate and topic (``event_tag_parts``), not once per event: the same
-message, byte for byte, so the same verdict; a row whose tag does not match goes to the mapper, which raises.
+JSON object hook called on every object of the state, the topic resolved per event. The tag is computed by an HMAC
+keyed and fed the aggregate id once per aggregate and topic (``event_tagger``), not once per event: the same message,
+byte for byte, so the same verdict; a row whose tag is missing or does not match goes to the mapper, which raises.
 
 The state is read with plain ``json.loads`` only when that gives exactly what the transcoder's hook gives, as
 `verify` does for records (decision 182):
@@ -26,11 +26,11 @@ from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, find_id_con
 from eventsourcing.utils import resolve_topic
 
 from application.ledger import CHAIN_COVERED_TOPICS, AuthenticatedMapper
-from domain.audit.seals import TAG_BYTES, TAG_MARK, event_tag_from_parts, event_tag_parts
+from domain.audit.seals import TAG_BYTES, TAG_MARK, event_tagger
 from projections.ledger_events import stored_uuid
 
 _TYPE = b'"_type_"'
-_DECODER = json.JSONDecoder()
+_SCAN = json.JSONDecoder().scan_once
 _TAGGED_SUFFIX = TAG_BYTES + len(TAG_MARK)
 
 
@@ -48,7 +48,7 @@ class ReplayDecoder:
         compressor = getattr(mapper, "compressor", None)
         self._decompress = compressor.decompress if compressor is not None else None
         self._classes: dict[str, Any] = {}  # topic -> event class, or None: always through the mapper
-        # (aggregate id as stored, topic) -> (class, tag head, topic bytes, the id as the event holds it), or None
+        # (aggregate id as stored, topic) -> (class, its tag function, the id as the event holds it), or None
         self._runs: dict[tuple[Any, str], Any] = {}
         self.fast = 0  # events decoded here, not by the mapper (for tests and the bench)
 
@@ -73,8 +73,8 @@ class ReplayDecoder:
         if cls is not None:
             try:
                 originator_id = stored_uuid(aggregate)
-                head, topic_bytes = event_tag_parts(originator_id, topic)
-                run = (cls, head, topic_bytes, find_id_convertor(cls, type(originator_id))(originator_id))
+                tagger = event_tagger(self._key, originator_id, topic) if self._key is not None else None
+                run = (cls, tagger, find_id_convertor(cls, type(originator_id))(originator_id))
             except Exception:  # the mapper decides
                 run = None
         self._runs[aggregate, topic] = run
@@ -96,22 +96,25 @@ class ReplayDecoder:
         if run is None:
             return None
         try:
-            cls, head, topic_bytes, originator_id = run
+            cls, tagger, originator_id = run
             # AuthenticatedMapper.checked_payload (split_tagged, then the tag compared), with the fixed fields
             # encoded once: a missing or different tag goes to the mapper, which raises LedgerTagError.
             if len(state) >= _TAGGED_SUFFIX and state.endswith(TAG_MARK):
                 payload, tag = state[:-_TAGGED_SUFFIX], state[-_TAGGED_SUFFIX:-len(TAG_MARK)]
             else:
                 payload, tag = state, None
-            key = self._key
-            if key is not None and (tag is None or not hmac.compare_digest(
-                    tag, event_tag_from_parts(key, head, version, topic_bytes, payload))):
+            if tagger is not None and (tag is None or not hmac.compare_digest(tag, tagger(version, payload))):
                 return None
             if self._decompress is not None:
                 payload = self._decompress(payload)
             if payload.count(_TYPE) != 1 or b"\\u" in payload:
                 return None
-            values = _DECODER.decode(payload.decode("utf8"))
+            # The decoder's scanner from the first character: what ``json.loads`` returns for a state that is one
+            # JSON value with no surrounding space (as the library writes it); anything else goes to the mapper.
+            text = payload.decode("utf8")
+            values, end = _SCAN(text, 0)
+            if end != len(text):
+                return None
             stamp = values.get("timestamp") if isinstance(values, dict) else None
             if (not isinstance(stamp, dict) or len(stamp) != 2 or stamp.get("_type_") != "datetime_iso"
                     or not isinstance(stamp.get("_data_"), str) or "class_version" in values):

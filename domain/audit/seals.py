@@ -19,7 +19,7 @@ import hmac
 import json
 import struct
 import uuid
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 _EVENT_PREFIX, _ROW_PREFIX = b"\x02", b"\x03"
 TAG_MARK = b"\x00KLT1"  # ends a tagged state: JSON state never holds a NUL byte, so an untagged one cannot
@@ -46,16 +46,21 @@ def event_tag(key: bytes, originator_id: uuid.UUID, version: int, topic: str, pa
     return hmac.digest(key, _EVENT_PREFIX + _event_fields(originator_id, version, topic, payload), "sha256")
 
 
-def event_tag_parts(originator_id: uuid.UUID, topic: str) -> tuple[bytes, bytes]:
-    """What ``event_tag`` hashes besides the version and the payload, in the same spelling: (prefix and aggregate
-    id, topic). Replay reads runs of one aggregate's events and encodes these once per aggregate and topic."""
-    return _EVENT_PREFIX + originator_id.bytes, topic.encode("utf-8")
+def event_tagger(key: bytes, originator_id: uuid.UUID, topic: str) -> Callable[[int, bytes], bytes]:
+    """``event_tag`` for the events of one aggregate and topic, as a function of (version, payload). Replay checks
+    runs of one aggregate's events: the HMAC is keyed and fed the prefix and aggregate id once, and copied for each
+    event, which is then fed the rest. The same message byte for byte, in ``_event_fields``' spelling, so the same
+    tag; only the key's setup and the id's encoding are not repeated."""
+    topic_bytes = topic.encode("utf-8")
+    rest, pack = len(topic_bytes), _VERSION_AND_TOPIC_LENGTH.pack
+    keyed = hmac.new(key, _EVENT_PREFIX + originator_id.bytes, "sha256")
 
-
-def event_tag_from_parts(key: bytes, head: bytes, version: int, topic_bytes: bytes, payload: bytes) -> bytes:
-    """``event_tag`` with ``event_tag_parts``'s two values: the same message, byte for byte."""
-    return hmac.digest(key, b"".join((head, _VERSION_AND_TOPIC_LENGTH.pack(version, len(topic_bytes)), topic_bytes,
-                                      payload)), "sha256")
+    def tag(version: int, payload: bytes) -> bytes:
+        mac = keyed.copy()
+        mac.update(pack(version, rest) + topic_bytes)
+        mac.update(payload)
+        return mac.digest()
+    return tag
 
 
 def tag_state(key: bytes, originator_id: uuid.UUID, version: int, topic: str, payload: bytes) -> bytes:
