@@ -322,6 +322,19 @@ def _copy(stagings: Sequence[sa.Engine], engine: sa.Engine, prefix: str, stats: 
     stats.principal_rows = counts["principals"]
 
 
+MAX_WORKERS = 8
+# A smaller log replays in less time than forking and starting the other processes' reading takes.
+PROCESSES_FROM_POSITIONS = 20_000
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: a replay's default number of processes (at most MAX_WORKERS)."""
+    try:
+        return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    except AttributeError:  # not Linux
+        return min(os.cpu_count() or 1, MAX_WORKERS)
+
+
 _SUMMED = ("events", "keys", "aliases", "principals", "decoded_fast")
 
 
@@ -454,14 +467,16 @@ class SqlProjectionRebuilder:
     def events_written(self) -> int:
         return self._ledger.recorder.max_notification_id() or 0
 
-    def rebuild_and_compare(self, into: str | None, keep: bool,
-                            progress: Progress | None) -> tuple[ReplayStats, list[str]]:
+    def rebuild_and_compare(self, into: str | None, keep: bool, progress: Progress | None,
+                            workers: int = 1) -> tuple[ReplayStats, list[str]]:
         live = self._ledger.recorder.datastore.engine
         if into:
             ensure_schema(into)
         target, prefix = (sa.create_engine(into), "") if into else (live, DEFAULT_PREFIX)
         try:
-            stats = rebuild(self._ledger, target, prefix, progress=progress)
+            if self.events_written() < PROCESSES_FROM_POSITIONS:  # forking would cost more than it saves
+                workers = 1
+            stats = rebuild(self._ledger, target, prefix, progress=progress, workers=workers)
             differences = compare(live, "", prefix, rebuilt_engine=target)
             if not differences and not keep and not into:
                 drop_tables(live, prefix)
