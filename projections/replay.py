@@ -410,7 +410,8 @@ def rebuild(ledger: Any, engine: sa.Engine, target_prefix: str = DEFAULT_PREFIX,
                 if stagings is None:  # a process failed: again in this one, which raises what it met first
                     stats = ReplayStats(as_of=until)
             if stagings is None:
-                stagings = [_staging()]
+                # A file when the target is SQLite, so that the copy is SQLite's own (decision 262).
+                stagings = [_staging(os.path.join(directory, "staging.db") if engine.dialect.name == "sqlite" else None)]
                 _replay(ledger, stagings[0], until, stats, progress, READERS[reader])
             _copy(stagings, engine, target_prefix, stats)
         finally:
