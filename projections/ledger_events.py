@@ -48,7 +48,13 @@ def ledger_event_rows(ledger: Any, start: int, limit: int) -> list[tuple[int, An
         marker = "?" if dialect == "sqlite" else "%s"
         sql = (f"SELECT id, originator_id, originator_version, topic, state FROM {table.name} "
                f"WHERE {_condition(dialect)} AND id >= {marker} ORDER BY id LIMIT {int(limit)}")
-        return connection.exec_driver_sql(sql, (start,)).fetchall()
+        # The driver's cursor in the session's transaction: plain tuples, without a SQLAlchemy Row around each.
+        cursor = connection.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, (start,))
+            return cursor.fetchall()
+        finally:
+            cursor.close()
 
 
 def stored_uuid(aggregate: Any) -> uuid.UUID:
