@@ -58,9 +58,12 @@ def ledger_event_rows(ledger: Any, start: int, limit: int) -> list[tuple[int, An
 
 
 def stored_uuid(aggregate: Any) -> uuid.UUID:
-    """An aggregate id as the driver returned it (16 bytes on SQLite, a UUID or its text elsewhere) as a UUID."""
+    """An aggregate id as the driver returned it (16 bytes on SQLite, a UUID or its text elsewhere), or as replay
+    keys it (the UUID's integer), as a UUID."""
     if isinstance(aggregate, uuid.UUID):
         return aggregate
+    if isinstance(aggregate, int):  # replay's key for a UUID the driver gave (projections/replay.py, _keyed)
+        return uuid.UUID(int=aggregate)
     if isinstance(aggregate, (bytes, bytearray, memoryview)):
         return uuid.UUID(bytes=bytes(aggregate))
     return uuid.UUID(str(aggregate))
