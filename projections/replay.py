@@ -12,6 +12,7 @@ aggregates into its own staging file, and the parent copies them all.
 """
 from __future__ import annotations
 
+import bisect
 import gc
 import os
 import pickle
@@ -228,42 +229,63 @@ def _record_seqs(ledger: Any, positions: list[int], wanted: list[int] | None = N
     if not positions:
         return {}
     ordered = sorted(positions)
-    ends = [p for i, p in enumerate(ordered) if i + 1 == len(ordered) or ordered[i + 1] != p + 1]
-    run_end: dict[int, int] = {}
-    end = ordered[-1]
-    for position in reversed(ordered):  # each position belongs to the nearest run end at or after it
-        if position == end or position + 1 not in run_end:
-            end = position
-        run_end[position] = end
-    wanted = ordered if wanted is None else wanted
-    if not wanted:
+    runs: list[tuple[int, int]] = []  # (first, last) position of each run of consecutive positions
+    first = previous = ordered[0]
+    for position in ordered:
+        if position > previous + 1:
+            runs.append((first, previous))
+            first = position
+        previous = position
+    runs.append((first, previous))
+    lasts = [last for _, last in runs]
+    every = wanted is None or wanted is positions
+    if not every and not wanted:
         return {}
-    needed = sorted({run_end[p] for p in wanted})
+    # The run each wanted position belongs to: the first run whose last position is at or after it.
+    mine = range(len(runs)) if every else sorted({bisect.bisect_left(lasts, p) for p in wanted})  # type: ignore[union-attr]
+    needed = [lasts[i] + 1 for i in mine]
     events = ledger.recorder.events_record_cls.__table__
     with ledger.recorder.datastore.transaction(commit=False) as session:
+        connection = session.connection()
+        marker = "?" if connection.dialect.name == "sqlite" else "%s"
+        quote = connection.dialect.identifier_preparer.quote
+
+        def rows(sql: str, parameters: list[Any]) -> Any:  # the driver's SQL: no statement to build per page
+            return connection.exec_driver_sql(sql, tuple(parameters)).fetchall()
+
+        def listed(values: list[Any]) -> str:
+            return ", ".join([marker] * len(values))
         # By position only, the aggregate compared here: with the aggregate in the WHERE clause SQLite chose the
         # index on (aggregate, version) and read every audit record of the log, on every page.
-        found = {position: version for position, aggregate, version in session.execute(
-            sa.select(events.c.id, events.c.originator_id, events.c.originator_version).where(
-                events.c.id.in_([end + 1 for end in needed]))) if _uuid(aggregate) == AUDIT_LOG_ID}
-        missing = [end + 1 for end in needed if end + 1 not in found]
+        found = {position: version for position, aggregate, version in rows(
+            f"SELECT id, originator_id, originator_version FROM {quote(events.name)} WHERE id IN ({listed(needed)})",
+            needed) if _uuid(aggregate) == AUDIT_LOG_ID}
+        missing = [position for position in needed if position not in found]
         if missing:  # records archived since (`keyledger audit archive`): their positions and seqs stay
-            found.update((p, seq + 1) for p, seq in session.execute(sa.select(
-                tables.archived_claims.c.position, tables.archived_claims.c.seq).where(tables.archived_claims.c.position.in_(missing))))
-        if ends[-1] in needed and ends[-1] + 1 not in found:
+            claims = tables.archived_claims
+            found.update((p, seq + 1) for p, seq in rows(
+                f"SELECT {quote('position')}, {quote('seq')} FROM {quote(claims.name)} "
+                f"WHERE {quote('position')} IN ({listed(missing)})", missing))
+        if lasts[-1] + 1 in missing and lasts[-1] + 1 not in found:
             # The page may end inside a change (its remaining events open the next page): its record is the
             # first row after it that is not a replayed event, if that row is the audit log's. Asked in store
             # order, so the database walks the change's remaining events, not every audit record (which it did
             # when asked for the audit log's first row after the page: an index on the aggregate, then a sort).
-            after = session.execute(sa.select(events.c.id, events.c.originator_id, events.c.originator_version).where(
-                events.c.id > ends[-1], events.c.topic.not_in(_CHANGE_TOPICS)).order_by(events.c.id).limit(1)).first()
-            if after is not None and _uuid(after[1]) == AUDIT_LOG_ID:
-                found[ends[-1] + 1] = after[2]
+            after = rows(f"SELECT id, originator_id, originator_version FROM {quote(events.name)} WHERE id > {marker} "
+                         f"AND topic NOT IN ({listed(_CHANGE_TOPICS)}) ORDER BY id LIMIT 1", [lasts[-1], *_CHANGE_TOPICS])
+            if after and _uuid(after[0][1]) == AUDIT_LOG_ID:
+                found[lasts[-1] + 1] = after[0][2]
     out: dict[int, int] = {}
-    for position in wanted:
-        version = found.get(run_end[position] + 1)
+    if every:  # each run's positions at once: a run is a range
+        for (first, last) in runs:
+            version = found.get(last + 1)
+            if version is not None:
+                out.update(dict.fromkeys(range(first, last + 1), version - 1))  # the audit log's version is seq + 1
+        return out
+    for position in wanted:  # type: ignore[union-attr]
+        version = found.get(lasts[bisect.bisect_left(lasts, position)] + 1)
         if version is not None:
-            out[position] = version - 1  # the audit log's version is seq + 1
+            out[position] = version - 1
     return out
 
 
