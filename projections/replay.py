@@ -296,8 +296,9 @@ def _uuid(stored: Any) -> uuid.UUID:
 
 
 def _staging(path: str | None = None) -> sa.Engine:
-    """A private SQLite database with the projection tables: in memory, or (a process of a replay in several) a
-    file that the parent copies from. Nothing in it needs to survive a crash: no journal, no sync."""
+    """A private SQLite database with the projection tables: in memory, or a file (a SQLite target attaches it;
+    each process of a replay in several writes its own). Nothing in it needs to survive a crash: no journal, no
+    sync."""
     staging = sa.create_engine(f"sqlite:///{path}" if path else "sqlite://", poolclass=StaticPool)
     if path:
         sa.event.listen(staging, "connect", lambda dbapi, _record: (dbapi.execute("PRAGMA journal_mode=OFF"),
@@ -318,11 +319,12 @@ def _staged_rows(staging: sa.Engine, name: str) -> Iterator[list[tuple[Any, ...]
 
 
 def _copy(stagings: Sequence[sa.Engine], engine: sa.Engine, prefix: str, stats: ReplayStats) -> None:
-    """Copies the staging tables into the target, a page of rows per driver ``executemany`` with plain tuples: every
-    column is a string, an integer or a float (projections/tables.py), which both drivers take as they are, so
-    SQLAlchemy's per-row parameter processing (about half of the copy's cost) adds nothing. A staging file copied
-    into a SQLite target is attached to it and copied by one ``INSERT ... SELECT`` per table: SQLite moves the same
-    values itself, without a Python tuple per row (decision 262)."""
+    """Copies the staging tables into the target. Every column is a string, an integer or a float
+    (projections/tables.py), which both drivers take as they are, so SQLAlchemy's per-row parameter processing
+    adds nothing (decision 246). A staging file copied into a SQLite target is attached to it and copied by one
+    ``INSERT ... SELECT`` per table: SQLite moves the same values itself, without a Python tuple per row; a
+    PostgreSQL target takes psycopg's ``COPY`` (decision 262); anything else a page of plain tuples per driver
+    ``executemany``."""
     md, targets = prefixed_tables(prefix)
     md.drop_all(engine)
     md.create_all(engine)
