@@ -143,12 +143,13 @@ def verify(checkpoints: Optional[Path] = typer.Option(
         stored_newest_first,
         verify_incremental,
     )
+    from application.cores import usable_cores
     from domain.audit.chain import checkpoint_from_json
     from infrastructure.audit_segments import SegmentError
     from infrastructure.event_rows import SqlEventRows
     from infrastructure.row_audit import forged_rows
     from infrastructure.row_freshness import stale_rows
-    from infrastructure.verify_workers import usable_cores, verify_parts
+    from infrastructure.verify_workers import verify_parts
 
     key = _public_key_file(public_key_file) if public_key_file else None
     given: list[Any] = []

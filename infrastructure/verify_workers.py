@@ -9,21 +9,14 @@ dies gives no answer, and the caller then verifies in one pass, as it would have
 """
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
-import os
 from typing import Any, Callable, Sequence
 
 from application.audit.ledger_verify import LedgerPart, LedgerVerifyResult, verify_part
 
 log = logging.getLogger("keyledger.verify")
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def verify_parts(ledger: Any, parts: Sequence[LedgerPart], public_key_raw32: bytes | None,
@@ -44,6 +37,18 @@ def verify_parts(ledger: Any, parts: Sequence[LedgerPart], public_key_raw32: byt
         return report
 
     ledger.recorder.datastore.engine.dispose()  # no connection crosses the fork; each process opens its own
+    # As replay does (decision 261): objects so far out of the collector's reach while the parts run, so that no
+    # collection writes into the pages the fork shares and copies them.
+    gc.freeze()
+    try:
+        return _run(ledger, parts, public_key_raw32, rows_for, progress, context, done, reporter)
+    finally:
+        gc.unfreeze()
+
+
+def _run(ledger: Any, parts: Sequence[LedgerPart], public_key_raw32: bytes | None, rows_for: Callable[[], Any],
+         progress: Callable[[int], None] | None, context: Any, done: Any,
+         reporter: Callable[[int], Callable[[int], None]]) -> list[LedgerVerifyResult] | None:
     children = []
     for index in range(1, len(parts)):
         receiving, sending = context.Pipe(duplex=False)

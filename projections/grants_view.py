@@ -23,13 +23,19 @@ from domain.keys.key import Key
 from projections.tables import key_grants
 
 _ENDED = (Key.GrantRetired, Key.GrantRevoked)
+_GRANT_EVENTS = (Key.GrantCreated, *_ENDED, Key.Deleted)  # the events that change key_grants
 
 
 def project_grants(tx: Session, aggregates: Sequence[Aggregate], recordings: Sequence[Recording],
                    seal: RowSeal | None = None) -> None:
     keys = {a.id: a for a in aggregates if isinstance(a, Key)}
+    if not keys:
+        return
     for recording in recordings:
-        event, key = recording.domain_event, keys.get(recording.domain_event.originator_id)
+        event = recording.domain_event
+        if not isinstance(event, _GRANT_EVENTS):  # most events: no id lookup (a UUID's hash is Python code)
+            continue
+        key = keys.get(event.originator_id)
         if key is None:
             continue
         if isinstance(event, Key.GrantCreated):

@@ -22,10 +22,11 @@ from domain.keys.key import Key
 from domain.keys.states import KeyState
 from domain.policy.evaluation import Grant
 from projections.grants_view import project_grants
-from projections.row_inserts import insert_rows
+from projections.row_inserts import insert_rows, insert_tuple_rows
 from projections.tables import alias_event_index, aliases, key_event_index, key_state
 
 _TIMESTAMP_FIELDS = ("CreationDate", "DeletionDate", "ValidTo")
+KEY_EVENT_COLUMNS = ("key_id", "version", "event_type", "timestamp", "notification_id", "audit_seq")
 
 
 def _epoch(value: datetime) -> float:
@@ -196,15 +197,23 @@ class SqlKeyStateView:
                 self._write_alias(tx, aggregate)
         # One seq for all, or one by position; decided once, not per row (isinstance of a typing ABC is slow).
         seq_of = audit_seq.get if isinstance(audit_seq, Mapping) else (lambda _position: audit_seq)
-        rows = [
-            {"key_id": key_id, "version": r.domain_event.originator_version,
-             "event_type": type(r.domain_event).__name__, "timestamp": _epoch(r.domain_event.timestamp),
-             "notification_id": r.notification.id, "audit_seq": seq_of(r.notification.id)}
-            for r in recordings if (key_id := key_ids.get(r.domain_event.originator_id)) is not None
-        ] if key_ids else []
-        insert_rows(tx, key_event_index, rows)
+        # Tuples in KEY_EVENT_COLUMNS' order; the id's dictionary lookup (a UUID's hash is Python code) only when
+        # the aggregate changes from the previous event's, since a change's (and a replayed page's) events come
+        # in runs of one aggregate.
+        rows: list[tuple[Any, ...]] = []
+        if key_ids:
+            last, key_id = None, None
+            for r in recordings:
+                event = r.domain_event
+                if event.originator_id is not last:
+                    last, key_id = event.originator_id, key_ids.get(event.originator_id)
+                if key_id is not None:
+                    position = r.notification.id
+                    rows.append((key_id, event.originator_version, type(event).__name__, _epoch(event.timestamp),
+                                 position, seq_of(position)))
+        insert_tuple_rows(tx, key_event_index, KEY_EVENT_COLUMNS, rows)
         alias_rows = [alias_event_row(alias_of[r.domain_event.originator_id], r) for r in recordings
-                      if r.domain_event.originator_id in alias_of]
+                      if r.domain_event.originator_id in alias_of] if alias_of else []
         insert_rows(tx, alias_event_index, alias_rows)
         project_grants(tx, aggregates, recordings, self._seal)
         from projections.custom_key_store_view import project_key_stores

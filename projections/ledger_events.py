@@ -36,8 +36,10 @@ def ensure_index(engine: sa.Engine, events_table: str) -> None:
                              f"WHERE {_condition(engine.dialect.name)}")
 
 
-def ledger_events_page(ledger: Any, start: int, limit: int) -> Sequence[Notification]:
-    """The events after the audit aggregates' at positions from ``start`` on, in store order, at most ``limit``."""
+def ledger_event_rows(ledger: Any, start: int, limit: int) -> list[tuple[int, Any, int, str, bytes]]:
+    """The rows of ``ledger_events_page`` as the driver returns them: (position, aggregate id as stored, version,
+    topic, state). Replay decodes only some of a page's rows in each process (projections/replay.py), so it builds
+    notifications for those alone."""
     recorder = ledger.recorder
     table = recorder.events_record_cls.__table__
     with recorder.datastore.transaction(commit=False) as session:
@@ -46,15 +48,35 @@ def ledger_events_page(ledger: Any, start: int, limit: int) -> Sequence[Notifica
         marker = "?" if dialect == "sqlite" else "%s"
         sql = (f"SELECT id, originator_id, originator_version, topic, state FROM {table.name} "
                f"WHERE {_condition(dialect)} AND id >= {marker} ORDER BY id LIMIT {int(limit)}")
-        rows = connection.exec_driver_sql(sql, (start,)).fetchall()
+        # The driver's cursor in the session's transaction: plain tuples, without a SQLAlchemy Row around each.
+        cursor = connection.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, (start,))
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+
+def stored_uuid(aggregate: Any) -> uuid.UUID:
+    """An aggregate id as the driver returned it (16 bytes on SQLite, a UUID or its text elsewhere), or as replay
+    keys it (the UUID's integer), as a UUID."""
+    if isinstance(aggregate, uuid.UUID):
+        return aggregate
+    if isinstance(aggregate, int):  # replay's key for a UUID the driver gave (projections/replay.py, _keyed)
+        return uuid.UUID(int=aggregate)
+    if isinstance(aggregate, (bytes, bytearray, memoryview)):
+        return uuid.UUID(bytes=bytes(aggregate))
+    return uuid.UUID(str(aggregate))
+
+
+def ledger_events_page(ledger: Any, start: int, limit: int) -> Sequence[Notification]:
+    """The events after the audit aggregates' at positions from ``start`` on, in store order, at most ``limit``."""
     ids: dict[Any, uuid.UUID] = {}  # a page holds a few aggregates' runs of events
     out = []
-    for position, aggregate, version, topic, state in rows:
+    for position, aggregate, version, topic, state in ledger_event_rows(ledger, start, limit):
         known = ids.get(aggregate)
         if known is None:
-            known = ids[aggregate] = aggregate if isinstance(aggregate, uuid.UUID) else (
-                uuid.UUID(bytes=bytes(aggregate)) if isinstance(aggregate, (bytes, bytearray, memoryview))
-                else uuid.UUID(str(aggregate)))
+            known = ids[aggregate] = stored_uuid(aggregate)
         out.append(Notification(id=position, originator_id=known, originator_version=version, topic=topic,
                                 state=bytes(state)))
     return out

@@ -49,3 +49,16 @@ def insert_rows(tx: Any, table: sa.Table, rows: Iterable[Mapping[str, Any]]) -> 
         return
     connection = tx.connection() if isinstance(tx, Session) else tx
     insert_tuples(connection, table.name, columns, [tuple(row[c] for c in columns) for row in rows])
+
+
+def insert_tuple_rows(tx: Any, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """``insert_rows`` for rows already built as tuples in ``columns``' order (no dict per row on the way)."""
+    if not rows:
+        return
+    unknown = [c for c in columns if c not in table.c]
+    if unknown:
+        raise ValueError(f"{table.name} has no column {unknown[0]!r}")
+    if not plain(table):
+        tx.execute(table.insert(), [dict(zip(columns, row)) for row in rows])
+        return
+    insert_tuples(tx.connection() if isinstance(tx, Session) else tx, table.name, columns, rows)

@@ -16,9 +16,11 @@ class ProjectionRebuilder(Protocol):
     def events_written(self) -> int:
         """The highest notification id in the event log."""
 
-    def rebuild_and_compare(self, into: str | None, keep: bool, progress: Progress | None) -> tuple[Any, list[str]]:
+    def rebuild_and_compare(self, into: str | None, keep: bool, progress: Progress | None,
+                            workers: int = 1) -> tuple[Any, list[str]]:
         """Rebuilds beside the live tables (or into the database ``into``) and compares with the live ones:
-        (stats, differences). Tables rebuilt beside the live ones are dropped when equal, unless ``keep``."""
+        (stats, differences). Tables rebuilt beside the live ones are dropped when equal, unless ``keep``.
+        ``workers`` > 1: that many processes replay at once (a command-line caller only: it forks)."""
 
     def rebuild_until(self, moment: datetime, url: str, progress: Progress | None) -> Any:
         """The projections as they were at ``moment``, in the database ``url``; returns the stats."""
@@ -43,9 +45,9 @@ class ProjectionReplay:
         self._location_for = location_for
 
     def against_live(self, *, into: str | None = None, keep: bool = False,
-                     progress: Progress | None = None) -> ReplayOutcome:
+                     progress: Progress | None = None, workers: int = 1) -> ReplayOutcome:
         head = self._rebuilder.events_written()
-        stats, differences = self._rebuilder.rebuild_and_compare(into, keep, progress)
+        stats, differences = self._rebuilder.rebuild_and_compare(into, keep, progress, workers)
         return ReplayOutcome(stats, differences, bool(differences) and self._rebuilder.events_written() != head)
 
     def at(self, moment: datetime, *, into: str | None = None, progress: Progress | None = None) -> ReplayOutcome:
