@@ -213,7 +213,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
                         raise typer.Exit(1) from None
                 else:
                     count = jobs or min(usable_cores(), MAX_JOBS)
-                    parts = ledger_parts(cps, total, runtime.uow.position_of, count) \
+                    parts = ledger_parts(cps, total, runtime.uow.position_of, count, rows.end()) \
                         if count > 1 and total >= PARTS_FROM_RECORDS else None
                     results = verify_parts(runtime.ledger, parts, key, lambda: SqlEventRows(runtime.uow),
                                            lambda n: progress.update(task, completed=n)) if parts else None

@@ -33,6 +33,11 @@ class SqlEventRows:
                  state if type(state) is bytes else bytes(state))
                 for position, aggregate, version, topic, state in rows]
 
+    def end(self) -> int:
+        """The store's last position (0 when it is empty)."""
+        with self._uow.read() as session:
+            return session.connection().exec_driver_sql(f"SELECT MAX(id) FROM {EVENTS_TABLE}").scalar() or 0
+
     def _uuid(self, stored: Any) -> uuid.UUID:
         known = self._ids.get(stored)
         if known is None:

@@ -250,37 +250,59 @@ class LedgerPart:
 
 
 def ledger_parts(checkpoints: Sequence[Checkpoint], records: int, position_of: Callable[[Any, int], int | None],
-                 count: int) -> list[LedgerPart] | None:
-    """``count`` parts of about equal records, split at signed checkpoints; None when the ledger cannot be split
-    (too few checkpoints, or a checkpoint's record has no place in the store: the one-pass verify then says why).
+                 count: int, end_position: int | None = None) -> list[LedgerPart] | None:
+    """``count`` parts of about equal rows (of equal records without ``end_position``, the store's last position),
+    split at signed checkpoints; None when the ledger cannot be split (too few checkpoints, or a checkpoint's record
+    has no place in the store: the one-pass verify then says why).
 
     Proving each part as ``verify_tail`` proves what follows a checkpoint proves the whole: the parts tile the
     store's positions; part i ends at the record of checkpoint c, which it matches against c (so c's chain is the
     log's); part i + 1 starts from c's chain with the same state the one pass would have there (no pending events:
     a record follows its events; the legacy era over, which part 0 must show). So every part OK means the one pass
     is OK. Anything else is left to the one pass, which names the first problem as it always has."""
-    usable = [cp for cp in checkpoints if 0 < cp.seq < records]
+    usable = sorted((cp for cp in checkpoints if 0 < cp.seq < records), key=lambda cp: cp.seq)
     if count < 2 or not usable:
         return None
+    where: dict[int, int | None] = {}
+
+    def position(cp: Checkpoint) -> int | None:  # of the record it covers; positions grow with seq
+        if cp.seq not in where:
+            where[cp.seq] = position_of(AUDIT_LOG_ID, cp.seq + 1)
+        return where[cp.seq]
+
     cuts: list[Checkpoint] = []
     for i in range(1, count):
-        target = records * i // count
-        cut = min(usable, key=lambda cp: abs(cp.seq - target))
+        if end_position is None:
+            cut = min(usable, key=lambda cp: abs(cp.seq - records * i // count))
+        else:  # the work is the rows, key events included: the checkpoint nearest the share's end, by bisection
+            target, low, high = end_position * i // count, 0, len(usable) - 1
+            while low < high:
+                middle = (low + high) // 2
+                at = position(usable[middle])
+                if at is None:
+                    return None
+                low, high = (middle + 1, high) if at < target else (low, middle)
+            near = [cp for cp in usable[max(0, low - 1):low + 1] if position(cp) is not None]
+            if not near:
+                return None
+            cut = min(near, key=lambda cp: abs(position(cp) - target))  # type: ignore[operator]
         # Several checkpoints can cover one seq (an idle server's heartbeat): the part ending there matches them all.
         cut = [cp for cp in usable if cp.seq == cut.seq][-1]
         if not cuts or cut.seq > cuts[-1].seq:
             cuts.append(cut)
     if not cuts:
         return None
-    positions = [position_of(AUDIT_LOG_ID, cut.seq + 1) for cut in cuts]
+    positions = [position(cut) for cut in cuts]
     if any(p is None for p in positions):
         return None
     parts, start, after = [], 1, None
-    for cut, position in zip(cuts, positions):
-        low = after.seq if after is not None else -1
-        parts.append(LedgerPart(after, start, position, tuple(cp for cp in checkpoints if low < cp.seq <= cut.seq)))
-        start, after = position + 1, cut  # type: ignore[operator]
-    parts.append(LedgerPart(after, start, None, tuple(cp for cp in checkpoints if cp.seq > after.seq)))  # type: ignore[union-attr]
+    for cut, position_ in zip(cuts, positions):
+        low_seq = after.seq if after is not None else -1
+        matched = tuple(cp for cp in checkpoints if low_seq < cp.seq <= cut.seq)
+        parts.append(LedgerPart(after, start, position_, matched))
+        start, after = position_ + 1, cut  # type: ignore[operator]
+    last = cuts[-1]
+    parts.append(LedgerPart(last, start, None, tuple(cp for cp in checkpoints if cp.seq > last.seq)))
     return parts
 
 

@@ -47,9 +47,11 @@ def history(ledger_backend: tuple[Any, Any]) -> Iterator[Ledger]:
         ledger.close()
 
 
-def _parts(ledger: Ledger, count: int) -> list[LedgerPart] | None:
+def _parts(ledger: Ledger, count: int, by_rows: bool = True) -> list[LedgerPart] | None:
+    """As the command cuts them: about equal rows (or, ``by_rows=False``, about equal records)."""
     total, _ = audit_head(ledger.rt.ledger)
-    return ledger_parts(stored_checkpoints(ledger.rt.ledger), total, ledger.rt.uow.position_of, count)
+    end = SqlEventRows(ledger.rt.uow).end() if by_rows else None
+    return ledger_parts(stored_checkpoints(ledger.rt.ledger), total, ledger.rt.uow.position_of, count, end)
 
 
 def _verdicts(ledger: Ledger, count: int) -> tuple[LedgerVerifyResult, LedgerVerifyResult | None, list[bool]]:
@@ -63,9 +65,10 @@ def _verdicts(ledger: Ledger, count: int) -> tuple[LedgerVerifyResult, LedgerVer
     return one, joined_parts(parts, results), [r.ok for r in results]
 
 
-@pytest.mark.parametrize("count", [2, 3, 5])
-def test_the_parts_tile_the_store_and_prove_what_the_one_pass_proves(history: Ledger, count: int) -> None:
-    parts = _parts(history, count)
+@pytest.mark.parametrize("count, by_rows", [(2, True), (3, True), (5, True), (3, False)])
+def test_the_parts_tile_the_store_and_prove_what_the_one_pass_proves(history: Ledger, count: int,
+                                                                     by_rows: bool) -> None:
+    parts = _parts(history, count, by_rows)
     assert parts is not None and len(parts) == count
     assert parts[0].after is None and parts[0].start_position == 1 and parts[-1].until_position is None
     for before, after in zip(parts, parts[1:]):
