@@ -136,13 +136,14 @@ def verify(checkpoints: Optional[Path] = typer.Option(
     from api.cli_audit_archive import archived_rows, load_or_fail, partial_note
     from application.audit.archived import MergedRows, SegmentMismatch, verify_after_archive
     from application.audit.checkpoints import audit_head, stored_checkpoints, stored_copy_problems
-    from application.audit.ledger_verify import joined_parts, ledger_parts, verify_ledger
+    from application.audit.ledger_verify import verify_ledger
     from application.audit.verify_anchor import (
         checkpoints_after,
         proved_anchor,
         stored_newest_first,
         verify_incremental,
     )
+    from application.audit.verify_parts import joined_parts, ledger_parts
     from application.cores import usable_cores
     from domain.audit.chain import checkpoint_from_json
     from infrastructure.audit_segments import SegmentError

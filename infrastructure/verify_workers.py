@@ -1,4 +1,4 @@
-"""`keyledger audit verify` on several cores: the ledger's parts (application/audit/ledger_verify.py,
+"""`keyledger audit verify` on several cores: the ledger's parts (application/audit/verify_parts.py,
 ``ledger_parts``) proved at once, one per process (docs/audit.md, "Verify in parts"; decision 251).
 
 The command's process proves the first part itself and forks one process for each other part. Forking is done
@@ -14,7 +14,8 @@ import logging
 import multiprocessing
 from typing import Any, Callable, Sequence
 
-from application.audit.ledger_verify import LedgerPart, LedgerVerifyResult, verify_part
+from application.audit.ledger_verify import LedgerVerifyResult
+from application.audit.verify_parts import LedgerPart, verify_part
 
 log = logging.getLogger("keyledger.verify")
 

@@ -23,12 +23,11 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional
 
 import sqlalchemy as sa
 from eventsourcing.persistence import Notification
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
 
 from application.history.point_in_time import ALIAS_TOPICS, KEY_TOPICS, event_topics
 from domain.audit.log import AUDIT_LOG_ID
@@ -36,14 +35,14 @@ from domain.keys.alias import Alias
 from domain.keys.key import Key
 from domain.keystores.store import CustomKeyStore
 from domain.principals.principal import Principal
-from projections import principal_tables, tables
+from projections import tables
 from projections.key_state_view import SqlKeyStateView
 from projections.ledger_events import ledger_event_rows, stored_uuid
 from projections.principal_view import SqlPrincipalView
 from projections.replay_compare import compare, differences_from_answers
 from projections.replay_decode import ReplayDecoder
-from projections.replay_tables import DEFAULT_PREFIX, TABLES, drop_tables, prefixed_tables
-from projections.row_inserts import insert_tuples, plain
+from projections.replay_staging import copy_staged, staging_database
+from projections.replay_tables import DEFAULT_PREFIX, drop_tables
 
 PAGE = 1000
 PRINCIPAL_TOPICS = event_topics(Principal)
@@ -295,94 +294,6 @@ def _uuid(stored: Any) -> uuid.UUID:
     return uuid.UUID(bytes=bytes(stored)) if isinstance(stored, (bytes, bytearray, memoryview)) else uuid.UUID(str(stored))
 
 
-def _staging(path: str | None = None) -> sa.Engine:
-    """A private SQLite database with the projection tables: in memory, or a file (a SQLite target attaches it;
-    each process of a replay in several writes its own). Nothing in it needs to survive a crash: no journal, no
-    sync."""
-    staging = sa.create_engine(f"sqlite:///{path}" if path else "sqlite://", poolclass=StaticPool)
-    if path:
-        sa.event.listen(staging, "connect", lambda dbapi, _record: (dbapi.execute("PRAGMA journal_mode=OFF"),
-                                                                    dbapi.execute("PRAGMA synchronous=OFF")))
-    tables.metadata.create_all(staging)
-    principal_tables.metadata.create_all(staging)
-    return staging
-
-
-def _staged_rows(staging: sa.Engine, name: str) -> Iterator[list[tuple[Any, ...]]]:
-    """A staging table's rows as tuples in its columns' order, a page at a time."""
-    quote = staging.dialect.identifier_preparer.quote
-    with staging.connect() as source:
-        cursor = source.connection.dbapi_connection.execute(
-            f"SELECT {', '.join(quote(c.name) for c in TABLES[name].c)} FROM {quote(name)}")
-        while chunk := cursor.fetchmany(PAGE):
-            yield chunk
-
-
-def _copy(stagings: Sequence[sa.Engine], engine: sa.Engine, prefix: str, stats: ReplayStats) -> None:
-    """Copies the staging tables into the target. Every column is a string, an integer or a float
-    (projections/tables.py), which both drivers take as they are, so SQLAlchemy's per-row parameter processing
-    adds nothing (decision 246). A staging file copied into a SQLite target is attached to it and copied by one
-    ``INSERT ... SELECT`` per table: SQLite moves the same values itself, without a Python tuple per row; a
-    PostgreSQL target takes psycopg's ``COPY`` (decision 262); anything else a page of plain tuples per driver
-    ``executemany``."""
-    md, targets = prefixed_tables(prefix)
-    md.drop_all(engine)
-    md.create_all(engine)
-    counts = dict.fromkeys(targets, 0)
-    with engine.connect() as target:
-        for staging in stagings:
-            attached = engine.dialect.name == "sqlite" and staging.url.database not in (None, "", ":memory:")
-            if attached:  # ATTACH is refused inside a transaction: before the first INSERT begins one
-                target.exec_driver_sql("ATTACH DATABASE ? AS replay_staging", (staging.url.database,))
-                target.commit()  # SQLAlchemy's autobegun transaction; the driver began none for ATTACH
-            try:
-                with target.begin():
-                    for name, table in targets.items():
-                        columns = [c.name for c in TABLES[name].c]
-                        if attached and plain(table):
-                            quote = target.dialect.identifier_preparer.quote
-                            listed = ", ".join(quote(c) for c in columns)
-                            counts[name] += target.exec_driver_sql(
-                                f"INSERT INTO {quote(table.name)} ({listed}) "
-                                f"SELECT {listed} FROM replay_staging.{quote(name)}").rowcount
-                            continue
-                        if plain(table) and _copied_in(target, table.name, columns, staging, name, counts):
-                            continue
-                        for chunk in _staged_rows(staging, name):
-                            if plain(table):
-                                insert_tuples(target, table.name, columns, chunk)
-                            else:  # a column the driver may not take as SQLite returned it: SQLAlchemy converts it
-                                target.execute(table.insert(), [dict(zip(columns, row)) for row in chunk])
-                            counts[name] += len(chunk)
-            finally:
-                if attached:
-                    target.exec_driver_sql("DETACH DATABASE replay_staging")
-                    target.commit()
-    stats.key_state_rows, stats.alias_rows = counts["key_state"], counts["key_aliases"]
-    stats.index_rows = counts["key_event_index"]
-    stats.principal_rows = counts["principals"]
-
-
-def _copied_in(target: sa.Connection, table_name: str, columns: list[str], staging: sa.Engine, name: str,
-               counts: dict[str, int]) -> bool:
-    """A staging table into a PostgreSQL target through psycopg's ``COPY ... FROM STDIN`` (decision 262): the same
-    values as the driver's INSERT takes them (strings, integers, floats, NULL; every projection column is one of
-    these), without a statement round per row. False for any other target or driver: the caller inserts."""
-    dbapi = target.connection.dbapi_connection
-    if target.dialect.name != "postgresql" or not hasattr(dbapi, "cursor"):
-        return False
-    quote = target.dialect.identifier_preparer.quote
-    with dbapi.cursor() as cursor:
-        if not hasattr(cursor, "copy"):  # psycopg 2 and others
-            return False
-        with cursor.copy(f"COPY {quote(table_name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN") as copy:
-            for chunk in _staged_rows(staging, name):
-                for row in chunk:
-                    copy.write_row(row)
-                counts[name] += len(chunk)
-    return True
-
-
 # A smaller log replays in less time than forking and starting the other processes' reading takes.
 PROCESSES_FROM_POSITIONS = 20_000
 
@@ -423,7 +334,7 @@ def _fork_and_replay(ledger: Any, engine: sa.Engine, directory: str, stats: Repl
             try:
                 os.close(read_end)
                 engine.dispose(close=False)  # nothing pooled should be here; if it is, it stays the parent's
-                own = _staging(os.path.join(directory, f"staging-{index}.db"))
+                own = staging_database(os.path.join(directory, f"staging-{index}.db"))
                 mine = ReplayStats()
                 _replay(ledger, own, None, mine, None, read, _Share(index, workers))
                 own.dispose()
@@ -434,7 +345,7 @@ def _fork_and_replay(ledger: Any, engine: sa.Engine, directory: str, stats: Repl
                 os._exit(status)
         os.close(write_end)
         children.append((pid, read_end))
-    stagings = [_staging(os.path.join(directory, "staging-0.db"))]
+    stagings = [staging_database(os.path.join(directory, "staging-0.db"))]
     failed = False
     try:
         _replay(ledger, stagings[0], None, stats, progress, read, _Share(0, workers))
@@ -455,7 +366,7 @@ def _fork_and_replay(ledger: Any, engine: sa.Engine, directory: str, stats: Repl
             continue
         for name, value in pickle.loads(payload).items():  # our own child's counts, through our own pipe
             setattr(stats, name, getattr(stats, name) + value)
-        stagings.append(_staging(os.path.join(directory, f"staging-{index}.db")))
+        stagings.append(staging_database(os.path.join(directory, f"staging-{index}.db")))
     if failed:
         for staging in stagings:
             staging.dispose()
@@ -480,9 +391,10 @@ def rebuild(ledger: Any, engine: sa.Engine, target_prefix: str = DEFAULT_PREFIX,
                     stats = ReplayStats(as_of=until)
             if stagings is None:
                 # A file when the target is SQLite, so that the copy is SQLite's own (decision 262).
-                stagings = [_staging(os.path.join(directory, "staging.db") if engine.dialect.name == "sqlite" else None)]
+                into_file = engine.dialect.name == "sqlite"
+                stagings = [staging_database(os.path.join(directory, "staging.db") if into_file else None)]
                 _replay(ledger, stagings[0], until, stats, progress, READERS[reader])
-            _copy(stagings, engine, target_prefix, stats)
+            copy_staged(stagings, engine, target_prefix, stats)
         finally:
             for staging in stagings or ():
                 staging.dispose()

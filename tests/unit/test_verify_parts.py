@@ -1,4 +1,4 @@
-"""`audit verify` in parts (application/audit/ledger_verify.py ``ledger_parts``, infrastructure/verify_workers.py,
+"""`audit verify` in parts (application/audit/verify_parts.py ``ledger_parts``, infrastructure/verify_workers.py,
 decision 251): the parts tile the store, every part OK exactly when the one pass is OK, whatever one row an
 administrator changed, deleted or swapped; and the command, forking a process per part, says what the one pass
 says, on both backends."""
@@ -14,14 +14,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from application.audit.checkpoints import audit_head, stored_checkpoints
-from application.audit.ledger_verify import (
-    LedgerPart,
-    LedgerVerifyResult,
-    joined_parts,
-    ledger_parts,
-    verify_ledger,
-    verify_part,
-)
+from application.audit.ledger_verify import LedgerVerifyResult, verify_ledger
+from application.audit.verify_parts import LedgerPart, joined_parts, ledger_parts, verify_part
 from infrastructure.event_rows import SqlEventRows
 from tests.cli import run_keyledger
 from tests.scale_support import Ledger, grow_history, ledger_backend  # noqa: F401 (fixtures)
