@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from domain.audit.seals import event_tag, event_tagger
 from projections.ledger_events import ledger_event_rows, stored_uuid
-from projections.replay import _by_index, _Share, rebuild
+from projections.replay import _Share, rebuild
 from projections.replay_compare import compare
+from projections.replay_reading import _by_index
 from projections.replay_tables import PRIMARY_KEYS, TABLES, drop_tables
 from tests.scale_support import Ledger, ledger, ledger_backend  # noqa: F401  (fixtures)
 from tests.unit.test_ledger_property import OPERATIONS, _apply
@@ -163,7 +164,7 @@ def test_event_tagger_gives_event_tags_tag(key: bytes, aggregate: uuid.UUID, top
 def test_each_process_finds_the_seqs_one_process_finds(ledger: Ledger) -> None:  # noqa: F811
     """A process asks only for its own events' records, from the runs of every event of the page: the same seqs as
     the one process's, for any subset of the page (each process's share is one)."""
-    from projections.replay import _record_seqs
+    from projections.replay_reading import _record_seqs
 
     _history(ledger, ["describe", "alias", "grant", "record", "tag", "principal", "describe"] * 2)
     positions = [row[0] for row in _by_index(ledger.rt.ledger, 1)]
