@@ -168,7 +168,9 @@ def test_a_change_split_across_replay_pages_keeps_its_record(ledger: Any, monkey
     key_id = ledger.keys[0]
     grow_key(ledger.rt, key_id, 7)  # one change of seven events, one record naming them
     ledger.do("keys.tag_resource", key_id, {"after": "x"})
-    monkeypatch.setattr(replay, "PAGE", 3)  # the change's events span three pages of the replay
+    from projections import replay_reading
+
+    monkeypatch.setattr(replay_reading, "PAGE", 3)  # the change's events span three pages of the replay
     engine = ledger.rt.ledger.recorder.datastore.engine
     replay.rebuild(ledger.rt.ledger, engine, "replay_")
     assert replay.compare(engine, "", "replay_") == []
