@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -141,11 +141,7 @@ def serve(
         typer.echo(f"keyledger: {exc}", err=True)
         raise typer.Exit(1) from None
 
-    import uvicorn
-
-    from api.http import create_app
-    from api.http_protocol import uvicorn_http_options
-    from api.serve import background_passes
+    from infrastructure.audit_committer import start_audit_committer
     from infrastructure.bootstrap import build_runtime, start_serving
 
     try:
@@ -155,6 +151,23 @@ def serve(
         sock.close()
         raise
     _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason, tls, runtime.admin_note)
+    committer = start_audit_committer(runtime)  # before the workers: they connect to it as they start
+    try:
+        _run_servers(settings, runtime, sock, tls, access_log, flags=dict(
+            host=host, port=port, data_dir=data_dir, database_url=database_url, max_header_bytes=max_header_bytes,
+            max_body_bytes=max_body_bytes))
+    finally:
+        if committer is not None:
+            committer.stop()  # after every server process stopped: it finishes the batch under way
+
+
+def _run_servers(settings: Settings, runtime: Any, sock: Any, tls: Any, access_log: bool, flags: dict[str, Any]) -> None:
+    import uvicorn
+
+    from api.http import create_app
+    from api.http_protocol import uvicorn_http_options
+    from api.serve import background_passes
+
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-Proto/-For from any client on 127.0.0.1,
     # so a local caller could claim aws:SecureTransport over plain HTTP and forge its audit sourceIPAddress.
     options = dict(host=settings.host, port=settings.port, log_level=settings.log_level, access_log=access_log,
@@ -165,9 +178,8 @@ def serve(
         # First-start work is done (root key, administrator key); each worker builds its own runtime from
         # the environment, so hand the flags on through it. The workers share the socket bound above.
         runtime.close()
-        for variable, value in (("KEYLEDGER_HOST", host), ("KEYLEDGER_PORT", port), ("KEYLEDGER_DATA_DIR", data_dir),
-                                ("KEYLEDGER_DATABASE_URL", database_url), ("KEYLEDGER_MAX_HEADER_BYTES", max_header_bytes),
-                                ("KEYLEDGER_MAX_BODY_BYTES", max_body_bytes)):
+        for name, value in flags.items():
+            variable = f"KEYLEDGER_{name.upper()}"
             if value is not None:
                 os.environ[variable] = str(value)
         config = uvicorn.Config("api.serve:worker_app", factory=True, workers=settings.workers, **options)

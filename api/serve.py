@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from api.http import KmsEndpoint, create_app
+from infrastructure.audit_committer import connect_audit_committer
 from infrastructure.bootstrap import Runtime, build_runtime, start_serving
 from infrastructure.leadership import background_leadership, only_leader
 from infrastructure.scheduler import Periodic
@@ -55,4 +56,5 @@ def worker_app() -> KmsEndpoint:
     work (root key, administrator key) was done once, by `keyledger serve`, before any worker started."""
     runtime = build_runtime(Settings.load())
     start_serving(runtime)
+    connect_audit_committer(runtime)  # the one `keyledger serve` started, if it did
     return create_app(runtime, background_passes(runtime))

@@ -15,6 +15,17 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
+class BatchCommitter(Protocol):
+    """Where a server process hands its batches of audit records to be sealed and committed by another
+    process (infrastructure/audit_committer.py). Returns once the batch is durable."""
+
+    def commit(self, records: list[dict[str, Any]]) -> None:
+        """Raises CommitterRefused (application/audit/trail.py) if the batch could not be made durable, and
+        CommitterGone if the committer cannot be reached: whether the batch was committed is then unknown."""
+
+    def close(self) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction shared by the event store and every table written with it."""
 

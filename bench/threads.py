@@ -37,6 +37,23 @@ def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
     return out
 
 
+def children_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of each live child process of ``pid`` (the audit committer, worker processes)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            for child in f.read().split():
+                try:
+                    with open(f"/proc/{child}/cmdline", "rb") as c:
+                        name = c.read().split(b"\0")[2:3] or [b"?"]
+                    with open(f"/proc/{child}/stat") as s:
+                        fields = s.read().rsplit(")", 1)[1].split()
+                except FileNotFoundError:
+                    continue
+                out[int(child)] = (name[0].decode(), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
+
+
 def tree_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by process `pid` and its live descendants (worker processes)."""
     total, pending = 0.0, [pid]
@@ -71,14 +88,14 @@ def main() -> None:
                     else {"KeyId": key_id, "Plaintext": base64.b64encode(plaintext).decode()})
             assert server.process is not None
             pid = server.process.pid
-            before, started = thread_cpu(pid), time.monotonic()
+            before, children_before, started = thread_cpu(pid), children_cpu(pid), time.monotonic()
             load_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             out = subprocess.run([sys.executable, "-m", "bench.load", server.endpoint, operation, json.dumps(body),
                                   CONCURRENCY, CALLS, SECONDS], cwd=ROOT, capture_output=True, text=True, check=True,
                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
             load_after = resource.getrusage(resource.RUSAGE_CHILDREN)
             wall = time.monotonic() - started
-            after = thread_cpu(pid)
+            after, children_after = thread_cpu(pid), children_cpu(pid)
             result = json.loads(out.stdout)
             calls = result["requests"]
             print(f"{operation}: {calls} calls, {result['rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
@@ -88,6 +105,9 @@ def main() -> None:
                 used = seconds - before.get((tid, name), 0.0)
                 if used > 0.01:
                     print(f"  thread {tid:>7} {name:<16} {1e6 * used / calls:6.0f} µs/call  {100 * used / wall:5.1f} % of wall")
+            for child, (name, seconds) in children_after.items():
+                used = seconds - children_before.get(child, (name, 0.0))[1]
+                print(f"  process {child:>6} {name[:18]:<18} {1e6 * used / calls:6.0f} µs/call  {100 * used / wall:5.1f} % of wall")
             load = (load_after.ru_utime + load_after.ru_stime) - (load_before.ru_utime + load_before.ru_stime)
             print(f"  load process             {1e6 * load / calls:6.0f} µs/call")
         finally:

@@ -270,6 +270,25 @@ def build_runtime(settings: Settings) -> Runtime:
     return runtime
 
 
+def build_committer_trail(settings: Settings, row_key: bytes) -> tuple[AuditTrail, Callable[[], None]]:
+    """The audit committer process's half of a runtime (infrastructure/audit_committer.py): the ledger under
+    the row key `keyledger serve` handed over, and the audit trail that seals, indexes and commits records;
+    and how to close them. The schema is the server's: it was made before this process started."""
+    ledger = build_ledger(settings)
+    ledger.authenticate_with(row_key)
+    datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
+    uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__,  # type: ignore[attr-defined]
+                        gate=writer_gate_for(datastore.engine))
+    trail = AuditTrail(ledger, uow, DatabaseClock(uow), max_batch=settings.audit_group_commit_max,
+                       index=SqlAuditIndex(uow))
+
+    def close() -> None:
+        ledger.close()
+        datastore.engine.dispose()
+
+    return trail, close
+
+
 def start_serving(runtime: Runtime) -> None:
     """Before a server answers anything: prove what was stored since the newest signed checkpoint, then sign
     one over it. A tail that does not verify seals the service with the reason, unless the operator accepts

@@ -84,6 +84,7 @@ class Settings:
     tls_cert: Path | None = None  # PEM certificate (chain); with tls_key, serve HTTPS instead of HTTP
     tls_key: Path | None = None  # PEM private key, unencrypted (a path is not a secret; its contents are)
     workers: int = 1  # server processes sharing the listening socket and the database
+    audit_committer: str = "process"  # who commits audit records: one process for all servers, or a thread in each
     metrics: bool = True  # serve Prometheus metrics at GET /metrics (no key, principal or credential in them)
     health_probe_timeout: float = 1.0  # readiness: how long the storage probe waits for the writers' lock
     health_cache_seconds: float = 1.0  # readiness: how long a probe's result answers health requests
@@ -180,6 +181,7 @@ class Settings:
             "tls_cert": ("KEYLEDGER_TLS_CERT", Path),
             "tls_key": ("KEYLEDGER_TLS_KEY", Path),
             "workers": ("KEYLEDGER_WORKERS", int),
+            "audit_committer": ("KEYLEDGER_AUDIT_COMMITTER", str),
             "metrics": ("KEYLEDGER_METRICS", _boolean),
             "health_probe_timeout": ("KEYLEDGER_HEALTH_PROBE_TIMEOUT", float),
             "health_cache_seconds": ("KEYLEDGER_HEALTH_CACHE_SECONDS", float),
@@ -222,6 +224,9 @@ class Settings:
             raise SystemExit("keyledger: a SQLite database or a root key file needs a data directory (KEYLEDGER_DATA_DIR).")
         if self.workers < 1:
             raise SystemExit("keyledger: KEYLEDGER_WORKERS must be 1 or more.")
+        if self.audit_committer not in ("process", "thread"):
+            raise SystemExit("keyledger: KEYLEDGER_AUDIT_COMMITTER must be 'process' (one committer process for every "
+                             "server process) or 'thread' (each server process commits its own records).")
         if not (self.health_probe_timeout > 0 and self.health_cache_seconds >= 0):
             raise SystemExit("keyledger: KEYLEDGER_HEALTH_PROBE_TIMEOUT must be above 0 and "
                              "KEYLEDGER_HEALTH_CACHE_SECONDS 0 or more.")

@@ -5,7 +5,9 @@ sealed and stored is the bounded record:
 * ``transaction_with_record``: a key change's own record, saved in the key change's transaction.
 * ``record`` / ``record_async``: every other call's record, queued; a committer thread writes whatever is
   queued in one transaction (group commit) and wakes each caller when its batch is durable. Nothing is
-  answered before that, so a caller never holds a secret whose record could still be lost.
+  answered before that, so a caller never holds a secret whose record could still be lost. A server hands
+  its batches to the audit committer process instead (``hand_batches_to``; infrastructure/audit_committer.py),
+  which seals and commits every server process's batches together, off their GILs (decision 264).
 The head (seq, chain) is read after taking the event store's writer lock, inside the transaction that
 appends, and held under one in-process lock until that transaction ends: servers in other processes on
 the same database (``KEYLEDGER_WORKERS``, or several hosts on PostgreSQL) append one after the other
@@ -14,6 +16,7 @@ instead of failing on the log's version. A version conflict is still retried, sh
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -28,7 +31,7 @@ from application.audit.records import cloudtrail_record
 from application.audit.rows import RecordRows
 from application.calls import Call
 from application.ledger import KeyLedger
-from application.ports import AuditIndex, Clock, UnitOfWork
+from application.ports import AuditIndex, BatchCommitter, Clock, UnitOfWork
 from domain.audit.chain import GENESIS
 from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS, LEDGER_UPGRADE, AuditLog
 from domain.audit.seals import event_digest
@@ -45,6 +48,14 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
 
 class AuditUnavailable(Exception):
     """The record could not be made durable; the call must fail closed."""
+
+
+class CommitterRefused(Exception):
+    """The committer process could not make a batch durable (its reason, the exception's kind and text)."""
+
+
+class CommitterGone(Exception):
+    """The committer process cannot be reached: whether the batch in flight was committed is unknown."""
 
 
 @dataclass
@@ -130,6 +141,7 @@ class AuditTrail:
         self._head: tuple[int, str] | None = None  # (seq, chain) of the last record we know committed
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._commit_loop, name="keyledger-audit", daemon=True)
+        self._committer: BatchCommitter | None = None  # the audit committer process, once handed to
         self.stats = GroupCommitStats()
         self.appended = False  # this process appended a record (it signs a checkpoint over it when it closes)
         # Batches go in as rows made directly (application/audit/rows.py) when those are provably the rows
@@ -184,6 +196,11 @@ class AuditTrail:
 
     # -- every other record: group commit ----------------------------------------------------------
 
+    def hand_batches_to(self, committer: BatchCommitter) -> None:
+        """From now on the committer thread hands each batch to ``committer`` (another process) instead of
+        committing it here. Key changes' own records still commit here, with their events."""
+        self._committer = committer
+
     def start(self) -> None:
         if not self._thread.is_alive():
             self._thread.start()
@@ -192,6 +209,9 @@ class AuditTrail:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=10)
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.close()
 
     def record(self, record: dict[str, Any]) -> None:
         """Blocks until the record is durable; raises AuditUnavailable if it cannot be."""
@@ -237,7 +257,27 @@ class AuditTrail:
                     self._queue.put(None)
                     break
                 batch.append(item)
-            self._commit(batch)
+            committer = self._committer
+            if committer is None:
+                self._commit(batch)
+            else:
+                self._settle(batch, self._hand_over(committer, batch))
+
+    def _hand_over(self, committer: BatchCommitter, batch: list[_Pending]) -> BaseException | None:
+        try:
+            committer.commit([pending.record for pending in batch])
+            self.appended = True
+            return None
+        except CommitterRefused as exc:
+            return exc
+        except CommitterGone as exc:
+            # Fail this batch closed (it may or may not have committed: its calls are not answered as done),
+            # and commit the next ones here, as a server without a committer process does.
+            logging.getLogger("keyledger.audit").error(
+                "the audit committer process is gone (%s); this process commits its own records from now on", exc)
+            self._committer = None
+            committer.close()
+            return exc
 
     def _indexed(self, tx: Any, records: list[dict[str, Any]], first_seq: int) -> None:
         if self._index is not None:
@@ -260,13 +300,18 @@ class AuditTrail:
         return after
 
     def _commit(self, batch: list[_Pending]) -> None:
+        self._settle(batch, self.commit_records([pending.record for pending in batch]))
+
+    def commit_records(self, records: list[dict[str, Any]]) -> BaseException | None:
+        """Seals and commits ``records`` in one transaction after the head; returns why not, or None once
+        they are durable. The committer thread's work, and the audit committer process's."""
         error: BaseException | None = None
         for _ in range(MAX_ATTEMPTS):
             try:
                 with self._head_lock:
                     try:
                         with self._uow.transaction() as tx:
-                            head = self._append(tx, self._begin_append(tx), [pending.record for pending in batch])
+                            head = self._append(tx, self._begin_append(tx), records)
                     except BaseException:
                         self._head = None  # reload next time
                         raise
@@ -279,6 +324,10 @@ class AuditTrail:
             except Exception as exc:  # storage down, read-only, disk full: fail closed
                 error = exc
                 break
+        return error
+
+    def _settle(self, batch: list[_Pending], error: BaseException | None) -> None:
+        """Counts the batch and wakes its callers with its outcome."""
         self.stats.batches += 1
         self.stats.records += len(batch)
         self.stats.largest = max(self.stats.largest, len(batch))

@@ -1,0 +1,284 @@
+"""The audit committer process's protocol (infrastructure/audit_committer.py), on SQLite and PostgreSQL: the
+service runs here on a thread, over a real Unix socket, on the trail `build_committer_trail` makes from a real
+database, as the process does. What goes through arrives exactly, batches of several senders commit together
+and verify, a refusal reaches the sender, and hostile peers are dropped without a record written."""
+from __future__ import annotations
+
+import os
+import pickle
+import secrets
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from application.audit.checkpoints import audit_records
+from application.audit.trail import AuditTrail, AuditUnavailable, CommitterRefused
+from domain.audit.chain import verify_log
+from infrastructure import audit_committer
+from infrastructure.audit_committer import HEADER, CommitterClient, CommitterService
+from infrastructure.bootstrap import Runtime, build_committer_trail, build_runtime
+from infrastructure.settings import Settings
+from tests.conftest import require_postgres
+from tests.servers import drop_postgres_schema, new_postgres_schema
+from tests.unit.test_audit_rows import encrypt_record, records
+
+RECORD_KEYS = ("seq", "leaf", "chain")  # what sealing sets
+
+
+class Committer:
+    """A CommitterService on its own thread, listening on a fresh abstract address."""
+
+    def __init__(self, trail: AuditTrail) -> None:
+        self.address = b"\0keyledger-audit-test-" + secrets.token_hex(8).encode()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.address)
+        self.listener.listen(8)
+        self.service = CommitterService(trail, listener=self.listener)
+        self.thread = threading.Thread(target=self.service.run, daemon=True)
+        self.thread.start()
+
+    def client(self) -> CommitterClient:
+        return CommitterClient(self.address)
+
+    def stop(self) -> None:
+        self.service.stopping = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def runtime(backend: str, tmp_path: Path) -> Iterator[Runtime]:
+    url = schema = None
+    if backend == "postgres":
+        base = require_postgres()
+        url, schema = new_postgres_schema(base)
+    rt = build_runtime(Settings.load(environ={}, data_dir=tmp_path, database_url=url))
+    try:
+        yield rt
+    finally:
+        rt.close()
+        if schema is not None:
+            drop_postgres_schema(base, schema)
+
+
+@pytest.fixture
+def committer(runtime: Runtime) -> Iterator[Committer]:
+    trail, close = build_committer_trail(runtime.settings, runtime.ledger.mapper.row_key)
+    service = Committer(trail)
+    try:
+        yield service
+    finally:
+        service.stop()
+        close()
+
+
+def stored(runtime: Runtime) -> list[dict[str, Any]]:
+    return list(audit_records(runtime.ledger))
+
+
+def content(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in RECORD_KEYS}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(records, min_size=1, max_size=4), min_size=1, max_size=3))
+def test_what_is_handed_over_is_what_is_stored(runtime: Runtime, committer: Committer,
+                                               batches: list[list[dict]]) -> None:
+    before = len(stored(runtime))
+    client = committer.client()
+    try:
+        for batch in batches:
+            client.commit(batch)
+    finally:
+        client.close()
+    after = stored(runtime)
+    assert verify_log(after).ok
+    sent = [record for batch in batches for record in batch]
+    # The record as stored is the record as sent, with the chain's own fields (which replace same-named ones).
+    assert [content(r) for r in after[before:]] == [content(r) for r in sent]
+
+
+def test_batches_of_several_senders_commit_together_and_the_server_side_trail_goes_on(
+        runtime: Runtime, committer: Committer) -> None:
+    start = len(stored(runtime))
+    clients = [committer.client() for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def send(index: int) -> None:
+        try:
+            for round_ in range(10):
+                clients[index].commit([encrypt_record(1000 * index + 10 * round_ + i) for i in range(5)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for client in clients:
+        client.close()
+    assert not errors
+    after = stored(runtime)
+    assert len(after) == start + 200 and verify_log(after).ok
+    assert sorted(r["requestID"] for r in after[start:]) == sorted(
+        f"req-{1000 * i + 10 * r + k}" for i in range(4) for r in range(10) for k in range(5))
+    # A key change's own record, committed in the server process meanwhile, follows the committer's head.
+    runtime.audit.record(encrypt_record(99999))
+    assert verify_log(stored(runtime)).ok
+
+
+def test_batches_waiting_together_commit_in_one_transaction(runtime: Runtime) -> None:
+    trail, close = build_committer_trail(runtime.settings, runtime.ledger.mapper.row_key)
+    address = b"\0keyledger-audit-test-" + secrets.token_hex(8).encode()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(8)
+    service = CommitterService(trail, listener)  # not running: each step below is one serve_once
+    try:
+        senders = []
+        for _ in range(3):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(address)
+            senders.append(sock)
+            assert service.serve_once(5) == 0  # accepts it
+        before = len(stored(runtime))
+        for index, sock in enumerate(senders):
+            payload = pickle.dumps([encrypt_record(10 * index + i) for i in range(index + 1)])
+            sock.sendall(HEADER.pack(len(payload)) + payload)
+        time.sleep(0.2)
+        assert service.serve_once(5) == 6  # the three batches, in one transaction
+        for sock in senders:
+            assert sock.recv(16) == HEADER.pack(0)  # durable
+            sock.close()
+        after = stored(runtime)[before:]
+        assert [r["requestID"] for r in after] == ["req-0", "req-10", "req-11", "req-20", "req-21", "req-22"]
+        assert verify_log(stored(runtime)).ok
+    finally:
+        listener.close()
+        close()
+
+
+def test_a_batch_the_committer_cannot_store_is_refused_to_its_sender(runtime: Runtime, committer: Committer) -> None:
+    before = len(stored(runtime))
+    client = committer.client()
+    with pytest.raises(CommitterRefused, match="ValueError"):
+        client.commit([encrypt_record(1), {"x": float("nan")}])  # the chain's JSON refuses NaN
+    client.commit([encrypt_record(2)])  # the connection goes on
+    client.close()
+    assert [r["requestID"] for r in stored(runtime)[before:]] == ["req-2"]
+
+
+def test_a_server_process_trail_fails_a_refused_batch_closed(runtime: Runtime, committer: Committer) -> None:
+    trail = runtime.audit
+    trail.hand_batches_to(committer.client())
+    trail.start()
+    try:
+        with pytest.raises(AuditUnavailable):
+            trail.record({"eventName": "Encrypt", "x": float("nan")})
+        trail.record(encrypt_record(7))
+        assert trail.stats.failed_records == 1 and trail._committer is not None
+    finally:
+        trail.stop()
+    assert stored(runtime)[-1]["requestID"] == "req-7" and verify_log(stored(runtime)).ok
+
+
+def test_when_the_committer_is_gone_the_batch_fails_closed_and_the_process_commits_its_own(
+        runtime: Runtime, committer: Committer) -> None:
+    trail = runtime.audit
+    trail.hand_batches_to(committer.client())
+    trail.start()
+    try:
+        trail.record(encrypt_record(1))
+        committer.stop()  # closes every connection, as a killed process's end does
+        with pytest.raises(AuditUnavailable, match="closed the connection|Broken pipe|reset"):
+            trail.record(encrypt_record(2))
+        assert trail._committer is None
+        trail.record(encrypt_record(3))  # committed here
+    finally:
+        trail.stop()
+    after = stored(runtime)
+    assert [r["requestID"] for r in after[-2:]] == ["req-1", "req-3"] and verify_log(after).ok
+
+
+def raw(committer: Committer) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(committer.address)
+    sock.settimeout(10)
+    return sock
+
+
+def dropped(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.parametrize("frame", [
+    HEADER.pack(audit_committer.MAX_FRAME + 1),  # a length above the bound: nothing read past the header
+    HEADER.pack(5) + b"\x80\x05junk",  # not a pickle
+    HEADER.pack(len(pickle.dumps({"not": "a list"}))) + pickle.dumps({"not": "a list"}),
+    HEADER.pack(len(pickle.dumps(["a record that is a string"]))) + pickle.dumps(["a record that is a string"]),
+    HEADER.pack(len(pickle.dumps([]))) + pickle.dumps([]),
+    HEADER.pack(len(pickle.dumps([{}] * 1025))) + pickle.dumps([{}] * 1025),  # above the records per frame
+], ids=["too-large", "not-a-pickle", "not-a-list", "not-records", "empty", "too-many"])
+def test_a_frame_that_breaks_the_protocol_drops_that_connection_only(runtime: Runtime, committer: Committer,
+                                                                      frame: bytes) -> None:
+    before = len(stored(runtime))
+    client = committer.client()
+    hostile = raw(committer)
+    hostile.sendall(frame)
+    assert dropped(hostile)
+    client.commit([encrypt_record(1)])
+    client.close()
+    assert len(stored(runtime)) == before + 1
+
+
+def test_a_peer_that_stops_mid_frame_is_dropped(runtime: Runtime, committer: Committer,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_committer, "FRAME_SECONDS", 0.3)
+    hostile = raw(committer)
+    hostile.sendall(HEADER.pack(100) + b"\x80")  # then nothing more
+    started = time.monotonic()
+    assert dropped(hostile)
+    assert time.monotonic() - started < 5
+    client = committer.client()
+    client.commit([encrypt_record(1)])
+    client.close()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
+def test_another_user_is_refused(runtime: Runtime, committer: Committer) -> None:
+    before = len(stored(runtime))
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        outcome = b"?"
+        try:
+            os.setuid(65534)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(committer.address)
+            sock.settimeout(10)
+            payload = pickle.dumps([encrypt_record(1)])
+            sock.sendall(HEADER.pack(len(payload)) + payload)
+            outcome = b"D" if dropped(sock) else b"A"
+        except OSError:
+            outcome = b"D"
+        finally:
+            os.write(write, outcome)
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"D"
+    os.waitpid(child, 0)
+    assert len(stored(runtime)) == before
+
+
+def test_the_frame_header_is_four_bytes_big_endian() -> None:
+    assert HEADER.size == 4 and HEADER.pack(1) == struct.pack(">I", 1)
