@@ -45,6 +45,9 @@ class _RuntimeCollector(Collector):
                                   "durable; each call answered KMSInternalException.", value=stats.failed_records)
         yield GaugeMetricFamily("keyledger_audit_largest_batch", "The largest group commit so far.",
                                 value=stats.largest)
+        yield GaugeMetricFamily("keyledger_audit_committer_process", "1 while this server process hands its audit "
+                                "records to the audit committer process, 0 while it commits them itself.",
+                                value=1 if self._runtime.audit.hands_batches_over else 0)
         yield GaugeMetricFamily("keyledger_sealed", "1 while the service refuses key operations (root key "
                                 "unavailable), else 0.", value=1 if self._runtime.sealed_reason else 0)
         background = self._runtime.background_state()

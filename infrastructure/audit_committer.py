@@ -48,6 +48,9 @@ MAX_FRAME = 64 * 1024 * 1024  # 1,024 records at their 16 KiB bound, pickled, wi
 RECORDS_PER_FRAME = 1024  # a larger batch (KEYLEDGER_AUDIT_GROUP_COMMIT_MAX) goes in several frames
 READY = b"ready\n"
 FRAME_SECONDS = 5.0
+# How long a server process waits for a batch's answer before it takes the committer for gone. A commit waits
+# at most the database's lock timeouts; this is far above them, and only a hung process reaches it.
+ANSWER_SECONDS = 120.0
 START_SECONDS = 60.0
 log = logging.getLogger("keyledger.audit")
 
@@ -79,6 +82,7 @@ class CommitterClient:
 
     def __init__(self, address: bytes) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(ANSWER_SECONDS)
         try:
             self._sock.connect(address)
         except OSError:

@@ -201,6 +201,11 @@ class AuditTrail:
         committing it here. Key changes' own records still commit here, with their events."""
         self._committer = committer
 
+    @property
+    def hands_batches_over(self) -> bool:
+        """Whether this process's batches go to the committer process (not after it died)."""
+        return self._committer is not None
+
     def start(self) -> None:
         if not self._thread.is_alive():
             self._thread.start()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
@@ -107,9 +108,15 @@ def test_one_committer_process_commits_for_every_server_process(servers) -> None
     assert verify(server).ok
 
 
+def committer_gauge(server: Server) -> str:
+    metrics = httpx.get(server.endpoint + "/metrics", timeout=10).text
+    return next(line for line in metrics.splitlines() if line.startswith("keyledger_audit_committer_process "))
+
+
 def test_killing_the_committer_fails_the_calls_in_flight_closed_and_serving_goes_on(servers) -> None:
     server = servers.start(name="killed")
     [committer] = committers(server)
+    assert committer_gauge(server) == "keyledger_audit_committer_process 1.0"
     burst = Burst(server)
     threads = burst.start()
     burst.wait_for(60)
@@ -123,6 +130,7 @@ def test_killing_the_committer_fails_the_calls_in_flight_closed_and_serving_goes
     kms = kms_client(server)
     kms.encrypt(KeyId=burst.key_id, Plaintext=b"after the committer died")  # committed by the server itself
     assert "the audit committer process is gone" in server.log()
+    assert committer_gauge(server) == "keyledger_audit_committer_process 0.0"
     server.stop()
     records = recorded(server)
     # Everything answered as done is on record; a call that failed closed may or may not be (its batch may
