@@ -8,7 +8,8 @@ that tree's own server (a key, a signed Encrypt 4 KiB request), then the tree's 
 an HTTP server, under callgrind, twice: once with the first count of calls and once with the second. The
 difference over the extra calls is the instructions per call, start-up cancelling out. ``--group 1`` (the default)
 sends one call at a time, so every call is its own audit batch and two runs do the same work; larger groups let
-the committer batch, which depends on timing. Counts are of user-space instructions in every thread; a context
+the committer batch, which depends on timing. ``--committer process`` counts the serving process alone, as
+`keyledger serve` runs it: its records go to the audit committer process, which is not counted. Counts are of user-space instructions in every thread; a context
 switch or a wait for the GIL costs none, so this complements the CPU seconds of `make bench`, it does not replace
 them. Takes one to two minutes per run; valgrind must be installed (`apt-get install valgrind`)."""
 from __future__ import annotations
@@ -43,12 +44,25 @@ _RUN = """
 import asyncio, os, sys
 from pathlib import Path
 from tests.servers import ADMIN_KEY_ID, ADMIN_SECRET
-d, calls, group = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+d, calls, group, committer = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 os.environ.update({"KEYLEDGER_DATA_DIR": str(d / "data"), "KEYLEDGER_ADMIN_ACCESS_KEY_ID": ADMIN_KEY_ID,
                    "KEYLEDGER_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET, "KEYLEDGER_MAINTENANCE_INTERVAL": "0",
                    "KEYLEDGER_LOG_LEVEL": "warning"})
-from api.serve import worker_app
-app = worker_app()
+if committer == "process":  # as `keyledger serve` runs: records go to the committer process, not counted
+    from api.http import create_app
+    from api.serve import background_passes
+    from infrastructure.audit_committer import start_audit_committer
+    from infrastructure.bootstrap import build_runtime, start_serving
+    from infrastructure.settings import Settings
+    runtime = build_runtime(Settings.load())
+    start_serving(runtime)
+    process = start_audit_committer(runtime)
+    assert process is not None
+    app = create_app(runtime, background_passes(runtime))
+else:  # the committer thread, counted with the rest
+    os.environ["KEYLEDGER_AUDIT_COMMITTER"] = "thread"
+    from api.serve import worker_app
+    app = worker_app()
 head, _, payload = (d / "request").read_bytes().partition(b"\\r\\n\\r\\n")
 headers = [(k.strip().lower(), v.strip()) for k, v in (line.split(b":", 1) for line in head.split(b"\\r\\n")[1:])]
 scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
@@ -82,16 +96,18 @@ async def main():
     await lifespan
 
 asyncio.run(main())
+if committer == "process":
+    process.stop()
 """
 
 
-def instructions(tree: Path, calls: int, group: int, work: Path) -> int:
+def instructions(tree: Path, calls: int, group: int, work: Path, committer: str = "thread") -> int:
     store = Path(tempfile.mkdtemp(dir=work))
     env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run([sys.executable, "-c", _INIT, str(store)], cwd=tree, env=env, check=True, capture_output=True)
     log = store / "callgrind.log"
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={store / 'callgrind.out'}",
-                    f"--log-file={log}", sys.executable, "-c", _RUN, str(store), str(calls), str(group)],
+                    f"--log-file={log}", sys.executable, "-c", _RUN, str(store), str(calls), str(group), committer],
                    cwd=tree, env=env, check=True, capture_output=True)
     found = re.search(r"Collected : (\d+)", log.read_text())
     assert found, log.read_text()
@@ -103,18 +119,22 @@ def main(argv: list[str]) -> None:
     parser.add_argument("trees", nargs="*", type=Path, default=[ROOT])
     parser.add_argument("--calls", default="32,160", help="the two counts of calls, fewer first")
     parser.add_argument("--group", type=int, default=1, help="calls sent at once (1: each its own audit batch)")
+    parser.add_argument("--committer", choices=("thread", "process"), default="thread",
+                        help="thread: the committer thread counted with the rest (every tree); process: the serving "
+                             "process alone, its records committed by the audit committer process (trees since "
+                             "decision 264)")
     options = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("instructions per call: skipped (valgrind is not installed: apt-get install -y valgrind)")
         return
     low, high = (int(n) for n in options.calls.split(","))
     print(f"instructions per Encrypt 4 KiB (callgrind, in process, {options.group} call(s) at a time, "
-          f"{high - low} calls counted)")
+          f"{high - low} calls counted, committer {options.committer})")
     first = None
     with tempfile.TemporaryDirectory() as work:
         for tree in options.trees:
-            per_call = (instructions(tree.resolve(), high, options.group, Path(work))
-                        - instructions(tree.resolve(), low, options.group, Path(work))) / (high - low)
+            per_call = (instructions(tree.resolve(), high, options.group, Path(work), options.committer)
+                        - instructions(tree.resolve(), low, options.group, Path(work), options.committer)) / (high - low)
             first = first or per_call
             print(f"  {str(tree):40} {per_call:12,.0f}   ratio to the first {per_call / first:.3f}", flush=True)
 
