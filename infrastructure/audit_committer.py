@@ -247,6 +247,7 @@ def start_audit_committer(runtime: Runtime) -> CommitterProcess | None:
         committer = CommitterProcess.start(runtime.settings, row_key)
         if runtime.settings.workers == 1:
             runtime.audit.hand_batches_to(committer.client())
+            runtime.audit_committer = committer
     except (OSError, RuntimeError) as exc:
         log.error("the audit committer process did not start (%s); each server process commits its own records",
                   exc)

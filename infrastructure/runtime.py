@@ -105,6 +105,9 @@ class Runtime:
     store_tokens: Any = None  # infrastructure/cloudhsm.py: Pkcs11StoreTokens, closed with the runtime
     leadership: Any = None  # infrastructure/leadership.py: who runs background work; released with the runtime
     xks_client: Any = None  # infrastructure/xks_proxy_client.py: HttpXksProxyClient, closed with the runtime
+    # infrastructure/audit_committer.py: the CommitterProcess this process started and alone hands batches to;
+    # stopped with the runtime, before the process exits (uvicorn ends a signalled process as soon as it returns).
+    audit_committer: Any = None
 
     def key_store_state(self) -> list[dict[str, Any]]:
         """What /healthz and /metrics say about custom key stores: id, type and connection state (no secret)."""
@@ -145,6 +148,8 @@ class Runtime:
             pass  # the store is gone: nothing more can be recorded, and stopping must go on
         self.health.close()
         self.audit.stop()
+        if self.audit_committer is not None:  # after the last batch was handed to it: it finishes that one
+            self.audit_committer.stop()
         if self.services is not None and (self.serving or self.audit.appended):
             try:  # what this process recorded leaves covered by a checkpoint (docs/audit.md)
                 self.services.checkpointer.checkpoint_if_behind()

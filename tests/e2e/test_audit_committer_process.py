@@ -158,6 +158,28 @@ def test_the_committer_ends_when_the_server_is_killed(tmp_path: Path) -> None:
     assert verify(server).ok
 
 
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_stopped_server_has_stopped_its_committer_before_it_exits(tmp_path: Path) -> None:
+    """uvicorn ends a process stopped by SIGTERM by raising the signal again once it has shut down: the committer
+    is stopped before that, with the runtime, never left to outlive the server on the database's files."""
+    server = Server(data_dir=tmp_path / "data").start()
+    try:
+        [committer] = committers(server)
+        kms_client(server).create_key()
+    finally:
+        server.stop()
+    assert not alive(committer), "the committer was still running when the server had exited"
+    assert "the audit committer" not in server.log()
+    assert not (tmp_path / "data" / "keyledger.db-wal").exists()  # the last connection closed and checkpointed
+
+
 def test_a_server_may_commit_its_own_records(tmp_path: Path) -> None:
     server = Server(data_dir=tmp_path / "data", env={"KEYLEDGER_AUDIT_COMMITTER": "thread"}).start()
     try:
