@@ -141,17 +141,20 @@ def serve(
         typer.echo(f"keyledger: {exc}", err=True)
         raise typer.Exit(1) from None
 
-    from infrastructure.audit_committer import start_audit_committer
+    from infrastructure.audit_committer_launch import spawn_audit_committer, start_audit_committer
     from infrastructure.bootstrap import build_runtime, start_serving
 
+    spawned = spawn_audit_committer(settings)  # it imports its modules while this process opens the database
     try:
         runtime = build_runtime(settings)
         start_serving(runtime)
     except BaseException:
         sock.close()
+        if spawned is not None:
+            spawned.stop(0)
         raise
     _print_start_banner(settings, runtime.admin_created, runtime.sealed_reason, tls, runtime.admin_note)
-    committer = start_audit_committer(runtime)  # before the workers: they connect to it as they start
+    committer = start_audit_committer(runtime, spawned)  # before the workers: they connect to it as they start
     try:
         _run_servers(settings, runtime, sock, tls, access_log, flags=dict(
             host=host, port=port, data_dir=data_dir, database_url=database_url, max_header_bytes=max_header_bytes,
@@ -161,7 +164,8 @@ def serve(
             committer.stop()  # after every server process stopped: it finishes the batch under way
 
 
-def _run_servers(settings: Settings, runtime: Any, sock: Any, tls: Any, access_log: bool, flags: dict[str, Any]) -> None:
+def _run_servers(settings: Settings, runtime: Any, sock: Any, tls: Any, access_log: bool,
+                 flags: dict[str, Any]) -> None:
     import uvicorn
 
     from api.http import create_app

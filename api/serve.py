@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from api.http import KmsEndpoint, create_app
-from infrastructure.audit_committer import connect_audit_committer
+from infrastructure.audit_committer_launch import connect_audit_committer
 from infrastructure.bootstrap import Runtime, build_runtime, start_serving
 from infrastructure.leadership import background_leadership, only_leader
 from infrastructure.scheduler import Periodic

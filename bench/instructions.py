@@ -51,12 +51,14 @@ os.environ.update({"KEYLEDGER_DATA_DIR": str(d / "data"), "KEYLEDGER_ADMIN_ACCES
 if committer == "process":  # as `keyledger serve` runs: records go to the committer process, not counted
     from api.http import create_app
     from api.serve import background_passes
-    from infrastructure.audit_committer import start_audit_committer
+    from infrastructure.audit_committer_launch import spawn_audit_committer, start_audit_committer
     from infrastructure.bootstrap import build_runtime, start_serving
     from infrastructure.settings import Settings
-    runtime = build_runtime(Settings.load())
+    settings = Settings.load()
+    spawned = spawn_audit_committer(settings)
+    runtime = build_runtime(settings)
     start_serving(runtime)
-    process = start_audit_committer(runtime)
+    process = start_audit_committer(runtime, spawned)
     assert process is not None
     app = create_app(runtime, background_passes(runtime))
 else:  # the committer thread, counted with the rest

@@ -1,8 +1,8 @@
 """The audit committer process (decision 264): seals and commits the audit records of every server process.
 
-`keyledger serve` starts it before it serves (``CommitterProcess.start``). Each server process's committer
-thread then hands it whole batches through a Unix socket (``CommitterClient``) and waits for the answer, so the
-work of a batch (sealing the chain, spelling the JSON, compressing, inserting, indexing, committing) runs on
+`keyledger serve` starts it before it serves (infrastructure/audit_committer_launch.py). Each server process's
+committer thread then hands it whole batches through a Unix socket (``CommitterClient``) and waits for the answer,
+so the work of a batch (sealing the chain, spelling the JSON, compressing, inserting, indexing, committing) runs on
 this process's GIL and core, not on the one that answers HTTP; and the batches of several server processes
 (``KEYLEDGER_WORKERS``) are committed together, in one transaction, instead of one after the other.
 
@@ -26,22 +26,19 @@ import ctypes
 import logging
 import os
 import pickle
-import secrets
-import select
 import selectors
 import signal
 import socket
 import struct
-import subprocess
 import sys
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
 from application.audit.trail import AuditTrail, CommitterGone, CommitterRefused
+from infrastructure.clock import DatabaseClock
+from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
-
-if TYPE_CHECKING:
-    from infrastructure.runtime import Runtime
+from infrastructure.storage import SqlUnitOfWork, writer_gate_for
+from projections.audit_index import SqlAuditIndex
 
 HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024  # 1,024 records at their 16 KiB bound, pickled, with room to spare
@@ -51,7 +48,6 @@ FRAME_SECONDS = 5.0
 # How long a server process waits for a batch's answer before it takes the committer for gone. A commit waits
 # at most the database's lock timeouts; this is far above them, and only a hung process reaches it.
 ANSWER_SECONDS = 120.0
-START_SECONDS = 60.0
 log = logging.getLogger("keyledger.audit")
 
 
@@ -187,88 +183,28 @@ class CommitterService:
         self._selector.close()
 
 
-class CommitterProcess:
-    """The committer process as seen by `keyledger serve`, which starts and stops it."""
+def build_committer_trail(settings: Settings, row_key: bytes) -> tuple[AuditTrail, Callable[[], None]]:
+    """The committer process's half of a runtime: the ledger under the row key `serve` handed over, and the audit
+    trail that seals, indexes and commits records; and how to close them. The schema is the server's: it was made
+    before this process was given its settings."""
+    ledger = build_ledger(settings)
+    ledger.authenticate_with(row_key)
+    datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
+    uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__,  # type: ignore[attr-defined]
+                        gate=writer_gate_for(datastore.engine))
+    trail = AuditTrail(ledger, uow, DatabaseClock(uow), max_batch=settings.audit_group_commit_max,
+                       index=SqlAuditIndex(uow))
 
-    def __init__(self, process: subprocess.Popen[bytes], address: bytes) -> None:
-        self.process, self.address = process, address
+    def close() -> None:
+        ledger.close()
+        datastore.engine.dispose()
 
-    @classmethod
-    def start(cls, settings: Settings, row_key: bytes, timeout: float = START_SECONDS) -> CommitterProcess:
-        """Starts the process and waits until it listens. The row key reaches it through its standard input
-        (a pipe), never its arguments or environment; nothing secret it does not need goes with the settings."""
-        address = b"\0keyledger-audit-" + secrets.token_hex(16).encode()
-        process = subprocess.Popen([sys.executable, "-m", "infrastructure.audit_committer"],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert process.stdin is not None and process.stdout is not None
-        needed = replace(settings, admin_access_key_id=None, admin_secret_access_key=None, root_key=None,
-                         pkcs11_pin=None)
-        try:
-            process.stdin.write(pickle.dumps({"settings": needed, "row_key": row_key, "address": address,
-                                              "parent": os.getpid()}))
-            process.stdin.close()
-            ready, _, _ = select.select([process.stdout], [], [], timeout)
-            line = process.stdout.readline() if ready else b""
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-        if line != READY:
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"the audit committer process did not start (exit code {process.poll()})")
-        return cls(process, address)
-
-    def client(self) -> CommitterClient:
-        return CommitterClient(self.address)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """After every server process stopped handing it batches: it finishes the one under way and ends."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    return trail, close
 
 
-ADDRESS_VARIABLE = "KEYLEDGER_INTERNAL_AUDIT_COMMITTER"  # how `serve` tells its worker processes where it listens
-
-
-def start_audit_committer(runtime: Runtime) -> CommitterProcess | None:
-    """`keyledger serve`, before it serves: the committer process for every server process it will start, the
-    one it runs itself handed to it. None (records commit in each server process, as with
-    KEYLEDGER_AUDIT_COMMITTER=thread) on a sealed service, or if the process could not start (logged)."""
-    if runtime.settings.audit_committer != "process" or runtime.services is None:
-        return None
-    row_key = runtime.ledger.mapper.row_key  # type: ignore[attr-defined]
-    try:
-        committer = CommitterProcess.start(runtime.settings, row_key)
-        if runtime.settings.workers == 1:
-            runtime.audit.hand_batches_to(committer.client())
-            runtime.audit_committer = committer
-    except (OSError, RuntimeError) as exc:
-        log.error("the audit committer process did not start (%s); each server process commits its own records",
-                  exc)
-        return None
-    os.environ[ADDRESS_VARIABLE] = committer.address[1:].decode()
-    return committer
-
-
-def connect_audit_committer(runtime: Runtime) -> None:
-    """A worker process (``KEYLEDGER_WORKERS`` > 1): hands its batches to the committer `serve` started."""
-    name = os.environ.get(ADDRESS_VARIABLE)
-    if not name or runtime.services is None:
-        return
-    try:
-        runtime.audit.hand_batches_to(CommitterClient(b"\0" + name.encode()))
-    except OSError as exc:
-        log.error("could not reach the audit committer process (%s); this process commits its own records", exc)
-
-
-def _die_with_parent(parent: int) -> None:
+def _die_with_parent() -> None:
     """SIGTERM when the process that started us ends (Linux), and end now if it already has."""
+    parent = os.getppid()
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -278,10 +214,11 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main() -> None:
-    from infrastructure.bootstrap import build_committer_trail
-
-    config = pickle.load(sys.stdin.buffer)  # from the process that started us, through a pipe only it holds
-    _die_with_parent(config["parent"])
+    _die_with_parent()
+    try:  # from the process that started us, through a pipe only it holds, once it has opened the database
+        config = pickle.load(sys.stdin.buffer)
+    except EOFError:  # it stopped before that (a sealed service, a failed start)
+        return
     settings: Settings = config["settings"]
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     trail, close = build_committer_trail(settings, config["row_key"])

@@ -39,7 +39,6 @@ from application.keys.rotation_service import RotationService
 from application.keystores.external import ExternalKeyStores
 from application.keystores.keys import StoreKeys
 from application.keystores.service import CustomKeyStoreService
-from application.ledger import KeyLedger
 from application.principals.directory import PrincipalDirectory
 from application.principals.service import PrincipalService
 from application.quotas import RequestQuotas
@@ -63,7 +62,7 @@ from infrastructure.credentials import CredentialStore, new_access_key
 from infrastructure.health_probe import SqlStorageProbe
 from infrastructure.ledger_upgrade import untagged_events, upgrade_ledger
 from infrastructure.node_files import ensure_admin, ensure_data_dir, history_copy_url
-from infrastructure.persistence import assert_storage_settings
+from infrastructure.persistence import assert_storage_settings, build_ledger
 from infrastructure.price_table import load_price_table
 from infrastructure.root_keys import (
     RootKeyUnavailable,
@@ -104,16 +103,6 @@ def audit_public_key(signing_key: bytes) -> bytes:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     return Ed25519PrivateKey.from_private_bytes(signing_key).public_key().public_bytes_raw()
-
-
-def build_ledger(settings: Settings) -> KeyLedger:
-    return KeyLedger(env={
-        "PERSISTENCE_MODULE": "infrastructure.persistence:KeyledgerFactory",
-        "SQLALCHEMY_URL": settings.resolved_database_url,
-        "SQLITE_BUSY_TIMEOUT_MS": str(settings.sqlite_busy_timeout_ms),
-        # Every state stored from now on is compressed; states stored before are read as they are.
-        "COMPRESSOR_TOPIC": "infrastructure.compression:LedgerCompressor",
-    })
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -268,25 +257,6 @@ def build_runtime(settings: Settings) -> Runtime:
     admin_key = ensure_admin(settings, credentials, runtime.services.principal_admin, _first_region(settings))
     runtime.admin_created, runtime.admin_note = admin_key.created, admin_key.note
     return runtime
-
-
-def build_committer_trail(settings: Settings, row_key: bytes) -> tuple[AuditTrail, Callable[[], None]]:
-    """The audit committer process's half of a runtime (infrastructure/audit_committer.py): the ledger under
-    the row key `keyledger serve` handed over, and the audit trail that seals, indexes and commits records;
-    and how to close them. The schema is the server's: it was made before this process started."""
-    ledger = build_ledger(settings)
-    ledger.authenticate_with(row_key)
-    datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
-    uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__,  # type: ignore[attr-defined]
-                        gate=writer_gate_for(datastore.engine))
-    trail = AuditTrail(ledger, uow, DatabaseClock(uow), max_batch=settings.audit_group_commit_max,
-                       index=SqlAuditIndex(uow))
-
-    def close() -> None:
-        ledger.close()
-        datastore.engine.dispose()
-
-    return trail, close
 
 
 def start_serving(runtime: Runtime) -> None:

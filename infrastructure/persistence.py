@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
+from application.ledger import KeyLedger
+from infrastructure.settings import Settings
 from infrastructure.storage import events_locked
 
 POSTGRES_LOCK_TIMEOUT = "5s"
@@ -150,3 +152,14 @@ def assert_storage_settings(engine: Engine) -> None:
     expected = {"journal_mode": "wal", "synchronous": 2, "secure_delete": 1}
     if found != expected:
         raise RuntimeError(f"SQLite settings are {found}, expected {expected}")
+
+
+def build_ledger(settings: Settings) -> KeyLedger:
+    """The event store and its mapper, as every process of the service opens them."""
+    return KeyLedger(env={
+        "PERSISTENCE_MODULE": "infrastructure.persistence:KeyledgerFactory",
+        "SQLALCHEMY_URL": settings.resolved_database_url,
+        "SQLITE_BUSY_TIMEOUT_MS": str(settings.sqlite_busy_timeout_ms),
+        # Every state stored from now on is compressed; states stored before are read as they are.
+        "COMPRESSOR_TOPIC": "infrastructure.compression:LedgerCompressor",
+    })

@@ -180,6 +180,19 @@ def test_a_stopped_server_has_stopped_its_committer_before_it_exits(tmp_path: Pa
     assert not (tmp_path / "data" / "keyledger.db-wal").exists()  # the last connection closed and checkpointed
 
 
+def test_a_sealed_server_runs_no_committer(tmp_path: Path) -> None:
+    """The committer is spawned before the root key is known; a sealed service stops it at once."""
+    server = Server(data_dir=tmp_path / "sealed", env={"KEYLEDGER_ROOT_KEY_PROVIDER": "env"}).start()
+    try:
+        assert httpx.get(server.endpoint + "/healthz", timeout=10).json()["status"] == "sealed"
+        deadline = time.monotonic() + 10
+        while committers(server) and time.monotonic() < deadline:
+            time.sleep(0.1)  # a stopped child is reaped by the server
+        assert [pid for pid in committers(server) if alive(pid)] == []
+    finally:
+        server.stop()
+
+
 def test_a_server_may_commit_its_own_records(tmp_path: Path) -> None:
     server = Server(data_dir=tmp_path / "data", env={"KEYLEDGER_AUDIT_COMMITTER": "thread"}).start()
     try:

@@ -23,8 +23,8 @@ from application.audit.checkpoints import audit_records
 from application.audit.trail import AuditTrail, AuditUnavailable, CommitterRefused
 from domain.audit.chain import verify_log
 from infrastructure import audit_committer
-from infrastructure.audit_committer import HEADER, CommitterClient, CommitterService
-from infrastructure.bootstrap import Runtime, build_committer_trail, build_runtime
+from infrastructure.audit_committer import HEADER, CommitterClient, CommitterService, build_committer_trail
+from infrastructure.bootstrap import Runtime, build_runtime
 from infrastructure.settings import Settings
 from tests.conftest import require_postgres
 from tests.servers import drop_postgres_schema, new_postgres_schema
