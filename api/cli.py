@@ -142,10 +142,11 @@ def serve(
         raise typer.Exit(1) from None
 
     from infrastructure.audit_committer_launch import spawn_audit_committer, start_audit_committer
-    from infrastructure.bootstrap import build_runtime, start_serving
 
-    spawned = spawn_audit_committer(settings)  # it imports its modules while this process opens the database
+    spawned = spawn_audit_committer(settings)  # it imports its modules while this process imports and opens its own
     try:
+        from infrastructure.bootstrap import build_runtime, start_serving
+
         runtime = build_runtime(settings)
         start_serving(runtime)
     except BaseException:

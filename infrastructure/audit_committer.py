@@ -34,6 +34,7 @@ import sys
 from typing import Any, Callable
 
 from application.audit.trail import AuditTrail, CommitterGone, CommitterRefused
+from infrastructure.audit_committer_launch import READY
 from infrastructure.clock import DatabaseClock
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
@@ -43,7 +44,6 @@ from projections.audit_index import SqlAuditIndex
 HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024  # 1,024 records at their 16 KiB bound, pickled, with room to spare
 RECORDS_PER_FRAME = 1024  # a larger batch (KEYLEDGER_AUDIT_GROUP_COMMIT_MAX) goes in several frames
-READY = b"ready\n"
 FRAME_SECONDS = 5.0
 # How long a server process waits for a batch's answer before it takes the committer for gone. A commit waits
 # at most the database's lock timeouts; this is far above them, and only a hung process reaches it.

@@ -2,6 +2,7 @@
 worker processes find it; the process itself, its protocol and its loop are in infrastructure/audit_committer.py."""
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import secrets
@@ -11,11 +12,15 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from infrastructure.audit_committer import READY, CommitterClient, log
 from infrastructure.settings import Settings
 
 if TYPE_CHECKING:
+    from infrastructure.audit_committer import CommitterClient
     from infrastructure.runtime import Runtime
+
+# Light on purpose: `serve` spawns the committer before it imports the service, so that both import at once.
+READY = b"ready\n"  # what the committer process writes once it listens
+log = logging.getLogger("keyledger.audit")
 
 START_SECONDS = 60.0
 
@@ -55,6 +60,8 @@ class CommitterProcess:
             raise RuntimeError(f"the audit committer process did not start (exit code {process.poll()})")
 
     def client(self) -> CommitterClient:
+        from infrastructure.audit_committer import CommitterClient
+
         return CommitterClient(self.address)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -117,6 +124,8 @@ def connect_audit_committer(runtime: Runtime) -> None:
     name = os.environ.get(ADDRESS_VARIABLE)
     if not name or runtime.services is None:
         return
+    from infrastructure.audit_committer import CommitterClient
+
     try:
         runtime.audit.hand_batches_to(CommitterClient(b"\0" + name.encode()))
     except OSError as exc:
