@@ -22,20 +22,18 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
-from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.persistence import IntegrityError
 
 from application.audit.bounds import bound_record
-from application.audit.records import cloudtrail_record
+from application.audit.change_record import RecordOfChange
 from application.audit.rows import RecordRows
 from application.calls import Call
 from application.ledger import KeyLedger
 from application.ports import AuditIndex, BatchCommitter, Clock, UnitOfWork
 from domain.audit.chain import GENESIS
-from domain.audit.log import AUDIT_LOG_ID, LEDGER_EVENTS, LEDGER_UPGRADE, AuditLog
-from domain.audit.seals import event_digest
-from domain.keys.key import Key
+from domain.audit.log import AUDIT_LOG_ID, AuditLog
 
 MAX_ATTEMPTS = 5
 
@@ -77,55 +75,6 @@ class GroupCommitStats:
     last_failed_at: float | None = None
     last_committed_at: float | None = None
     last_failure: str | None = None
-
-
-def claims(recordings: Sequence[Recording]) -> list[dict[str, Any]]:
-    """What a record says about the events its call committed: each one's aggregate, version and the
-    digest of its stored row (domain/audit/seals.py), in the order they were stored."""
-    return [{"aggregate": str(n.originator_id), "version": n.originator_version,
-             "digest": event_digest(n.originator_id, n.originator_version, n.topic, n.state)}
-            for n in (recording.notification for recording in recordings)]
-
-
-class RecordOfChange:
-    """The audit record of one call's change, made inside the change's transaction."""
-
-    def __init__(self, trail: AuditTrail, call: Call, aggregates: list[Any]) -> None:
-        self._trail, self._call, self._aggregates = trail, call, aggregates
-        self._head: tuple[int, str] | None = None
-        self.log: AuditLog | None = None
-
-    def begin(self, tx: Any) -> None:
-        """First thing in the transaction: the writers' lock, then the head the record will follow. What the
-        record says about the changed keys is taken now, while their new events are still pending."""
-        self._tx = tx
-        self._head = self._trail._begin_append(tx)
-        call = self._call
-        for aggregate in self._aggregates:
-            if isinstance(aggregate, Key):
-                call.add_resource(aggregate.arn)
-                if call.respond_from is not None:
-                    call.response_elements = call.respond_from(aggregate)
-
-    def seal(self, recordings: Sequence[Recording], upgrade: dict[str, Any] | None = None) -> None:
-        """After the change's events were saved: append and save the record that claims them (or, for the
-        ledger's upgrade, the record that covers every event stored before records named theirs)."""
-        assert self._head is not None, "begin(tx) comes first"
-        record = bound_record(cloudtrail_record(self._call))
-        if upgrade is None:
-            record[LEDGER_EVENTS] = claims(recordings)
-        else:
-            record[LEDGER_UPGRADE] = upgrade
-        log = AuditLog.at_head(*self._head)
-        log.append(record, self._trail._clock.now())
-        self._trail._ledger.save(log)
-        self._trail._indexed(self._tx, [record], log.seq)
-        self.log = log
-
-    @property
-    def seq(self) -> int | None:
-        """The seq of the sealed record (the timeline finds a change's actor by it)."""
-        return self.log.seq if self.log is not None else None
 
 
 class AuditTrail:

@@ -12,7 +12,6 @@ import socket
 import struct
 import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -24,11 +23,8 @@ from application.audit.trail import AuditTrail, AuditUnavailable, CommitterRefus
 from domain.audit.chain import verify_log
 from infrastructure import audit_committer
 from infrastructure.audit_committer import HEADER, CommitterClient, CommitterService, build_committer_trail
-from infrastructure.bootstrap import Runtime, build_runtime
-from infrastructure.settings import Settings
-from tests.conftest import require_postgres
-from tests.servers import drop_postgres_schema, new_postgres_schema
-from tests.unit.test_audit_rows import encrypt_record, records
+from infrastructure.bootstrap import Runtime
+from tests.unit.test_audit_rows import encrypt_record, records, runtime  # noqa: F401 - the fixture
 
 RECORD_KEYS = ("seq", "leaf", "chain")  # what sealing sets
 
@@ -51,21 +47,6 @@ class Committer:
     def stop(self) -> None:
         self.service.stopping = True
         self.thread.join(timeout=10)
-
-
-@pytest.fixture
-def runtime(backend: str, tmp_path: Path) -> Iterator[Runtime]:
-    url = schema = None
-    if backend == "postgres":
-        base = require_postgres()
-        url, schema = new_postgres_schema(base)
-    rt = build_runtime(Settings.load(environ={}, data_dir=tmp_path, database_url=url))
-    try:
-        yield rt
-    finally:
-        rt.close()
-        if schema is not None:
-            drop_postgres_schema(base, schema)
 
 
 @pytest.fixture
@@ -250,9 +231,7 @@ def test_a_peer_that_stops_mid_frame_is_dropped(runtime: Runtime, committer: Com
     monkeypatch.setattr(audit_committer, "FRAME_SECONDS", 0.3)
     hostile = raw(committer)
     hostile.sendall(HEADER.pack(100) + b"\x80")  # then nothing more
-    started = time.monotonic()
-    assert dropped(hostile)
-    assert time.monotonic() - started < 5
+    assert dropped(hostile)  # at FRAME_SECONDS; the socket's own 10 s timeout would fail the test
     client = committer.client()
     client.commit([encrypt_record(1)])
     client.close()
