@@ -169,7 +169,8 @@ def build_runtime(settings: Settings) -> Runtime:
     if first_row_key and untagged_events(ledger, uow):
         upgrade_ledger(ledger, uow, audit, clock, _first_region(settings))
     ensure_current(ledger, engine)
-    view = SqlKeyStateView(datastore, settings.key_cache_seconds, seal, head_version=uow.last_version)
+    view = SqlKeyStateView(datastore, settings.key_cache_seconds, seal, head_version=uow.last_version,
+                           head_versions=uow.last_versions)
     materials = KeyMaterials(SqlBackingKeyStore(uow, engine), keyring)
     grant_token_key = service_secret(uow, keyring, "grant-token-key")
     access: KeyAccess | None = None

@@ -23,8 +23,8 @@ from domain.errors import IamValidationError, TamperedStateError
 from domain.principals.arns import acting_arn, parse_principal_arn
 from infrastructure.storage import SqlUnitOfWork
 from infrastructure.tables import access_keys
-from projections.key_state_view import at_head
 from projections.principal_tables import principals
+from projections.row_checks import at_head
 
 SECRET_PURPOSE = "access-key-secret"
 _ID_ALPHABET = string.ascii_uppercase + "234567"

@@ -7,7 +7,7 @@ import threading
 import time
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -145,6 +145,18 @@ class SqlUnitOfWork:
         return tx.execute(sa.select(sa.func.max(events.c.originator_version))
                           .where(events.c.originator_id == originator_id)).scalar()
 
+
+    def last_versions(self, tx: Session, originator_ids: Sequence[Any]) -> dict[Any, int]:
+        """The highest stored version of each of several aggregates (those with none are left out), in one query:
+        what a list of read-model rows is compared with (projections/key_state_view.py: rows_at_head)."""
+        assert self._events is not None, "built without the event store's table"
+        events = self._events
+        wanted, heads = list(set(originator_ids)), {}
+        for start in range(0, len(wanted), 500):  # under SQLite's oldest bound on parameters (999)
+            heads.update(tx.execute(sa.select(events.c.originator_id, sa.func.max(events.c.originator_version))
+                                    .where(events.c.originator_id.in_(wanted[start:start + 500]))
+                                    .group_by(events.c.originator_id)).all())
+        return heads
 
     def last_topic(self, tx: Session, originator_id: Any) -> str | None:
         """The topic of one aggregate's newest stored event (None: it has none)."""

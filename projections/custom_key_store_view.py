@@ -11,7 +11,8 @@ from eventsourcing.domain import Aggregate
 from application.keystores.ports import KeyStoreRow
 from domain.audit.seals import RowSeal
 from domain.keystores.store import CustomKeyStore, store_uuid
-from projections.key_state_view import HeadVersion, _TtlCache, at_head, checked
+from projections.key_state_view import _TtlCache
+from projections.row_checks import HeadVersion, at_head, checked
 from projections.tables import custom_key_stores
 
 

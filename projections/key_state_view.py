@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 
 from application.ports import AliasRow, KeyRow
 from domain.audit.seals import RowSeal
-from domain.errors import TamperedStateError
 from domain.identifiers import Scope
 from domain.keys.alias import Alias
 from domain.keys.key import Key
 from domain.keys.states import KeyState
 from domain.policy.evaluation import Grant
 from projections.grants_view import project_grants
+from projections.row_checks import HeadVersion, HeadVersions, aggregate_uuid, at_head, checked, rows_at_head
 from projections.row_inserts import insert_rows, insert_tuple_rows
 from projections.tables import alias_event_index, aliases, key_event_index, key_state
 
@@ -119,39 +119,6 @@ class _TtlCache:
             self._rows.pop(key, None)
 
 
-HeadVersion = Callable[[Any, Any], "int | None"]  # (session, aggregate id) -> its newest stored event's version
-
-
-def at_head(session: Any, query: Any, head_version: HeadVersion | None, aggregate_of: Callable[[Any], Any],
-            what: Callable[[Any], str]) -> Any:
-    """The one row ``query`` finds (or None), if it is as new as its aggregate's newest stored event. A row's tag
-    proves the service wrote it, not that it is the newest: an older copy put back (a key re-enabled, a deleted
-    grant or alias or access key brought back) still matches its tag, so it fails closed here (decision 190).
-    A change commits its events and its rows together, so a row seen older than a head read after it is read once
-    more: only a row still older is refused."""
-    for _ in range(2):
-        row = session.execute(query).first()
-        if row is None or head_version is None:
-            return row
-        head = head_version(session, aggregate_of(row))
-        if head is not None and isinstance(row.version, int) and row.version >= head:
-            return row
-    raise TamperedStateError(what(row))
-
-
-def aggregate_uuid(text: str) -> Any:
-    import uuid
-
-    return uuid.UUID(text)
-
-
-def checked(seal: RowSeal | None, table: sa.Table, row: Any, what: Callable[[], str]) -> Any:
-    """``row`` if its tag proves the service wrote it as it is (rows are only checked with the row key)."""
-    if seal is not None and not seal.matches(table.name, row._mapping):
-        raise TamperedStateError(what())
-    return row
-
-
 def alias_event_row(alias: Alias, recording: Recording) -> dict[str, Any]:
     """The alias_event_index row of one alias event: the alias's name and the key it names after the event."""
     event = recording.domain_event
@@ -163,10 +130,11 @@ def alias_event_row(alias: Alias, recording: Recording) -> dict[str, Any]:
 
 class SqlKeyStateView:
     def __init__(self, datastore: Any, cache_seconds: float = 1.0, seal: RowSeal | None = None,
-                 head_version: HeadVersion | None = None) -> None:
+                 head_version: HeadVersion | None = None, head_versions: HeadVersions | None = None) -> None:
         # eventsourcing_sqlalchemy's datastore: its transactions nest, so a read inside a write sees it.
         self._datastore = datastore
         self._head = head_version  # None: rows are not compared with their events (replay's and auditors' readers)
+        self._heads = head_versions  # the same, for lists
         self._keys = _TtlCache(cache_seconds)
         self._aliases = _TtlCache(cache_seconds)
         self._seal = seal  # None: a sealed service's or an auditor's reader, which writes nothing
@@ -286,11 +254,22 @@ class SqlKeyStateView:
             return self._key_row(row) if row is not None else None
         return self._keys.get(storage_id, load)
 
+    def _fresh_rows(self, query: Any, aggregate_of: Callable[[Any], Any], what: Callable[[Any], str]) -> list[Any]:
+        with self._datastore.transaction(commit=False) as session:
+            return rows_at_head(session, query, self._heads, aggregate_of, what)
+
+    def _fresh_keys(self, query: Any) -> list[Any]:
+        return self._fresh_rows(query, lambda r: aggregate_uuid(r.storage_id), lambda r: f"key {r.key_id}")
+
+    def _fresh_aliases(self, query: Any) -> list[Any]:
+        return self._fresh_rows(query, lambda r: aggregate_uuid(r.alias_id),
+                                lambda r: f"alias {r.alias_name} in {r.account_id}/{r.region}")
+
     def list_keys(self, account_id: str, region: str, limit: int, after: str | None) -> list[KeyRow]:
         query = sa.select(key_state).where(key_state.c.account_id == account_id, key_state.c.region == region)
         if after is not None:
             query = query.where(key_state.c.key_id > after)
-        return [self._key_row(r) for r in self._rows(query.order_by(key_state.c.key_id).limit(limit))]
+        return [self._key_row(r) for r in self._fresh_keys(query.order_by(key_state.c.key_id).limit(limit))]
 
     def get_alias(self, account_id: str, region: str, alias_name: str) -> AliasRow | None:
         def load() -> AliasRow | None:
@@ -307,7 +286,7 @@ class SqlKeyStateView:
             query = query.where(aliases.c.target_key_id == key_id)
         if after is not None:
             query = query.where(aliases.c.alias_name > after)
-        return [self._alias_row(r) for r in self._rows(query.order_by(aliases.c.alias_name).limit(limit))]
+        return [self._alias_row(r) for r in self._fresh_aliases(query.order_by(aliases.c.alias_name).limit(limit))]
 
     def due_key_ids(self, now: datetime) -> list[str]:
         """Keys the service may have to act on by itself: rotation, deletion or material expiry is due."""
@@ -317,8 +296,9 @@ class SqlKeyStateView:
             key_state.c.material_valid_to <= t)).order_by(key_state.c.storage_id))]
 
     def aliases_of(self, account_id: str, region: str, key_id: str) -> list[str]:
-        """The key's alias names (kms:ResourceAliases): authorization reads them, so whole rows, checked. By account
-        and Region too: related multi-Region keys share a key id, and each has aliases of its own."""
-        return [self._alias_row(r).alias_name for r in self._rows(
+        """The key's alias names (kms:ResourceAliases): authorization reads them, so whole rows, checked, each as new
+        as its alias's events. By account and Region too: related multi-Region keys share a key id, and each has
+        aliases of its own."""
+        return [self._alias_row(r).alias_name for r in self._fresh_aliases(
             sa.select(aliases).where(aliases.c.target_key_id == key_id, aliases.c.account_id == account_id,
                                      aliases.c.region == region).order_by(aliases.c.alias_name))]

@@ -14,8 +14,8 @@ from application.principals.ports import PrincipalRow
 from domain.audit.seals import RowSeal
 from domain.errors import TamperedStateError
 from domain.principals.principal import Principal
-from projections.key_state_view import aggregate_uuid, at_head
 from projections.principal_tables import principal_event_index, principals
+from projections.row_checks import aggregate_uuid, at_head
 
 
 class SqlPrincipalView:

@@ -11,6 +11,7 @@ A database administrator with write access:
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -272,6 +273,44 @@ def test_an_older_copy_of_any_tagged_row_fails_closed_and_is_named(world: World)
             for row in now:
                 _put_row(world, table, row, where, **params)
         assert not list(stale_rows(world.rt.ledger, world.rt.ledger.row_seal)), table
+
+
+def test_an_older_copy_in_a_list_fails_closed(world: World) -> None:
+    """ListKeys, ListAliases and kms:ResourceAliases (what authorization reads of a key's aliases) read rows in
+    lists: an older copy put back among them fails the list, as it fails the one-row reads above. Here the
+    retargeted alias's earlier row names the key again, which a policy's kms:ResourceAliases condition would see."""
+    s = world.rt.services
+    assert s is not None
+    view = s.resolver._view
+    account, region = SCOPE.account_id, SCOPE.region
+    assert "alias/payroll" not in view.aliases_of(account, region, world.key)  # it names another key now
+    listed = {
+        "key_aliases": ("alias_name = :a", {"a": "alias/payroll"}, [
+            lambda: view.list_aliases(account, region, None, 100, None),
+            lambda: view.list_aliases(account, region, world.key, 100, None),
+            lambda: view.aliases_of(account, region, world.key)]),
+        "key_state": ("key_id = :k", {"k": world.key}, [lambda: view.list_keys(account, region, 100, None)]),
+    }
+    for table, (where, params, reads) in listed.items():
+        with world.engine.connect() as conn:
+            now = [dict(r._mapping) for r in conn.execute(sa.text(f"SELECT * FROM {table} WHERE {where}"), params)]
+        _put_row(world, table, world.older[table], where, **params)
+        try:
+            for read in reads:
+                with pytest.raises(TamperedStateError):
+                    read()
+        finally:
+            world.sql(f"DELETE FROM {table} WHERE {where}", **params)
+            for row in now:
+                _put_row(world, table, row, where, **params)
+        for read in reads:
+            read()  # the proven rows list again
+    assert view.list_aliases(account, region, world.key, 100, None) == []
+    # A page of ListKeys holds up to 1,000 keys: their heads are read in parts under SQLite's parameter bound.
+    real = uuid.UUID(world.key)
+    with world.rt.uow.transaction() as tx:
+        heads = world.rt.uow.last_versions(tx, [uuid.uuid4() for _ in range(1200)] + [real])
+    assert list(heads) == [real] and heads[real] >= 3
 
 
 def test_a_custom_key_store_row_changed_in_place_fails_closed_and_is_named(world: World) -> None:
