@@ -45,6 +45,7 @@ HEADER = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024  # 1,024 records at their 16 KiB bound, pickled, with room to spare
 RECORDS_PER_FRAME = 1024  # a larger batch (KEYLEDGER_AUDIT_GROUP_COMMIT_MAX) goes in several frames
 FRAME_SECONDS = 5.0
+FRAMES_PER_COMMIT = 8  # batches committed in one transaction at most: what it holds at once is bounded too
 # How long a server process waits for a batch's answer before it takes the committer for gone. A commit waits
 # at most the database's lock timeouts; this is far above them, and only a hung process reaches it.
 ANSWER_SECONDS = 120.0
@@ -158,6 +159,8 @@ class CommitterService:
             if sock is self._listener:
                 self._accept()
                 continue
+            if len(senders) == FRAMES_PER_COMMIT:
+                continue  # still readable: the next call takes it
             assert isinstance(sock, socket.socket)
             batch = self._receive(sock)
             if batch is not None:

@@ -119,7 +119,8 @@ def test_batches_of_several_senders_commit_together_and_the_server_side_trail_go
     assert verify_log(stored(runtime)).ok
 
 
-def test_batches_waiting_together_commit_in_one_transaction(runtime: Runtime) -> None:
+def test_batches_waiting_together_commit_in_one_transaction(runtime: Runtime,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     trail, close = build_committer_trail(runtime.settings, runtime.ledger.mapper.row_key)
     address = b"\0keyledger-audit-test-" + secrets.token_hex(8).encode()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -141,9 +142,19 @@ def test_batches_waiting_together_commit_in_one_transaction(runtime: Runtime) ->
         assert service.serve_once(5) == 6  # the three batches, in one transaction
         for sock in senders:
             assert sock.recv(16) == HEADER.pack(0)  # durable
+        # At most FRAMES_PER_COMMIT batches go into one transaction; the others wait for the next.
+        monkeypatch.setattr(audit_committer, "FRAMES_PER_COMMIT", 2)
+        for sock in senders:
+            payload = pickle.dumps([encrypt_record(7)])
+            sock.sendall(HEADER.pack(len(payload)) + payload)
+        time.sleep(0.2)
+        assert [service.serve_once(5), service.serve_once(5)] == [2, 1]
+        for sock in senders:
+            assert sock.recv(16) == HEADER.pack(0)
             sock.close()
         after = stored(runtime)[before:]
-        assert [r["requestID"] for r in after] == ["req-0", "req-10", "req-11", "req-20", "req-21", "req-22"]
+        assert [r["requestID"] for r in after] == ["req-0", "req-10", "req-11", "req-20", "req-21", "req-22"] + [
+            "req-7"] * 3
         assert verify_log(stored(runtime)).ok
     finally:
         listener.close()
