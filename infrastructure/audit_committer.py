@@ -26,6 +26,7 @@ import ctypes
 import logging
 import os
 import pickle
+import random
 import selectors
 import signal
 import socket
@@ -154,7 +155,10 @@ class CommitterService:
         """Waits up to ``timeout`` seconds for batches, commits what arrived; returns how many records."""
         senders: list[tuple[socket.socket, int]] = []
         records: list[dict[str, Any]] = []
-        for key, _ in self._selector.select(timeout):
+        ready = self._selector.select(timeout)
+        if len(ready) > FRAMES_PER_COMMIT:
+            random.shuffle(ready)  # no server process waits behind the same others every time
+        for key, _ in ready:
             sock = key.fileobj
             if sock is self._listener:
                 self._accept()
