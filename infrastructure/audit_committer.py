@@ -91,7 +91,8 @@ class CommitterClient:
         for start in range(0, len(records), RECORDS_PER_FRAME):
             payload = pickle.dumps(records[start:start + RECORDS_PER_FRAME], protocol=5)
             try:
-                self._sock.sendmsg([HEADER.pack(len(payload)), payload])
+                # sendall: one sendmsg writes only what the socket's buffer takes at once (a few hundred KB)
+                self._sock.sendall(HEADER.pack(len(payload)) + payload)
                 answer = _read_frame(self._sock)
             except (OSError, ValueError) as exc:
                 raise CommitterGone(f"{type(exc).__name__}: {exc}") from exc

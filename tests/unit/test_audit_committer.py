@@ -161,6 +161,17 @@ def test_batches_waiting_together_commit_in_one_transaction(runtime: Runtime,
         close()
 
 
+def test_a_batch_far_larger_than_the_socket_buffer_arrives_whole(runtime: Runtime, committer: Committer) -> None:
+    """A full frame of records near their bound is megabytes: the client writes all of it, whatever the socket
+    takes at once."""
+    big = [{**encrypt_record(i), "requestParameters": {"note": "x" * 12_000}} for i in range(300)]
+    before = len(stored(runtime))
+    client = committer.client()
+    client.commit(big)
+    client.close()
+    assert len(stored(runtime)) == before + 300
+
+
 def test_a_batch_the_committer_cannot_store_is_refused_to_its_sender(runtime: Runtime, committer: Committer) -> None:
     before = len(stored(runtime))
     client = committer.client()
