@@ -89,7 +89,10 @@ class CommitterClient:
 
     def commit(self, records: list[dict[str, Any]]) -> None:
         for start in range(0, len(records), RECORDS_PER_FRAME):
-            payload = pickle.dumps(records[start:start + RECORDS_PER_FRAME], protocol=5)
+            try:
+                payload = pickle.dumps(records[start:start + RECORDS_PER_FRAME], protocol=5)
+            except Exception as exc:  # a value no record can hold (sealing would refuse it too)
+                raise CommitterRefused(f"{type(exc).__name__}: {exc}") from exc
             try:
                 # sendall: one sendmsg writes only what the socket's buffer takes at once (a few hundred KB)
                 self._sock.sendall(HEADER.pack(len(payload)) + payload)

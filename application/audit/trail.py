@@ -232,6 +232,8 @@ class AuditTrail:
             self._committer = None
             committer.close()
             return exc
+        except Exception as exc:  # noqa: BLE001 - the thread outlives any one batch; this one fails closed
+            return exc
 
     def _indexed(self, tx: Any, records: list[dict[str, Any]], first_seq: int) -> None:
         if self._index is not None:

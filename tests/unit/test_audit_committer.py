@@ -196,6 +196,21 @@ def test_a_server_process_trail_fails_a_refused_batch_closed(runtime: Runtime, c
     assert stored(runtime)[-1]["requestID"] == "req-7" and verify_log(stored(runtime)).ok
 
 
+def test_a_record_that_cannot_be_handed_over_fails_closed_and_the_next_goes_on(runtime: Runtime,
+                                                                            committer: Committer) -> None:
+    trail = runtime.audit
+    trail.hand_batches_to(committer.client())
+    trail.start()
+    try:
+        with pytest.raises(AuditUnavailable, match="pickle"):
+            trail.record({**encrypt_record(1), "x": lambda: None})  # no record can hold a function
+        trail.record(encrypt_record(2))
+        assert trail.hands_batches_over
+    finally:
+        trail.stop()
+    assert stored(runtime)[-1]["requestID"] == "req-2"
+
+
 def test_when_the_committer_is_gone_the_batch_fails_closed_and_the_process_commits_its_own(
         runtime: Runtime, committer: Committer) -> None:
     trail = runtime.audit
