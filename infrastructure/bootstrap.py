@@ -191,7 +191,8 @@ def build_runtime(settings: Settings) -> Runtime:
     credentials.seal_untagged()
     signing_key = service_secret(uow, keyring, "audit-signing-key")
     # Custom key stores: the stores' view, their root-wrapped passwords, and their tokens (docs/custom-key-stores.md).
-    key_store_view = SqlCustomKeyStoreView(datastore, settings.key_cache_seconds, seal, head_version=uow.last_version)
+    key_store_view = SqlCustomKeyStoreView(datastore, settings.key_cache_seconds, seal, head_version=uow.last_version,
+                                           head_versions=uow.last_versions)
     cluster_map = ClusterMap(settings.cloudhsm_clusters)
     store_tokens = runtime.store_tokens = Pkcs11StoreTokens(cluster_map)
     store_passwords = SqlStorePasswords(uow)

@@ -12,7 +12,7 @@ from application.keystores.ports import KeyStoreRow
 from domain.audit.seals import RowSeal
 from domain.keystores.store import CustomKeyStore, store_uuid
 from projections.key_state_view import _TtlCache
-from projections.row_checks import HeadVersion, at_head, checked
+from projections.row_checks import HeadVersion, HeadVersions, at_head, checked, rows_at_head
 from projections.tables import custom_key_stores
 
 
@@ -46,13 +46,22 @@ def project_key_stores(tx: Any, aggregates: Sequence[Aggregate], seal: RowSeal |
             tx.execute(custom_key_stores.insert().values(**values))
 
 
+def _store_of(row: Any) -> Any:
+    return store_uuid(row.store_id)
+
+
+def _named(row: Any) -> str:
+    return f"custom key store {row.store_id}"
+
+
 class SqlCustomKeyStoreView:
     """application/keystores/ports.py: KeyStoreView. Rows are checked against their tag on every read."""
 
     def __init__(self, datastore: Any, cache_seconds: float = 1.0, seal: RowSeal | None = None,
-                 head_version: HeadVersion | None = None) -> None:
+                 head_version: HeadVersion | None = None, head_versions: HeadVersions | None = None) -> None:
         self._datastore = datastore
         self._head = head_version
+        self._heads = head_versions  # whole rows in lists are as new as their events too (decision 265)
         self._cache = _TtlCache(cache_seconds)
         self._seal = seal
 
@@ -63,10 +72,11 @@ class SqlCustomKeyStoreView:
                            entry=_decode_entry(r.entry_json))
 
     def _rows(self, query: Any, tx: Any = None) -> list[Any]:
+        """Whole rows, each as new as its store's events."""
         if tx is not None:
-            return list(tx.execute(query))
+            return rows_at_head(tx, query, self._heads, _store_of, _named)
         with self._datastore.transaction(commit=False) as session:
-            return list(session.execute(query))
+            return rows_at_head(session, query, self._heads, _store_of, _named)
 
     def get(self, store_id: str) -> KeyStoreRow | None:
         def load() -> KeyStoreRow | None:
@@ -104,7 +114,7 @@ class SqlCustomKeyStoreView:
             custom_key_stores.c.account_id == account_id, custom_key_stores.c.region == region), tx)]
 
     def count(self, tx: Any, account_id: str, region: str) -> int:
-        return len(self._rows(sa.select(custom_key_stores.c.store_id).where(
+        return len(self._rows(sa.select(custom_key_stores).where(
             custom_key_stores.c.account_id == account_id, custom_key_stores.c.region == region), tx))
 
 

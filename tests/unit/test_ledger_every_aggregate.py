@@ -276,8 +276,8 @@ def test_an_older_copy_of_any_tagged_row_fails_closed_and_is_named(world: World)
 
 
 def test_an_older_copy_in_a_list_fails_closed(world: World) -> None:
-    """ListKeys, ListAliases and kms:ResourceAliases (what authorization reads of a key's aliases) read rows in
-    lists: an older copy put back among them fails the list, as it fails the one-row reads above. Here the
+    """ListKeys, ListAliases, kms:ResourceAliases (what authorization reads of a key's aliases) and
+    DescribeCustomKeyStores read rows in lists: an older copy put back among them fails the list, as it fails the one-row reads above. Here the
     retargeted alias's earlier row names the key again, which a policy's kms:ResourceAliases condition would see."""
     s = world.rt.services
     assert s is not None
@@ -290,6 +290,8 @@ def test_an_older_copy_in_a_list_fails_closed(world: World) -> None:
             lambda: view.list_aliases(account, region, world.key, 100, None),
             lambda: view.aliases_of(account, region, world.key)]),
         "key_state": ("key_id = :k", {"k": world.key}, [lambda: view.list_keys(account, region, 100, None)]),
+        "custom_key_stores": ("store_id = :s", {"s": world.store}, [
+            lambda: s.key_store_view.list(account, region, 100, None), s.key_store_view.all]),
     }
     for table, (where, params, reads) in listed.items():
         with world.engine.connect() as conn:
