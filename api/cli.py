@@ -130,10 +130,6 @@ def serve(
                              tls_cert=tls_cert, tls_key=tls_key, workers=workers, max_header_bytes=max_header_bytes,
                              max_body_bytes=max_body_bytes)
     tls = _load_tls(settings)
-    if tls and settings.workers > 1:
-        typer.echo("--workers above 1 does not serve HTTPS yet: run one worker with --tls-cert/--tls-key, or "
-                   "several workers on plain HTTP.", err=True)
-        raise typer.Exit(1)
     # The port first: if it is taken, say so before a data directory, a root key or credentials are made.
     try:
         sock = bind_listening_socket(settings.host, settings.port)
@@ -159,7 +155,7 @@ def serve(
     try:
         _run_servers(settings, runtime, sock, tls, access_log, flags=dict(
             host=host, port=port, data_dir=data_dir, database_url=database_url, max_header_bytes=max_header_bytes,
-            max_body_bytes=max_body_bytes))
+            max_body_bytes=max_body_bytes, tls_cert=tls_cert, tls_key=tls_key))
     finally:
         if committer is not None:
             committer.stop()  # after every server process stopped: it finishes the batch under way
@@ -172,6 +168,7 @@ def _run_servers(settings: Settings, runtime: Any, sock: Any, tls: Any, access_l
     from api.http import create_app
     from api.http_protocol import uvicorn_http_options
     from api.serve import background_passes
+    from api.tls import worker_context_factory
 
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-Proto/-For from any client on 127.0.0.1,
     # so a local caller could claim aws:SecureTransport over plain HTTP and forge its audit sourceIPAddress.
@@ -187,7 +184,9 @@ def _run_servers(settings: Settings, runtime: Any, sock: Any, tls: Any, access_l
             variable = f"KEYLEDGER_{name.upper()}"
             if value is not None:
                 os.environ[variable] = str(value)
-        config = uvicorn.Config("api.serve:worker_app", factory=True, workers=settings.workers, **options)
+        # Each worker builds the same TLS context again (an SSLContext does not cross into a spawned process).
+        config = uvicorn.Config("api.serve:worker_app", factory=True, workers=settings.workers,
+                                ssl_context_factory=worker_context_factory if tls else None, **options)
         try:
             Multiprocess(config, sockets=[sock]).run()  # what uvicorn.run does, with the socket bound above
         except KeyboardInterrupt:

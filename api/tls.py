@@ -52,6 +52,18 @@ class ServerTls:
         return factory
 
 
+def worker_context_factory(config: Any, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's ``ssl_context_factory`` in each worker process (``KEYLEDGER_WORKERS`` > 1), where it arrives
+    pickled, by name: the same policy, built again from the certificate and key `keyledger serve` checked before it
+    started the workers and handed on in their environment."""
+    from infrastructure.settings import Settings
+
+    settings = Settings.load()
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise TlsConfigError("a worker process was started for HTTPS without KEYLEDGER_TLS_CERT and KEYLEDGER_TLS_KEY")
+    return server_tls(settings.tls_cert, settings.tls_key).context_factory()(config, default)
+
+
 def server_tls(cert_file: Path, key_file: Path) -> ServerTls:
     """Reads and checks the certificate (chain) and private key, then builds the hardened context."""
     cert_pem = _read(cert_file, "certificate")

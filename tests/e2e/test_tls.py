@@ -33,9 +33,12 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return self_signed(tmp_path_factory.mktemp("tls-certs"))
 
 
-@pytest.fixture(scope="module")
-def tls_server(certs: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(data_dir=tmp_path_factory.mktemp("tls") / "server", tls=certs)
+@pytest.fixture(scope="module", params=["1", "2"], ids=["one-process", "two-workers"])
+def tls_server(request: pytest.FixtureRequest, certs: TlsFiles,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The same policy with one server process and with two workers (each builds its own context)."""
+    server = Server(data_dir=tmp_path_factory.mktemp("tls") / "server", tls=certs,
+                    env={"KEYLEDGER_WORKERS": request.param})
     try:
         yield server.start()
     finally:
