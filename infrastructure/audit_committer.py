@@ -157,7 +157,7 @@ class CommitterService:
 
     def serve_once(self, timeout: float) -> int:
         """Waits up to ``timeout`` seconds for batches, commits what arrived; returns how many records."""
-        senders: list[tuple[socket.socket, int]] = []
+        senders: list[socket.socket] = []
         records: list[dict[str, Any]] = []
         ready = self._selector.select(timeout)
         if len(ready) > FRAMES_PER_COMMIT:
@@ -172,14 +172,14 @@ class CommitterService:
             assert isinstance(sock, socket.socket)
             batch = self._receive(sock)
             if batch is not None:
-                senders.append((sock, len(batch)))
+                senders.append(sock)
                 records.extend(batch)
         if not records:
             return 0
         error = self._trail.commit_records(records)
         answer = b"" if error is None else f"{type(error).__name__}: {error}".encode()[:4096]
         frame = HEADER.pack(len(answer)) + answer
-        for sock, _ in senders:
+        for sock in senders:
             try:
                 sock.sendall(frame)
             except OSError:  # that server process is gone; its calls were never answered

@@ -115,7 +115,8 @@ def start_audit_committer(runtime: Runtime, committer: CommitterProcess | None) 
         log.error("the audit committer process did not start (%s); each server process commits its own records",
                   exc)
         return None
-    os.environ[ADDRESS_VARIABLE] = committer.address[1:].decode()
+    if runtime.settings.workers > 1:  # the workers, spawned next, inherit it
+        os.environ[ADDRESS_VARIABLE] = committer.address[1:].decode()
     return committer
 
 

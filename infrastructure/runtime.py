@@ -105,7 +105,7 @@ class Runtime:
     store_tokens: Any = None  # infrastructure/cloudhsm.py: Pkcs11StoreTokens, closed with the runtime
     leadership: Any = None  # infrastructure/leadership.py: who runs background work; released with the runtime
     xks_client: Any = None  # infrastructure/xks_proxy_client.py: HttpXksProxyClient, closed with the runtime
-    # infrastructure/audit_committer.py: the CommitterProcess this process started and alone hands batches to;
+    # infrastructure/audit_committer_launch.py: the CommitterProcess this process started and alone feeds;
     # stopped with the runtime, before the process exits (uvicorn ends a signalled process as soon as it returns).
     audit_committer: Any = None
 

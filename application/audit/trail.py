@@ -222,8 +222,6 @@ class AuditTrail:
             committer.commit([pending.record for pending in batch])
             self.appended = True
             return None
-        except CommitterRefused as exc:
-            return exc
         except CommitterGone as exc:
             # Fail this batch closed (it may or may not have committed: its calls are not answered as done),
             # and commit the next ones here, as a server without a committer process does.
@@ -232,7 +230,7 @@ class AuditTrail:
             self._committer = None
             committer.close()
             return exc
-        except Exception as exc:  # noqa: BLE001 - the thread outlives any one batch; this one fails closed
+        except Exception as exc:  # noqa: BLE001 - refused, or not to be handed over: this batch fails closed
             return exc
 
     def _indexed(self, tx: Any, records: list[dict[str, Any]], first_seq: int) -> None:

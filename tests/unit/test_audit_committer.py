@@ -9,7 +9,6 @@ import os
 import pickle
 import secrets
 import socket
-import struct
 import threading
 import time
 from typing import Any, Iterator
@@ -298,7 +297,3 @@ def test_another_user_is_refused(runtime: Runtime, committer: Committer) -> None
     assert os.read(read, 1) == b"D"
     os.waitpid(child, 0)
     assert len(stored(runtime)) == before
-
-
-def test_the_frame_header_is_four_bytes_big_endian() -> None:
-    assert HEADER.size == 4 and HEADER.pack(1) == struct.pack(">I", 1)
