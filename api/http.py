@@ -59,6 +59,7 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runtime.audit.start()
+        await runtime.open_audit_channel()
         for task in background:
             task.start()
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from eventsourcing.application import Recording
 from eventsourcing.domain import Aggregate
@@ -22,6 +22,21 @@ class BatchCommitter(Protocol):
     def commit(self, records: list[dict[str, Any]]) -> None:
         """Raises CommitterRefused (application/audit/trail.py) if the batch could not be made durable, and
         CommitterGone if the committer cannot be reached: whether the batch was committed is then unknown."""
+
+    def close(self) -> None: ...
+
+
+class BatchChannel(Protocol):
+    """The audit committer process as a server's event loop reaches it (decision 267): one batch at a time goes out
+    in one write, and its answer comes back on ``loop`` through ``answered``: None once the batch is durable,
+    CommitterRefused or CommitterGone as ``BatchCommitter.commit`` raises them. ``send`` never answers before it
+    returns, so the caller's bookkeeping is done first."""
+
+    loop: Any  # the asyncio event loop it belongs to: only coroutines on that loop may send
+    max_records: int  # the most records in one batch
+    lost: str | None  # why the committer is gone, once it is known to be (nothing sent since)
+
+    def send(self, records: list[dict[str, Any]], answered: Callable[[BaseException | None], None]) -> None: ...
 
     def close(self) -> None: ...
 

@@ -109,7 +109,7 @@ def start_audit_committer(runtime: Runtime, committer: CommitterProcess | None) 
         committer.begin(runtime.settings, row_key)
         if runtime.settings.workers == 1:
             runtime.audit.hand_batches_to(committer.client())
-            runtime.audit_committer = committer
+            runtime.audit_committer, runtime.audit_committer_address = committer, committer.address
     except (OSError, RuntimeError) as exc:
         committer.stop(0)
         log.error("the audit committer process did not start (%s); each server process commits its own records",
@@ -127,7 +127,9 @@ def connect_audit_committer(runtime: Runtime) -> None:
         return
     from infrastructure.audit_committer import CommitterClient
 
+    address = b"\0" + name.encode()
     try:
-        runtime.audit.hand_batches_to(CommitterClient(b"\0" + name.encode()))
+        runtime.audit.hand_batches_to(CommitterClient(address))
+        runtime.audit_committer_address = address
     except OSError as exc:
         log.error("could not reach the audit committer process (%s); this process commits its own records", exc)

@@ -108,6 +108,8 @@ class Runtime:
     # infrastructure/audit_committer_launch.py: the CommitterProcess this process started and alone feeds;
     # stopped with the runtime, before the process exits (uvicorn ends a signalled process as soon as it returns).
     audit_committer: Any = None
+    # Where the committer process listens, when this process hands it batches: its event loop connects there too.
+    audit_committer_address: bytes | None = None
 
     def key_store_state(self) -> list[dict[str, Any]]:
         """What /healthz and /metrics say about custom key stores: id, type and connection state (no secret)."""
@@ -133,6 +135,22 @@ class Runtime:
         if self.root_version is not None and self.sealed_reason is None:
             state.update(self.root_version.state())
         return state
+
+    async def open_audit_channel(self) -> None:
+        """On the serving event loop, as it starts: the loop's own connection to the committer process, so that its
+        calls' records are handed over on the loop (decision 267). Without one (logged) they go by the committer
+        thread, as before."""
+        address = self.audit_committer_address
+        if address is None or not self.audit.hands_batches_over:
+            return
+        from infrastructure.audit_committer import CommitterChannel
+
+        try:
+            self.audit.hand_loop_batches_to(await CommitterChannel.connect(address))
+        except OSError as exc:
+            logging.getLogger("keyledger.audit").error(
+                "could not reach the audit committer process from the event loop (%s); records go by the committer "
+                "thread", exc)
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -31,7 +31,7 @@ from application.audit.change_record import RecordOfChange
 from application.audit.rows import RecordRows
 from application.calls import Call
 from application.ledger import KeyLedger
-from application.ports import AuditIndex, BatchCommitter, Clock, UnitOfWork
+from application.ports import AuditIndex, BatchChannel, BatchCommitter, Clock, UnitOfWork
 from domain.audit.chain import GENESIS
 from domain.audit.log import AUDIT_LOG_ID, AuditLog
 
@@ -91,6 +91,10 @@ class AuditTrail:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._commit_loop, name="keyledger-audit", daemon=True)
         self._committer: BatchCommitter | None = None  # the audit committer process, once handed to
+        # The event loop's own way to it, and its group commit: records waiting while a batch is in flight.
+        self._channel: BatchChannel | None = None
+        self._waiting: list[_Pending] = []
+        self._in_flight: list[_Pending] | None = None
         self.stats = GroupCommitStats()
         self.appended = False  # this process appended a record (it signs a checkpoint over it when it closes)
         # Batches go in as rows made directly (application/audit/rows.py) when those are provably the rows
@@ -150,16 +154,30 @@ class AuditTrail:
         committing it here. Key changes' own records still commit here, with their events."""
         self._committer = committer
 
+    def hand_loop_batches_to(self, channel: BatchChannel) -> None:
+        """From now on ``record_async`` on ``channel``'s event loop hands its batches over on that loop: the
+        records that gathered while a batch was in flight go out together as the next one."""
+        self._channel = channel
+
     @property
     def hands_batches_over(self) -> bool:
         """Whether this process's batches go to the committer process (not after it died)."""
-        return self._committer is not None
+        return self._committer is not None or self._channel is not None
 
     def start(self) -> None:
         if not self._thread.is_alive():
             self._thread.start()
 
     def stop(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:  # the app's shutdown waited for its calls: normally none is left waiting
+            channel.close()
+            waiting, self._waiting = self._waiting, []
+            if waiting:
+                try:
+                    channel.loop.call_soon_threadsafe(self._settle_on_loop, waiting, CommitterGone("stopping"))
+                except RuntimeError:  # the loop was closed: nobody waits any more
+                    pass
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout=10)
@@ -191,8 +209,57 @@ class AuditTrail:
     async def record_async(self, record: dict[str, Any]) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Pending(bound_record(record), None, loop, future))
+        pending = _Pending(bound_record(record), None, loop, future)
+        channel = self._channel
+        if channel is not None and channel.lost is not None and channel.loop is loop:
+            self._committer_gone(CommitterGone(channel.lost))  # found between batches: this record was not sent
+            channel = None
+        if channel is not None and channel.loop is loop:
+            self._waiting.append(pending)
+            if self._in_flight is None:
+                self._send_waiting(channel)
+        else:
+            self._queue.put(pending)
         await future
+
+    # -- the event loop's hand-over (decision 267): runs on the channel's loop only ----------------------
+
+    def _send_waiting(self, channel: BatchChannel) -> None:
+        count = min(self._max_batch, channel.max_records)
+        batch, self._waiting = self._waiting[:count], self._waiting[count:]
+        self._in_flight = batch
+        channel.send([pending.record for pending in batch], self._loop_batch_answered)
+
+    def _loop_batch_answered(self, error: BaseException | None) -> None:
+        batch, self._in_flight = self._in_flight or [], None
+        if isinstance(error, CommitterGone) and self._channel is not None:  # not: stopped, or known gone
+            self._committer_gone(error)
+        elif error is None:
+            self.appended = True
+        self._settle_on_loop(batch, error)
+        if not self._waiting:
+            return
+        if self._channel is not None:
+            self._send_waiting(self._channel)
+        else:  # the committer is gone: what waits is committed here, by the committer thread
+            waiting, self._waiting = self._waiting, []
+            for pending in waiting:
+                self._queue.put(pending)
+
+    def _settle_on_loop(self, batch: list[_Pending], error: BaseException | None) -> None:
+        self._count(len(batch), error)
+        _settle([pending.future for pending in batch if pending.future is not None], error)
+
+    def _committer_gone(self, error: BaseException) -> None:
+        """Whether the batch in flight was committed is unknown: it fails closed, and this process commits its own
+        records from now on, as a server without a committer process does."""
+        logging.getLogger("keyledger.audit").error(
+            "the audit committer process is gone (%s); this process commits its own records from now on", error)
+        channel, self._channel = self._channel, None
+        committer, self._committer = self._committer, None
+        for gone in (channel, committer):
+            if gone is not None:
+                gone.close()
 
     def _commit_loop(self) -> None:
         while True:
@@ -223,12 +290,7 @@ class AuditTrail:
             self.appended = True
             return None
         except CommitterGone as exc:
-            # Fail this batch closed (it may or may not have committed: its calls are not answered as done),
-            # and commit the next ones here, as a server without a committer process does.
-            logging.getLogger("keyledger.audit").error(
-                "the audit committer process is gone (%s); this process commits its own records from now on", exc)
-            self._committer = None
-            committer.close()
+            self._committer_gone(exc)
             return exc
         except Exception as exc:  # noqa: BLE001 - refused, or not to be handed over: this batch fails closed
             return exc
@@ -282,15 +344,7 @@ class AuditTrail:
 
     def _settle(self, batch: list[_Pending], error: BaseException | None) -> None:
         """Counts the batch and wakes its callers with its outcome."""
-        self.stats.batches += 1
-        self.stats.records += len(batch)
-        self.stats.largest = max(self.stats.largest, len(batch))
-        if error is not None:
-            self.stats.failed_records += len(batch)
-            self.stats.last_failure = type(error).__name__
-            self.stats.last_failed_at = time.monotonic()
-        else:
-            self.stats.last_committed_at = time.monotonic()
+        self._count(len(batch), error)
         # asyncio waiters are settled with one wake-up of their loop per batch, not one per record.
         by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for pending in batch:
@@ -303,3 +357,14 @@ class AuditTrail:
                 loop.call_soon_threadsafe(_settle, futures, error)
             except RuntimeError:  # the loop was closed: nobody waits any more
                 pass
+
+    def _count(self, size: int, error: BaseException | None) -> None:
+        self.stats.batches += 1
+        self.stats.records += size
+        self.stats.largest = max(self.stats.largest, size)
+        if error is not None:
+            self.stats.failed_records += size
+            self.stats.last_failure = type(error).__name__
+            self.stats.last_failed_at = time.monotonic()
+        else:
+            self.stats.last_committed_at = time.monotonic()

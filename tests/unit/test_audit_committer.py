@@ -4,6 +4,7 @@ database, as the process does. What goes through arrives exactly, batches of sev
 and verify, a refusal reaches the sender, and hostile peers are dropped without a record written."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pickle
@@ -21,7 +22,13 @@ from application.audit.checkpoints import audit_records
 from application.audit.trail import AuditTrail, AuditUnavailable, CommitterRefused
 from domain.audit.chain import verify_log
 from infrastructure import audit_committer
-from infrastructure.audit_committer import HEADER, CommitterClient, CommitterService, build_committer_trail
+from infrastructure.audit_committer import (
+    HEADER,
+    CommitterChannel,
+    CommitterClient,
+    CommitterService,
+    build_committer_trail,
+)
 from infrastructure.bootstrap import Runtime
 from tests.unit.test_audit_rows import encrypt_record, records, runtime  # noqa: F401 - the fixture
 
@@ -297,3 +304,147 @@ def test_another_user_is_refused(runtime: Runtime, committer: Committer) -> None
     assert os.read(read, 1) == b"D"
     os.waitpid(child, 0)
     assert len(stored(runtime)) == before
+
+
+# -- the event loop's own channel (decision 267) ------------------------------------------------------------------
+
+async def _record_all(trail: AuditTrail, records_: list[dict[str, Any]]) -> list[BaseException | None]:
+    """Each record from its own coroutine, all at once, as concurrent calls do; each one's outcome."""
+    async def one(record: dict[str, Any]) -> BaseException | None:
+        try:
+            await trail.record_async(record)
+            return None
+        except AuditUnavailable as exc:
+            return exc
+    return list(await asyncio.gather(*(one(r) for r in records_)))
+
+
+def _on_loop(trail: AuditTrail, address: bytes, work: Any) -> Any:
+    """``work(channel)`` on a fresh event loop whose records go over a channel to ``address``."""
+    async def main() -> Any:
+        channel = await CommitterChannel.connect(address)
+        trail.hand_loop_batches_to(channel)
+        try:
+            return await work(channel)
+        finally:
+            trail._channel = None
+            channel.close()
+            await asyncio.sleep(0)
+    return asyncio.run(main())
+
+
+def test_the_loop_hands_over_what_gathered_while_a_batch_was_in_flight(runtime: Runtime, committer: Committer) -> None:
+    trail, before = runtime.audit, len(stored(runtime))
+    trail.start()
+    try:
+        async def work(_: CommitterChannel) -> list[BaseException | None]:
+            first = await _record_all(trail, [encrypt_record(i) for i in range(50)])
+            return first + await _record_all(trail, [encrypt_record(100 + i) for i in range(50)])
+        assert _on_loop(trail, committer.address, work) == [None] * 100
+    finally:
+        trail.stop()
+    after = stored(runtime)
+    assert sorted(r["requestID"] for r in after[before:]) == sorted(
+        f"req-{i}" for i in [*range(50), *range(100, 150)]) and verify_log(after).ok
+    # One batch went out at once; the rest gathered behind it: two batches per 50 calls, no thread between.
+    assert trail.stats.records == 100 and trail.stats.batches == 4 and trail.stats.largest == 49
+
+
+def test_the_loop_fails_a_refused_or_unpicklable_batch_closed_and_goes_on(runtime: Runtime,
+                                                                          committer: Committer) -> None:
+    trail = runtime.audit
+
+    async def work(_: CommitterChannel) -> list[Any]:
+        refused = await _record_all(trail, [{"eventName": "Encrypt", "x": float("nan")}])
+        unpicklable = await _record_all(trail, [{**encrypt_record(1), "x": lambda: None}])
+        return [refused[0], unpicklable[0], await _record_all(trail, [encrypt_record(2)])]
+    refused, unpicklable, then = _on_loop(trail, committer.address, work)
+    assert "ValueError" in str(refused) and "pickle" in str(unpicklable) and then == [None]
+    assert trail.stats.failed_records == 2 and stored(runtime)[-1]["requestID"] == "req-2"
+
+
+def test_when_the_committer_went_between_batches_the_process_commits_its_own_and_fails_nothing(
+        runtime: Runtime, committer: Committer) -> None:
+    trail = runtime.audit
+    trail.hand_batches_to(committer.client())
+    trail.start()
+    try:
+        async def work(_: CommitterChannel) -> list[Any]:
+            first = await _record_all(trail, [encrypt_record(1)])
+            committer.stop()  # closes every connection, as a killed process's end does
+            await asyncio.sleep(0.1)
+            gone = await _record_all(trail, [encrypt_record(2)])
+            return [first, gone, trail.hands_batches_over, await _record_all(trail, [encrypt_record(3)])]
+        first, gone, handing, then = _on_loop(trail, committer.address, work)
+    finally:
+        trail.stop()
+    # Record 2 was never sent (the loop knew the committer was gone): committed here, like record 3.
+    assert first == [None] and gone == [None] and then == [None]
+    assert not handing and trail._committer is None  # the thread's connection was let go too
+    after = stored(runtime)
+    assert [r["requestID"] for r in after[-3:]] == ["req-1", "req-2", "req-3"] and verify_log(after).ok
+
+
+class Peer:
+    """A committer that is not one: it reads each frame and answers what the test says (or nothing)."""
+
+    def __init__(self, answer: bytes | str | None) -> None:
+        self.address = b"\0keyledger-audit-test-" + secrets.token_hex(8).encode()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.address)
+        self.listener.listen(1)
+        self.answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            while audit_committer._read_frame(conn) is not None:
+                if self.answer == "close":
+                    return  # as a committer killed mid-batch: the connection ends unanswered
+                if self.answer is not None:
+                    conn.sendall(self.answer)
+            time.sleep(0.5)
+
+
+@pytest.mark.parametrize("answer", [
+    HEADER.pack(audit_committer.MAX_ANSWER + 1),  # a length above the bound
+    HEADER.pack(0) + HEADER.pack(0),  # an answer to no batch, after the one in flight
+    None,  # no answer: ANSWER_SECONDS
+    "close",  # gone with the batch in flight
+], ids=["too-large", "unasked", "silent", "gone"])
+def test_a_committer_that_breaks_the_protocol_fails_the_batch_closed(runtime: Runtime, answer: bytes | str | None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_committer, "ANSWER_SECONDS", 0.3)
+    trail, before = runtime.audit, len(stored(runtime))
+    trail.start()
+    peer = Peer(answer)
+    try:
+        async def work(_: CommitterChannel) -> list[Any]:
+            first = await _record_all(trail, [encrypt_record(1)])
+            await asyncio.sleep(0.1)  # an unasked answer arrives here
+            return [first, await _record_all(trail, [encrypt_record(2)])]
+        first, then = _on_loop(trail, peer.address, work)
+    finally:
+        trail.stop()
+        peer.listener.close()
+    if isinstance(answer, bytes) and answer.startswith(HEADER.pack(0)):
+        assert first == [None]  # that batch was answered; the unasked answer after it ends the channel
+    else:
+        assert isinstance(first[0], AuditUnavailable)
+    assert then == [None] and not trail.hands_batches_over  # committed here, by the committer thread
+    assert stored(runtime)[-1]["requestID"] == "req-2" and len(stored(runtime)) == before + 1
+
+
+def test_records_from_another_loop_go_by_the_committer_thread(runtime: Runtime, committer: Committer) -> None:
+    trail, before = runtime.audit, len(stored(runtime))
+    trail.hand_batches_to(committer.client())
+    trail.start()
+    try:
+        async def work(channel: CommitterChannel) -> list[Any]:
+            elsewhere = await asyncio.to_thread(asyncio.run, _record_all(trail, [encrypt_record(1)]))
+            return [elsewhere, await _record_all(trail, [encrypt_record(2)])]
+        assert _on_loop(trail, committer.address, work) == [[None], [None]]
+    finally:
+        trail.stop()
+    assert [r["requestID"] for r in stored(runtime)[before:]] == ["req-1", "req-2"]
