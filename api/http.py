@@ -139,12 +139,19 @@ class KmsEndpoint:
                 (b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": body})
             return
-        answer = await self.pipeline.serve(front, HttpRequest.of(scope, receive))
+        answer = await (self.serve_kms(scope, receive) if front is self.kms
+                        else self.pipeline.serve(front, HttpRequest.of(scope, receive)))
         if answer is None:
             return  # the client went away before sending its request: nothing was done, nothing to answer
         status, headers, payload = answer
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+    def serve_kms(self, scope: Scope_, receive: Receive) -> Awaitable[tuple[int, list[tuple[bytes, bytes]], bytes] | None]:
+        """A KMS call (``POST /``): its answer (status, headers, body), or None if the client went away before its
+        request was read. The connection's protocol (api/http_protocol.py: KmsExchange) calls this directly and
+        writes the answer itself; ``__call__`` sends it as ASGI messages."""
+        return self.pipeline.serve(self.kms, HttpRequest.of(scope, receive))
 
     def head_refused(self, source: str | None) -> None:
         """The connection guard (api/http_protocol.py) refused a request head: counted, not recorded."""

@@ -15,6 +15,7 @@ set to the same number.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -22,9 +23,10 @@ from api.limits import head_limit
 from domain.errors import RequestHeaderFieldsTooLargeError
 
 try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 except ImportError:  # pragma: no cover - uvicorn without httptools: h11 with its own bound
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
 
 DEFAULT_MAX_HEAD_BYTES = head_limit(16384)  # the default settings' bound, for an app that does not say
 
@@ -61,11 +63,82 @@ if HttpToolsProtocol is not None:
 
         def on_headers_complete(self) -> None:
             self._head_bytes = None
-            super().on_headers_complete()
+            if not self._kms_call():
+                super().on_headers_complete()
+                return
+            # uvicorn's own steps (HttpToolsProtocol.on_headers_complete) for a request it would hand to the app,
+            # with a KmsExchange as the cycle: the scope is filled as uvicorn fills it.
+            http_version = self.parser.get_http_version()
+            scope = self.scope
+            scope["method"] = "POST"
+            if http_version != "1.1":
+                scope["http_version"] = http_version
+            scope["path"], scope["raw_path"], scope["query_string"] = "/", b"/", b""
+            existing = self.cycle
+            self.cycle = KmsExchange(
+                scope=scope, transport=self.transport, flow=self.flow, logger=self.logger,
+                access_logger=self.access_logger, access_log=self.access_log,
+                default_headers=self.server_state.default_headers, message_event=asyncio.Event(),
+                expect_100_continue=self.expect_100_continue,
+                keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
+                on_response=self.on_response_complete)
+            if existing is None or existing.response_complete:
+                self._start_asgi_task(self.cycle, self.app)
+            else:  # pipelined: queued, as uvicorn queues it
+                self.flow.pause_reading()
+                self.pipeline.appendleft((self.cycle, self.app))
+
+        def _kms_call(self) -> bool:
+            """A KMS call (``POST /``, no query) that the endpoint answers itself, on a connection where uvicorn
+            would run the app with nothing around it (no access log, root path, concurrency limit or upgrade)."""
+            return (self.url == b"/" and self.parser.get_method() == b"POST" and hasattr(self.app, "serve_kms")
+                    and not self.access_log and not self.root_path and self.limit_concurrency is None
+                    and not self.parser.should_upgrade())
 
         def on_message_complete(self) -> None:
             self._head_bytes = 0
             super().on_message_complete()
+    class KmsExchange(RequestResponseCycle):  # type: ignore[misc,valid-type]
+        """uvicorn's request-response cycle for a KMS call: the body is read through the same ``receive``, but the
+        endpoint's answer is written as one write (status line, headers and body), not as two ASGI messages each
+        checked and written on its own. The answer's headers are the endpoint's own (a request id, a length, a
+        content type), and uvicorn's default ones (date, server) go first as uvicorn sends them: the bytes on the
+        wire are those uvicorn writes. The KMS protocol is request-response with a length, always: nothing here
+        streams, chunks or answers HEAD."""
+
+        async def run_asgi(self, app: Any) -> None:
+            try:
+                answer = await app.serve_kms(self.scope, self.receive)
+            except BaseException as exc:  # noqa: BLE001 - as uvicorn's run_asgi: logged and answered 500
+                self.logger.error("Exception in ASGI application\n", exc_info=exc)
+                await self.send_500_response()
+                self.on_response = lambda: None
+                return
+            if answer is None:  # the client went away before its request was read: nothing to answer
+                self.on_response = lambda: None
+                return
+            if self.flow.write_paused and not self.disconnected:
+                await self.flow.drain()
+            if self.disconnected:
+                self.on_response = lambda: None
+                return
+            status, headers, payload = answer
+            lines = [STATUS_LINE[status]]
+            for name, value in (*self.default_headers, *headers):
+                if name == b"connection" and value == b"close":
+                    self.keep_alive = False
+                lines += [name, b": ", value, b"\r\n"]
+            if not self.keep_alive and (b"connection", b"close") not in headers:
+                lines.append(b"connection: close\r\n")
+            lines += [b"\r\n", payload]
+            self.response_started = self.response_complete = True
+            self.waiting_for_100_continue = False
+            self.transport.write(b"".join(lines))
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
+            self.on_response = lambda: None
 else:  # pragma: no cover
     BoundedHttpToolsProtocol = None  # type: ignore[assignment,misc]
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from application.audit.bounds import bound_record
 from application.audit.checkpoints import audit_records
 from application.audit.trail import AuditTrail, AuditUnavailable, CommitterRefused
 from domain.audit.chain import verify_log
@@ -448,3 +449,19 @@ def test_records_from_another_loop_go_by_the_committer_thread(runtime: Runtime, 
     finally:
         trail.stop()
     assert [r["requestID"] for r in stored(runtime)[before:]] == ["req-1", "req-2"]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(records, min_size=1, max_size=12))
+def test_what_the_loop_hands_over_is_what_is_stored(runtime: Runtime, committer: Committer,
+                                                    batch: list[dict]) -> None:
+    assume(runtime.settings.database_url is None or "\\u0000" not in json.dumps(batch))  # as above
+    trail, before = runtime.audit, len(stored(runtime))
+
+    async def work(_: CommitterChannel) -> list[BaseException | None]:
+        return await _record_all(trail, batch)
+    assert _on_loop(trail, committer.address, work) == [None] * len(batch)
+    after = stored(runtime)
+    assert verify_log(after).ok
+    # Calls on one loop are handed over in the order they recorded: the first alone, the rest together after it.
+    assert [content(r) for r in after[before:]] == [content(bound_record(r)) for r in batch]
