@@ -21,8 +21,8 @@ from api.caller import authenticate
 from api.errors import CONTENT_TYPE, INTERNAL_ERROR_BODY, INTERNAL_MESSAGE, error_body
 from api.limits import CLOSE, RequestLimits
 from api.metrics import Metrics
+from application.audit.group_commit import AuditUnavailable
 from application.audit.records import cloudtrail_record, new_ids
-from application.audit.trail import AuditUnavailable
 from application.calls import Call
 from domain.errors import InternalError, KmsError, RequestEntityTooLargeError, RequestHeaderFieldsTooLargeError
 from infrastructure.runtime import Runtime

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from application.audit.group_commit import PendingRecord  # noqa: E402
 from application.audit.records import cloudtrail_record, new_ids  # noqa: E402
-from application.audit.trail import _Pending  # noqa: E402
 from application.calls import Call, Caller  # noqa: E402
 from domain.identifiers import Scope  # noqa: E402
 from infrastructure.bootstrap import build_runtime  # noqa: E402
@@ -49,7 +49,7 @@ def measure(runtime, batches: int, batch_size: int, walls: list[float] | None = 
     samples = []
     for _ in range(batches):
         errors: list = []
-        batch = [_Pending(encrypt_record(runtime), errors.append) for _ in range(batch_size)]
+        batch = [PendingRecord(encrypt_record(runtime), errors.append) for _ in range(batch_size)]
         start, wall = time.thread_time(), time.perf_counter()
         trail._commit(batch)
         samples.append((time.thread_time() - start) * 1e6 / batch_size)

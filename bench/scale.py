@@ -151,7 +151,7 @@ def grow_key(runtime: Runtime, key_id: str, events: int) -> None:
 
 def add_records(runtime: Runtime, count: int, key_ids: list[str]) -> None:
     """``count`` Encrypt records through the group committer (batches of 256), naming the keys in turn."""
-    from application.audit.trail import _Pending
+    from application.audit.group_commit import PendingRecord
     from bench.audit_commit import encrypt_record
 
     done = 0
@@ -160,7 +160,7 @@ def add_records(runtime: Runtime, count: int, key_ids: list[str]) -> None:
         for i in range(min(256, count - done)):
             record = encrypt_record(runtime)
             record["resources"] = [{**record["resources"][0], "ARN": SCOPE.key_arn(key_ids[(done + i) % len(key_ids)])}]
-            batch.append(_Pending(record, lambda error: None))
+            batch.append(PendingRecord(record, lambda error: None))
         runtime.audit._commit(batch)
         done += len(batch)
 

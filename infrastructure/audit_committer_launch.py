@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from infrastructure.settings import Settings
 
 if TYPE_CHECKING:
-    from infrastructure.audit_committer import CommitterClient
+    from infrastructure.audit_committer_connections import CommitterClient
     from infrastructure.runtime import Runtime
 
 # Light on purpose: `serve` spawns the committer before it imports the service, so that both import at once.
@@ -60,7 +60,7 @@ class CommitterProcess:
             raise RuntimeError(f"the audit committer process did not start (exit code {process.poll()})")
 
     def client(self) -> CommitterClient:
-        from infrastructure.audit_committer import CommitterClient
+        from infrastructure.audit_committer_connections import CommitterClient
 
         return CommitterClient(self.address)
 
@@ -125,7 +125,7 @@ def connect_audit_committer(runtime: Runtime) -> None:
     name = os.environ.get(ADDRESS_VARIABLE)
     if not name or runtime.services is None:
         return
-    from infrastructure.audit_committer import CommitterClient
+    from infrastructure.audit_committer_connections import CommitterClient
 
     address = b"\0" + name.encode()
     try:

@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from application.audit.checkpoints import Checkpointer
-from application.audit.trail import AuditTrail, AuditUnavailable
+from application.audit.group_commit import AuditUnavailable
+from application.audit.trail import AuditTrail
 from application.audit.unauthenticated import UnauthenticatedFailures
 from application.authorization.authorizer import Authorizer
 from application.clock_service import ClockService
@@ -143,7 +144,7 @@ class Runtime:
         address = self.audit_committer_address
         if address is None or not self.audit.hands_batches_over:
             return
-        from infrastructure.audit_committer import CommitterChannel
+        from infrastructure.audit_committer_connections import CommitterChannel
 
         try:
             self.audit.hand_loop_batches_to(await CommitterChannel.connect(address))

@@ -21,13 +21,19 @@ import queue
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from eventsourcing.persistence import IntegrityError
 
 from application.audit.bounds import bound_record
 from application.audit.change_record import RecordOfChange
+from application.audit.group_commit import (
+    AuditUnavailable,
+    CommitterGone,
+    GroupCommitStats,
+    PendingRecord,
+    settle,
+)
 from application.audit.rows import RecordRows
 from application.calls import Call
 from application.ledger import KeyLedger
@@ -36,45 +42,6 @@ from domain.audit.chain import GENESIS
 from domain.audit.log import AUDIT_LOG_ID, AuditLog
 
 MAX_ATTEMPTS = 5
-
-
-def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_exception(AuditUnavailable(str(error))) if error else future.set_result(None)
-
-
-class AuditUnavailable(Exception):
-    """The record could not be made durable; the call must fail closed."""
-
-
-class CommitterRefused(Exception):
-    """The committer process could not make a batch durable (its reason, the exception's kind and text)."""
-
-
-class CommitterGone(Exception):
-    """The committer process cannot be reached: whether the batch in flight was committed is unknown."""
-
-
-@dataclass
-class _Pending:
-    record: dict[str, Any]
-    done: Callable[[BaseException | None], None] | None  # None: an asyncio waiter, settled per loop
-    loop: asyncio.AbstractEventLoop | None = None
-    future: asyncio.Future[None] | None = None
-
-
-@dataclass
-class GroupCommitStats:
-    batches: int = 0
-    records: int = 0
-    largest: int = 0
-    failed_records: int = 0  # records that could not be made durable: their calls answered KMSInternalException
-    # The last outcome, for readiness (application/health.py): time.monotonic() of the last batch that
-    # failed and of the last that committed, and the failure's kind (an exception class name, nothing more).
-    last_failed_at: float | None = None
-    last_committed_at: float | None = None
-    last_failure: str | None = None
 
 
 class AuditTrail:
@@ -88,13 +55,13 @@ class AuditTrail:
         self._max_batch = max_batch
         self._head_lock = threading.RLock()
         self._head: tuple[int, str] | None = None  # (seq, chain) of the last record we know committed
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[PendingRecord | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._commit_loop, name="keyledger-audit", daemon=True)
         self._committer: BatchCommitter | None = None  # the audit committer process, once handed to
         # The event loop's own way to it, and its group commit: records waiting while a batch is in flight.
         self._channel: BatchChannel | None = None
-        self._waiting: list[_Pending] = []
-        self._in_flight: list[_Pending] | None = None
+        self._waiting: list[PendingRecord] = []
+        self._in_flight: list[PendingRecord] | None = None
         self.stats = GroupCommitStats()
         self.appended = False  # this process appended a record (it signs a checkpoint over it when it closes)
         # Batches go in as rows made directly (application/audit/rows.py) when those are provably the rows
@@ -190,7 +157,7 @@ class AuditTrail:
         record = bound_record(record)
         if not self._thread.is_alive():  # no committer (CLI): write directly
             failed: list[BaseException | None] = []
-            self._commit([_Pending(record, failed.append)])
+            self._commit([PendingRecord(record, failed.append)])
             if failed[0] is not None:
                 raise AuditUnavailable(str(failed[0])) from failed[0]
             return
@@ -201,7 +168,7 @@ class AuditTrail:
             outcome.append(error)
             finished.set()
 
-        self._queue.put(_Pending(record, done))
+        self._queue.put(PendingRecord(record, done))
         finished.wait()
         if outcome[0] is not None:
             raise AuditUnavailable(str(outcome[0])) from outcome[0]
@@ -209,7 +176,7 @@ class AuditTrail:
     async def record_async(self, record: dict[str, Any]) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        pending = _Pending(bound_record(record), None, loop, future)
+        pending = PendingRecord(bound_record(record), None, loop, future)
         channel = self._channel
         if channel is not None and channel.lost is not None and channel.loop is loop:
             self._committer_gone(CommitterGone(channel.lost))  # found between batches: this record was not sent
@@ -246,9 +213,9 @@ class AuditTrail:
             for pending in waiting:
                 self._queue.put(pending)
 
-    def _settle_on_loop(self, batch: list[_Pending], error: BaseException | None) -> None:
+    def _settle_on_loop(self, batch: list[PendingRecord], error: BaseException | None) -> None:
         self._count(len(batch), error)
-        _settle([pending.future for pending in batch if pending.future is not None], error)
+        settle([pending.future for pending in batch if pending.future is not None], error)
 
     def _committer_gone(self, error: BaseException) -> None:
         """Whether the batch in flight was committed is unknown: it fails closed, and this process commits its own
@@ -284,7 +251,7 @@ class AuditTrail:
             else:
                 self._settle(batch, self._hand_over(committer, batch))
 
-    def _hand_over(self, committer: BatchCommitter, batch: list[_Pending]) -> BaseException | None:
+    def _hand_over(self, committer: BatchCommitter, batch: list[PendingRecord]) -> BaseException | None:
         try:
             committer.commit([pending.record for pending in batch])
             self.appended = True
@@ -315,7 +282,7 @@ class AuditTrail:
         self._indexed(tx, records, head[0] + 1)
         return after
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[PendingRecord]) -> None:
         self._settle(batch, self.commit_records([pending.record for pending in batch]))
 
     def commit_records(self, records: list[dict[str, Any]]) -> BaseException | None:
@@ -342,7 +309,7 @@ class AuditTrail:
                 break
         return error
 
-    def _settle(self, batch: list[_Pending], error: BaseException | None) -> None:
+    def _settle(self, batch: list[PendingRecord], error: BaseException | None) -> None:
         """Counts the batch and wakes its callers with its outcome."""
         self._count(len(batch), error)
         # asyncio waiters are settled with one wake-up of their loop per batch, not one per record.
@@ -354,7 +321,7 @@ class AuditTrail:
                 by_loop.setdefault(pending.loop, []).append(pending.future)
         for loop, futures in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_settle, futures, error)
+                loop.call_soon_threadsafe(settle, futures, error)
             except RuntimeError:  # the loop was closed: nobody waits any more
                 pass
 

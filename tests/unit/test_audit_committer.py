@@ -20,16 +20,13 @@ from hypothesis import strategies as st
 
 from application.audit.bounds import bound_record
 from application.audit.checkpoints import audit_records
-from application.audit.trail import AuditTrail, AuditUnavailable, CommitterRefused
+from application.audit.group_commit import AuditUnavailable, CommitterRefused
+from application.audit.trail import AuditTrail
 from domain.audit.chain import verify_log
 from infrastructure import audit_committer
-from infrastructure.audit_committer import (
-    HEADER,
-    CommitterChannel,
-    CommitterClient,
-    CommitterService,
-    build_committer_trail,
-)
+from infrastructure import audit_committer_connections as connections
+from infrastructure.audit_committer import CommitterService, build_committer_trail
+from infrastructure.audit_committer_connections import HEADER, CommitterChannel, CommitterClient
 from infrastructure.bootstrap import Runtime
 from tests.unit.test_audit_rows import encrypt_record, records, runtime  # noqa: F401 - the fixture
 
@@ -251,7 +248,7 @@ def dropped(sock: socket.socket) -> bool:
 
 
 @pytest.mark.parametrize("frame", [
-    HEADER.pack(audit_committer.MAX_FRAME + 1),  # a length above the bound: nothing read past the header
+    HEADER.pack(connections.MAX_FRAME + 1),  # a length above the bound: nothing read past the header
     HEADER.pack(5) + b"\x80\x05junk",  # not a pickle
     HEADER.pack(len(pickle.dumps({"not": "a list"}))) + pickle.dumps({"not": "a list"}),
     HEADER.pack(len(pickle.dumps(["a record that is a string"]))) + pickle.dumps(["a record that is a string"]),
@@ -400,7 +397,7 @@ class Peer:
     def _serve(self) -> None:
         conn, _ = self.listener.accept()
         with conn:
-            while audit_committer._read_frame(conn) is not None:
+            while connections.read_frame(conn) is not None:
                 if self.answer == "close":
                     return  # as a committer killed mid-batch: the connection ends unanswered
                 if self.answer is not None:
@@ -409,14 +406,14 @@ class Peer:
 
 
 @pytest.mark.parametrize("answer", [
-    HEADER.pack(audit_committer.MAX_ANSWER + 1),  # a length above the bound
+    HEADER.pack(connections.MAX_ANSWER + 1),  # a length above the bound
     HEADER.pack(0) + HEADER.pack(0),  # an answer to no batch, after the one in flight
     None,  # no answer: ANSWER_SECONDS
     "close",  # gone with the batch in flight
 ], ids=["too-large", "unasked", "silent", "gone"])
 def test_a_committer_that_breaks_the_protocol_fails_the_batch_closed(runtime: Runtime, answer: bytes | str | None,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit_committer, "ANSWER_SECONDS", 0.3)
+    monkeypatch.setattr(connections, "ANSWER_SECONDS", 0.3)
     trail, before = runtime.audit, len(stored(runtime))
     trail.start()
     peer = Peer(answer)

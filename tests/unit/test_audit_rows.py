@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from application.audit.checkpoints import audit_records
+from application.audit.group_commit import PendingRecord
 from application.audit.rows import RecordRows
-from application.audit.trail import AuditTrail, _Pending
+from application.audit.trail import AuditTrail
 from domain.audit.chain import GENESIS, verify_log
 from domain.audit.log import AUDIT_LOG_ID, AuditLog
 from infrastructure.bootstrap import Runtime, build_ledger, build_runtime
@@ -195,7 +196,7 @@ def test_committed_batches_verify_and_the_head_follows(runtime: Runtime) -> None
     outcomes: list = []
     start = trail._load_head()[0]
     for size in (1, 7, 64):
-        trail._commit([_Pending(encrypt_record(i), outcomes.append) for i in range(size)])
+        trail._commit([PendingRecord(encrypt_record(i), outcomes.append) for i in range(size)])
     assert outcomes == [None] * 72
     records = list(audit_records(runtime.ledger))
     assert verify_log(records).ok
@@ -214,6 +215,6 @@ def test_a_version_taken_meanwhile_is_an_integrity_error(runtime: Runtime) -> No
         with runtime.uow.transaction():
             runtime.ledger.recorder.insert_rows(rows)
     outcome: list = []
-    trail._commit([_Pending(encrypt_record(2), outcome.append)])  # stale head: reloaded, then appended
+    trail._commit([PendingRecord(encrypt_record(2), outcome.append)])  # stale head: reloaded, then appended
     assert outcome == [None]
     assert verify_log(list(audit_records(runtime.ledger))).ok

@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
-from application.audit.trail import _Pending
+from application.audit.group_commit import PendingRecord
 from infrastructure.bootstrap import Runtime, build_runtime
 from infrastructure.settings import Settings
 from infrastructure.storage import EVENTS_TABLE, events_locked
@@ -87,6 +87,6 @@ def test_committed_batches_hold_the_lock_until_their_commit(pg: tuple[Runtime, s
 
     recorder.insert_rows = observed  # type: ignore[method-assign]
     outcomes: list = []
-    runtime.audit._commit([_Pending(encrypt_record(i), outcomes.append) for i in range(3)])
+    runtime.audit._commit([PendingRecord(encrypt_record(i), outcomes.append) for i in range(3)])
     assert outcomes == [None, None, None] and seen == [1]
     assert exclusive_holders(observer) == 0
