@@ -27,7 +27,6 @@ try:
 except ImportError:  # pragma: no cover - uvicorn without httptools: h11 with its own bound
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
-
 DEFAULT_MAX_HEAD_BYTES = head_limit(16384)  # the default settings' bound, for an app that does not say
 
 
@@ -48,6 +47,9 @@ if HttpToolsProtocol is not None:
             self._max_head = getattr(app, "max_head_bytes", DEFAULT_MAX_HEAD_BYTES)
             self._on_refused = getattr(app, "head_refused", None)
             self._head_bytes: int | None = 0  # None while a body is read: only heads are counted
+            # KMS calls go by KmsExchange where uvicorn would run the app with nothing around it.
+            self._kms_exchange = (hasattr(app, "serve_kms") and not self.access_log and not self.root_path
+                                  and self.limit_concurrency is None)
 
         def data_received(self, data: bytes) -> None:
             if self._head_bytes is None:
@@ -89,15 +91,14 @@ if HttpToolsProtocol is not None:
                 self.pipeline.appendleft((self.cycle, self.app))
 
         def _kms_call(self) -> bool:
-            """A KMS call (``POST /``, no query) that the endpoint answers itself, on a connection where uvicorn
-            would run the app with nothing around it (no access log, root path, concurrency limit or upgrade)."""
-            return (self.url == b"/" and self.parser.get_method() == b"POST" and hasattr(self.app, "serve_kms")
-                    and not self.access_log and not self.root_path and self.limit_concurrency is None
+            """A KMS call (``POST /``, no query, no upgrade) that the endpoint answers itself."""
+            return (self._kms_exchange and self.url == b"/" and self.parser.get_method() == b"POST"
                     and not self.parser.should_upgrade())
 
         def on_message_complete(self) -> None:
             self._head_bytes = 0
             super().on_message_complete()
+
     class KmsExchange(RequestResponseCycle):  # type: ignore[misc,valid-type]
         """uvicorn's request-response cycle for a KMS call: the body is read through the same ``receive``, but the
         endpoint's answer is written as one write (status line, headers and body), not as two ASGI messages each

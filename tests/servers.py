@@ -69,6 +69,7 @@ class Server:
     # HTTPS with this certificate and key (tests.certificates.self_signed); clients trust exactly this cert.
     tls: TlsFiles | None = None
     cwd: Path = ROOT  # the process's working directory (a node without a data directory must write nothing there)
+    args: tuple[str, ...] = ()  # more `keyledger serve` flags
 
     @property
     def endpoint(self) -> str:
@@ -94,7 +95,7 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.output = self.data_dir.parent / f"server-{self.port}.log"
         with open(self.output, "ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "api", "serve"], cwd=self.cwd, env=env,
+            self.process = subprocess.Popen([sys.executable, "-m", "api", "serve", *self.args], cwd=self.cwd, env=env,
                                             stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         verify = self.verify

@@ -172,3 +172,18 @@ def test_a_client_that_leaves_mid_body_gets_nothing_and_the_server_goes_on(share
     time.sleep(0.2)
     connection.close()
     assert exchange(shared_server, signed(shared_server, "DescribeKey", {"KeyId": key}))[0] == b"HTTP/1.1 200 OK"
+
+
+def test_with_an_access_log_every_call_is_logged_and_answered_the_same(tmp_path) -> None:
+    """`--access-log`: uvicorn logs each request in its ASGI cycle, so KMS calls take that cycle, answered alike."""
+    from tests.servers import Server
+
+    server = Server(data_dir=tmp_path / "data", args=("--access-log",), env={"KEYLEDGER_LOG_LEVEL": "info"}).start()
+    try:
+        key = server.client().create_key()["KeyMetadata"]["KeyId"]
+        status, headers, body = exchange(server, signed(server, "DescribeKey", {"KeyId": key}))
+        assert status == b"HTTP/1.1 200 OK" and json.loads(body)["KeyMetadata"]["KeyId"] == key
+        assert [n for n, _ in headers] == [b"date", b"server", b"x-amzn-requestid", b"content-length", b"content-type"]
+    finally:
+        server.stop()
+    assert server.log().count('"POST / HTTP/1.1" 200') == 2  # CreateKey and DescribeKey
