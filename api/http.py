@@ -139,8 +139,7 @@ class KmsEndpoint:
                 (b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": body})
             return
-        answer = await (self.serve_kms(scope, receive) if front is self.kms
-                        else self.pipeline.serve(front, HttpRequest.of(scope, receive)))
+        answer = await self.pipeline.serve(front, HttpRequest.of(scope, receive))
         if answer is None:
             return  # the client went away before sending its request: nothing was done, nothing to answer
         status, headers, payload = answer
@@ -150,7 +149,8 @@ class KmsEndpoint:
     def serve_kms(self, scope: Scope_, receive: Receive) -> Awaitable[tuple[int, list[tuple[bytes, bytes]], bytes] | None]:
         """A KMS call (``POST /``): its answer (status, headers, body), or None if the client went away before its
         request was read. The connection's protocol (api/http_protocol.py: KmsExchange) calls this directly and
-        writes the answer itself; ``__call__`` sends it as ASGI messages."""
+        writes the answer itself; ``__call__`` (any other way in) runs the same pipeline and sends it as ASGI
+        messages."""
         return self.pipeline.serve(self.kms, HttpRequest.of(scope, receive))
 
     def head_refused(self, source: str | None) -> None:

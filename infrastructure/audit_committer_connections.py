@@ -34,6 +34,16 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
     return bytes(buffer)
 
 
+def batch_frame(records: list[dict[str, Any]]) -> bytes:
+    """The frame that carries ``records``; CommitterRefused for a value no record can hold (sealing would refuse it
+    too), so that batch fails closed and the connection goes on."""
+    try:
+        payload = pickle.dumps(records, protocol=5)
+    except Exception as exc:
+        raise CommitterRefused(f"{type(exc).__name__}: {exc}") from exc
+    return HEADER.pack(len(payload)) + payload
+
+
 def read_frame(sock: socket.socket, limit: int = MAX_FRAME) -> bytes | None:
     header = _read_exactly(sock, HEADER.size)
     if header is None:
@@ -48,7 +58,6 @@ class CommitterClient:
     """A server process's connection to the committer process (application.ports.BatchCommitter)."""
 
     def __init__(self, address: bytes) -> None:
-        self.address = address
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(ANSWER_SECONDS)
         try:
@@ -59,13 +68,10 @@ class CommitterClient:
 
     def commit(self, records: list[dict[str, Any]]) -> None:
         for start in range(0, len(records), RECORDS_PER_FRAME):
-            try:
-                payload = pickle.dumps(records[start:start + RECORDS_PER_FRAME], protocol=5)
-            except Exception as exc:  # a value no record can hold (sealing would refuse it too)
-                raise CommitterRefused(f"{type(exc).__name__}: {exc}") from exc
+            frame = batch_frame(records[start:start + RECORDS_PER_FRAME])
             try:
                 # sendall: one sendmsg writes only what the socket's buffer takes at once (a few hundred KB)
-                self._sock.sendall(HEADER.pack(len(payload)) + payload)
+                self._sock.sendall(frame)
                 answer = read_frame(self._sock)
             except (OSError, ValueError) as exc:
                 raise CommitterGone(f"{type(exc).__name__}: {exc}") from exc
@@ -116,13 +122,13 @@ class CommitterChannel(asyncio.Protocol):
             self.loop.call_soon(answered, CommitterGone(self.lost or "not connected"))
             return
         try:
-            payload = pickle.dumps(records, protocol=5)
-        except Exception as exc:  # a value no record can hold (sealing would refuse it too)
-            self.loop.call_soon(answered, CommitterRefused(f"{type(exc).__name__}: {exc}"))
+            frame = batch_frame(records)
+        except CommitterRefused as refused:
+            self.loop.call_soon(answered, refused)
             return
         self._answered = answered
         self._timer = self.loop.call_later(ANSWER_SECONDS, self._lost, "no answer within the time allowed")
-        self._transport.write(HEADER.pack(len(payload)) + payload)
+        self._transport.write(frame)
 
     def close(self) -> None:
         """From any thread; connection_lost follows on the loop, and a batch in flight fails closed."""
