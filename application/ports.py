@@ -54,6 +54,25 @@ class UnitOfWork(Protocol):
         """The highest stored version of one aggregate, read in ``tx``."""
 
 
+class AppendTransaction(Protocol):
+    """One transaction of ``RecordAppends``, holding the writers' lock from its start."""
+
+    def last_version(self, originator_id: Any) -> int | None: ...
+
+    def stored_state(self, originator_id: Any, version: int) -> tuple[str, bytes] | None:
+        """(topic, state) of one stored event, as stored."""
+
+    def insert_rows(self, rows: Sequence[tuple[Any, int, str, bytes]]) -> None:
+        """Event-store rows in stored form: originator id, version, topic, state."""
+
+
+class RecordAppends(Protocol):
+    """The audit committer's own transactions (decision 269): the writers' lock, the log's head, the records' rows
+    and their index rows (``AuditIndex.add`` takes such a transaction too), and nothing else."""
+
+    def transaction(self) -> AbstractContextManager[AppendTransaction]: ...
+
+
 @dataclass(frozen=True)
 class KeyRow:
     """One row of the key-state view: what crypto operations and DescribeKey read."""

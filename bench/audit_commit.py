@@ -43,9 +43,9 @@ def encrypt_record(runtime) -> dict:
     return cloudtrail_record(call)
 
 
-def measure(runtime, batches: int, batch_size: int, walls: list[float] | None = None) -> list[float]:
+def measure(runtime, batches: int, batch_size: int, walls: list[float] | None = None, trail=None) -> list[float]:
     """µs of this thread's CPU per record, one sample per batch (and into ``walls`` each batch's wall ms)."""
-    trail = runtime.audit
+    trail = trail or runtime.audit
     samples = []
     for _ in range(batches):
         errors: list = []
@@ -59,6 +59,27 @@ def measure(runtime, batches: int, batch_size: int, walls: list[float] | None = 
     return samples
 
 
+def compare_own_transactions(runtime, batches: int, batch_size: int) -> None:
+    from infrastructure.audit_committer import build_committer_trail
+
+    trail, close = build_committer_trail(runtime.settings, runtime.ledger.mapper.row_key)
+    try:
+        own, by = trail._appends, {"own transactions": [], "the library's": []}
+        assert own is not None, "the committer's own transactions are for SQLite"
+        measure(runtime, 10, batch_size, trail=trail)
+        for _ in range(max(1, batches // 10)):
+            for name, chosen in (("own transactions", own), ("the library's", None)):
+                trail._appends = chosen
+                by[name] += measure(runtime, 10, batch_size, trail=trail)
+        trail._appends = own
+    finally:
+        close()
+    for name, found in by.items():
+        found.sort()
+        print(f"audit commit, batches of {batch_size}, {name}: CPU per record median {statistics.median(found):.1f} µs, "
+              f"p10 {found[len(found) // 10]:.1f}, p90 {found[len(found) * 9 // 10]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=200)
@@ -66,11 +87,17 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile of the commits")
     parser.add_argument("--compare-index", action="store_true",
                         help="alternate batches with and without the audit index rows and print both (issue 13)")
+    parser.add_argument("--compare-own-transactions", action="store_true",
+                        help="the committer process's trail: alternate batches in its own SQLite transactions and in "
+                        "the library's, and print both (decision 269)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         runtime = build_runtime(Settings.load(data_dir=Path(tmp), database_url=os.environ.get("KEYLEDGER_DATABASE_URL")))
         try:
             measure(runtime, 10, args.batch_size)  # warm up: the head, the connection, caches
+            if args.compare_own_transactions:
+                compare_own_transactions(runtime, args.batches, args.batch_size)
+                return
             if args.compare_index:
                 index, by = runtime.audit._index, {"with the index": [], "without": []}
                 for _ in range(args.batches // 10):

@@ -35,6 +35,7 @@ import sys
 from typing import Any, Callable
 
 from application.audit.trail import AuditTrail
+from infrastructure.audit_appends import SqliteRecordAppends
 from infrastructure.audit_committer_connections import HEADER, RECORDS_PER_FRAME, read_frame
 from infrastructure.audit_committer_launch import READY
 from infrastructure.clock import DatabaseClock
@@ -141,12 +142,15 @@ def build_committer_trail(settings: Settings, row_key: bytes) -> tuple[AuditTrai
     ledger = build_ledger(settings)
     ledger.authenticate_with(row_key)
     datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
-    uow = SqlUnitOfWork(datastore, ledger.recorder.events_record_cls.__table__,  # type: ignore[attr-defined]
-                        gate=writer_gate_for(datastore.engine))
+    events, gate = ledger.recorder.events_record_cls.__table__, writer_gate_for(datastore.engine)  # type: ignore[attr-defined]
+    uow = SqlUnitOfWork(datastore, events, gate=gate)
+    appends = SqliteRecordAppends.for_engine(datastore.engine, events, gate)
     trail = AuditTrail(ledger, uow, DatabaseClock(uow), max_batch=settings.audit_group_commit_max,
-                       index=SqlAuditIndex(uow))
+                       index=SqlAuditIndex(uow), appends=appends)
 
     def close() -> None:
+        if appends is not None:
+            appends.close()
         ledger.close()
         datastore.engine.dispose()
 

@@ -88,33 +88,47 @@ class BulkInsertApplicationRecorder(SQLAlchemyApplicationRecorder):
 
     def _sqlite_insert(self, session: Any, table: Any, rows: Sequence[Row]) -> list[int]:
         connection = session.connection()
-        dialect = connection.dialect
         if self._sqlite_statement is None:  # the same for every insert: the table and dialect are fixed
-            columns = (table.c.originator_id, table.c.originator_version, table.c.topic, table.c.state)
-            preparer = dialect.identifier_preparer
-            # The columns' own bind processors: the values stored are exactly those the ORM would store.
-            self._sqlite_statement = (
-                f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(c.name) for c in columns)}) "
-                f"VALUES (?, ?, ?, ?)", tuple(column.type.bind_processor(dialect) or _unchanged for column in columns))
-        sql, (bind_id, bind_version, bind_topic, bind_state) = self._sqlite_statement
-        # An audit batch's rows share one originator: its id (a Python-level UUID conversion) is bound once.
-        last_id: Any = None
-        last_bound: Any = None
-        bound = []
-        for originator_id, version, topic, state in rows:
-            if originator_id is not last_id:
-                last_id, last_bound = originator_id, bind_id(originator_id)
-            bound.append((last_bound, bind_version(version), bind_topic(topic), bind_state(state)))
+            self._sqlite_statement = sqlite_insert_statement(table, connection.dialect)
         # The driver's own connection, as lock_writers uses it: exec_driver_sql's statement and result
         # machinery cost more than the insert of a small batch. Its errors are wrapped as exec_driver_sql
         # would wrap them, so the event store's transaction translates them (IntegrityError...) as before.
-        dbapi = connection.connection.dbapi_connection
+        sql, bound = bind_sqlite_rows(self._sqlite_statement, rows)
         try:
-            dbapi.executemany(sql, bound)
-            last = dbapi.execute("SELECT last_insert_rowid()").fetchone()[0]
+            return insert_sqlite_rows(connection.connection.dbapi_connection, sql, bound)
         except sqlite3.Error as error:
-            raise DBAPIError.instance(sql, bound, error, sqlite3.Error, dialect=dialect, ismulti=True) from error
-        return list(range(last - len(bound) + 1, last + 1))
+            raise DBAPIError.instance(sql, bound, error, sqlite3.Error, dialect=connection.dialect,
+                                      ismulti=True) from error
+
+
+def sqlite_insert_statement(table: Any, dialect: Any) -> tuple[str, tuple[Any, ...]]:
+    """The event store's INSERT on SQLite and its columns' own bind processors: the values stored are exactly
+    those the ORM would store."""
+    columns = (table.c.originator_id, table.c.originator_version, table.c.topic, table.c.state)
+    preparer = dialect.identifier_preparer
+    return (f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(c.name) for c in columns)}) "
+            f"VALUES (?, ?, ?, ?)", tuple(column.type.bind_processor(dialect) or _unchanged for column in columns))
+
+
+def bind_sqlite_rows(statement: tuple[str, tuple[Any, ...]], rows: Sequence[Row]) -> tuple[str, list[tuple[Any, ...]]]:
+    sql, (bind_id, bind_version, bind_topic, bind_state) = statement
+    # An audit batch's rows share one originator: its id (a Python-level UUID conversion) is bound once.
+    last_id: Any = None
+    last_bound: Any = None
+    bound = []
+    for originator_id, version, topic, state in rows:
+        if originator_id is not last_id:
+            last_id, last_bound = originator_id, bind_id(originator_id)
+        bound.append((last_bound, bind_version(version), bind_topic(topic), bind_state(state)))
+    return sql, bound
+
+
+def insert_sqlite_rows(driver: sqlite3.Connection, sql: str, bound: list[tuple[Any, ...]]) -> list[int]:
+    """Inserts bound rows in the driver's transaction, which holds SQLite's write lock; returns their ids: each new
+    rowid is the table's largest plus one, so the n rows got the n ids ending at ``last_insert_rowid()``."""
+    driver.executemany(sql, bound)
+    last = driver.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return list(range(last - len(bound) + 1, last + 1))
 
 
 class KeyledgerFactory(SQLAlchemyFactory):

@@ -74,6 +74,9 @@ class SqlAuditIndex:
         rows = index_rows(records, first_seq)
         if not rows:
             return
+        if not hasattr(tx, "connection"):  # the audit committer's own SQLite transaction (decision 269)
+            tx.executemany(_SQLITE_INSERT, [tuple(r[c] for c in _COLUMNS) for r in rows])
+            return
         connection = tx.connection()
         if connection.dialect.name == "sqlite":
             connection.connection.dbapi_connection.executemany(_SQLITE_INSERT, [tuple(r[c] for c in _COLUMNS) for r in rows])

@@ -23,7 +23,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from application.audit.bounds import bound_record
 from application.audit.change_record import RecordOfChange
@@ -37,7 +37,15 @@ from application.audit.group_commit import (
 from application.audit.rows import RecordRows
 from application.calls import Call
 from application.ledger import KeyLedger
-from application.ports import AuditIndex, BatchChannel, BatchCommitter, Clock, UnitOfWork
+from application.ports import (
+    AppendTransaction,
+    AuditIndex,
+    BatchChannel,
+    BatchCommitter,
+    Clock,
+    RecordAppends,
+    UnitOfWork,
+)
 from domain.audit.chain import GENESIS
 from domain.audit.log import AUDIT_LOG_ID, AuditLog
 
@@ -46,7 +54,7 @@ MAX_ATTEMPTS = 5
 
 class AuditTrail:
     def __init__(self, ledger: KeyLedger, uow: UnitOfWork, clock: Clock, *, window_seconds: float = 0.0,
-                 max_batch: int = 256, index: AuditIndex | None = None) -> None:
+                 max_batch: int = 256, index: AuditIndex | None = None, appends: RecordAppends | None = None) -> None:
         self._ledger = ledger
         self._index = index  # rows that find records by key, principal, event, error and time; same transaction
         self._uow = uow
@@ -68,6 +76,8 @@ class AuditTrail:
         # the library would write and the recorder takes rows; otherwise through the library.
         rows = RecordRows(ledger.mapper)
         self._rows = rows if rows.exact and hasattr(ledger.recorder, "insert_rows") else None
+        # The audit committer process's own transactions, on SQLite (decision 269): only for rows made directly.
+        self._appends = appends if self._rows is not None else None
 
     # -- head ------------------------------------------------------------------------------------
 
@@ -79,7 +89,11 @@ class AuditTrail:
             except IntegrityError:
                 pass  # another process started it
             return self._load_head()
-        event = self._ledger.mapper.to_domain_event(stored[0])
+        return self._head_after(stored[0])
+
+    def _head_after(self, stored: StoredEvent) -> tuple[int, str]:
+        """(seq, chain) after the log's stored event ``stored``, its newest."""
+        event = self._ledger.mapper.to_domain_event(stored)
         if isinstance(event, AuditLog.RecordAppended):
             return event.record["seq"], event.record["chain"]
         return 0, GENESIS.hex()
@@ -266,13 +280,18 @@ class AuditTrail:
         if self._index is not None:
             self._index.add(tx, records, first_seq)
 
-    def _append(self, tx: Any, head: tuple[int, str], records: list[dict[str, Any]]) -> tuple[int, str]:
-        """Inside the transaction that took the writers' lock: the records sealed after ``head`` and
-        inserted, all with one timestamp, and their index rows; returns the new head."""
+    def _append(self, tx: Any, head: tuple[int, str], records: list[dict[str, Any]],
+                own: AppendTransaction | None = None) -> tuple[int, str]:
+        """Inside the transaction that took the writers' lock (``own`` when it is one of the committer's own): the
+        records sealed after ``head`` and inserted, all with one timestamp, and their index rows; returns the new
+        head."""
         now = self._clock.now()
         if self._rows is not None:
             rows, after = self._rows.rows(records, head, now)
-            self._ledger.recorder.insert_rows(rows)  # type: ignore[attr-defined]
+            if own is not None:
+                own.insert_rows(rows)
+            else:
+                self._ledger.recorder.insert_rows(rows)  # type: ignore[attr-defined]
         else:
             log = AuditLog.at_head(*head)
             for record in records:
@@ -293,8 +312,7 @@ class AuditTrail:
             try:
                 with self._head_lock:
                     try:
-                        with self._uow.transaction() as tx:
-                            head = self._append(tx, self._begin_append(tx), records)
+                        head = self._commit_once(records)
                     except BaseException:
                         self._head = None  # reload next time
                         raise
@@ -308,6 +326,30 @@ class AuditTrail:
                 error = exc
                 break
         return error
+
+    def _commit_once(self, records: list[dict[str, Any]]) -> tuple[int, str]:
+        """One transaction that appends ``records``; the head after them once it has committed."""
+        if self._appends is not None:
+            with self._appends.transaction() as driver_tx:
+                head = self._begin_own_append(driver_tx)
+                if head is not None:
+                    return self._append(driver_tx, head, records, own=driver_tx)
+            # The log has not started: the library's transaction below starts it (once, ever).
+        with self._uow.transaction() as tx:
+            return self._append(tx, self._begin_append(tx), records)
+
+    def _begin_own_append(self, tx: AppendTransaction) -> tuple[int, str] | None:
+        """``_begin_append`` inside one of the committer's own transactions, which took the writers' lock as it
+        began; None when the log has no event yet."""
+        last = tx.last_version(AUDIT_LOG_ID)
+        if last is None:
+            return None
+        if self._head is None or last != self._head[0] + 1:
+            stored = tx.stored_state(AUDIT_LOG_ID, last)
+            if stored is None:
+                return None
+            self._head = self._head_after(StoredEvent(AUDIT_LOG_ID, last, *stored))
+        return self._head
 
     def _settle(self, batch: list[PendingRecord], error: BaseException | None) -> None:
         """Counts the batch and wakes its callers with its outcome."""

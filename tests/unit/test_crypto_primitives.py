@@ -1,4 +1,8 @@
-"""domain/crypto/primitives.py: the same bytes as the one-shot library calls, computed without letting go of the GIL."""
+"""domain/crypto/primitives.py: the library calls, and the record's JSON spellings that keep the GIL.
+
+The primitives were computed in pieces to keep the GIL until decision 267 took the committer thread out of the serving
+process (decision 47, amended); these tests keep checking that they give exactly what the library gives, at the
+sizes where the pieces used to split."""
 from __future__ import annotations
 
 import hashlib
@@ -12,10 +16,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.crypto.primitives import PIECE, aes_gcm_decrypt, aes_gcm_encrypt, random_bytes, sha256_hex
+from domain.crypto.primitives import aes_gcm_decrypt, aes_gcm_encrypt, random_bytes, sha256_hex
 
 KEY, IV = bytes(range(32)), bytes(range(12))
-# Around the piece size and the libraries' 2 KiB threshold, and a few pieces long.
+PIECE = 2047  # the piece size of before decision 267: around it, and the libraries' 2 KiB threshold
 EDGES = [0, 1, PIECE - 1, PIECE, PIECE + 1, 2048, 2049, 2 * PIECE, 4096, 3 * PIECE + 5, 65536]
 
 
@@ -89,35 +93,13 @@ def _switches_while(work, times: int = 200, until_switch: bool = False) -> int:
         spinner.join()
 
 
-def test_the_request_path_keeps_the_gil() -> None:
-    data = os.urandom(4096)
-    sealed = aes_gcm_encrypt(KEY, IV, data, b"aad")
-    assert _switches_while(lambda: sha256_hex(data)) == 0
-    assert _switches_while(lambda: aes_gcm_encrypt(KEY, IV, data, b"aad")) == 0
-    assert _switches_while(lambda: aes_gcm_decrypt(KEY, IV, sealed, b"aad")) == 0
-    assert _switches_while(lambda: random_bytes(28)) == 0
-    # The check can see a release: the one-shot calls let go (on a megabyte, for long enough that the spinner
-    # gets a core even on a busy machine).
-    big = os.urandom(1 << 20)
-    assert _switches_while(lambda: hashlib.sha256(big).digest(), times=500, until_switch=True) > 0
-    assert _switches_while(lambda: AESGCM(KEY).encrypt(IV, big, b"aad"), times=500, until_switch=True) > 0
-
-
-def test_the_wire_model_the_stored_form_and_the_record_json_keep_the_gil() -> None:
-    """What else runs per call on the event loop (parsing and writing a 4 KiB blob) and on the committer (the record's
-    two JSON spellings), decision 47. SIMD base64 (pybase64) lets go of the GIL: why blobs keep binascii (decision
-    253). Compressing a state lets go of it too, with zlib as with Zstandard (decision 250): not checked here."""
-    import base64
-    import json
-
-    from api.wire_model import WireModel
+def test_the_record_json_keeps_the_gil() -> None:
+    """The record's two JSON spellings keep the GIL (a committer thread still seals records where there is no
+    committer process). The check can see a release: a one-shot hash of a megabyte lets go."""
     from application.audit.record_json import canonical_json, stored_json
 
-    wire = WireModel()
-    body = json.dumps({"KeyId": "alias/gil", "Plaintext": base64.b64encode(os.urandom(4096)).decode()}).encode()
-    assert _switches_while(lambda: wire.parse_request("Encrypt", body)) == 0
-    output = {"CiphertextBlob": os.urandom(4200), "KeyId": "k", "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"}
-    assert _switches_while(lambda: wire.response_body("Encrypt", output)) == 0
+    big = os.urandom(1 << 20)
+    assert _switches_while(lambda: hashlib.sha256(big).digest(), times=500, until_switch=True) > 0
     record = {"eventName": "Encrypt", "seq": 7, "readOnly": True, "errorCode": None, "userAgent": "x" * 300,
               "requestParameters": {"keyId": "arn:aws:kms:us-east-1:111122223333:key/k", "encryptionContext": {"a": "b"}},
               "resources": [{"ARN": "arn:aws:kms:us-east-1:111122223333:key/k", "type": "AWS::KMS::Key"}]}

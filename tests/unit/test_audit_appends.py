@@ -1,0 +1,206 @@
+"""The audit committer's own SQLite transactions (infrastructure/audit_appends.py, decision 269), on a real SQLite
+file: the rows they store are the library's rows, the chain stays dense and verifies when other writers append in
+between, a conflict or a failure writes nothing and leaves the connection usable, and a log that has not started is
+started by the library's path."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import sqlalchemy as sa
+from eventsourcing.persistence import IntegrityError, OperationalError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from application.audit.checkpoints import audit_records
+from application.audit.group_commit import PendingRecord
+from application.audit.trail import AuditTrail
+from domain.audit.chain import verify_log
+from domain.audit.log import AUDIT_LOG_ID
+from infrastructure.audit_appends import SqliteRecordAppends
+from infrastructure.audit_committer import build_committer_trail
+from infrastructure.bootstrap import Runtime, build_runtime
+from infrastructure.settings import Settings
+from tests.unit.test_audit_rows import encrypt_record
+
+
+@pytest.fixture
+def sqlite_runtime(tmp_path: Path) -> Iterator[Runtime]:
+    rt = build_runtime(Settings.load(environ={}, data_dir=tmp_path))
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+@pytest.fixture
+def committer_trail(sqlite_runtime: Runtime) -> Iterator[AuditTrail]:
+    trail, close = build_committer_trail(sqlite_runtime.settings, sqlite_runtime.ledger.mapper.row_key)
+    try:
+        yield trail
+    finally:
+        close()
+
+
+def commit(trail: AuditTrail, records: list[dict[str, Any]]) -> None:
+    outcomes: list = []
+    trail._commit([PendingRecord(record, outcomes.append) for record in records])
+    assert outcomes == [None] * len(records)
+
+
+def stored_rows(runtime: Runtime) -> list[tuple]:
+    return [(e.originator_version, e.topic, e.state) for e in runtime.ledger.recorder.select_events(AUDIT_LOG_ID)]
+
+
+def test_the_committer_uses_its_own_transactions_on_sqlite(committer_trail: AuditTrail) -> None:
+    assert isinstance(committer_trail._appends, SqliteRecordAppends)
+
+
+class _Undo(Exception):
+    pass
+
+
+def _written_then_undone(trail: AuditTrail, batch: list[dict[str, Any]], own: bool) -> tuple[list, list]:
+    """The event rows and index rows one path writes for ``batch``, read inside its transaction, then rolled back."""
+    seen: list = []
+    try:
+        if own:
+            with trail._appends.transaction() as tx:  # type: ignore[union-attr]
+                head = trail._begin_own_append(tx)
+                assert head is not None
+                trail._append(tx, head, batch, own=tx)
+                seen = [[(v, *tx.stored_state(AUDIT_LOG_ID, v)) for v in range(head[0] + 2, head[0] + 2 + len(batch))],
+                        tx._driver.execute("SELECT * FROM audit_index WHERE seq > ? ORDER BY seq, slot",
+                                           (head[0],)).fetchall()]
+                raise _Undo
+        with trail._uow.transaction() as tx:
+            head = trail._begin_append(tx)
+            trail._append(tx, head, batch)
+            rows = tx.execute(sa.text("SELECT originator_version, topic, state FROM keyledger_events "
+                                      "WHERE originator_version > :v AND topic LIKE '%RecordAppended' "
+                                      "ORDER BY originator_version"), {"v": head[0] + 1}).all()
+            seen = [[(v, t, bytes(st_)) for v, t, st_ in rows],
+                    tx.execute(sa.text("SELECT * FROM audit_index WHERE seq > :s ORDER BY seq, slot"),
+                               {"s": head[0]}).all()]
+            raise _Undo
+    except _Undo:
+        pass
+    finally:
+        trail._head = None
+    return seen[0], [tuple(row) for row in seen[1]]
+
+
+def test_own_and_library_transactions_store_the_same_rows(sqlite_runtime: Runtime, committer_trail: AuditTrail) -> None:
+    commit(committer_trail, [encrypt_record(0)])
+    committer_trail._clock = _Fixed()
+    before = stored_rows(sqlite_runtime)
+    batch = [encrypt_record(i) for i in range(20)]
+    own = _written_then_undone(committer_trail, batch, own=True)
+    library = _written_then_undone(committer_trail, batch, own=False)
+    assert len(own[0]) == 20 and len(own[1]) == 20
+    assert own == library
+    assert stored_rows(sqlite_runtime) == before  # both rolled back
+
+
+class _Fixed:
+    def now(self) -> Any:
+        from datetime import datetime, timezone
+        return datetime(2026, 12, 7, 12, 0, 0, 123456, tzinfo=timezone.utc)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=st.lists(st.tuples(st.sampled_from(["committer", "server"]), st.integers(1, 9)), min_size=1, max_size=8))
+def test_other_writers_between_batches_keep_the_chain_dense(sqlite_runtime: Runtime, committer_trail: AuditTrail,
+                                                             plan: list[tuple[str, int]]) -> None:
+    """The server process appends too (key changes, a fallback): the committer's head is then stale, read again on
+    its own connection under the lock, and the log stays one dense verified chain."""
+    for who, size in plan:
+        commit(committer_trail if who == "committer" else sqlite_runtime.audit, [encrypt_record(i) for i in range(size)])
+    records = list(audit_records(sqlite_runtime.ledger))
+    assert verify_log(records).ok
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+
+
+def test_a_taken_version_writes_nothing_and_the_next_batch_goes_on(sqlite_runtime: Runtime,
+                                                                   committer_trail: AuditTrail) -> None:
+    commit(committer_trail, [encrypt_record(0)])
+    appends = committer_trail._appends
+    assert appends is not None
+    before = stored_rows(sqlite_runtime)
+    head = committer_trail._head
+    rows, _ = committer_trail._rows.rows([encrypt_record(1), encrypt_record(2)], head, _Fixed().now())  # type: ignore[union-attr]
+    taken = rows[:1] + [(rows[1][0], before[-1][0], rows[1][2], rows[1][3])]  # the second row takes a stored version
+    with pytest.raises(IntegrityError):
+        with appends.transaction() as tx:
+            tx.insert_rows(taken)
+    assert stored_rows(sqlite_runtime) == before  # the first row went with the transaction
+    commit(committer_trail, [encrypt_record(3)])
+    assert verify_log(list(audit_records(sqlite_runtime.ledger))).ok
+
+
+def test_a_failing_statement_rolls_back_and_lets_the_gate_go(sqlite_runtime: Runtime,
+                                                             committer_trail: AuditTrail) -> None:
+    commit(committer_trail, [encrypt_record(0)])
+    appends = committer_trail._appends
+    assert appends is not None
+    before = stored_rows(sqlite_runtime)
+    with pytest.raises(OperationalError):
+        with appends.transaction() as tx:
+            tx.insert_rows([(AUDIT_LOG_ID, 10_000, "t", b"x")])
+            tx.executemany("INSERT INTO no_such_table VALUES (?)", [(1,)])
+    assert stored_rows(sqlite_runtime) == before
+    assert appends._gate is None or appends._gate.acquire(timeout=1)  # the gate was let go
+    if appends._gate is not None:
+        appends._gate.release()
+    commit(sqlite_runtime.audit, [encrypt_record(1)])  # another writer is not locked out
+    commit(committer_trail, [encrypt_record(2)])
+    assert verify_log(list(audit_records(sqlite_runtime.ledger))).ok
+
+
+def test_a_locked_database_fails_the_batch_closed(tmp_path: Path) -> None:
+    """Another connection holds SQLite's write lock past the busy timeout: the batch fails, nothing is written, and
+    once the lock is free the committer appends again."""
+    rt = build_runtime(Settings.load(environ={"KEYLEDGER_SQLITE_BUSY_TIMEOUT_MS": "200"}, data_dir=tmp_path))
+    trail, close = build_committer_trail(rt.settings, rt.ledger.mapper.row_key)
+    try:
+        trail._appends._gate = None  # type: ignore[union-attr] - only SQLite's own lock is in the way
+        commit(trail, [encrypt_record(0)])
+        before = stored_rows(rt)
+        holder = sqlite3.connect(rt.settings.resolved_database_url.removeprefix("sqlite:///"))
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            outcomes: list = []
+            trail._commit([PendingRecord(encrypt_record(1), outcomes.append)])
+            assert isinstance(outcomes[0], OperationalError)
+        finally:
+            holder.rollback()
+            holder.close()
+        assert stored_rows(rt) == before
+        commit(trail, [encrypt_record(2)])
+        assert verify_log(list(audit_records(rt.ledger))).ok
+    finally:
+        close()
+        rt.close()
+
+
+def test_a_log_not_yet_started_is_started_by_the_library(tmp_path: Path) -> None:
+    """A store whose audit log has no event (its Started event removed, as a fresh store's log before the first
+    record): the committer's first batch goes through the library's path, which starts the log."""
+    rt = build_runtime(Settings.load(environ={}, data_dir=tmp_path))
+    try:
+        with sqlite3.connect(rt.settings.resolved_database_url.removeprefix("sqlite:///")) as db:
+            db.execute("DELETE FROM keyledger_events WHERE topic LIKE 'domain.audit.log:%'")
+            db.execute("DELETE FROM audit_index")
+        assert stored_rows(rt) == []
+        trail, close = build_committer_trail(rt.settings, rt.ledger.mapper.row_key)
+        try:
+            commit(trail, [encrypt_record(0), encrypt_record(1)])
+            assert [version for version, _, _ in stored_rows(rt)] == [1, 2, 3]  # Started, then the two records
+            commit(trail, [encrypt_record(2)])  # from then on in its own transactions
+            assert verify_log(list(audit_records(rt.ledger))).ok
+        finally:
+            close()
+    finally:
+        rt.close()
