@@ -65,6 +65,9 @@ class AppendTransaction(Protocol):
     def insert_rows(self, rows: Sequence[tuple[Any, int, str, bytes]]) -> None:
         """Event-store rows in stored form: originator id, version, topic, state."""
 
+    def insert(self, table: str, columns: Sequence[str], values: Sequence[tuple[Any, ...]]) -> None:
+        """Rows of another table (the audit index's) in the same transaction."""
+
 
 class RecordAppends(Protocol):
     """The audit committer's own transactions (decision 269): the writers' lock, the log's head, the records' rows

@@ -1,21 +1,25 @@
-"""The audit committer's own transactions on SQLite (decision 269): one driver connection it keeps for its life.
+"""The audit committer's own transactions (decision 269): one driver connection it keeps for its life.
 
 Every batch the committer process commits is one transaction that takes the writers' lock, reads the log's last
 version, inserts the records' rows and their index rows, and commits. Through SQLAlchemy's session and the event
 library's datastore, opening and ending that transaction cost about as much CPU as the statements themselves (a
 session, a pooled connection checked out and reset, the library's context variable), on every batch whatever it
-holds; measured in docs/performance.md, "Session 11". Here the same statements run on the driver's connection:
+holds; and on PostgreSQL the library's multi-row ``INSERT ... RETURNING`` is a new statement text for every batch
+size, which the driver parses again each time. Measured in docs/performance.md, "Session 11". Here the same
+statements run on the driver's connection, each with one fixed text:
 
-* the same writers' gate and ``BEGIN IMMEDIATE`` as ``SqlUnitOfWork.lock_writers`` (infrastructure/storage.py);
-* the same INSERT and bind processors as the event store's recorder (infrastructure/persistence.py), so the rows
-  are the rows the library would store (``RecordRows.exact`` still decides whether rows are made directly at all);
-* the same index rows (projections/audit_index.py), through ``executemany``;
+* the same writers' lock as ``SqlUnitOfWork.lock_writers`` (infrastructure/storage.py): on SQLite the writers'
+  gate and ``BEGIN IMMEDIATE``, on PostgreSQL the events table's ``EXCLUSIVE`` lock, which the event library's own
+  insert takes too (so notification ids stay in commit order);
+* the event store's columns with their own bind processors (infrastructure/persistence.py), so the rows are the
+  rows the library would store (``RecordRows.exact`` still decides whether rows are made directly at all), and on
+  PostgreSQL the library's ``NOTIFY`` on its channel after inserting;
+* the same index rows (projections/audit_index.py);
 * errors as the event library names them: a unique-constraint failure is its ``IntegrityError``, which the trail
-  retries after reading the head again; anything else fails the batch closed, as before.
+  retries after reading the head again; anything else fails the batch closed, as before. A failure rolls back.
 
-The connection comes from the engine's pool, so it was opened with the service's SQLite settings (WAL,
-synchronous=FULL, secure_delete, busy timeout). PostgreSQL keeps the library's transactions: there the commit's
-round trip, not the session, is what a batch waits on.
+The connection comes from the engine's pool, so it was opened with the service's settings (SQLite: WAL,
+synchronous=FULL, secure_delete, busy timeout; PostgreSQL: lock_timeout).
 """
 from __future__ import annotations
 
@@ -26,24 +30,32 @@ from typing import Any, Iterator, Sequence
 import sqlalchemy as sa
 from eventsourcing.persistence import IntegrityError, OperationalError
 
-from infrastructure.persistence import Row, bind_sqlite_rows, insert_sqlite_rows, sqlite_insert_statement
-from infrastructure.storage import WriterGate
+from infrastructure.persistence import Row, bind_event_rows, bind_processor, event_insert_statement
+from infrastructure.storage import EVENTS_TABLE, WriterGate
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite works without it
+    psycopg = None  # type: ignore[assignment]
+
+_INTEGRITY = (sqlite3.IntegrityError,) + ((psycopg.IntegrityError,) if psycopg is not None else ())
+_DRIVER = (sqlite3.Error,) + ((psycopg.Error,) if psycopg is not None else ())
 
 
 @contextmanager
 def _as_library_errors() -> Iterator[None]:
     try:
         yield
-    except sqlite3.IntegrityError as error:
+    except _INTEGRITY as error:
         raise IntegrityError(str(error)) from error
-    except sqlite3.Error as error:
+    except _DRIVER as error:
         raise OperationalError(str(error)) from error
 
 
 class DriverTransaction:
-    """One transaction on the committer's driver connection, holding SQLite's write lock."""
+    """One transaction on the committer's driver connection, holding the writers' lock."""
 
-    def __init__(self, appends: SqliteRecordAppends, driver: sqlite3.Connection) -> None:
+    def __init__(self, appends: DriverRecordAppends, driver: Any) -> None:
         self._appends, self._driver = appends, driver
 
     def last_version(self, originator_id: Any) -> int | None:
@@ -58,63 +70,104 @@ class DriverTransaction:
         return (row[0], bytes(row[1])) if row else None
 
     def insert_rows(self, rows: Sequence[Row]) -> None:
-        sql, bound = bind_sqlite_rows(self._appends.insert_statement, rows)
+        if not rows:
+            return
+        sql, bound = bind_event_rows(self._appends.insert_statement, rows)
         with _as_library_errors():
-            insert_sqlite_rows(self._driver, sql, bound)
+            self._executemany(sql, bound)
+            if self._appends.notify_sql is not None:
+                self._driver.execute(self._appends.notify_sql)
 
-    def executemany(self, sql: str, values: Sequence[tuple[Any, ...]]) -> None:
+    def insert(self, table: str, columns: Sequence[str], values: Sequence[tuple[Any, ...]]) -> None:
         """Another table's rows in this transaction (the audit index's, projections/audit_index.py)."""
+        marks = ", ".join(self._appends.placeholder for _ in columns)
         with _as_library_errors():
+            self._executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
+
+    def _executemany(self, sql: str, values: Sequence[tuple[Any, ...]]) -> None:
+        if isinstance(self._driver, sqlite3.Connection):
             self._driver.executemany(sql, values)
+        else:  # psycopg: a cursor's executemany, pipelined, one statement text whatever the batch's size
+            with self._driver.cursor() as cursor:
+                cursor.executemany(sql, values)
 
 
-class SqliteRecordAppends:
-    def __init__(self, engine: Any, events: sa.Table, gate: WriterGate | None) -> None:
+class DriverRecordAppends:
+    def __init__(self, engine: Any, events: sa.Table, gate: WriterGate | None, channel: str | None = None) -> None:
         self._engine, self._gate = engine, gate
         self._connection: Any = None  # the pool's proxy: closing it gives the driver connection back
         dialect = engine.dialect
-        self.insert_statement = sqlite_insert_statement(events, dialect)
-        self.bind_id = events.c.originator_id.type.bind_processor(dialect) or (lambda value: value)
-        self.last_version_sql = f"SELECT max(originator_version) FROM {events.name} WHERE originator_id = ?"
-        self.state_sql = f"SELECT topic, state FROM {events.name} WHERE originator_id = ? AND originator_version = ?"
+        self._sqlite = dialect.name == "sqlite"
+        self.placeholder = "?" if self._sqlite else "%s"
+        self.insert_statement = event_insert_statement(events, dialect, self.placeholder)
+        self.bind_id = bind_processor(events.c.originator_id, dialect)
+        mark = self.placeholder
+        self.last_version_sql = f"SELECT max(originator_version) FROM {events.name} WHERE originator_id = {mark}"
+        self.state_sql = (f"SELECT topic, state FROM {events.name} WHERE originator_id = {mark} "
+                          f"AND originator_version = {mark}")
+        self.notify_sql = None if self._sqlite or not channel else f"NOTIFY {channel}"
 
     @classmethod
-    def for_engine(cls, engine: Any, events: sa.Table, gate: WriterGate | None) -> SqliteRecordAppends | None:
-        """For a SQLite database; None for any other (its transactions stay the library's)."""
-        return cls(engine, events, gate) if engine.dialect.name == "sqlite" else None
+    def for_engine(cls, engine: Any, events: sa.Table, gate: WriterGate | None,
+                   channel: str | None = None) -> DriverRecordAppends | None:
+        """For SQLite and PostgreSQL; None for any other database (its transactions stay the library's)."""
+        return cls(engine, events, gate, channel) if engine.dialect.name in ("sqlite", "postgresql") else None
 
-    def _driver(self) -> sqlite3.Connection:
+    def _driver(self) -> Any:
         if self._connection is None:
             self._connection = self._engine.raw_connection()
-        driver = self._connection.dbapi_connection
-        if driver.in_transaction:  # never left so by us; a transaction must start here to hold the lock
-            driver.rollback()
-        return driver
+        return self._connection.dbapi_connection
+
+    def _begin(self, driver: Any) -> None:
+        if self._sqlite:
+            if driver.in_transaction:  # never left so by us; a transaction must start here to hold the lock
+                driver.rollback()
+            driver.execute("BEGIN IMMEDIATE")
+        else:
+            driver.execute(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")  # starts the transaction, too
 
     @contextmanager
     def transaction(self) -> Iterator[DriverTransaction]:
-        """The writers' gate and SQLite's write lock, held until the transaction has committed or rolled back."""
+        """The writers' lock, held until the transaction has committed or rolled back."""
         if self._gate is not None:
             self._gate.acquire()
         try:
-            with _as_library_errors():
-                driver = self._driver()
-                driver.execute("BEGIN IMMEDIATE")
+            driver = None
             try:
+                with _as_library_errors():
+                    driver = self._driver()
+                    self._begin(driver)
                 yield DriverTransaction(self, driver)
                 with _as_library_errors():
                     driver.commit()
             except BaseException:
-                try:
-                    driver.rollback()
-                except sqlite3.Error:  # a connection that broke: what was raised says why
-                    pass
+                self._roll_back(driver)
                 raise
         finally:
             if self._gate is not None:
                 self._gate.release()
 
-    def close(self) -> None:
+    def _roll_back(self, driver: Any) -> None:
+        try:
+            if driver is not None:
+                driver.rollback()
+        except _DRIVER:  # a connection that broke: what was raised says why; the next batch opens another
+            self._let_go(broken=True)
+            return
+        if getattr(driver, "broken", False) or getattr(driver, "closed", False):  # psycopg's lost connection
+            self._let_go(broken=True)
+
+    def _let_go(self, broken: bool) -> None:
         connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
+        if connection is None:
+            return
+        try:
+            if broken:
+                connection.invalidate()  # not back into the pool
+            else:
+                connection.close()
+        except _DRIVER:
+            pass
+
+    def close(self) -> None:
+        self._let_go(broken=False)

@@ -35,7 +35,7 @@ import sys
 from typing import Any, Callable
 
 from application.audit.trail import AuditTrail
-from infrastructure.audit_appends import SqliteRecordAppends
+from infrastructure.audit_appends import DriverRecordAppends
 from infrastructure.audit_committer_connections import HEADER, RECORDS_PER_FRAME, read_frame
 from infrastructure.audit_committer_launch import READY
 from infrastructure.clock import DatabaseClock
@@ -144,7 +144,7 @@ def build_committer_trail(settings: Settings, row_key: bytes) -> tuple[AuditTrai
     datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
     events, gate = ledger.recorder.events_record_cls.__table__, writer_gate_for(datastore.engine)  # type: ignore[attr-defined]
     uow = SqlUnitOfWork(datastore, events, gate=gate)
-    appends = SqliteRecordAppends.for_engine(datastore.engine, events, gate)
+    appends = DriverRecordAppends.for_engine(datastore.engine, events, gate, ledger.recorder.channel_name)  # type: ignore[attr-defined]
     trail = AuditTrail(ledger, uow, DatabaseClock(uow), max_batch=settings.audit_group_commit_max,
                        index=SqlAuditIndex(uow), appends=appends)
 

@@ -89,11 +89,11 @@ class BulkInsertApplicationRecorder(SQLAlchemyApplicationRecorder):
     def _sqlite_insert(self, session: Any, table: Any, rows: Sequence[Row]) -> list[int]:
         connection = session.connection()
         if self._sqlite_statement is None:  # the same for every insert: the table and dialect are fixed
-            self._sqlite_statement = sqlite_insert_statement(table, connection.dialect)
+            self._sqlite_statement = event_insert_statement(table, connection.dialect)
         # The driver's own connection, as lock_writers uses it: exec_driver_sql's statement and result
         # machinery cost more than the insert of a small batch. Its errors are wrapped as exec_driver_sql
         # would wrap them, so the event store's transaction translates them (IntegrityError...) as before.
-        sql, bound = bind_sqlite_rows(self._sqlite_statement, rows)
+        sql, bound = bind_event_rows(self._sqlite_statement, rows)
         try:
             return insert_sqlite_rows(connection.connection.dbapi_connection, sql, bound)
         except sqlite3.Error as error:
@@ -101,16 +101,22 @@ class BulkInsertApplicationRecorder(SQLAlchemyApplicationRecorder):
                                       ismulti=True) from error
 
 
-def sqlite_insert_statement(table: Any, dialect: Any) -> tuple[str, tuple[Any, ...]]:
-    """The event store's INSERT on SQLite and its columns' own bind processors: the values stored are exactly
-    those the ORM would store."""
+def event_insert_statement(table: Any, dialect: Any, placeholder: str = "?") -> tuple[str, tuple[Any, ...]]:
+    """The event store's INSERT for the driver (its ``placeholder``) and its columns' own bind processors: the values
+    stored are exactly those the ORM would store."""
     columns = (table.c.originator_id, table.c.originator_version, table.c.topic, table.c.state)
     preparer = dialect.identifier_preparer
     return (f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.quote(c.name) for c in columns)}) "
-            f"VALUES (?, ?, ?, ?)", tuple(column.type.bind_processor(dialect) or _unchanged for column in columns))
+            f"VALUES ({', '.join(placeholder for _ in columns)})", tuple(bind_processor(column, dialect) for column in columns))
 
 
-def bind_sqlite_rows(statement: tuple[str, tuple[Any, ...]], rows: Sequence[Row]) -> tuple[str, list[tuple[Any, ...]]]:
+def bind_processor(column: Any, dialect: Any) -> Any:
+    """What SQLAlchemy applies to ``column``'s values for ``dialect`` before the driver sees them (the type as the
+    dialect adapts it: on PostgreSQL a UUID column's values go as text, not as bytes)."""
+    return column.type.dialect_impl(dialect).bind_processor(dialect) or _unchanged
+
+
+def bind_event_rows(statement: tuple[str, tuple[Any, ...]], rows: Sequence[Row]) -> tuple[str, list[tuple[Any, ...]]]:
     sql, (bind_id, bind_version, bind_topic, bind_state) = statement
     # An audit batch's rows share one originator: its id (a Python-level UUID conversion) is bound once.
     last_id: Any = None

@@ -74,8 +74,8 @@ class SqlAuditIndex:
         rows = index_rows(records, first_seq)
         if not rows:
             return
-        if not hasattr(tx, "connection"):  # the audit committer's own SQLite transaction (decision 269)
-            tx.executemany(_SQLITE_INSERT, [tuple(r[c] for c in _COLUMNS) for r in rows])
+        if not hasattr(tx, "connection"):  # the audit committer's own transaction (decision 269)
+            tx.insert(audit_index.name, _COLUMNS, [tuple(r[c] for c in _COLUMNS) for r in rows])
             return
         connection = tx.connection()
         if connection.dialect.name == "sqlite":

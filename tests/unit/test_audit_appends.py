@@ -1,5 +1,5 @@
-"""The audit committer's own SQLite transactions (infrastructure/audit_appends.py, decision 269), on a real SQLite
-file: the rows they store are the library's rows, the chain stays dense and verifies when other writers append in
+"""The audit committer's own transactions (infrastructure/audit_appends.py, decision 269), on a real SQLite file and
+the real PostgreSQL: the rows they store are the library's rows, the chain stays dense and verifies when other writers append in
 between, a conflict or a failure writes nothing and leaves the connection usable, and a log that has not started is
 started by the library's path."""
 from __future__ import annotations
@@ -19,11 +19,11 @@ from application.audit.group_commit import PendingRecord
 from application.audit.trail import AuditTrail
 from domain.audit.chain import verify_log
 from domain.audit.log import AUDIT_LOG_ID
-from infrastructure.audit_appends import SqliteRecordAppends
+from infrastructure.audit_appends import DriverRecordAppends
 from infrastructure.audit_committer import build_committer_trail
 from infrastructure.bootstrap import Runtime, build_runtime
 from infrastructure.settings import Settings
-from tests.unit.test_audit_rows import encrypt_record
+from tests.unit.test_audit_rows import encrypt_record, runtime  # noqa: F401 - the fixture, on both backends
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ def sqlite_runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 
 @pytest.fixture
-def committer_trail(sqlite_runtime: Runtime) -> Iterator[AuditTrail]:
-    trail, close = build_committer_trail(sqlite_runtime.settings, sqlite_runtime.ledger.mapper.row_key)
+def committer_trail(runtime: Runtime) -> Iterator[AuditTrail]:  # noqa: F811
+    trail, close = build_committer_trail(runtime.settings, runtime.ledger.mapper.row_key)
     try:
         yield trail
     finally:
@@ -54,8 +54,8 @@ def stored_rows(runtime: Runtime) -> list[tuple]:
     return [(e.originator_version, e.topic, e.state) for e in runtime.ledger.recorder.select_events(AUDIT_LOG_ID)]
 
 
-def test_the_committer_uses_its_own_transactions_on_sqlite(committer_trail: AuditTrail) -> None:
-    assert isinstance(committer_trail._appends, SqliteRecordAppends)
+def test_the_committer_uses_its_own_transactions(committer_trail: AuditTrail) -> None:
+    assert isinstance(committer_trail._appends, DriverRecordAppends)
 
 
 class _Undo(Exception):
@@ -71,8 +71,9 @@ def _written_then_undone(trail: AuditTrail, batch: list[dict[str, Any]], own: bo
                 head = trail._begin_own_append(tx)
                 assert head is not None
                 trail._append(tx, head, batch, own=tx)
+                mark = committer_trail_placeholder(trail)
                 seen = [[(v, *tx.stored_state(AUDIT_LOG_ID, v)) for v in range(head[0] + 2, head[0] + 2 + len(batch))],
-                        tx._driver.execute("SELECT * FROM audit_index WHERE seq > ? ORDER BY seq, slot",
+                        tx._driver.execute(f"SELECT * FROM audit_index WHERE seq > {mark} ORDER BY seq, slot",
                                            (head[0],)).fetchall()]
                 raise _Undo
         with trail._uow.transaction() as tx:
@@ -92,16 +93,20 @@ def _written_then_undone(trail: AuditTrail, batch: list[dict[str, Any]], own: bo
     return seen[0], [tuple(row) for row in seen[1]]
 
 
-def test_own_and_library_transactions_store_the_same_rows(sqlite_runtime: Runtime, committer_trail: AuditTrail) -> None:
+def committer_trail_placeholder(trail: AuditTrail) -> str:
+    return trail._appends.placeholder  # type: ignore[union-attr]
+
+
+def test_own_and_library_transactions_store_the_same_rows(runtime: Runtime, committer_trail: AuditTrail) -> None:
     commit(committer_trail, [encrypt_record(0)])
     committer_trail._clock = _Fixed()
-    before = stored_rows(sqlite_runtime)
+    before = stored_rows(runtime)
     batch = [encrypt_record(i) for i in range(20)]
     own = _written_then_undone(committer_trail, batch, own=True)
     library = _written_then_undone(committer_trail, batch, own=False)
     assert len(own[0]) == 20 and len(own[1]) == 20
     assert own == library
-    assert stored_rows(sqlite_runtime) == before  # both rolled back
+    assert stored_rows(runtime) == before  # both rolled back
 
 
 class _Fixed:
@@ -112,51 +117,51 @@ class _Fixed:
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan=st.lists(st.tuples(st.sampled_from(["committer", "server"]), st.integers(1, 9)), min_size=1, max_size=8))
-def test_other_writers_between_batches_keep_the_chain_dense(sqlite_runtime: Runtime, committer_trail: AuditTrail,
+def test_other_writers_between_batches_keep_the_chain_dense(runtime: Runtime, committer_trail: AuditTrail,
                                                              plan: list[tuple[str, int]]) -> None:
     """The server process appends too (key changes, a fallback): the committer's head is then stale, read again on
     its own connection under the lock, and the log stays one dense verified chain."""
     for who, size in plan:
-        commit(committer_trail if who == "committer" else sqlite_runtime.audit, [encrypt_record(i) for i in range(size)])
-    records = list(audit_records(sqlite_runtime.ledger))
+        commit(committer_trail if who == "committer" else runtime.audit, [encrypt_record(i) for i in range(size)])
+    records = list(audit_records(runtime.ledger))
     assert verify_log(records).ok
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
 
 
-def test_a_taken_version_writes_nothing_and_the_next_batch_goes_on(sqlite_runtime: Runtime,
+def test_a_taken_version_writes_nothing_and_the_next_batch_goes_on(runtime: Runtime,  # noqa: F811
                                                                    committer_trail: AuditTrail) -> None:
     commit(committer_trail, [encrypt_record(0)])
     appends = committer_trail._appends
     assert appends is not None
-    before = stored_rows(sqlite_runtime)
+    before = stored_rows(runtime)
     head = committer_trail._head
     rows, _ = committer_trail._rows.rows([encrypt_record(1), encrypt_record(2)], head, _Fixed().now())  # type: ignore[union-attr]
     taken = rows[:1] + [(rows[1][0], before[-1][0], rows[1][2], rows[1][3])]  # the second row takes a stored version
     with pytest.raises(IntegrityError):
         with appends.transaction() as tx:
             tx.insert_rows(taken)
-    assert stored_rows(sqlite_runtime) == before  # the first row went with the transaction
+    assert stored_rows(runtime) == before  # the first row went with the transaction
     commit(committer_trail, [encrypt_record(3)])
-    assert verify_log(list(audit_records(sqlite_runtime.ledger))).ok
+    assert verify_log(list(audit_records(runtime.ledger))).ok
 
 
-def test_a_failing_statement_rolls_back_and_lets_the_gate_go(sqlite_runtime: Runtime,
+def test_a_failing_statement_rolls_back_and_lets_the_gate_go(runtime: Runtime,  # noqa: F811
                                                              committer_trail: AuditTrail) -> None:
     commit(committer_trail, [encrypt_record(0)])
     appends = committer_trail._appends
     assert appends is not None
-    before = stored_rows(sqlite_runtime)
+    before = stored_rows(runtime)
     with pytest.raises(OperationalError):
         with appends.transaction() as tx:
             tx.insert_rows([(AUDIT_LOG_ID, 10_000, "t", b"x")])
-            tx.executemany("INSERT INTO no_such_table VALUES (?)", [(1,)])
-    assert stored_rows(sqlite_runtime) == before
+            tx.insert("no_such_table", ("a",), [(1,)])
+    assert stored_rows(runtime) == before
     assert appends._gate is None or appends._gate.acquire(timeout=1)  # the gate was let go
     if appends._gate is not None:
         appends._gate.release()
-    commit(sqlite_runtime.audit, [encrypt_record(1)])  # another writer is not locked out
+    commit(runtime.audit, [encrypt_record(1)])  # another writer is not locked out
     commit(committer_trail, [encrypt_record(2)])
-    assert verify_log(list(audit_records(sqlite_runtime.ledger))).ok
+    assert verify_log(list(audit_records(runtime.ledger))).ok
 
 
 def test_a_locked_database_fails_the_batch_closed(tmp_path: Path) -> None:
