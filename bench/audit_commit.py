@@ -65,7 +65,7 @@ def compare_own_transactions(runtime, batches: int, batch_size: int) -> None:
     trail, close = build_committer_trail(runtime.settings, runtime.ledger.mapper.row_key)
     try:
         own, by = trail._appends, {"own transactions": [], "the library's": []}
-        assert own is not None, "the committer's own transactions are for SQLite"
+        assert own is not None, "the committer's own transactions are for SQLite and PostgreSQL"
         measure(runtime, 10, batch_size, trail=trail)
         for _ in range(max(1, batches // 10)):
             for name, chosen in (("own transactions", own), ("the library's", None)):

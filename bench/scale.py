@@ -6,6 +6,7 @@ and a large store in one run and printed as a ratio (goal: <= 1.5); nothing here
 Stores are built through the real write path (the services, LedgerWriter, the group committer), not HTTP."""
 from __future__ import annotations
 
+import atexit
 import os
 import statistics
 import sys
@@ -51,9 +52,10 @@ def median_cost(fn: Callable[[], Any], runs: int) -> tuple[float, float]:
 def fresh_runtime(directory: Path) -> Runtime:
     url = None
     if DATABASE_URL:
-        from tests.servers import new_postgres_schema
+        from tests.servers import drop_postgres_schema, new_postgres_schema
 
-        url, _ = new_postgres_schema(DATABASE_URL)
+        url, schema = new_postgres_schema(DATABASE_URL)
+        atexit.register(drop_postgres_schema, DATABASE_URL, schema)  # after every runtime has been closed
     # The administrator's access key, so that bench.query_load can serve the store afterwards.
     return build_runtime(Settings.load(environ=dict(ADMIN_ENV), data_dir=directory / "data", database_url=url))
 

@@ -49,7 +49,11 @@ def index_rows(records: Sequence[dict[str, Any]], first_seq: int) -> list[dict[s
 
 
 def _short(value: Any, size: int) -> str | None:
-    return value[:size] if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    # PostgreSQL's text refuses NUL, which a record may hold (it is stored as JSON, escaped): the index, a lookup aid,
+    # holds U+FFFD in its place rather than failing the batch, and every record in it, over one character.
+    return value[:size] if "\x00" not in value else value[:size].replace("\x00", "\ufffd")
 
 
 @dataclass(frozen=True)

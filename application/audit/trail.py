@@ -76,7 +76,7 @@ class AuditTrail:
         # the library would write and the recorder takes rows; otherwise through the library.
         rows = RecordRows(ledger.mapper)
         self._rows = rows if rows.exact and hasattr(ledger.recorder, "insert_rows") else None
-        # The audit committer process's own transactions, on SQLite (decision 269): only for rows made directly.
+        # The audit committer process's own transactions (decision 269): only for rows made directly.
         self._appends = appends if self._rows is not None else None
 
     # -- head ------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from domain.keys.alias import Alias
 from domain.keys.managed import MANAGED_SERVICES
 from domain.keys.states import KeyState, require_state
 
-
 PREDEFINED_ALIASES = sorted(RESERVED_ALIAS_PREFIX + service for service in MANAGED_SERVICES)
 
 

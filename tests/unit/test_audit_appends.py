@@ -209,3 +209,22 @@ def test_a_log_not_yet_started_is_started_by_the_library(tmp_path: Path) -> None
             close()
     finally:
         rt.close()
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["own transactions", "the library's"])
+def test_a_nul_in_an_indexed_field_does_not_fail_the_batch(runtime: Runtime, committer_trail: AuditTrail,  # noqa: F811
+                                                            own: bool) -> None:
+    """PostgreSQL's text columns refuse NUL: a record holding one (stored escaped in its JSON) is indexed with U+FFFD
+    in its place, and the records committed with it are not failed with it."""
+    if not own:
+        committer_trail._appends = None
+    odd = encrypt_record(1)
+    odd["eventName"] = "Encrypt\x00x"
+    odd["userIdentity"] = {**odd["userIdentity"], "arn": "arn:aws:iam::111122223333:user/a\x00b"}
+    commit(committer_trail, [encrypt_record(0), odd, encrypt_record(2)])
+    records = list(audit_records(runtime.ledger))
+    assert verify_log(records).ok
+    assert records[-2]["eventName"] == "Encrypt\x00x"  # the record itself keeps what it held
+    from projections.audit_index import AuditFilter
+    seqs = list(committer_trail._index.matching(AuditFilter(event_name="Encrypt\ufffdx")))  # type: ignore[union-attr]
+    assert seqs == [records[-2]["seq"]]
