@@ -32,6 +32,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from typing import Any, Callable
 
 from application.audit.trail import AuditTrail
@@ -45,6 +46,7 @@ from infrastructure.storage import SqlUnitOfWork, writer_gate_for
 from projections.audit_index import SqlAuditIndex
 
 FRAME_SECONDS = 5.0
+GATHER_SECONDS = 0.002  # the most a transaction waits for the batch of a process that sent in the last one
 FRAMES_PER_COMMIT = 8  # batches committed in one transaction at most: what it holds at once is bounded too
 log = logging.getLogger("keyledger.audit")
 
@@ -63,6 +65,9 @@ class CommitterService:
         self._selector.register(listener, selectors.EVENT_READ)
         self._uid = os.getuid()
         self.stopping = False
+        self.gather_seconds = GATHER_SECONDS
+        self._recent: list[socket.socket] = []  # the connections whose batches the last transaction held
+        self._last_wall = 0.0  # how long the last transaction took
 
     def _accept(self) -> None:
         conn, _ = self._listener.accept()
@@ -96,11 +101,7 @@ class CommitterService:
             return None
         return batch
 
-    def serve_once(self, timeout: float) -> int:
-        """Waits up to ``timeout`` seconds for batches, commits what arrived; returns how many records."""
-        senders: list[socket.socket] = []
-        records: list[dict[str, Any]] = []
-        ready = self._selector.select(timeout)
+    def _gather(self, ready: list[Any], senders: list[socket.socket], records: list[dict[str, Any]]) -> None:
         if len(ready) > FRAMES_PER_COMMIT:
             random.shuffle(ready)  # no server process waits behind the same others every time
         for key, _ in ready:
@@ -108,16 +109,39 @@ class CommitterService:
             if sock is self._listener:
                 self._accept()
                 continue
-            if len(senders) == FRAMES_PER_COMMIT:
-                continue  # still readable: the next call takes it
+            if len(senders) == FRAMES_PER_COMMIT or sock in senders:
+                continue  # still readable: the next transaction takes it
             assert isinstance(sock, socket.socket)
             batch = self._receive(sock)
             if batch is not None:
                 senders.append(sock)
                 records.extend(batch)
+
+    def serve_once(self, timeout: float) -> int:
+        """Waits up to ``timeout`` seconds for batches, commits what arrived; returns how many records.
+
+        Each server process has one batch in flight, sent the moment its last one was answered. With several
+        processes, one's batch would otherwise be committed alone while another's arrives a moment later, and the
+        transactions alternate between them, one each. So when a process that sent in the last transactions has
+        not sent yet, the committer waits for it, at most the last transaction's wall time (and ``GATHER_SECONDS``):
+        the transactions then hold every busy process's batch. One busy process never waits (decision 271)."""
+        senders: list[socket.socket] = []
+        records: list[dict[str, Any]] = []
+        self._gather(self._selector.select(timeout), senders, records)
         if not records:
             return 0
+        expected = [sock for sock in self._recent if sock not in senders and sock.fileno() != -1]
+        if expected and self.gather_seconds > 0:
+            deadline = time.monotonic() + min(self.gather_seconds, self._last_wall)
+            while len(senders) < FRAMES_PER_COMMIT and any(sock not in senders for sock in expected):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._gather(self._selector.select(left), senders, records)
+        started = time.monotonic()
         error = self._trail.commit_records(records)
+        self._last_wall = time.monotonic() - started
+        self._recent = senders
         answer = b"" if error is None else f"{type(error).__name__}: {error}".encode()[:4096]
         frame = HEADER.pack(len(answer)) + answer
         for sock in senders:

@@ -165,6 +165,59 @@ def test_batches_waiting_together_commit_in_one_transaction(runtime: Runtime,
         close()
 
 
+def test_a_transaction_waits_for_the_batch_of_a_process_that_sent_in_the_last_one(runtime: Runtime) -> None:
+    """Decision 271: with two busy server processes each transaction holds both's batches, though one's arrives a
+    moment after the other's; a process that went quiet is waited for once, at most the bound; a lone sender never
+    waits."""
+    trail, close = build_committer_trail(runtime.settings, runtime.ledger.mapper.row_key)
+    address = b"\0keyledger-audit-test-" + secrets.token_hex(8).encode()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(8)
+    service = CommitterService(trail, listener)  # not running: each step below is one serve_once
+    service.gather_seconds = 3.0
+
+    def send(sock: socket.socket, n: int) -> None:
+        payload = pickle.dumps([encrypt_record(n)])
+        sock.sendall(HEADER.pack(len(payload)) + payload)
+
+    try:
+        first, second = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
+        for sock in (first, second):
+            sock.connect(address)
+            assert service.serve_once(5) == 0  # accepts it
+        send(first, 1)
+        send(second, 2)
+        time.sleep(0.2)
+        assert service.serve_once(5) == 2  # both busy: one transaction
+        for sock in (first, second):
+            assert sock.recv(16) == HEADER.pack(0)
+        service._last_wall = 3.0  # as if the last transaction had taken long: the bound is then gather_seconds
+        send(first, 3)
+        later = threading.Timer(0.3, send, (second, 4))
+        later.start()
+        started = time.monotonic()
+        assert service.serve_once(5) == 2  # the second's batch, 0.3 s late, went into the same transaction
+        assert 0.25 < time.monotonic() - started < 2.5
+        for sock in (first, second):
+            assert sock.recv(16) == HEADER.pack(0)
+        service._last_wall = 0.5
+        send(first, 5)  # the second has gone quiet: waited for once, for the bound
+        started = time.monotonic()
+        assert service.serve_once(5) == 1
+        assert 0.45 < time.monotonic() - started < 2.5
+        send(first, 6)  # and then no more: the last transaction held the first's batch only
+        started = time.monotonic()
+        assert service.serve_once(5) == 1
+        assert time.monotonic() - started < 0.4
+        for sock in (first, second):
+            sock.close()
+        assert verify_log(stored(runtime)).ok
+    finally:
+        listener.close()
+        close()
+
+
 def test_a_batch_far_larger_than_the_socket_buffer_arrives_whole(runtime: Runtime, committer: Committer) -> None:
     """A full frame of records near their bound is megabytes: the client writes all of it, whatever the socket
     takes at once."""
