@@ -24,7 +24,7 @@ synchronous=FULL, secure_delete, busy timeout; PostgreSQL: lock_timeout).
 from __future__ import annotations
 
 import sqlite3
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
@@ -114,6 +114,10 @@ class DriverRecordAppends:
         return cls(engine, events, gate, channel) if engine.dialect.name in ("sqlite", "postgresql") else None
 
     def _driver(self) -> Any:
+        if self._connection is not None:
+            driver = self._connection.dbapi_connection
+            if driver is None or getattr(driver, "broken", False) or getattr(driver, "closed", False):
+                self._let_go(broken=True)  # lost (PostgreSQL restarted, the network): another from the pool
         if self._connection is None:
             self._connection = self._engine.raw_connection()
         return self._connection.dbapi_connection
@@ -132,17 +136,21 @@ class DriverRecordAppends:
         if self._gate is not None:
             self._gate.acquire()
         try:
-            driver = None
-            try:
-                with _as_library_errors():
-                    driver = self._driver()
-                    self._begin(driver)
-                yield DriverTransaction(self, driver)
-                with _as_library_errors():
-                    driver.commit()
-            except BaseException:
-                self._roll_back(driver)
-                raise
+            with _as_library_errors():
+                driver = self._driver()
+            # PostgreSQL: in pipeline mode statements go out without waiting for each answer; the transaction then
+            # costs two round trips (the lock and the log's last version; the inserts, NOTIFY and COMMIT), not six.
+            # An error queued in the pipeline is raised at the commit, which then rolls back like any other.
+            with nullcontext() if self._sqlite else driver.pipeline():
+                try:
+                    with _as_library_errors():
+                        self._begin(driver)
+                    yield DriverTransaction(self, driver)
+                    with _as_library_errors():
+                        driver.commit()
+                except BaseException:
+                    self._roll_back(driver)
+                    raise
         finally:
             if self._gate is not None:
                 self._gate.release()

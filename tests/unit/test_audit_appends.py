@@ -228,3 +228,26 @@ def test_a_nul_in_an_indexed_field_does_not_fail_the_batch(runtime: Runtime, com
     from projections.audit_index import AuditFilter
     seqs = list(committer_trail._index.matching(AuditFilter(event_name="Encrypt\ufffdx")))  # type: ignore[union-attr]
     assert seqs == [records[-2]["seq"]]
+
+
+def test_a_lost_connection_fails_one_batch_closed_and_the_next_takes_another(runtime: Runtime,  # noqa: F811
+                                                                              committer_trail: AuditTrail) -> None:
+    """The committer's driver connection is lost under it (PostgreSQL: its backend terminated; SQLite: closed): the
+    batch in hand fails closed, nothing of it is stored, and the next batch goes on a new connection."""
+    commit(committer_trail, [encrypt_record(0)])
+    appends = committer_trail._appends
+    assert appends is not None
+    driver = appends._connection.dbapi_connection  # type: ignore[union-attr]
+    if isinstance(driver, sqlite3.Connection):
+        driver.close()
+    else:
+        with runtime.uow.transaction() as tx:
+            tx.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": driver.info.backend_pid})
+    before = stored_rows(runtime)
+    outcomes: list = []
+    committer_trail._commit([PendingRecord(encrypt_record(1), outcomes.append)])
+    assert isinstance(outcomes[0], OperationalError)
+    assert stored_rows(runtime) == before
+    commit(committer_trail, [encrypt_record(2)])
+    assert appends._connection.dbapi_connection is not driver  # type: ignore[union-attr]
+    assert verify_log(list(audit_records(runtime.ledger))).ok
