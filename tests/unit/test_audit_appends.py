@@ -128,12 +128,17 @@ def test_other_writers_between_batches_keep_the_chain_dense(runtime: Runtime, co
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
 
 
+def _started(runtime: Runtime, trail: AuditTrail) -> tuple[DriverRecordAppends, list[tuple]]:  # noqa: F811
+    """The committer's own transactions after its first batch, and the log's rows then."""
+    commit(trail, [encrypt_record(0)])
+    appends = trail._appends
+    assert isinstance(appends, DriverRecordAppends)
+    return appends, stored_rows(runtime)
+
+
 def test_a_taken_version_writes_nothing_and_the_next_batch_goes_on(runtime: Runtime,  # noqa: F811
                                                                    committer_trail: AuditTrail) -> None:
-    commit(committer_trail, [encrypt_record(0)])
-    appends = committer_trail._appends
-    assert appends is not None
-    before = stored_rows(runtime)
+    appends, before = _started(runtime, committer_trail)
     head = committer_trail._head
     rows, _ = committer_trail._rows.rows([encrypt_record(1), encrypt_record(2)], head, _Fixed().now())  # type: ignore[union-attr]
     taken = rows[:1] + [(rows[1][0], before[-1][0], rows[1][2], rows[1][3])]  # the second row takes a stored version
@@ -147,10 +152,7 @@ def test_a_taken_version_writes_nothing_and_the_next_batch_goes_on(runtime: Runt
 
 def test_a_failing_statement_rolls_back_and_lets_the_gate_go(runtime: Runtime,  # noqa: F811
                                                              committer_trail: AuditTrail) -> None:
-    commit(committer_trail, [encrypt_record(0)])
-    appends = committer_trail._appends
-    assert appends is not None
-    before = stored_rows(runtime)
+    appends, before = _started(runtime, committer_trail)
     with pytest.raises(OperationalError):
         with appends.transaction() as tx:
             tx.insert_rows([(AUDIT_LOG_ID, 10_000, "t", b"x")])

@@ -12,6 +12,7 @@ import secrets
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import pytest
@@ -123,15 +124,24 @@ def test_batches_of_several_senders_commit_together_and_the_server_side_trail_go
     assert verify_log(stored(runtime)).ok
 
 
-def test_batches_waiting_together_commit_in_one_transaction(runtime: Runtime,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+@contextmanager
+def stepped_service(runtime: Runtime) -> Iterator[tuple[CommitterService, bytes]]:
+    """A CommitterService on a fresh address, not running: each step of a test is one serve_once."""
     trail, close = build_committer_trail(runtime.settings, runtime.ledger.mapper.row_key)
     address = b"\0keyledger-audit-test-" + secrets.token_hex(8).encode()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(address)
     listener.listen(8)
-    service = CommitterService(trail, listener)  # not running: each step below is one serve_once
     try:
+        yield CommitterService(trail, listener), address
+    finally:
+        listener.close()
+        close()
+
+
+def test_batches_waiting_together_commit_in_one_transaction(runtime: Runtime,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    with stepped_service(runtime) as (service, address):
         senders = []
         for _ in range(3):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -160,28 +170,18 @@ def test_batches_waiting_together_commit_in_one_transaction(runtime: Runtime,
         assert [r["requestID"] for r in after] == ["req-0", "req-10", "req-11", "req-20", "req-21", "req-22"] + [
             "req-7"] * 3
         assert verify_log(stored(runtime)).ok
-    finally:
-        listener.close()
-        close()
 
 
 def test_a_transaction_waits_for_the_batch_of_a_process_that_sent_in_the_last_one(runtime: Runtime) -> None:
     """Decision 271: with two busy server processes each transaction holds both's batches, though one's arrives a
     moment after the other's; a process that went quiet is waited for once, at most the bound; a lone sender never
     waits."""
-    trail, close = build_committer_trail(runtime.settings, runtime.ledger.mapper.row_key)
-    address = b"\0keyledger-audit-test-" + secrets.token_hex(8).encode()
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(address)
-    listener.listen(8)
-    service = CommitterService(trail, listener)  # not running: each step below is one serve_once
-    service.gather_seconds = 3.0
-
     def send(sock: socket.socket, n: int) -> None:
         payload = pickle.dumps([encrypt_record(n)])
         sock.sendall(HEADER.pack(len(payload)) + payload)
 
-    try:
+    with stepped_service(runtime) as (service, address):
+        service.gather_seconds = 3.0
         first, second = (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2))
         for sock in (first, second):
             sock.connect(address)
@@ -213,9 +213,6 @@ def test_a_transaction_waits_for_the_batch_of_a_process_that_sent_in_the_last_on
         for sock in (first, second):
             sock.close()
         assert verify_log(stored(runtime)).ok
-    finally:
-        listener.close()
-        close()
 
 
 def test_a_batch_far_larger_than_the_socket_buffer_arrives_whole(runtime: Runtime, committer: Committer) -> None:
