@@ -1,6 +1,7 @@
 """The audit record of a key change, made inside the change's own transaction (decision 17): it takes the writers'
-lock and the head through the trail (application/audit/trail.py), names the events the change stored (their
-digests, decision 73) and is saved with them, so the change and its record commit together or not at all."""
+lock and the head through the chain's appender (application/audit/chain_appends.py), names the events the change
+stored (their digests, decision 73) and is saved with them, so the change and its record commit together or not
+at all."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
@@ -15,7 +16,7 @@ from domain.audit.seals import event_digest
 from domain.keys.key import Key
 
 if TYPE_CHECKING:
-    from application.audit.trail import AuditTrail
+    from application.audit.chain_appends import ChainAppends
 
 
 def claims(recordings: Sequence[Recording]) -> list[dict[str, Any]]:
@@ -29,7 +30,7 @@ def claims(recordings: Sequence[Recording]) -> list[dict[str, Any]]:
 class RecordOfChange:
     """The audit record of one call's change, made inside the change's transaction."""
 
-    def __init__(self, trail: AuditTrail, call: Call, aggregates: list[Any]) -> None:
+    def __init__(self, trail: ChainAppends, call: Call, aggregates: list[Any]) -> None:
         self._trail, self._call, self._aggregates = trail, call, aggregates
         self._head: tuple[int, str] | None = None
         self.log: AuditLog | None = None
