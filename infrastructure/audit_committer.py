@@ -122,7 +122,7 @@ class CommitterService:
 
         Each server process has one batch in flight, sent the moment its last one was answered. With several
         processes, one's batch would otherwise be committed alone while another's arrives a moment later, and the
-        transactions alternate between them, one each. So when a process that sent in the last transactions has
+        transactions alternate between them, one each. So when a process whose batch the last transaction held has
         not sent yet, the committer waits for it, at most the last transaction's wall time (and ``GATHER_SECONDS``):
         the transactions then hold every busy process's batch. One busy process never waits (decision 271)."""
         senders: list[socket.socket] = []
