@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from eventsourcing.persistence import IntegrityError, OperationalError
 
 from infrastructure.persistence import Row, bind_event_rows, bind_processor, event_insert_statement
-from infrastructure.storage import EVENTS_TABLE, WriterGate
+from infrastructure.storage import WriterGate
 
 try:
     import psycopg
@@ -106,6 +106,7 @@ class DriverRecordAppends:
         self.state_sql = (f"SELECT topic, state FROM {events.name} WHERE originator_id = {mark} "
                           f"AND originator_version = {mark}")
         self.notify_sql = None if self._sqlite or not channel else f"NOTIFY {channel}"
+        self._lock_sql = f"LOCK TABLE {events.name} IN EXCLUSIVE MODE"  # the event library's own insert takes it too
 
     @classmethod
     def for_engine(cls, engine: Any, events: sa.Table, gate: WriterGate | None,
@@ -128,7 +129,7 @@ class DriverRecordAppends:
                 driver.rollback()
             driver.execute("BEGIN IMMEDIATE")
         else:
-            driver.execute(f"LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE")  # starts the transaction, too
+            driver.execute(self._lock_sql)  # which starts the transaction
 
     @contextmanager
     def transaction(self) -> Iterator[DriverTransaction]:
