@@ -64,6 +64,8 @@ class RecordRows:
         rows = []
         for record, known_plain in zip(sealed, plain):
             when = record.get("eventTime")
+            if not isinstance(when, str):  # stored at ``at`` whatever it is (stored_at), and it may not be hashable
+                when = None
             prefix = prefixes.get(when)
             if prefix is None:
                 # {"timestamp":{...}} without its closing brace: the transcoder's own spelling of the timestamp.

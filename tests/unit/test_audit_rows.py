@@ -92,6 +92,14 @@ def test_rows_equal_the_library_mapping_of_the_events(mapper: Any, batch: list[d
     assert new_head == (head[0] + len(batch), last["chain"]) and last["seq"] == head[0] + len(batch)
 
 
+@pytest.mark.parametrize("when", [[], {"a": 1}, 7, None, "not a time", "2026-12-07T14:00:00Z"])
+def test_an_event_time_of_any_kind_is_stored_as_the_library_stores_it(mapper: Any, when: Any) -> None:
+    """Found by the property above: an eventTime that is not text (a list cannot even be a dictionary key) is
+    stored at the batch's time, as the library's mapping stores it."""
+    batch = [{**encrypt_record(1), "eventTime": when}, {**encrypt_record(2), "eventTime": when}]
+    assert RecordRows(mapper).rows(batch, (3, "ab" * 32), AT)[0] == library_rows(mapper, batch, (3, "ab" * 32), AT)
+
+
 def test_realistic_records_and_an_empty_batch(mapper: Any) -> None:
     batch = [encrypt_record(i) for i in range(64)]
     head = (41, "ab" * 32)
