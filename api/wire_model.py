@@ -12,11 +12,12 @@ from enum import Enum
 from typing import Any, Callable
 
 import botocore.session
+import orjson
 import pybase64
 
 from api.limits import MAX_JSON_DEPTH
 from api.wire_errors import MISSING, deeper_than, render_path, too_deep, type_error, validation_error
-from domain.errors import SerializationError, UnknownOperationError, ValidationError, shown
+from domain.errors import KmsError, SerializationError, UnknownOperationError, ValidationError, shown
 
 _b64decode, _b64encode = pybase64.b64decode, pybase64.b64encode
 
@@ -83,9 +84,32 @@ class WireModel:
         return op.input_shape if way == "in" else op.output_shape
 
     def parse_request(self, operation: str, body: bytes) -> dict[str, Any]:
+        """The request's members, validated against the model; or the refusal AWS would answer with.
+
+        The body is read by orjson (decision 273): 2-3 times faster than the standard library on a 4 KiB Plaintext,
+        and the only difference in what it reads is that an integer beyond 64 bits becomes a float. So orjson's
+        reading is used only when the request it gives is valid: an integer member must be an int and a timestamp
+        that large overflows either way, so such a value is always refused, and unknown members are dropped. Every
+        body orjson refuses (NaN, a lone surrogate, a byte-order mark, UTF-16...) and every request refused after
+        its reading is read again by the standard library (``parse_request_exactly``), and refused, or accepted, as
+        that reading is: the answer to every body is the standard library's. A refused body costs two readings."""
         if operation not in self._ops:
             raise UnknownOperationError(f"Unknown operation {shown(operation)!r}")
-        parse = self._for_operation("in", operation)
+        if not body or not body.strip():
+            return self._validated(operation, body, {})
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return self.parse_request_exactly(operation, body)
+        try:
+            return self._validated(operation, body, data)
+        except KmsError:
+            return self.parse_request_exactly(operation, body)
+
+    def parse_request_exactly(self, operation: str, body: bytes) -> dict[str, Any]:
+        """``parse_request`` with the body read by the standard library's decoder: what defines the answer."""
+        if operation not in self._ops:
+            raise UnknownOperationError(f"Unknown operation {shown(operation)!r}")
         data: Any = {}
         if body and body.strip():
             try:
@@ -98,14 +122,17 @@ class WireModel:
                 raise too_deep() from None
             except ValueError as e:  # NaN or an infinity: its message names which
                 raise SerializationError(f"Request body is not valid JSON: {e}") from None
-            # A walk of the parsed containers: about 1 us for a usual body, where counting the body's brackets to skip
-            # it cost 3 (two scans of every byte of a 4 KiB Plaintext); a hostile body's walk costs what parsing it did.
-            if type(data) in (dict, list) and deeper_than(data, MAX_JSON_DEPTH):
-                raise too_deep()
+        return self._validated(operation, body, data)
+
+    def _validated(self, operation: str, body: bytes, data: Any) -> dict[str, Any]:
+        # A walk of the parsed containers: about 1 us for a usual body, where counting the body's brackets to skip
+        # it cost 3 (two scans of every byte of a 4 KiB Plaintext); a hostile body's walk costs what parsing it did.
+        if type(data) in (dict, list) and deeper_than(data, MAX_JSON_DEPTH):
+            raise too_deep()
         if type(data) is not dict:
             raise type_error(None, "", data)
         errs: list = []
-        out = parse(data, None, errs)
+        out = self._for_operation("in", operation)(data, None, errs)
         if errs:
             raise validation_error(errs)
         # The common body is not walked, and not searched for the names either: a one-byte search is a memchr

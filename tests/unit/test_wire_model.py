@@ -402,3 +402,65 @@ def test_a_blob_is_read_exactly_as_the_strict_standard_decoder_reads_it(wm, text
 @given(data=st.binary(min_size=1, max_size=5000))
 def test_a_blob_in_a_response_is_the_standard_base64(wm, data):
     assert json.loads(wm.response_body("GenerateRandom", {"Plaintext": data})) == {"Plaintext": b64(data)}
+
+
+# -- parse_request reads with orjson, and answers exactly as the standard library's reading (decision 273) --------
+
+def _outcome(parse, operation: str, raw: bytes):
+    try:
+        return "ok", parse(operation, raw)
+    except Exception as exc:  # noqa: BLE001 - the outcome compared is the exception's type and message
+        return type(exc).__name__, str(exc)
+
+
+_JSON_TEXT = st.one_of(st.text(max_size=12), st.sampled_from(["\ud800", "\udfff", "a\ud83d", "_type_", "_data_"]))
+_NUMBERS = st.one_of(st.integers(), st.integers(min_value=2**63 - 3, max_value=2**64 + 3),
+                     st.integers(min_value=-(2**63) - 3, max_value=-(2**63) + 3), st.floats(allow_nan=True),
+                     st.sampled_from([10**30, -(10**30), 2**64, 2**63, -(2**63) - 1]))
+_JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), _NUMBERS, _JSON_TEXT),
+                            lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                    st.dictionaries(_JSON_TEXT, inner, max_size=3)), max_leaves=12)
+_MEMBERS = ["KeyId", "Plaintext", "CiphertextBlob", "EncryptionContext", "GrantTokens", "NumberOfBytes", "KeySpec",
+            "EncryptionAlgorithm", "DryRun", "ValidTo", "Limit", "Marker", "Policy", "Tags"]
+
+
+@st.composite
+def _bodies(draw) -> bytes:
+    members = draw(st.dictionaries(st.sampled_from(_MEMBERS) | _JSON_TEXT, _JSON_VALUES, max_size=5))
+    if draw(st.booleans()):
+        members["KeyId"] = KEY_ID
+        members["Plaintext"] = b64(draw(st.binary(min_size=0, max_size=64)))
+    raw = json.dumps(members, allow_nan=True).encode("utf-8", "surrogatepass")
+    shape = draw(st.sampled_from(["as is", "bom", "utf-16", "cut", "nested", "byte"]))
+    if shape == "bom":
+        raw = b"\xef\xbb\xbf" + raw
+    elif shape == "utf-16":
+        raw = raw.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")
+    elif shape == "cut":
+        raw = raw[:draw(st.integers(min_value=0, max_value=len(raw)))]
+    elif shape == "nested":
+        depth = draw(st.integers(min_value=1, max_value=40))
+        raw = raw[:-1] + b', "x": ' + b"[" * depth + b"]" * depth + b"}"
+    elif shape == "byte":
+        at = draw(st.integers(min_value=0, max_value=len(raw)))
+        raw = raw[:at] + draw(st.binary(min_size=1, max_size=2)) + raw[at:]
+    return raw
+
+
+@settings(max_examples=600, deadline=None)
+@given(operation=st.sampled_from(["Encrypt", "GenerateRandom", "CreateGrant", "ListKeys", "ScheduleKeyDeletion",
+                                  "TagResource", "PutKeyPolicy"]), raw=_bodies())
+def test_every_body_is_answered_as_the_standard_library_reading_answers_it(wm, operation, raw):
+    assert _outcome(wm.parse_request, operation, raw) == _outcome(wm.parse_request_exactly, operation, raw)
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"NumberOfBytes": 18446744073709551616}', b'{"NumberOfBytes": 123456789012345678901234567890}',
+    b'{"NumberOfBytes": -9223372036854775809}', b'{"NumberOfBytes": 1e400}', b'{"NumberOfBytes": NaN}',
+    b'{"NumberOfBytes": 32, "x": 1e999}', b'{"NumberOfBytes": 32, "x": 99999999999999999999999}',
+    b'\xef\xbb\xbf{"NumberOfBytes": 32}', '{"NumberOfBytes": 32}'.encode("utf-16"), b'{"x": "\\ud800"}',
+    b'{"NumberOfBytes": 32, "x": "\xed\xa0\x80"}', b"[" * 2000 + b"]" * 2000,
+], ids=["u64+1", "huge", "i64-1", "inf", "nan", "inf-unknown", "huge-unknown", "bom", "utf-16", "surrogate",
+        "cesu", "deep"])
+def test_what_orjson_reads_otherwise_is_answered_as_the_standard_library_answers(wm, raw):
+    assert _outcome(wm.parse_request, "GenerateRandom", raw) == _outcome(wm.parse_request_exactly, "GenerateRandom", raw)
