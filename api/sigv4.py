@@ -15,9 +15,9 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 from urllib.parse import quote, unquote_plus
 
 from botocore.utils import normalize_url_path
@@ -40,8 +40,7 @@ _MISMATCH = (
 )
 
 
-@dataclass(frozen=True)
-class SignedRequest:
+class SignedRequest(NamedTuple):  # a tuple: made on every call, and frozen dataclasses are slow to make
     access_key_id: str
     region: str  # from the credential scope
     service: str  # from the credential scope
@@ -68,8 +67,7 @@ def verify_sigv4(*, method: str, path: str, query_string: str, headers: Sequence
         raise UnrecognizedClientError(_BAD_TOKEN)
 
     authorization = by_name["authorization"][0]
-    credential, signed_names, provided = _parse_authorization(authorization)
-    access_key_id, scope_date, region, scope_service = _parse_credential(credential)
+    (access_key_id, scope_date, region, scope_service), signed_names, provided = _authorization_fields(authorization)
     if "host" not in signed_names:
         raise IncompleteSignatureError(
             "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
@@ -164,6 +162,33 @@ def _echo(authorization: str) -> str:
         keep = key.strip() in ("Credential", "SignedHeaders")
         kept.append(item if keep else f"{key.strip()}=<redacted>" if eq else "<redacted>")
     return shown(f"{algorithm[:64]} {', '.join(kept)}", 256)
+
+
+_AUTHORIZATIONS: dict[str, tuple[tuple[str, str, str, str], tuple[str, ...]]] = {}
+_AUTHORIZATIONS_MAX = 4096
+
+
+def _authorization_fields(authorization: str) -> tuple[tuple[str, str, str, str], Sequence[str], str]:
+    """The credential's four parts, the signed header names and the signature, or the error AWS answers with.
+
+    A client sends the same Authorization header every call of a day but for the signature, which SDKs put last:
+    what comes before it is parsed once and kept, like the signing key (in memory; nothing secret). Only a header
+    that parsed without error is kept, and only when the signature is the last parameter and holds no comma: then
+    any other signature after the same text parses to the same fields, so a kept one answers exactly as parsing."""
+    head, found, tail = authorization.rpartition("Signature=")
+    provided = tail.strip()
+    plain = bool(found) and bool(provided) and "," not in tail
+    if plain:
+        fields = _AUTHORIZATIONS.get(head)
+        if fields is not None:
+            return fields[0], fields[1], provided
+    credential, signed_names, signature = _parse_authorization(authorization)
+    parts = _parse_credential(credential)
+    if plain and signature == provided:
+        if len(_AUTHORIZATIONS) >= _AUTHORIZATIONS_MAX:
+            _AUTHORIZATIONS.clear()
+        _AUTHORIZATIONS[head] = (parts, tuple(signed_names))
+    return parts, signed_names, signature
 
 
 def _parse_authorization(authorization: str) -> tuple[str, list[str], str]:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Mapping
 
 from cryptography.exceptions import InvalidTag
@@ -76,9 +77,16 @@ class BlobHeader:
 
 def _key_field(key_id: uuid.UUID | str) -> tuple[int, bytes]:
     """(blob version, the 16 key-id bytes) for a key id."""
-    if isinstance(key_id, str) and key_id.startswith(_MRK):
+    if isinstance(key_id, uuid.UUID):
+        return VERSION, key_id.bytes
+    return _text_key_field(key_id)
+
+
+@lru_cache(maxsize=4096)  # a key id's text is parsed once, not on every call that encrypts under it
+def _text_key_field(key_id: str) -> tuple[int, bytes]:
+    if key_id.startswith(_MRK):
         return MULTI_REGION_VERSION, bytes.fromhex(key_id[len(_MRK):])
-    return VERSION, (key_id if isinstance(key_id, uuid.UUID) else uuid.UUID(key_id)).bytes
+    return VERSION, uuid.UUID(key_id).bytes
 
 
 def derive_call_key(backing_key: bytes, nonce: bytes) -> bytes:

@@ -12,10 +12,14 @@ from typing import Mapping
 from domain.errors import ValidationError, shown
 
 MAX_CONTEXT_BYTES = 8192
+_NO_PAIRS = struct.pack(">I", 0)  # an absent or empty context: what the loop below makes of no pairs
 
 
 def canonical_encryption_context(context: Mapping[str, str] | None) -> bytes:
-    items = sorted(((k.encode("utf-8"), v.encode("utf-8")) for k, v in (context or {}).items()), key=lambda kv: kv[0])
+    if not context:
+        return _NO_PAIRS
+    # The keys of a mapping are distinct, so sorting the pairs sorts them by key.
+    items = sorted((k.encode("utf-8"), v.encode("utf-8")) for k, v in context.items())
     if sum(len(k) + len(v) for k, v in items) > MAX_CONTEXT_BYTES:
         raise ValidationError(
             f"Encryption context is too large: its keys and values may total at most {MAX_CONTEXT_BYTES} bytes."

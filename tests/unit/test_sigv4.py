@@ -410,3 +410,43 @@ def test_property_botocore_signatures_verify_and_any_body_byte_flip_fails(body, 
         flipped = body[:index] + bytes([body[index] ^ mask]) + body[index + 1:]
         with pytest.raises(InvalidSignatureError, match=MISMATCH):
             verify(request, body=flipped)
+
+
+# -- the kept Authorization fields (a client's header is the same every call but for the signature) ---------------
+
+def _fields_or_refusal(authorization: str):
+    from api import sigv4
+    try:
+        credential, names, signature = sigv4._parse_authorization(authorization)
+        return "ok", (sigv4._parse_credential(credential), tuple(names), signature)
+    except Exception as exc:  # noqa: BLE001 - the refusal compared is the exception's type and message
+        return type(exc).__name__, str(exc)
+
+
+def _kept_or_refusal(authorization: str):
+    from api import sigv4
+    try:
+        parts, names, signature = sigv4._authorization_fields(authorization)
+        return "ok", (parts, tuple(names), signature)
+    except Exception as exc:  # noqa: BLE001
+        return type(exc).__name__, str(exc)
+
+
+_PIECES = st.sampled_from([
+    "AWS4-HMAC-SHA256", "AWS4-HMAC-SHA1", " ", ",", ", ", "=", "Credential=", "SignedHeaders=", "Signature=",
+    "signature=", "AKIDEXAMPLE/20150830/us-east-1/kms/aws4_request", "AKID/2015/us-east-1/kms/aws4_request",
+    "AKIDEXAMPLE/20150830/us-east-1/kms/aws4", "host;x-amz-date", "Host; X-Amz-Date;", "x", "ab12", "Signature=ab,cd",
+])
+_WELL_FORMED = ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/kms/aws4_request, "
+                "SignedHeaders=host;x-amz-date, Signature=")
+
+
+@settings(max_examples=500, deadline=None)
+@given(head=st.one_of(st.just(_WELL_FORMED), st.lists(_PIECES, max_size=10).map("".join)),
+       signatures=st.lists(st.text(alphabet="0123456789abcdef ,=", max_size=8), min_size=1, max_size=4))
+def test_kept_authorization_fields_answer_exactly_as_parsing_the_header(head, signatures):
+    """Whatever was kept from headers before, a header's fields (or its refusal) are what parsing it gives."""
+    for signature in signatures:
+        authorization = head + signature
+        assert _kept_or_refusal(authorization) == _fields_or_refusal(authorization)
+        assert _kept_or_refusal(authorization) == _fields_or_refusal(authorization)  # now perhaps from what was kept
