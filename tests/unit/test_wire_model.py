@@ -421,7 +421,8 @@ _JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), _NUMBERS, _JSON_
                             lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                     st.dictionaries(_JSON_TEXT, inner, max_size=3)), max_leaves=12)
 _MEMBERS = ["KeyId", "Plaintext", "CiphertextBlob", "EncryptionContext", "GrantTokens", "NumberOfBytes", "KeySpec",
-            "EncryptionAlgorithm", "DryRun", "ValidTo", "Limit", "Marker", "Policy", "Tags"]
+            "EncryptionAlgorithm", "DryRun", "ValidTo", "Limit", "Marker", "Policy", "Tags", "ImportToken",
+            "EncryptedKeyMaterial", "ExpirationModel"]
 
 
 @st.composite
@@ -449,7 +450,7 @@ def _bodies(draw) -> bytes:
 
 @settings(max_examples=600, deadline=None)
 @given(operation=st.sampled_from(["Encrypt", "GenerateRandom", "CreateGrant", "ListKeys", "ScheduleKeyDeletion",
-                                  "TagResource", "PutKeyPolicy"]), raw=_bodies())
+                                  "TagResource", "PutKeyPolicy", "ImportKeyMaterial"]), raw=_bodies())
 def test_every_body_is_answered_as_the_standard_library_reading_answers_it(wm, operation, raw):
     assert _outcome(wm.parse_request, operation, raw) == _outcome(wm.parse_request_exactly, operation, raw)
 
