@@ -9,6 +9,7 @@ import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
+from json.encoder import encode_basestring_ascii as _json_string  # json.dumps's spelling of a str
 from typing import Any, Callable
 
 import botocore.session
@@ -303,7 +304,7 @@ def _emit(value: Any, out: list[bytes]) -> None:
     elif kind is dict:
         out.append(b"{")
         for i, (name, member) in enumerate(value.items()):
-            out += (b", " if i else b"", json.dumps(name).encode("ascii"), b": ")
+            out += (b", " if i else b"", _member_name(name), b": ")
             _emit(member, out)
         out.append(b"}")
     elif kind is list:
@@ -313,8 +314,22 @@ def _emit(value: Any, out: list[bytes]) -> None:
                 out.append(b", ")
             _emit(member, out)
         out.append(b"]")
-    else:  # str, number, bool, None: json's own spelling (ASCII, non-ASCII escaped)
+    elif kind is str:  # what json.dumps does with a str, without its two Python calls
+        out.append(_json_string(value).encode("ascii"))
+    else:  # number, bool, None: json's own spelling
         out.append(json.dumps(value).encode("ascii"))
+
+
+_MEMBER_NAMES: dict[str, bytes] = {}  # the model's member names, spelled once (bounded: a map's keys pass here too)
+
+
+def _member_name(name: Any) -> bytes:
+    spelled = _MEMBER_NAMES.get(name) if type(name) is str else None
+    if spelled is None:
+        spelled = json.dumps(name).encode("ascii")
+        if type(name) is str and len(_MEMBER_NAMES) < 4096:
+            _MEMBER_NAMES[name] = spelled
+    return spelled
 
 
 def _ser_string(v: Any) -> str:

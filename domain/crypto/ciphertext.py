@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Callable, Mapping
 
 from cryptography.exceptions import InvalidTag
@@ -65,7 +65,7 @@ class BlobHeader:
     def in_store(self) -> bool:
         return self.version == STORE_VERSION
 
-    @property
+    @cached_property  # a header is kept per blob prefix (_header): its key id is spelled once
     def public_key_id(self) -> str:
         """The key id as callers write it: a UUID, or mrk- and 32 hex digits."""
         return _MRK + self.key_id.hex if self.version == MULTI_REGION_VERSION else str(self.key_id)
@@ -115,7 +115,12 @@ def parse_header(blob: bytes) -> BlobHeader:
             or (version == STORE_VERSION and len(blob) >= STORE_OVERHEAD)
             or (version == EXTERNAL_VERSION and len(blob) >= EXTERNAL_MIN_LEN)):
         raise InvalidCiphertextError("The ciphertext is not a keyledger symmetric ciphertext, or it is truncated.")
-    return BlobHeader(key_id=uuid.UUID(bytes=blob[1:17]), material_id=blob[17:33], version=version)
+    return _header(blob[:33])
+
+
+@lru_cache(maxsize=4096)  # every blob of one key's material starts with the same 33 bytes: made once, not per call
+def _header(prefix: bytes) -> BlobHeader:
+    return BlobHeader(key_id=uuid.UUID(bytes=prefix[1:17]), material_id=prefix[17:33], version=prefix[0])
 
 
 def encrypt_in_store(seal: TokenSeal, key_id: uuid.UUID, material_id: bytes, plaintext: bytes,
