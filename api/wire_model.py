@@ -304,7 +304,8 @@ def _emit(value: Any, out: list[bytes]) -> None:
     elif kind is dict:
         out.append(b"{")
         for i, (name, member) in enumerate(value.items()):
-            out += (b", " if i else b"", _member_name(name), b": ")
+            spelled = _json_string(name) if type(name) is str else json.dumps(name)
+            out += (b", " if i else b"", spelled.encode("ascii"), b": ")
             _emit(member, out)
         out.append(b"}")
     elif kind is list:
@@ -318,18 +319,6 @@ def _emit(value: Any, out: list[bytes]) -> None:
         out.append(_json_string(value).encode("ascii"))
     else:  # number, bool, None: json's own spelling
         out.append(json.dumps(value).encode("ascii"))
-
-
-_MEMBER_NAMES: dict[str, bytes] = {}  # the model's member names, spelled once (bounded: a map's keys pass here too)
-
-
-def _member_name(name: Any) -> bytes:
-    spelled = _MEMBER_NAMES.get(name) if type(name) is str else None
-    if spelled is None:
-        spelled = json.dumps(name).encode("ascii")
-        if type(name) is str and len(_MEMBER_NAMES) < 4096:
-            _MEMBER_NAMES[name] = spelled
-    return spelled
 
 
 def _ser_string(v: Any) -> str:
