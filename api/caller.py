@@ -11,6 +11,7 @@ from api.sigv4 import verify_sigv4
 from application.calls import Call, Caller
 from domain.errors import InvalidSignatureError, SealedError, UnrecognizedClientError, shown
 from domain.identifiers import Scope
+from infrastructure.credentials import Credential
 from infrastructure.runtime import Runtime
 
 _CREDENTIAL = re.compile(r"Credential=(?P<key>[A-Za-z0-9]{1,128})/\d{8}/(?P<region>[a-z0-9-]{1,32})/")
@@ -27,15 +28,21 @@ def authenticate(runtime: Runtime, call: Call, *, method: str, path: str, query_
     claimed = _CREDENTIAL.search(authorization)
     if claimed:  # what the caller claims, recorded even if the signature is refused
         call.claim(claimed.group("key"), claimed.group("region"))
-    signed = verify_sigv4(
-        method=method, path=path, query_string=query_string, headers=headers, body=body,
-        lookup_secret=lambda key_id: (c.secret if (c := credentials.lookup(key_id)) else None),
-        now=datetime.now(tz=timezone.utc),
-    )
+    found: list[Credential] = []  # the credential whose secret verified the signature: looked up once
+
+    def lookup_secret(key_id: str) -> str | None:
+        credential = credentials.lookup(key_id)
+        if credential is None:
+            return None
+        found.append(credential)
+        return credential.secret
+
+    signed = verify_sigv4(method=method, path=path, query_string=query_string, headers=headers, body=body,
+                          lookup_secret=lookup_secret, now=datetime.now(tz=timezone.utc))
     call.region = signed.region
     if signed.region not in runtime.settings.regions:
         raise InvalidSignatureError(f"Credential should be scoped to a valid region, not '{shown(signed.region)}'.")
-    credential = credentials.lookup(signed.access_key_id)
+    credential = found[-1] if found and found[-1].access_key_id == signed.access_key_id else None
     if credential is None:
         raise UnrecognizedClientError("The security token included in the request is invalid.")
     owner = runtime.services.principals.get(credential.principal_arn)  # the user, or the session's role
