@@ -33,6 +33,7 @@ class BatchChannel(Protocol):
     returns, so the caller's bookkeeping is done first."""
 
     loop: Any  # the asyncio event loop it belongs to: only coroutines on that loop may send
+    thread_id: int  # the thread that loop runs in (threading.get_ident())
     max_records: int  # the most records in one batch
     lost: str | None  # why the committer is gone, once it is known to be (nothing sent since)
 

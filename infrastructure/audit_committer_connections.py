@@ -9,6 +9,7 @@ import asyncio
 import pickle
 import socket
 import struct
+import threading
 from typing import Any, Callable
 
 from application.audit.group_commit import CommitterGone, CommitterRefused
@@ -98,6 +99,7 @@ class CommitterChannel(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.thread_id = threading.get_ident()  # made on its loop (connect), so the thread the loop runs in
         self._transport: asyncio.Transport | None = None
         self._received = bytearray()
         self._answered: Callable[[BaseException | None], None] | None = None  # the batch in flight's

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from application.calls import ASSUMED_ROLE, IAM_USER, KMS_SOURCE, ROOT, Call, Caller, CallKind
-from domain.crypto.primitives import random_bytes
+from domain.crypto.primitives import public_random_bytes
 
 EVENT_VERSION = "1.08"
 EVENT_SOURCE = KMS_SOURCE
@@ -51,7 +51,7 @@ os.register_at_fork(after_in_child=_pool.clear)
 def _refill() -> None:
     """Version 4 UUIDs, spelled as str(uuid.uuid4()) spells them, made _POOL_SIZE at a time: every call takes two
     (its request id and event id), and one draw and one pass over its hex digits cost less than a draw per call."""
-    h = random_bytes(16 * _POOL_SIZE).hex()
+    h = public_random_bytes(16 * _POOL_SIZE).hex()
     variant = _VARIANT
     _pool.extend(f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{variant[h[i + 16]]}{h[i + 17:i + 20]}-"
                  f"{h[i + 20:i + 32]}" for i in range(0, 32 * _POOL_SIZE, 32))

@@ -115,10 +115,15 @@ class AuditTrail(ChainAppends):
             raise AuditUnavailable(str(outcome[0])) from outcome[0]
 
     async def record_async(self, record: dict[str, Any]) -> None:
-        loop = asyncio.get_running_loop()
+        channel = self._channel
+        # On the channel's own thread the running loop is the channel's (a thread runs one loop at a time), and
+        # asking asyncio would cost a system call on every call (Python 3.11 compares the loop's pid with getpid()).
+        if channel is not None and channel.thread_id == threading.get_ident():
+            loop = channel.loop
+        else:
+            loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         pending = PendingRecord(bound_record(record), None, loop, future)
-        channel = self._channel
         if channel is not None and channel.lost is not None and channel.loop is loop:
             self._committer_gone(CommitterGone(channel.lost))  # found between batches: this record was not sent
             channel = None

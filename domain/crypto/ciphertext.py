@@ -21,7 +21,7 @@ from typing import Callable, Mapping
 from cryptography.exceptions import InvalidTag
 
 from domain.crypto.encryption_context import canonical_encryption_context
-from domain.crypto.primitives import aes_gcm_decrypt, aes_gcm_encrypt, random_bytes
+from domain.crypto.primitives import aes_gcm_decrypt, aes_gcm_encrypt, public_random_bytes
 from domain.errors import InvalidCiphertextError
 
 VERSION = 1
@@ -101,7 +101,7 @@ def derive_call_key(backing_key: bytes, nonce: bytes) -> bytes:
 
 def encrypt(backing_key: bytes, key_id: uuid.UUID | str, material_id: bytes, plaintext: bytes,
             context: Mapping[str, str] | None) -> bytes:
-    fresh = random_bytes(_NONCE + _IV)
+    fresh = public_random_bytes(_NONCE + _IV)  # both are written in the blob
     nonce, iv = fresh[:_NONCE], fresh[_NONCE:]
     version, key_bytes = _key_field(key_id)
     header = bytes([version]) + key_bytes + material_id + nonce + iv
@@ -126,7 +126,7 @@ def _header(prefix: bytes) -> BlobHeader:
 def encrypt_in_store(seal: TokenSeal, key_id: uuid.UUID, material_id: bytes, plaintext: bytes,
                      context: Mapping[str, str] | None) -> bytes:
     """The blob of a key held in a token: ``seal`` is the token's AES-GCM with that key."""
-    iv = random_bytes(_IV)
+    iv = public_random_bytes(_IV)
     header = bytes([STORE_VERSION]) + key_id.bytes + material_id + iv
     return header + seal(iv, plaintext, header + canonical_encryption_context(context))
 
