@@ -29,7 +29,11 @@ _MOST = 256  # a larger request is read on its own
 def _read_random(buffer: bytearray) -> None:
     """Fills ``buffer`` in place from the kernel's generator (no copy of it is left behind)."""
     view, done = memoryview(buffer), 0
-    fd = os.open("/dev/urandom", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open("/dev/urandom", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no /dev in a bare chroot: the same generator through getrandom, by way of a copy
+        buffer[:] = os.urandom(len(buffer))
+        return
     try:
         while done < len(buffer):
             done += os.readv(fd, [view[done:]])
