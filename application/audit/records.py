@@ -58,14 +58,15 @@ def _refill() -> None:
 
 
 def new_ids(count: int = 1) -> list[str]:
-    """Random (version 4) UUIDs as text, as str(uuid.uuid4()) spells them."""
-    if count <= 0:
-        return []
-    pool = _pool
-    while len(pool) < count:
-        _refill()
-    taken = pool[-count:]
-    del pool[-count:]
+    """Random (version 4) UUIDs as text, as str(uuid.uuid4()) spells them. Threads share the pool (the loop, the
+    failed-authentication summaries, handlers run in threads): each id is taken by one ``list.pop``, which no other
+    thread can interleave with, so none is handed out twice."""
+    taken: list[str] = []
+    while len(taken) < count:
+        try:
+            taken.append(_pool.pop())
+        except IndexError:  # empty, or emptied by another thread meanwhile
+            _refill()
     return taken
 
 

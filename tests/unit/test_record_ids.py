@@ -3,6 +3,7 @@ str(uuid.uuid4()) spells them, never handed out twice, and never shared with a f
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 
 from hypothesis import given, settings
@@ -36,3 +37,21 @@ def test_a_forked_child_does_not_hand_out_its_parents_ids() -> None:
         childs = set(pipe.read().split("\n"))
     os.waitpid(child, 0)
     assert not childs & set(new_ids(8))
+
+
+def test_threads_taking_ids_at_once_never_get_the_same_one() -> None:
+    results: list[list[str]] = [[] for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def take(out: list[str]) -> None:
+        start.wait()
+        for _ in range(1500):
+            out.extend(new_ids(2))
+
+    threads = [threading.Thread(target=take, args=(out,)) for out in results]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [found for out in results for found in out]
+    assert len(every) == 24000 and len(set(every)) == 24000
