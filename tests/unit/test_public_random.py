@@ -5,7 +5,6 @@ repeated data key would be another caller's), and the secret pool keeps nothing 
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 from domain.crypto import ciphertext, primitives
 from domain.crypto.primitives import public_random_bytes, random_bytes
+from tests.draws import taken_at_once, taken_in_a_child
 
 POOLS = pytest.mark.parametrize("draw", [random_bytes, public_random_bytes], ids=["secret", "public"])
 
@@ -29,36 +29,14 @@ def test_every_take_has_the_length_asked_and_none_repeats(draw, sizes: list[int]
 
 @POOLS
 def test_threads_taking_at_once_never_get_the_same_bytes(draw) -> None:
-    results: list[list[bytes]] = [[] for _ in range(8)]
-    start = threading.Barrier(8)
-
-    def take(out: list[bytes]) -> None:
-        start.wait()
-        out.extend(draw(28) for _ in range(3000))
-
-    threads = [threading.Thread(target=take, args=(out,)) for out in results]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    every = [value for out in results for value in out]
+    every = taken_at_once(lambda: [draw(28) for _ in range(2)])
     assert len(every) == 24000 and len(set(every)) == 24000
 
 
 @POOLS
 def test_a_forked_child_never_hands_out_what_its_parent_does(draw) -> None:
     draw(28)  # this process now holds a chunk with bytes still to hand out
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        os.close(read)
-        os.write(write, b"".join(draw(28) for _ in range(64)))
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        data = pipe.read()
-    os.waitpid(child, 0)
-    childs = {data[i:i + 28] for i in range(0, len(data), 28)}
+    childs = set(taken_in_a_child(lambda: [draw(28) for _ in range(64)]))
     assert len(childs) == 64
     assert not childs & {draw(28) for _ in range(64)}
 
