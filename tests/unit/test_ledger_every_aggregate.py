@@ -11,7 +11,9 @@ A database administrator with write access:
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -95,6 +97,7 @@ class World:
         s.key_stores.connect(call("ConnectCustomKeyStore"), store)
         s.xks_credential_admin.delete(gone, OPERATOR)
         self.key, self.grant, self.mallory, self.store, self.gone = key, grant, mallory, store, gone
+        self.other = other
         s.checkpointer.checkpoint_if_due(force=True)
 
     def verify(self) -> LedgerVerifyResult:
@@ -339,3 +342,40 @@ def test_the_world_still_serves(world: World, tmp_path: Path) -> None:
     assert s.key_store_view.get(world.store) is not None
     assert s.xks_credentials.lookup(world.gone) is None
     assert world.verify().ok
+
+
+def test_changes_committed_during_a_read_never_refuse_current_rows(world: World) -> None:
+    """A list reads its rows, then their events' heads, in separate statements. A ListKeys in the hostile storm once
+    answered 500 "failed its integrity check": two changes to one key had committed during its reads. Here real
+    changes commit just before and just after each read of the heads, on another thread, as the server's would."""
+    s = world.rt.services
+    assert s is not None
+    view = s.resolver._view
+    account, region = SCOPE.account_id, SCOPE.region
+    changes = iter(range(10**6))
+
+    def change() -> None:
+        world.do("keys.update_key_description", world.key, f"changed during a read {next(changes)}")
+        world.do("aliases.update_alias", "alias/payroll", world.key if next(changes) % 2 else world.other)
+
+    head, heads, reader = view._head, view._heads, threading.get_ident()
+    assert head is not None and heads is not None
+    with ThreadPoolExecutor(1) as writer:
+        def around(read: Callable[..., Any]) -> Callable[..., Any]:
+            def with_changes(*args: Any) -> Any:
+                if threading.get_ident() != reader:  # the changes' own reads
+                    return read(*args)
+                writer.submit(change).result()
+                found = read(*args)
+                writer.submit(change).result()
+                return found
+            return with_changes
+
+        view._head, view._heads = around(head), around(heads)
+        try:
+            assert any(k.key_id == world.key for k in view.list_keys(account, region, 100, None))
+            assert view.get_key(world.key) is not None
+            assert any(a.alias_name == "alias/payroll" for a in view.list_aliases(account, region, None, 100, None))
+            view.aliases_of(account, region, world.key)
+        finally:
+            view._head, view._heads = head, heads
