@@ -22,6 +22,7 @@ from domain.errors import IamValidationError
 from domain.keystores.store import store_uuid
 from domain.principals.arns import parse_principal_arn
 from domain.xks.credential import credential_uuid
+from infrastructure.storage import one_snapshot
 from infrastructure.tables import access_keys, xks_credentials
 from projections.principal_tables import principals
 from projections.tables import aliases, custom_key_stores, key_grants, key_state
@@ -49,7 +50,7 @@ def stale_rows(ledger: KeyLedger, seal: RowSeal, limit: int = 100) -> Iterator[s
     engine = ledger.recorder.datastore.engine  # type: ignore[attr-defined]
     events = ledger.recorder.events_record_cls.__table__  # type: ignore[attr-defined]
     found = 0
-    with engine.connect() as conn:
+    with one_snapshot(engine) as conn:  # the heads and the rows as one moment saw them
         heads: dict[str, int] = {}
         for originator, version in conn.execute(sa.select(events.c.originator_id, sa.func.max(
                 events.c.originator_version)).group_by(events.c.originator_id)):

@@ -81,6 +81,26 @@ def writer_gate_for(engine: Any) -> WriterGate | None:
     return WriterGate(database + ".writers")
 
 
+@contextmanager
+def one_snapshot(engine: Any) -> Iterator[sa.Connection]:
+    """A connection whose reads all see the same committed state, for a reader that compares tables with each other
+    (``keyledger audit verify``): without it a change committing between two of its statements looks like a
+    row that disagrees with its events. PostgreSQL reads committed by default, a new snapshot per statement;
+    SQLite's driver opens no transaction for a SELECT, and a deferred ``BEGIN`` keeps the first read's WAL
+    snapshot until the end. Read only: a deferred read transaction cannot always become a write."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.rollback()
+
+
 class SqlUnitOfWork:
     """A transaction of eventsourcing_sqlalchemy's datastore. The library's own writes join it (its
     transactions nest through a context variable), so events, snapshots and our rows commit as one."""
