@@ -23,17 +23,43 @@ def _secret(shape: Any) -> bool:
         shape.serialization.get("sensitive") or getattr(shape, "metadata", {}).get("sensitive"))
 
 
+# What a shape shows, worked out once per shape (the model's shapes live as long as the process): None for a
+# secret shape; for a structure, its members that are not secret, each with its recorded (lowerCamel) name.
+_SHOWN: dict[Any, Any] = {}
+_SCALAR = ()
+
+
+def _shown(shape: Any) -> Any:
+    try:
+        return _SHOWN[shape]
+    except KeyError:
+        pass
+    if _secret(shape):
+        shown = None
+    elif shape.type_name == "structure":
+        shown = tuple((name, _camel(name), member) for name, member in shape.members.items() if not _secret(member))
+    else:
+        shown = _SCALAR
+    if len(_SHOWN) >= 4096:  # each WireModel has its own shapes: a process that makes many stays bounded
+        _SHOWN.clear()
+    _SHOWN[shape] = shown
+    return shown
+
+
 def _view(value: Any, shape: Any) -> Any:
-    if value is None or _secret(shape):
+    shown = _shown(shape)
+    if value is None or shown is None:
         return None
-    if shape.type_name == "structure":
+    if shown:  # a structure
         out = {}
-        for name, member in shape.members.items():
+        for name, camel, member in shown:
             if name in value:
-                shown = _view(value[name], member)
-                if shown is not None:
-                    out[_camel(name)] = shown
+                item = _view(value[name], member)
+                if item is not None:
+                    out[camel] = item
         return out
+    if shape.type_name == "structure":  # one with no member to show
+        return {}
     if shape.type_name == "list":
         return [_view(v, shape.member) for v in value]
     if isinstance(value, datetime):
