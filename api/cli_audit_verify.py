@@ -135,7 +135,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
 
     from api.cli_audit_archive import archived_rows, load_or_fail, partial_note
     from application.audit.archived import MergedRows, SegmentMismatch, verify_after_archive
-    from application.audit.checkpoints import audit_head, stored_checkpoints, stored_copy_problems
+    from application.audit.checkpoints import audit_record_count, stored_checkpoints, stored_copy_problems
     from application.audit.ledger_verify import verify_ledger
     from application.audit.verify_anchor import (
         checkpoints_after,
@@ -171,7 +171,7 @@ def verify(checkpoints: Optional[Path] = typer.Option(
         anchor = _read_state(state) if incremental and state is not None else None
         if key is None and runtime.services is not None:
             key = runtime.services.audit_public_key
-        total, _ = audit_head(runtime.ledger)
+        total = audit_record_count(runtime.ledger)
         rows = SqlEventRows(runtime.uow)
         archived = runtime.archive_store.archived()
         archived_head = (archived[-1]["last_seq"], archived[-1]["chain_out"]) if archived else None

@@ -30,7 +30,13 @@ from domain.audit.chain import (
     make_checkpoint,
     verify_checkpoint_signature,
 )
-from domain.audit.log import AUDIT_CHECKPOINTS_ID, AUDIT_LOG_ID, AuditCheckpoints, AuditLog
+from domain.audit.log import (
+    AUDIT_CHECKPOINTS_ID,
+    AUDIT_LOG_ID,
+    AuditCheckpoints,
+    AuditLog,
+)
+from domain.errors import TamperedStateError
 
 PAGE = 1000
 REPAIR_FIRST_PAGE = 8  # a missing suffix of the file is almost always one checkpoint (a crash between two steps)
@@ -104,12 +110,30 @@ def signed_checkpoints_after(ledger: KeyLedger, version: int) -> Iterator[tuple[
 
 
 def audit_head(ledger: KeyLedger) -> tuple[int, str]:
+    """The newest record's seq and chain: what a checkpoint signs. A newest record changed in the database so that
+    it no longer decodes, or holds no seq and chain, fails closed (TamperedStateError): nothing is signed over it,
+    and `verify` names it."""
     stored = ledger.recorder.select_events(AUDIT_LOG_ID, desc=True, limit=1)
     if stored:
-        event = ledger.mapper.to_domain_event(stored[0])
-        if isinstance(event, AuditLog.RecordAppended):
-            return event.record["seq"], event.record["chain"]
+        try:
+            event = ledger.mapper.to_domain_event(stored[0])
+            record = event.record if isinstance(event, AuditLog.RecordAppended) else None
+        except Exception:  # any way a changed row can fail to decode
+            record = {}
+        if record is not None:
+            seq, chain = (record.get("seq"), record.get("chain")) if type(record) is dict else (None, None)
+            if type(seq) is not int or type(chain) is not str:
+                raise TamperedStateError(f"the audit log's newest record (version {stored[0].originator_version})")
+            return seq, chain
     return 0, GENESIS.hex()
+
+
+def audit_record_count(ledger: KeyLedger) -> int:
+    """How many records the audit log holds, from its newest event's version (the first is its Started event),
+    without decoding that record: what `verify` counts its work and cuts its parts by. A record changed so that
+    it no longer decodes is for `verify` to name, not a reason to fail before it starts."""
+    stored = ledger.recorder.select_events(AUDIT_LOG_ID, desc=True, limit=1)
+    return stored[0].originator_version - 1 if stored else 0
 
 
 class Checkpointer:
@@ -217,10 +241,11 @@ class Checkpointer:
         while True:
             page = self._ledger.recorder.select_events(AUDIT_CHECKPOINTS_ID, desc=True, lte=upper, limit=limit)
             for stored in page:
-                event = self._ledger.mapper.to_domain_event(stored)
-                if not isinstance(event, AuditCheckpoints.CheckpointSigned):
+                checkpoint = decoded_checkpoint(self._ledger, stored)
+                if checkpoint is None:
                     continue  # the aggregate's Started event: every stored checkpoint is newer than the file
-                checkpoint = Checkpoint(**event.checkpoint)
+                if checkpoint.seq < 0:  # changed in the database: never copied into the file; `verify` names it
+                    raise TamperedStateError(f"the audit checkpoint stored as version {stored.originator_version}")
                 if checkpoint.signature == known:
                     return newer[::-1]
                 newer.append(checkpoint)

@@ -91,6 +91,11 @@ def ledger_parts(checkpoints: Sequence[Checkpoint], records: int, position_of: C
         start, after = position_ + 1, cut  # type: ignore[operator]
     last = cuts[-1]
     parts.append(LedgerPart(last, start, None, tuple(cp for cp in checkpoints if cp.seq > last.seq)))
+    # Every stored checkpoint is checked by one part, in its stored order. One that did not decode (seq -1), or one
+    # out of order, would be checked by none: the one pass names it.
+    checked = [cp for part in parts for cp in part.checkpoints]
+    if len(checked) != len(checkpoints) or any(a is not b for a, b in zip(checked, checkpoints)):
+        return None
     return parts
 
 
