@@ -10,11 +10,27 @@ from typing import Sequence
 from api.sigv4 import verify_sigv4
 from application.calls import Call, Caller
 from domain.errors import InvalidSignatureError, SealedError, UnrecognizedClientError, shown
-from domain.identifiers import Scope
+from domain.identifiers import scope_of
 from infrastructure.credentials import Credential
 from infrastructure.runtime import Runtime
 
 _CREDENTIAL = re.compile(r"Credential=(?P<key>[A-Za-z0-9]{1,128})/\d{8}/(?P<region>[a-z0-9-]{1,32})/")
+
+
+_CALLERS: dict[tuple[str, str, str, str | None, str | None], Caller] = {}
+
+
+def caller_of(principal_arn: str, account_id: str, access_key_id: str, unique_id: str | None,
+              role_arn: str | None) -> Caller:
+    """The Caller with these fields, the same (immutable) object for every call with the same credential, as
+    ``scope_of`` keeps Scopes."""
+    fields = (principal_arn, account_id, access_key_id, unique_id, role_arn)
+    caller = _CALLERS.get(fields)
+    if caller is None:
+        if len(_CALLERS) >= 4096:  # bounded: one entry per access key in use
+            _CALLERS.clear()
+        caller = _CALLERS[fields] = Caller(*fields)
+    return caller
 
 
 def authenticate(runtime: Runtime, call: Call, *, method: str, path: str, query_string: str,
@@ -46,7 +62,7 @@ def authenticate(runtime: Runtime, call: Call, *, method: str, path: str, query_
     if credential is None:
         raise UnrecognizedClientError("The security token included in the request is invalid.")
     owner = runtime.services.principals.get(credential.principal_arn)  # the user, or the session's role
-    caller = Caller(credential.principal_arn, credential.account_id, credential.access_key_id,
-                    unique_id=owner.unique_id if owner and owner.kind != "root" else None,
-                    role_arn=owner.arn if owner and owner.kind == "role" else None)
-    call.authenticate(caller, Scope(credential.account_id, signed.region))
+    call.authenticate(caller_of(credential.principal_arn, credential.account_id, credential.access_key_id,
+                                owner.unique_id if owner and owner.kind != "root" else None,
+                                owner.arn if owner and owner.kind == "role" else None),
+                      scope_of(credential.account_id, signed.region))

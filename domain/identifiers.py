@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from domain.errors import InvalidAliasNameError, NotFoundError, ValidationError, shown
 
@@ -36,6 +37,21 @@ class Scope:
         return f"arn:{self.partition}:kms:{self.region}:{self.account_id}:{alias_name}"
 
 
+_SCOPES: dict[tuple[str, str, str], Scope] = {}
+
+
+def scope_of(account_id: str, region: str, partition: str = "aws") -> Scope:
+    """The Scope of an account and Region, the same object every call (it is immutable): a request's scope is made
+    on every call, and a frozen dataclass's construction, and a different object's comparisons later, cost more
+    than this lookup (docs/performance.md, session 14)."""
+    scope = _SCOPES.get((account_id, region, partition))
+    if scope is None:
+        if len(_SCOPES) >= 4096:  # bounded: accounts are a caller's to choose only once their credential verified
+            _SCOPES.clear()
+        scope = _SCOPES[(account_id, region, partition)] = Scope(account_id, region, partition)
+    return scope
+
+
 @dataclass(frozen=True)
 class KeyReference:
     """A parsed KeyId argument: exactly one of ``key_id`` or ``alias_name`` is set."""
@@ -46,13 +62,14 @@ class KeyReference:
 
     def home(self, scope: Scope) -> Scope:
         """The scope the named key lives in: the caller's, or the account an ARN names."""
-        return scope if self.account_id is None else Scope(self.account_id, scope.region, scope.partition)
+        return scope if self.account_id is None else scope_of(self.account_id, scope.region, scope.partition)
 
 
+@lru_cache(maxsize=4096)  # every call names its key: the same text in the same scope parses to the same (frozen) value
 def parse_key_reference(value: str, scope: Scope) -> KeyReference:
     """Accepts a key id, key ARN, alias name or alias ARN. An ARN of another account in the same region is a
     cross-account reference (authorization decides whether the caller may use it); an ARN of another region
-    names a key this scope cannot see, so it is NotFound, as AWS answers."""
+    names a key this scope cannot see, so it is NotFound, as AWS answers. A refusal is raised, not kept."""
     if value.startswith("arn:"):
         m = _ARN_RE.fullmatch(value)
         if not m:

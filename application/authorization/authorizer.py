@@ -59,15 +59,27 @@ class KeyFacts:
 
     @classmethod
     def of_row(cls, row: KeyRow) -> KeyFacts:
+        """The facts of a key-state row, made once per row object: the view hands out the same (frozen) row to
+        every call until it reads the key again, and the facts were remade on every call."""
+        found = _FACTS_OF_ROWS.get(id(row))
+        if found is not None and found[0] is row:  # the row is held with its facts: its id cannot be reused
+            return found[1]
         config = row.metadata.get("MultiRegionConfiguration") or {}
-        return cls(row.arn, row.account_id, row.key_spec, row.key_usage, row.metadata.get("Origin", "AWS_KMS"),
-                   row.policy, row.grants, row.storage_id, config.get("MultiRegionKeyType"))
+        facts = cls(row.arn, row.account_id, row.key_spec, row.key_usage, row.metadata.get("Origin", "AWS_KMS"),
+                    row.policy, row.grants, row.storage_id, config.get("MultiRegionKeyType"))
+        if len(_FACTS_OF_ROWS) >= 4096:  # bounded: rows are read again every second or so
+            _FACTS_OF_ROWS.clear()
+        _FACTS_OF_ROWS[id(row)] = (row, facts)
+        return facts
 
     @classmethod
     def of_key(cls, key: Any) -> KeyFacts:
         kind = None if not key.multi_region else "PRIMARY" if key.is_multi_region_primary else "REPLICA"
         return cls(key.arn, key.account_id, key.key_spec, key.key_usage, key.origin, key.policy,
                    tuple(key.active_grants()), key.storage_id, kind)
+
+
+_FACTS_OF_ROWS: dict[int, tuple[KeyRow, KeyFacts]] = {}
 
 
 @lru_cache(maxsize=4096)

@@ -10,7 +10,7 @@ from application.authorization.authorizer import Authorizer, KeyFacts
 from application.calls import Call
 from application.ports import KeyRow, KeyStateView
 from domain.errors import NotFoundError, shown
-from domain.identifiers import Scope, key_storage_id, parse_key_reference
+from domain.identifiers import Scope, key_storage_id, parse_key_reference, scope_of
 
 
 class KeyResolver:
@@ -55,7 +55,7 @@ class KeyResolver:
         found = self._view.get_key(key_id)
         if found is None or found.account_id != account_id:
             return None
-        return self.row_by_id(call, Scope(account_id, found.region), key_id, action)
+        return self.row_by_id(call, scope_of(account_id, found.region), key_id, action)
 
     def row_by_id(self, call: Call, home: Scope | None, key_id: str, action: str | None = None) -> KeyRow | None:
         """The key's row if it is in ``home`` (None: any account of any region, for a key id read from a
