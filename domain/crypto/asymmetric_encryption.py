@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 from domain.crypto.asymmetric import (
     ENCAPSULATE_DECAPSULATE,
-    ENCRYPTION_ALGORITHMS,
     ENCRYPT_DECRYPT,
+    ENCRYPTION_ALGORITHMS,
     KEY_AGREEMENT,
     MAX_PEER_PUBLIC_KEY_BYTES,
     RSA_KEY_BITS,

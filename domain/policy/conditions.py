@@ -21,8 +21,8 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
 
-from domain.policy.wildcard import wildcard_match
 from domain.errors import shown
+from domain.policy.wildcard import wildcard_match
 
 _MISSING = object()
 

@@ -20,8 +20,13 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from domain.policy.conditions import conditions_hold, normalize_context
+from domain.policy.document import (
+    PolicyDocument,
+    Principal,
+    Statement,
+    canonical_action,
+)
 from domain.policy.wildcard import wildcard_match
-from domain.policy.document import PolicyDocument, Principal, Statement, canonical_action
 
 # API reference, "Cross-account use: Yes" (ReEncrypt is authorized as ReEncryptFrom and ReEncryptTo).
 CROSS_ACCOUNT_ACTIONS = frozenset(f"kms:{operation}" for operation in (
