@@ -297,17 +297,35 @@ class _Base64(bytes):
     """A serialized blob: its base64 text as ASCII bytes, which need no JSON escaping."""
 
 
+_MEMBER_NAMES: dict[str, bytes] = {}  # a member's name as json.dumps spells it, with the ": " after it
+
+
+def _member_name(name: Any) -> bytes:
+    spelled = _MEMBER_NAMES.get(name) if type(name) is str else None
+    if spelled is None:
+        spelled = (_json_string(name) if type(name) is str else json.dumps(name)).encode("ascii") + b": "
+        if type(name) is str and len(_MEMBER_NAMES) < 4096:  # the model's names; a map's keys are callers' and many
+            _MEMBER_NAMES[name] = spelled
+    return spelled
+
+
 def _emit(value: Any, out: list[bytes]) -> None:
     kind = type(value)
     if kind is _Base64:
         out += (b'"', value, b'"')
     elif kind is dict:
-        out.append(b"{")
-        for i, (name, member) in enumerate(value.items()):
-            spelled = _json_string(name) if type(name) is str else json.dumps(name)
-            out += (b", " if i else b"", spelled.encode("ascii"), b": ")
-            _emit(member, out)
-        out.append(b"}")
+        separator = b"{"
+        for name, member in value.items():
+            out += (separator, _member_name(name))
+            separator = b", "
+            member_kind = type(member)  # the usual members written here, not by a call each
+            if member_kind is _Base64:
+                out += (b'"', member, b'"')
+            elif member_kind is str:
+                out.append(_json_string(member).encode("ascii"))
+            else:
+                _emit(member, out)
+        out.append(b"}" if separator == b", " else b"{}")
     elif kind is list:
         out.append(b"[")
         for i, member in enumerate(value):
