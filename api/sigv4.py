@@ -91,16 +91,24 @@ def verify_sigv4(*, method: str, path: str, query_string: str, headers: Sequence
     # A name listed twice contributes its values twice, as botocore's HTTPHeaders.from_pairs would.
     signed: dict[str, list[str]] = {}
     for name in signed_names:
-        signed.setdefault(name, []).extend(by_name[name])
+        if name in signed:
+            signed[name] = signed[name] + by_name[name]
+        else:
+            signed[name] = by_name[name]
     ordered = sorted(signed)
+    # Trimall: surrounding whitespace removed, inner runs collapsed to one space; values joined by ','.
+    lines = []
+    for name in ordered:
+        values = signed[name]
+        lines.append(f"{name}:{' '.join(values[0].split())}\n" if len(values) == 1
+                     else f"{name}:{','.join(' '.join(v.split()) for v in values)}\n")
     canonical_request = "\n".join([
         method.upper(),
         # botocore's client path for non-S3 services: dot segments and duplicate slashes removed,
         # then the (already percent-encoded) path encoded once more. Matching it is what verifies.
         "/" if path == "/" else quote(normalize_url_path(path), safe="/~"),
         _canonical_query(query),
-        # Trimall: surrounding whitespace removed, inner runs collapsed to one space; values joined by ','.
-        "\n".join(f"{n}:{','.join(' '.join(v.split()) for v in signed[n])}" for n in ordered) + "\n",
+        "".join(lines),
         ";".join(ordered),
         _payload_hash(by_name, signed_names, body),
     ])
@@ -261,8 +269,9 @@ def _request_time(by_name: dict[str, list[str]], authorization: str) -> tuple[st
 
 
 def _check_skew(amz_date: str, signed_at: datetime, now: datetime, max_skew: timedelta) -> None:
-    now = now.astimezone(timezone.utc) if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    if now - max_skew <= signed_at <= now + max_skew:
+    if now.tzinfo is not timezone.utc:
+        now = now.astimezone(timezone.utc) if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    if -max_skew <= signed_at - now <= max_skew:  # now - skew <= signed_at <= now + skew
         return
     tail = f"{now.strftime(_AMZ_DATE)} %s {max_skew.total_seconds() / 60:g} min."
     if signed_at < now - max_skew:
