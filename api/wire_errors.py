@@ -69,6 +69,12 @@ def validation_error(errs: list) -> ValidationError:
 
 
 def deeper_than(value: Any, limit: int) -> bool:
+    if type(value) is dict and limit >= 1:  # the usual body, an object of text and numbers: no walk to set up
+        for child in value.values():
+            if type(child) in (dict, list):
+                break
+        else:
+            return False
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
