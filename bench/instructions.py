@@ -1,10 +1,10 @@
-"""Instructions per Encrypt, counted by valgrind's callgrind: what a change costs or saves on the request path and
-the committer, whatever else the machine is doing (docs/performance.md, "Session 8").
+"""Instructions per call, counted by valgrind's callgrind: what a change costs or saves on the request path and
+the committer, whatever else the machine is doing (docs/performance.md, "Session 8" and "Session 14").
 
-    python -m bench.instructions [TREE ...] [--calls 32,160] [--group 1]
+    python -m bench.instructions [TREE ...] [--calls 32,160] [--group 1] [--operation Encrypt]
 
 For each tree (a checkout, e.g. `git archive COMMIT | tar -x -C /tmp/tree`; default: this one) a store is made by
-that tree's own server (a key, a signed Encrypt 4 KiB request), then the tree's app is driven in process, without
+that tree's own server (a key, a signed request: Encrypt 4 KiB, Decrypt of its blob, or GenerateDataKey AES_256), then the tree's app is driven in process, without
 an HTTP server, under callgrind, twice: once with the first count of calls and once with the second. The
 difference over the extra calls is the instructions per call, start-up cancelling out. ``--group 1`` (the default)
 sends one call at a time, so every call is its own audit batch and two runs do the same work; larger groups let
@@ -30,12 +30,16 @@ import base64, json, sys
 from pathlib import Path
 from tests.servers import Server
 from bench.load import signed_request
-d = Path(sys.argv[1])
+d, operation = Path(sys.argv[1]), sys.argv[2]
 server = Server(data_dir=d / "data", env={"KEYLEDGER_MAINTENANCE_INTERVAL": "0"}).start(timeout=120)
 try:
-    key_id = server.client().create_key()["KeyMetadata"]["KeyId"]
-    body = json.dumps({"KeyId": key_id, "Plaintext": base64.b64encode(b"x" * 4096).decode()}).encode()
-    (d / "request").write_bytes(signed_request(server.endpoint, "Encrypt", body))
+    kms = server.client()
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"x" * 4096)["CiphertextBlob"]
+    body = json.dumps({"Encrypt": {"KeyId": key_id, "Plaintext": base64.b64encode(b"x" * 4096).decode()},
+                       "Decrypt": {"CiphertextBlob": base64.b64encode(blob).decode()},
+                       "GenerateDataKey": {"KeyId": key_id, "KeySpec": "AES_256"}}[operation]).encode()
+    (d / "request").write_bytes(signed_request(server.endpoint, operation, body))
 finally:
     server.stop()
 """
@@ -105,10 +109,12 @@ if committer == "process":
 """
 
 
-def instructions(tree: Path, calls: int, group: int, work: Path, committer: str = "thread") -> int:
+def instructions(tree: Path, calls: int, group: int, work: Path, committer: str = "thread",
+                 operation: str = "Encrypt") -> int:
     store = Path(tempfile.mkdtemp(dir=work))
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    subprocess.run([sys.executable, "-c", _INIT, str(store)], cwd=tree, env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", _INIT, str(store), operation], cwd=tree, env=env, check=True,
+                   capture_output=True)
     log = store / "callgrind.log"
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={store / 'callgrind.out'}",
                     f"--log-file={log}", sys.executable, "-c", _RUN, str(store), str(calls), str(group), committer],
@@ -127,18 +133,20 @@ def main(argv: list[str]) -> None:
                         help="thread: the committer thread counted with the rest (every tree); process: the serving "
                              "process alone, its records committed by the audit committer process (trees since "
                              "decision 264)")
+    parser.add_argument("--operation", choices=("Encrypt", "Decrypt", "GenerateDataKey"), default="Encrypt")
     options = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("instructions per call: skipped (valgrind is not installed: apt-get install -y valgrind)")
         return
     low, high = (int(n) for n in options.calls.split(","))
-    print(f"instructions per Encrypt 4 KiB (callgrind, in process, {options.group} call(s) at a time, "
+    print(f"instructions per {options.operation} (callgrind, in process, {options.group} call(s) at a time, "
           f"{high - low} calls counted, committer {options.committer})")
     first = None
     with tempfile.TemporaryDirectory() as work:
         for tree in options.trees:
-            per_call = (instructions(tree.resolve(), high, options.group, Path(work), options.committer)
-                        - instructions(tree.resolve(), low, options.group, Path(work), options.committer)) / (high - low)
+            count = [instructions(tree.resolve(), calls, options.group, Path(work), options.committer, options.operation)
+                     for calls in (high, low)]
+            per_call = (count[0] - count[1]) / (high - low)
             first = first or per_call
             print(f"  {str(tree):40} {per_call:12,.0f}   ratio to the first {per_call / first:.3f}", flush=True)
 
