@@ -9,13 +9,13 @@ import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from json.encoder import encode_basestring_ascii as _json_string  # json.dumps's spelling of a str
 from typing import Any, Callable
 
 import botocore.session
 import orjson
 import pybase64
 
+from api.answer_json import Base64, emit
 from api.limits import MAX_JSON_DEPTH
 from api.storage_reserved import refuse_storage_reserved
 from api.wire_errors import MISSING, deeper_than, render_path, too_deep, type_error, validation_error
@@ -147,7 +147,7 @@ class WireModel:
         """The response as JSON bytes: what ``json.dumps`` writes for the serialized output, with blobs' base64
         put in as is instead of scanned for characters to escape (it has none; a 4 KiB blob is most of it)."""
         out: list[bytes] = []
-        _emit(self._for_operation("out", operation)(output), out)
+        emit(self._for_operation("out", operation)(output), out)
         return b"".join(out)
 
     def _for_operation(self, way: str, operation: str) -> Callable:
@@ -280,7 +280,7 @@ class WireModel:
             value = self._compiled("out", shape.value)
             return lambda v: {k: value(x) for k, x in v.items()}
         if t == "blob":
-            return lambda v: _Base64(_b64encode(v))
+            return lambda v: Base64(_b64encode(v))
         if t == "timestamp":
             return _ser_time
         return _ser_string if t == "string" else lambda v: v
@@ -291,52 +291,6 @@ def _no_output(v: dict) -> dict:
     if extra:
         raise AssertionError(f"operation has no output shape, got members {extra}")
     return {}
-
-
-class _Base64(bytes):
-    """A serialized blob: its base64 text as ASCII bytes, which need no JSON escaping."""
-
-
-_MEMBER_NAMES: dict[str, bytes] = {}  # a member's name as json.dumps spells it, with the ": " after it
-
-
-def _member_name(name: Any) -> bytes:
-    spelled = _MEMBER_NAMES.get(name) if type(name) is str else None
-    if spelled is None:
-        spelled = (_json_string(name) if type(name) is str else json.dumps(name)).encode("ascii") + b": "
-        if type(name) is str and len(_MEMBER_NAMES) < 4096:  # the model's names; a map's keys are callers' and many
-            _MEMBER_NAMES[name] = spelled
-    return spelled
-
-
-def _emit(value: Any, out: list[bytes]) -> None:
-    kind = type(value)
-    if kind is _Base64:
-        out += (b'"', value, b'"')
-    elif kind is dict:
-        separator = b"{"
-        for name, member in value.items():
-            out += (separator, _member_name(name))
-            separator = b", "
-            member_kind = type(member)  # the usual members written here, not by a call each
-            if member_kind is _Base64:
-                out += (b'"', member, b'"')
-            elif member_kind is str:
-                out.append(_json_string(member).encode("ascii"))
-            else:
-                _emit(member, out)
-        out.append(b"}" if separator == b", " else b"{}")
-    elif kind is list:
-        out.append(b"[")
-        for i, member in enumerate(value):
-            if i:
-                out.append(b", ")
-            _emit(member, out)
-        out.append(b"]")
-    elif kind is str:  # what json.dumps does with a str, without its two Python calls
-        out.append(_json_string(value).encode("ascii"))
-    else:  # number, bool, None: json's own spelling
-        out.append(json.dumps(value).encode("ascii"))
 
 
 def _ser_string(v: Any) -> str:
