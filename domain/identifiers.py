@@ -46,7 +46,7 @@ def scope_of(account_id: str, region: str, partition: str = "aws") -> Scope:
     than this lookup (docs/performance.md, session 14)."""
     scope = _SCOPES.get((account_id, region, partition))
     if scope is None:
-        if len(_SCOPES) >= 4096:  # bounded: accounts are a caller's to choose only once their credential verified
+        if len(_SCOPES) >= 4096:  # bounded: a key ARN in a request can name any account
             _SCOPES.clear()
         scope = _SCOPES[(account_id, region, partition)] = Scope(account_id, region, partition)
     return scope
