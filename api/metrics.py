@@ -121,12 +121,14 @@ def _bucket_label(bound: float) -> str:
 
 
 class Metrics:
-    def __init__(self, runtime: Runtime, operations: Iterable[str]) -> None:
+    def __init__(self, runtime: Runtime | None, operations: Iterable[str]) -> None:
+        """``runtime``: None for the calls' series alone (their tests)."""
         self.registry = CollectorRegistry()
         self._operations = frozenset(operations)
         self._calls = _CallCounts()
         self.registry.register(self._calls)
-        self.registry.register(_RuntimeCollector(runtime))
+        if runtime is not None:
+            self.registry.register(_RuntimeCollector(runtime))
 
     def knows(self, operation: str) -> bool:
         """A KMS or /v1 operation's name (not a caller's made-up one)."""

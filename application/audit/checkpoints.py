@@ -30,12 +30,7 @@ from domain.audit.chain import (
     make_checkpoint,
     verify_checkpoint_signature,
 )
-from domain.audit.log import (
-    AUDIT_CHECKPOINTS_ID,
-    AUDIT_LOG_ID,
-    AuditCheckpoints,
-    AuditLog,
-)
+from domain.audit.log import AUDIT_CHECKPOINTS_ID, AUDIT_LOG_ID, AuditCheckpoints, AuditLog
 from domain.errors import TamperedStateError
 
 PAGE = 1000

@@ -20,12 +20,7 @@ from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 from domain.policy.conditions import conditions_hold, normalize_context
-from domain.policy.document import (
-    PolicyDocument,
-    Principal,
-    Statement,
-    canonical_action,
-)
+from domain.policy.document import PolicyDocument, Principal, Statement, canonical_action
 from domain.policy.wildcard import wildcard_match
 
 # API reference, "Cross-account use: Yes" (ReEncrypt is authorized as ReEncryptFrom and ReEncryptTo).
