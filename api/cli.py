@@ -192,7 +192,7 @@ def _run_servers(settings: Settings, runtime: Any, sock: Any, tls: Any, access_l
         except KeyboardInterrupt:
             pass
         return
-    config = uvicorn.Config(create_app(runtime, background_passes(runtime)),
+    config = uvicorn.Config(create_app(runtime, background_passes(runtime), whole_process=True),
                             ssl_context_factory=tls.context_factory() if tls else None, **options)
     server = uvicorn.Server(config)
     try:

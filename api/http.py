@@ -33,6 +33,7 @@ from api.wire_model import WireModel
 from api.xks_front import XksFront, is_xks_path
 from api.xks_wire import OPERATIONS as XKS_OPERATIONS
 from domain.errors import RequestHeaderFieldsTooLargeError
+from infrastructure.long_lived_heap import freeze_start_up_heap
 from infrastructure.runtime import Runtime
 
 
@@ -52,9 +53,11 @@ _METHOD_NOT_ALLOWED = b'{"detail":"Method Not Allowed"}'
 _XKS_METHOD_NOT_ALLOWED = b'{"errorName":"ValidationException","errorMessage":"The XKS proxy API accepts POST only."}'
 
 
-def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
+def create_app(runtime: Runtime, background: Sequence[Any] = (), *, whole_process: bool = False) -> KmsEndpoint:
     """``background``: objects with start()/stop() run for the app's lifetime. On shutdown (uvicorn's
-    graceful SIGTERM too) they stop and the runtime closes, so SQLite checkpoints its WAL on the way out."""
+    graceful SIGTERM too) they stop and the runtime closes, so SQLite checkpoints its WAL on the way out.
+    ``whole_process``: the app is what the process serves for its life (`keyledger serve`, each worker): once
+    started, the heap it was built with is frozen out of the garbage collector's walks (decision 280)."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -62,6 +65,8 @@ def create_app(runtime: Runtime, background: Sequence[Any] = ()) -> KmsEndpoint:
         await runtime.open_audit_channel()
         for task in background:
             task.start()
+        if whole_process:
+            freeze_start_up_heap()
         try:
             yield
         finally:
@@ -146,12 +151,12 @@ class KmsEndpoint:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    def serve_kms(self, scope: Scope_, receive: Receive) -> Awaitable[tuple[int, list[tuple[bytes, bytes]], bytes] | None]:
+    def serve_kms(self, request: HttpRequest) -> Awaitable[tuple[int, list[tuple[bytes, bytes]], bytes] | None]:
         """A KMS call (``POST /``): its answer (status, headers, body), or None if the client went away before its
         request was read. The connection's protocol (api/http_protocol.py: KmsExchange) calls this directly and
         writes the answer itself; ``__call__`` (any other way in) runs the same pipeline and sends it as ASGI
         messages."""
-        return self.pipeline.serve(self.kms, HttpRequest.of(scope, receive))
+        return self.pipeline.serve(self.kms, request)
 
     def head_refused(self, source: str | None) -> None:
         """The connection guard (api/http_protocol.py) refused a request head: counted, not recorded."""

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Callable
 
 from api.limits import head_limit
+from api.pipeline import HttpRequest
 from domain.errors import RequestHeaderFieldsTooLargeError
 
 try:
-    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+    from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 except ImportError:  # pragma: no cover - uvicorn without httptools: h11 with its own bound
     HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
@@ -63,83 +65,164 @@ if HttpToolsProtocol is not None:
                 self.transport.write(_refusal(self._max_head))
                 self.transport.close()
 
+        def on_message_begin(self) -> None:
+            # uvicorn's, without the ASGI scope: a KMS call needs none, and any other request gets it in
+            # on_headers_complete (``_asgi_scope``), as uvicorn would have made it here (nothing reads it before).
+            self.url = b""
+            self.expect_100_continue = False
+            self.headers = []
+
         def on_headers_complete(self) -> None:
             self._head_bytes = None
             if not self._kms_call():
+                self.scope = self._asgi_scope()
                 super().on_headers_complete()
                 return
             # uvicorn's own steps (HttpToolsProtocol.on_headers_complete) for a request it would hand to the app,
-            # with a KmsExchange as the cycle: the scope is filled as uvicorn fills it.
-            http_version = self.parser.get_http_version()
-            scope = self.scope
-            scope["method"] = "POST"
-            if http_version != "1.1":
-                scope["http_version"] = http_version
-            scope["path"], scope["raw_path"], scope["query_string"] = "/", b"/", b""
+            # with a KmsExchange as the cycle, which hands the endpoint the request itself instead of a scope.
+            parser = self.parser
             existing = self.cycle
-            self.cycle = KmsExchange(
-                scope=scope, transport=self.transport, flow=self.flow, logger=self.logger,
-                access_logger=self.access_logger, access_log=self.access_log,
-                default_headers=self.server_state.default_headers, message_event=asyncio.Event(),
-                expect_100_continue=self.expect_100_continue,
-                keep_alive=http_version != "1.0" and self.parser.should_keep_alive(),
-                on_response=self.on_response_complete)
+            self.cycle = KmsExchange(self, parser.get_http_version() != "1.0" and parser.should_keep_alive())
             if existing is None or existing.response_complete:
                 self._start_asgi_task(self.cycle, self.app)
             else:  # pipelined: queued, as uvicorn queues it
                 self.flow.pause_reading()
                 self.pipeline.appendleft((self.cycle, self.app))
 
+        def _asgi_scope(self) -> dict[str, Any]:
+            """The scope uvicorn's on_message_begin makes (uvicorn.protocols.http.httptools_impl)."""
+            return {"type": "http", "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+                    "http_version": "1.1", "server": self.server, "client": self.client, "scheme": self.scheme,
+                    "root_path": self.root_path, "headers": self.headers, "state": self.app_state.copy()}
+
         def _kms_call(self) -> bool:
             """A KMS call (``POST /``, no query, no upgrade) that the endpoint answers itself."""
             return (self._kms_exchange and self.url == b"/" and self.parser.get_method() == b"POST"
                     and not self.parser.should_upgrade())
 
+        def on_body(self, body: bytes) -> None:
+            cycle = self.cycle
+            if type(cycle) is not KmsExchange:
+                super().on_body(body)
+                return
+            if cycle.response_complete:
+                return
+            cycle.chunks.append(body)
+            cycle.buffered += len(body)
+            if cycle.buffered > HIGH_WATER_LIMIT:
+                self.flow.pause_reading()
+            cycle.set()
+
         def on_message_complete(self) -> None:
             self._head_bytes = 0
-            super().on_message_complete()
+            cycle = self.cycle
+            if type(cycle) is not KmsExchange:
+                super().on_message_complete()
+                return
+            if not cycle.response_complete:
+                cycle.more_body = False
+                cycle.set()
 
-    class KmsExchange(RequestResponseCycle):  # type: ignore[misc,valid-type]
-        """uvicorn's request-response cycle for a KMS call: the body is read through the same ``receive``, but the
-        endpoint's answer is written as one write (status line, headers and body), not as two ASGI messages each
-        checked and written on its own. The answer's headers are the endpoint's own (a request id, a length, a
-        content type), and uvicorn's default ones (date, server) go first as uvicorn sends them: the bytes on the
-        wire are those uvicorn writes. The KMS protocol is request-response with a length, always: nothing here
-        streams, chunks or answers HEAD."""
+    class KmsExchange:
+        """The request-response cycle of a KMS call (decisions 268 and 281): its body is
+        read as uvicorn's cycle reads it, the endpoint is handed an ``HttpRequest`` (no ASGI scope, no event, no
+        message per read), and its answer is written as one write (status line, headers and body). The answer's
+        headers are the endpoint's own (a request id, a length, a content type), and uvicorn's default ones (date,
+        server) go first as uvicorn sends them: the bytes on the wire are those uvicorn writes. The KMS protocol is
+        request-response with a length, always: nothing here streams, chunks or answers HEAD.
+
+        uvicorn's protocol reads and sets what it reads and sets on its own cycle: ``response_complete``,
+        ``keep_alive`` (shutdown), ``disconnected`` and ``message_event.set()`` (the connection lost), and
+        ``run_asgi`` (a pipelined request, started when the one before it is answered)."""
+
+        __slots__ = ("protocol", "transport", "flow", "request", "chunks", "buffered", "more_body", "disconnected",
+                     "keep_alive", "response_complete", "waiting_for_100_continue", "on_response", "_waiter")
+
+        def __init__(self, protocol: BoundedHttpToolsProtocol, keep_alive: bool) -> None:
+            self.protocol = protocol
+            self.transport = protocol.transport
+            self.flow = protocol.flow
+            client = protocol.client
+            self.request = HttpRequest("POST", b"/", b"", protocol.headers, client[0] if client else None,
+                                       protocol.scheme == "https", self.receive)
+            self.chunks: list[bytes] = []
+            self.buffered = 0  # bytes of the body read and not yet received, for flow control
+            self.more_body = True
+            self.disconnected = False
+            self.keep_alive = keep_alive
+            self.response_complete = False
+            self.waiting_for_100_continue = protocol.expect_100_continue
+            self.on_response: Callable[[], None] = protocol.on_response_complete
+            self._waiter: asyncio.Future[None] | None = None
+
+        @property
+        def message_event(self) -> KmsExchange:
+            """What uvicorn's protocol sets when the connection is lost: this cycle's own wake-up."""
+            return self
+
+        def set(self) -> None:
+            """Wakes ``receive`` if it waits: body arrived, the message ended, or the connection was lost."""
+            waiter = self._waiter
+            if waiter is not None:
+                self._waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+
+        async def receive(self) -> dict[str, Any]:
+            """uvicorn's ``receive``, message for message: the body read so far, or the disconnect."""
+            if self.waiting_for_100_continue and not self.transport.is_closing():
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.waiting_for_100_continue = False
+            if not self.disconnected and not self.response_complete:
+                self.flow.resume_reading()
+                if self.more_body and not self.chunks:
+                    self._waiter = asyncio.get_running_loop().create_future()
+                    await self._waiter
+            if self.disconnected or self.response_complete:
+                return {"type": "http.disconnect"}
+            chunks, self.chunks, self.buffered = self.chunks, [], 0
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return {"type": "http.request", "body": body, "more_body": self.more_body}
 
         async def run_asgi(self, app: Any) -> None:
             try:
-                answer = await app.serve_kms(self.scope, self.receive)
+                answer = await app.serve_kms(self.request)
             except BaseException as exc:  # noqa: BLE001 - as uvicorn's run_asgi: logged and answered 500
-                self.logger.error("Exception in ASGI application\n", exc_info=exc)
-                await self.send_500_response()
-                self.on_response = lambda: None
+                self.protocol.logger.error("Exception in ASGI application\n", exc_info=exc)
+                self._write(500, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"),
+                                  (b"connection", b"close")], b"Internal Server Error")
+                self.on_response()
+                self.on_response = _nothing
                 return
             if answer is None:  # the client went away before its request was read: nothing to answer
-                self.on_response = lambda: None
+                self.on_response = _nothing
                 return
             if self.flow.write_paused and not self.disconnected:
                 await self.flow.drain()
             if self.disconnected:
-                self.on_response = lambda: None
+                self.on_response = _nothing
                 return
-            status, headers, payload = answer
+            self._write(*answer)
+            self.on_response()
+            self.on_response = _nothing
+
+        def _write(self, status: int, headers: list[tuple[bytes, bytes]], payload: bytes) -> None:
             lines = [STATUS_LINE[status]]
-            for name, value in (*self.default_headers, *headers):
+            for name, value in (*self.protocol.server_state.default_headers, *headers):
                 if name == b"connection" and value == b"close":
                     self.keep_alive = False
                 lines += [name, b": ", value, b"\r\n"]
             if not self.keep_alive and (b"connection", b"close") not in headers:
                 lines.append(b"connection: close\r\n")
             lines += [b"\r\n", payload]
-            self.response_started = self.response_complete = True
+            self.response_complete = True
             self.waiting_for_100_continue = False
             self.transport.write(b"".join(lines))
-            self.message_event.set()
             if not self.keep_alive:
                 self.transport.close()
-            self.on_response()
-            self.on_response = lambda: None
+
+    def _nothing() -> None:
+        pass
 else:  # pragma: no cover
     BoundedHttpToolsProtocol = None  # type: ignore[assignment,misc]
 

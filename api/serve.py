@@ -57,4 +57,4 @@ def worker_app() -> KmsEndpoint:
     runtime = build_runtime(Settings.load())
     start_serving(runtime)
     connect_audit_committer(runtime)  # the one `keyledger serve` started, if it did
-    return create_app(runtime, background_passes(runtime))
+    return create_app(runtime, background_passes(runtime), whole_process=True)

@@ -40,6 +40,7 @@ from infrastructure.audit_appends import DriverRecordAppends
 from infrastructure.audit_committer_connections import HEADER, RECORDS_PER_FRAME, read_frame
 from infrastructure.audit_committer_launch import READY
 from infrastructure.clock import DatabaseClock
+from infrastructure.long_lived_heap import freeze_start_up_heap
 from infrastructure.persistence import build_ledger
 from infrastructure.settings import Settings
 from infrastructure.storage import SqlUnitOfWork, writer_gate_for
@@ -211,6 +212,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: `serve` stops us in order
+    freeze_start_up_heap()
     sys.stdout.buffer.write(READY)
     sys.stdout.buffer.flush()
     try:

@@ -7,6 +7,7 @@ same HTTP behaviour (keep-alive, pipelining, ``Expect: 100-continue``, HTTP/1.0,
 that leaves mid-body, a refused body)."""
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import time
@@ -161,6 +162,30 @@ def test_a_refused_body_closes_the_connection(shared_server, key) -> None:
         status, headers, body = connection.answer()
         assert status.startswith(b"HTTP/1.1 413") and (b"connection", b"close") in headers, body
         assert connection.closed()
+    finally:
+        connection.close()
+
+
+def test_a_body_sent_in_pieces_is_read_whole_and_answered_as_one_sent_at_once(shared_server, key) -> None:
+    """The exchange waits for the rest of a body (its receive), and joins the pieces it got in the order they came."""
+    plaintext = bytes(range(256)) * 12
+    request = signed(shared_server, "Encrypt", {"KeyId": key, "Plaintext": base64.b64encode(plaintext).decode(),
+                                                "EncryptionContext": {"piece": "wise"}})
+    head, body = request.split(b"\r\n\r\n", 1)
+    connection = Connection(shared_server)
+    try:
+        connection.send(head + b"\r\n\r\n")
+        for start in range(0, len(body), 1000):  # the head alone, then the body a thousand bytes at a time
+            time.sleep(0.05)
+            connection.send(body[start:start + 1000])
+        status, _, answer = connection.answer()
+        assert status == b"HTTP/1.1 200 OK", answer
+        blob = json.loads(answer)["CiphertextBlob"]
+        decrypted = shared_server.client().decrypt(CiphertextBlob=base64.b64decode(blob),
+                                                   EncryptionContext={"piece": "wise"})
+        assert decrypted["Plaintext"] == plaintext
+        connection.send(signed(shared_server, "DescribeKey", {"KeyId": key}))  # and the connection goes on
+        assert connection.answer()[0] == b"HTTP/1.1 200 OK"
     finally:
         connection.close()
 
