@@ -136,7 +136,7 @@ if HttpToolsProtocol is not None:
         ``run_asgi`` (a pipelined request, started when the one before it is answered)."""
 
         __slots__ = ("protocol", "transport", "flow", "request", "chunks", "buffered", "more_body", "disconnected",
-                     "keep_alive", "response_complete", "waiting_for_100_continue", "on_response", "_waiter")
+                     "keep_alive", "response_complete", "waiting_for_100_continue", "on_response", "_waiter", "_ended")
 
         def __init__(self, protocol: BoundedHttpToolsProtocol, keep_alive: bool) -> None:
             self.protocol = protocol
@@ -154,6 +154,7 @@ if HttpToolsProtocol is not None:
             self.waiting_for_100_continue = protocol.expect_100_continue
             self.on_response: Callable[[], None] = protocol.on_response_complete
             self._waiter: asyncio.Future[None] | None = None
+            self._ended = False  # the message's last part has been handed over by ``receive``
 
         @property
         def message_event(self) -> KmsExchange:
@@ -175,13 +176,16 @@ if HttpToolsProtocol is not None:
                 self.waiting_for_100_continue = False
             if not self.disconnected and not self.response_complete:
                 self.flow.resume_reading()
-                if self.more_body and not self.chunks:
+                # Nothing new to hand over (no body read since, and the message not ended since, the last call):
+                # wait, as uvicorn's cycle waits on its event, for more body, the end, the answer or a disconnect.
+                if not self.chunks and (self.more_body or self._ended):
                     self._waiter = asyncio.get_running_loop().create_future()
                     await self._waiter
             if self.disconnected or self.response_complete:
                 return {"type": "http.disconnect"}
             chunks, self.chunks, self.buffered = self.chunks, [], 0
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._ended = not self.more_body
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks) if chunks else b""
             return {"type": "http.request", "body": body, "more_body": self.more_body}
 
         async def run_asgi(self, app: Any) -> None:
@@ -218,6 +222,7 @@ if HttpToolsProtocol is not None:
             self.response_complete = True
             self.waiting_for_100_continue = False
             self.transport.write(b"".join(lines))
+            self.set()  # a receive still waiting learns the exchange is over, as uvicorn's send tells it
             if not self.keep_alive:
                 self.transport.close()
 
