@@ -135,16 +135,22 @@ if HttpToolsProtocol is not None:
         ``keep_alive`` (shutdown), ``disconnected`` and ``message_event.set()`` (the connection lost), and
         ``run_asgi`` (a pipelined request, started when the one before it is answered)."""
 
-        __slots__ = ("protocol", "transport", "flow", "request", "chunks", "buffered", "more_body", "disconnected",
-                     "keep_alive", "response_complete", "waiting_for_100_continue", "on_response", "_waiter", "_ended")
+        __slots__ = ("transport", "flow", "logger", "default_headers", "headers", "client", "secure", "chunks", "buffered",
+                     "more_body", "disconnected", "keep_alive", "response_complete", "waiting_for_100_continue",
+                     "on_response", "_waiter", "_ended")
 
         def __init__(self, protocol: BoundedHttpToolsProtocol, keep_alive: bool) -> None:
-            self.protocol = protocol
+            # What it needs of the protocol, not the protocol: a cycle holding it would outlive each call until the
+            # garbage collector came (and the request is made in ``run_asgi`` for the same reason: it holds
+            # ``receive``, a method of this cycle).
             self.transport = protocol.transport
             self.flow = protocol.flow
+            self.logger = protocol.logger
+            self.default_headers = protocol.server_state.default_headers  # as uvicorn's cycle takes them
+            self.headers = protocol.headers
             client = protocol.client
-            self.request = HttpRequest("POST", b"/", b"", protocol.headers, client[0] if client else None,
-                                       protocol.scheme == "https", self.receive)
+            self.client = client[0] if client else None
+            self.secure = protocol.scheme == "https"
             self.chunks: list[bytes] = []
             self.buffered = 0  # bytes of the body read and not yet received, for flow control
             self.more_body = True
@@ -190,9 +196,10 @@ if HttpToolsProtocol is not None:
 
         async def run_asgi(self, app: Any) -> None:
             try:
-                answer = await app.serve_kms(self.request)
+                answer = await app.serve_kms(HttpRequest("POST", b"/", b"", self.headers, self.client, self.secure,
+                                                         self.receive))
             except BaseException as exc:  # noqa: BLE001 - as uvicorn's run_asgi: logged and answered 500
-                self.protocol.logger.error("Exception in ASGI application\n", exc_info=exc)
+                self.logger.error("Exception in ASGI application\n", exc_info=exc)
                 self._write(500, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"),
                                   (b"connection", b"close")], b"Internal Server Error")
                 self.on_response()
@@ -212,7 +219,7 @@ if HttpToolsProtocol is not None:
 
         def _write(self, status: int, headers: list[tuple[bytes, bytes]], payload: bytes) -> None:
             lines = [STATUS_LINE[status]]
-            for name, value in (*self.protocol.server_state.default_headers, *headers):
+            for name, value in (*self.default_headers, *headers):
                 if name == b"connection" and value == b"close":
                     self.keep_alive = False
                 lines += [name, b": ", value, b"\r\n"]

@@ -132,32 +132,43 @@ if committer == "process":
 """
 
 
-def instructions(tree: Path, calls: int, group: int, work: Path, committer: str = "thread",
-                 operation: str = "Encrypt") -> int:
+def _store(tree: Path, work: Path, operation: str) -> tuple[Path, dict[str, str]]:
+    """A store made by the tree's own server, with the signed request; and the environment that runs that tree."""
     store = Path(tempfile.mkdtemp(dir=work))
     env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run([sys.executable, "-c", _INIT, str(store), operation], cwd=tree, env=env, check=True,
                    capture_output=True)
-    log = store / "callgrind.log"
-    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={store / 'callgrind.out'}",
-                    f"--log-file={log}", sys.executable, "-c", _RUN, str(store), str(calls), str(group), committer],
-                   cwd=tree, env=env, check=True, capture_output=True)
-    found = re.search(r"Collected : (\d+)", log.read_text())
-    assert found, log.read_text()
+    return store, env
+
+
+def _valgrind(store: Path, *options: str) -> list[str]:
+    return ["valgrind", "--tool=callgrind", *options, f"--callgrind-out-file={store / 'callgrind.out'}",
+            f"--log-file={store / 'callgrind.log'}"]
+
+
+def _collected(store: Path) -> int:
+    log = (store / "callgrind.log").read_text()
+    found = re.search(r"Collected : (\d+)", log)
+    assert found, log
     return int(found.group(1))
+
+
+def instructions(tree: Path, calls: int, group: int, work: Path, committer: str = "thread",
+                 operation: str = "Encrypt") -> int:
+    store, env = _store(tree, work, operation)
+    subprocess.run([*_valgrind(store), sys.executable, "-c", _RUN, str(store), str(calls), str(group), committer],
+                   cwd=tree, env=env, check=True, capture_output=True)
+    return _collected(store)
 
 
 def switched_instructions(tree: Path, calls: int, group: int, work: Path, operation: str) -> float:
     """Instructions a call, counting switched on from outside around ``calls`` calls only (one run)."""
-    store = Path(tempfile.mkdtemp(dir=work))
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    subprocess.run([sys.executable, "-c", _INIT, str(store), operation], cwd=tree, env=env, check=True,
-                   capture_output=True)
-    gate, log = str(store / "gate"), store / "callgrind.log"
+    store, env = _store(tree, work, operation)
+    gate = str(store / "gate")
     run = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={store / 'callgrind.out'}",
-         f"--log-file={log}", sys.executable, "-c", _RUN, str(store), str(calls), str(group), "process"],
-        cwd=tree, env={**env, "KEYLEDGER_BENCH_GATE": gate}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [*_valgrind(store, "--instr-atstart=no"), sys.executable, "-c", _RUN, str(store), str(calls), str(group),
+         "process"], cwd=tree, env={**env, "KEYLEDGER_BENCH_GATE": gate}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
 
     def reached(name: str) -> None:
         while not Path(gate + name).exists():
@@ -172,9 +183,7 @@ def switched_instructions(tree: Path, calls: int, group: int, work: Path, operat
     subprocess.run(["callgrind_control", "-i", "off", str(run.pid)], check=True, capture_output=True)
     Path(gate + ".end").write_text("")
     run.wait()
-    found = re.search(r"Collected : (\d+)", log.read_text())
-    assert found, log.read_text()
-    return int(found.group(1)) / calls
+    return _collected(store) / calls
 
 
 def main(argv: list[str]) -> None:
