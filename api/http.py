@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from api.busy_poll import BusyPoll
 from api.console.routes import CONSOLE_OPERATIONS, install_console
 from api.docs_page import install_docs
 from api.errors import CONTENT_TYPE, error_body
@@ -67,6 +68,8 @@ def create_app(runtime: Runtime, background: Sequence[Any] = (), *, whole_proces
             task.start()
         if whole_process:
             freeze_start_up_heap()
+            if settings.busy_poll_microseconds:
+                endpoint.busy_poll = BusyPoll(settings.busy_poll_microseconds / 1e6)
         try:
             yield
         finally:
@@ -107,8 +110,9 @@ def create_app(runtime: Runtime, background: Sequence[Any] = (), *, whole_proces
                              **({"background": background} if background is not None else {})},
                             status_code=200 if state.ready else 503)
 
-    return KmsEndpoint(pipeline, KmsFront(runtime, wire), app,
-                       XksFront(runtime, settings.xks_uri_prefix, limits.max_body_bytes))
+    endpoint = KmsEndpoint(pipeline, KmsFront(runtime, wire), app,
+                           XksFront(runtime, settings.xks_uri_prefix, limits.max_body_bytes))
+    return endpoint
 
 
 class KmsEndpoint:
@@ -122,6 +126,7 @@ class KmsEndpoint:
         self.app = app  # FastAPI: lifespan, /healthz, /metrics, /v1, /docs
         self.limits = pipeline.limits
         self.max_head_bytes = self.limits.max_head_bytes  # read by api/http_protocol.py's connection guard
+        self.busy_poll: BusyPoll | None = None  # a serving process's, once it has started (api/busy_poll.py)
 
     async def __call__(self, scope: Scope_, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

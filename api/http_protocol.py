@@ -52,6 +52,7 @@ if HttpToolsProtocol is not None:
             # KMS calls go by KmsExchange where uvicorn would run the app with nothing around it.
             self._kms_exchange = (hasattr(app, "serve_kms") and not self.access_log and not self.root_path
                                   and self.limit_concurrency is None)
+            self.busy_poll = getattr(app, "busy_poll", None)  # a serving process's (api/busy_poll.py)
 
         def data_received(self, data: bytes) -> None:
             if self._head_bytes is None:
@@ -137,7 +138,7 @@ if HttpToolsProtocol is not None:
 
         __slots__ = ("transport", "flow", "logger", "default_headers", "headers", "client", "secure", "chunks", "buffered",
                      "more_body", "disconnected", "keep_alive", "response_complete", "waiting_for_100_continue",
-                     "on_response", "_waiter", "_ended")
+                     "on_response", "busy_poll", "_waiter", "_ended")
 
         def __init__(self, protocol: BoundedHttpToolsProtocol, keep_alive: bool) -> None:
             # What it needs of the protocol, not the protocol: a cycle holding it would outlive each call until the
@@ -159,6 +160,7 @@ if HttpToolsProtocol is not None:
             self.response_complete = False
             self.waiting_for_100_continue = protocol.expect_100_continue
             self.on_response: Callable[[], None] = protocol.on_response_complete
+            self.busy_poll = protocol.busy_poll
             self._waiter: asyncio.Future[None] | None = None
             self._ended = False  # the message's last part has been handed over by ``receive``
 
@@ -195,6 +197,9 @@ if HttpToolsProtocol is not None:
             return {"type": "http.request", "body": body, "more_body": self.more_body}
 
         async def run_asgi(self, app: Any) -> None:
+            busy_poll = self.busy_poll
+            if busy_poll is not None:  # the call's next events (its record made durable, its answer) come soon
+                busy_poll.touch()
             try:
                 answer = await app.serve_kms(HttpRequest("POST", b"/", b"", self.headers, self.client, self.secure,
                                                          self.receive))
@@ -216,6 +221,8 @@ if HttpToolsProtocol is not None:
             self._write(*answer)
             self.on_response()
             self.on_response = _nothing
+            if busy_poll is not None:  # and so, likely, does the client's next request
+                busy_poll.touch()
 
         def _write(self, status: int, headers: list[tuple[bytes, bytes]], payload: bytes) -> None:
             lines = [STATUS_LINE[status]]

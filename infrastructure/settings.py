@@ -84,6 +84,8 @@ class Settings:
     tls_cert: Path | None = None  # PEM certificate (chain); with tls_key, serve HTTPS instead of HTTP
     tls_key: Path | None = None  # PEM private key, unencrypted (a path is not a secret; its contents are)
     workers: int = 1  # server processes sharing the listening socket and the database
+    # how long a serving loop keeps polling after a KMS call starts or is answered, instead of sleeping (api/busy_poll.py)
+    busy_poll_microseconds: int = 1000
     audit_committer: str = "process"  # who commits audit records: one process for all servers, or a thread in each
     metrics: bool = True  # serve Prometheus metrics at GET /metrics (no key, principal or credential in them)
     health_probe_timeout: float = 1.0  # readiness: how long the storage probe waits for the writers' lock
@@ -181,6 +183,7 @@ class Settings:
             "tls_cert": ("KEYLEDGER_TLS_CERT", Path),
             "tls_key": ("KEYLEDGER_TLS_KEY", Path),
             "workers": ("KEYLEDGER_WORKERS", int),
+            "busy_poll_microseconds": ("KEYLEDGER_BUSY_POLL_MICROSECONDS", int),
             "audit_committer": ("KEYLEDGER_AUDIT_COMMITTER", str),
             "metrics": ("KEYLEDGER_METRICS", _boolean),
             "health_probe_timeout": ("KEYLEDGER_HEALTH_PROBE_TIMEOUT", float),
@@ -224,6 +227,9 @@ class Settings:
             raise SystemExit("keyledger: a SQLite database or a root key file needs a data directory (KEYLEDGER_DATA_DIR).")
         if self.workers < 1:
             raise SystemExit("keyledger: KEYLEDGER_WORKERS must be 1 or more.")
+        if not 0 <= self.busy_poll_microseconds <= 100_000:
+            raise SystemExit("keyledger: KEYLEDGER_BUSY_POLL_MICROSECONDS must be 0 (the loop sleeps whenever it has "
+                             "nothing to do) to 100000 (a tenth of a second of polling after each call).")
         if self.audit_committer not in ("process", "thread"):
             raise SystemExit("keyledger: KEYLEDGER_AUDIT_COMMITTER must be 'process' (one committer process for every "
                              "server process) or 'thread' (each server process commits its own records).")
