@@ -5,9 +5,11 @@ deleted alias, principal or credential, an Inactive access key's Active row) sti
 refuses such rows when it reads them (projections/key_state_view.py: at_head); this names them.
 
 Versioned rows (key state, aliases, principals, custom key stores) must carry their aggregate's newest stored
-version; access keys must be held, with that status, by their owner's current principal row; grants must be in
-their key's current row; an XKS proxy credential's aggregate must not end deleted. Rows whose tag fails are
-forged_rows' to name (infrastructure/row_audit.py), not repeated here."""
+version, and every such aggregate whose events do not end in its deletion must have its row (a row deleted is as
+much a change as an older one put back: a deleted alias row is invisible to a list, decision 265); access keys
+must be held, with that status, by their owner's current principal row; grants must be in their key's current
+row; an XKS proxy credential's aggregate must not end deleted. Rows whose tag fails are forged_rows' to name
+(infrastructure/row_audit.py), not repeated here."""
 from __future__ import annotations
 
 import json
@@ -15,12 +17,16 @@ import uuid
 from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
+from eventsourcing.utils import get_topic
 
 from application.ledger import KeyLedger
 from domain.audit.seals import RowSeal
 from domain.errors import IamValidationError
-from domain.keystores.store import store_uuid
+from domain.keys.alias import Alias
+from domain.keys.key import Key
+from domain.keystores.store import CustomKeyStore, store_uuid
 from domain.principals.arns import parse_principal_arn
+from domain.principals.principal import Principal
 from domain.xks.credential import credential_uuid
 from infrastructure.storage import one_snapshot
 from infrastructure.tables import access_keys, xks_credentials
@@ -44,6 +50,31 @@ def _owner(arn: str) -> str | None:
 VERSIONED: tuple[tuple[sa.Table, Callable[[Any], str]], ...] = (
     (key_state, lambda r: r.storage_id), (aliases, lambda r: r.alias_id), (principals, lambda r: r.principal_id),
     (custom_key_stores, lambda r: str(store_uuid(r.store_id))))
+# Whose aggregate each versioned table holds a row of, and the event after which it holds none (the projections
+# delete the row on it: projections/key_state_view.py, principal_view.py, custom_key_store_view.py).
+_ROW_OF = {get_topic(aggregate) + ".": (table, get_topic(aggregate.Deleted)) for aggregate, table in (
+    (Key, key_state), (Alias, aliases), (Principal, principals), (CustomKeyStore, custom_key_stores))}
+_MISSING = "is missing: its events say it exists (newest event {}, version {}): the row was deleted"
+
+
+def _newest_events(conn: Any, events: sa.Table) -> Iterator[tuple[str, int, str]]:
+    """(aggregate id, newest version, that event's topic) of every aggregate."""
+    newest = sa.select(events.c.originator_id, sa.func.max(events.c.originator_version).label("version")).group_by(
+        events.c.originator_id).subquery()
+    for originator, version, topic in conn.execute(sa.select(events.c.originator_id, newest.c.version, events.c.topic)
+                                                   .join(newest, sa.and_(events.c.originator_id == newest.c.originator_id,
+                                                                         events.c.originator_version == newest.c.version))):
+        yield str(uuid.UUID(str(originator))), version, topic
+
+
+def _row_expected(topic: str) -> tuple[sa.Table, bool] | None:
+    """(the table, whether a row must be there) for an aggregate whose newest event is ``topic``."""
+    kind, _, _ = topic.rpartition(".")
+    table_deleted = _ROW_OF.get(kind + ".")
+    if table_deleted is None:
+        return None
+    table, deleted = table_deleted
+    return table, topic != deleted
 
 
 def stale_rows(ledger: KeyLedger, seal: RowSeal, limit: int = 100) -> Iterator[str]:
@@ -52,12 +83,16 @@ def stale_rows(ledger: KeyLedger, seal: RowSeal, limit: int = 100) -> Iterator[s
     found = 0
     with one_snapshot(engine) as conn:  # the heads and the rows as one moment saw them
         heads: dict[str, int] = {}
-        for originator, version in conn.execute(sa.select(events.c.originator_id, sa.func.max(
-                events.c.originator_version)).group_by(events.c.originator_id)):
-            heads[str(uuid.UUID(str(originator)))] = version
+        alive: dict[str, dict[str, tuple[int, str]]] = {table.name: {} for table, _ in VERSIONED}
+        for aggregate, version, topic in _newest_events(conn, events):
+            heads[aggregate] = version
+            expected = _row_expected(topic)
+            if expected is not None and expected[1]:
+                alive[expected[0].name][aggregate] = (version, topic)
         current: dict[str, dict[str, Any]] = {table.name: {} for table, _ in VERSIONED}
         for table, aggregate_of in VERSIONED:
             for row in conn.execute(sa.select(table)):
+                alive[table.name].pop(aggregate_of(row), None)  # its row is there; whether it is current, below
                 if not seal.matches(table.name, row._mapping):
                     continue
                 head = heads.get(aggregate_of(row))
@@ -67,6 +102,11 @@ def stale_rows(ledger: KeyLedger, seal: RowSeal, limit: int = 100) -> Iterator[s
                     found += 1
                 else:
                     current[table.name][aggregate_of(row)] = row
+                if found >= limit:
+                    return
+            for aggregate, (version, topic) in alive[table.name].items():
+                yield f"{table.name}[{aggregate}] " + _MISSING.format(topic.rpartition(":")[2], version)
+                found += 1
                 if found >= limit:
                     return
         for row in conn.execute(sa.select(access_keys)):

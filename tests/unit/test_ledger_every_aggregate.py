@@ -318,6 +318,41 @@ def test_an_older_copy_in_a_list_fails_closed(world: World) -> None:
     assert list(heads) == [real] and heads[real] >= 3
 
 
+def test_a_deleted_row_of_any_living_aggregate_is_named(world: World) -> None:
+    """A row deleted is a change too: a list cannot see what is missing (an alias row deleted hides the alias from
+    kms:ResourceAliases, decision 265), so `verify` names every key, alias, principal and custom key store whose
+    events say it exists and whose row is gone. A one-row read of a deleted row finds nothing and refuses."""
+    s = world.rt.services
+    assert s is not None
+    deleted = {
+        "key_state": ("key_id = :k AND region = :r", {"k": world.key, "r": SCOPE.region},
+                      lambda: s.resolver.row(api_call("Encrypt", ROOT, SCOPE), world.key)),
+        "key_aliases": ("alias_name = :a", {"a": "alias/payroll"},
+                        lambda: s.resolver.row(api_call("Encrypt", ROOT, SCOPE), "alias/payroll")),
+        "principals": ("arn = :a", {"a": MALLORY}, None),
+        "custom_key_stores": ("store_id = :s", {"s": world.store}, None),
+    }
+    for table, (where, params, read) in deleted.items():
+        with world.engine.connect() as conn:
+            now = [dict(r._mapping) for r in conn.execute(sa.text(f"SELECT * FROM {table} WHERE {where}"), params)]
+        assert len(now) == 1, table
+        world.sql(f"DELETE FROM {table} WHERE {where}", **params)
+        try:
+            if read is not None:
+                with pytest.raises(Exception) as refused:
+                    read()
+                assert type(refused.value).__name__ in ("NotFoundError", "TamperedStateError"), refused.value
+            stale = list(stale_rows(world.rt.ledger, world.rt.ledger.row_seal))
+            assert [line for line in stale if line.startswith(f"{table}[") and "is missing" in line], (table, stale)
+        finally:
+            _put_row(world, table, now[0], where, **params)
+        assert not list(stale_rows(world.rt.ledger, world.rt.ledger.row_seal)), table
+    # An alias deleted through the service leaves no row, and its events end in Alias.Deleted: nothing to name.
+    world.do("aliases.create_alias", "alias/fleeting", world.other)
+    world.do("aliases.delete_alias", "alias/fleeting")
+    assert not list(stale_rows(world.rt.ledger, world.rt.ledger.row_seal))
+
+
 def test_a_custom_key_store_row_changed_in_place_fails_closed_and_is_named(world: World) -> None:
     s = world.rt.services
     assert s is not None
