@@ -9,6 +9,10 @@ runnable but not running (docs/performance.md, sessions 13 and 15). Polling keep
 is handled the moment it lands. Linux's own ``SO_BUSY_POLL`` and Go's spinning scheduler threads do the same for
 the same reason.
 
+Each poll first offers the core to any other process waiting for it (``sched_yield``): the processes a call waits on
+(the committer; on PostgreSQL the database's own, on the same machine) must not wait behind the loop that waits for
+them. Without the yield, polling paid on SQLite and lost at 16 connections on PostgreSQL (decision 283).
+
 What it costs: CPU while calls keep coming, none when they stop. The window runs from the latest call's start or
 answer, so a server that nobody calls sleeps as before, one that is called now and then polls for a window after
 each call, and a loaded one (whose loop is busy nearly all the time anyway) never sleeps. Polling is one loop
@@ -22,7 +26,10 @@ between calls, such as one with a tight CPU quota).
 from __future__ import annotations
 
 import asyncio
+import os
 from time import monotonic
+
+sched_yield = getattr(os, "sched_yield", lambda: None)  # Unix; elsewhere a poll only polls
 
 
 class BusyPoll:
@@ -49,6 +56,7 @@ class BusyPoll:
         # A callback ready to run makes the loop's next turn poll with a zero timeout instead of waiting; this one
         # puts itself back until the window ends, and then lets the loop sleep.
         if monotonic() < self._until:
+            sched_yield()  # a process that can run on this core now runs first; none: back at once
             self._loop.call_soon(self._poll)  # type: ignore[union-attr]
         else:
             self.polling = False
