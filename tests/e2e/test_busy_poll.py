@@ -56,7 +56,7 @@ def test_a_server_with_polling_off_answers_the_same(tmp_path: Path) -> None:
 
 def test_calls_now_and_then_keep_the_loop_polling_for_its_window(tmp_path: Path) -> None:
     """With a window of a tenth of a second, calls 50 ms apart keep the loop polling from the first to the last
-    answer (a second of wall time, about a second of CPU); with polling off the same calls take a few ticks."""
+    answer (a second of wall time, up to a second of CPU); with polling off the same calls take a few ticks."""
     used = {}
     for window in ("100000", "0"):
         server = Server(data_dir=tmp_path / window, env={"KEYLEDGER_BUSY_POLL_MICROSECONDS": window}).start()
@@ -71,4 +71,6 @@ def test_calls_now_and_then_keep_the_loop_polling_for_its_window(tmp_path: Path)
             used[window] = cpu_seconds(server.process.pid) - before
         finally:
             server.stop()
-    assert used["100000"] > 0.3 > used["0"], used
+    # About a second against a few ticks on an idle machine; a third of a second with two other processes busy on
+    # its two cores (a yielding poll gives them the core): a ratio, not a time, so a loaded machine does not fail it.
+    assert used["100000"] > max(0.1, 4 * used["0"]), used
