@@ -52,7 +52,7 @@ VERSIONED: tuple[tuple[sa.Table, Callable[[Any], str]], ...] = (
     (custom_key_stores, lambda r: str(store_uuid(r.store_id))))
 # Whose aggregate each versioned table holds a row of, and the event after which it holds none (the projections
 # delete the row on it: projections/key_state_view.py, principal_view.py, custom_key_store_view.py).
-_ROW_OF = {get_topic(aggregate) + ".": (table, get_topic(aggregate.Deleted)) for aggregate, table in (
+_ROW_OF = {get_topic(aggregate): (table, get_topic(aggregate.Deleted)) for aggregate, table in (
     (Key, key_state), (Alias, aliases), (Principal, principals), (CustomKeyStore, custom_key_stores))}
 _MISSING = "is missing: its events say it exists (newest event {}, version {}): the row was deleted"
 
@@ -67,16 +67,6 @@ def _newest_events(conn: Any, events: sa.Table) -> Iterator[tuple[str, int, str]
         yield str(uuid.UUID(str(originator))), version, topic
 
 
-def _row_expected(topic: str) -> tuple[sa.Table, bool] | None:
-    """(the table, whether a row must be there) for an aggregate whose newest event is ``topic``."""
-    kind, _, _ = topic.rpartition(".")
-    table_deleted = _ROW_OF.get(kind + ".")
-    if table_deleted is None:
-        return None
-    table, deleted = table_deleted
-    return table, topic != deleted
-
-
 def stale_rows(ledger: KeyLedger, seal: RowSeal, limit: int = 100) -> Iterator[str]:
     engine = ledger.recorder.datastore.engine  # type: ignore[attr-defined]
     events = ledger.recorder.events_record_cls.__table__  # type: ignore[attr-defined]
@@ -86,9 +76,9 @@ def stale_rows(ledger: KeyLedger, seal: RowSeal, limit: int = 100) -> Iterator[s
         alive: dict[str, dict[str, tuple[int, str]]] = {table.name: {} for table, _ in VERSIONED}
         for aggregate, version, topic in _newest_events(conn, events):
             heads[aggregate] = version
-            expected = _row_expected(topic)
-            if expected is not None and expected[1]:
-                alive[expected[0].name][aggregate] = (version, topic)
+            kind = _ROW_OF.get(topic.rpartition(".")[0])  # "domain.keys.alias:Alias" of "...:Alias.Retargeted"
+            if kind is not None and topic != kind[1]:
+                alive[kind[0].name][aggregate] = (version, topic)
         current: dict[str, dict[str, Any]] = {table.name: {} for table, _ in VERSIONED}
         for table, aggregate_of in VERSIONED:
             for row in conn.execute(sa.select(table)):
